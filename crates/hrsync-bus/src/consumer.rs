@@ -1,0 +1,276 @@
+//! The at-least-once consumer loop.
+//!
+//! Offsets are stored (`enable.auto.offset.store=false`) only after the
+//! handler reports a record finished, or after a poison record has been
+//! acknowledged by the dead-letter topic. librdkafka's auto-commit then
+//! commits stored offsets periodically; the loop also commits synchronously
+//! on graceful shutdown and on partition revoke. So a crash at any point
+//! redelivers at most the records whose work was not finished, and never
+//! skips one.
+//!
+//! Stages that keep their state in SQL (the projector) store offsets in their
+//! own transactions instead; they use [`Consumer::raw`] and this module's
+//! settings, not [`Consumer::run`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::metrics::{HANDLER_RETRIES, PROCESSING_SECONDS, REBALANCES, RECORDS_CONSUMED};
+use crate::{DlqPublisher, Error, KafkaConfig, Record, Result};
+
+/// What a [`Handler`] did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record's work is durable: store its offset and move on.
+    Done,
+    /// The record can never be processed (undecodable, violates the model).
+    /// It goes to the dead-letter topic with this reason; then the loop moves
+    /// on.
+    Poison(String),
+    /// A transient failure (database or downstream unavailable). The same
+    /// record is retried after a backoff; its offset is not stored.
+    Retry(String),
+}
+
+/// Processes one record at a time, in partition order.
+pub trait Handler: Send {
+    /// Does the record's work; see [`Outcome`].
+    fn handle(&mut self, record: &Record) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Consumer group settings of one stage.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Consumer group id; every copy of a stage shares it.
+    pub group_id: String,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Stage name, for metrics and DLQ provenance.
+    pub stage: String,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// How often stored offsets are committed in the background.
+    pub commit_interval: Duration,
+    /// How long the group waits for a silent member before reassigning its
+    /// partitions.
+    pub session_timeout: Duration,
+    /// Upper bound of the backoff between retries of one record.
+    pub max_retry_backoff: Duration,
+}
+
+impl ConsumerSettings {
+    /// Settings for `group_id` over `topics` with hrsync's defaults.
+    pub fn new(stage: &str, group_id: &str, topics: &[&str]) -> Self {
+        ConsumerSettings {
+            group_id: group_id.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            stage: stage.to_owned(),
+            auto_offset_reset: "earliest".to_owned(),
+            commit_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(10),
+            max_retry_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Logs assignments and commits finished work before partitions move.
+#[derive(Debug)]
+pub struct GroupContext {
+    stage: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        metrics::counter!(REBALANCES, "stage" => self.stage.clone()).increment(1);
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Records are handled on the task that polls, and this callback
+            // runs inside that poll, so no record is half-done here: every
+            // stored offset belongs to finished work. Commit them now so the
+            // member that takes these partitions over does not redo it.
+            tracing::info!(stage = %self.stage, partitions = partitions.count(), "partitions revoked");
+            commit_stored(consumer, &self.stage);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(stage = %self.stage, partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(stage = %self.stage, %error, "rebalance failed");
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Commits stored offsets synchronously. "No offset" (nothing new since the
+/// last commit) is not an error.
+fn commit_stored<C: rdkafka::consumer::Consumer<GroupContext>>(consumer: &C, stage: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(stage, %error, "committing stored offsets failed"),
+    }
+}
+
+/// A subscribed member of a consumer group.
+pub struct Consumer {
+    inner: StreamConsumer<GroupContext>,
+    settings: ConsumerSettings,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Creates the consumer and subscribes to the settings' topics.
+    pub fn new(config: &KafkaConfig, settings: ConsumerSettings) -> Result<Self> {
+        let mut cfg = config.client_config(&format!("{}-consumer", settings.stage))?;
+        cfg.set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                settings.commit_interval.as_millis().to_string(),
+            )
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().to_string(),
+            )
+            .set("auto.offset.reset", &settings.auto_offset_reset)
+            .set("enable.partition.eof", "false");
+        let inner: StreamConsumer<GroupContext> = cfg
+            .create_with_context(GroupContext {
+                stage: settings.stage.clone(),
+            })
+            .map_err(Error::Client)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        inner.subscribe(&topics)?;
+        Ok(Consumer { inner, settings })
+    }
+
+    /// The underlying rdkafka consumer, for stages that manage offsets
+    /// themselves.
+    pub fn raw(&self) -> &StreamConsumer<GroupContext> {
+        &self.inner
+    }
+
+    /// Runs `handler` over every record until `shutdown` is cancelled, then
+    /// commits the offsets of finished records and leaves the group. Returns
+    /// the handler so callers can inspect its state.
+    ///
+    /// A record the handler calls poison goes to `dlq`; its offset is stored
+    /// only once the DLQ has acknowledged it, so nothing is lost if the DLQ is
+    /// down (the loop retries it).
+    pub async fn run<H: Handler>(
+        self,
+        mut handler: H,
+        dlq: &DlqPublisher,
+        shutdown: CancellationToken,
+    ) -> Result<H> {
+        let stage = self.settings.stage.clone();
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                message = self.inner.recv() => message,
+            };
+            let record = match message {
+                Ok(message) => Record::from_message(&message),
+                Err(error) => {
+                    // Broker/transport errors are reported here but the client
+                    // reconnects by itself; keep polling.
+                    tracing::warn!(%stage, %error, "kafka consumer error");
+                    continue;
+                }
+            };
+            metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
+            let span = tracing::info_span!(
+                "kafka.consume",
+                stage = %stage,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+            );
+            hrsync_telemetry::propagation::continue_from(
+                &span,
+                record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice())),
+            );
+            let finished = self
+                .process(&mut handler, &record, dlq, &shutdown)
+                .instrument(span)
+                .await;
+            if !finished {
+                // Shutdown arrived while the record was still failing: leave
+                // its offset unstored so it is redelivered.
+                break;
+            }
+            if let Err(error) =
+                self.inner
+                    .store_offset(&record.topic, record.partition, record.offset)
+            {
+                // The partition was revoked meanwhile; its new owner will
+                // process the record again (at-least-once).
+                tracing::warn!(%stage, position = %record.position(), %error, "offset not stored");
+            }
+        }
+        commit_stored(&self.inner, &stage);
+        self.inner.unsubscribe();
+        tracing::info!(%stage, "consumer stopped");
+        Ok(handler)
+    }
+
+    /// Handles one record to completion. Returns false if shutdown interrupted
+    /// it before it was finished.
+    async fn process<H: Handler>(
+        &self,
+        handler: &mut H,
+        record: &Record,
+        dlq: &DlqPublisher,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let stage = &self.settings.stage;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let outcome = handler.handle(record).await;
+            metrics::histogram!(PROCESSING_SECONDS, "stage" => stage.clone())
+                .record(started.elapsed().as_secs_f64());
+            let reason = match outcome {
+                Outcome::Done => return true,
+                Outcome::Poison(reason) => match dlq.publish(record, &reason).await {
+                    Ok(_) => return true,
+                    Err(error) => format!("dead-letter publish failed: {error}"),
+                },
+                Outcome::Retry(reason) => reason,
+            };
+            metrics::counter!(HANDLER_RETRIES, "stage" => stage.clone()).increment(1);
+            tracing::warn!(%stage, position = %record.position(), %reason, retry_in = ?backoff, "record will be retried");
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.settings.max_retry_backoff);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Errors of the Kafka layer. [`Error::is_retryable`] says whether trying
+/// again later can help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kafka settings are unusable (operator's fault).
+    #[error("kafka config: {0}")]
+    Config(String),
+    /// A secret referenced by the Kafka settings could not be read.
+    #[error("kafka config: {0}")]
+    Secret(#[from] hrsync_config::SecretError),
+    /// The librdkafka client could not be created.
+    #[error("cannot create kafka client: {0}")]
+    Client(KafkaError),
+    /// The broker refused or failed to create a topic.
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopic {
+        /// Topic name.
+        topic: String,
+        /// Broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// A record was not acknowledged by the broker.
+    #[error("delivery to {topic} failed: {source}")]
+    Delivery {
+        /// Topic name.
+        topic: String,
+        /// Cause reported by librdkafka.
+        source: KafkaError,
+    },
+    /// Any other client error (metadata, subscribe, commit, ...).
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed (broker down, timeouts,
+    /// leader changes), as opposed to configuration or authorization errors.
+    pub fn is_retryable(&self) -> bool {
+        let code = match self {
+            Error::Config(_) | Error::Secret(_) | Error::Client(_) => return false,
+            Error::CreateTopic { code, .. } => Some(*code),
+            Error::Delivery { source, .. } | Error::Kafka(source) => source.rdkafka_error_code(),
+        };
+        !matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidConfig
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidArgument,
+            )
+        )
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,30 @@
+//! Kafka plumbing shared by every hrsync stage, over rdkafka (librdkafka).
+//!
+//! - [`KafkaConfig`]: brokers, client id and security settings (SASL/SSL),
+//!   passed through to librdkafka; secrets stay wrapped until the client is
+//!   built.
+//! - [`ensure_topics`]: creates missing topics with their configured partition
+//!   count at start-up (brokers may not auto-create them).
+//! - [`Producer`]: idempotent (`acks=all`), awaits delivery confirmation, and
+//!   writes the current span's W3C trace context into record headers.
+//! - [`consumer`]: an at-least-once loop: an offset is stored only after its
+//!   record's work is done, committed on shutdown and on partition revoke.
+//! - [`DlqPublisher`]: parks a record that cannot be processed on a
+//!   dead-letter topic with its original bytes, key, headers and provenance.
+
+mod config;
+pub mod consumer;
+mod dlq;
+mod error;
+mod metrics;
+mod producer;
+mod record;
+mod topics;
+
+pub use config::KafkaConfig;
+pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
+pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
+pub use error::{Error, Result};
+pub use producer::{Delivery, OutgoingRecord, Producer};
+pub use record::Record;
+pub use topics::{ensure_topics, TopicSpec, TopicsConfig};

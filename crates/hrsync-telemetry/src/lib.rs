@@ -1,0 +1,187 @@
+//! Telemetry for every hrsync role.
+//!
+//! - [`init`] installs the process-wide `tracing` subscriber: human or JSON
+//!   logs, and an OpenTelemetry layer so every span has a W3C trace id (exported
+//!   over OTLP/HTTP when an endpoint is configured, kept local otherwise).
+//! - [`propagation`] carries trace context across Kafka records and HTTP calls
+//!   as W3C `traceparent`/`tracestate`.
+//! - [`serve`] exposes `/metrics` (Prometheus text format), `/healthz` and
+//!   `/readyz` for a role.
+
+pub mod propagation;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use server::{serve, Readiness, ServerHandle};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Telemetry settings shared by every role (`[telemetry]` in the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,hrsync_bus=debug`.
+    pub log_filter: String,
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
+    /// Unset: spans still get trace ids (for logs and propagation) but are not
+    /// exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` resource attribute of exported spans.
+    pub service_name: String,
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    pub listen: SocketAddr,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            log_format: LogFormat::Human,
+            log_filter: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "hrsync".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Why telemetry could not start. The operator's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log filter does not parse.
+    #[error("telemetry.log_filter is invalid: {0}")]
+    Filter(String),
+    /// The OTLP exporter could not be built (bad endpoint).
+    #[error("telemetry.otlp_endpoint cannot be used: {0}")]
+    Otlp(String),
+    /// A global subscriber or metrics recorder was installed already.
+    #[error("telemetry was already initialised in this process: {0}")]
+    AlreadyInitialised(String),
+    /// The metrics/health server could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address from `telemetry.listen`.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Keeps the tracer provider alive; dropping it flushes pending spans.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+    metrics: PrometheusHandle,
+}
+
+impl TelemetryGuard {
+    /// Handle to render the Prometheus exposition (for [`serve`]).
+    pub fn metrics(&self) -> PrometheusHandle {
+        self.metrics.clone()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        // Flush what the batch exporter still holds; errors cannot be
+        // reported anywhere useful at this point.
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Installs the global `tracing` subscriber and the Prometheus metrics
+/// recorder. Call once, at the start of `main`.
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
+    let filter =
+        EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Filter(e.to_string()))?;
+    let provider = tracer_provider(config)?;
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("hrsync"));
+    let fmt = match config.log_format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| Error::AlreadyInitialised(e.to_string()))?;
+    let metrics = install_metrics_recorder()?;
+    Ok(TelemetryGuard { provider, metrics })
+}
+
+/// For tests: installs a subscriber with trace ids (no export) and the metrics
+/// recorder once per process; later calls return the same metrics handle.
+pub fn init_for_tests() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let config = TelemetryConfig {
+                log_filter: "info".to_owned(),
+                ..TelemetryConfig::default()
+            };
+            let guard = init(&config).unwrap_or_else(|e| panic!("test telemetry: {e}"));
+            let handle = guard.metrics();
+            // Keep the provider for the life of the test process.
+            std::mem::forget(guard);
+            handle
+        })
+        .clone()
+}
+
+fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider> {
+    let resource = Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let builder = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .map_err(|e| Error::Otlp(e.to_string()))?;
+            builder.with_batch_exporter(exporter)
+        }
+        None => builder,
+    };
+    Ok(builder.build())
+}
+
+fn install_metrics_recorder() -> Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::AlreadyInitialised(e.to_string()))
+}

@@ -1,0 +1,109 @@
+//! A `tansu` Kafka-protocol broker on a free port.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use hrsync_bus::KafkaConfig;
+
+use crate::process::{find_tool, free_port, ServerProcess};
+
+/// Version of tansu the harness is tested with.
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// A running tansu broker with in-memory storage, or SQLite storage when it
+/// must survive a restart. Killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    process: Option<ServerProcess>,
+    port: u16,
+    storage: String,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker that keeps its data in memory.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with("memory://tansu/".to_owned())
+    }
+
+    /// Starts a broker that keeps its data in a SQLite file, so
+    /// [`Broker::restart`] keeps topics, records and committed offsets.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with("sqlite://tansu.db".to_owned())
+    }
+
+    fn start_with(storage: String) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut broker = Broker {
+            process: None,
+            port: free_port()?,
+            storage,
+            dir,
+        };
+        broker.launch()?;
+        Ok(broker)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let tansu = find_tool(
+            "tansu",
+            "TANSU_BIN",
+            &crate::tools_dir().join("tools/bin/tansu"),
+        )
+        .ok_or_else(|| {
+            anyhow!(
+                "the tansu broker is not installed. Run `bash scripts/test` (it installs it), \
+                 or `cargo install tansu --version {TANSU_VERSION} --locked --features \
+                 dynostore,libsql --root ~/.cache/hrsync/tools`, or set TANSU_BIN"
+            )
+        })?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut command = Command::new(tansu);
+        command
+            .current_dir(self.dir.path())
+            .args(["broker", "--storage-engine", &self.storage])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .env_remove("CLUSTER_ID")
+            .env("RUST_LOG", "warn");
+        let mut process =
+            ServerProcess::spawn("tansu", command, self.dir.path().join("tansu.log"))?;
+        process
+            .wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], self.port)),
+                Duration::from_secs(20),
+            )
+            .context("starting the tansu broker")?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kafka settings pointing at this broker.
+    pub fn kafka_config(&self) -> KafkaConfig {
+        let mut config = KafkaConfig::new(self.bootstrap());
+        config.default_partitions = 3;
+        config
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+        self.launch()
+    }
+
+    /// The broker's recent log lines, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ServerProcess::log_tail)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,60 @@
+//! Real parts for hrsync's integration tests.
+//!
+//! Every part is a real server over a real connection: a `tansu`
+//! Kafka-protocol broker, a fresh PostgreSQL database on 127.0.0.1:5432, a
+//! SQLite file, and the third-party `scim2-server` (PyPI). Each is started on
+//! a free port and stopped (or dropped) when its handle is dropped.
+//!
+//! A missing part fails the test with a message saying how to get it; nothing
+//! is skipped. `scripts/test` installs the broker and the SCIM server into
+//! `~/.cache/hrsync` before running the tests.
+
+mod broker;
+mod postgres;
+mod process;
+mod scim;
+
+pub use broker::{Broker, TANSU_VERSION};
+pub use postgres::{PgDatabase, DATABASE_PREFIX};
+pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
+
+use std::path::PathBuf;
+
+/// A SQLite database file in its own temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct SqliteFile {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteFile {
+    /// A new, not yet existing, database file.
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(SqliteFile {
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("hrsync.db")
+    }
+
+    /// sqlx connection URL that creates the file on first use.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.path().display())
+    }
+}
+
+/// A random suffix for topic, group and database names, so tests sharing a
+/// server never see each other's data.
+pub fn unique(prefix: &str) -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{prefix}-{n:016x}")
+}
+
+/// Where `scripts/test` installs the tools the harness needs.
+pub fn tools_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("hrsync")
+}
