@@ -1,0 +1,199 @@
+//! hrsync's SQL store: one connection type for PostgreSQL (production) and
+//! SQLite (the embedded default).
+//!
+//! Both backends run the same SQL text through sqlx's `Any` driver: queries
+//! use `$1`-style placeholders, which SQLite accepts too, and only portable
+//! types (integers, text, blobs, booleans as integers). Schema differences
+//! live in the two migration directories, `migrations/postgres` and
+//! `migrations/sqlite`, which must describe the same tables.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+/// Migrations of every table hrsync keeps, for PostgreSQL.
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+/// The same tables for SQLite.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// Store errors. [`Error::is_retryable`] tells transient failures from
+/// permanent ones.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL names neither PostgreSQL nor SQLite. Only the scheme is shown:
+    /// URLs can hold passwords.
+    #[error("database URL scheme `{scheme}` is not supported; use postgres:// or sqlite:")]
+    UnsupportedUrl {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot connect to {backend:?}: {source}")]
+    Connect {
+        /// Backend tried.
+        backend: Backend,
+        /// Cause.
+        source: sqlx::Error,
+    },
+    /// Migrations failed (schema out of step, or the database refused DDL).
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// Whether retrying later may succeed: connection loss, pool exhaustion,
+    /// serialization failures, deadlocks and SQLite busy/locked errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Query(e) => is_retryable_sqlx(e),
+            Error::UnsupportedUrl { .. } | Error::Migrate(_) => false,
+        }
+    }
+}
+
+/// Retryability of a raw sqlx error (see [`Error::is_retryable`]).
+pub fn is_retryable_sqlx(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // PostgreSQL: serialization_failure, deadlock_detected,
+            // admin/crash shutdown, cannot_connect_now.
+            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03")
+            // SQLite: SQLITE_BUSY, SQLITE_LOCKED (primary and extended codes).
+            | Some("5" | "6" | "261" | "262" | "517")
+        ),
+        _ => false,
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A connection pool to the store.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (`postgres://…` or `sqlite://PATH`; a SQLite file is
+    /// created when missing). Does not run migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let scheme = url.split(':').next().unwrap_or_default();
+        let (backend, url) = match scheme {
+            "postgres" | "postgresql" => (Backend::Postgres, url.to_owned()),
+            "sqlite" => (Backend::Sqlite, sqlite_create_if_missing(url)),
+            other => {
+                return Err(Error::UnsupportedUrl {
+                    scheme: other.to_owned(),
+                })
+            }
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|source| Error::Connect { backend, source })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer;
+                        // NORMAL sync is durable in WAL mode except on power
+                        // loss of the last transaction; busy_timeout waits
+                        // for the writer lock instead of failing at once.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Connect { backend, source })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Brings the schema up to date. Safe to run from several processes.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// sqlx opens an existing SQLite file only unless `mode=rwc` is given.
+fn sqlite_create_if_missing(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(
+            sqlite_create_if_missing("sqlite:///tmp/x.db"),
+            "sqlite:///tmp/x.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_create_if_missing("sqlite:///tmp/x.db?cache=shared"),
+            "sqlite:///tmp/x.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_create_if_missing("sqlite:///tmp/x.db?mode=ro"),
+            "sqlite:///tmp/x.db?mode=ro"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_scheme_names_only_the_scheme() {
+        let err = Db::connect("mysql://root:hunter2@localhost/db", 1)
+            .await
+            .expect_err("unsupported");
+        let msg = err.to_string();
+        assert!(msg.contains("mysql"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}
