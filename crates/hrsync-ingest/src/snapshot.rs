@@ -1,0 +1,532 @@
+//! Parsing and validating a full HR export (CSV or JSON Lines) into workers.
+//!
+//! Every problem is reported with file, line and column (or JSON key) and the
+//! reason, all at once rather than one per attempt; a snapshot with any
+//! problem is rejected as a whole, so it publishes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::source::{ExtraColumns, Field, Format, SourceConfig, WorkerStatus};
+
+/// Most problems listed in one rejection; the rest are counted.
+const MAX_REPORTED: usize = 200;
+
+/// Fields every row must have.
+const REQUIRED: [Field; 5] = [
+    Field::EmployeeId,
+    Field::GivenName,
+    Field::FamilyName,
+    Field::Status,
+    Field::HireDate,
+];
+
+/// One worker of a snapshot, validated. Profile attributes are kept by their
+/// canonical attribute name (`title`, `manager_id`, `custom.badge`, ...), so
+/// the diff can emit exactly the attributes that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    /// HR's employee id.
+    pub employee_id: String,
+    /// Employment status.
+    pub status: WorkerStatus,
+    /// Hire or start date.
+    pub hire_date: NaiveDate,
+    /// Last day of employment, when terminated or due to be.
+    pub termination_date: Option<NaiveDate>,
+    /// Last day actually worked.
+    pub last_day_worked: Option<NaiveDate>,
+    /// IANA time zone.
+    pub time_zone: String,
+    /// Why the worker was terminated.
+    pub termination_reason: Option<String>,
+    /// The termination takes effect at once.
+    pub termination_immediate: bool,
+    /// Profile attributes by canonical name; absent means unset.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The workers of one export, by employee id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Workers by employee id.
+    pub workers: BTreeMap<String, Worker>,
+}
+
+/// One problem in an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// File name as given.
+    pub file: String,
+    /// 1-based line (the header is line 1 in CSV).
+    pub line: usize,
+    /// Column or JSON key, when the problem is in one.
+    pub column: Option<String>,
+    /// What is wrong, and what is expected.
+    pub reason: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            Some(column) => write!(f, "{}:{}: {column}: {}", self.file, self.line, self.reason),
+            None => write!(f, "{}:{}: {}", self.file, self.line, self.reason),
+        }
+    }
+}
+
+/// A rejected snapshot: every problem found (up to a limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SnapshotError {
+    /// The problems, in file order.
+    pub errors: Vec<RowError>,
+    /// Problems found beyond those listed.
+    pub more: usize,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.errors.len() + self.more;
+        write!(
+            f,
+            "snapshot rejected, {total} problem(s); nothing was published:"
+        )?;
+        for error in &self.errors {
+            write!(f, "\n  {error}")?;
+        }
+        if self.more > 0 {
+            write!(f, "\n  ... and {} more", self.more)?;
+        }
+        Ok(())
+    }
+}
+
+struct Problems {
+    file: String,
+    errors: Vec<RowError>,
+    more: usize,
+}
+
+impl Problems {
+    fn add(&mut self, line: usize, column: Option<&str>, reason: impl Into<String>) {
+        if self.errors.len() < MAX_REPORTED {
+            self.errors.push(RowError {
+                file: self.file.clone(),
+                line,
+                column: column.map(str::to_owned),
+                reason: reason.into(),
+            });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.errors.is_empty() && self.more == 0
+    }
+
+    fn into_error(mut self) -> SnapshotError {
+        self.errors.sort_by_key(|e| e.line);
+        SnapshotError {
+            errors: self.errors,
+            more: self.more,
+        }
+    }
+}
+
+/// A row before validation: raw text per column.
+struct RawRow {
+    line: usize,
+    values: BTreeMap<String, String>,
+}
+
+/// The format implied by a file name, if any.
+pub fn format_of(file_name: &str) -> Option<Format> {
+    let lower = file_name.to_ascii_lowercase();
+    if lower.ends_with(".csv") {
+        Some(Format::Csv)
+    } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+        Some(Format::Jsonl)
+    } else {
+        None
+    }
+}
+
+/// Parses and validates an export. `file` names it in error messages.
+pub fn parse(
+    source: &SourceConfig,
+    file: &str,
+    bytes: &[u8],
+    format: Format,
+) -> Result<Snapshot, SnapshotError> {
+    let mut problems = Problems {
+        file: file.to_owned(),
+        errors: Vec::new(),
+        more: 0,
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            problems.add(
+                line,
+                None,
+                format!(
+                    "not valid UTF-8 (byte {}); export the file as UTF-8",
+                    e.valid_up_to()
+                ),
+            );
+            return Err(problems.into_error());
+        }
+    };
+    let rows = match format {
+        Format::Csv => read_csv(source, text, &mut problems),
+        Format::Jsonl => read_jsonl(text, &mut problems),
+    };
+    let snapshot = validate(source, rows, &mut problems);
+    if problems.is_empty() {
+        Ok(snapshot)
+    } else {
+        Err(problems.into_error())
+    }
+}
+
+fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<RawRow> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_owned).collect(),
+        Err(e) => {
+            problems.add(1, None, format!("unreadable header row: {e}"));
+            return Vec::new();
+        }
+    };
+    if headers.iter().all(String::is_empty) {
+        problems.add(1, None, "the file is empty or has no header row");
+        return Vec::new();
+    }
+    for (i, header) in headers.iter().enumerate() {
+        if headers[..i].contains(header) {
+            problems.add(1, Some(header), "column appears twice in the header");
+        }
+    }
+    for field in REQUIRED {
+        let column = source.column(field);
+        if !headers.iter().any(|h| h == column) {
+            problems.add(
+                1,
+                Some(column),
+                format!("required column is missing (field {})", field.name()),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Vec::new();
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        match record {
+            Ok(record) => {
+                let line = record
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                let values = headers
+                    .iter()
+                    .zip(record.iter())
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(h, v)| (h.clone(), v.to_owned()))
+                    .collect();
+                rows.push(RawRow { line, values });
+            }
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                let reason = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        len, expected_len, ..
+                    } => {
+                        format!("row has {len} columns, the header has {expected_len}")
+                    }
+                    _ => format!("unreadable row: {e}"),
+                };
+                problems.add(line, None, reason);
+            }
+        }
+    }
+    rows
+}
+
+fn read_jsonl(text: &str, problems: &mut Problems) -> Vec<RawRow> {
+    let mut rows = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let object = match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(_) => {
+                problems.add(line, None, "expected a JSON object");
+                continue;
+            }
+            Err(e) => {
+                problems.add(
+                    line,
+                    None,
+                    format!("invalid JSON at column {}: {e}", e.column()),
+                );
+                continue;
+            }
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in object {
+            let text = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.trim().to_owned(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    problems.add(line, Some(&key), "expected a string, number or boolean");
+                    continue;
+                }
+            };
+            if !text.is_empty() {
+                values.insert(key, text);
+            }
+        }
+        rows.push(RawRow { line, values });
+    }
+    if rows.is_empty() && problems.is_empty() {
+        problems.add(1, None, "the file has no worker rows");
+    }
+    rows
+}
+
+fn validate(source: &SourceConfig, rows: Vec<RawRow>, problems: &mut Problems) -> Snapshot {
+    let known: Vec<&str> = Field::ALL.iter().map(|f| source.column(*f)).collect();
+    let mut workers = BTreeMap::new();
+    let mut lines: BTreeMap<String, usize> = BTreeMap::new();
+    let mut managers: Vec<(usize, String, String)> = Vec::new();
+    for row in rows {
+        let Some(worker) = validate_row(source, &row, &known, problems) else {
+            continue;
+        };
+        if let Some(first) = lines.get(&worker.employee_id) {
+            problems.add(
+                row.line,
+                Some(source.column(Field::EmployeeId)),
+                format!(
+                    "duplicate employee id {:?} (first on line {first})",
+                    worker.employee_id
+                ),
+            );
+            continue;
+        }
+        lines.insert(worker.employee_id.clone(), row.line);
+        if let Some(manager) = worker.attributes.get(Field::ManagerId.name()) {
+            managers.push((row.line, worker.employee_id.clone(), manager.clone()));
+        }
+        workers.insert(worker.employee_id.clone(), worker);
+    }
+    for (line, employee, manager) in managers {
+        let column = Some(source.column(Field::ManagerId));
+        if manager == employee {
+            problems.add(line, column, "a worker cannot be their own manager");
+        } else if !workers.contains_key(&manager) {
+            problems.add(
+                line,
+                column,
+                format!("manager {manager:?} is not a worker of this snapshot"),
+            );
+        }
+    }
+    Snapshot { workers }
+}
+
+fn validate_row(
+    source: &SourceConfig,
+    row: &RawRow,
+    known: &[&str],
+    problems: &mut Problems,
+) -> Option<Worker> {
+    let before = problems.errors.len() + problems.more;
+    let get = |field: Field| row.values.get(source.column(field)).map(String::as_str);
+    let mut required = |field: Field| {
+        let value = get(field);
+        if value.is_none() {
+            problems.add(
+                row.line,
+                Some(source.column(field)),
+                format!("required value is missing (field {})", field.name()),
+            );
+        }
+        value
+    };
+    let employee_id = required(Field::EmployeeId);
+    let given_name = required(Field::GivenName);
+    let family_name = required(Field::FamilyName);
+    let status_text = required(Field::Status);
+    let hire_text = required(Field::HireDate);
+
+    let status = status_text.and_then(|s| {
+        let status = source.status(s);
+        if status.is_none() {
+            problems.add(
+                row.line,
+                Some(source.column(Field::Status)),
+                format!("unknown status {s:?}; map it in status_values"),
+            );
+        }
+        status
+    });
+    let mut date = |field: Field| {
+        let text = get(field)?;
+        let parsed = source
+            .date_formats
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(text, f).ok());
+        if parsed.is_none() {
+            problems.add(
+                row.line,
+                Some(source.column(field)),
+                format!(
+                    "{text:?} is not a date in the format(s) {}",
+                    source.date_formats.join(", ")
+                ),
+            );
+        }
+        parsed
+    };
+    let hire_date = hire_text.and_then(|_| date(Field::HireDate));
+    let termination_date = date(Field::TerminationDate);
+    let last_day_worked = date(Field::LastDayWorked);
+    if let (Some(hire), Some(end)) = (hire_date, termination_date) {
+        if end < hire {
+            problems.add(
+                row.line,
+                Some(source.column(Field::TerminationDate)),
+                format!("termination date {end} is before the hire date {hire}"),
+            );
+        }
+    }
+
+    let time_zone = match get(Field::TimeZone).or(source.default_time_zone.as_deref()) {
+        Some(tz) if chrono_tz::Tz::from_str(tz).is_ok() => Some(tz.to_owned()),
+        Some(tz) => {
+            problems.add(
+                row.line,
+                Some(source.column(Field::TimeZone)),
+                format!("{tz:?} is not an IANA time zone (like Europe/Paris)"),
+            );
+            None
+        }
+        None => {
+            problems.add(
+                row.line,
+                Some(source.column(Field::TimeZone)),
+                "no time zone, and the source has no default_time_zone",
+            );
+            None
+        }
+    };
+    let termination_immediate = match get(Field::TerminationImmediate) {
+        None => false,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => true,
+            "false" | "no" | "n" | "0" => false,
+            _ => {
+                problems.add(
+                    row.line,
+                    Some(source.column(Field::TerminationImmediate)),
+                    format!("{v:?} is not a boolean (true/false, yes/no, 1/0)"),
+                );
+                false
+            }
+        },
+    };
+
+    let mut attributes = BTreeMap::new();
+    for field in Field::ALL.into_iter().filter(|f| f.is_attribute()) {
+        let Some(value) = get(field) else { continue };
+        let value = if field == Field::EmploymentType {
+            match source.employment_type(value) {
+                Some(canonical) => canonical.to_owned(),
+                None => {
+                    problems.add(
+                        row.line,
+                        Some(source.column(field)),
+                        format!(
+                            "unknown employment type {value:?}; map it in employment_type_values"
+                        ),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            value.to_owned()
+        };
+        if matches!(field, Field::WorkEmail | Field::PersonalEmail) && !looks_like_email(&value) {
+            problems.add(
+                row.line,
+                Some(source.column(field)),
+                format!("{value:?} is not an email address"),
+            );
+        }
+        attributes.insert(field.name().to_owned(), value);
+    }
+    attributes
+        .entry(Field::EmploymentType.name().to_owned())
+        .or_insert_with(|| "employee".to_owned());
+    if source.extra_columns == ExtraColumns::Custom {
+        for (column, value) in &row.values {
+            if !known.contains(&column.as_str()) {
+                attributes.insert(format!("custom.{column}"), value.clone());
+            }
+        }
+    }
+
+    if problems.errors.len() + problems.more > before {
+        return None;
+    }
+    // Every required value was checked above; a None here means a problem
+    // was already recorded.
+    let (employee_id, _, _, status, hire_date, time_zone) = (
+        employee_id?,
+        given_name?,
+        family_name?,
+        status?,
+        hire_date?,
+        time_zone?,
+    );
+    Some(Worker {
+        employee_id: employee_id.to_owned(),
+        status,
+        hire_date,
+        termination_date,
+        last_day_worked,
+        time_zone,
+        termination_reason: get(Field::TerminationReason).map(str::to_owned),
+        termination_immediate,
+        attributes,
+    })
+}
+
+fn looks_like_email(value: &str) -> bool {
+    let mut parts = value.split('@');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(local), Some(domain), None) if !local.is_empty() && domain.contains('.')
+    )
+}
