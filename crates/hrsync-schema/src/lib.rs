@@ -1,0 +1,209 @@
+//! The Avro codec of hrsync's Kafka contracts.
+//!
+//! * The schemas in `schemas/` (current files and every released version in
+//!   `schemas/history/`) are embedded at compile time; see [`schemas`].
+//! * Messages use Avro **single-object encoding** ([`framing`]): marker
+//!   `C3 01`, the writer schema's CRC-64-AVRO fingerprint, the binary datum.
+//!   Encoding always uses the current schema. Decoding looks the fingerprint
+//!   up among every known version of the expected [`Contract`], decodes with
+//!   that writer schema and resolves the datum to the current schema, so data
+//!   written by older producers stays readable.
+//! * The mapping between Avro values and `hrsync-domain` types is written out
+//!   field by field (no serde), and decoded values are validated by the domain
+//!   constructors.
+//! * Decoding never panics; every failure is a typed [`DecodeError`] that says
+//!   whether the message is poison ([`DecodeError::is_poison`]).
+//!
+//! The Confluent wire format (magic byte `0` and a registry id) can be added
+//! beside [`framing`] later: the first byte tells the two apart.
+
+use apache_avro::types::Value;
+use apache_avro::{from_avro_datum, to_avro_datum};
+use hrsync_domain::{DirectoryChange, LifecycleEvent, ProvisioningAudit};
+
+mod canonical;
+mod contract;
+mod error;
+pub mod framing;
+mod mapping;
+mod resolve;
+mod value;
+
+pub use canonical::{fingerprint as fingerprint_of_json, parsing_canonical_form};
+pub use contract::{fingerprint, schemas, Contract, HistoryFile, SchemaFile};
+pub use error::{DecodeError, EncodeError, Result, SchemaError};
+
+/// Largest length the Avro decoder accepts for one length-prefixed item
+/// (string or bytes length, array or map block count). A corrupt length
+/// prefix then fails with [`DecodeError::Corrupt`] instead of exhausting
+/// memory.
+///
+/// 1 MiB, Kafka's default maximum message size: no item of a legitimate
+/// message is longer than the message. It is deliberately not larger because
+/// `apache-avro` reserves room for an array or map block's item count up
+/// front, and each item takes tens of bytes, so the bound on a corrupt count's
+/// transient allocation is this value times that size (tens of MiB).
+///
+/// The setting is process-wide and `apache-avro` keeps the first value set,
+/// so every codec function applies it before touching Avro.
+pub const MAX_ALLOCATION_BYTES: usize = 1024 * 1024;
+
+/// Applies [`MAX_ALLOCATION_BYTES`]. `apache-avro` keeps the first value it
+/// is given for the whole process, so this runs before any decode.
+fn limit_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+}
+
+fn encode_value(contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError> {
+    limit_allocations();
+    let registry = contract::registry()?;
+    let current = registry.get(contract).current();
+    let datum =
+        to_avro_datum(&current.schema, value).map_err(|e| EncodeError::Avro(e.to_string()))?;
+    let mut message = Vec::with_capacity(framing::HEADER_LEN + datum.len());
+    framing::write_header(current.fingerprint, &mut message);
+    message.extend_from_slice(&datum);
+    Ok(message)
+}
+
+/// A reader over the datum that remembers any attempt to read past its end.
+///
+/// `apache-avro` 0.21 decodes a union whose index is cut off by the end of
+/// the input as `null` instead of failing, so a message truncated before
+/// trailing optional fields would decode "successfully" with those fields
+/// lost. Any read past the end means the datum was truncated.
+#[derive(Debug)]
+struct EofGuard<'a> {
+    rest: &'a [u8],
+    hit_eof: bool,
+}
+
+impl std::io::Read for EofGuard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.rest.is_empty() && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
+/// Decodes a message of `contract` into an Avro value shaped by the current
+/// schema.
+fn decode_value(contract: Contract, message: &[u8]) -> Result<Value> {
+    limit_allocations();
+    let (fingerprint, datum) = framing::split_header(message)?;
+    let registry = contract::registry()?;
+    let schemas = registry.get(contract);
+    let writer = match schemas.by_fingerprint(fingerprint) {
+        Some(v) => v,
+        None => {
+            return Err(match registry.owner(fingerprint) {
+                Some(found) => DecodeError::WrongContract {
+                    expected: contract,
+                    found,
+                },
+                None => DecodeError::UnknownFingerprint {
+                    contract,
+                    fingerprint,
+                },
+            })
+        }
+    };
+    let mut reader = EofGuard {
+        rest: datum,
+        hit_eof: false,
+    };
+    let result = from_avro_datum(&writer.schema, &mut reader, None);
+    // Check for truncation first: apache-avro turns some early ends into
+    // other errors (or none at all).
+    if reader.hit_eof {
+        return Err(DecodeError::Truncated {
+            len: message.len(),
+            detail: "the datum ends early",
+        });
+    }
+    let value = result.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    if !reader.rest.is_empty() {
+        return Err(DecodeError::Corrupt(format!(
+            "{} bytes left over after the datum",
+            reader.rest.len()
+        )));
+    }
+    let current = schemas.current();
+    if writer.fingerprint == current.fingerprint {
+        return Ok(value);
+    }
+    resolve::resolve(
+        value,
+        resolve::Pair {
+            writer: &writer.schema,
+            writer_names: &writer.names,
+            reader: &current.schema,
+            reader_names: &current.names,
+        },
+    )
+    .map_err(|reason| {
+        DecodeError::Corrupt(format!(
+            "cannot resolve data written with {} to {}: {reason}",
+            writer.path, current.path
+        ))
+    })
+}
+
+/// Encodes a lifecycle event (`hr.lifecycle.v1`) with the current schema.
+///
+/// # Errors
+/// [`EncodeError`]; never for a valid event.
+pub fn encode_lifecycle(event: &LifecycleEvent) -> Result<Vec<u8>, EncodeError> {
+    encode_value(Contract::Lifecycle, mapping::lifecycle_to_value(event))
+}
+
+/// Decodes a lifecycle event written with any released version of its schema.
+///
+/// # Errors
+/// [`DecodeError`]: bad framing, unknown or foreign schema, corrupt datum,
+/// or values that break the domain's rules.
+pub fn decode_lifecycle(message: &[u8]) -> Result<LifecycleEvent> {
+    mapping::lifecycle_from_value(decode_value(Contract::Lifecycle, message)?)
+}
+
+/// Encodes a directory change (`directory.changes.v1`) with the current
+/// schema.
+///
+/// # Errors
+/// [`EncodeError::Invalid`] if `version` exceeds `i64::MAX`.
+pub fn encode_directory_change(change: &DirectoryChange) -> Result<Vec<u8>, EncodeError> {
+    encode_value(
+        Contract::DirectoryChanges,
+        mapping::directory_change_to_value(change)?,
+    )
+}
+
+/// Decodes a directory change written with any released version of its
+/// schema.
+///
+/// # Errors
+/// As [`decode_lifecycle`].
+pub fn decode_directory_change(message: &[u8]) -> Result<DirectoryChange> {
+    mapping::directory_change_from_value(decode_value(Contract::DirectoryChanges, message)?)
+}
+
+/// Encodes a provisioning audit record (`provisioning.audit.v1`) with the
+/// current schema.
+///
+/// # Errors
+/// [`EncodeError::Invalid`] if a number exceeds its Avro type (`attempt`
+/// above `i32::MAX`, `latency_ms` or `version` above `i64::MAX`).
+pub fn encode_audit(audit: &ProvisioningAudit) -> Result<Vec<u8>, EncodeError> {
+    encode_value(Contract::Audit, mapping::audit_to_value(audit)?)
+}
+
+/// Decodes a provisioning audit record written with any released version of
+/// its schema. Operations and outcomes added by later versions read as
+/// `Unknown`.
+///
+/// # Errors
+/// As [`decode_lifecycle`].
+pub fn decode_audit(message: &[u8]) -> Result<ProvisioningAudit> {
+    mapping::audit_from_value(decode_value(Contract::Audit, message)?)
+}
