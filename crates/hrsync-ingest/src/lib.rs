@@ -6,5 +6,7 @@
 pub mod snapshot;
 pub mod source;
 
+pub mod store;
+
 #[cfg(test)]
 mod tests;

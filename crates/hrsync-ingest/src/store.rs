@@ -1,0 +1,267 @@
+//! Durable state of the ingest stage: the accepted baseline of each source
+//! and the outbox of an import being published.
+//!
+//! An import is recorded in one transaction (its events in the outbox, its
+//! snapshot staged) before anything is published. Its snapshot replaces the
+//! source's baseline only once every event is acknowledged by the broker, in
+//! a second transaction. A crash in between leaves an open import, which
+//! [`IngestStore::open_import`] finds on restart so publishing can resume.
+
+use std::collections::BTreeMap;
+
+use hrsync_store::Db;
+use sqlx::Row;
+
+use crate::snapshot::{Snapshot, Worker};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed; see [`StoreError::is_retryable`].
+    #[error(transparent)]
+    Db(#[from] hrsync_store::Error),
+    /// A stored worker no longer parses (the table was edited by hand or
+    /// written by an incompatible version).
+    #[error(
+        "stored baseline of source {source_name}, worker {employee_id} is unreadable: {reason}"
+    )]
+    Corrupt {
+        /// Source name.
+        source_name: String,
+        /// Worker.
+        employee_id: String,
+        /// Parser message.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying later may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.is_retryable())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(hrsync_store::Error::Query(e))
+    }
+}
+
+/// Result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An encoded event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Position within its import.
+    pub seq: i64,
+    /// Deterministic event id.
+    pub event_id: String,
+    /// Kafka key (the employee id).
+    pub key: String,
+    /// Avro single-object encoded event.
+    pub payload: Vec<u8>,
+    /// Also goes to the fast lane (a termination in effect now).
+    pub priority: bool,
+}
+
+/// An import recorded but not yet accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenImport {
+    /// Import id.
+    pub import_id: String,
+    /// Digest of the file it came from.
+    pub file_digest: String,
+    /// Events it holds.
+    pub event_count: i64,
+}
+
+/// The ingest tables of the hrsync store.
+#[derive(Debug, Clone)]
+pub struct IngestStore {
+    db: Db,
+}
+
+impl IngestStore {
+    /// Wraps a migrated store.
+    pub fn new(db: Db) -> Self {
+        IngestStore { db }
+    }
+
+    /// The last accepted snapshot of `source` (empty before the first).
+    pub async fn baseline(&self, source: &str) -> Result<Snapshot> {
+        let rows = sqlx::query("SELECT employee_id, record FROM ingest_baseline WHERE source = $1")
+            .bind(source)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut workers = BTreeMap::new();
+        for row in rows {
+            let employee_id: String = row.try_get(0)?;
+            let record: String = row.try_get(1)?;
+            let worker: Worker =
+                serde_json::from_str(&record).map_err(|e| StoreError::Corrupt {
+                    source_name: source.to_owned(),
+                    employee_id: employee_id.clone(),
+                    reason: e.to_string(),
+                })?;
+            workers.insert(employee_id, worker);
+        }
+        Ok(Snapshot { workers })
+    }
+
+    /// The import of `source` still being published, if any.
+    pub async fn open_import(&self, source: &str) -> Result<Option<OpenImport>> {
+        let row = sqlx::query(
+            "SELECT import_id, file_digest, event_count FROM ingest_import \
+             WHERE source = $1 AND state = 'publishing' ORDER BY created_at_ms LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| {
+            Ok(OpenImport {
+                import_id: row.try_get(0)?,
+                file_digest: row.try_get(1)?,
+                event_count: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records an import in one transaction: its events in the outbox and
+    /// its snapshot staged as the next baseline.
+    pub async fn record_import(
+        &self,
+        source: &str,
+        import_id: &str,
+        file_digest: &str,
+        now_ms: i64,
+        events: &[OutboxEvent],
+        snapshot: &Snapshot,
+    ) -> Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO ingest_import (import_id, source, file_digest, state, event_count, created_at_ms) \
+             VALUES ($1, $2, $3, 'publishing', $4, $5)",
+        )
+        .bind(import_id)
+        .bind(source)
+        .bind(file_digest)
+        .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        for event in events {
+            sqlx::query(
+                "INSERT INTO ingest_outbox (import_id, seq, event_id, record_key, payload, priority) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(import_id)
+            .bind(event.seq)
+            .bind(&event.event_id)
+            .bind(&event.key)
+            .bind(&event.payload)
+            .bind(i64::from(event.priority))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (employee_id, worker) in &snapshot.workers {
+            let record = serde_json::to_string(worker).map_err(|e| StoreError::Corrupt {
+                source_name: source.to_owned(),
+                employee_id: employee_id.clone(),
+                reason: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO ingest_staged (import_id, employee_id, record) VALUES ($1, $2, $3)",
+            )
+            .bind(import_id)
+            .bind(employee_id)
+            .bind(record)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events of `import_id` not yet acknowledged, in order.
+    pub async fn unpublished(&self, import_id: &str) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, record_key, payload, priority FROM ingest_outbox \
+             WHERE import_id = $1 AND published_at_ms IS NULL ORDER BY seq",
+        )
+        .bind(import_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(OutboxEvent {
+                    seq: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    key: row.try_get(2)?,
+                    payload: row.try_get(3)?,
+                    priority: row.try_get::<i64, _>(4)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks events acknowledged by the broker.
+    pub async fn mark_published(&self, import_id: &str, seqs: &[i64], now_ms: i64) -> Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        for seq in seqs {
+            sqlx::query(
+                "UPDATE ingest_outbox SET published_at_ms = $1 WHERE import_id = $2 AND seq = $3",
+            )
+            .bind(now_ms)
+            .bind(import_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes the import's staged snapshot the source's baseline, once every
+    /// event is acknowledged. Returns false (and changes nothing) if some
+    /// event is still unpublished.
+    pub async fn accept(&self, source: &str, import_id: &str, now_ms: i64) -> Result<bool> {
+        let mut tx = self.db.pool().begin().await?;
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ingest_outbox WHERE import_id = $1 AND published_at_ms IS NULL",
+        )
+        .bind(import_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if left > 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM ingest_baseline WHERE source = $1")
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ingest_baseline (source, employee_id, record) \
+             SELECT $1, employee_id, record FROM ingest_staged WHERE import_id = $2",
+        )
+        .bind(source)
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM ingest_staged WHERE import_id = $1")
+            .bind(import_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE ingest_import SET state = 'accepted', accepted_at_ms = $1 WHERE import_id = $2",
+        )
+        .bind(now_ms)
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
