@@ -29,6 +29,21 @@ enum Command {
     /// Kafka topic commands.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// The Avro event contracts compiled into this binary.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Each contract's topic, record, fingerprint and released versions.
+    List,
+    /// Print one contract's current schema (JSON), e.g. for a direct producer.
+    Show {
+        /// Contract topic name: hr.lifecycle.v1, directory.changes.v1 or
+        /// provisioning.audit.v1.
+        topic: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +60,10 @@ enum TopicsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Schemas(command) = &cli.command {
+        // Needs no configuration.
+        return schemas(command);
+    }
     let config: Config = hrsync_config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
@@ -64,6 +83,40 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::Schemas(command) => schemas(&command),
+    }
+}
+
+fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {
+    use hrsync_schema::Contract;
+    match command {
+        SchemasCommand::List => {
+            for contract in Contract::ALL {
+                let file = contract.schema_file();
+                let versions: Vec<String> =
+                    file.history.iter().map(|h| h.version.to_string()).collect();
+                println!(
+                    "{}\t{}\tschemas/{}\tfingerprint 0x{:016x}\tversions {}",
+                    contract.topic(),
+                    contract.record_name(),
+                    file.name,
+                    contract.fingerprint()?,
+                    versions.join(",")
+                );
+            }
+            Ok(())
+        }
+        SchemasCommand::Show { topic } => {
+            let contract = Contract::ALL
+                .into_iter()
+                .find(|c| c.topic() == topic)
+                .with_context(|| {
+                    let known: Vec<&str> = Contract::ALL.iter().map(|c| c.topic()).collect();
+                    format!("no contract named {topic:?}; known: {}", known.join(", "))
+                })?;
+            print!("{}", contract.schema_file().current);
+            Ok(())
+        }
     }
 }
 
@@ -71,4 +124,115 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod compose_tests {
+    //! `docker-compose.yml` cannot be started here (no container engine), so
+    //! these tests check what a typo would break: it parses, every reference
+    //! resolves, and every hrsync command in it is one this binary accepts.
+
+    use std::path::{Path, PathBuf};
+
+    use clap::Parser;
+    use serde_norway::Value;
+
+    use super::Cli;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    fn compose() -> Value {
+        let text = std::fs::read_to_string(repo().join("docker-compose.yml"))
+            .expect("docker-compose.yml at the repository root");
+        let mut value: Value = serde_norway::from_str(&text).expect("docker-compose.yml parses");
+        value.apply_merge().expect("merge keys resolve");
+        value
+    }
+
+    fn services(compose: &Value) -> &serde_norway::Mapping {
+        compose["services"].as_mapping().expect("services mapping")
+    }
+
+    fn name(key: &Value) -> &str {
+        key.as_str().expect("service names are strings")
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let compose = compose();
+        let services = services(&compose);
+        assert!(services.contains_key("kafka") && services.contains_key("postgres"));
+        let volumes = compose["volumes"].as_mapping().cloned().unwrap_or_default();
+        for (key, service) in services {
+            let service_name = name(key);
+            assert!(
+                service.get("image").is_some() || service.get("build").is_some(),
+                "{service_name}: needs an image or a build"
+            );
+            if let Some(dockerfile) = service["build"]["dockerfile"].as_str() {
+                assert!(
+                    repo().join(dockerfile).is_file(),
+                    "{service_name}: {dockerfile} missing"
+                );
+            }
+            if let Some(depends) = service["depends_on"].as_mapping() {
+                for (dependency, _) in depends {
+                    assert!(
+                        services.contains_key(dependency),
+                        "{service_name}: depends on unknown service {dependency:?}"
+                    );
+                }
+            }
+            for mount in service["volumes"].as_sequence().into_iter().flatten() {
+                let mount = mount.as_str().expect("short volume syntax");
+                let source = mount.split(':').next().unwrap_or_default();
+                if let Some(path) = source.strip_prefix("./") {
+                    assert!(
+                        repo().join(path).exists(),
+                        "{service_name}: mounts missing {source}"
+                    );
+                } else {
+                    assert!(
+                        volumes.contains_key(source),
+                        "{service_name}: volume {source} not declared"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hrsync_commands_parse_and_reach_kafka() {
+        let compose = compose();
+        let mut hrsync_services = 0;
+        for (key, service) in services(&compose) {
+            if service["image"].as_str() != Some("hrsync:dev") {
+                continue;
+            }
+            hrsync_services += 1;
+            let args: Vec<&str> = service["command"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{}: command as a list", name(key)))
+                .iter()
+                .map(|a| a.as_str().expect("string arguments"))
+                .collect();
+            if let Err(error) = Cli::try_parse_from(std::iter::once("hrsync").chain(args)) {
+                panic!("{}: hrsync rejects its command: {error}", name(key));
+            }
+            assert_eq!(
+                service["environment"]["HRSYNC_KAFKA__BROKERS"].as_str(),
+                Some("kafka:9092"),
+                "{}: brokers match Kafka's advertised listener",
+                name(key)
+            );
+        }
+        assert!(hrsync_services > 0, "compose runs hrsync");
+        let kafka = &services(&compose)["kafka"]["environment"];
+        assert_eq!(
+            kafka["KAFKA_ADVERTISED_LISTENERS"].as_str(),
+            Some("PLAINTEXT://kafka:9092")
+        );
+    }
 }
