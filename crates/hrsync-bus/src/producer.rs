@@ -7,6 +7,39 @@ use tracing::Instrument;
 use crate::metrics::{PRODUCE_FAILURES, RECORDS_PRODUCED};
 use crate::{Error, KafkaConfig, Result};
 
+/// Records one acknowledgement of a batch.
+fn settle<E>(
+    topic: &str,
+    index: usize,
+    outcome: std::result::Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
+    deliveries: &mut [Option<Delivery>],
+    first_error: &mut Option<Error>,
+) {
+    match outcome {
+        Ok(Ok(delivery)) => {
+            metrics::counter!(RECORDS_PRODUCED, "topic" => topic.to_owned()).increment(1);
+            deliveries[index] = Some(Delivery {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            });
+        }
+        Ok(Err((source, _))) => {
+            metrics::counter!(PRODUCE_FAILURES, "topic" => topic.to_owned()).increment(1);
+            first_error.get_or_insert(Error::Delivery {
+                topic: topic.to_owned(),
+                source,
+            });
+        }
+        Err(_) => {
+            metrics::counter!(PRODUCE_FAILURES, "topic" => topic.to_owned()).increment(1);
+            first_error.get_or_insert(Error::Delivery {
+                topic: topic.to_owned(),
+                source: rdkafka::error::KafkaError::Canceled,
+            });
+        }
+    }
+}
+
 /// A record to publish.
 #[derive(Debug, Clone, Copy)]
 pub struct OutgoingRecord<'a> {
@@ -107,6 +140,100 @@ impl Producer {
                     })
                 }
             }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Publishes `records` in order and waits until the broker has
+    /// acknowledged every one; returns their positions in the same order.
+    ///
+    /// Records are handed to librdkafka one after another without waiting
+    /// for each acknowledgement, so a batch costs about one round trip rather
+    /// than one per record. Because the producer is idempotent, records of
+    /// one partition are stored in exactly this order, even across retries.
+    /// If any record fails, the error is returned after every other
+    /// record has settled; the caller must treat the whole batch as
+    /// unpublished (resending is safe for consumers that dedupe by event
+    /// id).
+    pub async fn send_batch(&self, records: &[OutgoingRecord<'_>]) -> Result<Vec<Delivery>> {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        use rdkafka::producer::DeliveryFuture;
+
+        let span = tracing::debug_span!("kafka.produce_batch", records = records.len());
+        let trace_headers = hrsync_telemetry::propagation::inject(&tracing::Span::current());
+        async {
+            let mut pending: std::collections::VecDeque<(usize, DeliveryFuture)> =
+                std::collections::VecDeque::with_capacity(records.len());
+            let mut deliveries = vec![None; records.len()];
+            let mut first_error = None;
+            for (index, record) in records.iter().enumerate() {
+                loop {
+                    let mut headers =
+                        OwnedHeaders::new_with_capacity(record.headers.len() + trace_headers.len());
+                    for (key, value) in record.headers {
+                        headers = headers.insert(Header {
+                            key,
+                            value: Some(*value),
+                        });
+                    }
+                    for (key, value) in &trace_headers {
+                        headers = headers.insert(Header {
+                            key,
+                            value: Some(value.as_bytes()),
+                        });
+                    }
+                    let future_record = FutureRecord::to(record.topic)
+                        .key(record.key)
+                        .payload(record.payload)
+                        .headers(headers);
+                    match self.inner.send_result(future_record) {
+                        Ok(future) => {
+                            pending.push_back((index, future));
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            // The local queue is full: wait for the oldest
+                            // record to settle, then try again.
+                            match pending.pop_front() {
+                                Some((i, future)) => {
+                                    settle(
+                                        records[i].topic,
+                                        i,
+                                        future.await,
+                                        &mut deliveries,
+                                        &mut first_error,
+                                    );
+                                }
+                                None => tokio::time::sleep(Duration::from_millis(10)).await,
+                            }
+                        }
+                        Err((error, _)) => {
+                            first_error.get_or_insert(Error::Delivery {
+                                topic: record.topic.to_owned(),
+                                source: error,
+                            });
+                            break;
+                        }
+                    }
+                }
+                if first_error.is_some() {
+                    break;
+                }
+            }
+            for (i, future) in pending {
+                settle(
+                    records[i].topic,
+                    i,
+                    future.await,
+                    &mut deliveries,
+                    &mut first_error,
+                );
+            }
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+            Ok(deliveries.into_iter().flatten().collect())
         }
         .instrument(span)
         .await

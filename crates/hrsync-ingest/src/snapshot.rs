@@ -510,7 +510,7 @@ fn validate_row(
         hire_date?,
         time_zone?,
     );
-    Some(Worker {
+    let worker = Worker {
         employee_id: employee_id.to_owned(),
         status,
         hire_date,
@@ -520,7 +520,22 @@ fn validate_row(
         termination_reason: get(Field::TerminationReason).map(str::to_owned),
         termination_immediate,
         attributes,
-    })
+    };
+    // Values the event model rejects (control characters in an id, a column
+    // name that is not a valid custom attribute key, ...).
+    if let Err(e) = hrsync_domain::EmployeeId::new(&worker.employee_id) {
+        problems.add(
+            row.line,
+            Some(source.column(Field::EmployeeId)),
+            e.to_string(),
+        );
+        return None;
+    }
+    if let Err(e) = crate::diff::attributes_of(&worker) {
+        problems.add(row.line, None, e.to_string());
+        return None;
+    }
+    Some(worker)
 }
 
 fn looks_like_email(value: &str) -> bool {

@@ -48,6 +48,30 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Rows per multi-row INSERT (SQLite allows 32766 parameters per
+/// statement; PostgreSQL 65535).
+const INSERT_ROWS: usize = 500;
+
+/// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Result type of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -152,34 +176,46 @@ impl IngestStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        for event in events {
-            sqlx::query(
-                "INSERT INTO ingest_outbox (import_id, seq, event_id, record_key, payload, priority) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(import_id)
-            .bind(event.seq)
-            .bind(&event.event_id)
-            .bind(&event.key)
-            .bind(&event.payload)
-            .bind(i64::from(event.priority))
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row inserts: a 100k-worker snapshot is a few hundred
+        // statements, not 200k round trips.
+        for chunk in events.chunks(INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO ingest_outbox (import_id, seq, event_id, record_key, payload, priority) VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(import_id)
+                    .bind(event.seq)
+                    .bind(&event.event_id)
+                    .bind(&event.key)
+                    .bind(&event.payload)
+                    .bind(i64::from(event.priority));
+            }
+            query.execute(&mut *tx).await?;
         }
-        for (employee_id, worker) in &snapshot.workers {
-            let record = serde_json::to_string(worker).map_err(|e| StoreError::Corrupt {
-                source_name: source.to_owned(),
-                employee_id: employee_id.clone(),
-                reason: e.to_string(),
-            })?;
-            sqlx::query(
-                "INSERT INTO ingest_staged (import_id, employee_id, record) VALUES ($1, $2, $3)",
-            )
-            .bind(import_id)
-            .bind(employee_id)
-            .bind(record)
-            .execute(&mut *tx)
-            .await?;
+        let workers: Vec<(&String, &Worker)> = snapshot.workers.iter().collect();
+        for chunk in workers.chunks(INSERT_ROWS) {
+            let mut records = Vec::with_capacity(chunk.len());
+            for (employee_id, worker) in chunk {
+                records.push(
+                    serde_json::to_string(worker).map_err(|e| StoreError::Corrupt {
+                        source_name: source.to_owned(),
+                        employee_id: (*employee_id).clone(),
+                        reason: e.to_string(),
+                    })?,
+                );
+            }
+            let sql = format!(
+                "INSERT INTO ingest_staged (import_id, employee_id, record) VALUES {}",
+                placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((employee_id, _), record) in chunk.iter().zip(records) {
+                query = query.bind(import_id).bind(*employee_id).bind(record);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -207,20 +243,23 @@ impl IngestStore {
             .collect()
     }
 
-    /// Marks events acknowledged by the broker.
-    pub async fn mark_published(&self, import_id: &str, seqs: &[i64], now_ms: i64) -> Result<()> {
-        let mut tx = self.db.pool().begin().await?;
-        for seq in seqs {
-            sqlx::query(
-                "UPDATE ingest_outbox SET published_at_ms = $1 WHERE import_id = $2 AND seq = $3",
-            )
-            .bind(now_ms)
-            .bind(import_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+    /// Marks every event of `import_id` up to and including `seq` as
+    /// acknowledged by the broker.
+    pub async fn mark_published_through(
+        &self,
+        import_id: &str,
+        seq: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE ingest_outbox SET published_at_ms = $1 \
+             WHERE import_id = $2 AND seq <= $3 AND published_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(import_id)
+        .bind(seq)
+        .execute(self.db.pool())
+        .await?;
         Ok(())
     }
 

@@ -1,0 +1,310 @@
+//! Snapshot import: parse, diff against the baseline, check the safety
+//! limits, record the events durably (the outbox), publish them, and only
+//! then accept the snapshot as the new baseline.
+//!
+//! A crash anywhere leaves either nothing recorded (the import simply runs
+//! again) or an open import whose remaining events are published by the next
+//! run before anything else ([`Importer::resume`]). Events acknowledged but
+//! not yet marked in the store are sent again after a crash; their ids are
+//! deterministic, so consumers drop the repeats.
+
+use chrono::{DateTime, Utc};
+use hrsync_bus::{OutgoingRecord, Producer};
+use sha2::{Digest, Sha256};
+
+use crate::diff::{self, DiffError, Plan, Refusal, Summary};
+use crate::snapshot::{self, SnapshotError};
+use crate::source::{Format, SourceConfig};
+use crate::store::{IngestStore, OpenImport, OutboxEvent, StoreError};
+
+/// Import failures. None of them changes the baseline.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is malformed; every problem is listed with file, line and
+    /// column.
+    #[error(transparent)]
+    Invalid(#[from] SnapshotError),
+    /// The file's format is neither given nor recognisable from its name.
+    #[error("{file}: unknown format; name it .csv or .jsonl, or set format in the source")]
+    UnknownFormat {
+        /// The file.
+        file: String,
+    },
+    /// A worker's values do not fit the event model.
+    #[error(transparent)]
+    Model(#[from] DiffError),
+    /// The snapshot exceeds a safety limit and was not forced.
+    #[error("snapshot refused ({summary}): {}; check the export, or import it with --force if it is right", reasons.join("; "))]
+    Refused {
+        /// The limits exceeded.
+        reasons: Vec<String>,
+        /// What it would have done.
+        summary: Summary,
+    },
+    /// The store failed.
+    #[error("ingest store: {0}")]
+    Store(#[from] StoreError),
+    /// An event could not be encoded (a bug: the model and schema disagree).
+    #[error("encoding event {event_id}: {reason}")]
+    Encode {
+        /// The event.
+        event_id: String,
+        /// Encoder message.
+        reason: String,
+    },
+    /// The broker did not acknowledge every event; the import stays open and
+    /// resumes on the next run.
+    #[error("publishing to Kafka: {0}; the import stays open and resumes on the next run")]
+    Publish(#[from] hrsync_bus::Error),
+}
+
+/// Where and how to publish.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    /// The lifecycle topic.
+    pub topic: String,
+    /// The priority lane topic.
+    pub priority_topic: String,
+    /// Events per confirmed batch.
+    pub batch: usize,
+}
+
+/// Options of one import.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Plan and report only.
+    pub dry_run: bool,
+    /// Import even when a safety limit is exceeded.
+    pub force: bool,
+}
+
+/// What an import did.
+#[derive(Debug)]
+pub enum ImportReport {
+    /// `--dry-run`: the plan, nothing stored or published.
+    DryRun(Plan),
+    /// The events were published and the snapshot accepted.
+    Published {
+        /// The import's id.
+        import_id: String,
+        /// Counts.
+        summary: Summary,
+    },
+    /// Same workers as the baseline: nothing published.
+    Unchanged,
+}
+
+/// A source's imports.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    store: IngestStore,
+    producer: Producer,
+    settings: PublishSettings,
+}
+
+impl Importer {
+    /// An importer over a migrated store.
+    pub fn new(store: IngestStore, producer: Producer, settings: PublishSettings) -> Self {
+        Importer {
+            store,
+            producer,
+            settings,
+        }
+    }
+
+    /// Finishes the open import of `source`, if any: publishes its remaining
+    /// events and accepts its snapshot. Returns the import finished.
+    ///
+    /// # Errors
+    /// Store or broker failures; the import stays open.
+    pub async fn resume(&self, source: &str) -> Result<Option<OpenImport>, ImportError> {
+        let Some(open) = self.store.open_import(source).await? else {
+            return Ok(None);
+        };
+        tracing::info!(source, import_id = %open.import_id, "resuming an unfinished import");
+        self.publish(&open.import_id).await?;
+        self.store.accept(source, &open.import_id, now_ms()).await?;
+        Ok(Some(open))
+    }
+
+    /// Imports one export of `source`.
+    ///
+    /// # Errors
+    /// See [`ImportError`]; whatever the error, the baseline is unchanged
+    /// unless every event was published.
+    pub async fn import(
+        &self,
+        source: &SourceConfig,
+        file: &str,
+        bytes: &[u8],
+        options: ImportOptions,
+        now: DateTime<Utc>,
+    ) -> Result<ImportReport, ImportError> {
+        let format = source
+            .format
+            .or_else(|| snapshot::format_of(file))
+            .ok_or_else(|| ImportError::UnknownFormat {
+                file: file.to_owned(),
+            })?;
+        let plan = plan(self, source, file, bytes, format, now, options).await?;
+        let plan = match plan {
+            Planned::Report(report) => return Ok(report),
+            Planned::Plan(plan) => plan,
+        };
+        let digest = hex(&Sha256::digest(bytes));
+        let import_id = uuid::Uuid::new_v4().to_string();
+        let mut outbox = Vec::with_capacity(plan.events.len());
+        for (seq, planned) in plan.events.iter().enumerate() {
+            let payload = hrsync_schema::encode_lifecycle(&planned.event).map_err(|e| {
+                ImportError::Encode {
+                    event_id: planned.event.event_id.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            outbox.push(OutboxEvent {
+                seq: i64::try_from(seq).unwrap_or(i64::MAX),
+                event_id: planned.event.event_id.to_string(),
+                key: planned.event.employee_id.as_str().to_owned(),
+                payload,
+                priority: planned.priority,
+            });
+        }
+        self.store
+            .record_import(
+                &source.name,
+                &import_id,
+                &digest,
+                now_ms(),
+                &outbox,
+                &plan.next_baseline,
+            )
+            .await?;
+        drop(outbox);
+        tracing::info!(source = %source.name, %import_id, summary = %plan.summary, "import recorded");
+        failpoint("ingest.after_record");
+        self.publish(&import_id).await?;
+        self.store
+            .accept(&source.name, &import_id, now_ms())
+            .await?;
+        tracing::info!(source = %source.name, %import_id, "import accepted");
+        Ok(ImportReport::Published {
+            import_id,
+            summary: plan.summary,
+        })
+    }
+
+    /// Publishes the unacknowledged events of `import_id`: first every
+    /// priority copy (so urgent terminations never wait behind the bulk),
+    /// then the lifecycle topic in order, batch by batch, marking each batch
+    /// in the store once the broker has acknowledged all of it.
+    async fn publish(&self, import_id: &str) -> Result<(), ImportError> {
+        let events = self.store.unpublished(import_id).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let priority: Vec<OutgoingRecord<'_>> = events
+            .iter()
+            .filter(|e| e.priority)
+            .map(|e| self.record(&self.settings.priority_topic, e))
+            .collect();
+        for batch in priority.chunks(self.settings.batch) {
+            self.producer.send_batch(batch).await?;
+        }
+        if !priority.is_empty() {
+            tracing::info!(
+                import_id,
+                events = priority.len(),
+                "priority lane published"
+            );
+        }
+        for (index, batch) in events.chunks(self.settings.batch).enumerate() {
+            let records: Vec<OutgoingRecord<'_>> = batch
+                .iter()
+                .map(|e| self.record(&self.settings.topic, e))
+                .collect();
+            self.producer.send_batch(&records).await?;
+            failpoint("ingest.before_mark");
+            let last = batch.last().map_or(0, |e| e.seq);
+            self.store
+                .mark_published_through(import_id, last, now_ms())
+                .await?;
+            tracing::debug!(
+                import_id,
+                batch = index,
+                through = last,
+                "batch acknowledged"
+            );
+            failpoint("ingest.after_batch");
+        }
+        Ok(())
+    }
+
+    fn record<'a>(&self, topic: &'a str, event: &'a OutboxEvent) -> OutgoingRecord<'a> {
+        OutgoingRecord {
+            topic,
+            key: event.key.as_bytes(),
+            payload: &event.payload,
+            headers: &[],
+        }
+    }
+}
+
+enum Planned {
+    Report(ImportReport),
+    Plan(Plan),
+}
+
+async fn plan(
+    importer: &Importer,
+    source: &SourceConfig,
+    file: &str,
+    bytes: &[u8],
+    format: Format,
+    now: DateTime<Utc>,
+    options: ImportOptions,
+) -> Result<Planned, ImportError> {
+    let snapshot = snapshot::parse(source, file, bytes, format)?;
+    if !options.dry_run {
+        // An earlier import of this source that did not finish goes first:
+        // the new snapshot must be compared with its result.
+        importer.resume(&source.name).await?;
+    }
+    let baseline = importer.store.baseline(&source.name).await?;
+    let plan = diff::diff(source, &baseline, &snapshot, now)?;
+    if !options.force {
+        if let Err(Refusal { reasons }) = plan.check_limits(source) {
+            return Err(ImportError::Refused {
+                reasons,
+                summary: plan.summary,
+            });
+        }
+    }
+    if options.dry_run {
+        return Ok(Planned::Report(ImportReport::DryRun(plan)));
+    }
+    if plan.events.is_empty() && plan.next_baseline == baseline {
+        return Ok(Planned::Report(ImportReport::Unchanged));
+    }
+    Ok(Planned::Plan(plan))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Crash injection for the crash-recovery tests: when `HRSYNC_FAILPOINT`
+/// names this point, the process aborts here, as a kill would stop it.
+fn failpoint(name: &str) {
+    if std::env::var("HRSYNC_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
