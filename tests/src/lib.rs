@@ -13,10 +13,12 @@ mod broker;
 mod postgres;
 mod process;
 mod scim;
+mod topic;
 
 pub use broker::{Broker, TANSU_VERSION};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
+pub use topic::{read_topic, TopicRecord};
 
 use std::path::PathBuf;
 

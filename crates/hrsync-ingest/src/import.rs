@@ -271,6 +271,10 @@ async fn plan(
     }
     let baseline = importer.store.baseline(&source.name).await?;
     let plan = diff::diff(source, &baseline, &snapshot, now)?;
+    if options.dry_run {
+        // The report says whether a real import would be refused.
+        return Ok(Planned::Report(ImportReport::DryRun(plan)));
+    }
     if !options.force {
         if let Err(Refusal { reasons }) = plan.check_limits(source) {
             return Err(ImportError::Refused {
@@ -278,9 +282,6 @@ async fn plan(
                 summary: plan.summary,
             });
         }
-    }
-    if options.dry_run {
-        return Ok(Planned::Report(ImportReport::DryRun(plan)));
     }
     if plan.events.is_empty() && plan.next_baseline == baseline {
         return Ok(Planned::Report(ImportReport::Unchanged));
@@ -300,10 +301,10 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Crash injection for the crash-recovery tests: when `HRSYNC_FAILPOINT`
+/// Crash injection for the crash-recovery tests: when `FAILPOINTS`
 /// names this point, the process aborts here, as a kill would stop it.
 fn failpoint(name: &str) {
-    if std::env::var("HRSYNC_FAILPOINT").is_ok_and(|v| v == name) {
+    if std::env::var("FAILPOINTS").is_ok_and(|v| v == name) {
         tracing::error!(failpoint = name, "failpoint reached: aborting");
         std::process::abort();
     }

@@ -2,6 +2,7 @@
 
 use hrsync_bus::{KafkaConfig, TopicsConfig};
 use hrsync_config::Validate;
+use hrsync_ingest::config::IngestConfig;
 use hrsync_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +17,15 @@ pub(crate) struct Config {
     pub(crate) topics: TopicsConfig,
     /// Logs, traces and the metrics endpoint.
     pub(crate) telemetry: TelemetryConfig,
+    /// The ingest role: HR sources, its store, the push API.
+    pub(crate) ingest: IngestConfig,
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.kafka.validate().map_err(|e| e.to_string())?;
         self.topics.validate().map_err(|e| e.to_string())?;
+        self.ingest.validate()?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! commands.
 
 mod config;
+mod ingest;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,10 @@ enum Command {
     /// Kafka topic commands.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// The ingest role: HR snapshots and pushed events become lifecycle
+    /// events.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
     /// The Avro event contracts compiled into this binary.
     #[command(subcommand)]
     Schemas(SchemasCommand),
@@ -84,6 +89,11 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Schemas(command) => schemas(&command),
+        Command::Ingest(command) => {
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let code = runtime()?.block_on(ingest::run(&config, command))?;
+            std::process::exit(code);
+        }
     }
 }
 

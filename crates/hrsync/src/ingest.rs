@@ -1,0 +1,159 @@
+//! `hrsync ingest ...`: the ingest role's commands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use hrsync_ingest::diff;
+use hrsync_ingest::import::{ImportError, ImportOptions, ImportReport, Importer, PublishSettings};
+use hrsync_ingest::store::IngestStore;
+
+use crate::config::Config;
+
+/// Exit code of a malformed snapshot or a model violation.
+pub(crate) const EXIT_INVALID: i32 = 2;
+/// Exit code of a snapshot refused by the safety limits.
+pub(crate) const EXIT_REFUSED: i32 = 3;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IngestCommand {
+    /// Import one HR export (CSV or JSON Lines) of a configured source:
+    /// publish the hires, moves and terminations it implies, then make it
+    /// the source's baseline.
+    Import {
+        /// The source's name (`[[ingest.sources]] name`).
+        #[arg(long)]
+        source: String,
+        /// The export.
+        file: PathBuf,
+        /// Print the events it would publish, by type; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import even if it exceeds the source's safety limits.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs an ingest command; returns the process exit code.
+pub(crate) async fn run(config: &Config, command: IngestCommand) -> anyhow::Result<i32> {
+    match command {
+        IngestCommand::Import {
+            source,
+            file,
+            dry_run,
+            force,
+        } => import(config, &source, &file, ImportOptions { dry_run, force }).await,
+    }
+}
+
+async fn importer(config: &Config) -> anyhow::Result<Importer> {
+    let url = config
+        .ingest
+        .database_url
+        .expose()
+        .context("ingest.database_url")?;
+    let db = hrsync_store::Db::connect(&url, config.ingest.max_connections)
+        .await
+        .context("connecting to the ingest store (ingest.database_url)")?;
+    db.migrate().await.context("migrating the ingest store")?;
+    let producer = hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?;
+    Ok(Importer::new(
+        IngestStore::new(db),
+        producer,
+        PublishSettings {
+            topic: config.topics.lifecycle.clone(),
+            priority_topic: config.topics.lifecycle_priority.clone(),
+            batch: config.ingest.publish_batch,
+        },
+    ))
+}
+
+async fn import(
+    config: &Config,
+    source_name: &str,
+    file: &std::path::Path,
+    options: ImportOptions,
+) -> anyhow::Result<i32> {
+    let source = config.ingest.source(source_name).with_context(|| {
+        let known: Vec<&str> = config
+            .ingest
+            .sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        format!(
+            "no source named {source_name:?} in [[ingest.sources]] (configured: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )
+    })?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let file_name = file.display().to_string();
+    let importer = importer(config).await?;
+    if !options.dry_run {
+        let specs = config.topics.specs(&config.kafka);
+        hrsync_bus::ensure_topics(&config.kafka, &specs)
+            .await
+            .context("creating topics")?;
+    }
+    match importer
+        .import(source, &file_name, &bytes, options, chrono::Utc::now())
+        .await
+    {
+        Ok(ImportReport::DryRun(plan)) => {
+            println!("dry run of {file_name} (source {source_name}): nothing published");
+            println!("{}", plan.summary);
+            for (kind, events) in diff::by_kind(&plan) {
+                println!("{kind}: {}", events.len());
+                for planned in events {
+                    println!(
+                        "  {}  effective {}  id {}{}",
+                        planned.event.employee_id,
+                        planned.event.effective_at.as_datetime().to_rfc3339(),
+                        planned.event.event_id,
+                        if planned.priority {
+                            "  [priority lane]"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            if let Err(refusal) = plan.check_limits(source) {
+                println!(
+                    "note: a real import would be refused without --force: {}",
+                    refusal.reasons.join("; ")
+                );
+            }
+            Ok(0)
+        }
+        Ok(ImportReport::Published { import_id, summary }) => {
+            println!("imported {file_name} (source {source_name}, import {import_id})");
+            println!("{summary}");
+            Ok(0)
+        }
+        Ok(ImportReport::Unchanged) => {
+            println!(
+                "{file_name}: no changes against the last accepted snapshot; nothing published"
+            );
+            Ok(0)
+        }
+        Err(
+            error @ (ImportError::Invalid(_)
+            | ImportError::Model(_)
+            | ImportError::UnknownFormat { .. }),
+        ) => {
+            eprintln!("{error}");
+            Ok(EXIT_INVALID)
+        }
+        Err(error @ ImportError::Refused { .. }) => {
+            eprintln!("{error}");
+            Ok(EXIT_REFUSED)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
