@@ -47,8 +47,8 @@ pub struct PushConfig {
     pub token: Option<Secret>,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
-    /// Largest number of operations in one bulk request.
-    pub max_bulk_operations: usize,
+    /// `source_system` of pushed events that do not name one.
+    pub source_system: String,
 }
 
 impl Default for PushConfig {
@@ -57,7 +57,7 @@ impl Default for PushConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             body_limit_bytes: 1024 * 1024,
-            max_bulk_operations: 1000,
+            source_system: "push".to_owned(),
         }
     }
 }
@@ -78,9 +78,6 @@ impl IngestConfig {
         }
         if self.push.body_limit_bytes < 1024 {
             return Err("ingest.push.body_limit_bytes must be at least 1024".to_owned());
-        }
-        if self.push.max_bulk_operations == 0 {
-            return Err("ingest.push.max_bulk_operations must be at least 1".to_owned());
         }
         for (i, source) in self.sources.iter().enumerate() {
             source.validate()?;

@@ -6,11 +6,13 @@
 //!   leave events.
 //! - [`store`]: baselines and the outbox, in SQL.
 //! - [`import`]: the durable import pipeline (outbox → Kafka → baseline).
+//! - [`push`]: the push API for HR webhooks.
 //! - [`config`]: the `[ingest]` configuration section.
 
 pub mod config;
 pub mod diff;
 pub mod import;
+pub mod push;
 pub mod snapshot;
 pub mod source;
 pub mod store;

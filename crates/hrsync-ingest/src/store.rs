@@ -90,6 +90,25 @@ pub struct OutboxEvent {
     pub priority: bool,
 }
 
+/// A push API request made with an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRecord {
+    /// The client's key.
+    pub idempotency_key: String,
+    /// SHA-256 of the request body.
+    pub request_digest: String,
+    /// The event it produced.
+    pub event_id: String,
+    /// Kafka key.
+    pub record_key: String,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// Also goes to the priority lane.
+    pub priority: bool,
+    /// When the broker acknowledged it.
+    pub published_at_ms: Option<i64>,
+}
+
 /// An import recorded but not yet accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenImport {
@@ -302,5 +321,58 @@ impl IngestStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The push request recorded under `key`, if any.
+    pub async fn push_record(&self, key: &str) -> Result<Option<PushRecord>> {
+        let row = sqlx::query(
+            "SELECT idempotency_key, request_digest, event_id, record_key, payload, priority, \
+             published_at_ms FROM ingest_push WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| {
+            Ok(PushRecord {
+                idempotency_key: row.try_get(0)?,
+                request_digest: row.try_get(1)?,
+                event_id: row.try_get(2)?,
+                record_key: row.try_get(3)?,
+                payload: row.try_get::<Option<Vec<u8>>, _>(4)?.unwrap_or_default(),
+                priority: row.try_get::<i64, _>(5)? != 0,
+                published_at_ms: row.try_get(6)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a push request before it is published. Returns false (and
+    /// changes nothing) when its key is already recorded.
+    pub async fn insert_push_record(&self, record: &PushRecord, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO ingest_push (idempotency_key, request_digest, event_id, created_at_ms, \
+             record_key, payload, priority) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&record.idempotency_key)
+        .bind(&record.request_digest)
+        .bind(&record.event_id)
+        .bind(now_ms)
+        .bind(&record.record_key)
+        .bind(&record.payload)
+        .bind(i64::from(record.priority))
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the push request under `key` acknowledged by the broker.
+    pub async fn mark_push_published(&self, key: &str, now_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE ingest_push SET published_at_ms = $1 WHERE idempotency_key = $2")
+            .bind(now_ms)
+            .bind(key)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
     }
 }

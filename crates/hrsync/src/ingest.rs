@@ -33,6 +33,9 @@ pub(crate) enum IngestCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Serve the push API (`POST /v1/events`) for HR webhooks, and the
+    /// metrics endpoint, until SIGTERM or Ctrl-C.
+    Serve,
 }
 
 /// Runs an ingest command; returns the process exit code.
@@ -44,6 +47,76 @@ pub(crate) async fn run(config: &Config, command: IngestCommand) -> anyhow::Resu
             dry_run,
             force,
         } => import(config, &source, &file, ImportOptions { dry_run, force }).await,
+        IngestCommand::Serve => serve(config).await.map(|()| 0),
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let push = &config.ingest.push;
+    let token = push
+        .token
+        .as_ref()
+        .context("ingest.push.token is not set; the push API needs a bearer token")?
+        .expose()
+        .context("ingest.push.token")?;
+    let url = config
+        .ingest
+        .database_url
+        .expose()
+        .context("ingest.database_url")?;
+    let db = hrsync_store::Db::connect(&url, config.ingest.max_connections)
+        .await
+        .context("connecting to the ingest store (ingest.database_url)")?;
+    db.migrate().await.context("migrating the ingest store")?;
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
+    let service = hrsync_ingest::push::PushService {
+        store: IngestStore::new(db),
+        producer: hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?,
+        topic: config.topics.lifecycle.clone(),
+        priority_topic: config.topics.lifecycle_priority.clone(),
+        token,
+        source_system: push.source_system.clone(),
+        body_limit_bytes: push.body_limit_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(push.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the push API to {} (ingest.push.listen)",
+                push.listen
+            )
+        })?;
+    tracing::info!(addr = %listener.local_addr()?, "push API listening");
+    axum::serve(listener, hrsync_ingest::push::router(service))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("push API server")?;
+    tracing::info!("push API stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }
 

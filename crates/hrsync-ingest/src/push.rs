@@ -1,0 +1,552 @@
+//! The push API: HR webhooks `POST` single lifecycle events as JSON.
+//!
+//! `POST /v1/events` with `Authorization: Bearer <token>` and optionally
+//! `Idempotency-Key: <key>`. The body names the event `type` (`hire`,
+//! `move`, `terminate`, `rehire`, `leave_started`, `leave_ended`), the
+//! `employee_id`, the worker's `time_zone`, optionally `effective_at`
+//! (RFC 3339; default now) and `source_system` (default from the config),
+//! and the type's fields: `attributes` (hire, rehire), `changes` (move; a
+//! `null` value clears), `immediate` / `last_day_worked` / `reason`
+//! (terminate), `leave_type` / `expected_return` (leave started), `reason`
+//! (leave ended). The answer is `202 {"event_id", "priority"}`; every
+//! rejection is a JSON `{"error", "path"}` naming the JSON path.
+//!
+//! With an idempotency key the encoded event is stored before it is
+//! published; a retry with the same key and body answers the same event id
+//! (and publishes that same event again if the first attempt may not have
+//! reached the broker); the same key with another body is a 409.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use hrsync_bus::{OutgoingRecord, Producer};
+use hrsync_domain::{
+    Attribute, AttributeChange, EmployeeId, EmploymentType, Hire, LeaveEnded, LeaveStarted,
+    LifecycleEvent, LifecyclePayload, Move, Rehire, SourceSystem, Terminate, TimeZone, Timestamp,
+    WorkerAttributes,
+};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::store::{IngestStore, PushRecord};
+
+/// What the push API needs.
+#[derive(Debug, Clone)]
+pub struct PushService {
+    /// Where idempotency records live.
+    pub store: IngestStore,
+    /// The producer.
+    pub producer: Producer,
+    /// The lifecycle topic.
+    pub topic: String,
+    /// The priority lane.
+    pub priority_topic: String,
+    /// Expected bearer token.
+    pub token: String,
+    /// Default `source_system`.
+    pub source_system: String,
+    /// Largest accepted body.
+    pub body_limit_bytes: usize,
+}
+
+/// The API's routes.
+pub fn router(service: PushService) -> Router {
+    let limit = service.body_limit_bytes;
+    Router::new()
+        .route("/v1/events", post(post_event))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(service))
+}
+
+/// A rejection: status, message and the JSON path it concerns.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    error: String,
+    path: Option<String>,
+}
+
+impl ApiError {
+    fn bad(path: &str, error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: error.into(),
+            path: Some(path.to_owned()),
+        }
+    }
+
+    fn status(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            path: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error });
+        if let Some(path) = self.path {
+            body["path"] = Value::String(path);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn post_event(
+    State(service): State<Arc<PushService>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&service.token, &headers)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+            Some(key.ok_or_else(|| {
+                ApiError::status(
+                    StatusCode::BAD_REQUEST,
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                )
+            })?)
+        }
+    };
+    let digest = hex(&Sha256::digest(&body));
+    if let Some(key) = key {
+        if let Some(record) = service.store.push_record(key).await.map_err(unavailable)? {
+            if record.request_digest != digest {
+                return Err(ApiError::status(
+                    StatusCode::CONFLICT,
+                    "Idempotency-Key was already used with a different request body",
+                ));
+            }
+            if record.published_at_ms.is_none() {
+                publish(
+                    &service,
+                    &record.record_key,
+                    &record.payload,
+                    record.priority,
+                )
+                .await?;
+                service
+                    .store
+                    .mark_push_published(key, Utc::now().timestamp_millis())
+                    .await
+                    .map_err(unavailable)?;
+            }
+            return Ok(accepted(&record.event_id, record.priority, true));
+        }
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::status(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "body is not JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let now = Utc::now();
+    let event = parse_event(&value, &service.source_system, now)?;
+    let priority = match &event.payload {
+        LifecyclePayload::Terminate(t) => {
+            t.immediate || event.effective_at.as_millis() <= now.timestamp_millis()
+        }
+        _ => false,
+    };
+    let payload = hrsync_schema::encode_lifecycle(&event).map_err(|e| {
+        ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
+    })?;
+    let event_id = event.event_id.to_string();
+    let record_key = event.employee_id.as_str().to_owned();
+    if let Some(key) = key {
+        let record = PushRecord {
+            idempotency_key: key.to_owned(),
+            request_digest: digest,
+            event_id: event_id.clone(),
+            record_key: record_key.clone(),
+            payload: payload.clone(),
+            priority,
+            published_at_ms: None,
+        };
+        if !service
+            .store
+            .insert_push_record(&record, now.timestamp_millis())
+            .await
+            .map_err(unavailable)?
+        {
+            // A concurrent request with the same key won the race: answer as
+            // a retry would.
+            return Err(ApiError::status(
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is in progress; retry",
+            ));
+        }
+    }
+    publish(&service, &record_key, &payload, priority).await?;
+    if let Some(key) = key {
+        service
+            .store
+            .mark_push_published(key, Utc::now().timestamp_millis())
+            .await
+            .map_err(unavailable)?;
+    }
+    tracing::info!(%event_id, kind = %event.kind(), priority, "pushed event published");
+    Ok(accepted(&event_id, priority, false))
+}
+
+fn accepted(event_id: &str, priority: bool, replayed: bool) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "event_id": event_id, "priority": priority, "replayed": replayed })),
+    )
+        .into_response()
+}
+
+fn unavailable(error: crate::store::StoreError) -> ApiError {
+    tracing::error!(%error, "push store failed");
+    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "store unavailable; retry")
+}
+
+async fn publish(
+    service: &PushService,
+    key: &str,
+    payload: &[u8],
+    priority: bool,
+) -> Result<(), ApiError> {
+    let fail = |error: hrsync_bus::Error| {
+        tracing::error!(%error, "publishing a pushed event failed");
+        ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "broker unavailable; retry")
+    };
+    if priority {
+        service
+            .producer
+            .send(OutgoingRecord {
+                topic: &service.priority_topic,
+                key: key.as_bytes(),
+                payload,
+                headers: &[],
+            })
+            .await
+            .map_err(fail)?;
+    }
+    service
+        .producer
+        .send(OutgoingRecord {
+            topic: &service.topic,
+            key: key.as_bytes(),
+            payload,
+            headers: &[],
+        })
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Constant-time comparison of the presented bearer token.
+fn authorize(token: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(token.as_bytes());
+    let same = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0;
+    if same && !presented.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::status(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parses and validates one pushed event; errors name the JSON path.
+///
+/// # Errors
+/// The first problem found, with its path (`$.attributes.given_name`).
+pub fn parse_event(
+    value: &Value,
+    default_source: &str,
+    now: DateTime<Utc>,
+) -> Result<LifecycleEvent, ApiErrorPublic> {
+    parse(value, default_source, now).map_err(|e| ApiErrorPublic {
+        error: e.error,
+        path: e.path,
+    })
+}
+
+/// A validation failure of [`parse_event`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {error}", path.as_deref().unwrap_or("$"))]
+pub struct ApiErrorPublic {
+    /// What is wrong.
+    pub error: String,
+    /// Where.
+    pub path: Option<String>,
+}
+
+impl From<ApiErrorPublic> for ApiError {
+    fn from(e: ApiErrorPublic) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: e.error,
+            path: e.path,
+        }
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "type",
+    "employee_id",
+    "source_system",
+    "effective_at",
+    "time_zone",
+    "attributes",
+    "changes",
+    "immediate",
+    "last_day_worked",
+    "reason",
+    "leave_type",
+    "expected_return",
+];
+
+fn parse(
+    value: &Value,
+    default_source: &str,
+    now: DateTime<Utc>,
+) -> Result<LifecycleEvent, ApiError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad("$", "expected a JSON object"))?;
+    if let Some(unknown) = object.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad(
+            &format!("$.{unknown}"),
+            format!("unknown field; expected one of {}", KNOWN.join(", ")),
+        ));
+    }
+    let kind = string(object, "type")?.ok_or_else(|| ApiError::bad("$.type", "required"))?;
+    let employee =
+        string(object, "employee_id")?.ok_or_else(|| ApiError::bad("$.employee_id", "required"))?;
+    let employee_id =
+        EmployeeId::new(employee).map_err(|e| ApiError::bad("$.employee_id", e.to_string()))?;
+    let source = string(object, "source_system")?.unwrap_or(default_source);
+    let source_system =
+        SourceSystem::new(source).map_err(|e| ApiError::bad("$.source_system", e.to_string()))?;
+    let zone =
+        string(object, "time_zone")?.ok_or_else(|| ApiError::bad("$.time_zone", "required"))?;
+    let time_zone = TimeZone::new(zone)
+        .map_err(|_| ApiError::bad("$.time_zone", format!("{zone:?} is not an IANA time zone")))?;
+    let effective = match string(object, "effective_at")? {
+        None => now,
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                ApiError::bad(
+                    "$.effective_at",
+                    format!("{text:?} is not an RFC 3339 time: {e}"),
+                )
+            })?
+            .with_timezone(&Utc),
+    };
+    let allowed: &[&str] = match kind {
+        "hire" | "rehire" => &["attributes"],
+        "move" => &["changes"],
+        "terminate" => &["immediate", "last_day_worked", "reason"],
+        "leave_started" => &["leave_type", "expected_return"],
+        "leave_ended" => &["reason"],
+        other => {
+            return Err(ApiError::bad(
+                "$.type",
+                format!(
+                    "unknown type {other:?}; expected hire, move, terminate, rehire, \
+                     leave_started or leave_ended"
+                ),
+            ))
+        }
+    };
+    let common = [
+        "type",
+        "employee_id",
+        "source_system",
+        "effective_at",
+        "time_zone",
+    ];
+    if let Some(field) = object
+        .keys()
+        .find(|k| !common.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad(
+            &format!("$.{field}"),
+            format!("not a field of a {kind} event"),
+        ));
+    }
+    let payload = match kind {
+        "hire" => LifecyclePayload::Hire(Hire {
+            attributes: attributes(object)?,
+        }),
+        "rehire" => LifecyclePayload::Rehire(Rehire {
+            attributes: attributes(object)?,
+        }),
+        "move" => LifecyclePayload::Move(Move {
+            changes: changes(object)?,
+        }),
+        "terminate" => LifecyclePayload::Terminate(Terminate {
+            immediate: match object.get("immediate") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(ApiError::bad("$.immediate", "expected true or false")),
+            },
+            last_day_worked: date(object, "last_day_worked")?,
+            reason: string(object, "reason")?.map(str::to_owned),
+        }),
+        "leave_started" => LifecyclePayload::LeaveStarted(LeaveStarted {
+            leave_type: string(object, "leave_type")?.map(str::to_owned),
+            expected_return: date(object, "expected_return")?,
+        }),
+        _ => LifecyclePayload::LeaveEnded(LeaveEnded {
+            reason: string(object, "reason")?.map(str::to_owned),
+        }),
+    };
+    let at = |dt: DateTime<Utc>, path: &str| {
+        Timestamp::from_millis(dt.timestamp_millis())
+            .map_err(|e| ApiError::bad(path, e.to_string()))
+    };
+    LifecycleEvent::new(
+        source_system,
+        employee_id,
+        at(now, "$")?,
+        at(effective, "$.effective_at")?,
+        time_zone,
+        payload,
+    )
+    .map_err(|e| ApiError::bad("$", e.to_string()))
+}
+
+fn string<'a>(object: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ApiError::bad(&format!("$.{field}"), "expected a string")),
+    }
+}
+
+fn date(object: &Map<String, Value>, field: &str) -> Result<Option<NaiveDate>, ApiError> {
+    string(object, field)?
+        .map(|text| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                ApiError::bad(
+                    &format!("$.{field}"),
+                    format!("{text:?} is not a YYYY-MM-DD date"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn entries<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<&'a Map<String, Value>, ApiError> {
+    match object.get(field) {
+        Some(Value::Object(map)) => Ok(map),
+        None | Some(Value::Null) => Err(ApiError::bad(&format!("$.{field}"), "required")),
+        Some(_) => Err(ApiError::bad(&format!("$.{field}"), "expected an object")),
+    }
+}
+
+fn attributes(object: &Map<String, Value>) -> Result<WorkerAttributes, ApiError> {
+    let map = entries(object, "attributes")?;
+    let mut values: BTreeMap<Attribute, String> = BTreeMap::new();
+    for (name, value) in map {
+        let path = format!("$.attributes.{name}");
+        let attribute = Attribute::parse(name).map_err(|e| ApiError::bad(&path, e.to_string()))?;
+        match value {
+            Value::Null => {}
+            Value::String(s) => {
+                values.insert(attribute, s.clone());
+            }
+            _ => return Err(ApiError::bad(&path, "expected a string or null")),
+        }
+    }
+    let required = |a: Attribute| {
+        values
+            .get(&a)
+            .cloned()
+            .ok_or_else(|| ApiError::bad(&format!("$.attributes.{}", a.as_str()), "required"))
+    };
+    let employment_type =
+        EmploymentType::parse(&required(Attribute::EmploymentType)?.to_ascii_uppercase())
+            .map_err(|e| ApiError::bad("$.attributes.employment_type", e.to_string()))?;
+    let mut worker = WorkerAttributes::new(
+        required(Attribute::GivenName)?,
+        required(Attribute::FamilyName)?,
+        employment_type,
+    );
+    for (attribute, value) in values {
+        if matches!(
+            attribute,
+            Attribute::GivenName | Attribute::FamilyName | Attribute::EmploymentType
+        ) {
+            continue;
+        }
+        let path = format!("$.attributes.{}", attribute.as_str());
+        worker
+            .apply(&AttributeChange::set(attribute, value))
+            .map_err(|e| ApiError::bad(&path, e.to_string()))?;
+    }
+    Ok(worker)
+}
+
+fn changes(object: &Map<String, Value>) -> Result<Vec<AttributeChange>, ApiError> {
+    let map = entries(object, "changes")?;
+    if map.is_empty() {
+        return Err(ApiError::bad(
+            "$.changes",
+            "a move needs at least one change",
+        ));
+    }
+    let mut changes = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let path = format!("$.changes.{name}");
+        let attribute = Attribute::parse(name).map_err(|e| ApiError::bad(&path, e.to_string()))?;
+        let change = match value {
+            Value::Null => AttributeChange::clear(attribute),
+            Value::String(s) if attribute == Attribute::EmploymentType => {
+                AttributeChange::set(attribute, s.to_ascii_uppercase())
+            }
+            Value::String(s) => AttributeChange::set(attribute, s.clone()),
+            _ => return Err(ApiError::bad(&path, "expected a string or null")),
+        };
+        // Check the change applies to some worker (rejects clearing a
+        // required attribute, a bad employment type or manager id).
+        let mut probe = WorkerAttributes::new("x", "y", EmploymentType::Employee);
+        probe
+            .apply(&change)
+            .map_err(|e| ApiError::bad(&path, e.to_string()))?;
+        changes.push(change);
+    }
+    changes.sort_by(|a, b| a.attribute.cmp(&b.attribute));
+    Ok(changes)
+}
