@@ -59,7 +59,7 @@ fn venv_python() -> anyhow::Result<PathBuf> {
 }
 
 fn hex_bytes(hex: &str) -> anyhow::Result<Vec<u8>> {
-    ensure!(hex.len() % 2 == 0, "odd-length hex {hex:?}");
+    ensure!(hex.len().is_multiple_of(2), "odd-length hex {hex:?}");
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).with_context(|| format!("hex {hex:?}")))

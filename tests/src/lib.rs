@@ -18,7 +18,7 @@ mod topic;
 pub use broker::{Broker, TANSU_VERSION};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
-pub use topic::{read_topic, TopicRecord};
+pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};
 
 use std::path::PathBuf;
 

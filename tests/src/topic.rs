@@ -25,6 +25,15 @@ pub struct TopicRecord {
 /// Every record of `topic` on the broker at `bootstrap`, partition by
 /// partition in offset order. Uses no consumer group (nothing committed).
 pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<TopicRecord>> {
+    read_topic_until_quiet(bootstrap, topic, Duration::from_millis(1500))
+}
+
+/// Like [`read_topic`], stopping once nothing arrived for `quiet`.
+pub fn read_topic_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    quiet: Duration,
+) -> anyhow::Result<Vec<TopicRecord>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", crate::unique("reader"))
@@ -52,10 +61,18 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<TopicRecor
     }
     consumer.assign(&assignment)?;
     let mut records = Vec::new();
-    let quiet = Duration::from_millis(1500);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = Instant::now();
-    while last.elapsed() < quiet {
+    // A fresh consumer needs a moment (metadata, first fetch) before the
+    // first record can arrive: give an empty-looking topic 2.5 s.
+    let first_wait = quiet.max(Duration::from_millis(2500));
+    while last.elapsed()
+        < if records.is_empty() {
+            first_wait
+        } else {
+            quiet
+        }
+    {
         anyhow::ensure!(
             Instant::now() < deadline,
             "{topic} kept delivering for 120 s ({} records)",

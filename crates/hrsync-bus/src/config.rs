@@ -121,7 +121,7 @@ impl KafkaConfig {
 
     /// The librdkafka client settings common to producers, consumers and admin
     /// clients. Reads secrets from their sources.
-    pub(crate) fn client_config(&self, role: &str) -> Result<ClientConfig> {
+    pub fn client_config(&self, role: &str) -> Result<ClientConfig> {
         self.validate()?;
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers)

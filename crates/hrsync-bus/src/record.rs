@@ -20,7 +20,8 @@ pub struct Record {
 }
 
 impl Record {
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+    /// Copies a consumed message.
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let headers = message
             .headers()
             .map(|hs| {

@@ -11,6 +11,7 @@
 //! value in `Debug` or `Display` and is only readable through
 //! [`Secret::expose`].
 
+pub mod failpoint;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use failpoint::failpoint;
 pub use secret::{Secret, SecretError};
 
 /// Prefix of the environment variables read by [`load`].

@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use hrsync_bus::{OutgoingRecord, Producer};
+use hrsync_config::failpoint;
 use sha2::{Digest, Sha256};
 
 use crate::diff::{self, DiffError, Plan, Refusal, Summary};
@@ -299,13 +300,4 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-/// Crash injection for the crash-recovery tests: when `FAILPOINTS`
-/// names this point, the process aborts here, as a kill would stop it.
-fn failpoint(name: &str) {
-    if std::env::var("FAILPOINTS").is_ok_and(|v| v == name) {
-        tracing::error!(failpoint = name, "failpoint reached: aborting");
-        std::process::abort();
-    }
 }

@@ -3,6 +3,7 @@
 use hrsync_bus::{KafkaConfig, TopicsConfig};
 use hrsync_config::Validate;
 use hrsync_ingest::config::IngestConfig;
+use hrsync_projector::config::ProjectorConfig;
 use hrsync_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) telemetry: TelemetryConfig,
     /// The ingest role: HR sources, its store, the push API.
     pub(crate) ingest: IngestConfig,
+    /// The projector role: profile store, sourcing, pre-hire, group rules.
+    pub(crate) projector: ProjectorConfig,
 }
 
 impl Validate for Config {
@@ -26,6 +29,7 @@ impl Validate for Config {
         self.kafka.validate().map_err(|e| e.to_string())?;
         self.topics.validate().map_err(|e| e.to_string())?;
         self.ingest.validate()?;
+        self.projector.validate()?;
         Ok(())
     }
 }

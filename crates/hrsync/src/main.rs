@@ -3,6 +3,7 @@
 
 mod config;
 mod ingest;
+mod projector;
 
 use std::path::PathBuf;
 
@@ -34,6 +35,13 @@ enum Command {
     /// events.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// The projector role: lifecycle events become profile state, groups,
+    /// app assignments and directory changes.
+    #[command(subcommand)]
+    Projector(projector::ProjectorCommand),
+    /// Inspect persons in the projector's store.
+    #[command(subcommand)]
+    User(projector::UserCommand),
     /// The Avro event contracts compiled into this binary.
     #[command(subcommand)]
     Schemas(SchemasCommand),
@@ -89,6 +97,14 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Schemas(command) => schemas(&command),
+        Command::Projector(command) => {
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            runtime()?.block_on(projector::run_projector(&config, command))
+        }
+        Command::User(command) => {
+            let code = runtime()?.block_on(projector::run_user(&config, command))?;
+            std::process::exit(code);
+        }
         Command::Ingest(command) => {
             let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
             let code = runtime()?.block_on(ingest::run(&config, command))?;

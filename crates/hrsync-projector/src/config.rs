@@ -1,0 +1,94 @@
+//! The `[projector]` section of the hrsync configuration.
+
+use std::collections::BTreeMap;
+
+use hrsync_config::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::RulesConfig;
+use crate::state::AttributeSources;
+
+/// Settings of the projector role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorConfig {
+    /// Profile store: `sqlite://PATH` or `postgres://...` (a secret: URLs
+    /// may hold passwords).
+    pub database_url: Secret,
+    /// Database connection pool size.
+    pub max_connections: u32,
+    /// Consumer group of the main lifecycle topic; the priority lane uses
+    /// `<group_id>-priority`.
+    pub group_id: String,
+    /// Most events applied in one transaction.
+    pub batch_max: usize,
+    /// How long a batch waits for more events before it is applied.
+    pub batch_linger_ms: u64,
+    /// Per attribute, the sources allowed to set it, highest precedence
+    /// first, e.g. `phone = ["directory", "workday"]`.
+    pub attribute_sources: AttributeSources,
+    /// Per app, how many days before the start date a pending person's
+    /// account may be created.
+    pub prehire_days: BTreeMap<String, u32>,
+    /// How far up the manager chain rules can see.
+    pub manager_chain_depth: usize,
+    /// How often due time-driven transitions are looked for, at most.
+    pub timer_interval_ms: u64,
+    /// Groups, their rules and their apps.
+    pub rules: RulesConfig,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        ProjectorConfig {
+            database_url: Secret::inline("sqlite://hrsync-projector.db"),
+            max_connections: 4,
+            group_id: "hrsync-projector".to_owned(),
+            batch_max: 1000,
+            batch_linger_ms: 20,
+            attribute_sources: AttributeSources::default(),
+            prehire_days: BTreeMap::new(),
+            manager_chain_depth: 10,
+            timer_interval_ms: 1000,
+            rules: RulesConfig::default(),
+        }
+    }
+}
+
+impl ProjectorConfig {
+    /// Checks every setting; the message names the key.
+    ///
+    /// # Errors
+    /// A message naming the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_max == 0 {
+            return Err("projector.batch_max must be at least 1".to_owned());
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("projector.group_id is empty".to_owned());
+        }
+        for (attribute, sources) in &self.attribute_sources.0 {
+            hrsync_domain::Attribute::parse(attribute)
+                .map_err(|e| format!("projector.attribute_sources.{attribute}: {e}"))?;
+            if sources.is_empty() {
+                return Err(format!(
+                    "projector.attribute_sources.{attribute}: list at least one source"
+                ));
+            }
+        }
+        crate::rules::RuleSet::compile(&self.rules).map_err(|e| format!("projector.rules: {e}"))?;
+        Ok(())
+    }
+
+    /// How long before the start each app's pre-hire window opens, in ms.
+    pub fn prehire_offsets_ms(&self) -> Vec<i64> {
+        let mut offsets: Vec<i64> = self
+            .prehire_days
+            .values()
+            .map(|d| i64::from(*d) * 86_400_000)
+            .collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        offsets
+    }
+}

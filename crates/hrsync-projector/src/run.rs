@@ -1,0 +1,419 @@
+//! The running projector: two consumers (the priority lane and the main
+//! lifecycle topic) applying batches, a timer applying due time-driven
+//! transitions, and a publisher draining the outbox to Kafka.
+//!
+//! Offsets live in the store, written with the state they produced; Kafka
+//! offsets are not used. Each consumer is assigned every partition of its
+//! topic and starts at the stored offsets, so one projector process owns one
+//! store (run a single instance per store; a restarted instance resumes
+//! exactly where the store says).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hrsync_bus::{DlqPublisher, KafkaConfig, OutgoingRecord, Producer, Record};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::project::{Position, ProjectError, Projector};
+
+/// Topics the projector reads and writes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `hr.lifecycle.v1`.
+    pub lifecycle: String,
+    /// The ingest's priority lane.
+    pub lifecycle_priority: String,
+    /// `directory.changes.v1`.
+    pub directory_changes: String,
+    /// Its priority lane.
+    pub directory_priority: String,
+    /// Dead letters of this stage.
+    pub dlq: String,
+}
+
+/// Runtime errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Kafka failed in a way the loop cannot ride out.
+    #[error("kafka: {0}")]
+    Kafka(#[from] hrsync_bus::Error),
+    /// Kafka client error.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// The store failed permanently.
+    #[error("store: {0}")]
+    Store(#[from] ProjectError),
+    /// The topic has no partitions (does it exist?).
+    #[error("topic {0} not found; run `hrsync topics ensure`")]
+    NoTopic(String),
+}
+
+/// Shared pieces of the loops.
+struct Shared {
+    projector: Projector,
+    apply_lock: Mutex<()>,
+    outbox_ready: Notify,
+    dlq: DlqPublisher,
+    group: String,
+    batch_max: usize,
+    linger: Duration,
+    last_activity: std::sync::Mutex<Instant>,
+}
+
+impl Shared {
+    fn touch(&self) {
+        if let Ok(mut last) = self.last_activity.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .map_or(Duration::ZERO, |last| last.elapsed())
+    }
+}
+
+/// How the projector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Consume, apply and publish until shut down.
+    Serve,
+    /// Replay without publishing, and stop once nothing has arrived for
+    /// this long (`hrsync projector rebuild`).
+    Replay {
+        /// Quiet time that counts as caught up.
+        idle: Duration,
+    },
+}
+
+/// Runs until `shutdown` is cancelled (or, replaying, until caught up).
+///
+/// # Errors
+/// A failure no retry can fix.
+pub async fn run(
+    projector: Projector,
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let config = projector.config().clone();
+    let producer = Producer::new(kafka)?;
+    let shared = Arc::new(Shared {
+        projector: projector.clone(),
+        apply_lock: Mutex::new(()),
+        outbox_ready: Notify::new(),
+        dlq: DlqPublisher::new(producer.clone(), &topics.dlq, "projector"),
+        group: config.group_id.clone(),
+        batch_max: config.batch_max,
+        linger: Duration::from_millis(config.batch_linger_ms),
+        last_activity: std::sync::Mutex::new(Instant::now()),
+    });
+    if let Some(changes) = projector.reevaluate_if_rules_changed(now_ms()).await? {
+        tracing::info!(changes, "group rules changed: everyone re-evaluated");
+    }
+    let priority = consume(
+        shared.clone(),
+        kafka,
+        &topics.lifecycle_priority,
+        format!("{}-priority", shared.group),
+        shutdown.clone(),
+    );
+    let main = consume(
+        shared.clone(),
+        kafka,
+        &topics.lifecycle,
+        shared.group.clone(),
+        shutdown.clone(),
+    );
+    let timer = timers(
+        shared.clone(),
+        Duration::from_millis(config.timer_interval_ms),
+        shutdown.clone(),
+    );
+    let result = match mode {
+        Mode::Serve => {
+            let publisher = publish(shared.clone(), producer, topics.clone(), shutdown.clone());
+            tokio::try_join!(priority, main, publisher, timer).map(|_| ())
+        }
+        Mode::Replay { idle } => {
+            let watch = {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    while !shutdown.is_cancelled() {
+                        if shared.idle_for() >= idle {
+                            shutdown.cancel();
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok::<(), RunError>(())
+                }
+            };
+            tokio::try_join!(priority, main, timer, watch).map(|_| ())
+        }
+    };
+    shutdown.cancel();
+    result
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One consumer: assign every partition at the stored offsets, then apply
+/// batches until shutdown.
+async fn consume(
+    shared: Arc<Shared>,
+    kafka: &KafkaConfig,
+    topic: &str,
+    consumer_name: String,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let mut cfg = kafka.client_config(&format!("projector-{consumer_name}"))?;
+    cfg.set("group.id", &consumer_name)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: StreamConsumer = cfg.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(RunError::NoTopic(topic.to_owned()));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in &partitions {
+        let offset = match shared
+            .projector
+            .stored_offset(&consumer_name, topic, *partition)
+            .await?
+        {
+            Some(next) => Offset::Offset(next),
+            None => Offset::Beginning,
+        };
+        assignment.add_partition_offset(topic, *partition, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    tracing::info!(topic, consumer = %consumer_name, partitions = partitions.len(), "projector consuming");
+
+    loop {
+        // Wait for the first record of a batch, then take what arrives
+        // within the linger time, up to the batch size.
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            message = consumer.recv() => message,
+        };
+        let mut records = Vec::with_capacity(shared.batch_max);
+        match first {
+            Ok(message) => records.push(Record::from_message(&message)),
+            Err(error) => {
+                tracing::warn!(topic, %error, "kafka consumer error");
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + shared.linger;
+        while records.len() < shared.batch_max {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(message)) => records.push(Record::from_message(&message)),
+                Ok(Err(error)) => tracing::warn!(topic, %error, "kafka consumer error"),
+                Err(_) => break,
+            }
+        }
+        shared.touch();
+        apply_records(&shared, &consumer_name, &records, &shutdown).await?;
+        shared.touch();
+    }
+}
+
+/// Decodes, dead-letters the poison, and applies the rest with the
+/// positions, retrying transient failures.
+async fn apply_records(
+    shared: &Shared,
+    consumer_name: &str,
+    records: &[Record],
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    let started = Instant::now();
+    let mut events = Vec::with_capacity(records.len());
+    let mut positions: Vec<Position> = Vec::new();
+    for record in records {
+        match hrsync_schema::decode_lifecycle(record.payload.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|event| {
+                event.payload.validate().map_err(|e| e.to_string())?;
+                Ok(event)
+            }) {
+            Ok(event) => events.push(event),
+            Err(reason) => {
+                let reason = format!("undecodable or invalid lifecycle event: {reason}");
+                tracing::warn!(position = %record.position(), %reason, "poison record to the DLQ");
+                let mut backoff = Duration::from_millis(100);
+                while let Err(error) = shared.dlq.publish(record, &reason).await {
+                    tracing::warn!(%error, "DLQ unavailable; retrying");
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        match positions
+            .iter_mut()
+            .find(|p| p.topic == record.topic && p.partition == record.partition)
+        {
+            Some(p) => p.next_offset = p.next_offset.max(record.offset + 1),
+            None => positions.push(Position {
+                consumer: consumer_name.to_owned(),
+                topic: record.topic.clone(),
+                partition: record.partition,
+                next_offset: record.offset + 1,
+            }),
+        }
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let result = {
+            let _guard = shared.apply_lock.lock().await;
+            shared
+                .projector
+                .apply_batch(&events, &positions, now_ms())
+                .await
+        };
+        match result {
+            Ok(outcome) => {
+                metrics::counter!("hrsync_projector_events_applied_total", "consumer" => consumer_name.to_owned())
+                    .increment(outcome.applied as u64);
+                metrics::counter!("hrsync_projector_changes_total")
+                    .increment(outcome.changes as u64);
+                tracing::debug!(
+                    consumer = consumer_name,
+                    records = records.len(),
+                    applied = outcome.applied,
+                    duplicates = outcome.duplicates,
+                    changes = outcome.changes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch applied"
+                );
+                if outcome.changes > 0 {
+                    shared.outbox_ready.notify_one();
+                }
+                return Ok(());
+            }
+            Err(error) if error.is_retryable() && !shutdown.is_cancelled() => {
+                tracing::warn!(%error, "batch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(error) if error.is_retryable() => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Applies due time-driven transitions.
+async fn timers(
+    shared: Arc<Shared>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(interval) => {}
+        }
+        let result = {
+            let _guard = shared.apply_lock.lock().await;
+            shared.projector.run_due(now_ms()).await
+        };
+        match result {
+            Ok(0) => {}
+            Ok(changes) => {
+                tracing::info!(changes, "time-driven transitions applied");
+                shared.outbox_ready.notify_one();
+            }
+            Err(error) if error.is_retryable() => tracing::warn!(%error, "timer pass failed"),
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Drains the outbox: priority copies first, then the main topic in order;
+/// rows are deleted once the broker acknowledged them (a crash in between
+/// republishes them; consumers drop versions they have seen).
+async fn publish(
+    shared: Arc<Shared>,
+    producer: Producer,
+    topics: Topics,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    loop {
+        let rows = match shared.projector.outbox(1000).await {
+            Ok(rows) => rows,
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "reading the outbox failed");
+                Vec::new()
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = shared.outbox_ready.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        let priority: Vec<OutgoingRecord<'_>> = rows
+            .iter()
+            .filter(|r| r.priority)
+            .map(|r| OutgoingRecord {
+                topic: &topics.directory_priority,
+                key: r.person_id.as_bytes(),
+                payload: &r.payload,
+                headers: &[],
+            })
+            .collect();
+        let main: Vec<OutgoingRecord<'_>> = rows
+            .iter()
+            .map(|r| OutgoingRecord {
+                topic: &topics.directory_changes,
+                key: r.person_id.as_bytes(),
+                payload: &r.payload,
+                headers: &[],
+            })
+            .collect();
+        let sent = async {
+            if !priority.is_empty() {
+                producer.send_batch(&priority).await?;
+            }
+            producer.send_batch(&main).await
+        }
+        .await;
+        match sent {
+            Ok(_) => {
+                let last = rows.last().map_or(0, |r| r.seq);
+                shared.projector.delete_outbox_through(last).await?;
+                metrics::counter!("hrsync_projector_changes_published_total")
+                    .increment(rows.len() as u64);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "publishing directory changes failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `hrsync projector ...` and `hrsync user show`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use hrsync_projector::project::Projector;
+use hrsync_projector::run::{self, Mode, Topics};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectorCommand {
+    /// Consume hr.lifecycle.v1 (and its priority lane), keep every person's
+    /// profile, and publish directory changes, until SIGTERM or Ctrl-C.
+    Run,
+    /// Empty the profile store and replay the lifecycle log from the
+    /// beginning; stops once caught up. Publishes nothing; versions continue
+    /// above those emitted before.
+    Rebuild {
+        /// Quiet seconds that count as caught up.
+        #[arg(long, default_value_t = 5)]
+        idle_seconds: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Print a person's profile, lifecycle, groups, apps and last events.
+    Show {
+        /// HR employee id.
+        employee_id: String,
+    },
+}
+
+async fn projector(config: &Config) -> anyhow::Result<Projector> {
+    let url = config
+        .projector
+        .database_url
+        .expose()
+        .context("projector.database_url")?;
+    let db = hrsync_store::Db::connect(&url, config.projector.max_connections)
+        .await
+        .context("connecting to the projector store (projector.database_url)")?;
+    db.migrate()
+        .await
+        .context("migrating the projector store")?;
+    Projector::new(db, config.projector.clone()).context("projector.rules")
+}
+
+fn topics(config: &Config) -> Topics {
+    Topics {
+        lifecycle: config.topics.lifecycle.clone(),
+        lifecycle_priority: config.topics.lifecycle_priority.clone(),
+        directory_changes: config.topics.directory_changes.clone(),
+        directory_priority: config.topics.directory_priority.clone(),
+        dlq: config.topics.projector_dlq.clone(),
+    }
+}
+
+pub(crate) async fn run_projector(
+    config: &Config,
+    command: ProjectorCommand,
+) -> anyhow::Result<()> {
+    let projector = projector(config).await?;
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
+    let shutdown = CancellationToken::new();
+    match command {
+        ProjectorCommand::Run => {
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                crate::ingest::shutdown_signal().await;
+                signal.cancel();
+            });
+            run::run(
+                projector,
+                &config.kafka,
+                &topics(config),
+                Mode::Serve,
+                shutdown,
+            )
+            .await
+            .context("projector")?;
+        }
+        ProjectorCommand::Rebuild { idle_seconds } => {
+            projector
+                .begin_rebuild()
+                .await
+                .context("emptying the store")?;
+            run::run(
+                projector.clone(),
+                &config.kafka,
+                &topics(config),
+                Mode::Replay {
+                    idle: Duration::from_secs(idle_seconds),
+                },
+                shutdown,
+            )
+            .await
+            .context("replaying the lifecycle log")?;
+            projector
+                .finish_rebuild()
+                .await
+                .context("finishing the rebuild")?;
+            let people = projector.dump().await?.len();
+            println!("rebuilt: {people} persons");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_user(config: &Config, command: UserCommand) -> anyhow::Result<i32> {
+    let UserCommand::Show { employee_id } = command;
+    let projector = projector(config).await?;
+    let Some(view) = projector.person(&employee_id).await? else {
+        eprintln!("no person with employee id {employee_id:?}");
+        return Ok(1);
+    };
+    let state = &view.state;
+    let now = chrono::Utc::now().timestamp_millis();
+    let time = |ms: Option<i64>| {
+        ms.and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+    };
+    println!(
+        "employee {}  person {}  version {}",
+        state.employee_id, view.person_id, view.version
+    );
+    println!(
+        "lifecycle {} (emitted {})",
+        state
+            .lifecycle_at(now)
+            .map_or("unknown (no hire yet)", |l| l.as_str()),
+        view.lifecycle.as_deref().unwrap_or("-")
+    );
+    println!("time zone {}", state.time_zone);
+    println!("employed from {}", time(state.employed_from_ms));
+    println!(
+        "terminates {}{}",
+        time(state.terminate_at_ms),
+        if state.terminate_immediate {
+            " (immediate)"
+        } else {
+            ""
+        }
+    );
+    if let Some(attributes) = &state.attributes {
+        println!("attributes:");
+        for (attribute, value) in attributes.values() {
+            let owner = state
+                .owners
+                .get(attribute.as_str().as_ref())
+                .map_or(String::new(), |o| format!("  (from {o})"));
+            println!("  {} = {value}{owner}", attribute.as_str());
+        }
+    }
+    println!(
+        "groups: {}",
+        if view.groups.is_empty() {
+            "-".to_owned()
+        } else {
+            view.groups.join(", ")
+        }
+    );
+    println!(
+        "apps: {}",
+        if view.apps.is_empty() {
+            "-".to_owned()
+        } else {
+            view.apps.join(", ")
+        }
+    );
+    println!("last events:");
+    for event in state.recent.iter().rev() {
+        println!(
+            "  {}  {:<13}  from {:<12}  effective {}",
+            event.event_id,
+            event.kind,
+            event.source,
+            time(Some(event.effective_ms))
+        );
+    }
+    Ok(0)
+}
