@@ -16,3 +16,5 @@ pub mod project;
 pub mod rules;
 pub mod run;
 pub mod state;
+#[cfg(test)]
+mod state_tests;

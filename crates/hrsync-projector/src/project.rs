@@ -182,10 +182,12 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn begin_rebuild(&self) -> Result<()> {
+        // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
+        // CONFLICT.)
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(
             "INSERT INTO projector_version_floor (employee_id, version) \
-             SELECT employee_id, version FROM projector_person \
+             SELECT employee_id, version FROM projector_person WHERE true \
              ON CONFLICT (employee_id) DO UPDATE SET version = excluded.version",
         )
         .execute(&mut *tx)

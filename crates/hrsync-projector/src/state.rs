@@ -56,6 +56,30 @@ pub struct SeenEvent {
     pub effective_ms: i64,
 }
 
+/// An earlier employment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Employment {
+    /// Its start.
+    pub from_ms: i64,
+    /// Its end, if any.
+    pub terminate_at_ms: Option<i64>,
+}
+
+/// A leave of absence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// When it starts.
+    pub from_ms: i64,
+    /// When it ends, once known.
+    pub until_ms: Option<i64>,
+}
+
+impl Leave {
+    fn covers(&self, now_ms: i64) -> bool {
+        self.from_ms <= now_ms && self.until_ms.is_none_or(|u| now_ms < u)
+    }
+}
+
 /// Everything the projector knows of one person, folded from their events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonState {
@@ -67,14 +91,25 @@ pub struct PersonState {
     pub attributes: Option<WorkerAttributes>,
     /// Which source last set each attribute (for attribute-level sourcing).
     pub owners: BTreeMap<String, String>,
-    /// Start of the current employment (hire or rehire effective time).
+    /// Start of the latest employment (hire or rehire effective time).
     pub employed_from_ms: Option<i64>,
-    /// End of the current employment, scheduled or past.
+    /// When the latest employment's start was recorded: a start recorded
+    /// later replaces one recorded earlier (a pre-hire's start date moved).
+    pub start_recorded_ms: i64,
+    /// End of the latest employment, scheduled or past.
     pub terminate_at_ms: Option<i64>,
-    /// Whether the termination was immediate.
+    /// Whether that termination was immediate.
     pub terminate_immediate: bool,
-    /// On a leave of absence.
-    pub on_leave: bool,
+    /// When that termination was recorded: the most recently recorded
+    /// termination wins (a date moved earlier, an immediate termination
+    /// overriding a scheduled one, a notice period extended).
+    pub terminate_recorded_ms: i64,
+    /// The employment before the latest one, kept while the latest has a
+    /// future start (a rehire dated ahead does not end the current
+    /// employment early).
+    pub previous: Option<Employment>,
+    /// The latest leave of absence of the latest employment.
+    pub leave: Option<Leave>,
     /// Sort key of the last applied event: a newer event is applied
     /// incrementally, an older one causes a refold.
     pub last_key: Option<(i64, u8, String)>,
@@ -124,9 +159,12 @@ impl PersonState {
             attributes: None,
             owners: BTreeMap::new(),
             employed_from_ms: None,
+            start_recorded_ms: i64::MIN,
             terminate_at_ms: None,
             terminate_immediate: false,
-            on_leave: false,
+            terminate_recorded_ms: i64::MIN,
+            previous: None,
+            leave: None,
             last_key: None,
             recent: Vec::new(),
         }
@@ -160,12 +198,13 @@ impl PersonState {
         let effective = effective_ms(event);
         let source = event.source_system.as_str();
         self.time_zone = event.time_zone.name().to_owned();
+        let recorded = event.occurred_at.as_millis();
         match &event.payload {
             LifecyclePayload::Hire(h) => {
-                self.employ(effective, &h.attributes, source, sources, true)
+                self.employ(effective, recorded, &h.attributes, source, sources);
             }
             LifecyclePayload::Rehire(r) => {
-                self.employ(effective, &r.attributes, source, sources, false);
+                self.employ(effective, recorded, &r.attributes, source, sources);
             }
             LifecyclePayload::Move(m) => {
                 if let Some(attributes) = self.attributes.as_mut() {
@@ -175,11 +214,23 @@ impl PersonState {
                 }
             }
             LifecyclePayload::Terminate(t) => {
-                self.terminate_at_ms = Some(effective);
-                self.terminate_immediate = t.immediate;
+                if self.terminate_at_ms.is_none() || recorded >= self.terminate_recorded_ms {
+                    self.terminate_at_ms = Some(effective);
+                    self.terminate_immediate = t.immediate;
+                    self.terminate_recorded_ms = recorded;
+                }
             }
-            LifecyclePayload::LeaveStarted(_) => self.on_leave = true,
-            LifecyclePayload::LeaveEnded(_) => self.on_leave = false,
+            LifecyclePayload::LeaveStarted(_) => {
+                self.leave = Some(Leave {
+                    from_ms: effective,
+                    until_ms: None,
+                });
+            }
+            LifecyclePayload::LeaveEnded(_) => {
+                if let Some(leave) = self.leave.as_mut() {
+                    leave.until_ms = Some(effective);
+                }
+            }
         }
         self.last_key = Some(sort_key(event));
         self.recent.push(SeenEvent {
@@ -193,24 +244,61 @@ impl PersonState {
         }
     }
 
+    /// A hire or rehire effective at `effective`, recorded at `recorded`.
+    ///
+    /// It starts a new employment when there is none yet, or when the
+    /// current one was terminated at or before it by a termination recorded
+    /// before it (a rehire). A termination recorded after it ends it even if
+    /// dated before its start (a rescinded offer). Otherwise it updates the
+    /// current employment: the start recorded last wins.
     fn employ(
         &mut self,
         effective: i64,
+        recorded: i64,
         attributes: &WorkerAttributes,
         source: &str,
         sources: &AttributeSources,
-        is_hire: bool,
     ) {
-        // A termination at or before this (re)hire belongs to an earlier
-        // employment; a rehire always starts a new one.
-        let ended = self.terminate_at_ms.is_some_and(|t| t <= effective);
+        let first = self.attributes.is_none() || self.employed_from_ms.is_none();
+        let ended = self
+            .terminate_at_ms
+            .is_some_and(|t| t <= effective && self.terminate_recorded_ms <= recorded);
+        if first || ended {
+            self.previous = match (first, self.employed_from_ms) {
+                (false, Some(from_ms)) => Some(Employment {
+                    from_ms,
+                    terminate_at_ms: self.terminate_at_ms,
+                }),
+                _ => None,
+            };
+            if ended {
+                self.terminate_at_ms = None;
+                self.terminate_immediate = false;
+                self.terminate_recorded_ms = i64::MIN;
+            }
+            self.employed_from_ms = Some(effective);
+            self.start_recorded_ms = recorded;
+            self.leave = None;
+        } else if recorded >= self.start_recorded_ms {
+            self.employed_from_ms = Some(effective);
+            self.start_recorded_ms = recorded;
+        }
         match self.attributes.as_mut() {
             None => {
-                self.attributes = Some(attributes.clone());
-                for (attribute, _) in attributes.values() {
-                    self.owners
-                        .insert(attribute.as_str().into_owned(), source.to_owned());
+                // The required attributes come with the first hire whatever
+                // the sourcing; the others only from allowed sources.
+                let mut fresh = WorkerAttributes::new(
+                    attributes.given_name.clone(),
+                    attributes.family_name.clone(),
+                    attributes.employment_type,
+                );
+                for name in ["given_name", "family_name", "employment_type"] {
+                    self.owners.insert(name.to_owned(), source.to_owned());
                 }
+                for change in WorkerAttributes::diff(&fresh.clone(), attributes) {
+                    set(&mut fresh, &mut self.owners, &change, source, sources);
+                }
+                self.attributes = Some(fresh);
             }
             Some(current) => {
                 for change in WorkerAttributes::diff(current, attributes) {
@@ -218,25 +306,36 @@ impl PersonState {
                 }
             }
         }
-        // A repeated hire of a worker who has not left moves the start (a
-        // pre-hire whose start date changed).
-        self.employed_from_ms = Some(effective);
-        if ended || !is_hire {
-            self.terminate_at_ms = None;
-            self.terminate_immediate = false;
-        }
-        self.on_leave = false;
+    }
+
+    /// Whether the person is on a leave of absence at `now_ms`.
+    pub fn on_leave_at(&self, now_ms: i64) -> bool {
+        self.leave.as_ref().is_some_and(|l| l.covers(now_ms))
     }
 
     /// The lifecycle state at `now_ms`; `None` while no hire is known.
     pub fn lifecycle_at(&self, now_ms: i64) -> Option<LifecycleState> {
         let from = self.employed_from_ms?;
         self.attributes.as_ref()?;
-        Some(if self.terminate_at_ms.is_some_and(|t| t <= now_ms) {
+        let ended = |t: Option<i64>| t.is_some_and(|t| t <= now_ms);
+        if from > now_ms {
+            // Not started yet: still in the previous employment, if any.
+            if let Some(previous) = self.previous.as_ref().filter(|p| p.from_ms <= now_ms) {
+                return Some(if ended(previous.terminate_at_ms) {
+                    LifecycleState::Deprovisioned
+                } else {
+                    LifecycleState::Active
+                });
+            }
+            return Some(if ended(self.terminate_at_ms) {
+                LifecycleState::Deprovisioned
+            } else {
+                LifecycleState::Pending
+            });
+        }
+        Some(if ended(self.terminate_at_ms) {
             LifecycleState::Deprovisioned
-        } else if from > now_ms {
-            LifecycleState::Pending
-        } else if self.on_leave {
+        } else if self.on_leave_at(now_ms) {
             LifecycleState::Suspended
         } else {
             LifecycleState::Active
@@ -244,7 +343,8 @@ impl PersonState {
     }
 
     /// The next instant after `now_ms` at which the state may change on its
-    /// own: the start, the termination, or a pre-hire window opening
+    /// own: a start, a termination, a leave starting or ending, or a
+    /// pre-hire window opening
     /// (`prehire_offsets_ms`: how long before the start each app's window
     /// opens).
     pub fn next_change_after(&self, now_ms: i64, prehire_offsets_ms: &[i64]) -> Option<i64> {
@@ -254,6 +354,14 @@ impl PersonState {
             candidates.extend(prehire_offsets_ms.iter().map(|o| from - o));
         }
         candidates.extend(self.terminate_at_ms);
+        if let Some(previous) = &self.previous {
+            candidates.push(previous.from_ms);
+            candidates.extend(previous.terminate_at_ms);
+        }
+        if let Some(leave) = &self.leave {
+            candidates.push(leave.from_ms);
+            candidates.extend(leave.until_ms);
+        }
         candidates.into_iter().filter(|t| *t > now_ms).min()
     }
 }

@@ -113,10 +113,7 @@ impl Setup {
             &config,
             format!(
                 r#"
-[kafka]
-brokers = "{brokers}"
-default_partitions = 3
-
+{kafka}
 [telemetry]
 log_format = "human"
 log_filter = "warn"
@@ -130,7 +127,7 @@ name = "workday"
 max_termination_share = 0.10
 max_dropped = 5
 "#,
-                brokers = broker.bootstrap()
+                kafka = broker.kafka_toml()
             ),
         )?;
         Ok(Setup {

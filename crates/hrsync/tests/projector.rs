@@ -82,40 +82,8 @@ fn terminate(employee: &str, effective: i64, immediate: bool) -> LifecycleEvent 
     )
 }
 
-/// A broker, a store, and a config file for the projector.
-struct Setup {
-    broker: Broker,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    producer: Producer,
-}
-
-impl Setup {
-    async fn new(store_url: &str, extra: &str) -> anyhow::Result<Self> {
-        let broker = Broker::start()?;
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("hrsync.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[kafka]
-brokers = "{brokers}"
-default_partitions = 3
-
-[telemetry]
-log_format = "human"
-log_filter = "warn"
-
-[projector]
-database_url = "{store_url}"
-timer_interval_ms = 200
-batch_linger_ms = 5
-{extra}
-
-[projector.prehire_days]
-slack = 7
-
+/// The group rules of the tests.
+const RULES: &str = r#"
 [[projector.rules.groups]]
 name = "Everyone"
 rule = 'true'
@@ -130,9 +98,54 @@ apps = ["zendesk", "slack"]
 name = "People Managers"
 rule = 'person.title.contains("Manager") || is_manager'
 apps = ["lattice", "workday-manager"]
-"#,
-                brokers = broker.bootstrap()
-            ),
+"#;
+
+/// A projector configuration: `projector_extra` goes into `[projector]`,
+/// `top_extra` after it (whole sections).
+fn config_text(
+    kafka: &str,
+    store_url: &str,
+    projector_extra: &str,
+    top_extra: &str,
+    rules: &str,
+) -> String {
+    format!(
+        r#"
+{kafka}
+[telemetry]
+log_format = "human"
+log_filter = "warn"
+
+[projector]
+database_url = "{store_url}"
+timer_interval_ms = 200
+batch_linger_ms = 5
+{projector_extra}
+
+[projector.prehire_days]
+slack = 7
+{rules}
+{top_extra}
+"#
+    )
+}
+
+/// A broker, a store, and a config file for the projector.
+struct Setup {
+    broker: Broker,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    producer: Producer,
+}
+
+impl Setup {
+    async fn new(store_url: &str, extra: &str) -> anyhow::Result<Self> {
+        let broker = Broker::start()?;
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("hrsync.toml");
+        std::fs::write(
+            &config,
+            config_text(&broker.kafka_toml(), store_url, extra, "", RULES),
         )?;
         let kafka = broker.kafka_config();
         let specs: Vec<TopicSpec> = [
@@ -149,7 +162,7 @@ apps = ["lattice", "workday-manager"]
         let producer = Producer::new(&kafka)?;
         Ok(Setup {
             broker,
-            _dir: dir,
+            dir,
             config,
             producer,
         })
@@ -179,9 +192,13 @@ apps = ["lattice", "workday-manager"]
     }
 
     fn start(&self, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+        self.start_with(&self.config, env)
+    }
+
+    fn start_with(&self, config: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
         Ok(Command::new(env!("CARGO_BIN_EXE_hrsync"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(["projector", "run"])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -189,9 +206,17 @@ apps = ["lattice", "workday-manager"]
     }
 
     fn hrsync(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        self.hrsync_with(&self.config, args)
+    }
+
+    fn hrsync_with(
+        &self,
+        config: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
         Ok(Command::new(env!("CARGO_BIN_EXE_hrsync"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(args)
             .output()?)
     }
@@ -499,4 +524,277 @@ async fn lifecycle_stories_on_postgres() -> anyhow::Result<()> {
 async fn lifecycle_stories_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     lifecycle_stories(&file.url()).await
+}
+
+/// Reads a projector store directly.
+async fn store(url: &str) -> anyhow::Result<hrsync_projector::project::Projector> {
+    let db = hrsync_store::Db::connect(url, 2).await?;
+    db.migrate().await?;
+    Ok(hrsync_projector::project::Projector::new(
+        db,
+        hrsync_projector::config::ProjectorConfig::default(),
+    )?)
+}
+
+/// Waits until the store has consumed `expected` main-topic records and
+/// published its outbox.
+async fn caught_up(url: &str, expected: i64) -> anyhow::Result<()> {
+    let projector = store(url).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let consumed: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(next_offset) AS BIGINT) FROM projector_offset WHERE topic = $1",
+        )
+        .bind(LIFECYCLE)
+        .fetch_one(projector.db().pool())
+        .await?;
+        let pending = projector.outbox(1).await?.len();
+        if consumed == Some(expected) && pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projector_event")
+                .fetch_one(projector.db().pool())
+                .await?;
+            let rows = sqlx::query(
+                "SELECT consumer, topic, kafka_partition, next_offset FROM projector_offset",
+            )
+            .fetch_all(projector.db().pool())
+            .await?;
+            let offsets: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    use sqlx::Row;
+                    format!(
+                        "{}/{}/{}={}",
+                        r.get::<String, _>(0),
+                        r.get::<String, _>(1),
+                        r.get::<i64, _>(2),
+                        r.get::<i64, _>(3)
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "not caught up: consumed {consumed:?} of {expected}, outbox {pending}, \
+                 {events} events stored, offsets {offsets:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// State and last emitted result per person (not the version, which
+/// depends on how events were batched).
+async fn outcome(url: &str) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+    Ok(store(url)
+        .await?
+        .dump()
+        .await?
+        .into_iter()
+        .map(|(id, (_, state, emitted))| (id, (state, emitted)))
+        .collect())
+}
+
+fn stop(mut child: Child) -> anyhow::Result<()> {
+    // SIGTERM: graceful shutdown.
+    Command::new("kill").arg(child.id().to_string()).status()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "projector did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A workload of 120 people: hires, moves, terminations, rehires.
+fn workload() -> Vec<LifecycleEvent> {
+    let now = now_ms();
+    let mut events = Vec::new();
+    for i in 0..120 {
+        let id = format!("C{i:03}");
+        let department = if i % 3 == 0 {
+            "Customer Support"
+        } else {
+            "Sales"
+        };
+        events.push(hire(&id, now - 10 * DAY, department, "Agent"));
+        if i % 2 == 0 {
+            events.push(title_move(&id, now - 5 * DAY, "Team Manager"));
+        }
+        if i % 5 == 0 {
+            events.push(terminate(&id, now - 2 * DAY, false));
+        }
+        if i % 10 == 0 {
+            events.push(event(
+                &id,
+                now - DAY,
+                LifecyclePayload::Rehire(Rehire {
+                    attributes: attributes(department, "Returner"),
+                }),
+            ));
+        }
+    }
+    events
+}
+
+/// Killed mid-batch (before its commit) and restarted, the projector ends
+/// with exactly the state and emitted changes of an uninterrupted run; a
+/// rebuild from the log reproduces that state; a rules change re-evaluates
+/// everyone and emits only those whose result changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_rebuild_and_rules_change() -> anyhow::Result<()> {
+    let crashed_db = PgDatabase::fresh().await?;
+    let clean_db = SqliteFile::new()?;
+    let setup = Setup::new(crashed_db.url(), "batch_max = 40").await?;
+    let events = workload();
+    let refs: Vec<&LifecycleEvent> = events.iter().collect();
+    setup.publish(LIFECYCLE, &refs).await?;
+    let expected = i64::try_from(events.len())?;
+
+    // Crash on the 4th batch commit, then restart.
+    let mut crashing = setup.start(&[("FAILPOINTS", "projector.before_commit@4")])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = crashing.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the failpoint never fired");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "aborted at the failpoint");
+    let partial = store(crashed_db.url()).await?.dump().await?.len();
+    assert!(
+        partial > 0 && partial < 120,
+        "three batches committed: {partial} persons"
+    );
+    let restarted = setup.start(&[])?;
+    caught_up(crashed_db.url(), expected).await?;
+    stop(restarted)?;
+
+    // An uninterrupted run over the same log into another store, publishing
+    // to other topics.
+    let clean_config = setup.dir.path().join("clean.toml");
+    let topics = r#"
+[topics]
+directory_changes = "clean.changes"
+directory_priority = "clean.changes.priority"
+"#;
+    std::fs::write(
+        &clean_config,
+        config_text(
+            &setup.broker.kafka_toml(),
+            &clean_db.url(),
+            "batch_max = 40",
+            topics,
+            RULES,
+        ),
+    )?;
+    let clean = setup.start_with(&clean_config, &[])?;
+    caught_up(&clean_db.url(), expected).await?;
+    stop(clean)?;
+
+    let crashed_outcome = outcome(crashed_db.url()).await?;
+    assert_eq!(crashed_outcome.len(), 120);
+    assert_eq!(
+        crashed_outcome,
+        outcome(&clean_db.url()).await?,
+        "same state as uninterrupted"
+    );
+
+    // What the crashed run emitted: per person strictly increasing versions
+    // (a repeat only as an identical record), ending in the same state.
+    let crashed_changes = setup.changes(CHANGES)?;
+    let clean_changes = setup.changes("clean.changes")?;
+    for (id, list) in &crashed_changes {
+        for pair in list.windows(2) {
+            assert!(
+                pair[1].version > pair[0].version || pair[1] == pair[0],
+                "{id}: {} then {}",
+                summary(&pair[0]),
+                summary(&pair[1])
+            );
+        }
+        let a = list.last().unwrap();
+        let b = clean_changes[id].last().unwrap();
+        assert_eq!(
+            (a.lifecycle_state, &a.profile, &a.groups, &a.apps),
+            (b.lifecycle_state, &b.profile, &b.groups, &b.apps),
+            "{id}"
+        );
+    }
+    assert_eq!(crashed_changes.len(), 120);
+
+    // Rebuild the clean store from the log: same state, versions go on.
+    let before = store(&clean_db.url()).await?.dump().await?;
+    let rebuilt = setup.hrsync_with(
+        &clean_config,
+        &["projector", "rebuild", "--idle-seconds", "3"],
+    )?;
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    let after = store(&clean_db.url()).await?.dump().await?;
+    assert_eq!(before.len(), after.len());
+    for (id, (version, state, emitted)) in &before {
+        let (v, s, e) = &after[id];
+        assert_eq!((state, emitted), (s, e), "{id} rebuilt differently");
+        assert!(
+            v >= version,
+            "{id}: version went back from {version} to {v}"
+        );
+    }
+
+    // A new rule: only Customer Support people (and nobody else) change.
+    let rules = format!(
+        "{RULES}\n[[projector.rules.groups]]\nname = \"Support Tools\"\nrule = 'person.department == \"Customer Support\" && state == \"ACTIVE\"'\napps = [\"freshdesk\"]\n"
+    );
+    std::fs::write(
+        &clean_config,
+        config_text(
+            &setup.broker.kafka_toml(),
+            &clean_db.url(),
+            "batch_max = 40",
+            topics,
+            &rules,
+        ),
+    )?;
+    let seen_before = setup.changes("clean.changes")?;
+    let rerun = setup.start_with(&clean_config, &[])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let expected_changed: Vec<String> = after
+        .iter()
+        .filter(|(_, (_, state, _))| state.contains("Customer Support"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    loop {
+        let now = setup.changes("clean.changes")?;
+        let changed: Vec<String> = now
+            .iter()
+            .filter(|(id, list)| list.len() > seen_before.get(*id).map_or(0, Vec::len))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let active_support: Vec<&String> = expected_changed
+            .iter()
+            .filter(|id| {
+                last(&now, id).is_some_and(|c| c.lifecycle_state == LifecycleState::Active)
+            })
+            .collect();
+        if changed.len() == active_support.len() && !changed.is_empty() {
+            assert!(
+                changed.iter().all(|id| expected_changed.contains(id)),
+                "{changed:?}"
+            );
+            for id in &changed {
+                assert!(apps(last(&now, id).unwrap()).contains(&"freshdesk"), "{id}");
+            }
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "rules change: changed {changed:?}, expected the active Customer Support people {active_support:?}"
+        );
+    }
+    stop(rerun)?;
+    Ok(())
 }

@@ -38,10 +38,7 @@ fn start(broker: &Broker, db_url: &str) -> anyhow::Result<Server> {
         &config,
         format!(
             r#"
-[kafka]
-brokers = "{brokers}"
-default_partitions = 3
-
+{kafka}
 [telemetry]
 log_format = "human"
 log_filter = "warn"
@@ -55,7 +52,7 @@ token = {{ env = "PUSH_TOKEN" }}
 body_limit_bytes = 4096
 source_system = "successfactors"
 "#,
-            brokers = broker.bootstrap()
+            kafka = broker.kafka_toml()
         ),
     )?;
     let child = Command::new(env!("CARGO_BIN_EXE_hrsync"))
