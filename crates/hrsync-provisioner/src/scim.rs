@@ -1,0 +1,472 @@
+//! A SCIM 2.0 client (RFC 7644) that behaves like the clients app vendors
+//! test against: match with a `userName eq` filter, create with
+//! `externalId`, update with PATCH where the server supports it (PUT
+//! otherwise), deactivate with `active: false`, never DELETE.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The SCIM content type.
+pub const SCIM_JSON: &str = "application/scim+json";
+/// Schema URN of a PATCH request.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Schema URN of the core User.
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// Schema URN of the enterprise User extension.
+pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// Why a SCIM call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScimError {
+    /// The server answered with an error status.
+    #[error("{method} {path}: HTTP {status}{}{}", scim_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(), detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        /// Request method.
+        method: String,
+        /// Request path (no query: filters may hold personal data).
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// SCIM `scimType`, if given.
+        scim_type: Option<String>,
+        /// SCIM `detail`, if given.
+        detail: Option<String>,
+        /// `Retry-After`, if given.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, timeout.
+    #[error("{method} {path}: {reason}")]
+    Transport {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// What happened (no URL or credentials).
+        reason: String,
+        /// The request may have reached the server (a lost response).
+        maybe_applied: bool,
+    },
+    /// A filter matched more than one resource; never guessed.
+    #[error("{filter_attribute} matches {count} users; resolve the duplicates in the app")]
+    Ambiguous {
+        /// The attribute filtered on.
+        filter_attribute: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// The answer was not the JSON expected.
+    #[error("{method} {path}: unreadable answer: {reason}")]
+    Decode {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ScimError {
+    /// Whether a retry may succeed: 408, 429, 5xx and transport failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ScimError::Status { status, .. } => {
+                *status == 408 || *status == 429 || (500..600).contains(status)
+            }
+            ScimError::Transport { .. } => true,
+            ScimError::Ambiguous { .. } | ScimError::Decode { .. } => false,
+        }
+    }
+
+    /// The server's `Retry-After`, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ScimError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ScimError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Result of SCIM calls.
+pub type Result<T, E = ScimError> = std::result::Result<T, E>;
+
+/// What the server says it supports (`/ServiceProviderConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// PATCH is supported.
+    pub patch: bool,
+    /// Filtering is supported.
+    pub filter: bool,
+}
+
+/// One RFC 7644 PATCH operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOp {
+    /// `add`, `replace` or `remove` (lowercase, as the RFC writes them).
+    pub op: &'static str,
+    /// Attribute path, if any.
+    pub path: Option<String>,
+    /// Value (absent for `remove`).
+    pub value: Option<Value>,
+}
+
+impl PatchOp {
+    /// `replace` of `path` with `value`.
+    pub fn replace(path: impl Into<String>, value: Value) -> Self {
+        PatchOp {
+            op: "replace",
+            path: Some(path.into()),
+            value: Some(value),
+        }
+    }
+
+    /// `add` of `value` at `path`.
+    pub fn add(path: impl Into<String>, value: Value) -> Self {
+        PatchOp {
+            op: "add",
+            path: Some(path.into()),
+            value: Some(value),
+        }
+    }
+
+    /// `remove` of `path`.
+    pub fn remove(path: impl Into<String>) -> Self {
+        PatchOp {
+            op: "remove",
+            path: Some(path.into()),
+            value: None,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut op = json!({ "op": self.op });
+        if let Some(path) = &self.path {
+            op["path"] = Value::String(path.clone());
+        }
+        if let Some(value) = &self.value {
+            op["value"] = value.clone();
+        }
+        op
+    }
+}
+
+/// Quotes a value for a SCIM filter: `"` and `\` escaped as in JSON.
+pub fn filter_value(value: &str) -> String {
+    Value::String(value.to_owned()).to_string()
+}
+
+/// A SCIM server of one app.
+#[derive(Debug, Clone)]
+pub struct ScimClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl ScimClient {
+    /// A client for the server at `base_url` (`https://app/scim/v2`),
+    /// authenticating with `bearer` and giving up on a request after
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// A token that is not a valid header value, or a client that cannot
+    /// be built.
+    pub fn new(base_url: &str, bearer: &str, timeout: Duration) -> Result<Self, String> {
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {bearer}"))
+            .map_err(|_| "the bearer token is not a valid HTTP header value".to_owned())?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static(SCIM_JSON));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(ScimClient {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, SCIM_JSON)
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| ScimError::Transport {
+            method: method.to_string(),
+            path: path.to_owned(),
+            reason: transport_reason(&e),
+            // A request that timed out or was cut after sending may have
+            // been applied.
+            maybe_applied: !e.is_connect(),
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = response.text().await.map_err(|e| ScimError::Transport {
+            method: method.to_string(),
+            path: path.to_owned(),
+            reason: transport_reason(&e),
+            maybe_applied: true,
+        })?;
+        let json = if text.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) => Some(v),
+                Err(e) if status.is_success() => {
+                    return Err(ScimError::Decode {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => None,
+            }
+        };
+        if status.is_success() {
+            return Ok(json);
+        }
+        let field = |name: &str| {
+            json.as_ref()
+                .and_then(|j| j.get(name))
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+        };
+        Err(ScimError::Status {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            scim_type: field("scimType"),
+            detail: field("detail"),
+            retry_after,
+        })
+    }
+
+    fn decode_error(method: &str, path: &str, reason: &str) -> ScimError {
+        ScimError::Decode {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Reads `/ServiceProviderConfig`.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn capabilities(&self) -> Result<Capabilities> {
+        let config = self
+            .call(Method::GET, "/ServiceProviderConfig", &[], None)
+            .await?
+            .unwrap_or(Value::Null);
+        let supported = |name: &str| config[name]["supported"].as_bool().unwrap_or(false);
+        Ok(Capabilities {
+            patch: supported("patch"),
+            filter: supported("filter"),
+        })
+    }
+
+    /// The users whose `attribute` equals `value`, following pages until
+    /// `startIndex` passes `totalResults` (even if a server keeps returning
+    /// items).
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn find(&self, resource: &str, attribute: &str, value: &str) -> Result<Vec<Value>> {
+        let filter = format!("{attribute} eq {}", filter_value(value));
+        let path = format!("/{resource}");
+        let mut found = Vec::new();
+        let mut start = 1usize;
+        loop {
+            let page = match self
+                .call(
+                    Method::GET,
+                    &path,
+                    &[
+                        ("filter", filter.clone()),
+                        ("startIndex", start.to_string()),
+                        ("count", "100".to_owned()),
+                    ],
+                    None,
+                )
+                .await
+            {
+                Ok(page) => page.unwrap_or(Value::Null),
+                // Some servers answer a filter with no match with 404.
+                Err(ScimError::Status { status: 404, .. }) => return Ok(found),
+                Err(e) => return Err(e),
+            };
+            let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+            let items = page["Resources"].as_array().cloned().unwrap_or_default();
+            let got = items.len();
+            found.extend(items);
+            start += got;
+            if got == 0 || start > total || found.len() >= 10_000 {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The one user whose `attribute` equals `value`, if any.
+    ///
+    /// # Errors
+    /// [`ScimError::Ambiguous`] when several match; see [`ScimError`].
+    pub async fn find_user(&self, attribute: &str, value: &str) -> Result<Option<Value>> {
+        let mut users = self.find("Users", attribute, value).await?;
+        match users.len() {
+            0 => Ok(None),
+            1 => Ok(users.pop()),
+            count => Err(ScimError::Ambiguous {
+                filter_attribute: attribute.to_owned(),
+                count,
+            }),
+        }
+    }
+
+    /// A resource by id; `None` when the server says 404.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn get(&self, resource: &str, id: &str) -> Result<Option<Value>> {
+        match self
+            .call(Method::GET, &format!("/{resource}/{id}"), &[], None)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(ScimError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a resource; returns it as the server stored it.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn create(&self, resource: &str, body: &Value) -> Result<Value> {
+        let path = format!("/{resource}");
+        self.call(Method::POST, &path, &[], Some(body))
+            .await?
+            .filter(|v| v["id"].is_string())
+            .ok_or_else(|| Self::decode_error("POST", &path, "no id in the created resource"))
+    }
+
+    /// Replaces a resource (PUT); returns it as stored.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn replace(&self, resource: &str, id: &str, body: &Value) -> Result<Option<Value>> {
+        self.call(Method::PUT, &format!("/{resource}/{id}"), &[], Some(body))
+            .await
+    }
+
+    /// Applies PATCH operations; returns the resource if the server sent it
+    /// (200) and `None` for 204.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn patch(&self, resource: &str, id: &str, ops: &[PatchOp]) -> Result<Option<Value>> {
+        let body = json!({
+            "schemas": [PATCH_OP],
+            "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
+        });
+        self.call(
+            Method::PATCH,
+            &format!("/{resource}/{id}"),
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Sets a user's `active` flag: PATCH `{"op":"replace","value":{"active":…}}`
+    /// where supported, else GET + PUT of the full object.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn set_active(&self, id: &str, active: bool, patch: bool) -> Result<()> {
+        if patch {
+            let op = PatchOp {
+                op: "replace",
+                path: None,
+                value: Some(json!({ "active": active })),
+            };
+            self.patch("Users", id, &[op]).await?;
+            return Ok(());
+        }
+        let path = format!("/Users/{id}");
+        let mut user = self
+            .get("Users", id)
+            .await?
+            .ok_or_else(|| ScimError::Status {
+                method: "GET".to_owned(),
+                path: path.clone(),
+                status: StatusCode::NOT_FOUND.as_u16(),
+                scim_type: None,
+                detail: Some("user vanished".to_owned()),
+                retry_after: None,
+            })?;
+        user["active"] = Value::Bool(active);
+        if let Some(object) = user.as_object_mut() {
+            object.remove("meta");
+        }
+        self.replace("Users", id, &user).await?;
+        Ok(())
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A transport failure described without the URL (which may carry
+/// personal data in a filter) or credentials.
+fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the answer".to_owned()
+    } else {
+        "connection dropped".to_owned()
+    }
+}
