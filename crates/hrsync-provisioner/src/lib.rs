@@ -2,5 +2,8 @@
 //! state the projector emits, over SCIM 2.0.
 //!
 //! - [`scim`]: the SCIM 2.0 client.
+//! - [`reconcile`]: one person's account in one app made to match a
+//!   directory change, with the durable (person, app) link.
 
+pub mod reconcile;
 pub mod scim;

@@ -1,0 +1,207 @@
+//! Reconciling accounts against the real third-party `scim2-server` (PyPI),
+//! with the link store on PostgreSQL and SQLite.
+
+use std::time::Duration;
+
+use hrsync_domain::{
+    AppAssignment, DirectoryChange, EmployeeId, EmploymentType, LifecycleState, PersonId, Profile,
+    TimeZone, Timestamp, WorkerAttributes,
+};
+use hrsync_provisioner::reconcile::{reconcile, App, Operation};
+use hrsync_provisioner::scim::{ScimClient, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use hrsync_tests::{PgDatabase, ScimServer, SqliteFile};
+use serde_json::json;
+
+fn change(version: u64, state: LifecycleState, title: &str, apps: &[&str]) -> DirectoryChange {
+    let mut attributes = WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee);
+    attributes.work_email = Some("ada@example.com".into());
+    attributes.title = Some(title.into());
+    attributes.department = Some("Customer Support".into());
+    DirectoryChange {
+        person_id: PersonId::new("p-ada").unwrap(),
+        employee_id: EmployeeId::new("E1").unwrap(),
+        version,
+        lifecycle_state: state,
+        profile: Profile {
+            attributes,
+            time_zone: TimeZone::new("Europe/London").unwrap(),
+            start_at: None,
+            terminate_at: None,
+        },
+        groups: vec![],
+        apps: apps
+            .iter()
+            .map(|a| AppAssignment {
+                app: (*a).to_owned(),
+                groups: vec![],
+            })
+            .collect(),
+        caused_by: vec![],
+        priority: false,
+        changed_at: Timestamp::from_millis(1_790_000_000_000).unwrap(),
+    }
+}
+
+async fn story(db_url: &str) -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let db = hrsync_store::Db::connect(db_url, 2).await?;
+    db.migrate().await?;
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let app = App {
+        name: "zendesk".into(),
+        client: client.clone(),
+        match_attribute: "userName".into(),
+        patch: client.capabilities().await?.patch,
+    };
+    use LifecycleState::*;
+
+    // Create.
+    let ops = reconcile(&db, &app, &change(1, Active, "Agent", &["zendesk"])).await?;
+    let Operation::Created { scim_id } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    let id = scim_id.clone();
+    let user = client.get("Users", &id).await?.unwrap();
+    assert_eq!(user["userName"], "ada@example.com");
+    assert_eq!(user["externalId"], "p-ada");
+    assert_eq!(user["active"], true);
+    assert_eq!(user[ENTERPRISE_SCHEMA]["department"], "Customer Support");
+
+    // The same state again (a new version): nothing sent.
+    let modified = user["meta"]["lastModified"].clone();
+    let ops = reconcile(&db, &app, &change(2, Active, "Agent", &["zendesk"])).await?;
+    assert_eq!(ops, [Operation::Unchanged]);
+    assert_eq!(
+        client.get("Users", &id).await?.unwrap()["meta"]["lastModified"],
+        modified
+    );
+
+    // Update only what changed.
+    let ops = reconcile(
+        &db,
+        &app,
+        &change(3, Active, "Support Manager", &["zendesk"]),
+    )
+    .await?;
+    assert_eq!(
+        ops,
+        [Operation::Updated {
+            attributes: vec!["title".into()]
+        }]
+    );
+    assert_eq!(
+        client.get("Users", &id).await?.unwrap()["title"],
+        "Support Manager"
+    );
+
+    // A stale change is dropped.
+    let ops = reconcile(&db, &app, &change(2, Active, "Agent", &["zendesk"])).await?;
+    assert_eq!(ops, [Operation::Stale]);
+    assert_eq!(
+        client.get("Users", &id).await?.unwrap()["title"],
+        "Support Manager"
+    );
+
+    // Leave: deactivated, kept.
+    let ops = reconcile(
+        &db,
+        &app,
+        &change(4, Suspended, "Support Manager", &["zendesk"]),
+    )
+    .await?;
+    assert_eq!(ops, [Operation::Deactivated]);
+    assert_eq!(client.get("Users", &id).await?.unwrap()["active"], false);
+    // Return: reactivated.
+    let ops = reconcile(
+        &db,
+        &app,
+        &change(5, Active, "Support Manager", &["zendesk"]),
+    )
+    .await?;
+    assert_eq!(ops, [Operation::Reactivated]);
+    assert_eq!(client.get("Users", &id).await?.unwrap()["active"], true);
+    // App removed: deactivated.
+    let ops = reconcile(&db, &app, &change(6, Active, "Support Manager", &[])).await?;
+    assert_eq!(ops, [Operation::Deactivated]);
+    // Deprovisioned at 7; an older change cannot reactivate.
+    let ops = reconcile(&db, &app, &change(7, Deprovisioned, "Support Manager", &[])).await?;
+    assert_eq!(ops, [Operation::Unchanged]);
+    let ops = reconcile(
+        &db,
+        &app,
+        &change(6, Active, "Support Manager", &["zendesk"]),
+    )
+    .await?;
+    assert_eq!(ops, [Operation::Stale]);
+    assert_eq!(client.get("Users", &id).await?.unwrap()["active"], false);
+    // Rehire (a newer version): reactivated, same account.
+    let ops = reconcile(
+        &db,
+        &app,
+        &change(8, Active, "Support Manager", &["zendesk"]),
+    )
+    .await?;
+    assert_eq!(ops, [Operation::Reactivated]);
+    assert_eq!(
+        client
+            .find("Users", "userName", "ada@example.com")
+            .await?
+            .len(),
+        1
+    );
+
+    // Link: an account that already exists in another app is adopted, not
+    // duplicated.
+    let other = App {
+        name: "jira".into(),
+        ..app.clone()
+    };
+    let existing = client
+        .create(
+            "Users",
+            &json!({"schemas": [USER_SCHEMA], "userName": "grace@example.com", "active": true,
+                    "name": {"givenName": "Grace", "familyName": "Hopper"}}),
+        )
+        .await?;
+    let mut grace = change(1, Active, "Engineer", &["jira"]);
+    grace.person_id = PersonId::new("p-grace").unwrap();
+    grace.employee_id = EmployeeId::new("E2").unwrap();
+    grace.profile.attributes.work_email = Some("grace@example.com".into());
+    grace.profile.attributes.given_name = "Grace".into();
+    grace.profile.attributes.family_name = "Hopper".into();
+    let ops = reconcile(&db, &other, &grace).await?;
+    assert_eq!(
+        ops[0],
+        Operation::Linked {
+            scim_id: existing["id"].as_str().unwrap().to_owned()
+        }
+    );
+    assert!(matches!(&ops[1], Operation::Updated { .. }), "{ops:?}");
+    let linked = client
+        .get("Users", existing["id"].as_str().unwrap())
+        .await?
+        .unwrap();
+    assert_eq!(linked["externalId"], "p-grace");
+    assert_eq!(linked["title"], "Engineer");
+    assert_eq!(
+        client
+            .find("Users", "userName", "grace@example.com")
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_story_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    story(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_story_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    story(&file.url()).await
+}
