@@ -4,6 +4,10 @@
 //! - [`scim`]: the SCIM 2.0 client.
 //! - [`reconcile`]: one person's account in one app made to match a
 //!   directory change, with the durable (person, app) link.
+//! - [`run`]: the consumers (priority lane and main topic), retries, audit.
+//! - [`config`]: the `[provisioner]` configuration section.
 
+pub mod config;
 pub mod reconcile;
+pub mod run;
 pub mod scim;

@@ -77,7 +77,8 @@ pub struct App {
     pub patch: bool,
 }
 
-/// A stored link.
+/// A stored link. An empty `scim_id` records a version applied while no
+/// account existed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
     /// SCIM id in the app.
@@ -222,9 +223,21 @@ pub async fn reconcile(
     let mut ops = Vec::new();
 
     let mut current = match existing {
-        Some(link) => link,
-        None if !wanted => return Ok(vec![Operation::Unchanged]),
-        None => {
+        Some(link) if !link.scim_id.is_empty() => link,
+        _ if !wanted => {
+            // No account and none wanted: remember the version, so an older
+            // change arriving later (a create queued behind a termination
+            // that took the fast lane) cannot create one.
+            let tombstone = Link {
+                scim_id: String::new(),
+                applied_version: version,
+                applied: Value::Null,
+                active: false,
+            };
+            save(db, person, &app.name, &tombstone).await?;
+            return Ok(vec![Operation::Unchanged]);
+        }
+        _ => {
             let key = desired[&app.match_attribute]
                 .as_str()
                 .unwrap_or_default()

@@ -205,3 +205,42 @@ async fn account_story_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     story(&file.url()).await
 }
+
+/// A deprovisioning that overtakes the creates queued before it: the older
+/// changes arriving later create nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let file = SqliteFile::new()?;
+    let db = hrsync_store::Db::connect(&file.url(), 2).await?;
+    db.migrate().await?;
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let app = App {
+        name: "zendesk".into(),
+        client: client.clone(),
+        match_attribute: "userName".into(),
+        patch: true,
+    };
+    use LifecycleState::*;
+    assert_eq!(
+        reconcile(&db, &app, &change(3, Deprovisioned, "Agent", &[])).await?,
+        [Operation::Unchanged]
+    );
+    assert_eq!(
+        reconcile(&db, &app, &change(1, Active, "Agent", &["zendesk"])).await?,
+        [Operation::Stale]
+    );
+    assert_eq!(
+        reconcile(&db, &app, &change(2, Active, "Lead", &["zendesk"])).await?,
+        [Operation::Stale]
+    );
+    assert!(client
+        .find("Users", "userName", "ada@example.com")
+        .await?
+        .is_empty());
+    // A rehire (newer) creates the account.
+    let ops = reconcile(&db, &app, &change(4, Active, "Agent", &["zendesk"])).await?;
+    assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+    Ok(())
+}

@@ -4,6 +4,7 @@ use hrsync_bus::{KafkaConfig, TopicsConfig};
 use hrsync_config::Validate;
 use hrsync_ingest::config::IngestConfig;
 use hrsync_projector::config::ProjectorConfig;
+use hrsync_provisioner::config::ProvisionerConfig;
 use hrsync_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     /// The projector role: profile store, sourcing, pre-hire, group rules.
     pub(crate) projector: ProjectorConfig,
+    /// The provisioner role: link store, apps.
+    pub(crate) provisioner: ProvisionerConfig,
 }
 
 impl Validate for Config {
@@ -30,6 +33,7 @@ impl Validate for Config {
         self.topics.validate().map_err(|e| e.to_string())?;
         self.ingest.validate()?;
         self.projector.validate()?;
+        self.provisioner.validate()?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod ingest;
 mod projector;
+mod provisioner;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,9 @@ enum Command {
     /// app assignments and directory changes.
     #[command(subcommand)]
     Projector(projector::ProjectorCommand),
+    /// The provisioner role: directory changes become SCIM calls.
+    #[command(subcommand)]
+    Provisioner(provisioner::ProvisionerCommand),
     /// Inspect persons in the projector's store.
     #[command(subcommand)]
     User(projector::UserCommand),
@@ -100,6 +104,10 @@ fn main() -> anyhow::Result<()> {
         Command::Projector(command) => {
             let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
             runtime()?.block_on(projector::run_projector(&config, command))
+        }
+        Command::Provisioner(command) => {
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            runtime()?.block_on(provisioner::run_provisioner(&config, command))
         }
         Command::User(command) => {
             let code = runtime()?.block_on(projector::run_user(&config, command))?;

@@ -1,0 +1,411 @@
+//! The running provisioner: two consumers of directory changes (the
+//! priority lane and the main topic), each change applied to every app,
+//! retries with backoff that honours `Retry-After`, an audit record per
+//! operation, and the DLQ for changes that cannot be applied.
+//!
+//! Changes of one person are serialised by a per-person lock, and the
+//! per-(person, app) version check runs under it: a deprovisioning applied
+//! from the fast lane can never be undone by an older change still queued on
+//! the main topic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hrsync_bus::{
+    Consumer, ConsumerSettings, DlqPublisher, Handler, KafkaConfig, Outcome, OutgoingRecord,
+    Producer, Record,
+};
+use hrsync_domain::{
+    AuditOperation, AuditOutcome, DirectoryChange, PersonId, ProvisioningAudit, Timestamp,
+};
+use hrsync_store::Db;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProvisionerConfig;
+use crate::reconcile::{reconcile, App, Operation, ReconcileError};
+use crate::scim::ScimClient;
+
+/// Topics the provisioner reads and writes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `directory.changes.v1`.
+    pub changes: String,
+    /// Its priority lane.
+    pub priority: String,
+    /// `provisioning.audit.v1`.
+    pub audit: String,
+    /// Dead letters of this stage.
+    pub dlq: String,
+}
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A secret could not be read.
+    #[error("provisioner.apps[{app}].token: {source}")]
+    Secret {
+        /// The app.
+        app: String,
+        /// Why.
+        source: hrsync_config::SecretError,
+    },
+    /// The HTTP client could not be built.
+    #[error("provisioner.apps[{app}]: {reason}")]
+    Client {
+        /// The app.
+        app: String,
+        /// Why.
+        reason: String,
+    },
+    /// Kafka.
+    #[error(transparent)]
+    Kafka(#[from] hrsync_bus::Error),
+}
+
+/// Applies directory changes to every configured app.
+#[derive(Debug)]
+pub struct Provisioner {
+    db: Db,
+    apps: Vec<App>,
+    locks: Vec<Mutex<()>>,
+    max_attempts: u32,
+    max_backoff: Duration,
+    audit: Option<(Producer, String)>,
+}
+
+/// What applying one change to one app did.
+#[derive(Debug)]
+pub struct AppResult {
+    /// The app.
+    pub app: String,
+    /// Operations, or the failure after the last attempt.
+    pub result: Result<Vec<Operation>, ReconcileError>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+impl Provisioner {
+    /// Builds the apps of `config` over a migrated link store. Apps whose
+    /// PATCH support is not configured are asked (`/ServiceProviderConfig`);
+    /// an app that does not answer is assumed to support PATCH.
+    ///
+    /// # Errors
+    /// A secret or client that cannot be set up.
+    pub async fn new(
+        db: Db,
+        config: &ProvisionerConfig,
+        audit: Option<(Producer, String)>,
+    ) -> Result<Self, SetupError> {
+        let mut apps = Vec::new();
+        for app in &config.apps {
+            let token = app.token.expose().map_err(|source| SetupError::Secret {
+                app: app.name.clone(),
+                source,
+            })?;
+            let client =
+                ScimClient::new(&app.base_url, &token, Duration::from_millis(app.timeout_ms))
+                    .map_err(|reason| SetupError::Client {
+                        app: app.name.clone(),
+                        reason,
+                    })?;
+            let patch = match app.use_patch {
+                Some(patch) => patch,
+                None => match client.capabilities().await {
+                    Ok(c) => c.patch,
+                    Err(error) => {
+                        tracing::warn!(app = %app.name, %error, "no ServiceProviderConfig; assuming PATCH");
+                        true
+                    }
+                },
+            };
+            apps.push(App {
+                name: app.name.clone(),
+                client,
+                match_attribute: app.match_attribute.clone(),
+                patch,
+            });
+        }
+        Ok(Provisioner {
+            db,
+            apps,
+            locks: (0..256).map(|_| Mutex::new(())).collect(),
+            max_attempts: config.max_attempts,
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
+            audit,
+        })
+    }
+
+    /// The configured apps.
+    pub fn apps(&self) -> &[App] {
+        &self.apps
+    }
+
+    fn lock_for(&self, person: &PersonId) -> &Mutex<()> {
+        let hash = person
+            .as_str()
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        &self.locks[hash as usize % self.locks.len()]
+    }
+
+    /// Applies `change` to every app (or only `only`), each with retries;
+    /// apps run concurrently.
+    pub async fn apply(&self, change: &DirectoryChange, only: Option<&str>) -> Vec<AppResult> {
+        let _guard = self.lock_for(&change.person_id).lock().await;
+        let work = self
+            .apps
+            .iter()
+            .filter(|a| only.is_none_or(|o| o == a.name))
+            .map(|app| self.apply_to(app, change));
+        futures::future::join_all(work).await
+    }
+
+    async fn apply_to(&self, app: &App, change: &DirectoryChange) -> AppResult {
+        let mut backoff = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = reconcile(&self.db, app, change).await;
+            let latency = started.elapsed();
+            match &result {
+                Ok(ops) => {
+                    for op in ops {
+                        self.audit(app, change, op, None, latency, attempt).await;
+                    }
+                }
+                Err(error) => {
+                    self.audit_failure(app, change, error, latency, attempt)
+                        .await;
+                }
+            }
+            let retry = match &result {
+                Err(ReconcileError::Scim { source, .. }) if source.is_retryable() => {
+                    Some(source.retry_after())
+                }
+                Err(ReconcileError::Store(e)) if e.is_retryable() => Some(None),
+                _ => None,
+            };
+            match retry {
+                Some(retry_after) if attempt < self.max_attempts => {
+                    let wait = retry_after.unwrap_or_else(|| jitter(backoff).min(self.max_backoff));
+                    tracing::warn!(app = %app.name, attempt, wait_ms = wait.as_millis() as u64, "retrying a failed SCIM call");
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+                _ => {
+                    return AppResult {
+                        app: app.name.clone(),
+                        result,
+                        attempts: attempt,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn audit(
+        &self,
+        app: &App,
+        change: &DirectoryChange,
+        op: &Operation,
+        error: Option<&ReconcileError>,
+        latency: Duration,
+        attempt: u32,
+    ) {
+        let (operation, outcome, scim_id) = match op {
+            Operation::Stale => (AuditOperation::Update, AuditOutcome::Skipped, None),
+            Operation::Unchanged => (AuditOperation::Update, AuditOutcome::Skipped, None),
+            Operation::Linked { scim_id } => (
+                AuditOperation::Link,
+                AuditOutcome::Success,
+                Some(scim_id.clone()),
+            ),
+            Operation::Created { scim_id } => (
+                AuditOperation::Create,
+                AuditOutcome::Success,
+                Some(scim_id.clone()),
+            ),
+            Operation::Updated { .. } => (AuditOperation::Update, AuditOutcome::Success, None),
+            Operation::Deactivated => (AuditOperation::Deactivate, AuditOutcome::Success, None),
+            Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
+        };
+        self.publish_audit(
+            app, change, operation, outcome, scim_id, error, latency, attempt,
+        )
+        .await;
+    }
+
+    async fn audit_failure(
+        &self,
+        app: &App,
+        change: &DirectoryChange,
+        error: &ReconcileError,
+        latency: Duration,
+        attempt: u32,
+    ) {
+        let outcome = match error {
+            ReconcileError::Scim { source, .. } if source.is_retryable() => AuditOutcome::Retry,
+            _ => AuditOutcome::Failed,
+        };
+        self.publish_audit(
+            app,
+            change,
+            AuditOperation::Unknown,
+            outcome,
+            None,
+            Some(error),
+            latency,
+            attempt,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_audit(
+        &self,
+        app: &App,
+        change: &DirectoryChange,
+        operation: AuditOperation,
+        outcome: AuditOutcome,
+        scim_id: Option<String>,
+        error: Option<&ReconcileError>,
+        latency: Duration,
+        attempt: u32,
+    ) {
+        metrics::counter!("hrsync_provisioner_operations_total", "app" => app.name.clone(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
+        let Some((producer, topic)) = &self.audit else {
+            return;
+        };
+        let Ok(at) = Timestamp::from_millis(chrono::Utc::now().timestamp_millis()) else {
+            return;
+        };
+        let record = ProvisioningAudit {
+            audit_id: uuid::Uuid::new_v4().to_string(),
+            person_id: change.person_id.clone(),
+            app: app.name.clone(),
+            operation,
+            outcome,
+            http_status: match error {
+                Some(ReconcileError::Scim { source, .. }) => source.status(),
+                _ => None,
+            },
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            attempt,
+            version: change.version,
+            scim_id,
+            error: error.map(ToString::to_string),
+            trace_id: hrsync_telemetry::propagation::trace_id(&tracing::Span::current()),
+            at,
+        };
+        match hrsync_schema::encode_audit(&record) {
+            Ok(payload) => {
+                let sent = producer
+                    .send(OutgoingRecord {
+                        topic,
+                        key: change.person_id.as_str().as_bytes(),
+                        payload: &payload,
+                        headers: &[],
+                    })
+                    .await;
+                if let Err(error) = sent {
+                    tracing::warn!(%error, "audit record not published");
+                }
+            }
+            Err(error) => tracing::error!(%error, "audit record not encodable"),
+        }
+    }
+}
+
+/// `d` plus up to 50 % random jitter.
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    let extra = rand::rng().random_range(0..=d.as_millis() as u64 / 2);
+    d + Duration::from_millis(extra)
+}
+
+/// Decodes directory changes and applies them.
+struct ChangeHandler {
+    provisioner: Arc<Provisioner>,
+}
+
+impl Handler for ChangeHandler {
+    async fn handle(&mut self, record: &Record) -> Outcome {
+        let change = match hrsync_schema::decode_directory_change(
+            record.payload.as_deref().unwrap_or_default(),
+        ) {
+            Ok(change) => change,
+            Err(error) => return Outcome::Poison(format!("undecodable directory change: {error}")),
+        };
+        let results = self.provisioner.apply(&change, None).await;
+        let mut retry = Vec::new();
+        let mut failed = Vec::new();
+        for r in &results {
+            if let Err(error) = &r.result {
+                let retryable = match error {
+                    ReconcileError::Scim { source, .. } => source.is_retryable(),
+                    ReconcileError::Store(e) => e.is_retryable(),
+                };
+                let line = format!("{} after {} attempt(s): {error}", r.app, r.attempts);
+                if retryable {
+                    retry.push(line);
+                } else {
+                    failed.push(line);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            // Apps that succeeded see the change again as stale: harmless.
+            return Outcome::Retry(retry.join("; "));
+        }
+        if !failed.is_empty() {
+            return Outcome::Poison(format!(
+                "person {} version {}: {}",
+                change.person_id,
+                change.version,
+                failed.join("; ")
+            ));
+        }
+        Outcome::Done
+    }
+}
+
+/// Runs both consumers until `shutdown` is cancelled.
+///
+/// # Errors
+/// Kafka failures at start-up.
+pub async fn run(
+    provisioner: Arc<Provisioner>,
+    kafka: &KafkaConfig,
+    config: &ProvisionerConfig,
+    topics: &Topics,
+    shutdown: CancellationToken,
+) -> Result<(), hrsync_bus::Error> {
+    let dlq = DlqPublisher::new(Producer::new(kafka)?, &topics.dlq, "provisioner");
+    let priority = Consumer::new(
+        kafka,
+        ConsumerSettings::new(
+            "provisioner",
+            &format!("{}-priority", config.group_id),
+            &[&topics.priority],
+        ),
+    )?;
+    let main = Consumer::new(
+        kafka,
+        ConsumerSettings::new("provisioner", &config.group_id, &[&topics.changes]),
+    )?;
+    let (a, b) = tokio::join!(
+        priority.run(
+            ChangeHandler {
+                provisioner: provisioner.clone()
+            },
+            &dlq,
+            shutdown.clone()
+        ),
+        main.run(ChangeHandler { provisioner }, &dlq, shutdown.clone()),
+    );
+    a?;
+    b?;
+    Ok(())
+}

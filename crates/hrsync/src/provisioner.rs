@@ -1,0 +1,68 @@
+//! `hrsync provisioner ...`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use hrsync_provisioner::run::{self, Provisioner, Topics};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProvisionerCommand {
+    /// Consume directory changes (priority lane first) and make every app's
+    /// accounts match, until SIGTERM or Ctrl-C.
+    Run,
+}
+
+pub(crate) async fn run_provisioner(
+    config: &Config,
+    command: ProvisionerCommand,
+) -> anyhow::Result<()> {
+    let ProvisionerCommand::Run = command;
+    let url = config
+        .provisioner
+        .database_url
+        .expose()
+        .context("provisioner.database_url")?;
+    let db = hrsync_store::Db::connect(&url, config.provisioner.max_connections)
+        .await
+        .context("connecting to the link store (provisioner.database_url)")?;
+    db.migrate().await.context("migrating the link store")?;
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
+    let producer = hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?;
+    let provisioner = Provisioner::new(
+        db,
+        &config.provisioner,
+        Some((producer, config.topics.audit.clone())),
+    )
+    .await
+    .context("setting up the apps")?;
+    tracing::info!(apps = provisioner.apps().len(), "provisioner starting");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::ingest::shutdown_signal().await;
+        signal.cancel();
+    });
+    let topics = Topics {
+        changes: config.topics.directory_changes.clone(),
+        priority: config.topics.directory_priority.clone(),
+        audit: config.topics.audit.clone(),
+        dlq: config.topics.provisioner_dlq.clone(),
+    };
+    run::run(
+        Arc::new(provisioner),
+        &config.kafka,
+        &config.provisioner,
+        &topics,
+        shutdown,
+    )
+    .await
+    .context("provisioner")?;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! `hrsync provisioner run` end to end: directory changes on a real
+//! Kafka-protocol broker (tansu) become SCIM calls to the real third-party
+//! `scim2-server`, with an audit record per operation.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hrsync_bus::{OutgoingRecord, Producer, TopicSpec};
+use hrsync_domain::{
+    AppAssignment, AuditOperation, AuditOutcome, DirectoryChange, EmployeeId, EmploymentType,
+    LifecycleState, PersonId, Profile, TimeZone, Timestamp, WorkerAttributes,
+};
+use hrsync_provisioner::scim::ScimClient;
+use hrsync_tests::{read_topic_until_quiet, Broker, ScimServer, SqliteFile};
+
+const CHANGES: &str = "directory.changes.v1";
+const PRIORITY: &str = "directory.changes.priority.v1";
+const AUDIT: &str = "provisioning.audit.v1";
+const DLQ: &str = "hrsync.provisioner.dlq";
+
+fn change(
+    person: &str,
+    version: u64,
+    state: LifecycleState,
+    title: &str,
+    apps: &[&str],
+) -> DirectoryChange {
+    let mut attributes = WorkerAttributes::new("Given", person, EmploymentType::Employee);
+    attributes.work_email = Some(format!("{person}@example.com"));
+    attributes.title = Some(title.into());
+    DirectoryChange {
+        person_id: PersonId::new(format!("p-{person}")).unwrap(),
+        employee_id: EmployeeId::new(person).unwrap(),
+        version,
+        lifecycle_state: state,
+        profile: Profile {
+            attributes,
+            time_zone: TimeZone::new("UTC").unwrap(),
+            start_at: None,
+            terminate_at: None,
+        },
+        groups: vec![],
+        apps: apps
+            .iter()
+            .map(|a| AppAssignment {
+                app: (*a).to_owned(),
+                groups: vec![],
+            })
+            .collect(),
+        caused_by: vec![],
+        priority: state == LifecycleState::Deprovisioned,
+        changed_at: Timestamp::from_millis(1_790_000_000_000).unwrap(),
+    }
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn publish(
+    producer: &Producer,
+    topic: &str,
+    changes: &[DirectoryChange],
+) -> anyhow::Result<()> {
+    for change in changes {
+        producer
+            .send(OutgoingRecord {
+                topic,
+                key: change.person_id.as_str().as_bytes(),
+                payload: &hrsync_schema::encode_directory_change(change)?,
+                headers: &[],
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_changes_reach_the_scim_app() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let server = ScimServer::start()?;
+    let store = SqliteFile::new()?;
+    let kafka = broker.kafka_config();
+    let specs: Vec<TopicSpec> = [CHANGES, PRIORITY, AUDIT, DLQ]
+        .into_iter()
+        .map(|t| TopicSpec::new(t, 3))
+        .collect();
+    hrsync_bus::ensure_topics(&kafka, &specs).await?;
+    let producer = Producer::new(&kafka)?;
+    use LifecycleState::*;
+
+    // Ada: created, promoted. Bob: his termination (v3, fast lane) overtakes
+    // the create and update still queued on the main topic.
+    publish(
+        &producer,
+        PRIORITY,
+        &[change("bob", 3, Deprovisioned, "Agent", &[])],
+    )
+    .await?;
+    publish(
+        &producer,
+        CHANGES,
+        &[
+            change("ada", 1, Active, "Agent", &["zendesk"]),
+            change("bob", 1, Active, "Agent", &["zendesk"]),
+            change("ada", 2, Active, "Support Manager", &["zendesk"]),
+            change("bob", 2, Active, "Lead", &["zendesk"]),
+        ],
+    )
+    .await?;
+    producer
+        .send(OutgoingRecord {
+            topic: CHANGES,
+            key: b"p-x",
+            payload: b"not avro",
+            headers: &[],
+        })
+        .await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hrsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{kafka}
+[telemetry]
+log_format = "human"
+log_filter = "warn"
+
+[provisioner]
+database_url = "{store}"
+
+[[provisioner.apps]]
+name = "zendesk"
+base_url = "{base}"
+token = {{ env = "ZENDESK_TOKEN" }}
+"#,
+            kafka = broker.kafka_toml(),
+            store = store.url(),
+            base = server.base_url(),
+        ),
+    )?;
+    let _provisioner = Kill(
+        Command::new(env!("CARGO_BIN_EXE_hrsync"))
+            .arg("--config")
+            .arg(&config)
+            .args(["provisioner", "run"])
+            .env("ZENDESK_TOKEN", server.token())
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ada = client.find_user("userName", "ada@example.com").await?;
+        if ada
+            .as_ref()
+            .is_some_and(|u| u["title"] == "Support Manager")
+        {
+            let ada = ada.unwrap();
+            assert_eq!(ada["active"], true);
+            assert_eq!(ada["externalId"], "p-ada");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "ada not provisioned: {ada:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Bob's deprovisioning (v3) was applied; whatever ran before it, nothing
+    // with a lower version created, updated or reactivated his account after.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let audit = loop {
+        let audit: Vec<_> =
+            read_topic_until_quiet(&broker.bootstrap(), AUDIT, Duration::from_secs(2))?
+                .iter()
+                .map(|r| hrsync_schema::decode_audit(&r.payload))
+                .collect::<Result<_, _>>()?;
+        if audit
+            .iter()
+            .any(|a| a.person_id.as_str() == "p-bob" && a.version == 3)
+        {
+            break audit;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bob's v3 never applied: {audit:?}"
+        );
+    };
+    let bob: Vec<_> = audit
+        .iter()
+        .filter(|a| a.person_id.as_str() == "p-bob")
+        .collect();
+    let v3 = bob.iter().position(|a| a.version == 3).unwrap();
+    for later in &bob[v3 + 1..] {
+        assert!(
+            later.outcome == AuditOutcome::Skipped,
+            "after the deprovisioning: {later:?}"
+        );
+    }
+    if let Some(account) = client.find_user("userName", "bob@example.com").await? {
+        assert_eq!(account["active"], false, "bob's account stays deactivated");
+    }
+    // Ada's create and update are audited.
+    let ada_ops: Vec<AuditOperation> = audit
+        .iter()
+        .filter(|a| a.person_id.as_str() == "p-ada")
+        .map(|a| a.operation)
+        .collect();
+    assert!(ada_ops.contains(&AuditOperation::Create), "{ada_ops:?}");
+    assert!(ada_ops.contains(&AuditOperation::Update), "{ada_ops:?}");
+    assert!(audit.iter().all(|a| a.app == "zendesk" && a.attempt >= 1));
+    // The undecodable record is on the DLQ.
+    let dlq = read_topic_until_quiet(&broker.bootstrap(), DLQ, Duration::from_secs(1))?;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].payload, b"not avro");
+    Ok(())
+}
