@@ -7,6 +7,31 @@ use tracing::Instrument;
 use crate::metrics::{PRODUCE_FAILURES, RECORDS_PRODUCED};
 use crate::{Error, KafkaConfig, Result};
 
+/// The librdkafka record of `record`, with its headers and the trace
+/// context.
+fn future_record<'a>(
+    record: &OutgoingRecord<'a>,
+    trace_headers: &'a [(String, String)],
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + trace_headers.len());
+    for (key, value) in record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    for (key, value) in trace_headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    FutureRecord::to(record.topic)
+        .key(record.key)
+        .payload(record.payload)
+        .headers(headers)
+}
+
 /// Records one acknowledgement of a batch.
 fn settle<E>(
     topic: &str,
@@ -99,23 +124,7 @@ impl Producer {
         let span = tracing::debug_span!("kafka.produce", topic = record.topic);
         let trace_headers = hrsync_telemetry::propagation::inject(&tracing::Span::current());
         async {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
-            for (key, value) in record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(*value),
-                });
-            }
-            for (key, value) in &trace_headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
-            }
-            let future_record = FutureRecord::to(record.topic)
-                .key(record.key)
-                .payload(record.payload)
-                .headers(headers);
+            let future_record = future_record(&record, &trace_headers);
             // The queue timeout only applies when librdkafka's local queue is
             // full; delivery itself is bounded by `delivery.timeout.ms`.
             match self
@@ -169,25 +178,10 @@ impl Producer {
             let mut first_error = None;
             for (index, record) in records.iter().enumerate() {
                 loop {
-                    let mut headers =
-                        OwnedHeaders::new_with_capacity(record.headers.len() + trace_headers.len());
-                    for (key, value) in record.headers {
-                        headers = headers.insert(Header {
-                            key,
-                            value: Some(*value),
-                        });
-                    }
-                    for (key, value) in &trace_headers {
-                        headers = headers.insert(Header {
-                            key,
-                            value: Some(value.as_bytes()),
-                        });
-                    }
-                    let future_record = FutureRecord::to(record.topic)
-                        .key(record.key)
-                        .payload(record.payload)
-                        .headers(headers);
-                    match self.inner.send_result(future_record) {
+                    match self
+                        .inner
+                        .send_result(future_record(record, &trace_headers))
+                    {
                         Ok(future) => {
                             pending.push_back((index, future));
                             break;

@@ -152,7 +152,7 @@ impl Importer {
             Planned::Report(report) => return Ok(report),
             Planned::Plan(plan) => plan,
         };
-        let digest = hex(&Sha256::digest(bytes));
+        let digest = format!("{:x}", Sha256::digest(bytes));
         let import_id = uuid::Uuid::new_v4().to_string();
         let mut outbox = Vec::with_capacity(plan.events.len());
         for (seq, planned) in plan.events.iter().enumerate() {
@@ -292,12 +292,4 @@ async fn plan(
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

@@ -118,7 +118,7 @@ async fn post_event(
             })?)
         }
     };
-    let digest = hex(&Sha256::digest(&body));
+    let digest = format!("{:x}", Sha256::digest(&body));
     if let Some(key) = key {
         if let Some(record) = service.store.push_record(key).await.map_err(unavailable)? {
             if record.request_digest != digest {
@@ -273,14 +273,6 @@ fn authorize(token: &str, headers: &HeaderMap) -> Result<(), ApiError> {
             "missing or wrong bearer token",
         ))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Parses and validates one pushed event; errors name the JSON path.

@@ -52,26 +52,6 @@ impl From<sqlx::Error> for StoreError {
 /// statement; PostgreSQL 65535).
 const INSERT_ROWS: usize = 500;
 
-/// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// Result type of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -200,7 +180,7 @@ impl IngestStore {
         for chunk in events.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO ingest_outbox (import_id, seq, event_id, record_key, payload, priority) VALUES {}",
-                placeholders(chunk.len(), 6)
+                hrsync_store::placeholders(chunk.len(), 6)
             );
             let mut query = sqlx::query(&sql);
             for event in chunk {
@@ -228,7 +208,7 @@ impl IngestStore {
             }
             let sql = format!(
                 "INSERT INTO ingest_staged (import_id, employee_id, record) VALUES {}",
-                placeholders(chunk.len(), 3)
+                hrsync_store::placeholders(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for ((employee_id, _), record) in chunk.iter().zip(records) {

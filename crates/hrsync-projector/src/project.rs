@@ -270,7 +270,7 @@ impl Projector {
         for chunk in ids.chunks(ROWS) {
             let sql = format!(
                 "SELECT event_id FROM projector_event WHERE event_id IN ({})",
-                list(chunk.len(), 1)
+                hrsync_store::placeholders(chunk.len(), 1)
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for id in chunk {
@@ -292,7 +292,7 @@ impl Projector {
         for chunk in fresh.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) VALUES {}",
-                list(chunk.len(), 5)
+                hrsync_store::placeholders(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for event in chunk {
@@ -447,7 +447,7 @@ impl Projector {
             for chunk in ids.chunks(ROWS) {
                 let sql = format!(
                     "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL AND employee_id IN ({})",
-                    list(chunk.len(), 1)
+                    hrsync_store::placeholders(chunk.len(), 1)
                 );
                 let mut query = sqlx::query_scalar::<_, String>(&sql);
                 for id in chunk {
@@ -547,7 +547,7 @@ impl Projector {
                     "groups": &groups,
                     "apps": &apps,
                 });
-                hex(&Sha256::digest(desired.to_string().as_bytes()))
+                format!("{:x}", Sha256::digest(desired.to_string().as_bytes()))
             };
             if digest == row.emitted.digest {
                 continue;
@@ -588,7 +588,7 @@ impl Projector {
         for chunk in out.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms) VALUES {}",
-                list(chunk.len(), 4)
+                hrsync_store::placeholders(chunk.len(), 4)
             );
             let mut query = sqlx::query(&sql);
             for (person, payload, priority) in chunk {
@@ -648,7 +648,7 @@ impl Projector {
                  manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
                  emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
                  WHERE projector_person.revision + 1 = excluded.revision",
-                list(chunk.len(), 10)
+                hrsync_store::placeholders(chunk.len(), 10)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
@@ -776,38 +776,6 @@ fn manager_of(state: &PersonState) -> Option<String> {
         .map(|m| m.as_str().to_owned())
 }
 
-/// `$1, $2, ...` or `($1, $2), ($3, $4), ...`.
-fn list(rows: usize, columns: usize) -> String {
-    let mut sql = String::new();
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        if columns > 1 {
-            sql.push('(');
-        }
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
-        }
-        if columns > 1 {
-            sql.push(')');
-        }
-    }
-    sql
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 async fn load_people<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ids: impl Iterator<Item = &'a str>,
@@ -818,7 +786,7 @@ async fn load_people<'a>(
         let sql = format!(
             "SELECT employee_id, person_id, revision, version, state, emitted FROM projector_person \
              WHERE employee_id IN ({})",
-            list(chunk.len(), 1)
+            hrsync_store::placeholders(chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {
@@ -882,7 +850,7 @@ async fn direct_reports<'a>(
         let sql = format!(
             "SELECT manager_id, COUNT(*) FROM projector_person WHERE lifecycle <> 'DEPROVISIONED' \
              AND lifecycle <> 'NONE' AND manager_id IN ({}) GROUP BY manager_id",
-            list(chunk.len(), 1)
+            hrsync_store::placeholders(chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {

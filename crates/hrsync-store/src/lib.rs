@@ -167,8 +167,42 @@ fn sqlite_create_if_missing(url: &str) -> String {
     }
 }
 
+/// Numbered placeholders for `rows` rows of `columns` values each:
+/// `($1, $2), ($3, $4)` for multi-row `VALUES`, or `$1, $2, $3` for an
+/// `IN (...)` list when `columns` is 1. Both backends read `$N` through the
+/// Any driver. Keep `rows * columns` under 32766 (SQLite's limit).
+pub fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        if columns > 1 {
+            sql.push('(');
+        }
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        if columns > 1 {
+            sql.push(')');
+        }
+    }
+    sql
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn placeholders_number_rows_and_columns() {
+        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::placeholders(3, 1), "$1, $2, $3");
+        assert_eq!(super::placeholders(0, 4), "");
+    }
+
     use super::*;
 
     #[test]

@@ -59,15 +59,12 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         .context("ingest.push.token is not set; the push API needs a bearer token")?
         .expose()
         .context("ingest.push.token")?;
-    let url = config
-        .ingest
-        .database_url
-        .expose()
-        .context("ingest.database_url")?;
-    let db = hrsync_store::Db::connect(&url, config.ingest.max_connections)
-        .await
-        .context("connecting to the ingest store (ingest.database_url)")?;
-    db.migrate().await.context("migrating the ingest store")?;
+    let db = crate::open_store(
+        &config.ingest.database_url,
+        config.ingest.max_connections,
+        "ingest",
+    )
+    .await?;
     let specs = config.topics.specs(&config.kafka);
     hrsync_bus::ensure_topics(&config.kafka, &specs)
         .await
@@ -121,15 +118,12 @@ pub(crate) async fn shutdown_signal() {
 }
 
 async fn importer(config: &Config) -> anyhow::Result<Importer> {
-    let url = config
-        .ingest
-        .database_url
-        .expose()
-        .context("ingest.database_url")?;
-    let db = hrsync_store::Db::connect(&url, config.ingest.max_connections)
-        .await
-        .context("connecting to the ingest store (ingest.database_url)")?;
-    db.migrate().await.context("migrating the ingest store")?;
+    let db = crate::open_store(
+        &config.ingest.database_url,
+        config.ingest.max_connections,
+        "ingest",
+    )
+    .await?;
     let producer = hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?;
     Ok(Importer::new(
         IngestStore::new(db),

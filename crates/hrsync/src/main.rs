@@ -154,6 +154,24 @@ fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Connects to and migrates the store of a role, `<section>.database_url`.
+pub(crate) async fn open_store(
+    url: &hrsync_config::Secret,
+    max_connections: u32,
+    section: &str,
+) -> anyhow::Result<hrsync_store::Db> {
+    let url = url
+        .expose()
+        .with_context(|| format!("{section}.database_url"))?;
+    let db = hrsync_store::Db::connect(&url, max_connections)
+        .await
+        .with_context(|| format!("connecting to the {section} store ({section}.database_url)"))?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating the {section} store"))?;
+    Ok(db)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,17 +35,12 @@ pub(crate) enum UserCommand {
 }
 
 async fn projector(config: &Config) -> anyhow::Result<Projector> {
-    let url = config
-        .projector
-        .database_url
-        .expose()
-        .context("projector.database_url")?;
-    let db = hrsync_store::Db::connect(&url, config.projector.max_connections)
-        .await
-        .context("connecting to the projector store (projector.database_url)")?;
-    db.migrate()
-        .await
-        .context("migrating the projector store")?;
+    let db = crate::open_store(
+        &config.projector.database_url,
+        config.projector.max_connections,
+        "projector",
+    )
+    .await?;
     Projector::new(db, config.projector.clone()).context("projector.rules")
 }
 

@@ -21,15 +21,12 @@ pub(crate) async fn run_provisioner(
     command: ProvisionerCommand,
 ) -> anyhow::Result<()> {
     let ProvisionerCommand::Run = command;
-    let url = config
-        .provisioner
-        .database_url
-        .expose()
-        .context("provisioner.database_url")?;
-    let db = hrsync_store::Db::connect(&url, config.provisioner.max_connections)
-        .await
-        .context("connecting to the link store (provisioner.database_url)")?;
-    db.migrate().await.context("migrating the link store")?;
+    let db = crate::open_store(
+        &config.provisioner.database_url,
+        config.provisioner.max_connections,
+        "provisioner",
+    )
+    .await?;
     let specs = config.topics.specs(&config.kafka);
     hrsync_bus::ensure_topics(&config.kafka, &specs)
         .await
