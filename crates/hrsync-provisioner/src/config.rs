@@ -57,6 +57,13 @@ pub struct AppConfig {
     /// `/ServiceProviderConfig`.
     #[serde(default)]
     pub use_patch: Option<bool>,
+    /// Push the person's groups for this app as SCIM groups.
+    #[serde(default = "yes")]
+    pub push_groups: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_match_attribute() -> String {

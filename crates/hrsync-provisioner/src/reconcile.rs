@@ -39,6 +39,13 @@ pub enum Operation {
     Deactivated,
     /// The account was reactivated.
     Reactivated,
+    /// Group memberships were pushed.
+    Groups {
+        /// Groups the account joined.
+        added: Vec<String>,
+        /// Groups the account left.
+        removed: Vec<String>,
+    },
 }
 
 /// Reconcile failures.
@@ -75,6 +82,8 @@ pub struct App {
     pub match_attribute: String,
     /// The server supports PATCH (else GET + PUT).
     pub patch: bool,
+    /// Push the person's groups for this app as SCIM groups.
+    pub push_groups: bool,
 }
 
 /// A stored link. An empty `scim_id` records a version applied while no
@@ -89,6 +98,8 @@ pub struct Link {
     pub applied: Value,
     /// Whether the account is active.
     pub active: bool,
+    /// Groups pushed with this account.
+    pub groups: Vec<String>,
 }
 
 /// The SCIM user a change asks for in an app (core schema and the
@@ -151,7 +162,7 @@ pub fn desired_user(change: &DirectoryChange, active: bool) -> Value {
 /// Store failures.
 pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, ReconcileError> {
     let row = sqlx::query(
-        "SELECT scim_id, applied_version, applied, active FROM provisioner_link \
+        "SELECT scim_id, applied_version, applied, active, groups FROM provisioner_link \
          WHERE person_id = $1 AND app = $2",
     )
     .bind(person_id)
@@ -165,6 +176,7 @@ pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, R
             applied_version: r.try_get(1)?,
             applied: serde_json::from_str(&applied).unwrap_or(Value::Null),
             active: r.try_get::<i64, _>(3)? != 0,
+            groups: serde_json::from_str(&r.try_get::<String, _>(4)?).unwrap_or_default(),
         })
     })
     .transpose()
@@ -173,10 +185,10 @@ pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, R
 async fn save(db: &Db, person_id: &str, app: &str, link: &Link) -> Result<(), ReconcileError> {
     sqlx::query(
         "INSERT INTO provisioner_link (person_id, app, scim_id, applied_version, applied, active, \
-         status, last_error, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, 'ok', NULL, $7) \
+         groups, status, last_error, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', NULL, $8) \
          ON CONFLICT (person_id, app) DO UPDATE SET scim_id = excluded.scim_id, \
          applied_version = excluded.applied_version, applied = excluded.applied, \
-         active = excluded.active, status = 'ok', last_error = NULL, \
+         active = excluded.active, groups = excluded.groups, status = 'ok', last_error = NULL, \
          updated_at_ms = excluded.updated_at_ms",
     )
     .bind(person_id)
@@ -185,6 +197,7 @@ async fn save(db: &Db, person_id: &str, app: &str, link: &Link) -> Result<(), Re
     .bind(link.applied_version)
     .bind(link.applied.to_string())
     .bind(i64::from(link.active))
+    .bind(serde_json::to_string(&link.groups).unwrap_or_else(|_| "[]".to_owned()))
     .bind(chrono::Utc::now().timestamp_millis())
     .execute(db.pool())
     .await?;
@@ -233,6 +246,7 @@ pub async fn reconcile(
                 applied_version: version,
                 applied: Value::Null,
                 active: false,
+                groups: Vec::new(),
             };
             save(db, person, &app.name, &tombstone).await?;
             return Ok(vec![Operation::Unchanged]);
@@ -258,6 +272,7 @@ pub async fn reconcile(
                         applied: strip(found),
                         scim_id,
                         applied_version: 0,
+                        groups: Vec::new(),
                     }
                 }
                 None => {
@@ -285,12 +300,14 @@ pub async fn reconcile(
                     ops.push(Operation::Created {
                         scim_id: scim_id.clone(),
                     });
-                    let link = Link {
+                    let mut link = Link {
                         scim_id,
                         applied_version: version,
                         applied: desired.clone(),
                         active,
+                        groups: Vec::new(),
                     };
+                    push_groups(db, app, change, wanted, &mut link, &mut ops).await?;
                     save(db, person, &app.name, &link).await?;
                     return Ok(ops);
                 }
@@ -341,6 +358,7 @@ pub async fn reconcile(
             Operation::Deactivated
         });
     }
+    push_groups(db, app, change, wanted, &mut current, &mut ops).await?;
     if ops.is_empty() {
         ops.push(Operation::Unchanged);
     }
@@ -351,6 +369,125 @@ pub async fn reconcile(
     current.active = active;
     save(db, person, &app.name, &current).await?;
     Ok(ops)
+}
+
+/// Brings the account's group memberships in `app` to the groups the
+/// change assigns for it (none once the app is unassigned or the person
+/// deprovisioned): groups are linked by name or created, members added and
+/// removed with PATCH (`members[value eq "…"]` paths).
+async fn push_groups(
+    db: &Db,
+    app: &App,
+    change: &DirectoryChange,
+    wanted: bool,
+    link: &mut Link,
+    ops: &mut Vec<Operation>,
+) -> Result<(), ReconcileError> {
+    if !app.push_groups || link.scim_id.is_empty() {
+        return Ok(());
+    }
+    let scim = |source: ScimError| ReconcileError::Scim {
+        app: app.name.clone(),
+        source: Box::new(source),
+    };
+    let mut desired: Vec<String> = if wanted {
+        change
+            .apps
+            .iter()
+            .filter(|a| a.app == app.name)
+            .flat_map(|a| a.groups.iter().cloned())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    desired.sort();
+    desired.dedup();
+    let added: Vec<String> = desired
+        .iter()
+        .filter(|g| !link.groups.contains(g))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = link
+        .groups
+        .iter()
+        .filter(|g| !desired.contains(g))
+        .cloned()
+        .collect();
+    for name in &added {
+        let group = group_id(db, app, name).await?;
+        let op = PatchOp::add("members", json!([{"value": link.scim_id}]));
+        app.client
+            .patch("Groups", &group, &[op])
+            .await
+            .map_err(scim)?;
+    }
+    for name in &removed {
+        let group = group_id(db, app, name).await?;
+        let path = format!(
+            "members[value eq {}]",
+            crate::scim::filter_value(&link.scim_id)
+        );
+        match app
+            .client
+            .patch("Groups", &group, &[PatchOp::remove(path)])
+            .await
+        {
+            // The group is gone from the app: nothing to leave.
+            Ok(_) | Err(ScimError::Status { status: 404, .. }) => {}
+            Err(e) => return Err(scim(e)),
+        }
+    }
+    if !added.is_empty() || !removed.is_empty() {
+        ops.push(Operation::Groups { added, removed });
+    }
+    link.groups = desired;
+    Ok(())
+}
+
+/// The SCIM id of group `name` in `app`: remembered, found by
+/// `displayName`, or created.
+async fn group_id(db: &Db, app: &App, name: &str) -> Result<String, ReconcileError> {
+    let scim = |source: ScimError| ReconcileError::Scim {
+        app: app.name.clone(),
+        source: Box::new(source),
+    };
+    let known: Option<String> =
+        sqlx::query_scalar("SELECT scim_id FROM provisioner_group WHERE app = $1 AND name = $2")
+            .bind(&app.name)
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    if let Some(id) = known {
+        return Ok(id);
+    }
+    let found = app
+        .client
+        .find("Groups", "displayName", name)
+        .await
+        .map_err(scim)?;
+    let id = match found.first().and_then(|g| g["id"].as_str()) {
+        Some(id) => id.to_owned(),
+        None => {
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+                "members": [],
+            });
+            let created = app.client.create("Groups", &body).await.map_err(scim)?;
+            created["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    sqlx::query(
+        "INSERT INTO provisioner_group (app, name, scim_id, updated_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (app, name) DO UPDATE SET scim_id = excluded.scim_id, updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(&app.name)
+    .bind(name)
+    .bind(&id)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(db.pool())
+    .await?;
+    Ok(id)
 }
 
 /// A server's user without its server-side fields, for comparison.

@@ -124,6 +124,7 @@ impl Provisioner {
                 client,
                 match_attribute: app.match_attribute.clone(),
                 patch,
+                push_groups: app.push_groups,
             });
         }
         Ok(Provisioner {
@@ -230,6 +231,7 @@ impl Provisioner {
             Operation::Updated { .. } => (AuditOperation::Update, AuditOutcome::Success, None),
             Operation::Deactivated => (AuditOperation::Deactivate, AuditOutcome::Success, None),
             Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
+            Operation::Groups { .. } => (AuditOperation::GroupMembers, AuditOutcome::Success, None),
         };
         self.publish_audit(
             app, change, operation, outcome, scim_id, error, latency, attempt,

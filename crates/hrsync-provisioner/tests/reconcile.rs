@@ -42,6 +42,30 @@ fn change(version: u64, state: LifecycleState, title: &str, apps: &[&str]) -> Di
     }
 }
 
+/// `change` with `groups` granting its apps.
+fn grouped(mut change: DirectoryChange, groups: &[&str]) -> DirectoryChange {
+    for app in &mut change.apps {
+        app.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+    }
+    change
+}
+
+/// The user ids in group `name`.
+async fn members(client: &ScimClient, name: &str) -> anyhow::Result<Vec<String>> {
+    let groups = client.find("Groups", "displayName", name).await?;
+    anyhow::ensure!(groups.len() == 1, "group {name}: {groups:?}");
+    let id = groups[0]["id"].as_str().unwrap_or_default();
+    let group = client.get("Groups", id).await?.unwrap_or_default();
+    Ok(group["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|v| v["value"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 async fn story(db_url: &str) -> anyhow::Result<()> {
     let server = ScimServer::start()?;
     let db = hrsync_store::Db::connect(db_url, 2).await?;
@@ -53,15 +77,31 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
         client: client.clone(),
         match_attribute: "userName".into(),
         patch: client.capabilities().await?.patch,
+        push_groups: true,
     };
     use LifecycleState::*;
+    let support = ["Customer Support"];
+    let managers = ["Customer Support", "People Managers"];
 
-    // Create.
-    let ops = reconcile(&db, &app, &change(1, Active, "Agent", &["zendesk"])).await?;
+    // Create, with the group that grants the app.
+    let ops = reconcile(
+        &db,
+        &app,
+        &grouped(change(1, Active, "Agent", &["zendesk"]), &support),
+    )
+    .await?;
     let Operation::Created { scim_id } = &ops[0] else {
         panic!("{ops:?}")
     };
     let id = scim_id.clone();
+    assert_eq!(
+        ops[1],
+        Operation::Groups {
+            added: vec!["Customer Support".into()],
+            removed: vec![]
+        }
+    );
+    assert_eq!(members(&client, "Customer Support").await?, vec![id.clone()]);
     let user = client.get("Users", &id).await?.unwrap();
     assert_eq!(user["userName"], "ada@example.com");
     assert_eq!(user["externalId"], "p-ada");
@@ -70,44 +110,67 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
 
     // The same state again (a new version): nothing sent.
     let modified = user["meta"]["lastModified"].clone();
-    let ops = reconcile(&db, &app, &change(2, Active, "Agent", &["zendesk"])).await?;
+    let ops = reconcile(
+        &db,
+        &app,
+        &grouped(change(2, Active, "Agent", &["zendesk"]), &support),
+    )
+    .await?;
     assert_eq!(ops, [Operation::Unchanged]);
     assert_eq!(
         client.get("Users", &id).await?.unwrap()["meta"]["lastModified"],
         modified
     );
 
-    // Update only what changed.
+    // Promotion: only the title is sent; the new group is joined.
     let ops = reconcile(
         &db,
         &app,
-        &change(3, Active, "Support Manager", &["zendesk"]),
+        &grouped(
+            change(3, Active, "Support Manager", &["zendesk"]),
+            &managers,
+        ),
     )
     .await?;
     assert_eq!(
         ops,
-        [Operation::Updated {
-            attributes: vec!["title".into()]
-        }]
+        [
+            Operation::Updated {
+                attributes: vec!["title".into()]
+            },
+            Operation::Groups {
+                added: vec!["People Managers".into()],
+                removed: vec![]
+            },
+        ]
     );
     assert_eq!(
         client.get("Users", &id).await?.unwrap()["title"],
         "Support Manager"
     );
+    assert_eq!(members(&client, "People Managers").await?, vec![id.clone()]);
 
     // A stale change is dropped.
-    let ops = reconcile(&db, &app, &change(2, Active, "Agent", &["zendesk"])).await?;
+    let ops = reconcile(
+        &db,
+        &app,
+        &grouped(change(2, Active, "Agent", &["zendesk"]), &support),
+    )
+    .await?;
     assert_eq!(ops, [Operation::Stale]);
     assert_eq!(
         client.get("Users", &id).await?.unwrap()["title"],
         "Support Manager"
     );
 
-    // Leave: deactivated, kept.
+    // Leave: deactivated, kept, still in its groups.
     let ops = reconcile(
         &db,
         &app,
-        &change(4, Suspended, "Support Manager", &["zendesk"]),
+        &grouped(
+            change(4, Suspended, "Support Manager", &["zendesk"]),
+            &managers,
+        ),
     )
     .await?;
     assert_eq!(ops, [Operation::Deactivated]);
@@ -116,14 +179,28 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
     let ops = reconcile(
         &db,
         &app,
-        &change(5, Active, "Support Manager", &["zendesk"]),
+        &grouped(
+            change(5, Active, "Support Manager", &["zendesk"]),
+            &managers,
+        ),
     )
     .await?;
     assert_eq!(ops, [Operation::Reactivated]);
     assert_eq!(client.get("Users", &id).await?.unwrap()["active"], true);
-    // App removed: deactivated.
+    // App removed: deactivated and out of the groups.
     let ops = reconcile(&db, &app, &change(6, Active, "Support Manager", &[])).await?;
-    assert_eq!(ops, [Operation::Deactivated]);
+    assert_eq!(
+        ops,
+        [
+            Operation::Deactivated,
+            Operation::Groups {
+                added: vec![],
+                removed: vec!["Customer Support".into(), "People Managers".into()]
+            },
+        ]
+    );
+    assert!(members(&client, "Customer Support").await?.is_empty());
+    assert!(members(&client, "People Managers").await?.is_empty());
     // Deprovisioned at 7; an older change cannot reactivate.
     let ops = reconcile(&db, &app, &change(7, Deprovisioned, "Support Manager", &[])).await?;
     assert_eq!(ops, [Operation::Unchanged]);
@@ -135,14 +212,14 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
     .await?;
     assert_eq!(ops, [Operation::Stale]);
     assert_eq!(client.get("Users", &id).await?.unwrap()["active"], false);
-    // Rehire (a newer version): reactivated, same account.
+    // Rehire (a newer version): reactivated, same account, groups back.
     let ops = reconcile(
         &db,
         &app,
-        &change(8, Active, "Support Manager", &["zendesk"]),
+        &grouped(change(8, Active, "Support Manager", &["zendesk"]), &support),
     )
     .await?;
-    assert_eq!(ops, [Operation::Reactivated]);
+    assert_eq!(ops[0], Operation::Reactivated);
     assert_eq!(
         client
             .find("Users", "userName", "ada@example.com")
@@ -150,6 +227,7 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
             .len(),
         1
     );
+    assert_eq!(members(&client, "Customer Support").await?, vec![id.clone()]);
 
     // Link: an account that already exists in another app is adopted, not
     // duplicated.
@@ -221,6 +299,7 @@ async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Res
         client: client.clone(),
         match_attribute: "userName".into(),
         patch: true,
+        push_groups: false,
     };
     use LifecycleState::*;
     assert_eq!(
