@@ -60,6 +60,20 @@ pub struct AppConfig {
     /// Push the person's groups for this app as SCIM groups.
     #[serde(default = "yes")]
     pub push_groups: bool,
+    /// Deprovision guard: hold the app's deactivations once more than this
+    /// many happen within `guard_window_secs` (unset: no count limit).
+    #[serde(default)]
+    pub guard_max_deactivations: Option<u32>,
+    /// ... or more than this share of its active accounts (unset: none).
+    #[serde(default)]
+    pub guard_max_share: Option<f64>,
+    /// The guard's window.
+    #[serde(default = "default_guard_window_secs")]
+    pub guard_window_secs: u64,
+}
+
+fn default_guard_window_secs() -> u64 {
+    3600
 }
 
 fn yes() -> bool {
@@ -72,6 +86,21 @@ fn default_match_attribute() -> String {
 
 fn default_timeout_ms() -> u64 {
     10_000
+}
+
+impl AppConfig {
+    /// The app's deprovision guard, if configured.
+    pub fn guard(&self) -> Option<crate::reconcile::Guard> {
+        if self.guard_max_deactivations.is_none() && self.guard_max_share.is_none() {
+            return None;
+        }
+        Some(crate::reconcile::Guard {
+            max_count: self.guard_max_deactivations.unwrap_or(u32::MAX),
+            max_share: self.guard_max_share.unwrap_or(1.0),
+            window_ms: i64::try_from(self.guard_window_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        })
+    }
 }
 
 impl ProvisionerConfig {
@@ -96,6 +125,12 @@ impl ProvisionerConfig {
             }
             if !(app.base_url.starts_with("https://") || app.base_url.starts_with("http://")) {
                 return Err(format!("{} must be an http(s) URL", at("base_url")));
+            }
+            if app
+                .guard_max_share
+                .is_some_and(|s| !(0.0..=1.0).contains(&s))
+            {
+                return Err(format!("{} must be between 0 and 1", at("guard_max_share")));
             }
             if app.timeout_ms == 0 {
                 return Err(format!("{} must be positive", at("timeout_ms")));

@@ -39,6 +39,9 @@ pub enum Operation {
     Deactivated,
     /// The account was reactivated.
     Reactivated,
+    /// A deactivation was held by the deprovision guard (kept durably until
+    /// `hrsync provisioner release`).
+    Held,
     /// Group memberships were pushed.
     Groups {
         /// Groups the account joined.
@@ -84,6 +87,29 @@ pub struct App {
     pub patch: bool,
     /// Push the person's groups for this app as SCIM groups.
     pub push_groups: bool,
+    /// The deprovision guard, if any.
+    pub guard: Option<Guard>,
+}
+
+/// Pauses an app's deactivations when more than `max_count` of them, or
+/// more than `max_share` of its active accounts, happen within `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guard {
+    /// Most deactivations allowed in the window.
+    pub max_count: u32,
+    /// Largest share of the app's active accounts deactivated in the window.
+    pub max_share: f64,
+    /// The window.
+    pub window_ms: i64,
+}
+
+/// Whether the deprovision guard applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarding {
+    /// Count deactivations; hold them when the guard trips.
+    Check,
+    /// Let them through (`release`).
+    Bypass,
 }
 
 /// A stored link. An empty `scim_id` records a version applied while no
@@ -213,6 +239,19 @@ pub async fn reconcile(
     db: &Db,
     app: &App,
     change: &DirectoryChange,
+) -> Result<Vec<Operation>, ReconcileError> {
+    reconcile_with(db, app, change, Guarding::Check).await
+}
+
+/// [`reconcile`] with the deprovision guard checked or bypassed.
+///
+/// # Errors
+/// See [`reconcile`].
+pub async fn reconcile_with(
+    db: &Db,
+    app: &App,
+    change: &DirectoryChange,
+    guarding: Guarding,
 ) -> Result<Vec<Operation>, ReconcileError> {
     let person = change.person_id.as_str();
     let version = i64::try_from(change.version).unwrap_or(i64::MAX);
@@ -347,6 +386,16 @@ pub async fn reconcile(
             attributes: changed,
         });
     }
+    if current.active && !active && guarding == Guarding::Check {
+        if let Some(guard) = &app.guard {
+            if guard_trips(db, &app.name, guard).await? {
+                hold(db, &app.name, change).await?;
+                // Nothing else of this change is applied, and its version
+                // is not recorded: it is applied whole on release.
+                return Ok(vec![Operation::Held]);
+            }
+        }
+    }
     if current.active != active {
         app.client
             .set_active(&current.scim_id, active, app.patch)
@@ -357,6 +406,13 @@ pub async fn reconcile(
         } else {
             Operation::Deactivated
         });
+        if !active {
+            sqlx::query("INSERT INTO provisioner_deactivation (app, at_ms) VALUES ($1, $2)")
+                .bind(&app.name)
+                .bind(chrono::Utc::now().timestamp_millis())
+                .execute(db.pool())
+                .await?;
+        }
     }
     push_groups(db, app, change, wanted, &mut current, &mut ops).await?;
     if ops.is_empty() {
@@ -488,6 +544,130 @@ async fn group_id(db: &Db, app: &App, name: &str) -> Result<String, ReconcileErr
     .execute(db.pool())
     .await?;
     Ok(id)
+}
+
+/// Whether one more deactivation in `app` would exceed its guard (or the
+/// guard has tripped already); trips it if so.
+async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, ReconcileError> {
+    let tripped: Option<i64> =
+        sqlx::query_scalar("SELECT tripped_at_ms FROM provisioner_guard WHERE app = $1")
+            .bind(app)
+            .fetch_optional(db.pool())
+            .await?;
+    if tripped.is_some() {
+        return Ok(true);
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
+    )
+    .bind(app)
+    .bind(now - guard.window_ms)
+    .fetch_one(db.pool())
+    .await?;
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM provisioner_link WHERE app = $1 AND active = 1")
+            .bind(app)
+            .fetch_one(db.pool())
+            .await?;
+    let next = recent + 1;
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let share = next as f64 / (active + recent).max(1) as f64;
+    if next <= i64::from(guard.max_count) && share <= guard.max_share {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO provisioner_guard (app, tripped_at_ms) VALUES ($1, $2) ON CONFLICT (app) DO NOTHING",
+    )
+    .bind(app)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    metrics::counter!("hrsync_provisioner_guard_trips_total", "app" => app.to_owned()).increment(1);
+    tracing::warn!(
+        app,
+        deactivations_in_window = recent,
+        active_accounts = active,
+        "deprovision guard tripped: deactivations are held until `hrsync provisioner release {app}`"
+    );
+    Ok(true)
+}
+
+async fn hold(db: &Db, app: &str, change: &DirectoryChange) -> Result<(), ReconcileError> {
+    let payload = hrsync_schema::encode_directory_change(change).map_err(|e| {
+        ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Encode(Box::new(e))))
+    })?;
+    sqlx::query(
+        "INSERT INTO provisioner_held (app, person_id, version, payload, held_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app, person_id, version) DO NOTHING",
+    )
+    .bind(app)
+    .bind(change.person_id.as_str())
+    .bind(i64::try_from(change.version).unwrap_or(i64::MAX))
+    .bind(payload)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The changes the guard holds for `app`, oldest version first per person.
+///
+/// # Errors
+/// Store failures; a held change that no longer decodes is skipped with a
+/// log line.
+pub async fn held(db: &Db, app: &str) -> Result<Vec<DirectoryChange>, ReconcileError> {
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM provisioner_held WHERE app = $1 ORDER BY person_id, version",
+    )
+    .bind(app)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(payloads
+        .iter()
+        .filter_map(|p| match hrsync_schema::decode_directory_change(p) {
+            Ok(change) => Some(change),
+            Err(error) => {
+                tracing::error!(app, %error, "a held change no longer decodes");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Untrips `app`'s guard and forgets the window's deactivations; the held
+/// changes are removed one by one with [`forget_held`] as they are applied.
+///
+/// # Errors
+/// Store failures.
+pub async fn untrip(db: &Db, app: &str) -> Result<(), ReconcileError> {
+    sqlx::query("DELETE FROM provisioner_guard WHERE app = $1")
+        .bind(app)
+        .execute(db.pool())
+        .await?;
+    sqlx::query("DELETE FROM provisioner_deactivation WHERE app = $1")
+        .bind(app)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Removes a held change once applied.
+///
+/// # Errors
+/// Store failures.
+pub async fn forget_held(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+) -> Result<(), ReconcileError> {
+    sqlx::query("DELETE FROM provisioner_held WHERE app = $1 AND person_id = $2 AND version = $3")
+        .bind(app)
+        .bind(change.person_id.as_str())
+        .bind(i64::try_from(change.version).unwrap_or(i64::MAX))
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// A server's user without its server-side fields, for comparison.

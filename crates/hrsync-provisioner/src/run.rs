@@ -23,7 +23,9 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProvisionerConfig;
-use crate::reconcile::{reconcile, App, Operation, ReconcileError};
+use crate::reconcile::{
+    forget_held, held, reconcile, reconcile_with, untrip, App, Guarding, Operation, ReconcileError,
+};
 use crate::scim::ScimClient;
 
 /// Topics the provisioner reads and writes.
@@ -125,6 +127,7 @@ impl Provisioner {
                 match_attribute: app.match_attribute.clone(),
                 patch,
                 push_groups: app.push_groups,
+                guard: app.guard(),
             });
         }
         Ok(Provisioner {
@@ -160,6 +163,57 @@ impl Provisioner {
             .filter(|a| only.is_none_or(|o| o == a.name))
             .map(|app| self.apply_to(app, change));
         futures::future::join_all(work).await
+    }
+
+    /// Lets the deactivations held by `app`'s deprovision guard through:
+    /// untrips it and applies every held change (older versions are then
+    /// dropped as stale as usual). Returns what each did.
+    ///
+    /// # Errors
+    /// An unknown app or a store failure; a change that fails stays held.
+    pub async fn release(
+        &self,
+        app_name: &str,
+    ) -> Result<Vec<(DirectoryChange, AppResult)>, String> {
+        let app = self
+            .apps
+            .iter()
+            .find(|a| a.name == app_name)
+            .ok_or_else(|| format!("no app named {app_name:?} in [[provisioner.apps]]"))?;
+        untrip(&self.db, app_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut done = Vec::new();
+        for change in held(&self.db, app_name).await.map_err(|e| e.to_string())? {
+            let result = {
+                let _guard = self.lock_for(&change.person_id).lock().await;
+                reconcile_with(&self.db, app, &change, Guarding::Bypass).await
+            };
+            if result.is_ok() {
+                forget_held(&self.db, app_name, &change)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Ok(ops) = &result {
+                for op in ops {
+                    self.audit(app, &change, op, None, Duration::ZERO, 1).await;
+                }
+            }
+            done.push((
+                change,
+                AppResult {
+                    app: app_name.to_owned(),
+                    result,
+                    attempts: 1,
+                },
+            ));
+        }
+        tracing::info!(
+            app = app_name,
+            released = done.len(),
+            "deprovision guard released"
+        );
+        Ok(done)
     }
 
     async fn apply_to(&self, app: &App, change: &DirectoryChange) -> AppResult {
@@ -232,6 +286,7 @@ impl Provisioner {
             Operation::Deactivated => (AuditOperation::Deactivate, AuditOutcome::Success, None),
             Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
             Operation::Groups { .. } => (AuditOperation::GroupMembers, AuditOutcome::Success, None),
+            Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
         };
         self.publish_audit(
             app, change, operation, outcome, scim_id, error, latency, attempt,

@@ -78,6 +78,7 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
         match_attribute: "userName".into(),
         patch: client.capabilities().await?.patch,
         push_groups: true,
+        guard: None,
     };
     use LifecycleState::*;
     let support = ["Customer Support"];
@@ -101,7 +102,10 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
             removed: vec![]
         }
     );
-    assert_eq!(members(&client, "Customer Support").await?, vec![id.clone()]);
+    assert_eq!(
+        members(&client, "Customer Support").await?,
+        vec![id.clone()]
+    );
     let user = client.get("Users", &id).await?.unwrap();
     assert_eq!(user["userName"], "ada@example.com");
     assert_eq!(user["externalId"], "p-ada");
@@ -227,7 +231,10 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
             .len(),
         1
     );
-    assert_eq!(members(&client, "Customer Support").await?, vec![id.clone()]);
+    assert_eq!(
+        members(&client, "Customer Support").await?,
+        vec![id.clone()]
+    );
 
     // Link: an account that already exists in another app is adopted, not
     // duplicated.
@@ -300,6 +307,7 @@ async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Res
         match_attribute: "userName".into(),
         patch: true,
         push_groups: false,
+        guard: None,
     };
     use LifecycleState::*;
     assert_eq!(
@@ -321,5 +329,105 @@ async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Res
     // A rehire (newer) creates the account.
     let ops = reconcile(&db, &app, &change(4, Active, "Agent", &["zendesk"])).await?;
     assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+    Ok(())
+}
+
+/// More deactivations than the guard allows: the rest are held durably, the
+/// accounts stay active, and `release` lets them through.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
+    use hrsync_provisioner::config::{AppConfig, ProvisionerConfig};
+    use hrsync_provisioner::run::Provisioner;
+    use LifecycleState::*;
+
+    let server = ScimServer::start()?;
+    let file = SqliteFile::new()?;
+    let db = hrsync_store::Db::connect(&file.url(), 2).await?;
+    db.migrate().await?;
+    let config = ProvisionerConfig {
+        apps: vec![AppConfig {
+            name: "zendesk".into(),
+            base_url: server.base_url(),
+            token: hrsync_config::Secret::inline(server.token()),
+            match_attribute: "userName".into(),
+            timeout_ms: 10_000,
+            use_patch: None,
+            push_groups: false,
+            guard_max_deactivations: Some(2),
+            guard_max_share: None,
+            guard_window_secs: 3600,
+        }],
+        ..ProvisionerConfig::default()
+    };
+    let provisioner = Provisioner::new(db.clone(), &config, None).await?;
+    let person = |i: usize, version: u64, state: LifecycleState, apps: &[&str]| {
+        let mut c = change(version, state, "Agent", apps);
+        c.person_id = PersonId::new(format!("p-{i}")).unwrap();
+        c.employee_id = EmployeeId::new(format!("E{i}")).unwrap();
+        c.profile.attributes.work_email = Some(format!("u{i}@example.com"));
+        c
+    };
+    for i in 0..5 {
+        let results = provisioner
+            .apply(&person(i, 1, Active, &["zendesk"]), None)
+            .await;
+        assert!(matches!(
+            results[0].result.as_ref().map(|o| &o[0]),
+            Ok(Operation::Created { .. })
+        ));
+    }
+    let mut outcomes = Vec::new();
+    for i in 0..4 {
+        let results = provisioner
+            .apply(&person(i, 2, Deprovisioned, &[]), None)
+            .await;
+        outcomes.push(
+            results[0]
+                .result
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .clone(),
+        );
+    }
+    assert_eq!(
+        outcomes,
+        [
+            vec![Operation::Deactivated],
+            vec![Operation::Deactivated],
+            vec![Operation::Held],
+            vec![Operation::Held],
+        ]
+    );
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let active = |i: usize| {
+        let client = client.clone();
+        async move {
+            let user = client
+                .find_user("userName", &format!("u{i}@example.com"))
+                .await?
+                .unwrap();
+            anyhow::Ok(user["active"].as_bool().unwrap())
+        }
+    };
+    assert!(active(2).await? && active(3).await?, "held: still active");
+    assert_eq!(
+        hrsync_provisioner::reconcile::held(&db, "zendesk")
+            .await?
+            .len(),
+        2
+    );
+
+    // Released: the held deactivations go through, nothing is left held.
+    let released = provisioner
+        .release("zendesk")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(released.len(), 2);
+    assert!(!active(2).await? && !active(3).await?);
+    assert!(active(4).await?, "untouched");
+    assert!(hrsync_provisioner::reconcile::held(&db, "zendesk")
+        .await?
+        .is_empty());
     Ok(())
 }

@@ -14,13 +14,18 @@ pub(crate) enum ProvisionerCommand {
     /// Consume directory changes (priority lane first) and make every app's
     /// accounts match, until SIGTERM or Ctrl-C.
     Run,
+    /// Let the deactivations held by APP's deprovision guard through, and
+    /// untrip it.
+    Release {
+        /// The app, as in `[[provisioner.apps]]`.
+        app: String,
+    },
 }
 
 pub(crate) async fn run_provisioner(
     config: &Config,
     command: ProvisionerCommand,
 ) -> anyhow::Result<()> {
-    let ProvisionerCommand::Run = command;
     let db = crate::open_store(
         &config.provisioner.database_url,
         config.provisioner.max_connections,
@@ -39,6 +44,26 @@ pub(crate) async fn run_provisioner(
     )
     .await
     .context("setting up the apps")?;
+    if let ProvisionerCommand::Release { app } = command {
+        let released = provisioner
+            .release(&app)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for (change, result) in &released {
+            match &result.result {
+                Ok(ops) => println!("{} v{}: {ops:?}", change.person_id, change.version),
+                Err(error) => println!(
+                    "{} v{}: still held: {error}",
+                    change.person_id, change.version
+                ),
+            }
+        }
+        println!(
+            "{app}: guard released, {} held change(s) applied",
+            released.len()
+        );
+        return Ok(());
+    }
     tracing::info!(apps = provisioner.apps().len(), "provisioner starting");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

@@ -21,3 +21,25 @@ CREATE TABLE provisioner_group (
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (app, name)
 );
+
+-- Deprovision guard: deactivations done per app (the window is counted
+-- from here), whether the guard is tripped, and the changes it holds.
+CREATE TABLE provisioner_deactivation (
+    app   TEXT   NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX provisioner_deactivation_app ON provisioner_deactivation (app, at_ms);
+
+CREATE TABLE provisioner_guard (
+    app           TEXT   PRIMARY KEY,
+    tripped_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE provisioner_held (
+    app          TEXT   NOT NULL,
+    person_id    TEXT   NOT NULL,
+    version      BIGINT NOT NULL,
+    payload      BYTEA     NOT NULL, -- Avro single-object encoded DirectoryChange
+    held_at_ms   BIGINT NOT NULL,
+    PRIMARY KEY (app, person_id, version)
+);
