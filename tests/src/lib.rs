@@ -10,12 +10,14 @@
 //! `~/.cache/hrsync` before running the tests.
 
 mod broker;
+mod fault;
 mod postgres;
 mod process;
 mod scim;
 mod topic;
 
 pub use broker::{Broker, TANSU_VERSION};
+pub use fault::{Fault, FaultProxy};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
 pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};

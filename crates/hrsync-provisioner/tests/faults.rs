@@ -1,0 +1,231 @@
+//! Provisioning through a fault-injecting proxy in front of the real
+//! `scim2-server`: throttling with Retry-After, server errors, a lost
+//! response, a slow server and dropped connections never produce a
+//! duplicate account or lose a change.
+
+use std::time::{Duration, Instant};
+
+use hrsync_domain::{
+    AppAssignment, DirectoryChange, EmployeeId, EmploymentType, LifecycleState, PersonId, Profile,
+    TimeZone, Timestamp, WorkerAttributes,
+};
+use hrsync_provisioner::config::{AppConfig, ProvisionerConfig};
+use hrsync_provisioner::reconcile::Operation;
+use hrsync_provisioner::run::Provisioner;
+use hrsync_provisioner::scim::ScimClient;
+use hrsync_tests::{Fault, FaultProxy, ScimServer, SqliteFile};
+
+fn change(n: usize, version: u64, state: LifecycleState, title: &str) -> DirectoryChange {
+    let mut attributes = WorkerAttributes::new("Given", "Family", EmploymentType::Employee);
+    attributes.work_email = Some(format!("user{n}@example.com"));
+    attributes.title = Some(title.into());
+    DirectoryChange {
+        person_id: PersonId::new(format!("p-{n}")).unwrap(),
+        employee_id: EmployeeId::new(format!("E{n}")).unwrap(),
+        version,
+        lifecycle_state: state,
+        profile: Profile {
+            attributes,
+            time_zone: TimeZone::new("UTC").unwrap(),
+            start_at: None,
+            terminate_at: None,
+        },
+        groups: vec![],
+        apps: vec![AppAssignment {
+            app: "app".into(),
+            groups: vec![],
+        }],
+        caused_by: vec![],
+        priority: false,
+        changed_at: Timestamp::from_millis(1_790_000_000_000).unwrap(),
+    }
+}
+
+struct Rig {
+    server: ScimServer,
+    proxy: FaultProxy,
+    provisioner: Provisioner,
+    _store: SqliteFile,
+}
+
+async fn rig(timeout_ms: u64) -> anyhow::Result<Rig> {
+    let server = ScimServer::start()?;
+    let proxy = FaultProxy::start(&server.base_url()).await?;
+    let store = SqliteFile::new()?;
+    let db = hrsync_store::Db::connect(&store.url(), 2).await?;
+    db.migrate().await?;
+    let config = ProvisionerConfig {
+        max_attempts: 6,
+        max_backoff_ms: 300,
+        apps: vec![AppConfig {
+            name: "app".into(),
+            base_url: proxy.url(),
+            token: hrsync_config::Secret::inline(server.token()),
+            match_attribute: "userName".into(),
+            timeout_ms,
+            use_patch: Some(true),
+            push_groups: false,
+            guard_max_deactivations: None,
+            guard_max_share: None,
+            guard_window_secs: 3600,
+        }],
+        ..ProvisionerConfig::default()
+    };
+    let provisioner = Provisioner::new(db, &config, None).await?;
+    Ok(Rig {
+        server,
+        proxy,
+        provisioner,
+        _store: store,
+    })
+}
+
+impl Rig {
+    fn direct(&self) -> anyhow::Result<ScimClient> {
+        ScimClient::new(
+            &self.server.base_url(),
+            self.server.token(),
+            Duration::from_secs(10),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    async fn accounts(&self, n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self
+            .direct()?
+            .find("Users", "userName", &format!("user{n}@example.com"))
+            .await?)
+    }
+
+    async fn apply(&self, change: &DirectoryChange) -> anyhow::Result<Vec<Operation>> {
+        let mut results = self.provisioner.apply(change, None).await;
+        let result = results.remove(0);
+        result
+            .result
+            .map_err(|e| anyhow::anyhow!("{e} after {} attempts", result.attempts))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_honoured_and_server_errors_retried() -> anyhow::Result<()> {
+    let rig = rig(5_000).await?;
+    // 429 with Retry-After: 1 on the create: the provisioner waits at
+    // least that long, then creates once.
+    rig.proxy.inject(
+        Some("POST"),
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+    );
+    let started = Instant::now();
+    let ops = rig
+        .apply(&change(1, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(rig.accounts(1).await?.len(), 1);
+
+    // Two 500s on the update: retried until it goes through.
+    rig.proxy.inject(
+        Some("PATCH"),
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+        },
+    );
+    rig.proxy.inject(
+        Some("PATCH"),
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+    );
+    let ops = rig
+        .apply(&change(1, 2, LifecycleState::Active, "Lead"))
+        .await?;
+    assert_eq!(
+        ops,
+        [Operation::Updated {
+            attributes: vec!["title".into()]
+        }]
+    );
+    assert_eq!(rig.accounts(1).await?[0]["title"], "Lead");
+    let patches = rig
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .count();
+    assert_eq!(patches, 3, "{:?}", rig.proxy.seen());
+
+    // A 400 is not retried.
+    rig.proxy.inject(
+        Some("PATCH"),
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+        },
+    );
+    let error = rig
+        .apply(&change(1, 3, LifecycleState::Active, "Boss"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("400") && error.to_string().contains("after 1 attempts"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_responses_and_dropped_connections_never_duplicate() -> anyhow::Result<()> {
+    let rig = rig(5_000).await?;
+    // The create reaches the server but its response is lost: the retry
+    // re-matches and links instead of creating again.
+    rig.proxy.inject(Some("POST"), Fault::LoseResponse);
+    let ops = rig
+        .apply(&change(2, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    assert!(matches!(ops[0], Operation::Linked { .. }), "{ops:?}");
+    assert_eq!(rig.accounts(2).await?.len(), 1, "no duplicate");
+
+    // The connection drops before the request is forwarded: retried.
+    rig.proxy.inject(Some("POST"), Fault::Drop);
+    let ops = rig
+        .apply(&change(3, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+    assert_eq!(rig.accounts(3).await?.len(), 1);
+
+    // The deactivation's response is lost: the retry finds nothing left to
+    // do wrong; the account ends inactive.
+    rig.proxy.inject(Some("PATCH"), Fault::LoseResponse);
+    rig.apply(&change(3, 2, LifecycleState::Deprovisioned, "Agent"))
+        .await?;
+    assert_eq!(rig.accounts(3).await?[0]["active"], false);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_server_times_out_without_duplicates() -> anyhow::Result<()> {
+    // Requests time out after 500 ms; the create is forwarded only after
+    // 1.5 s, while the provisioner has already retried.
+    let rig = rig(500).await?;
+    rig.proxy
+        .inject(Some("POST"), Fault::Delay(Duration::from_millis(1500)));
+    let ops = rig
+        .apply(&change(4, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    assert!(
+        matches!(ops[0], Operation::Created { .. } | Operation::Linked { .. }),
+        "{ops:?}"
+    );
+    // Let the delayed create land, then check there is one account.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rig.accounts(4).await?.len(), 1, "{:?}", rig.proxy.seen());
+    Ok(())
+}
