@@ -20,6 +20,9 @@ pub struct ProvisionerConfig {
     pub max_attempts: u32,
     /// Longest wait between attempts (a longer `Retry-After` is honoured).
     pub max_backoff_ms: u64,
+    /// How often a quarantined app is probed at first (doubling to a
+    /// minute while it keeps failing).
+    pub quarantine_probe_ms: u64,
     /// The apps, `[[provisioner.apps]]`.
     pub apps: Vec<AppConfig>,
 }
@@ -32,6 +35,7 @@ impl Default for ProvisionerConfig {
             group_id: "hrsync-provisioner".to_owned(),
             max_attempts: 5,
             max_backoff_ms: 30_000,
+            quarantine_probe_ms: 5_000,
             apps: Vec::new(),
         }
     }

@@ -42,6 +42,9 @@ pub enum Operation {
     /// A deactivation was held by the deprovision guard (kept durably until
     /// `hrsync provisioner release`).
     Held,
+    /// The app is quarantined: the change is kept durably and applied when
+    /// the app answers again.
+    Parked,
     /// Group memberships were pushed.
     Groups {
         /// Groups the account joined.
@@ -101,6 +104,24 @@ pub struct Guard {
     pub max_share: f64,
     /// The window.
     pub window_ms: i64,
+}
+
+/// Why a change is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// The deprovision guard tripped.
+    Guard,
+    /// The app is quarantined.
+    Quarantine,
+}
+
+impl HoldReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::Guard => "guard",
+            HoldReason::Quarantine => "quarantine",
+        }
+    }
 }
 
 /// Whether the deprovision guard applies.
@@ -389,7 +410,7 @@ pub async fn reconcile_with(
     if current.active && !active && guarding == Guarding::Check {
         if let Some(guard) = &app.guard {
             if guard_trips(db, &app.name, guard).await? {
-                hold(db, &app.name, change).await?;
+                hold(db, &app.name, change, HoldReason::Guard).await?;
                 // Nothing else of this change is applied, and its version
                 // is not recorded: it is applied whole on release.
                 return Ok(vec![Operation::Held]);
@@ -593,34 +614,50 @@ async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, Reconcil
     Ok(true)
 }
 
-async fn hold(db: &Db, app: &str, change: &DirectoryChange) -> Result<(), ReconcileError> {
+/// Keeps `change` durably for `app` until it is released or resumed.
+///
+/// # Errors
+/// Store failures.
+pub async fn hold(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+    reason: HoldReason,
+) -> Result<(), ReconcileError> {
     let payload = hrsync_schema::encode_directory_change(change).map_err(|e| {
         ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Encode(Box::new(e))))
     })?;
     sqlx::query(
-        "INSERT INTO provisioner_held (app, person_id, version, payload, held_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app, person_id, version) DO NOTHING",
+        "INSERT INTO provisioner_held (app, person_id, version, payload, held_at_ms, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, person_id, version) DO NOTHING",
     )
     .bind(app)
     .bind(change.person_id.as_str())
     .bind(i64::try_from(change.version).unwrap_or(i64::MAX))
     .bind(payload)
     .bind(chrono::Utc::now().timestamp_millis())
+    .bind(reason.as_str())
     .execute(db.pool())
     .await?;
     Ok(())
 }
 
-/// The changes the guard holds for `app`, oldest version first per person.
+/// The changes held for `app` for `reason`, oldest version first per person.
 ///
 /// # Errors
 /// Store failures; a held change that no longer decodes is skipped with a
 /// log line.
-pub async fn held(db: &Db, app: &str) -> Result<Vec<DirectoryChange>, ReconcileError> {
+pub async fn held(
+    db: &Db,
+    app: &str,
+    reason: HoldReason,
+) -> Result<Vec<DirectoryChange>, ReconcileError> {
     let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT payload FROM provisioner_held WHERE app = $1 ORDER BY person_id, version",
+        "SELECT payload FROM provisioner_held WHERE app = $1 AND reason = $2 \
+         ORDER BY person_id, version",
     )
     .bind(app)
+    .bind(reason.as_str())
     .fetch_all(db.pool())
     .await?;
     Ok(payloads

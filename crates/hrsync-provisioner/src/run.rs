@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProvisionerConfig;
 use crate::reconcile::{
-    forget_held, held, reconcile, reconcile_with, untrip, App, Guarding, Operation, ReconcileError,
+    forget_held, held, hold, reconcile, reconcile_with, untrip, App, Guarding, HoldReason,
+    Operation, ReconcileError,
 };
 use crate::scim::ScimClient;
 
@@ -74,6 +75,16 @@ pub struct Provisioner {
     max_attempts: u32,
     max_backoff: Duration,
     audit: Option<(Producer, String)>,
+    /// Quarantined apps and when to probe them next.
+    quarantine: std::sync::Mutex<std::collections::HashMap<String, Probe>>,
+    probe_interval: Duration,
+}
+
+/// When a quarantined app is probed next.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    at: Instant,
+    every: Duration,
 }
 
 /// What applying one change to one app did.
@@ -137,7 +148,11 @@ impl Provisioner {
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             audit,
-        })
+            quarantine: std::sync::Mutex::default(),
+            probe_interval: Duration::from_millis(config.quarantine_probe_ms),
+        }
+        .with_parked_apps_quarantined()
+        .await)
     }
 
     /// The configured apps.
@@ -184,7 +199,10 @@ impl Provisioner {
             .await
             .map_err(|e| e.to_string())?;
         let mut done = Vec::new();
-        for change in held(&self.db, app_name).await.map_err(|e| e.to_string())? {
+        for change in held(&self.db, app_name, HoldReason::Guard)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             let result = {
                 let _guard = self.lock_for(&change.person_id).lock().await;
                 reconcile_with(&self.db, app, &change, Guarding::Bypass).await
@@ -216,7 +234,128 @@ impl Provisioner {
         Ok(done)
     }
 
+    /// Apps with changes parked by an earlier run start quarantined, so
+    /// the probe resumes them.
+    async fn with_parked_apps_quarantined(self) -> Self {
+        for app in &self.apps {
+            if held(&self.db, &app.name, HoldReason::Quarantine)
+                .await
+                .is_ok_and(|h| !h.is_empty())
+            {
+                self.enter_quarantine(&app.name);
+            }
+        }
+        self
+    }
+
+    /// Whether `app` is quarantined.
+    pub fn is_quarantined(&self, app: &str) -> bool {
+        self.quarantine.lock().is_ok_and(|q| q.contains_key(app))
+    }
+
+    fn enter_quarantine(&self, app: &str) {
+        if let Ok(mut q) = self.quarantine.lock() {
+            if !q.contains_key(app) {
+                tracing::warn!(
+                    app,
+                    "app quarantined: its changes are parked until it answers again"
+                );
+                metrics::counter!("hrsync_provisioner_quarantines_total", "app" => app.to_owned())
+                    .increment(1);
+                q.insert(
+                    app.to_owned(),
+                    Probe {
+                        at: Instant::now() + self.probe_interval,
+                        every: self.probe_interval,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Probes every quarantined app that is due; an app that answers has
+    /// its parked changes applied in order and leaves quarantine. Returns
+    /// the apps resumed.
+    pub async fn probe_quarantined(&self) -> Vec<String> {
+        let due: Vec<String> = self
+            .quarantine
+            .lock()
+            .map(|q| {
+                q.iter()
+                    .filter(|(_, p)| p.at <= Instant::now())
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut resumed = Vec::new();
+        for name in due {
+            let Some(app) = self.apps.iter().find(|a| a.name == name) else {
+                continue;
+            };
+            let healthy = app.client.capabilities().await.is_ok() && self.resume(app).await;
+            if let Ok(mut q) = self.quarantine.lock() {
+                if healthy {
+                    q.remove(&name);
+                    tracing::info!(app = %name, "app answers again: quarantine lifted");
+                    resumed.push(name);
+                } else if let Some(p) = q.get_mut(&name) {
+                    p.every = (p.every * 2).min(Duration::from_secs(60));
+                    p.at = Instant::now() + p.every;
+                }
+            }
+        }
+        resumed
+    }
+
+    /// Applies `app`'s parked changes in order; false (the rest stay
+    /// parked) at the first that fails.
+    async fn resume(&self, app: &App) -> bool {
+        let Ok(parked) = held(&self.db, &app.name, HoldReason::Quarantine).await else {
+            return false;
+        };
+        for change in parked {
+            let result = {
+                let _guard = self.lock_for(&change.person_id).lock().await;
+                reconcile(&self.db, app, &change).await
+            };
+            match result {
+                Ok(ops) => {
+                    for op in &ops {
+                        self.audit(app, &change, op, None, Duration::ZERO, 1).await;
+                    }
+                    if forget_held(&self.db, &app.name, &change).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(app = %app.name, %error, "resuming a parked change failed");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Parks `change` for a quarantined `app`.
+    async fn park(&self, app: &App, change: &DirectoryChange) -> AppResult {
+        let result = hold(&self.db, &app.name, change, HoldReason::Quarantine)
+            .await
+            .map(|()| vec![Operation::Parked]);
+        if let Ok(ops) = &result {
+            self.audit(app, change, &ops[0], None, Duration::ZERO, 0)
+                .await;
+        }
+        AppResult {
+            app: app.name.clone(),
+            result,
+            attempts: 0,
+        }
+    }
+
     async fn apply_to(&self, app: &App, change: &DirectoryChange) -> AppResult {
+        if self.is_quarantined(&app.name) {
+            return self.park(app, change).await;
+        }
         let mut backoff = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
@@ -242,6 +381,12 @@ impl Provisioner {
                 Err(ReconcileError::Store(e)) if e.is_retryable() => Some(None),
                 _ => None,
             };
+            if retry.is_some() && attempt >= self.max_attempts {
+                // The app keeps failing: quarantine it and park the change,
+                // so the other apps are not held up.
+                self.enter_quarantine(&app.name);
+                return self.park(app, change).await;
+            }
             match retry {
                 Some(retry_after) if attempt < self.max_attempts => {
                     let wait = retry_after.unwrap_or_else(|| jitter(backoff).min(self.max_backoff));
@@ -287,6 +432,7 @@ impl Provisioner {
             Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
             Operation::Groups { .. } => (AuditOperation::GroupMembers, AuditOutcome::Success, None),
             Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
+            Operation::Parked => (AuditOperation::Unknown, AuditOutcome::Held, None),
         };
         self.publish_audit(
             app, change, operation, outcome, scim_id, error, latency, attempt,
@@ -452,7 +598,20 @@ pub async fn run(
         kafka,
         ConsumerSettings::new("provisioner", &config.group_id, &[&topics.changes]),
     )?;
-    let (a, b) = tokio::join!(
+    let prober = {
+        let provisioner = provisioner.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            while !shutdown.is_cancelled() {
+                provisioner.probe_quarantined().await;
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    };
+    let (a, b, ()) = tokio::join!(
         priority.run(
             ChangeHandler {
                 provisioner: provisioner.clone()
@@ -461,6 +620,7 @@ pub async fn run(
             shutdown.clone()
         ),
         main.run(ChangeHandler { provisioner }, &dlq, shutdown.clone()),
+        prober,
     );
     a?;
     b?;

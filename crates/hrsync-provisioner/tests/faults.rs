@@ -229,3 +229,112 @@ async fn a_slow_server_times_out_without_duplicates() -> anyhow::Result<()> {
     assert_eq!(rig.accounts(4).await?.len(), 1, "{:?}", rig.proxy.seen());
     Ok(())
 }
+
+/// An app that keeps failing is quarantined: its changes are parked (no
+/// more calls to it), the other app is not slowed, and once the app answers
+/// a probe its parked changes are applied in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_app_is_quarantined_and_resumes_by_itself() -> anyhow::Result<()> {
+    let bad_server = ScimServer::start()?;
+    let good_server = ScimServer::start()?;
+    let proxy = FaultProxy::start(&bad_server.base_url()).await?;
+    let store = SqliteFile::new()?;
+    let db = hrsync_store::Db::connect(&store.url(), 2).await?;
+    db.migrate().await?;
+    let app = |name: &str, base: String, token: &str| AppConfig {
+        name: name.into(),
+        base_url: base,
+        token: hrsync_config::Secret::inline(token),
+        match_attribute: "userName".into(),
+        timeout_ms: 5_000,
+        use_patch: Some(true),
+        push_groups: false,
+        guard_max_deactivations: None,
+        guard_max_share: None,
+        guard_window_secs: 3600,
+    };
+    let config = ProvisionerConfig {
+        max_attempts: 2,
+        max_backoff_ms: 100,
+        quarantine_probe_ms: 100,
+        apps: vec![
+            app("bad", proxy.url(), bad_server.token()),
+            app("good", good_server.base_url(), good_server.token()),
+        ],
+        ..ProvisionerConfig::default()
+    };
+    let provisioner = Provisioner::new(db, &config, None).await?;
+    for _ in 0..6 {
+        proxy.inject(
+            None,
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+        );
+    }
+    let both = |n: usize| {
+        let mut c = change(n, 1, LifecycleState::Active, "Agent");
+        c.apps = ["bad", "good"]
+            .iter()
+            .map(|a| AppAssignment {
+                app: (*a).into(),
+                groups: vec![],
+            })
+            .collect();
+        c
+    };
+    let ops = |results: Vec<hrsync_provisioner::run::AppResult>| -> Vec<(String, Operation)> {
+        results
+            .into_iter()
+            .map(|r| (r.app, r.result.expect("no error surfaces").remove(0)))
+            .collect()
+    };
+
+    let first = ops(provisioner.apply(&both(10), None).await);
+    assert_eq!(first[0], ("bad".into(), Operation::Parked));
+    assert!(
+        matches!(first[1], (_, Operation::Created { .. })),
+        "{first:?}"
+    );
+    assert!(provisioner.is_quarantined("bad"));
+
+    // Quarantined: parked at once, no call to the bad app; the good one is
+    // not slowed.
+    let calls = proxy.seen().len();
+    let started = Instant::now();
+    let second = ops(provisioner.apply(&both(11), None).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(second[0], ("bad".into(), Operation::Parked));
+    assert!(matches!(second[1], (_, Operation::Created { .. })));
+    assert_eq!(proxy.seen().len(), calls, "no call to a quarantined app");
+
+    // Probes fail while the faults last, then the app resumes by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while provisioner.is_quarantined("bad") {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "never resumed: {:?}",
+            proxy.seen()
+        );
+        provisioner.probe_quarantined().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = ScimClient::new(
+        &bad_server.base_url(),
+        bad_server.token(),
+        Duration::from_secs(5),
+    )
+    .map_err(anyhow::Error::msg)?;
+    for n in [10, 11] {
+        let accounts = bad
+            .find("Users", "userName", &format!("user{n}@example.com"))
+            .await?;
+        assert_eq!(accounts.len(), 1, "user{n}: parked change applied once");
+    }
+    Ok(())
+}

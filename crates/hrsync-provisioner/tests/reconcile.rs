@@ -412,9 +412,13 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
     };
     assert!(active(2).await? && active(3).await?, "held: still active");
     assert_eq!(
-        hrsync_provisioner::reconcile::held(&db, "zendesk")
-            .await?
-            .len(),
+        hrsync_provisioner::reconcile::held(
+            &db,
+            "zendesk",
+            hrsync_provisioner::reconcile::HoldReason::Guard
+        )
+        .await?
+        .len(),
         2
     );
 
@@ -426,8 +430,12 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
     assert_eq!(released.len(), 2);
     assert!(!active(2).await? && !active(3).await?);
     assert!(active(4).await?, "untouched");
-    assert!(hrsync_provisioner::reconcile::held(&db, "zendesk")
-        .await?
-        .is_empty());
+    assert!(hrsync_provisioner::reconcile::held(
+        &db,
+        "zendesk",
+        hrsync_provisioner::reconcile::HoldReason::Guard
+    )
+    .await?
+    .is_empty());
     Ok(())
 }

@@ -23,7 +23,9 @@ CREATE TABLE provisioner_group (
 );
 
 -- Deprovision guard: deactivations done per app (the window is counted
--- from here), whether the guard is tripped, and the changes it holds.
+-- from here), whether the guard is tripped, and the changes held: by the
+-- guard (reason 'guard', until released) or while the app is quarantined
+-- (reason 'quarantine', until it answers again).
 CREATE TABLE provisioner_deactivation (
     app   TEXT   NOT NULL,
     at_ms BIGINT NOT NULL
@@ -41,5 +43,6 @@ CREATE TABLE provisioner_held (
     version      BIGINT NOT NULL,
     payload      BYTEA     NOT NULL, -- Avro single-object encoded DirectoryChange
     held_at_ms   BIGINT NOT NULL,
+    reason       TEXT   NOT NULL DEFAULT 'guard',
     PRIMARY KEY (app, person_id, version)
 );
