@@ -42,7 +42,7 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
             database_url: Secret::inline("sqlite://hrsync-projector.db"),
-            max_connections: 4,
+            max_connections: 8,
             group_id: "hrsync-projector".to_owned(),
             batch_max: 1000,
             batch_linger_ms: 20,

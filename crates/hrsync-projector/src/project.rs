@@ -77,6 +77,15 @@ pub fn person_id_of(employee_id: &str) -> String {
     )
 }
 
+/// A consumed event with the bytes it arrived as (stored as they are).
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    /// The decoded event.
+    pub event: LifecycleEvent,
+    /// Its Avro single-object encoding, as consumed.
+    pub payload: &'a [u8],
+}
+
 /// A consumed position to store with the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
@@ -138,6 +147,10 @@ struct PersonRow {
     caused_by: Vec<EventId>,
     dirty: bool,
     is_new: bool,
+    /// Manager and lifecycle as stored: when neither changes, the state is
+    /// written once per batch instead of twice.
+    stored_manager: Option<String>,
+    stored_lifecycle: String,
 }
 
 /// The profile store and the logic that turns events into directory changes.
@@ -257,7 +270,7 @@ impl Projector {
     /// Database failures and conflicts roll everything back.
     pub async fn apply_batch(
         &self,
-        events: &[LifecycleEvent],
+        events: &[Incoming<'_>],
         positions: &[Position],
         now_ms: i64,
     ) -> Result<BatchOutcome> {
@@ -265,7 +278,10 @@ impl Projector {
         let mut outcome = BatchOutcome::default();
 
         // Drop events already stored, and repeats within the batch.
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e.event.event_id.to_string())
+            .collect();
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for chunk in ids.chunks(ROWS) {
             let sql = format!(
@@ -278,9 +294,9 @@ impl Projector {
             }
             seen.extend(query.fetch_all(&mut *tx).await?);
         }
-        let mut fresh: Vec<&LifecycleEvent> = Vec::new();
+        let mut fresh: Vec<&Incoming<'_>> = Vec::new();
         for event in events {
-            if seen.insert(event.event_id.to_string()) {
+            if seen.insert(event.event.event_id.to_string()) {
                 fresh.push(event);
             } else {
                 outcome.duplicates += 1;
@@ -295,26 +311,24 @@ impl Projector {
                 hrsync_store::placeholders(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
-            for event in chunk {
-                let payload =
-                    hrsync_schema::encode_lifecycle(event).map_err(|e| ProjectError::Build {
-                        employee_id: event.employee_id.to_string(),
-                        reason: e.to_string(),
-                    })?;
+            for incoming in chunk {
+                let event = &incoming.event;
                 query = query
                     .bind(event.event_id.to_string())
                     .bind(event.employee_id.as_str())
                     .bind(crate::state::effective_ms(event))
-                    .bind(payload)
+                    .bind(incoming.payload)
                     .bind(now_ms);
             }
             query.execute(&mut *tx).await?;
         }
 
         // Fold them into the persons.
-        let employees: BTreeSet<&str> = fresh.iter().map(|e| e.employee_id.as_str()).collect();
+        let employees: BTreeSet<&str> =
+            fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
         let mut people = load_people(&mut tx, employees.iter().copied()).await?;
-        for event in &fresh {
+        for incoming in &fresh {
+            let event = &incoming.event;
             let id = event.employee_id.as_str();
             let row = people.entry(id.to_owned()).or_insert_with(|| PersonRow {
                 person_id: person_id_of(id),
@@ -325,6 +339,8 @@ impl Projector {
                 caused_by: Vec::new(),
                 dirty: false,
                 is_new: true,
+                stored_manager: None,
+                stored_lifecycle: String::new(),
             });
             row.dirty = true;
             row.caused_by.push(event.event_id.clone());
@@ -611,7 +627,19 @@ impl Projector {
         now_ms: i64,
         final_write: bool,
     ) -> Result<()> {
-        let dirty: Vec<&mut PersonRow> = people.values_mut().filter(|r| r.dirty).collect();
+        let dirty: Vec<&mut PersonRow> = people
+            .values_mut()
+            .filter(|r| r.dirty)
+            .filter(|r| {
+                // Before emitting, only rows whose manager or lifecycle
+                // changed must be visible to the report counts and chains.
+                final_write
+                    || r.is_new
+                    || manager_of(&r.state) != r.stored_manager
+                    || r.state.lifecycle_at(now_ms).map_or("NONE", |l| l.as_str())
+                        != r.stored_lifecycle
+            })
+            .collect();
         let mut rows = Vec::with_capacity(dirty.len());
         for row in dirty {
             let state =
@@ -624,6 +652,9 @@ impl Projector {
                 .map_or("NONE", |l| l.as_str());
             let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
             row.revision += 1;
+            row.is_new = false;
+            row.stored_manager = manager_of(&row.state);
+            row.stored_lifecycle = lifecycle.to_owned();
             rows.push((
                 row.state.employee_id.clone(),
                 row.person_id.clone(),
@@ -635,9 +666,6 @@ impl Projector {
                 next,
                 emitted,
             ));
-            if final_write {
-                row.is_new = false;
-            }
         }
         for chunk in rows.chunks(ROWS) {
             let sql = format!(
@@ -784,7 +812,8 @@ async fn load_people<'a>(
     let mut people = BTreeMap::new();
     for chunk in ids.chunks(ROWS) {
         let sql = format!(
-            "SELECT employee_id, person_id, revision, version, state, emitted FROM projector_person \
+            "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, lifecycle \
+             FROM projector_person \
              WHERE employee_id IN ({})",
             hrsync_store::placeholders(chunk.len(), 1)
         );
@@ -813,6 +842,8 @@ async fn load_people<'a>(
                     caused_by: Vec::new(),
                     dirty: false,
                     is_new: false,
+                    stored_manager: row.try_get(6)?,
+                    stored_lifecycle: row.try_get(7)?,
                 },
             );
         }

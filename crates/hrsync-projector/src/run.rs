@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::project::{Position, ProjectError, Projector};
+use crate::project::{Incoming, Position, ProjectError, Projector};
 
 /// Topics the projector reads and writes.
 #[derive(Debug, Clone)]
@@ -54,6 +54,10 @@ pub enum RunError {
 /// Shared pieces of the loops.
 struct Shared {
     projector: Projector,
+    /// Serialises the main consumer and the timer. The priority lane does
+    /// not take it: it must not wait behind a large main batch. Concurrent
+    /// writes of one person are caught by the store's revision check, which
+    /// rolls the later batch back to be retried.
     apply_lock: Mutex<()>,
     outbox_ready: Notify,
     dlq: DlqPublisher,
@@ -121,6 +125,7 @@ pub async fn run(
         kafka,
         &topics.lifecycle_priority,
         format!("{}-priority", shared.group),
+        true,
         shutdown.clone(),
     );
     let main = consume(
@@ -128,6 +133,7 @@ pub async fn run(
         kafka,
         &topics.lifecycle,
         shared.group.clone(),
+        false,
         shutdown.clone(),
     );
     let timer = timers(
@@ -172,10 +178,13 @@ async fn consume(
     kafka: &KafkaConfig,
     topic: &str,
     consumer_name: String,
+    fast: bool,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let mut cfg = kafka.client_config(&format!("projector-{consumer_name}"))?;
     cfg.set("group.id", &consumer_name)
+        // The fast lane must not wait for the broker's long poll.
+        .set("fetch.wait.max.ms", if fast { "10" } else { "100" })
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
@@ -230,7 +239,7 @@ async fn consume(
             }
         }
         shared.touch();
-        apply_records(&shared, &consumer_name, &records, &shutdown).await?;
+        apply_records(&shared, &consumer_name, fast, &records, &shutdown).await?;
         shared.touch();
     }
 }
@@ -240,6 +249,7 @@ async fn consume(
 async fn apply_records(
     shared: &Shared,
     consumer_name: &str,
+    fast: bool,
     records: &[Record],
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -253,7 +263,10 @@ async fn apply_records(
                 event.payload.validate().map_err(|e| e.to_string())?;
                 Ok(event)
             }) {
-            Ok(event) => events.push(event),
+            Ok(event) => events.push(Incoming {
+                event,
+                payload: record.payload.as_deref().unwrap_or_default(),
+            }),
             Err(reason) => {
                 let reason = format!("undecodable or invalid lifecycle event: {reason}");
                 tracing::warn!(position = %record.position(), %reason, "poison record to the DLQ");
@@ -284,7 +297,11 @@ async fn apply_records(
     let mut backoff = Duration::from_millis(50);
     loop {
         let result = {
-            let _guard = shared.apply_lock.lock().await;
+            let _guard = if fast {
+                None
+            } else {
+                Some(shared.apply_lock.lock().await)
+            };
             shared
                 .projector
                 .apply_batch(&events, &positions, now_ms())

@@ -137,11 +137,26 @@ impl Db {
 
     /// Brings the schema up to date. Safe to run from several processes.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.backend {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await?;
+        match self.backend {
+            // PostgreSQL: sqlx holds an advisory lock while migrating.
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+            // SQLite has no such lock: a second process migrating at the
+            // same moment fails on the tables the first just created. Once
+            // the first is done, running again finds nothing left to do.
+            Backend::Sqlite => {
+                let mut attempt = 0;
+                loop {
+                    match SQLITE_MIGRATIONS.run(&self.pool).await {
+                        Ok(()) => break,
+                        Err(_) if attempt < 20 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
