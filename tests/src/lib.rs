@@ -13,12 +13,14 @@ mod broker;
 mod fault;
 mod postgres;
 mod process;
+mod publish;
 mod scim;
 mod topic;
 
 pub use broker::{Broker, TANSU_VERSION};
 pub use fault::{Fault, FaultProxy};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
+pub use publish::publish_lifecycle;
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
 pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};
 

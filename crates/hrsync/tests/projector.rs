@@ -169,26 +169,7 @@ impl Setup {
     }
 
     async fn publish(&self, topic: &str, events: &[&LifecycleEvent]) -> anyhow::Result<()> {
-        let encoded: Vec<(String, Vec<u8>)> = events
-            .iter()
-            .map(|e| {
-                Ok((
-                    e.employee_id.as_str().to_owned(),
-                    hrsync_schema::encode_lifecycle(e)?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let records: Vec<OutgoingRecord<'_>> = encoded
-            .iter()
-            .map(|(key, payload)| OutgoingRecord {
-                topic,
-                key: key.as_bytes(),
-                payload,
-                headers: &[],
-            })
-            .collect();
-        self.producer.send_batch(&records).await?;
-        Ok(())
+        hrsync_tests::publish_lifecycle(&self.producer, topic, events.iter().copied()).await
     }
 
     fn start(&self, env: &[(&str, &str)]) -> anyhow::Result<Child> {

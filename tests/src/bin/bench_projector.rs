@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hrsync_bus::{KafkaConfig, OutgoingRecord, Producer, TopicSpec};
+use hrsync_bus::{KafkaConfig, Producer, TopicSpec};
 use hrsync_domain::{
     Attribute, AttributeChange, EmployeeId, EmploymentType, Hire, LifecycleEvent, LifecyclePayload,
     Move, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
@@ -97,28 +97,7 @@ async fn produce(
     topic: &str,
     events: &[LifecycleEvent],
 ) -> anyhow::Result<()> {
-    for chunk in events.chunks(5000) {
-        let encoded: Vec<(String, Vec<u8>)> = chunk
-            .iter()
-            .map(|e| {
-                Ok((
-                    e.employee_id.as_str().to_owned(),
-                    hrsync_schema::encode_lifecycle(e)?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let records: Vec<OutgoingRecord<'_>> = encoded
-            .iter()
-            .map(|(k, p)| OutgoingRecord {
-                topic,
-                key: k.as_bytes(),
-                payload: p,
-                headers: &[],
-            })
-            .collect();
-        producer.send_batch(&records).await?;
-    }
-    Ok(())
+    hrsync_tests::publish_lifecycle(producer, topic, events).await
 }
 
 #[tokio::main]

@@ -1,0 +1,31 @@
+//! Putting lifecycle events on a topic the way a producer of record would.
+
+use hrsync_bus::{OutgoingRecord, Producer};
+use hrsync_domain::LifecycleEvent;
+
+/// Publishes `events` to `topic`, Avro single-object encoded and keyed by
+/// employee id, in order, in acknowledged batches of 5,000.
+pub async fn publish_lifecycle<'a>(
+    producer: &Producer,
+    topic: &str,
+    events: impl IntoIterator<Item = &'a LifecycleEvent>,
+) -> anyhow::Result<()> {
+    let events: Vec<&LifecycleEvent> = events.into_iter().collect();
+    for chunk in events.chunks(5000) {
+        let encoded: Vec<(&str, Vec<u8>)> = chunk
+            .iter()
+            .map(|e| Ok((e.employee_id.as_str(), hrsync_schema::encode_lifecycle(e)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let records: Vec<OutgoingRecord<'_>> = encoded
+            .iter()
+            .map(|(key, payload)| OutgoingRecord {
+                topic,
+                key: key.as_bytes(),
+                payload,
+                headers: &[],
+            })
+            .collect();
+        producer.send_batch(&records).await?;
+    }
+    Ok(())
+}
