@@ -478,9 +478,6 @@ impl Provisioner {
         attempt: u32,
     ) {
         metrics::counter!("hrsync_provisioner_operations_total", "app" => app.name.clone(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
-        let Some((producer, topic)) = &self.audit else {
-            return;
-        };
         let Ok(at) = Timestamp::from_millis(chrono::Utc::now().timestamp_millis()) else {
             return;
         };
@@ -502,6 +499,12 @@ impl Provisioner {
             trace_id: hrsync_telemetry::propagation::trace_id(&tracing::Span::current()),
             at,
         };
+        if let Err(error) = record_audit(&self.db, &record).await {
+            tracing::warn!(%error, "audit record not stored");
+        }
+        let Some((producer, topic)) = &self.audit else {
+            return;
+        };
         match hrsync_schema::encode_audit(&record) {
             Ok(payload) => {
                 let sent = producer
@@ -519,6 +522,31 @@ impl Provisioner {
             Err(error) => tracing::error!(%error, "audit record not encodable"),
         }
     }
+}
+
+/// Stores an audit record in the `provisioner_audit` table.
+async fn record_audit(db: &Db, a: &ProvisioningAudit) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO provisioner_audit (audit_id, person_id, app, operation, outcome, http_status, \
+         latency_ms, attempt, version, scim_id, error, trace_id, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&a.audit_id)
+    .bind(a.person_id.as_str())
+    .bind(&a.app)
+    .bind(a.operation.as_str())
+    .bind(a.outcome.as_str())
+    .bind(a.http_status.map(i64::from))
+    .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+    .bind(i64::from(a.attempt))
+    .bind(i64::try_from(a.version).unwrap_or(i64::MAX))
+    .bind(&a.scim_id)
+    .bind(&a.error)
+    .bind(&a.trace_id)
+    .bind(a.at.as_millis())
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }
 
 /// `d` plus up to 50 % random jitter.

@@ -437,5 +437,21 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
     )
     .await?
     .is_empty());
+    // Every operation is in the audit table too.
+    let count = |operation: &'static str, outcome: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM provisioner_audit WHERE app = 'zendesk' AND operation = $1 AND outcome = $2",
+            )
+            .bind(operation)
+            .bind(outcome)
+            .fetch_one(db.pool())
+            .await
+        }
+    };
+    assert_eq!(count("CREATE", "SUCCESS").await?, 5);
+    assert_eq!(count("GUARD_HOLD", "HELD").await?, 2);
+    assert_eq!(count("DEACTIVATE", "SUCCESS").await?, 4);
     Ok(())
 }

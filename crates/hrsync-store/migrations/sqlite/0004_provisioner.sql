@@ -46,3 +46,21 @@ CREATE TABLE provisioner_held (
     reason       TEXT   NOT NULL DEFAULT 'guard',
     PRIMARY KEY (app, person_id, version)
 );
+
+-- Every SCIM operation, as also published to provisioning.audit.v1.
+CREATE TABLE provisioner_audit (
+    audit_id    TEXT   PRIMARY KEY,
+    person_id   TEXT   NOT NULL,
+    app         TEXT   NOT NULL,
+    operation   TEXT   NOT NULL,
+    outcome     TEXT   NOT NULL,
+    http_status BIGINT,
+    latency_ms  BIGINT NOT NULL,
+    attempt     BIGINT NOT NULL,
+    version     BIGINT NOT NULL,
+    scim_id     TEXT,
+    error       TEXT,
+    trace_id    TEXT,
+    at_ms       BIGINT NOT NULL
+);
+CREATE INDEX provisioner_audit_person ON provisioner_audit (person_id, at_ms);
