@@ -654,3 +654,80 @@ pub async fn run(
     b?;
     Ok(())
 }
+
+/// Replays the dead-letter topic: every parked change is applied again;
+/// one that fails again goes back to the DLQ (once per run). Stops when
+/// nothing has arrived for `idle`. Returns how many records were replayed.
+///
+/// # Errors
+/// Kafka failures at start-up.
+pub async fn redrive(
+    provisioner: Arc<Provisioner>,
+    kafka: &KafkaConfig,
+    config: &ProvisionerConfig,
+    topics: &Topics,
+    idle: Duration,
+) -> Result<usize, hrsync_bus::Error> {
+    let dlq = DlqPublisher::new(Producer::new(kafka)?, &topics.dlq, "provisioner-redrive");
+    let consumer = Consumer::new(
+        kafka,
+        ConsumerSettings::new(
+            "provisioner-redrive",
+            &format!("{}-redrive", config.group_id),
+            &[&topics.dlq],
+        ),
+    )?;
+    let shutdown = CancellationToken::new();
+    let last = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let handler = RedriveHandler {
+        inner: ChangeHandler { provisioner },
+        seen: std::collections::HashSet::new(),
+        last: last.clone(),
+        replayed: 0,
+    };
+    let watch = {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if last.lock().map_or(true, |l| l.elapsed() >= idle) {
+                    shutdown.cancel();
+                    break;
+                }
+            }
+        }
+    };
+    let (handler, ()) = tokio::join!(consumer.run(handler, &dlq, shutdown.clone()), watch);
+    Ok(handler?.replayed)
+}
+
+/// [`ChangeHandler`] over the DLQ, skipping a change it already replayed in
+/// this run (it was sent back to the DLQ).
+struct RedriveHandler {
+    inner: ChangeHandler,
+    seen: std::collections::HashSet<Vec<u8>>,
+    last: Arc<std::sync::Mutex<Instant>>,
+    replayed: usize,
+}
+
+impl Handler for RedriveHandler {
+    async fn handle(&mut self, record: &Record) -> Outcome {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Instant::now();
+        }
+        let payload = record.payload.clone().unwrap_or_default();
+        if !self.seen.insert(payload) {
+            return Outcome::Done;
+        }
+        self.replayed += 1;
+        let outcome = self.inner.handle(record).await;
+        if let Ok(mut last) = self.last.lock() {
+            *last = Instant::now();
+        }
+        match outcome {
+            // Still failing after the retries: back to the DLQ.
+            Outcome::Retry(reason) => Outcome::Poison(reason),
+            other => other,
+        }
+    }
+}

@@ -14,6 +14,13 @@ pub(crate) enum ProvisionerCommand {
     /// Consume directory changes (priority lane first) and make every app's
     /// accounts match, until SIGTERM or Ctrl-C.
     Run,
+    /// Replay the provisioner's dead-letter topic; changes that fail again
+    /// go back to it. Stops once the topic is quiet.
+    Redrive {
+        /// Quiet seconds that count as done.
+        #[arg(long, default_value_t = 5)]
+        idle_seconds: u64,
+    },
     /// Let the deactivations held by APP's deprovision guard through, and
     /// untrip it.
     Release {
@@ -44,6 +51,25 @@ pub(crate) async fn run_provisioner(
     )
     .await
     .context("setting up the apps")?;
+    let topics = Topics {
+        changes: config.topics.directory_changes.clone(),
+        priority: config.topics.directory_priority.clone(),
+        audit: config.topics.audit.clone(),
+        dlq: config.topics.provisioner_dlq.clone(),
+    };
+    if let ProvisionerCommand::Redrive { idle_seconds } = command {
+        let replayed = run::redrive(
+            Arc::new(provisioner),
+            &config.kafka,
+            &config.provisioner,
+            &topics,
+            std::time::Duration::from_secs(idle_seconds),
+        )
+        .await
+        .context("redrive")?;
+        println!("redrive: {replayed} dead-lettered change(s) replayed");
+        return Ok(());
+    }
     if let ProvisionerCommand::Release { app } = command {
         let released = provisioner
             .release(&app)
@@ -71,12 +97,6 @@ pub(crate) async fn run_provisioner(
         crate::ingest::shutdown_signal().await;
         signal.cancel();
     });
-    let topics = Topics {
-        changes: config.topics.directory_changes.clone(),
-        priority: config.topics.directory_priority.clone(),
-        audit: config.topics.audit.clone(),
-        dlq: config.topics.provisioner_dlq.clone(),
-    };
     run::run(
         Arc::new(provisioner),
         &config.kafka,

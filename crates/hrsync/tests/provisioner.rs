@@ -221,3 +221,104 @@ token = {{ env = "ZENDESK_TOKEN" }}
     assert_eq!(dlq[0].payload, b"not avro");
     Ok(())
 }
+
+/// A change the app refused (HTTP 400) is dead-lettered with its context;
+/// once the app accepts it, `provisioner redrive` applies it.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let server = ScimServer::start()?;
+    let proxy = hrsync_tests::FaultProxy::start(&server.base_url()).await?;
+    let store = SqliteFile::new()?;
+    let kafka = broker.kafka_config();
+    let specs: Vec<TopicSpec> = [CHANGES, PRIORITY, AUDIT, DLQ]
+        .into_iter()
+        .map(|t| TopicSpec::new(t, 3))
+        .collect();
+    hrsync_bus::ensure_topics(&kafka, &specs).await?;
+    let producer = Producer::new(&kafka)?;
+    proxy.inject(
+        Some("POST"),
+        hrsync_tests::Fault::Status {
+            status: 400,
+            retry_after: None,
+        },
+    );
+    publish(
+        &producer,
+        CHANGES,
+        &[change(
+            "carol",
+            1,
+            LifecycleState::Active,
+            "Agent",
+            &["zendesk"],
+        )],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hrsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\n\n[provisioner]\ndatabase_url = \"{store}\"\n\n[[provisioner.apps]]\nname = \"zendesk\"\nbase_url = \"{base}\"\ntoken = {{ env = \"ZENDESK_TOKEN\" }}\nuse_patch = true\n",
+            kafka = broker.kafka_toml(),
+            store = store.url(),
+            base = proxy.url(),
+        ),
+    )?;
+    let hrsync = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("ZENDESK_TOKEN", server.token());
+        command
+    };
+    let running = Kill(
+        hrsync(&["provisioner", "run"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let parked = loop {
+        let dlq = read_topic_until_quiet(&broker.bootstrap(), DLQ, Duration::from_millis(700))?;
+        if !dlq.is_empty() {
+            break dlq;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nothing dead-lettered");
+    };
+    drop(running);
+    let error = parked[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "hrsync.dlq.error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(
+        error.contains("p-carol") && error.contains("zendesk") && error.contains("400"),
+        "{error}"
+    );
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    assert!(client
+        .find_user("userName", "carol@example.com")
+        .await?
+        .is_none());
+
+    // The app accepts it now: redrive applies it.
+    let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"]).output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("1 dead-lettered change(s) replayed"),
+        "{stdout}"
+    );
+    let carol = client.find_user("userName", "carol@example.com").await?;
+    assert_eq!(
+        carol.map(|c| c["active"].clone()),
+        Some(serde_json::json!(true))
+    );
+    Ok(())
+}
