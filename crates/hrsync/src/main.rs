@@ -102,20 +102,38 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Schemas(command) => schemas(&command),
         Command::Projector(command) => {
-            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            runtime()?.block_on(projector::run_projector(&config, command))
+            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let serve = matches!(command, projector::ProjectorCommand::Run);
+            runtime()?.block_on(with_endpoints(
+                serve,
+                &config,
+                &telemetry,
+                projector::run_projector(&config, command),
+            ))
         }
         Command::Provisioner(command) => {
-            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            runtime()?.block_on(provisioner::run_provisioner(&config, command))
+            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let serve = matches!(command, provisioner::ProvisionerCommand::Run);
+            runtime()?.block_on(with_endpoints(
+                serve,
+                &config,
+                &telemetry,
+                provisioner::run_provisioner(&config, command),
+            ))
         }
         Command::User(command) => {
             let code = runtime()?.block_on(projector::run_user(&config, command))?;
             std::process::exit(code);
         }
         Command::Ingest(command) => {
-            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            let code = runtime()?.block_on(ingest::run(&config, command))?;
+            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let serve = matches!(command, ingest::IngestCommand::Serve);
+            let code = runtime()?.block_on(with_endpoints(
+                serve,
+                &config,
+                &telemetry,
+                ingest::run(&config, command),
+            ))?;
             std::process::exit(code);
         }
     }
@@ -152,6 +170,34 @@ fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `work`; for a long-running role (`serve`), with `/metrics`,
+/// `/healthz` and `/readyz` on `telemetry.listen` alongside.
+async fn with_endpoints<T>(
+    serve: bool,
+    config: &Config,
+    telemetry: &hrsync_telemetry::TelemetryGuard,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    if !serve {
+        return work.await;
+    }
+    let readiness = hrsync_telemetry::Readiness::default();
+    let _server = hrsync_telemetry::serve(
+        config.telemetry.listen,
+        telemetry.metrics(),
+        readiness.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "serving metrics on {} (telemetry.listen)",
+            config.telemetry.listen
+        )
+    })?;
+    readiness.set(true);
+    work.await
 }
 
 /// Connects to and migrates the store of a role, `<section>.database_url`.

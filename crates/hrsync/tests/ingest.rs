@@ -117,6 +117,7 @@ impl Setup {
 [telemetry]
 log_format = "human"
 log_filter = "warn"
+listen = "127.0.0.1:0"
 
 [ingest]
 database_url = "{store_url}"

@@ -115,6 +115,7 @@ fn config_text(
 [telemetry]
 log_format = "human"
 log_filter = "warn"
+listen = "127.0.0.1:0"
 
 [projector]
 database_url = "{store_url}"

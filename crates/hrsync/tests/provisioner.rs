@@ -131,6 +131,7 @@ async fn directory_changes_reach_the_scim_app() -> anyhow::Result<()> {
 [telemetry]
 log_format = "human"
 log_filter = "warn"
+listen = "127.0.0.1:0"
 
 [provisioner]
 database_url = "{store}"
@@ -261,7 +262,7 @@ async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\n\n[provisioner]\ndatabase_url = \"{store}\"\n\n[[provisioner.apps]]\nname = \"zendesk\"\nbase_url = \"{base}\"\ntoken = {{ env = \"ZENDESK_TOKEN\" }}\nuse_patch = true\n",
+            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\nlisten = \"127.0.0.1:0\"\n\n[provisioner]\ndatabase_url = \"{store}\"\n\n[[provisioner.apps]]\nname = \"zendesk\"\nbase_url = \"{base}\"\ntoken = {{ env = \"ZENDESK_TOKEN\" }}\nuse_patch = true\n",
             kafka = broker.kafka_toml(),
             store = store.url(),
             base = proxy.url(),

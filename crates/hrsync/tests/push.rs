@@ -13,6 +13,7 @@ const TOKEN: &str = "push-test-token-3f9a";
 struct Server {
     child: Child,
     base: String,
+    metrics: String,
     _dir: tempfile::TempDir,
 }
 
@@ -33,6 +34,7 @@ fn free_port() -> u16 {
 fn start(broker: &Broker, db_url: &str) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let port = free_port();
+    let metrics_port = free_port();
     let config = dir.path().join("hrsync.toml");
     std::fs::write(
         &config,
@@ -42,6 +44,7 @@ fn start(broker: &Broker, db_url: &str) -> anyhow::Result<Server> {
 [telemetry]
 log_format = "human"
 log_filter = "warn"
+listen = "127.0.0.1:{metrics_port}"
 
 [ingest]
 database_url = "{db_url}"
@@ -65,6 +68,7 @@ source_system = "successfactors"
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        metrics: format!("http://127.0.0.1:{metrics_port}"),
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -232,5 +236,31 @@ async fn pushed_events_are_validated_published_and_idempotent() -> anyhow::Resul
         body["event_id"].as_str().unwrap()
     );
     assert_eq!(topic("hr.lifecycle.v1")?.len(), 2);
+
+    // The role's metrics and health endpoints.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("hrsync_bus_records_produced_total"),
+        "{metrics}"
+    );
+    let ready = http
+        .get(format!("{}/readyz", server.metrics))
+        .send()
+        .await?;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        http.get(format!("{}/healthz", server.metrics))
+            .send()
+            .await?
+            .text()
+            .await?,
+        "ok"
+    );
     Ok(())
 }
