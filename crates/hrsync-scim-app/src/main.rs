@@ -1,0 +1,105 @@
+//! `hrsync-scim-app`: serves the in-memory SCIM 2.0 app on an address.
+//!
+//! Prints `listening on ADDR` on stdout once it accepts connections (with
+//! `--listen 127.0.0.1:0`, ADDR names the port picked). Logs go to stderr
+//! (`RUST_LOG`, default `info`); the token is never logged.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hrsync_scim_app::{router, AppState, Options};
+use tracing_subscriber::EnvFilter;
+
+/// Serve an in-memory SCIM 2.0 app (Users, Groups) behind a bearer token.
+#[derive(Parser)]
+#[command(name = "hrsync-scim-app", version, about)]
+struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, env = "HRSYNC_SCIM_APP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The bearer token clients must present. Prefer --token-file or the
+    /// environment: a command line is visible to every local user.
+    #[arg(
+        long,
+        env = "HRSYNC_SCIM_APP_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the bearer token (surrounding whitespace ignored).
+    #[arg(long, env = "HRSYNC_SCIM_APP_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The absolute URL clients reach the app at, for `Location` and
+    /// `meta.location` (default: http:// and the request's Host).
+    #[arg(long, env = "HRSYNC_SCIM_APP_BASE_URL")]
+    base_url: Option<String>,
+    /// The most resources one list response holds.
+    #[arg(long, default_value_t = Options::default().max_results)]
+    max_results: usize,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, default_value_t = Options::default().max_body_bytes)]
+    max_body_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let token = match (args.token, &args.token_file) {
+        (Some(token), None) => token,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        _ => bail!("give the bearer token with --token-file, --token or HRSYNC_SCIM_APP_TOKEN"),
+    };
+    if token.is_empty() {
+        bail!("the bearer token is empty");
+    }
+    let options = Options {
+        base_url: args.base_url,
+        max_results: args.max_results,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let state = AppState::with_options(token, options);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    tracing::info!(%addr, "hrsync-scim-app listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")?;
+    tracing::info!("hrsync-scim-app stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
