@@ -93,10 +93,11 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         metrics::counter!(REBALANCES, "stage" => self.stage.clone()).increment(1);
         if let Rebalance::Revoke(partitions) = rebalance {
-            // Records are handled on the task that polls, and this callback
-            // runs inside that poll, so no record is half-done here: every
-            // stored offset belongs to finished work. Commit them now so the
-            // member that takes these partitions over does not redo it.
+            // Every stored offset belongs to finished work: `run` handles
+            // records on the task that polls (this callback runs inside that
+            // poll), and `run_concurrent` stores an offset only once every
+            // earlier record of its partition is finished. Commit them now so
+            // the member that takes these partitions over does not redo it.
             tracing::info!(stage = %self.stage, partitions = partitions.count(), "partitions revoked");
             commit_stored(consumer, &self.stage);
         }
@@ -117,7 +118,10 @@ impl ConsumerContext for GroupContext {
 
 /// Commits stored offsets synchronously. "No offset" (nothing new since the
 /// last commit) is not an error.
-fn commit_stored<C: rdkafka::consumer::Consumer<GroupContext>>(consumer: &C, stage: &str) {
+pub(crate) fn commit_stored<C: rdkafka::consumer::Consumer<GroupContext>>(
+    consumer: &C,
+    stage: &str,
+) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
@@ -127,8 +131,8 @@ fn commit_stored<C: rdkafka::consumer::Consumer<GroupContext>>(consumer: &C, sta
 
 /// A subscribed member of a consumer group.
 pub struct Consumer {
-    inner: StreamConsumer<GroupContext>,
-    settings: ConsumerSettings,
+    pub(crate) inner: StreamConsumer<GroupContext>,
+    pub(crate) settings: ConsumerSettings,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -249,28 +253,41 @@ impl Consumer {
         dlq: &DlqPublisher,
         shutdown: &CancellationToken,
     ) -> bool {
-        let stage = &self.settings.stage;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let started = Instant::now();
-            let outcome = handler.handle(record).await;
-            metrics::histogram!(PROCESSING_SECONDS, "stage" => stage.clone())
-                .record(started.elapsed().as_secs_f64());
-            let reason = match outcome {
-                Outcome::Done => return true,
-                Outcome::Poison(reason) => match dlq.publish(record, &reason).await {
-                    Ok(_) => return true,
-                    Err(error) => format!("dead-letter publish failed: {error}"),
-                },
-                Outcome::Retry(reason) => reason,
-            };
-            metrics::counter!(HANDLER_RETRIES, "stage" => stage.clone()).increment(1);
-            tracing::warn!(%stage, position = %record.position(), %reason, retry_in = ?backoff, "record will be retried");
-            tokio::select! {
-                () = shutdown.cancelled() => return false,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(self.settings.max_retry_backoff);
+        settle(handler, record, dlq, &self.settings, shutdown).await
+    }
+}
+
+/// Runs `handler` over `record` until it is done or parked on the DLQ,
+/// retrying transient failures with a growing backoff. Returns false if
+/// shutdown interrupted it before it was finished.
+pub(crate) async fn settle<H: Handler>(
+    handler: &mut H,
+    record: &Record,
+    dlq: &DlqPublisher,
+    settings: &ConsumerSettings,
+    shutdown: &CancellationToken,
+) -> bool {
+    let stage = &settings.stage;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        let outcome = handler.handle(record).await;
+        metrics::histogram!(PROCESSING_SECONDS, "stage" => stage.clone())
+            .record(started.elapsed().as_secs_f64());
+        let reason = match outcome {
+            Outcome::Done => return true,
+            Outcome::Poison(reason) => match dlq.publish(record, &reason).await {
+                Ok(_) => return true,
+                Err(error) => format!("dead-letter publish failed: {error}"),
+            },
+            Outcome::Retry(reason) => reason,
+        };
+        metrics::counter!(HANDLER_RETRIES, "stage" => stage.clone()).increment(1);
+        tracing::warn!(%stage, position = %record.position(), %reason, retry_in = ?backoff, "record will be retried");
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
         }
+        backoff = (backoff * 2).min(settings.max_retry_backoff);
     }
 }

@@ -12,6 +12,7 @@
 //! - [`DlqPublisher`]: parks a record that cannot be processed on a
 //!   dead-letter topic with its original bytes, key, headers and provenance.
 
+mod concurrent;
 mod config;
 pub mod consumer;
 mod dlq;
@@ -21,6 +22,7 @@ mod producer;
 mod record;
 mod topics;
 
+pub use concurrent::SharedHandler;
 pub use config::KafkaConfig;
 pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
 pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};

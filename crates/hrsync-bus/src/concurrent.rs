@@ -1,0 +1,279 @@
+//! Key-ordered concurrent consumption.
+//!
+//! [`Consumer::run_concurrent`] hands records to a fixed set of lanes by a
+//! hash of their key: records with the same key (one person) go to the same
+//! lane and are handled one after another, in partition order; records with
+//! different keys are handled concurrently. A stage whose work per record is
+//! mostly waiting (HTTP calls to apps) gets its throughput from this, without
+//! ever reordering one person's changes.
+//!
+//! Offsets: a record's offset is stored only once it *and every earlier
+//! record of its partition* is finished. Work finishes out of order across
+//! lanes, so each partition keeps the set of offsets still in flight, and the
+//! stored offset is the one just below the oldest of them. A crash therefore
+//! redelivers every record that was not finished (and perhaps some later ones
+//! that were: at-least-once, as in [`Consumer::run`]), and never skips one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use rdkafka::consumer::Consumer as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::consumer::{commit_stored, settle};
+use crate::metrics::RECORDS_CONSUMED;
+use crate::{Consumer, DlqPublisher, Handler, Outcome, Record, Result};
+
+/// Processes records; called from several lanes at once, but never for two
+/// records with the same key at the same time.
+pub trait SharedHandler: Send + Sync + 'static {
+    /// Does the record's work; see [`Outcome`].
+    fn handle(&self, record: &Record) -> impl Future<Output = Outcome> + Send;
+}
+
+/// A [`SharedHandler`] seen as the [`Handler`] of one lane.
+struct Lane<'a, H>(&'a H);
+
+impl<H: SharedHandler> Handler for Lane<'_, H> {
+    async fn handle(&mut self, record: &Record) -> Outcome {
+        self.0.handle(record).await
+    }
+}
+
+/// Records queued per lane before the poll loop waits (backpressure: the
+/// consumer does not read ahead without bound).
+const LANE_QUEUE: usize = 32;
+
+/// A finished record, reported by a lane.
+struct Finished {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    /// False if shutdown interrupted it: its offset must not be stored.
+    done: bool,
+}
+
+/// Offsets in flight in one partition.
+#[derive(Default)]
+struct InFlight {
+    pending: BTreeSet<i64>,
+    /// Highest offset handed to a lane.
+    dispatched: i64,
+    /// Highest offset stored.
+    stored: Option<i64>,
+}
+
+impl InFlight {
+    /// The offset below which everything is finished, if it moved.
+    fn finish(&mut self, offset: i64) -> Option<i64> {
+        if !self.pending.remove(&offset) {
+            // From before a rewind (see `dispatch`): not ours to store.
+            return None;
+        }
+        let upto = match self.pending.first() {
+            Some(oldest) => oldest - 1,
+            None => self.dispatched,
+        };
+        (self.stored.is_none_or(|s| upto > s)).then(|| {
+            self.stored = Some(upto);
+            upto
+        })
+    }
+
+    fn dispatch(&mut self, offset: i64) {
+        let seen_any = !self.pending.is_empty() || self.stored.is_some();
+        if seen_any && offset <= self.dispatched {
+            // The partition was revoked and assigned again, and the group
+            // resumed below what this member had in flight: start over. The
+            // older work still running reports to no one; its records come
+            // again and are handled again (at-least-once).
+            *self = InFlight::default();
+        }
+        if self.pending.is_empty() && self.stored.is_none() {
+            // The first record: everything below it is someone else's.
+            self.stored = Some(offset - 1);
+        }
+        self.pending.insert(offset);
+        self.dispatched = offset;
+    }
+}
+
+impl Consumer {
+    /// Runs `handler` over every record with up to `lanes` records in
+    /// flight, same-key records in order (see the module docs), until
+    /// `shutdown` is cancelled. Then every lane finishes the record it is
+    /// handling (queued records are left for redelivery), the offsets of
+    /// finished work are committed and the consumer leaves the group.
+    ///
+    /// Poison records go to `dlq` as in [`Consumer::run`].
+    pub async fn run_concurrent<H: SharedHandler>(
+        self,
+        handler: Arc<H>,
+        lanes: usize,
+        dlq: DlqPublisher,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let stage = self.settings.stage.clone();
+        let lanes = lanes.max(1);
+        let dlq = Arc::new(dlq);
+        let settings = Arc::new(self.settings.clone());
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            let (tx, mut rx) = mpsc::channel::<(Record, tracing::Span)>(LANE_QUEUE);
+            senders.push(tx);
+            let handler = handler.clone();
+            let dlq = dlq.clone();
+            let settings = settings.clone();
+            let finished = finished_tx.clone();
+            let shutdown = shutdown.clone();
+            workers.spawn(async move {
+                while let Some((record, span)) = rx.recv().await {
+                    if shutdown.is_cancelled() {
+                        // Queued but not started: leave it for redelivery.
+                        break;
+                    }
+                    let done = settle(&mut Lane(&*handler), &record, &dlq, &settings, &shutdown)
+                        .instrument(span)
+                        .await;
+                    let _ = finished.send(Finished {
+                        topic: record.topic,
+                        partition: record.partition,
+                        offset: record.offset,
+                        done,
+                    });
+                }
+            });
+        }
+        drop(finished_tx);
+
+        let mut in_flight: HashMap<(String, i32), InFlight> = HashMap::new();
+        let store = |in_flight: &mut HashMap<(String, i32), InFlight>, f: Finished| {
+            if !f.done {
+                return;
+            }
+            let Some(partition) = in_flight.get_mut(&(f.topic.clone(), f.partition)) else {
+                return;
+            };
+            if let Some(upto) = partition.finish(f.offset) {
+                if let Err(error) = self.inner.store_offset(&f.topic, f.partition, upto) {
+                    // Revoked meanwhile: its new owner redoes the work.
+                    tracing::warn!(%stage, topic = %f.topic, partition = f.partition, offset = upto, %error, "offset not stored");
+                }
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(f) = finished_rx.recv() => {
+                    store(&mut in_flight, f);
+                    continue;
+                }
+                message = self.inner.recv() => message,
+            };
+            let record = match message {
+                Ok(message) => Record::from_message(&message),
+                Err(error) => {
+                    tracing::warn!(%stage, %error, "kafka consumer error");
+                    continue;
+                }
+            };
+            metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
+            let span = tracing::info_span!(
+                "kafka.consume",
+                stage = %stage,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+            );
+            hrsync_telemetry::propagation::continue_from(
+                &span,
+                record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice())),
+            );
+            in_flight
+                .entry((record.topic.clone(), record.partition))
+                .or_default()
+                .dispatch(record.offset);
+            let lane = lane_of(&record, lanes);
+            let mut item = Some((record, span));
+            // Wait for room in the lane, storing offsets of finished work
+            // meanwhile (the lanes report while this loop waits).
+            while let Some(next) = item.take() {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    Some(f) = finished_rx.recv() => {
+                        store(&mut in_flight, f);
+                        item = Some(next);
+                    }
+                    permit = senders[lane].reserve() => match permit {
+                        Ok(permit) => permit.send(next),
+                        Err(_) => break,
+                    },
+                }
+            }
+        }
+        // Lanes finish what they are handling; queued records are dropped.
+        drop(senders);
+        while workers.join_next().await.is_some() {}
+        while let Ok(f) = finished_rx.try_recv() {
+            store(&mut in_flight, f);
+        }
+        commit_stored(&self.inner, &stage);
+        self.inner.unsubscribe();
+        tracing::info!(%stage, "consumer stopped");
+        Ok(())
+    }
+}
+
+/// The lane of a record: by key, so one key's records stay in order; keyless
+/// records by offset.
+fn lane_of(record: &Record, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match &record.key {
+        Some(key) => key.hash(&mut hasher),
+        None => (record.partition, record.offset).hash(&mut hasher),
+    }
+    usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    #[test]
+    fn stores_only_below_the_oldest_unfinished_offset() {
+        let mut p = InFlight::default();
+        for o in 10..15 {
+            p.dispatch(o);
+        }
+        assert_eq!(p.finish(12), None, "10 and 11 are still running");
+        assert_eq!(p.finish(11), None);
+        assert_eq!(p.finish(10), Some(12), "10..=12 are done");
+        assert_eq!(p.finish(14), None, "13 is still running");
+        assert_eq!(p.finish(13), Some(14));
+        assert_eq!(p.finish(13), None, "reported twice");
+    }
+
+    #[test]
+    fn a_rewind_forgets_work_from_before_it() {
+        let mut p = InFlight::default();
+        for o in 0..5 {
+            p.dispatch(o);
+        }
+        assert_eq!(p.finish(0), Some(0));
+        // Reassigned, resuming at 1 while 1..5 were still running here.
+        p.dispatch(1);
+        assert_eq!(p.finish(3), None, "from before the rewind");
+        assert_eq!(p.finish(1), Some(1));
+    }
+}
