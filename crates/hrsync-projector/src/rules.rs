@@ -45,15 +45,15 @@
 //! non-bool result) counts as false for that person and is reported in
 //! [`Evaluation::errors`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::common::types::{CelBool, CelInt, CelList, CelMap, CelMapKey, CelString};
+use cel::common::types::{CelBool, CelInt, CelList};
 use cel::common::value::Val;
-use cel::{Context, Env, ParseErrors, Program, Value};
+use cel::{Context, Env, Program, Value};
 use hrsync_domain::{AppAssignment, LifecycleState, WorkerAttributes};
+use hrsync_expr::{check_references, parse_reason, person, string};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,26 +66,6 @@ const VARIABLES: [&str; 6] = [
     "direct_reports",
     "is_manager",
 ];
-
-/// The standard attributes of `person`.
-const PERSON_ATTRIBUTES: [&str; 13] = [
-    "given_name",
-    "family_name",
-    "preferred_name",
-    "display_name",
-    "work_email",
-    "personal_email",
-    "phone",
-    "title",
-    "department",
-    "manager_id",
-    "location",
-    "cost_center",
-    "employment_type",
-];
-
-/// The map of source-specific attributes inside `person`.
-const CUSTOM: &str = "custom";
 
 /// Names the meaning of the rule variables in the fingerprint: bump it when
 /// what a rule sees changes, so that everyone is evaluated again.
@@ -117,6 +97,10 @@ pub struct GroupConfig {
     /// What the group is for; for people reading the config, not evaluated.
     #[serde(default)]
     pub description: Option<String>,
+    /// Names this group had before: the provisioner renames the app's SCIM
+    /// group in place (same id, same members) instead of creating a new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_names: Vec<String>,
 }
 
 /// The person a rule set is evaluated for.
@@ -219,7 +203,7 @@ impl RuleSet {
     /// app name, a rule that is not CEL, or a rule that reads a variable or a
     /// `person` attribute that does not exist.
     pub fn compile(config: &RulesConfig) -> Result<RuleSet, RuleError> {
-        let env = Arc::new(rule_env());
+        let env = Arc::new(hrsync_expr::env());
         let mut names = HashSet::with_capacity(config.groups.len());
         let mut groups = Vec::with_capacity(config.groups.len());
         for group in &config.groups {
@@ -239,7 +223,7 @@ impl RuleSet {
             let program = env
                 .compile(&group.rule)
                 .map_err(|errors| RuleError::new(name, parse_reason(&errors)))?;
-            check_references(program.expression(), &env)
+            check_references(program.expression(), &env, &VARIABLES)
                 .map_err(|reason| RuleError::new(name, reason))?;
             groups.push(CompiledGroup {
                 name: name.to_owned(),
@@ -285,7 +269,7 @@ impl RuleSet {
                 )),
                 Err(error) => errors.push(RuleError::new(
                     &group.name,
-                    format!("the rule failed: {error}"),
+                    format!("the rule failed: {}", hrsync_expr::describe_failure(&error)),
                 )),
             }
         }
@@ -349,73 +333,6 @@ impl RuleSet {
     }
 }
 
-/// A CEL string borrowing `value`.
-fn string<'a>(value: &'a str) -> Box<dyn Val + 'a> {
-    Box::new(CelString::from(value))
-}
-
-/// The `person` map; unset attributes are `""`.
-fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
-    fn optional(value: &Option<String>) -> &str {
-        value.as_deref().unwrap_or("")
-    }
-    let WorkerAttributes {
-        given_name,
-        family_name,
-        preferred_name,
-        display_name,
-        work_email,
-        personal_email,
-        phone,
-        title,
-        department,
-        manager_id,
-        location,
-        cost_center,
-        employment_type,
-        custom,
-    } = attributes;
-    // In the order of `PERSON_ATTRIBUTES`.
-    let values: [&str; PERSON_ATTRIBUTES.len()] = [
-        given_name,
-        family_name,
-        optional(preferred_name),
-        optional(display_name),
-        optional(work_email),
-        optional(personal_email),
-        optional(phone),
-        optional(title),
-        optional(department),
-        manager_id.as_ref().map_or("", |id| id.as_str()),
-        optional(location),
-        optional(cost_center),
-        employment_type.as_str(),
-    ];
-    let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
-        HashMap::with_capacity(values.len() + 1);
-    map.extend(
-        PERSON_ATTRIBUTES
-            .iter()
-            .zip(values)
-            .map(|(&key, value)| (CelMapKey::from(key), string(value))),
-    );
-    let custom: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = custom
-        .iter()
-        .map(|(key, value)| (CelMapKey::from(key.as_str()), string(value)))
-        .collect();
-    map.insert(CelMapKey::from(CUSTOM), Box::new(CelMap::from(custom)));
-    CelMap::from(map)
-}
-
-/// The CEL environment of every rule: the standard library and the strings
-/// extension.
-fn rule_env() -> Env {
-    let mut env = Env::stdlib();
-    env.add_extension(cel::extensions::strings)
-        .expect("the strings extension does not clash with the standard library");
-    env
-}
-
 /// Why `name` cannot name a group or an app, if it cannot.
 fn check_name(name: &str) -> Result<(), &'static str> {
     if name.trim().is_empty() {
@@ -424,107 +341,6 @@ fn check_name(name: &str) -> Result<(), &'static str> {
         Err("name has leading or trailing whitespace")
     } else {
         Ok(())
-    }
-}
-
-/// The parse errors on one line, `line:column: message` each.
-fn parse_reason(errors: &ParseErrors) -> String {
-    let details: Vec<String> = errors
-        .errors
-        .iter()
-        .map(|error| format!("{}:{}: {}", error.pos.0, error.pos.1, error.msg))
-        .collect();
-    format!("the rule is not valid CEL: {}", details.join("; "))
-}
-
-/// Checks that `expr` reads only the rule variables, the variables its macros
-/// bind and type names, and only standard attributes of `person`.
-fn check_references(expr: &IdedExpr, env: &Env) -> Result<(), String> {
-    let mut bound = Vec::new();
-    walk(expr, env, &mut bound)
-}
-
-/// [`check_references`] for `expr`, inside comprehensions binding `bound`.
-fn walk<'e>(expr: &'e IdedExpr, env: &Env, bound: &mut Vec<&'e str>) -> Result<(), String> {
-    match &expr.expr {
-        Expr::Ident(name) => {
-            let known = VARIABLES.contains(&name.as_str())
-                || bound.contains(&name.as_str())
-                // Macros name their accumulators `@result` and the like.
-                || name.starts_with('@')
-                // Type names, as in `type(x) == string`.
-                || env.types().find_type(name).is_some();
-            if known {
-                Ok(())
-            } else {
-                Err(format!(
-                    "unknown variable `{name}`; a rule can read {}",
-                    VARIABLES.join(", ")
-                ))
-            }
-        }
-        Expr::Select(select) => {
-            let on_person = matches!(
-                &select.operand.expr,
-                Expr::Ident(name) if name == "person" && !bound.contains(&"person")
-            );
-            if on_person
-                && select.field != CUSTOM
-                && !PERSON_ATTRIBUTES.contains(&select.field.as_str())
-            {
-                return Err(format!(
-                    "unknown attribute `person.{}`; person has {} and custom",
-                    select.field,
-                    PERSON_ATTRIBUTES.join(", ")
-                ));
-            }
-            walk(&select.operand, env, bound)
-        }
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                walk(target, env, bound)?;
-            }
-            call.args.iter().try_for_each(|arg| walk(arg, env, bound))
-        }
-        Expr::Comprehension(comprehension) => {
-            walk(&comprehension.iter_range, env, bound)?;
-            walk(&comprehension.accu_init, env, bound)?;
-            let depth = bound.len();
-            bound.push(&comprehension.accu_var);
-            walk(&comprehension.result, env, bound)?;
-            bound.push(&comprehension.iter_var);
-            if let Some(second) = &comprehension.iter_var2 {
-                bound.push(second);
-            }
-            walk(&comprehension.loop_cond, env, bound)?;
-            walk(&comprehension.loop_step, env, bound)?;
-            bound.truncate(depth);
-            Ok(())
-        }
-        Expr::List(list) => list
-            .elements
-            .iter()
-            .try_for_each(|element| walk(element, env, bound)),
-        Expr::Map(map) => map
-            .entries
-            .iter()
-            .try_for_each(|entry| walk_entry(&entry.expr, env, bound)),
-        Expr::Struct(structure) => structure
-            .entries
-            .iter()
-            .try_for_each(|entry| walk_entry(&entry.expr, env, bound)),
-        Expr::Literal(_) | Expr::Unspecified => Ok(()),
-    }
-}
-
-/// [`walk`] for a map or struct literal entry.
-fn walk_entry<'e>(entry: &'e EntryExpr, env: &Env, bound: &mut Vec<&'e str>) -> Result<(), String> {
-    match entry {
-        EntryExpr::MapEntry(entry) => {
-            walk(&entry.key, env, bound)?;
-            walk(&entry.value, env, bound)
-        }
-        EntryExpr::StructField(field) => walk(&field.value, env, bound),
     }
 }
 

@@ -10,6 +10,7 @@ fn group(name: &str, rule: &str, apps: &[&str]) -> GroupConfig {
         rule: rule.to_owned(),
         apps: apps.iter().map(|app| (*app).to_owned()).collect(),
         description: None,
+        previous_names: Vec::new(),
     }
 }
 

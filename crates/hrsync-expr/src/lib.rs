@@ -1,0 +1,311 @@
+//! hrsync's expression language: [CEL](https://cel.dev) (the Common
+//! Expression Language) over a person's profile.
+//!
+//! The projector's group rules and the provisioner's SCIM attribute mappings
+//! both read a person as the same `person` map, built here:
+//!
+//! `person` has every standard attribute as a **string**, always present:
+//! `given_name`, `family_name`, `preferred_name`, `display_name`,
+//! `work_email`, `personal_email`, `phone`, `title`, `department`,
+//! `manager_id`, `location`, `cost_center` and `employment_type`
+//! (`"EMPLOYEE"`, `"CONTRACTOR"` or `"INTERN"`). An attribute that is not set
+//! is the empty string `""`. `person.custom` is a `map(string, string)` of the
+//! source-specific attributes, holding only the keys that are set.
+//!
+//! Expressions have the CEL standard library and the strings extension, and
+//! are checked at start-up ([`check_references`]) so that a typo in a
+//! variable or attribute name stops the process instead of silently yielding
+//! nothing.
+
+use std::collections::HashMap;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::types::{CelMap, CelMapKey, CelString};
+use cel::common::value::Val;
+use cel::{Env, ExecutionError, ParseErrors};
+use hrsync_domain::WorkerAttributes;
+
+/// The standard attributes of `person`.
+pub const PERSON_ATTRIBUTES: [&str; 13] = [
+    "given_name",
+    "family_name",
+    "preferred_name",
+    "display_name",
+    "work_email",
+    "personal_email",
+    "phone",
+    "title",
+    "department",
+    "manager_id",
+    "location",
+    "cost_center",
+    "employment_type",
+];
+
+/// The map of source-specific attributes inside `person`.
+pub const CUSTOM: &str = "custom";
+
+/// A CEL string borrowing `value`.
+pub fn string<'a>(value: &'a str) -> Box<dyn Val + 'a> {
+    Box::new(CelString::from(value))
+}
+
+/// The `person` map; unset attributes are `""`.
+pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
+    fn optional(value: &Option<String>) -> &str {
+        value.as_deref().unwrap_or("")
+    }
+    let WorkerAttributes {
+        given_name,
+        family_name,
+        preferred_name,
+        display_name,
+        work_email,
+        personal_email,
+        phone,
+        title,
+        department,
+        manager_id,
+        location,
+        cost_center,
+        employment_type,
+        custom,
+    } = attributes;
+    // In the order of `PERSON_ATTRIBUTES`.
+    let values: [&str; PERSON_ATTRIBUTES.len()] = [
+        given_name,
+        family_name,
+        optional(preferred_name),
+        optional(display_name),
+        optional(work_email),
+        optional(personal_email),
+        optional(phone),
+        optional(title),
+        optional(department),
+        manager_id.as_ref().map_or("", |id| id.as_str()),
+        optional(location),
+        optional(cost_center),
+        employment_type.as_str(),
+    ];
+    let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
+        HashMap::with_capacity(values.len() + 1);
+    map.extend(
+        PERSON_ATTRIBUTES
+            .iter()
+            .zip(values)
+            .map(|(&key, value)| (CelMapKey::from(key), string(value))),
+    );
+    let custom: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = custom
+        .iter()
+        .map(|(key, value)| (CelMapKey::from(key.as_str()), string(value)))
+        .collect();
+    map.insert(CelMapKey::from(CUSTOM), Box::new(CelMap::from(custom)));
+    CelMap::from(map)
+}
+
+/// The CEL environment of every expression: the standard library and the
+/// strings extension.
+pub fn env() -> Env {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings)
+        .expect("the strings extension does not clash with the standard library");
+    env
+}
+
+/// The parse errors on one line, `line:column: message` each.
+pub fn parse_reason(errors: &ParseErrors) -> String {
+    let details: Vec<String> = errors
+        .errors
+        .iter()
+        .map(|error| format!("{}:{}: {}", error.pos.0, error.pos.1, error.msg))
+        .collect();
+    format!("the rule is not valid CEL: {}", details.join("; "))
+}
+
+/// Checks that `expr` reads only `variables`, the variables its macros bind
+/// and type names, and only standard attributes of `person`.
+///
+/// # Errors
+/// The first unknown variable or `person` attribute, named.
+pub fn check_references(expr: &IdedExpr, env: &Env, variables: &[&str]) -> Result<(), String> {
+    let mut bound = Vec::new();
+    walk(expr, &Scope { env, variables }, &mut bound)
+}
+
+/// What an expression may read.
+struct Scope<'a> {
+    env: &'a Env,
+    variables: &'a [&'a str],
+}
+
+/// [`check_references`] for `expr`, inside comprehensions binding `bound`.
+fn walk<'e>(expr: &'e IdedExpr, scope: &Scope<'_>, bound: &mut Vec<&'e str>) -> Result<(), String> {
+    match &expr.expr {
+        Expr::Ident(name) => {
+            let known = scope.variables.contains(&name.as_str())
+                || bound.contains(&name.as_str())
+                // Macros name their accumulators `@result` and the like.
+                || name.starts_with('@')
+                // Type names, as in `type(x) == string`.
+                || scope.env.types().find_type(name).is_some();
+            if known {
+                Ok(())
+            } else {
+                Err(format!(
+                    "unknown variable `{name}`; an expression here can read {}",
+                    scope.variables.join(", ")
+                ))
+            }
+        }
+        Expr::Select(select) => {
+            let on_person = matches!(
+                &select.operand.expr,
+                Expr::Ident(name) if name == "person" && !bound.contains(&"person")
+            );
+            if on_person
+                && select.field != CUSTOM
+                && !PERSON_ATTRIBUTES.contains(&select.field.as_str())
+            {
+                return Err(format!(
+                    "unknown attribute `person.{}`; person has {} and custom",
+                    select.field,
+                    PERSON_ATTRIBUTES.join(", ")
+                ));
+            }
+            walk(&select.operand, scope, bound)
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                walk(target, scope, bound)?;
+            }
+            call.args.iter().try_for_each(|arg| walk(arg, scope, bound))
+        }
+        Expr::Comprehension(comprehension) => {
+            walk(&comprehension.iter_range, scope, bound)?;
+            walk(&comprehension.accu_init, scope, bound)?;
+            let depth = bound.len();
+            bound.push(&comprehension.accu_var);
+            walk(&comprehension.result, scope, bound)?;
+            bound.push(&comprehension.iter_var);
+            if let Some(second) = &comprehension.iter_var2 {
+                bound.push(second);
+            }
+            walk(&comprehension.loop_cond, scope, bound)?;
+            walk(&comprehension.loop_step, scope, bound)?;
+            bound.truncate(depth);
+            Ok(())
+        }
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .try_for_each(|element| walk(element, scope, bound)),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .try_for_each(|entry| walk_entry(&entry.expr, scope, bound)),
+        Expr::Struct(structure) => structure
+            .entries
+            .iter()
+            .try_for_each(|entry| walk_entry(&entry.expr, scope, bound)),
+        Expr::Literal(_) | Expr::Unspecified => Ok(()),
+    }
+}
+
+/// [`walk`] for a map or struct literal entry.
+fn walk_entry<'e>(
+    entry: &'e EntryExpr,
+    scope: &Scope<'_>,
+    bound: &mut Vec<&'e str>,
+) -> Result<(), String> {
+    match entry {
+        EntryExpr::MapEntry(entry) => {
+            walk(&entry.key, scope, bound)?;
+            walk(&entry.value, scope, bound)
+        }
+        EntryExpr::StructField(field) => walk(&field.value, scope, bound),
+    }
+}
+
+/// Why an evaluation failed, naming the kind of failure and the types
+/// involved but never a value: values are a person's data, and these reasons
+/// reach logs and reports.
+pub fn describe_failure(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::InvalidArgumentCount { expected, actual } => {
+            format!("a function got {actual} arguments, not {expected}")
+        }
+        ExecutionError::UnsupportedTargetType { target } => {
+            format!("a function cannot be applied to a {}", target.type_of())
+        }
+        ExecutionError::NotSupportedAsMethod { method, target } => {
+            format!("{method}() is not a method of {}", target.type_of())
+        }
+        ExecutionError::UnexpectedType { got, want } => {
+            format!("got a {got} where a {want} is needed")
+        }
+        // Keys are names written in the expression (`person.custom["badge"]`).
+        ExecutionError::NoSuchKey(key) => {
+            format!("a map has no key {key:?} (test for it with `in` or `has()` first)")
+        }
+        ExecutionError::UndeclaredReference(name) => format!("{name} is not declared"),
+        ExecutionError::ValuesNotComparable(a, b) => {
+            format!(
+                "a {} cannot be compared with a {}",
+                a.type_of(),
+                b.type_of()
+            )
+        }
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => format!(
+            "operator {op} does not apply to a {} and a {}",
+            a.type_of(),
+            b.type_of()
+        ),
+        ExecutionError::UnsupportedIndex(index, target) => format!(
+            "a {} cannot be indexed by a {}",
+            target.type_of(),
+            index.type_of()
+        ),
+        ExecutionError::FunctionError { function, .. } => format!("{function}() failed"),
+        ExecutionError::DivisionByZero(_) | ExecutionError::RemainderByZero(_) => {
+            "division by zero".to_owned()
+        }
+        ExecutionError::Overflow(op, _, _) => format!("operator {op} overflowed"),
+        ExecutionError::IndexOutOfBounds(_) => "a list index is out of bounds".to_owned(),
+        _ => "the expression could not be evaluated".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cel::Context;
+    use hrsync_domain::{EmploymentType, WorkerAttributes};
+
+    use super::*;
+
+    #[test]
+    fn failures_name_types_never_values() {
+        let env = Arc::new(env());
+        let mut attributes = WorkerAttributes::new("Lucy", "Secretname", EmploymentType::Employee);
+        attributes.title = Some("Agent".into());
+        for expression in [
+            "person.given_name / 2",
+            "person.given_name < 3",
+            r#"person.custom["x"]"#,
+            "person.family_name.matches('[')",
+            "[person.title][5]",
+            "int(person.title)",
+        ] {
+            let program = env.compile(expression).expect(expression);
+            let mut context = Context::with_env(Arc::clone(&env));
+            context.add_variable_as_val("person", Box::new(person(&attributes)));
+            let error = program.execute(&context).expect_err(expression);
+            let reason = describe_failure(&error);
+            for value in ["Lucy", "Secretname", "Agent"] {
+                assert!(!reason.contains(value), "{expression}: {reason}");
+            }
+            assert!(!reason.is_empty());
+        }
+    }
+}
