@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::error::ScimError;
 use crate::filter::{self, AttrRef, Expr};
+use crate::oauth::{Issued, OAuthClient};
 use crate::resource::{self, Projection};
 use crate::schema::{self, Kind};
 use crate::store::{self, Snapshot, Store};
@@ -38,6 +39,9 @@ pub struct Options {
     pub max_results: usize,
     /// The largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// An OAuth 2.0 client: `POST /oauth/token` then issues access tokens
+    /// (client credentials grant), accepted beside the static token.
+    pub oauth: Option<OAuthClient>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             base_url: None,
             max_results: 1000,
             max_body_bytes: 1 << 20,
+            oauth: None,
         }
     }
 }
@@ -60,6 +65,7 @@ struct Shared {
     store: Store,
     token: String,
     options: Options,
+    issued: Issued,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +99,7 @@ impl AppState {
                 store: Store::default(),
                 token: token.into(),
                 options,
+                issued: Issued::default(),
             }),
         }
     }
@@ -105,6 +112,24 @@ impl AppState {
     /// How many groups the app holds.
     pub fn group_count(&self) -> usize {
         self.shared.store.len(Kind::Group)
+    }
+
+    /// Revokes every OAuth access token issued so far.
+    pub fn revoke_access_tokens(&self) {
+        self.shared.issued.revoke_all();
+    }
+
+    /// How many OAuth access tokens were issued so far.
+    pub fn access_tokens_issued(&self) -> u64 {
+        self.shared.issued.count()
+    }
+
+    pub(crate) fn oauth_client(&self) -> Option<&OAuthClient> {
+        self.shared.options.oauth.as_ref()
+    }
+
+    pub(crate) fn issued(&self) -> &Issued {
+        &self.shared.issued
     }
 
     fn store(&self) -> &Store {
@@ -143,7 +168,8 @@ impl AppState {
 }
 
 /// The SCIM app as an axum router: every endpoint at the root of the
-/// router, bearer authentication on all of them but `/healthz`.
+/// router, bearer authentication on all of them but `/healthz` and the
+/// OAuth token endpoint `/oauth/token`.
 pub fn router(state: AppState) -> Router {
     let max_body = state.shared.options.max_body_bytes;
     let not_allowed =
@@ -193,6 +219,7 @@ pub fn router(state: AppState) -> Router {
     scim.fallback(|| async { ScimError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/oauth/token", post(crate::oauth::token))
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -206,7 +233,10 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    if presented.is_some_and(|token| state.token_matches(token)) {
+    if presented.is_some_and(|token| {
+        state.token_matches(token)
+            || (state.oauth_client().is_some() && state.issued().accepts(token))
+    }) {
         next.run(request).await
     } else {
         ScimError::unauthorized().into_response()

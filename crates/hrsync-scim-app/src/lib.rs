@@ -10,7 +10,9 @@
 //!   `excludedAttributes`; `POST …/.search`, and queries at the root.
 //! - Versions as weak ETags (`If-Match`, `If-None-Match`), `userName`
 //!   unique whatever its case, `User.groups` kept from group memberships.
-//! - A static bearer token on every endpoint but `/healthz`; SCIM errors;
+//! - A static bearer token on every endpoint but `/healthz`, and optionally
+//!   OAuth 2.0 access tokens from its own `/oauth/token` endpoint (client
+//!   credentials grant, see [`OAuthClient`]); SCIM errors;
 //!   `application/scim+json`; a request body limit.
 //!
 //! Not supported (and announced so in `/ServiceProviderConfig`): bulk
@@ -30,9 +32,11 @@
 mod api;
 mod error;
 mod filter;
+mod oauth;
 mod patch;
 mod resource;
 mod schema;
 mod store;
 
 pub use api::{router, AppState, Options};
+pub use oauth::OAuthClient;

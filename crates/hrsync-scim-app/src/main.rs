@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hrsync_scim_app::{router, AppState, Options};
+use hrsync_scim_app::{router, AppState, OAuthClient, Options};
 use tracing_subscriber::EnvFilter;
 
 /// Serve an in-memory SCIM 2.0 app (Users, Groups) behind a bearer token.
@@ -40,6 +40,25 @@ struct Args {
     /// The largest request body accepted, in bytes.
     #[arg(long, default_value_t = Options::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Also accept OAuth 2.0 access tokens issued by `POST /oauth/token`
+    /// (client credentials grant) to this client id...
+    #[arg(
+        long,
+        env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_ID",
+        requires = "oauth_client_secret"
+    )]
+    oauth_client_id: Option<String>,
+    /// ... with this client secret.
+    #[arg(
+        long,
+        env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "oauth_client_id"
+    )]
+    oauth_client_secret: Option<String>,
+    /// Lifetime of an issued access token, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    oauth_token_lifetime_s: u64,
 }
 
 #[tokio::main]
@@ -62,10 +81,19 @@ async fn main() -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("the bearer token is empty");
     }
+    let oauth = match (args.oauth_client_id, args.oauth_client_secret) {
+        (Some(client_id), Some(client_secret)) => Some(OAuthClient {
+            client_id,
+            client_secret,
+            token_lifetime: std::time::Duration::from_secs(args.oauth_token_lifetime_s),
+        }),
+        _ => None,
+    };
     let options = Options {
         base_url: args.base_url,
         max_results: args.max_results,
         max_body_bytes: args.max_body_bytes,
+        oauth,
     };
     let state = AppState::with_options(token, options);
     let listener = tokio::net::TcpListener::bind(&args.listen)
