@@ -10,6 +10,7 @@
 //! `~/.cache/hrsync` before running the tests.
 
 mod broker;
+mod change;
 mod fault;
 mod postgres;
 mod process;
@@ -18,6 +19,7 @@ mod scim;
 mod topic;
 
 pub use broker::{Broker, TANSU_VERSION};
+pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
 pub use publish::publish_lifecycle;

@@ -1,7 +1,12 @@
 //! The `[provisioner]` section of the hrsync configuration.
 
+use std::collections::BTreeMap;
+
 use hrsync_config::Secret;
 use serde::{Deserialize, Serialize};
+
+use crate::auth::{ClientCredentials, Credentials};
+use crate::limit::Limits;
 
 /// Settings of the provisioner role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +28,11 @@ pub struct ProvisionerConfig {
     /// How often a quarantined app is probed at first (doubling to a
     /// minute while it keeps failing).
     pub quarantine_probe_ms: u64,
+    /// Changes of different persons applied at once from the main topic
+    /// (one person's changes are always applied in order).
+    pub in_flight: usize,
+    /// The same for the priority lane.
+    pub priority_in_flight: usize,
     /// The apps, `[[provisioner.apps]]`.
     pub apps: Vec<AppConfig>,
 }
@@ -36,6 +46,8 @@ impl Default for ProvisionerConfig {
             max_attempts: 5,
             max_backoff_ms: 30_000,
             quarantine_probe_ms: 5_000,
+            in_flight: 32,
+            priority_in_flight: 8,
             apps: Vec::new(),
         }
     }
@@ -49,8 +61,12 @@ pub struct AppConfig {
     pub name: String,
     /// SCIM base URL, e.g. `https://app.example.com/scim/v2`.
     pub base_url: String,
-    /// Bearer token.
-    pub token: Secret,
+    /// Static bearer token (or `oauth`).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// OAuth 2.0 client credentials (or `token`).
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
     /// SCIM attribute that finds an existing account.
     #[serde(default = "default_match_attribute")]
     pub match_attribute: String,
@@ -64,6 +80,21 @@ pub struct AppConfig {
     /// Push the person's groups for this app as SCIM groups.
     #[serde(default = "yes")]
     pub push_groups: bool,
+    /// Most SCIM requests in flight to this app (the fast lane has as many
+    /// again of its own).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Most SCIM requests per second to this app (unset: no limit). The
+    /// fast lane borrows ahead instead of waiting.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// SCIM attributes as CEL expressions over the profile, overriding or
+    /// extending the default mapping: `"title" = 'person.title'`,
+    /// `"name.givenName" = ...`, extension attributes by their full path
+    /// (`"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter"`).
+    /// An expression that yields `null` leaves the attribute out.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
     /// Deprovision guard: hold the app's deactivations once more than this
     /// many happen within `guard_window_secs` (unset: no count limit).
     #[serde(default)]
@@ -74,6 +105,34 @@ pub struct AppConfig {
     /// The guard's window.
     #[serde(default = "default_guard_window_secs")]
     pub guard_window_secs: u64,
+}
+
+/// The OAuth 2.0 client credentials grant of one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Token endpoint of the authorization server.
+    pub token_url: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Scopes to ask for (space-separated), if any.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// How the client authenticates to the token endpoint: `basic` (HTTP
+    /// Basic, `client_secret_basic`) or `post` (in the form body,
+    /// `client_secret_post`).
+    #[serde(default = "default_client_auth")]
+    pub client_auth: String,
+}
+
+fn default_client_auth() -> String {
+    "basic".to_owned()
+}
+
+fn default_concurrency() -> usize {
+    16
 }
 
 fn default_guard_window_secs() -> u64 {
@@ -93,6 +152,62 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl AppConfig {
+    /// An app at `base_url` with a bearer `token` and every other setting
+    /// at its default.
+    pub fn new(name: &str, base_url: &str, token: Secret) -> Self {
+        AppConfig {
+            name: name.to_owned(),
+            base_url: base_url.to_owned(),
+            token: Some(token),
+            oauth: None,
+            match_attribute: default_match_attribute(),
+            timeout_ms: default_timeout_ms(),
+            use_patch: None,
+            push_groups: true,
+            concurrency: default_concurrency(),
+            rate_limit: None,
+            attributes: BTreeMap::new(),
+            guard_max_deactivations: None,
+            guard_max_share: None,
+            guard_window_secs: default_guard_window_secs(),
+        }
+    }
+
+    /// The app's credentials, secrets read.
+    ///
+    /// # Errors
+    /// A secret that cannot be read, or neither or both of `token` and
+    /// `oauth`.
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
+        match (&self.token, &self.oauth) {
+            (Some(token), None) => token
+                .expose()
+                .map(Credentials::Bearer)
+                .map_err(|e| format!("{}: {e}", at("token"))),
+            (None, Some(oauth)) => Ok(Credentials::ClientCredentials(ClientCredentials {
+                token_url: oauth.token_url.clone(),
+                client_id: oauth.client_id.clone(),
+                client_secret: oauth
+                    .client_secret
+                    .expose()
+                    .map_err(|e| format!("{}: {e}", at("oauth.client_secret")))?,
+                scope: oauth.scope.clone(),
+                credentials_in_body: oauth.client_auth == "post",
+            })),
+            (None, None) => Err(format!("{}: set either `token` or `oauth`", at("token"))),
+            (Some(_), Some(_)) => Err(format!("{}: set `token` or `oauth`, not both", at("token"))),
+        }
+    }
+
+    /// The app's request limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            concurrency: Some(self.concurrency),
+            rate_per_second: self.rate_limit,
+        }
+    }
+
     /// The app's deprovision guard, if configured.
     pub fn guard(&self) -> Option<crate::reconcile::Guard> {
         if self.guard_max_deactivations.is_none() && self.guard_max_share.is_none() {
@@ -113,6 +228,12 @@ impl ProvisionerConfig {
     /// # Errors
     /// A message naming the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.in_flight == 0 || self.priority_in_flight == 0 {
+            return Err(
+                "provisioner.in_flight and provisioner.priority_in_flight must be at least 1"
+                    .to_owned(),
+            );
+        }
         if self.max_attempts == 0 {
             return Err("provisioner.max_attempts must be at least 1".to_owned());
         }
@@ -139,6 +260,39 @@ impl ProvisionerConfig {
             if app.timeout_ms == 0 {
                 return Err(format!("{} must be positive", at("timeout_ms")));
             }
+            if app.concurrency == 0 {
+                return Err(format!("{} must be at least 1", at("concurrency")));
+            }
+            if app.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err(format!(
+                    "{} must be a positive number of requests per second",
+                    at("rate_limit")
+                ));
+            }
+            match (&app.token, &app.oauth) {
+                (None, None) => {
+                    return Err(format!("{}: set either `token` or `oauth`", at("token")))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(format!("{}: set `token` or `oauth`, not both", at("token")))
+                }
+                (None, Some(oauth)) => {
+                    if !(oauth.token_url.starts_with("https://")
+                        || oauth.token_url.starts_with("http://"))
+                    {
+                        return Err(format!("{} must be an http(s) URL", at("oauth.token_url")));
+                    }
+                    if !matches!(oauth.client_auth.as_str(), "basic" | "post") {
+                        return Err(format!(
+                            "{} must be \"basic\" or \"post\"",
+                            at("oauth.client_auth")
+                        ));
+                    }
+                }
+                (Some(_), None) => {}
+            }
+            crate::mapping::Mapping::compile(&app.attributes)
+                .map_err(|e| format!("provisioner.apps[{}].attributes.{e}", app.name))?;
         }
         Ok(())
     }

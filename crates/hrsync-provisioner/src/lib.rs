@@ -1,13 +1,19 @@
 //! hrsync provisioner stage: makes every app's accounts match the desired
 //! state the projector emits, over SCIM 2.0.
 //!
-//! - [`scim`]: the SCIM 2.0 client.
+//! - [`scim`]: the SCIM 2.0 client, with [`auth`] (bearer token or OAuth 2.0
+//!   client credentials) and [`limit`] (per-app rate and concurrency, the
+//!   fast lane first).
+//! - [`mapping`]: the canonical profile as an app's SCIM User (CEL).
 //! - [`reconcile`]: one person's account in one app made to match a
 //!   directory change, with the durable (person, app) link.
 //! - [`run`]: the consumers (priority lane and main topic), retries, audit.
 //! - [`config`]: the `[provisioner]` configuration section.
 
+pub mod auth;
 pub mod config;
+pub mod limit;
+pub mod mapping;
 pub mod reconcile;
 pub mod run;
 pub mod scim;

@@ -6,12 +6,16 @@
 //! at version v nothing with a lower version can create or reactivate any of
 //! their accounts. A change that maps to what was last sent sends nothing.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use hrsync_domain::{DirectoryChange, LifecycleState};
 use hrsync_store::Db;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::scim::{PatchOp, ScimClient, ScimError, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::mapping::Mapping;
+use crate::scim::{PatchOp, ScimClient, ScimError};
 
 /// What reconciling did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +49,14 @@ pub enum Operation {
     /// The app is quarantined: the change is kept durably and applied when
     /// the app answers again.
     Parked,
+    /// A group renamed in the rules was renamed in place in the app (it
+    /// keeps its SCIM id and members).
+    GroupRenamed {
+        /// The name it had.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
     /// Group memberships were pushed.
     Groups {
         /// Groups the account joined.
@@ -92,6 +104,33 @@ pub struct App {
     pub push_groups: bool,
     /// The deprovision guard, if any.
     pub guard: Option<Guard>,
+    /// The profile as this app's SCIM User.
+    pub mapping: Arc<Mapping>,
+    /// Group renames: a group's current name to the names it had before. A
+    /// renamed group keeps its SCIM group (renamed in place) and members.
+    pub group_renames: Arc<HashMap<String, Vec<String>>>,
+}
+
+impl App {
+    /// An app with the default mapping, PATCH, group push, no guard and no
+    /// renames.
+    pub fn new(name: &str, client: ScimClient) -> Self {
+        App {
+            name: name.to_owned(),
+            client,
+            match_attribute: "userName".to_owned(),
+            patch: true,
+            push_groups: true,
+            guard: None,
+            mapping: Arc::new(Mapping::default()),
+            group_renames: Arc::new(HashMap::new()),
+        }
+    }
+
+    /// The names `group` had before, if it was renamed.
+    fn previous_names(&self, group: &str) -> &[String] {
+        self.group_renames.get(group).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Pauses an app's deactivations when more than `max_count` of them, or
@@ -149,58 +188,48 @@ pub struct Link {
     pub groups: Vec<String>,
 }
 
-/// The SCIM user a change asks for in an app (core schema and the
-/// enterprise extension), `active` as the lifecycle and assignment say.
-pub fn desired_user(change: &DirectoryChange, active: bool) -> Value {
-    let a = &change.profile.attributes;
-    let user_name = a
-        .work_email
-        .clone()
-        .unwrap_or_else(|| change.employee_id.as_str().to_owned());
-    let display = a.display_name.clone().unwrap_or_else(|| {
-        format!(
-            "{} {}",
-            a.preferred_name.as_deref().unwrap_or(&a.given_name),
-            a.family_name
-        )
-    });
-    let mut user = json!({
-        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
-        "userName": user_name,
-        "externalId": change.person_id.as_str(),
-        "name": {"givenName": a.given_name, "familyName": a.family_name},
-        "displayName": display,
-        "active": active,
-    });
-    let object = user.as_object_mut().expect("object");
-    if let Some(email) = &a.work_email {
-        object.insert(
-            "emails".into(),
-            json!([{"value": email, "type": "work", "primary": true}]),
+/// The SCIM user `change` asks for in `app`, `active` as the lifecycle and
+/// assignment say: the app's mapping, with the enterprise `manager` set to
+/// the manager's account in the same app when it has one. Also the
+/// top-level attributes left out because their mapping failed.
+///
+/// # Errors
+/// Store failures.
+pub async fn desired_user(
+    db: &Db,
+    app: &App,
+    change: &DirectoryChange,
+    active: bool,
+) -> Result<(Value, Vec<String>), ReconcileError> {
+    let manager = match &change.profile.attributes.manager_id {
+        Some(manager) => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT scim_id FROM provisioner_link WHERE app = $1 AND employee_id = $2 \
+             AND scim_id <> ''",
+            )
+            .bind(&app.name)
+            .bind(manager.as_str())
+            .fetch_optional(db.pool())
+            .await?
+        }
+        None => None,
+    };
+    let (user, errors) = app
+        .mapping
+        .user(change, &app.name, active, manager.as_deref());
+    let failed = errors.iter().map(|e| e.top_key.clone()).collect();
+    for error in errors {
+        metrics::counter!("hrsync_provisioner_mapping_errors_total", "app" => app.name.clone())
+            .increment(1);
+        tracing::warn!(
+            app = %app.name,
+            person = %change.person_id,
+            attribute = %error.attribute,
+            reason = %error.reason,
+            "attribute mapping failed for this person; the attribute is left as it is"
         );
     }
-    if let Some(title) = &a.title {
-        object.insert("title".into(), json!(title));
-    }
-    if let Some(phone) = &a.phone {
-        object.insert(
-            "phoneNumbers".into(),
-            json!([{"value": phone, "type": "work"}]),
-        );
-    }
-    if let Some(name) = &a.preferred_name {
-        object.insert("nickName".into(), json!(name));
-    }
-    let mut enterprise = Map::new();
-    enterprise.insert("employeeNumber".into(), json!(change.employee_id.as_str()));
-    if let Some(d) = &a.department {
-        enterprise.insert("department".into(), json!(d));
-    }
-    if let Some(c) = &a.cost_center {
-        enterprise.insert("costCenter".into(), json!(c));
-    }
-    object.insert(ENTERPRISE_SCHEMA.into(), Value::Object(enterprise));
-    user
+    Ok((user, failed))
 }
 
 /// The link of (person, app), if any.
@@ -229,16 +258,22 @@ pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, R
     .transpose()
 }
 
-async fn save(db: &Db, person_id: &str, app: &str, link: &Link) -> Result<(), ReconcileError> {
+async fn save(
+    db: &Db,
+    change: &DirectoryChange,
+    app: &str,
+    link: &Link,
+) -> Result<(), ReconcileError> {
     sqlx::query(
         "INSERT INTO provisioner_link (person_id, app, scim_id, applied_version, applied, active, \
-         groups, status, last_error, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', NULL, $8) \
+         groups, status, last_error, updated_at_ms, employee_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', NULL, $8, $9) \
          ON CONFLICT (person_id, app) DO UPDATE SET scim_id = excluded.scim_id, \
          applied_version = excluded.applied_version, applied = excluded.applied, \
          active = excluded.active, groups = excluded.groups, status = 'ok', last_error = NULL, \
-         updated_at_ms = excluded.updated_at_ms",
+         updated_at_ms = excluded.updated_at_ms, employee_id = excluded.employee_id",
     )
-    .bind(person_id)
+    .bind(change.person_id.as_str())
     .bind(app)
     .bind(&link.scim_id)
     .bind(link.applied_version)
@@ -246,6 +281,7 @@ async fn save(db: &Db, person_id: &str, app: &str, link: &Link) -> Result<(), Re
     .bind(i64::from(link.active))
     .bind(serde_json::to_string(&link.groups).unwrap_or_else(|_| "[]".to_owned()))
     .bind(chrono::Utc::now().timestamp_millis())
+    .bind(change.employee_id.as_str())
     .execute(db.pool())
     .await?;
     Ok(())
@@ -292,7 +328,7 @@ pub async fn reconcile_with(
     // Pending (pre-hire window) and suspended persons keep an inactive
     // account; a deprovisioned person or a removed assignment deactivates.
     let wanted = assigned && change.lifecycle_state != LifecycleState::Deprovisioned;
-    let desired = desired_user(change, active);
+    let (desired, failed) = desired_user(db, app, change, active).await?;
     let mut ops = Vec::new();
 
     let mut current = match existing {
@@ -308,7 +344,7 @@ pub async fn reconcile_with(
                 active: false,
                 groups: Vec::new(),
             };
-            save(db, person, &app.name, &tombstone).await?;
+            save(db, change, &app.name, &tombstone).await?;
             return Ok(vec![Operation::Unchanged]);
         }
         _ => {
@@ -368,7 +404,7 @@ pub async fn reconcile_with(
                         groups: Vec::new(),
                     };
                     push_groups(db, app, change, wanted, &mut link, &mut ops).await?;
-                    save(db, person, &app.name, &link).await?;
+                    save(db, change, &app.name, &link).await?;
                     return Ok(ops);
                 }
             }
@@ -387,11 +423,30 @@ pub async fn reconcile_with(
                 .collect()
         })
         .unwrap_or_default();
-    if !changed.is_empty() && wanted {
+    // Attributes the mapping manages that were sent before and are now
+    // left out (a title HR removed): removed from the account.
+    let managed = app.mapping.managed();
+    let dropped: Vec<String> = current
+        .applied
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| {
+                    managed.contains(k.as_str())
+                        && desired.get(k.as_str()).is_none()
+                        && !failed.contains(k)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut changed = changed;
+    if (!changed.is_empty() || !dropped.is_empty()) && wanted {
         if app.patch {
             let patch: Vec<PatchOp> = changed
                 .iter()
                 .map(|k| PatchOp::replace(k.clone(), desired[k.as_str()].clone()))
+                .chain(dropped.iter().map(|k| PatchOp::remove(k.clone())))
                 .collect();
             app.client
                 .patch("Users", &current.scim_id, &patch)
@@ -403,6 +458,7 @@ pub async fn reconcile_with(
                 .await
                 .map_err(scim)?;
         }
+        changed.extend(dropped);
         ops.push(Operation::Updated {
             attributes: changed,
         });
@@ -444,8 +500,46 @@ pub async fn reconcile_with(
         current.applied = desired;
     }
     current.active = active;
-    save(db, person, &app.name, &current).await?;
+    save(db, change, &app.name, &current).await?;
     Ok(ops)
+}
+
+/// Re-reads `app`'s account of the change's person from the app, so that
+/// reconciling `change` next sends whatever differs from it (someone changed
+/// the account in the app) even though `change` was applied before. An
+/// account that is gone from the app is matched or created again.
+///
+/// # Errors
+/// SCIM or store failures.
+pub async fn reread(db: &Db, app: &App, change: &DirectoryChange) -> Result<(), ReconcileError> {
+    let Some(mut current) = link(db, change.person_id.as_str(), &app.name).await? else {
+        return Ok(());
+    };
+    if !current.scim_id.is_empty() {
+        let found = app
+            .client
+            .get("Users", &current.scim_id)
+            .await
+            .map_err(|source| ReconcileError::Scim {
+                app: app.name.clone(),
+                source: Box::new(source),
+            })?;
+        match found {
+            Some(user) => {
+                current.active = user["active"].as_bool().unwrap_or(true);
+                current.applied = strip(user);
+            }
+            None => {
+                current.scim_id = String::new();
+                current.applied = Value::Null;
+                current.active = false;
+                current.groups.clear();
+            }
+        }
+    }
+    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
+    current.applied_version = current.applied_version.min(version - 1);
+    save(db, change, &app.name, &current).await
 }
 
 /// Brings the account's group memberships in `app` to the groups the
@@ -479,19 +573,47 @@ async fn push_groups(
     };
     desired.sort();
     desired.dedup();
-    let added: Vec<String> = desired
+    let mut added: Vec<String> = desired
         .iter()
         .filter(|g| !link.groups.contains(g))
         .cloned()
         .collect();
-    let removed: Vec<String> = link
+    let mut removed: Vec<String> = link
         .groups
         .iter()
         .filter(|g| !desired.contains(g))
         .cloned()
         .collect();
+    // A group renamed since it was pushed is renamed in place and keeps its
+    // members: the account neither leaves the old name nor joins the new.
+    let carried: Vec<(String, String)> = added
+        .iter()
+        .filter_map(|name| {
+            app.previous_names(name)
+                .iter()
+                .find(|old| removed.contains(old))
+                .map(|old| (old.clone(), name.clone()))
+        })
+        .collect();
+    for (old, new) in &carried {
+        added.retain(|g| g != new);
+        removed.retain(|g| g != old);
+        let (_, renamed) = group_id(db, app, new).await?;
+        if let Some(from) = renamed {
+            ops.push(Operation::GroupRenamed {
+                from,
+                to: new.clone(),
+            });
+        }
+    }
     for name in &added {
-        let group = group_id(db, app, name).await?;
+        let (group, renamed) = group_id(db, app, name).await?;
+        if let Some(from) = renamed {
+            ops.push(Operation::GroupRenamed {
+                from,
+                to: name.clone(),
+            });
+        }
         let op = PatchOp::add("members", json!([{"value": link.scim_id}]));
         app.client
             .patch("Groups", &group, &[op])
@@ -499,7 +621,10 @@ async fn push_groups(
             .map_err(scim)?;
     }
     for name in &removed {
-        let group = group_id(db, app, name).await?;
+        // A group that is gone, or was never created, has nothing to leave.
+        let Some(group) = existing_group(db, app, name).await? else {
+            continue;
+        };
         let path = format!(
             "members[value eq {}]",
             crate::scim::filter_value(&link.scim_id)
@@ -522,49 +647,129 @@ async fn push_groups(
 }
 
 /// The SCIM id of group `name` in `app`: remembered, found by
-/// `displayName`, or created.
-async fn group_id(db: &Db, app: &App, name: &str) -> Result<String, ReconcileError> {
+/// `displayName`, renamed in place from a name it had before, or created.
+/// Also returns the previous name if it renamed the group.
+async fn group_id(
+    db: &Db,
+    app: &App,
+    name: &str,
+) -> Result<(String, Option<String>), ReconcileError> {
     let scim = |source: ScimError| ReconcileError::Scim {
         app: app.name.clone(),
         source: Box::new(source),
     };
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT scim_id FROM provisioner_group WHERE app = $1 AND name = $2")
-            .bind(&app.name)
-            .bind(name)
-            .fetch_optional(db.pool())
-            .await?;
-    if let Some(id) = known {
-        return Ok(id);
+    if let Some(id) = known_group(db, &app.name, name).await? {
+        return Ok((id, None));
     }
     let found = app
         .client
         .find("Groups", "displayName", name)
         .await
         .map_err(scim)?;
-    let id = match found.first().and_then(|g| g["id"].as_str()) {
-        Some(id) => id.to_owned(),
-        None => {
-            let body = json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": name,
-                "members": [],
-            });
-            let created = app.client.create("Groups", &body).await.map_err(scim)?;
-            created["id"].as_str().unwrap_or_default().to_owned()
+    if let Some(id) = found.first().and_then(|g| g["id"].as_str()) {
+        remember_group(db, &app.name, name, id).await?;
+        return Ok((id.to_owned(), None));
+    }
+    for old in app.previous_names(name) {
+        let id = match known_group(db, &app.name, old).await? {
+            Some(id) => Some(id),
+            None => app
+                .client
+                .find("Groups", "displayName", old)
+                .await
+                .map_err(scim)?
+                .first()
+                .and_then(|g| g["id"].as_str().map(str::to_owned)),
+        };
+        let Some(id) = id else { continue };
+        rename_group(app, &id, name).await.map_err(scim)?;
+        sqlx::query("DELETE FROM provisioner_group WHERE app = $1 AND name = $2")
+            .bind(&app.name)
+            .bind(old)
+            .execute(db.pool())
+            .await?;
+        remember_group(db, &app.name, name, &id).await?;
+        tracing::info!(app = %app.name, from = %old, to = %name, "group renamed in place");
+        return Ok((id, Some(old.clone())));
+    }
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": name,
+        "members": [],
+    });
+    let created = app.client.create("Groups", &body).await.map_err(scim)?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    remember_group(db, &app.name, name, &id).await?;
+    Ok((id, None))
+}
+
+/// The SCIM id of group `name` in `app` if it exists there, under this name
+/// or, if it was renamed since, under its new one. Never creates it.
+async fn existing_group(db: &Db, app: &App, name: &str) -> Result<Option<String>, ReconcileError> {
+    let renamed_to = app
+        .group_renames
+        .iter()
+        .filter(|(_, olds)| olds.iter().any(|o| o == name))
+        .map(|(new, _)| new.as_str());
+    for candidate in std::iter::once(name).chain(renamed_to) {
+        if let Some(id) = known_group(db, &app.name, candidate).await? {
+            return Ok(Some(id));
         }
+        let found = app
+            .client
+            .find("Groups", "displayName", candidate)
+            .await
+            .map_err(|source| ReconcileError::Scim {
+                app: app.name.clone(),
+                source: Box::new(source),
+            })?;
+        if let Some(id) = found.first().and_then(|g| g["id"].as_str()) {
+            return Ok(Some(id.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Renames a group: PATCH `displayName`, or GET + PUT without PATCH.
+async fn rename_group(app: &App, id: &str, name: &str) -> Result<(), ScimError> {
+    if app.patch {
+        let op = PatchOp::replace("displayName", json!(name));
+        app.client.patch("Groups", id, &[op]).await?;
+        return Ok(());
+    }
+    let Some(mut group) = app.client.get("Groups", id).await? else {
+        return Ok(());
     };
+    group["displayName"] = json!(name);
+    if let Some(o) = group.as_object_mut() {
+        o.remove("meta");
+    }
+    app.client.replace("Groups", id, &group).await?;
+    Ok(())
+}
+
+async fn known_group(db: &Db, app: &str, name: &str) -> Result<Option<String>, ReconcileError> {
+    Ok(
+        sqlx::query_scalar("SELECT scim_id FROM provisioner_group WHERE app = $1 AND name = $2")
+            .bind(app)
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+async fn remember_group(db: &Db, app: &str, name: &str, id: &str) -> Result<(), ReconcileError> {
     sqlx::query(
         "INSERT INTO provisioner_group (app, name, scim_id, updated_at_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (app, name) DO UPDATE SET scim_id = excluded.scim_id, updated_at_ms = excluded.updated_at_ms",
     )
-    .bind(&app.name)
+    .bind(app)
     .bind(name)
-    .bind(&id)
+    .bind(id)
     .bind(chrono::Utc::now().timestamp_millis())
     .execute(db.pool())
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Whether one more deactivation in `app` would exceed its guard (or the

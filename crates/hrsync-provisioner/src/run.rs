@@ -8,12 +8,13 @@
 //! from the fast lane can never be undone by an older change still queued on
 //! the main topic.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hrsync_bus::{
     Consumer, ConsumerSettings, DlqPublisher, Handler, KafkaConfig, Outcome, OutgoingRecord,
-    Producer, Record,
+    Producer, Record, SharedHandler,
 };
 use hrsync_domain::{
     AuditOperation, AuditOutcome, DirectoryChange, PersonId, ProvisioningAudit, Timestamp,
@@ -23,8 +24,10 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProvisionerConfig;
+use crate::limit::fast_lane;
+use crate::mapping::Mapping;
 use crate::reconcile::{
-    forget_held, held, hold, reconcile, reconcile_with, untrip, App, Guarding, HoldReason,
+    forget_held, held, hold, reconcile, reconcile_with, reread, untrip, App, Guarding, HoldReason,
     Operation, ReconcileError,
 };
 use crate::scim::ScimClient;
@@ -45,15 +48,7 @@ pub struct Topics {
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// A secret could not be read.
-    #[error("provisioner.apps[{app}].token: {source}")]
-    Secret {
-        /// The app.
-        app: String,
-        /// Why.
-        source: hrsync_config::SecretError,
-    },
-    /// The HTTP client could not be built.
+    /// A secret, the client or the mapping could not be set up.
     #[error("provisioner.apps[{app}]: {reason}")]
     Client {
         /// The app.
@@ -112,16 +107,18 @@ impl Provisioner {
     ) -> Result<Self, SetupError> {
         let mut apps = Vec::new();
         for app in &config.apps {
-            let token = app.token.expose().map_err(|source| SetupError::Secret {
+            let setup = |reason: String| SetupError::Client {
                 app: app.name.clone(),
-                source,
-            })?;
-            let client =
-                ScimClient::new(&app.base_url, &token, Duration::from_millis(app.timeout_ms))
-                    .map_err(|reason| SetupError::Client {
-                        app: app.name.clone(),
-                        reason,
-                    })?;
+                reason,
+            };
+            let client = ScimClient::with(
+                &app.base_url,
+                app.credentials().map_err(setup)?,
+                Duration::from_millis(app.timeout_ms),
+                app.limits(),
+            )
+            .map_err(setup)?;
+            let mapping = Mapping::compile(&app.attributes).map_err(setup)?;
             let patch = match app.use_patch {
                 Some(patch) => patch,
                 None => match client.capabilities().await {
@@ -133,12 +130,12 @@ impl Provisioner {
                 },
             };
             apps.push(App {
-                name: app.name.clone(),
-                client,
                 match_attribute: app.match_attribute.clone(),
                 patch,
                 push_groups: app.push_groups,
                 guard: app.guard(),
+                mapping: Arc::new(mapping),
+                ..App::new(&app.name, client)
             });
         }
         Ok(Provisioner {
@@ -160,6 +157,17 @@ impl Provisioner {
         &self.apps
     }
 
+    /// Sets the group renames (a group's current name to its earlier ones,
+    /// from `previous_names` in the group rules) of every app.
+    #[must_use]
+    pub fn with_group_renames(mut self, renames: HashMap<String, Vec<String>>) -> Self {
+        let renames = Arc::new(renames);
+        for app in &mut self.apps {
+            app.group_renames = renames.clone();
+        }
+        self
+    }
+
     fn lock_for(&self, person: &PersonId) -> &Mutex<()> {
         let hash = person
             .as_str()
@@ -169,15 +177,73 @@ impl Provisioner {
     }
 
     /// Applies `change` to every app (or only `only`), each with retries;
-    /// apps run concurrently.
+    /// apps run concurrently. A fast-lane change (`priority`) goes ahead of
+    /// creates and updates in every app's request limits.
     pub async fn apply(&self, change: &DirectoryChange, only: Option<&str>) -> Vec<AppResult> {
         let _guard = self.lock_for(&change.person_id).lock().await;
+        if let Err(error) = remember(&self.db, change).await {
+            tracing::warn!(%error, person = %change.person_id, "newest change not remembered for provision-now");
+        }
         let work = self
             .apps
             .iter()
             .filter(|a| only.is_none_or(|o| o == a.name))
             .map(|app| self.apply_to(app, change));
-        futures::future::join_all(work).await
+        fast_lane(change.priority, futures::future::join_all(work)).await
+    }
+
+    /// Applies the newest change seen for `person` (a person id or an HR
+    /// employee id) to every app, or only `only`, now: each account is read
+    /// back from its app first, so whatever was changed there by hand is put
+    /// right. Returns the change and what each app did.
+    ///
+    /// # Errors
+    /// A person the provisioner has not seen, an unknown app, or a store
+    /// failure.
+    pub async fn provision_now(
+        &self,
+        person: &str,
+        only: Option<&str>,
+    ) -> Result<(DirectoryChange, Vec<AppResult>), String> {
+        if let Some(app) = only {
+            if !self.apps.iter().any(|a| a.name == app) {
+                return Err(format!("no app named {app:?} in [[provisioner.apps]]"));
+            }
+        }
+        let payload: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT payload FROM provisioner_person WHERE person_id = $1 OR employee_id = $1 \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(person)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| format!("reading the provisioner store: {e}"))?;
+        let Some(payload) = payload else {
+            return Err(format!(
+                "no directory change for {person:?} has reached the provisioner yet \
+                 (is the projector running, and is this a person id or employee id?)"
+            ));
+        };
+        let change = hrsync_schema::decode_directory_change(&payload)
+            .map_err(|e| format!("the stored change of {person:?} no longer decodes: {e}"))?;
+        let _guard = self.lock_for(&change.person_id).lock().await;
+        let mut results = Vec::new();
+        for app in self
+            .apps
+            .iter()
+            .filter(|a| only.is_none_or(|o| o == a.name))
+        {
+            if let Err(error) = reread(&self.db, app, &change).await {
+                results.push(AppResult {
+                    app: app.name.clone(),
+                    result: Err(error),
+                    attempts: 1,
+                });
+                continue;
+            }
+            results.push(self.apply_to(app, &change).await);
+        }
+        Ok((change, results))
     }
 
     /// Lets the deactivations held by `app`'s deprovision guard through:
@@ -431,6 +497,9 @@ impl Provisioner {
             Operation::Deactivated => (AuditOperation::Deactivate, AuditOutcome::Success, None),
             Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
             Operation::Groups { .. } => (AuditOperation::GroupMembers, AuditOutcome::Success, None),
+            Operation::GroupRenamed { .. } => {
+                (AuditOperation::GroupUpdate, AuditOutcome::Success, None)
+            }
             Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
             Operation::Parked => (AuditOperation::Unknown, AuditOutcome::Held, None),
         };
@@ -524,6 +593,27 @@ impl Provisioner {
     }
 }
 
+/// Keeps `change` as the person's newest, unless a newer one is kept.
+async fn remember(db: &Db, change: &DirectoryChange) -> Result<(), String> {
+    let payload = hrsync_schema::encode_directory_change(change).map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO provisioner_person (person_id, employee_id, version, payload, seen_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id) DO UPDATE SET \
+         employee_id = excluded.employee_id, version = excluded.version, \
+         payload = excluded.payload, seen_at_ms = excluded.seen_at_ms \
+         WHERE provisioner_person.version < excluded.version",
+    )
+    .bind(change.person_id.as_str())
+    .bind(change.employee_id.as_str())
+    .bind(i64::try_from(change.version).unwrap_or(i64::MAX))
+    .bind(payload)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(db.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Stores an audit record in the `provisioner_audit` table.
 async fn record_audit(db: &Db, a: &ProvisioningAudit) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -561,8 +651,8 @@ struct ChangeHandler {
     provisioner: Arc<Provisioner>,
 }
 
-impl Handler for ChangeHandler {
-    async fn handle(&mut self, record: &Record) -> Outcome {
+impl SharedHandler for ChangeHandler {
+    async fn handle(&self, record: &Record) -> Outcome {
         let change = match hrsync_schema::decode_directory_change(
             record.payload.as_deref().unwrap_or_default(),
         ) {
@@ -639,15 +729,23 @@ pub async fn run(
             }
         }
     };
+    // Changes of different persons are applied concurrently, one person's
+    // in order (the consumers lane records by key, the person id).
     let (a, b, ()) = tokio::join!(
-        priority.run(
-            ChangeHandler {
+        priority.run_concurrent(
+            Arc::new(ChangeHandler {
                 provisioner: provisioner.clone()
-            },
-            &dlq,
+            }),
+            config.priority_in_flight,
+            dlq.clone(),
             shutdown.clone()
         ),
-        main.run(ChangeHandler { provisioner }, &dlq, shutdown.clone()),
+        main.run_concurrent(
+            Arc::new(ChangeHandler { provisioner }),
+            config.in_flight,
+            dlq,
+            shutdown.clone()
+        ),
         prober,
     );
     a?;
@@ -720,7 +818,7 @@ impl Handler for RedriveHandler {
             return Outcome::Done;
         }
         self.replayed += 1;
-        let outcome = self.inner.handle(record).await;
+        let outcome = SharedHandler::handle(&self.inner, record).await;
         if let Ok(mut last) = self.last.lock() {
             *last = Instant::now();
         }

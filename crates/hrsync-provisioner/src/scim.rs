@@ -3,11 +3,15 @@
 //! `externalId`, update with PATCH where the server supports it (PUT
 //! otherwise), deactivate with `active: false`, never DELETE.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+use crate::auth::{Authenticator, Credentials};
+use crate::limit::{Limiter, Limits};
 
 /// The SCIM content type.
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -171,22 +175,39 @@ pub fn filter_value(value: &str) -> String {
 pub struct ScimClient {
     http: reqwest::Client,
     base: String,
+    auth: Arc<Authenticator>,
+    limiter: Arc<Limiter>,
 }
 
 impl ScimClient {
     /// A client for the server at `base_url` (`https://app/scim/v2`),
-    /// authenticating with `bearer` and giving up on a request after
-    /// `timeout`.
+    /// authenticating with a static `bearer` token, without limits, giving up
+    /// on a request after `timeout`.
     ///
     /// # Errors
     /// A token that is not a valid header value, or a client that cannot
     /// be built.
     pub fn new(base_url: &str, bearer: &str, timeout: Duration) -> Result<Self, String> {
+        Self::with(
+            base_url,
+            Credentials::Bearer(bearer.to_owned()),
+            timeout,
+            Limits::default(),
+        )
+    }
+
+    /// A client for the server at `base_url` with `credentials` and request
+    /// `limits`.
+    ///
+    /// # Errors
+    /// Credentials that cannot be used, or a client that cannot be built.
+    pub fn with(
+        base_url: &str,
+        credentials: Credentials,
+        timeout: Duration,
+        limits: Limits,
+    ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {bearer}"))
-            .map_err(|_| "the bearer token is not a valid HTTP header value".to_owned())?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static(SCIM_JSON));
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -197,6 +218,8 @@ impl ScimClient {
         Ok(ScimClient {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            auth: Arc::new(Authenticator::new(credentials, timeout)?),
+            limiter: Arc::new(Limiter::new(limits)),
         })
     }
 
@@ -207,8 +230,38 @@ impl ScimClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>> {
+        let _admission = self.limiter.admit().await;
+        let mut renewed = false;
+        loop {
+            let authorization = self.auth.header().await?;
+            match self
+                .send(method.clone(), path, query, body, authorization.clone())
+                .await
+            {
+                // An access token revoked or expired early: fetch a new one,
+                // once.
+                Err(ScimError::Status { status: 401, .. }) if self.auth.renews() && !renewed => {
+                    self.auth.reject(&authorization).await;
+                    renewed = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        authorization: HeaderValue,
+    ) -> Result<Option<Value>> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .header(AUTHORIZATION, authorization);
         if !query.is_empty() {
             request = request.query(query);
         }

@@ -58,16 +58,14 @@ async fn rig(timeout_ms: u64) -> anyhow::Result<Rig> {
         max_attempts: 6,
         max_backoff_ms: 300,
         apps: vec![AppConfig {
-            name: "app".into(),
-            base_url: proxy.url(),
-            token: hrsync_config::Secret::inline(server.token()),
-            match_attribute: "userName".into(),
             timeout_ms,
             use_patch: Some(true),
             push_groups: false,
-            guard_max_deactivations: None,
-            guard_max_share: None,
-            guard_window_secs: 3600,
+            ..AppConfig::new(
+                "app",
+                &proxy.url(),
+                hrsync_config::Secret::inline(server.token()),
+            )
         }],
         ..ProvisionerConfig::default()
     };
@@ -242,16 +240,10 @@ async fn a_failing_app_is_quarantined_and_resumes_by_itself() -> anyhow::Result<
     let db = hrsync_store::Db::connect(&store.url(), 2).await?;
     db.migrate().await?;
     let app = |name: &str, base: String, token: &str| AppConfig {
-        name: name.into(),
-        base_url: base,
-        token: hrsync_config::Secret::inline(token),
-        match_attribute: "userName".into(),
         timeout_ms: 5_000,
         use_patch: Some(true),
         push_groups: false,
-        guard_max_deactivations: None,
-        guard_max_share: None,
-        guard_window_secs: 3600,
+        ..AppConfig::new(name, &base, hrsync_config::Secret::inline(token))
     };
     let config = ProvisionerConfig {
         max_attempts: 2,

@@ -73,12 +73,8 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
     let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
         .map_err(anyhow::Error::msg)?;
     let app = App {
-        name: "zendesk".into(),
-        client: client.clone(),
-        match_attribute: "userName".into(),
         patch: client.capabilities().await?.patch,
-        push_groups: true,
-        guard: None,
+        ..App::new("zendesk", client.clone())
     };
     use LifecycleState::*;
     let support = ["Customer Support"];
@@ -302,12 +298,8 @@ async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Res
     let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
         .map_err(anyhow::Error::msg)?;
     let app = App {
-        name: "zendesk".into(),
-        client: client.clone(),
-        match_attribute: "userName".into(),
-        patch: true,
         push_groups: false,
-        guard: None,
+        ..App::new("zendesk", client.clone())
     };
     use LifecycleState::*;
     assert_eq!(
@@ -346,16 +338,13 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
     db.migrate().await?;
     let config = ProvisionerConfig {
         apps: vec![AppConfig {
-            name: "zendesk".into(),
-            base_url: server.base_url(),
-            token: hrsync_config::Secret::inline(server.token()),
-            match_attribute: "userName".into(),
-            timeout_ms: 10_000,
-            use_patch: None,
             push_groups: false,
             guard_max_deactivations: Some(2),
-            guard_max_share: None,
-            guard_window_secs: 3600,
+            ..AppConfig::new(
+                "zendesk",
+                &server.base_url(),
+                hrsync_config::Secret::inline(server.token()),
+            )
         }],
         ..ProvisionerConfig::default()
     };

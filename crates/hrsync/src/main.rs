@@ -43,6 +43,10 @@ enum Command {
     /// The provisioner role: directory changes become SCIM calls.
     #[command(subcommand)]
     Provisioner(provisioner::ProvisionerCommand),
+    /// Apply one person's newest desired state to their apps now (each
+    /// account read back first, so changes made in an app by hand are put
+    /// right), printing each operation.
+    ProvisionNow(provisioner::ProvisionNow),
     /// Inspect persons in the projector's store.
     #[command(subcommand)]
     User(projector::UserCommand),
@@ -120,6 +124,11 @@ fn main() -> anyhow::Result<()> {
                 &telemetry,
                 provisioner::run_provisioner(&config, command),
             ))
+        }
+        Command::ProvisionNow(args) => {
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let code = runtime()?.block_on(provisioner::provision_now(&config, args))?;
+            std::process::exit(code);
         }
         Command::User(command) => {
             let code = runtime()?.block_on(projector::run_user(&config, command))?;
