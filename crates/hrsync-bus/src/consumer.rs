@@ -19,11 +19,14 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::metrics::{HANDLER_RETRIES, PROCESSING_SECONDS, REBALANCES, RECORDS_CONSUMED};
+use crate::metrics::{
+    CONSUMER_LAG, HANDLER_RETRIES, PROCESSING_SECONDS, REBALANCES, RECORDS_CONSUMED,
+};
 use crate::{DlqPublisher, Error, KafkaConfig, Record, Result};
 
 /// What a [`Handler`] did with a record.
@@ -81,13 +84,69 @@ impl ConsumerSettings {
     }
 }
 
-/// Logs assignments and commits finished work before partitions move.
+/// Logs assignments, commits finished work before partitions move, and
+/// reports consumer lag.
 #[derive(Debug)]
 pub struct GroupContext {
     stage: String,
+    group: String,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        report_lag(&self.group, &statistics);
+    }
+}
+
+/// Reports consumer lag for a consumer that is not in a group (the
+/// projector assigns partitions itself).
+#[derive(Debug)]
+pub struct LagContext {
+    group: String,
+}
+
+impl LagContext {
+    /// Lag reported as consumer group `group`.
+    pub fn new(group: &str) -> Self {
+        LagContext {
+            group: group.to_owned(),
+        }
+    }
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        report_lag(&self.group, &statistics);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// How often librdkafka reports statistics (and so consumer lag).
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// Sets `hrsync_bus_consumer_lag{group, topic}` from librdkafka's statistics:
+/// per topic, the records between what this consumer has read and the end
+/// of each partition it consumes.
+fn report_lag(group: &str, statistics: &Statistics) {
+    for (topic, t) in &statistics.topics {
+        let lag: i64 = t
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0)
+            .map(|p| {
+                if p.app_offset >= 0 && p.hi_offset >= 0 {
+                    (p.hi_offset - p.app_offset).max(0)
+                } else {
+                    p.consumer_lag.max(0)
+                }
+            })
+            .sum();
+        #[allow(clippy::cast_precision_loss)] // lags far below 2^52
+        metrics::gauge!(CONSUMER_LAG, "group" => group.to_owned(), "topic" => topic.clone())
+            .set(lag as f64);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -159,10 +218,12 @@ impl Consumer {
                 settings.session_timeout.as_millis().to_string(),
             )
             .set("auto.offset.reset", &settings.auto_offset_reset)
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         let inner: StreamConsumer<GroupContext> = cfg
             .create_with_context(GroupContext {
                 stage: settings.stage.clone(),
+                group: settings.group_id.clone(),
             })
             .map_err(Error::Client)?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();

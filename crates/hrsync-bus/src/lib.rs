@@ -24,7 +24,7 @@ mod topics;
 
 pub use concurrent::SharedHandler;
 pub use config::KafkaConfig;
-pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
+pub use consumer::{Consumer, ConsumerSettings, Handler, LagContext, Outcome};
 pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
 pub use producer::{Delivery, OutgoingRecord, Producer};

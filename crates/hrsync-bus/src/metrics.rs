@@ -8,3 +8,4 @@ pub(crate) const HANDLER_RETRIES: &str = "hrsync_bus_handler_retries_total";
 pub(crate) const DLQ_RECORDS: &str = "hrsync_bus_dlq_records_total";
 pub(crate) const REBALANCES: &str = "hrsync_bus_rebalances_total";
 pub(crate) const PROCESSING_SECONDS: &str = "hrsync_bus_processing_seconds";
+pub(crate) const CONSUMER_LAG: &str = "hrsync_bus_consumer_lag";

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hrsync_bus::LagContext;
 use hrsync_bus::{DlqPublisher, KafkaConfig, OutgoingRecord, Producer, Record};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -187,8 +188,13 @@ async fn consume(
         .set("fetch.wait.max.ms", if fast { "10" } else { "100" })
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
-    let consumer: StreamConsumer = cfg.create()?;
+        .set("enable.partition.eof", "false")
+        .set(
+            "statistics.interval.ms",
+            hrsync_bus::consumer::STATISTICS_INTERVAL_MS,
+        );
+    let consumer: StreamConsumer<LagContext> =
+        cfg.create_with_context(LagContext::new(&consumer_name))?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
     let partitions: Vec<i32> = metadata
         .topics()

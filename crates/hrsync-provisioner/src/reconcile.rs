@@ -772,15 +772,26 @@ async fn remember_group(db: &Db, app: &str, name: &str, id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Whether one more deactivation in `app` would exceed its guard (or the
-/// guard has tripped already); trips it if so.
-async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, ReconcileError> {
+/// Whether `app`'s deprovision guard is tripped (1) or not (0).
+pub(crate) const GUARD_TRIPPED: &str = "hrsync_provisioner_guard_tripped";
+
+/// Whether `app`'s deprovision guard is tripped.
+///
+/// # Errors
+/// Store failures.
+pub async fn guard_tripped(db: &Db, app: &str) -> Result<bool, ReconcileError> {
     let tripped: Option<i64> =
         sqlx::query_scalar("SELECT tripped_at_ms FROM provisioner_guard WHERE app = $1")
             .bind(app)
             .fetch_optional(db.pool())
             .await?;
-    if tripped.is_some() {
+    Ok(tripped.is_some())
+}
+
+/// Whether one more deactivation in `app` would exceed its guard (or the
+/// guard has tripped already); trips it if so.
+async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, ReconcileError> {
+    if guard_tripped(db, app).await? {
         return Ok(true);
     }
     let now = chrono::Utc::now().timestamp_millis();
@@ -810,6 +821,7 @@ async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, Reconcil
     .execute(db.pool())
     .await?;
     metrics::counter!("hrsync_provisioner_guard_trips_total", "app" => app.to_owned()).increment(1);
+    metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(1.0);
     tracing::warn!(
         app,
         deactivations_in_window = recent,
@@ -887,6 +899,7 @@ pub async fn untrip(db: &Db, app: &str) -> Result<(), ReconcileError> {
         .bind(app)
         .execute(db.pool())
         .await?;
+    metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(0.0);
     sqlx::query("DELETE FROM provisioner_deactivation WHERE app = $1")
         .bind(app)
         .execute(db.pool())

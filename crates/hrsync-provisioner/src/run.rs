@@ -117,7 +117,8 @@ impl Provisioner {
                 Duration::from_millis(app.timeout_ms),
                 app.limits(),
             )
-            .map_err(setup)?;
+            .map_err(setup)?
+            .named(&app.name);
             let mapping = Mapping::compile(&app.attributes).map_err(setup)?;
             let patch = match app.use_patch {
                 Some(patch) => patch,
@@ -301,9 +302,15 @@ impl Provisioner {
     }
 
     /// Apps with changes parked by an earlier run start quarantined, so
-    /// the probe resumes them.
+    /// the probe resumes them. Also sets the quarantine and guard gauges.
     async fn with_parked_apps_quarantined(self) -> Self {
         for app in &self.apps {
+            metrics::gauge!(QUARANTINED, "app" => app.name.clone()).set(0.0);
+            let tripped = crate::reconcile::guard_tripped(&self.db, &app.name)
+                .await
+                .unwrap_or(false);
+            metrics::gauge!(crate::reconcile::GUARD_TRIPPED, "app" => app.name.clone())
+                .set(if tripped { 1.0 } else { 0.0 });
             if held(&self.db, &app.name, HoldReason::Quarantine)
                 .await
                 .is_ok_and(|h| !h.is_empty())
@@ -328,6 +335,7 @@ impl Provisioner {
                 );
                 metrics::counter!("hrsync_provisioner_quarantines_total", "app" => app.to_owned())
                     .increment(1);
+                metrics::gauge!(QUARANTINED, "app" => app.to_owned()).set(1.0);
                 q.insert(
                     app.to_owned(),
                     Probe {
@@ -362,6 +370,7 @@ impl Provisioner {
             if let Ok(mut q) = self.quarantine.lock() {
                 if healthy {
                     q.remove(&name);
+                    metrics::gauge!(QUARANTINED, "app" => name.clone()).set(0.0);
                     tracing::info!(app = %name, "app answers again: quarantine lifted");
                     resumed.push(name);
                 } else if let Some(p) = q.get_mut(&name) {
@@ -433,6 +442,9 @@ impl Provisioner {
                 Ok(ops) => {
                     for op in ops {
                         self.audit(app, change, op, None, latency, attempt).await;
+                    }
+                    if ops.contains(&Operation::Deactivated) {
+                        record_termination_latency(&app.name, change);
                     }
                 }
                 Err(error) => {
@@ -590,6 +602,26 @@ impl Provisioner {
             }
             Err(error) => tracing::error!(%error, "audit record not encodable"),
         }
+    }
+}
+
+/// Whether an app is quarantined (1) or not (0).
+const QUARANTINED: &str = "hrsync_provisioner_quarantined";
+
+/// For a termination, the time from its effective moment in HR to the app
+/// acknowledging the deactivation.
+fn record_termination_latency(app: &str, change: &DirectoryChange) {
+    if change.lifecycle_state != hrsync_domain::LifecycleState::Deprovisioned {
+        return;
+    }
+    let Some(effective) = change.profile.terminate_at else {
+        return;
+    };
+    let latency_ms = chrono::Utc::now().timestamp_millis() - effective.as_millis();
+    if latency_ms >= 0 {
+        #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+        metrics::histogram!("hrsync_termination_latency_seconds", "app" => app.to_owned())
+            .record(latency_ms as f64 / 1000.0);
     }
 }
 

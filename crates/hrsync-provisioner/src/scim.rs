@@ -175,6 +175,8 @@ pub fn filter_value(value: &str) -> String {
 pub struct ScimClient {
     http: reqwest::Client,
     base: String,
+    /// The app's name, for metrics.
+    app: Arc<str>,
     auth: Arc<Authenticator>,
     limiter: Arc<Limiter>,
 }
@@ -218,9 +220,17 @@ impl ScimClient {
         Ok(ScimClient {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            app: Arc::from(""),
             auth: Arc::new(Authenticator::new(credentials, timeout)?),
             limiter: Arc::new(Limiter::new(limits)),
         })
+    }
+
+    /// The client, its requests counted under app `name` in the metrics.
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.app = Arc::from(name);
+        self
     }
 
     async fn call(
@@ -270,7 +280,23 @@ impl ScimClient {
                 .header(CONTENT_TYPE, SCIM_JSON)
                 .body(body.to_string());
         }
-        let response = request.send().await.map_err(|e| ScimError::Transport {
+        let started = std::time::Instant::now();
+        let sent = request.send().await;
+        let status = match &sent {
+            Ok(response) => response.status().as_str().to_owned(),
+            Err(e) if e.is_timeout() => "timeout".to_owned(),
+            Err(_) => "connection".to_owned(),
+        };
+        // Low cardinality: the method and the resource type, never an id.
+        let resource = path.split('/').nth(1).unwrap_or_default();
+        metrics::histogram!(
+            "hrsync_provisioner_scim_request_seconds",
+            "app" => self.app.to_string(),
+            "operation" => format!("{method} {resource}"),
+            "status" => status,
+        )
+        .record(started.elapsed().as_secs_f64());
+        let response = sent.map_err(|e| ScimError::Transport {
             method: method.to_string(),
             path: path.to_owned(),
             reason: transport_reason(&e),

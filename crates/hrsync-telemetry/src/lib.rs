@@ -14,7 +14,7 @@ mod server;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -180,8 +180,28 @@ fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider> {
     Ok(builder.build())
 }
 
+/// Histograms with buckets (the others are exported as summaries), so that
+/// dashboards can aggregate them across instances and compute SLO shares.
 fn install_metrics_recorder() -> Result<PrometheusHandle> {
+    let bucketed =
+        |e: metrics_exporter_prometheus::BuildError| Error::AlreadyInitialised(e.to_string());
     PrometheusBuilder::new()
+        // HR effective time to app acknowledged: seconds to an hour.
+        .set_buckets_for_metric(
+            Matcher::Full("hrsync_termination_latency_seconds".to_owned()),
+            &[
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+            ],
+        )
+        .map_err(bucketed)?
+        // One SCIM request.
+        .set_buckets_for_metric(
+            Matcher::Full("hrsync_provisioner_scim_request_seconds".to_owned()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .map_err(bucketed)?
         .install_recorder()
         .map_err(|e| Error::AlreadyInitialised(e.to_string()))
 }
