@@ -8,7 +8,10 @@ use hrsync_ingest::diff;
 use hrsync_ingest::import::{ImportError, ImportOptions, ImportReport, Importer, PublishSettings};
 use hrsync_ingest::store::IngestStore;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::roles::Ready;
 
 /// Exit code of a malformed snapshot or a model violation.
 pub(crate) const EXIT_INVALID: i32 = 2;
@@ -47,11 +50,19 @@ pub(crate) async fn run(config: &Config, command: IngestCommand) -> anyhow::Resu
             dry_run,
             force,
         } => import(config, &source, &file, ImportOptions { dry_run, force }).await,
-        IngestCommand::Serve => serve(config).await.map(|()| 0),
+        // `main` runs it through `roles::run`, with the endpoints.
+        IngestCommand::Serve => serve(config, crate::roles::on_signal(), &Ready::detached())
+            .await
+            .map(|()| 0),
     }
 }
 
-async fn serve(config: &Config) -> anyhow::Result<()> {
+/// The push API until `shutdown`; in-flight requests finish.
+pub(crate) async fn serve(
+    config: &Config,
+    shutdown: CancellationToken,
+    ready: &Ready,
+) -> anyhow::Result<()> {
     let push = &config.ingest.push;
     let token = push
         .token
@@ -87,8 +98,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, "push API listening");
+    ready.role_ready("ingest");
     axum::serve(listener, hrsync_ingest::push::router(service))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("push API server")?;
     tracing::info!("push API stopped");

@@ -5,6 +5,7 @@ mod config;
 mod ingest;
 mod projector;
 mod provisioner;
+mod roles;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run roles of the pipeline in this process until SIGTERM or Ctrl-C,
+    /// with /metrics, /healthz and /readyz on telemetry.listen.
+    Run {
+        /// Which role, or all three.
+        #[arg(long, value_enum, default_value = "all")]
+        role: roles::Role,
+    },
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -105,25 +113,21 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Schemas(command) => schemas(&command),
+        Command::Run { role } => run_roles(&config, role),
+        Command::Projector(projector::ProjectorCommand::Run) => {
+            run_roles(&config, roles::Role::Projector)
+        }
+        Command::Provisioner(provisioner::ProvisionerCommand::Run) => {
+            run_roles(&config, roles::Role::Provisioner)
+        }
+        Command::Ingest(ingest::IngestCommand::Serve) => run_roles(&config, roles::Role::Ingest),
         Command::Projector(command) => {
-            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            let serve = matches!(command, projector::ProjectorCommand::Run);
-            runtime()?.block_on(with_endpoints(
-                serve,
-                &config,
-                &telemetry,
-                projector::run_projector(&config, command),
-            ))
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            runtime()?.block_on(projector::run_projector(&config, command))
         }
         Command::Provisioner(command) => {
-            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            let serve = matches!(command, provisioner::ProvisionerCommand::Run);
-            runtime()?.block_on(with_endpoints(
-                serve,
-                &config,
-                &telemetry,
-                provisioner::run_provisioner(&config, command),
-            ))
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            runtime()?.block_on(provisioner::run_provisioner(&config, command))
         }
         Command::ProvisionNow(args) => {
             let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
@@ -135,14 +139,8 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Ingest(command) => {
-            let telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            let serve = matches!(command, ingest::IngestCommand::Serve);
-            let code = runtime()?.block_on(with_endpoints(
-                serve,
-                &config,
-                &telemetry,
-                ingest::run(&config, command),
-            ))?;
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            let code = runtime()?.block_on(ingest::run(&config, command))?;
             std::process::exit(code);
         }
     }
@@ -181,32 +179,10 @@ fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `work`; for a long-running role (`serve`), with `/metrics`,
-/// `/healthz` and `/readyz` on `telemetry.listen` alongside.
-async fn with_endpoints<T>(
-    serve: bool,
-    config: &Config,
-    telemetry: &hrsync_telemetry::TelemetryGuard,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    if !serve {
-        return work.await;
-    }
-    let readiness = hrsync_telemetry::Readiness::default();
-    let _server = hrsync_telemetry::serve(
-        config.telemetry.listen,
-        telemetry.metrics(),
-        readiness.clone(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "serving metrics on {} (telemetry.listen)",
-            config.telemetry.listen
-        )
-    })?;
-    readiness.set(true);
-    work.await
+/// Runs `role` (or all) in this process until SIGTERM or Ctrl-C.
+fn run_roles(config: &Config, role: roles::Role) -> anyhow::Result<()> {
+    let telemetry = hrsync_telemetry::init(&config.telemetry)?;
+    runtime()?.block_on(roles::run(config, &telemetry, &[role]))
 }
 
 /// Connects to and migrates the store of a role, `<section>.database_url`.

@@ -9,6 +9,7 @@ use hrsync_projector::run::{self, Mode, Topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::roles::Ready;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProjectorCommand {
@@ -54,6 +55,31 @@ fn topics(config: &Config) -> Topics {
     }
 }
 
+/// The projector until `shutdown`: the batch in flight is finished and
+/// stored with its offsets.
+pub(crate) async fn serve(
+    config: &Config,
+    shutdown: CancellationToken,
+    ready: &Ready,
+) -> anyhow::Result<()> {
+    let projector = projector(config).await?;
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
+    ready.role_ready("projector");
+    run::run(
+        projector,
+        &config.kafka,
+        &topics(config),
+        Mode::Serve,
+        shutdown,
+    )
+    .await
+    .context("projector")?;
+    Ok(())
+}
+
 pub(crate) async fn run_projector(
     config: &Config,
     command: ProjectorCommand,
@@ -65,21 +91,9 @@ pub(crate) async fn run_projector(
         .context("creating topics")?;
     let shutdown = CancellationToken::new();
     match command {
+        // `main` runs it through `roles::run`, with the endpoints.
         ProjectorCommand::Run => {
-            let signal = shutdown.clone();
-            tokio::spawn(async move {
-                crate::ingest::shutdown_signal().await;
-                signal.cancel();
-            });
-            run::run(
-                projector,
-                &config.kafka,
-                &topics(config),
-                Mode::Serve,
-                shutdown,
-            )
-            .await
-            .context("projector")?;
+            return serve(config, crate::roles::on_signal(), &Ready::detached()).await;
         }
         ProjectorCommand::Rebuild { idle_seconds } => {
             projector

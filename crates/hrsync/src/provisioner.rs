@@ -9,6 +9,7 @@ use hrsync_provisioner::run::{self, Provisioner, Topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::roles::Ready;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProvisionerCommand {
@@ -28,6 +29,15 @@ pub(crate) enum ProvisionerCommand {
         /// The app, as in `[[provisioner.apps]]`.
         app: String,
     },
+}
+
+fn topics(config: &Config) -> Topics {
+    Topics {
+        changes: config.topics.directory_changes.clone(),
+        priority: config.topics.directory_priority.clone(),
+        audit: config.topics.audit.clone(),
+        dlq: config.topics.provisioner_dlq.clone(),
+    }
 }
 
 /// `hrsync provision-now`.
@@ -135,12 +145,7 @@ pub(crate) async fn run_provisioner(
     command: ProvisionerCommand,
 ) -> anyhow::Result<()> {
     let provisioner = provisioner(config).await?;
-    let topics = Topics {
-        changes: config.topics.directory_changes.clone(),
-        priority: config.topics.directory_priority.clone(),
-        audit: config.topics.audit.clone(),
-        dlq: config.topics.provisioner_dlq.clone(),
-    };
+    let topics = topics(config);
     if let ProvisionerCommand::Redrive { idle_seconds } = command {
         let replayed = run::redrive(
             Arc::new(provisioner),
@@ -178,18 +183,25 @@ pub(crate) async fn run_provisioner(
         );
         return Ok(());
     }
+    // `main` runs it through `roles::run`, with the endpoints.
+    serve(config, crate::roles::on_signal(), &Ready::detached()).await
+}
+
+/// The provisioner until `shutdown`: the changes in flight are finished and
+/// their offsets committed.
+pub(crate) async fn serve(
+    config: &Config,
+    shutdown: CancellationToken,
+    ready: &Ready,
+) -> anyhow::Result<()> {
+    let provisioner = provisioner(config).await?;
     tracing::info!(apps = provisioner.apps().len(), "provisioner starting");
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::ingest::shutdown_signal().await;
-        signal.cancel();
-    });
+    ready.role_ready("provisioner");
     run::run(
         Arc::new(provisioner),
         &config.kafka,
         &config.provisioner,
-        &topics,
+        &topics(config),
         shutdown,
     )
     .await

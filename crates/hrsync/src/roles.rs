@@ -1,0 +1,145 @@
+//! Running roles: `hrsync run --role ingest|projector|provisioner|all`, and
+//! the single-role commands (`ingest serve`, `projector run`, `provisioner
+//! run`) that are the same with one role.
+//!
+//! One process serves `/metrics`, `/healthz` and `/readyz` on
+//! `telemetry.listen` for all its roles; `/readyz` answers 200 once every
+//! role is set up (store migrated, topics there, consumers or the push API
+//! started). SIGTERM or Ctrl-C stops every role gracefully: the push API
+//! finishes its requests, the projector its batch (offsets are stored with
+//! the state), the provisioner the changes in flight (their offsets are then
+//! committed). A role that fails stops the others, and the process exits
+//! non-zero.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// A role of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Role {
+    /// The push API for HR webhooks.
+    Ingest,
+    /// Lifecycle events to profile state and directory changes.
+    Projector,
+    /// Directory changes to SCIM calls.
+    Provisioner,
+    /// All three in one process.
+    All,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Projector => "projector",
+            Role::Provisioner => "provisioner",
+            Role::All => "all",
+        }
+    }
+}
+
+/// Marks the process ready once each of its roles said so.
+#[derive(Debug, Clone)]
+pub(crate) struct Ready {
+    waiting: Arc<AtomicUsize>,
+    readiness: hrsync_telemetry::Readiness,
+}
+
+impl Ready {
+    /// For callers without an endpoint.
+    pub(crate) fn detached() -> Self {
+        Ready {
+            waiting: Arc::new(AtomicUsize::new(usize::MAX)),
+            readiness: hrsync_telemetry::Readiness::default(),
+        }
+    }
+
+    /// One role is set up.
+    pub(crate) fn role_ready(&self, role: &str) {
+        tracing::info!(role, "role ready");
+        if self.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.readiness.set(true);
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub(crate) fn on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::ingest::shutdown_signal().await;
+        tracing::info!("shutting down: finishing the work in flight");
+        signal.cancel();
+    });
+    shutdown
+}
+
+/// Runs `roles` until SIGTERM or Ctrl-C, with the observability endpoints.
+pub(crate) async fn run(
+    config: &Config,
+    telemetry: &hrsync_telemetry::TelemetryGuard,
+    roles: &[Role],
+) -> anyhow::Result<()> {
+    let mut roles: Vec<Role> = roles
+        .iter()
+        .flat_map(|r| match r {
+            Role::All => vec![Role::Ingest, Role::Projector, Role::Provisioner],
+            one => vec![*one],
+        })
+        .collect();
+    roles.dedup();
+    let readiness = hrsync_telemetry::Readiness::default();
+    let server = hrsync_telemetry::serve(
+        config.telemetry.listen,
+        telemetry.metrics(),
+        readiness.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "serving metrics on {} (telemetry.listen)",
+            config.telemetry.listen
+        )
+    })?;
+    tracing::info!(addr = %server.addr, roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "hrsync starting");
+    let ready = Ready {
+        waiting: Arc::new(AtomicUsize::new(roles.len())),
+        readiness,
+    };
+    let shutdown = on_signal();
+    let running = roles.iter().map(|&role| {
+        let shutdown = shutdown.clone();
+        let ready = ready.clone();
+        async move {
+            let result = match role {
+                Role::Ingest => crate::ingest::serve(config, shutdown.clone(), &ready).await,
+                Role::Projector => crate::projector::serve(config, shutdown.clone(), &ready).await,
+                Role::Provisioner => {
+                    crate::provisioner::serve(config, shutdown.clone(), &ready).await
+                }
+                Role::All => unreachable!("expanded above"),
+            };
+            if let Err(error) = &result {
+                tracing::error!(
+                    role = role.name(),
+                    error = format!("{error:#}"),
+                    "role failed; stopping the others"
+                );
+                shutdown.cancel();
+            }
+            result.with_context(|| format!("{} role", role.name()))
+        }
+    });
+    let results = futures::future::join_all(running).await;
+    for result in results {
+        result?;
+    }
+    tracing::info!("hrsync stopped");
+    Ok(())
+}
