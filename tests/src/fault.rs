@@ -43,6 +43,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     rules: Arc<Mutex<VecDeque<Rule>>>,
     seen: Arc<Mutex<Vec<String>>>,
+    traces: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -60,19 +61,20 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let rules: Arc<Mutex<VecDeque<Rule>>> = Arc::default();
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let traces: Arc<Mutex<Vec<String>>> = Arc::default();
         let upstream = upstream.trim_end_matches('/').to_owned();
         let http = reqwest::Client::new();
-        let (task_rules, task_seen) = (rules.clone(), seen.clone());
+        let (task_rules, task_log) = (rules.clone(), (seen.clone(), traces.clone()));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (rules, seen, upstream, http) = (
+                let (rules, log, upstream, http) = (
                     task_rules.clone(),
-                    task_seen.clone(),
+                    task_log.clone(),
                     upstream.clone(),
                     http.clone(),
                 );
                 tokio::spawn(async move {
-                    let _ = serve(stream, &rules, &seen, &upstream, &http).await;
+                    let _ = serve(stream, &rules, (&log.0, &log.1), &upstream, &http).await;
                 });
             }
         });
@@ -80,6 +82,7 @@ impl FaultProxy {
             addr,
             rules,
             seen,
+            traces,
             task,
         })
     }
@@ -103,12 +106,17 @@ impl FaultProxy {
     pub fn seen(&self) -> Vec<String> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// The `traceparent` header of every request that had one, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.traces.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 async fn serve(
     mut stream: TcpStream,
     rules: &Mutex<VecDeque<Rule>>,
-    seen: &Mutex<Vec<String>>,
+    (seen, traces): (&Mutex<Vec<String>>, &Mutex<Vec<String>>),
     upstream: &str,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
@@ -145,6 +153,11 @@ async fn serve(
         buffer.extend_from_slice(&chunk[..n]);
     }
     let body = buffer[head_end..head_end + length].to_vec();
+    if let Some((_, trace)) = headers.iter().find(|(k, _)| k == "traceparent") {
+        if let Ok(mut traces) = traces.lock() {
+            traces.push(trace.clone());
+        }
+    }
     if let Ok(mut seen) = seen.lock() {
         seen.push(format!(
             "{method} {}",

@@ -21,6 +21,11 @@ fn future_record<'a>(
         });
     }
     for (key, value) in trace_headers {
+        // A trace the caller carries over explicitly (the projector's outbox
+        // keeps the causing event's) wins over the current span's.
+        if record.headers.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         headers = headers.insert(Header {
             key,
             value: Some(value.as_bytes()),

@@ -33,6 +33,7 @@ use hrsync_domain::{
 };
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::store::{IngestStore, PushRecord};
 
@@ -105,7 +106,28 @@ async fn post_event(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&service.token, &headers)?;
+    // The HR system's trace (a W3C `traceparent` header) continues here and
+    // travels with the event: the producer writes it into the record's
+    // headers, and every later stage continues it.
+    let span = tracing::info_span!("push.event");
+    hrsync_telemetry::propagation::continue_from(
+        &span,
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    handle_event(&service, &headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn handle_event(
+    service: &Arc<PushService>,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let service = service.clone();
+    authorize(&service.token, headers)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

@@ -84,6 +84,8 @@ pub struct Incoming<'a> {
     pub event: LifecycleEvent,
     /// Its Avro single-object encoding, as consumed.
     pub payload: &'a [u8],
+    /// The W3C `traceparent` it was produced in, if any.
+    pub traceparent: Option<String>,
 }
 
 /// A consumed position to store with the batch.
@@ -123,6 +125,8 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
     /// Also goes to the priority lane.
     pub priority: bool,
+    /// The trace of the event that caused it (W3C `traceparent`).
+    pub traceparent: Option<String>,
 }
 
 /// The desired state last emitted for a person.
@@ -145,6 +149,8 @@ struct PersonRow {
     emitted: Emitted,
     /// Events applied in this batch (for `caused_by`).
     caused_by: Vec<EventId>,
+    /// The trace of the last of them, if it had one.
+    trace: Option<String>,
     dirty: bool,
     is_new: bool,
     /// Manager and lifecycle as stored: when neither changes, the state is
@@ -294,23 +300,26 @@ impl Projector {
             }
             seen.extend(query.fetch_all(&mut *tx).await?);
         }
-        let mut fresh: Vec<&Incoming<'_>> = Vec::new();
+        let mut candidates: Vec<&Incoming<'_>> = Vec::new();
         for event in events {
             if seen.insert(event.event.event_id.to_string()) {
-                fresh.push(event);
+                candidates.push(event);
             } else {
                 outcome.duplicates += 1;
             }
         }
-        outcome.applied = fresh.len();
 
-        // Store the new events.
-        for chunk in fresh.chunks(ROWS) {
+        // Store the new events. The other lane may be storing the same event
+        // right now (an immediate termination comes on both topics): its
+        // insert wins, and this batch skips the event instead of failing.
+        let mut inserted: BTreeSet<String> = BTreeSet::new();
+        for chunk in candidates.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) VALUES {}",
+                "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) VALUES {} \
+                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                 hrsync_store::placeholders(chunk.len(), 5)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
             for incoming in chunk {
                 let event = &incoming.event;
                 query = query
@@ -320,8 +329,14 @@ impl Projector {
                     .bind(incoming.payload)
                     .bind(now_ms);
             }
-            query.execute(&mut *tx).await?;
+            inserted.extend(query.fetch_all(&mut *tx).await?);
         }
+        let fresh: Vec<&Incoming<'_>> = candidates
+            .into_iter()
+            .filter(|e| inserted.contains(&e.event.event_id.to_string()))
+            .collect();
+        outcome.duplicates += events.len() - outcome.duplicates - fresh.len();
+        outcome.applied = fresh.len();
 
         // Fold them into the persons.
         let employees: BTreeSet<&str> =
@@ -337,6 +352,7 @@ impl Projector {
                 state: PersonState::new(id),
                 emitted: Emitted::default(),
                 caused_by: Vec::new(),
+                trace: None,
                 dirty: false,
                 is_new: true,
                 stored_manager: None,
@@ -344,6 +360,9 @@ impl Projector {
             });
             row.dirty = true;
             row.caused_by.push(event.event_id.clone());
+            if incoming.traceparent.is_some() {
+                row.trace.clone_from(&incoming.traceparent);
+            }
             if row.state.is_in_order(event) {
                 row.state
                     .apply_in_order(event, &self.config.attribute_sources);
@@ -598,21 +617,22 @@ impl Projector {
                 apps: app_names,
             };
             *priority_changes += usize::from(priority);
-            out.push((row.person_id.clone(), payload, priority));
+            out.push((row.person_id.clone(), payload, priority, row.trace.take()));
         }
         self.write_people(tx, people, now_ms, true).await?;
         for chunk in out.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms) VALUES {}",
-                hrsync_store::placeholders(chunk.len(), 4)
+                "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {}",
+                hrsync_store::placeholders(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
-            for (person, payload, priority) in chunk {
+            for (person, payload, priority, trace) in chunk {
                 query = query
                     .bind(person)
                     .bind(payload)
                     .bind(i64::from(*priority))
-                    .bind(now_ms);
+                    .bind(now_ms)
+                    .bind(trace);
             }
             query.execute(&mut **tx).await?;
         }
@@ -710,7 +730,7 @@ impl Projector {
     /// Database failures.
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, person_id, payload, priority FROM projector_outbox ORDER BY seq LIMIT $1",
+            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox ORDER BY seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.db.pool())
@@ -722,6 +742,32 @@ impl Projector {
                     person_id: r.try_get(1)?,
                     payload: r.try_get(2)?,
                     priority: r.try_get::<i64, _>(3)? != 0,
+                    traceparent: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The oldest fast-lane outbox rows.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn priority_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox \
+             WHERE priority = 1 ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    seq: r.try_get(0)?,
+                    person_id: r.try_get(1)?,
+                    payload: r.try_get(2)?,
+                    priority: r.try_get::<i64, _>(3)? != 0,
+                    traceparent: r.try_get(4)?,
                 })
             })
             .collect()
@@ -840,6 +886,7 @@ async fn load_people<'a>(
                     state,
                     emitted,
                     caused_by: Vec::new(),
+                    trace: None,
                     dirty: false,
                     is_new: false,
                     stored_manager: row.try_get(6)?,

@@ -8,17 +8,20 @@
 //! store (run a single instance per store; a restarted instance resumes
 //! exactly where the store says).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hrsync_bus::LagContext;
-use hrsync_bus::{DlqPublisher, KafkaConfig, OutgoingRecord, Producer, Record};
+use hrsync_bus::{DlqPublisher, KafkaConfig, LagContext, OutgoingRecord, Producer, Record};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::project::{Incoming, Position, ProjectError, Projector};
+use crate::project::{Incoming, OutboxRow, Position, ProjectError, Projector};
+
+/// The W3C trace context header.
+const TRACEPARENT: &str = "traceparent";
 
 /// Topics the projector reads and writes.
 #[derive(Debug, Clone)]
@@ -272,6 +275,11 @@ async fn apply_records(
             Ok(event) => events.push(Incoming {
                 event,
                 payload: record.payload.as_deref().unwrap_or_default(),
+                traceparent: record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == TRACEPARENT)
+                    .and_then(|(_, v)| String::from_utf8(v.clone()).ok()),
             }),
             Err(reason) => {
                 let reason = format!("undecodable or invalid lifecycle event: {reason}");
@@ -371,16 +379,41 @@ async fn timers(
     }
 }
 
-/// Drains the outbox: priority copies first, then the main topic in order;
-/// rows are deleted once the broker acknowledged them (a crash in between
-/// republishes them; consumers drop versions they have seen).
+/// Drains the outbox. Fast-lane rows go to the priority topic first, ahead
+/// of any backlog of ordinary rows before them (a termination must not wait
+/// behind thousands of hires); then every row goes to the main topic in
+/// order, and rows are deleted once the broker acknowledged them. A crash in
+/// between republishes them; consumers drop versions they have seen.
 async fn publish(
     shared: Arc<Shared>,
     producer: Producer,
     topics: Topics,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    // Fast-lane rows already on the priority topic, not yet on the main one.
+    let mut sent_ahead: BTreeSet<i64> = BTreeSet::new();
     loop {
+        let ahead = match shared.projector.priority_outbox(1000).await {
+            Ok(rows) => rows,
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "reading the outbox failed");
+                Vec::new()
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let ahead: Vec<OutboxRow> = ahead
+            .into_iter()
+            .filter(|r| !sent_ahead.contains(&r.seq))
+            .collect();
+        if !ahead.is_empty() {
+            let records = records(&ahead, &topics.directory_priority, |_| true);
+            match producer.send_batch(&records.records()).await {
+                Ok(_) => sent_ahead.extend(ahead.iter().map(|r| r.seq)),
+                Err(error) => {
+                    tracing::warn!(%error, "publishing fast-lane changes failed; retrying")
+                }
+            }
+        }
         let rows = match shared.projector.outbox(1000).await {
             Ok(rows) => rows,
             Err(error) if error.is_retryable() => {
@@ -397,36 +430,23 @@ async fn publish(
             }
             continue;
         }
-        let priority: Vec<OutgoingRecord<'_>> = rows
-            .iter()
-            .filter(|r| r.priority)
-            .map(|r| OutgoingRecord {
-                topic: &topics.directory_priority,
-                key: r.person_id.as_bytes(),
-                payload: &r.payload,
-                headers: &[],
-            })
-            .collect();
-        let main: Vec<OutgoingRecord<'_>> = rows
-            .iter()
-            .map(|r| OutgoingRecord {
-                topic: &topics.directory_changes,
-                key: r.person_id.as_bytes(),
-                payload: &r.payload,
-                headers: &[],
-            })
-            .collect();
+        let priority = records(&rows, &topics.directory_priority, |r| {
+            r.priority && !sent_ahead.contains(&r.seq)
+        });
+        let main = records(&rows, &topics.directory_changes, |_| true);
         let sent = async {
+            let priority = priority.records();
             if !priority.is_empty() {
                 producer.send_batch(&priority).await?;
             }
-            producer.send_batch(&main).await
+            producer.send_batch(&main.records()).await
         }
         .await;
         match sent {
             Ok(_) => {
                 let last = rows.last().map_or(0, |r| r.seq);
                 shared.projector.delete_outbox_through(last).await?;
+                sent_ahead = sent_ahead.split_off(&(last + 1));
                 metrics::counter!("hrsync_projector_changes_published_total")
                     .increment(rows.len() as u64);
             }
@@ -438,5 +458,50 @@ async fn publish(
                 }
             }
         }
+    }
+}
+
+/// Outbox rows as records for `topic`, each in the trace of the event that
+/// caused it.
+struct Outgoing<'a> {
+    topic: &'a str,
+    rows: Vec<&'a OutboxRow>,
+    traces: Vec<Vec<(&'a str, &'a [u8])>>,
+}
+
+impl Outgoing<'_> {
+    fn records(&self) -> Vec<OutgoingRecord<'_>> {
+        self.rows
+            .iter()
+            .zip(&self.traces)
+            .map(|(r, trace)| OutgoingRecord {
+                topic: self.topic,
+                key: r.person_id.as_bytes(),
+                payload: &r.payload,
+                headers: trace,
+            })
+            .collect()
+    }
+}
+
+fn records<'a>(
+    rows: &'a [OutboxRow],
+    topic: &'a str,
+    keep: impl Fn(&OutboxRow) -> bool,
+) -> Outgoing<'a> {
+    let rows: Vec<&OutboxRow> = rows.iter().filter(|r| keep(r)).collect();
+    let traces = rows
+        .iter()
+        .map(|r| {
+            r.traceparent
+                .as_deref()
+                .map(|t| vec![(TRACEPARENT, t.as_bytes())])
+                .unwrap_or_default()
+        })
+        .collect();
+    Outgoing {
+        topic,
+        rows,
+        traces,
     }
 }

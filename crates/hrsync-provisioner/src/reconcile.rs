@@ -616,7 +616,7 @@ async fn push_groups(
         }
         let op = PatchOp::add("members", json!([{"value": link.scim_id}]));
         app.client
-            .patch("Groups", &group, &[op])
+            .patch_members(&group, &[op])
             .await
             .map_err(scim)?;
     }
@@ -631,7 +631,7 @@ async fn push_groups(
         );
         match app
             .client
-            .patch("Groups", &group, &[PatchOp::remove(path)])
+            .patch_members(&group, &[PatchOp::remove(path)])
             .await
         {
             // The group is gone from the app: nothing to leave.

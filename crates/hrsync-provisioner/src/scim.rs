@@ -10,6 +10,8 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use tracing::Instrument;
+
 use crate::auth::{Authenticator, Credentials};
 use crate::limit::{Limiter, Limits};
 
@@ -244,8 +246,17 @@ impl ScimClient {
         let mut renewed = false;
         loop {
             let authorization = self.auth.header().await?;
+            // One span per request, in the change's trace; the app receives
+            // it as a W3C `traceparent` header.
+            let span = tracing::info_span!(
+                "scim.request",
+                app = %self.app,
+                method = %method,
+                resource = path.split('/').nth(1).unwrap_or_default(),
+            );
             match self
                 .send(method.clone(), path, query, body, authorization.clone())
+                .instrument(span)
                 .await
             {
                 // An access token revoked or expired early: fetch a new one,
@@ -272,6 +283,9 @@ impl ScimClient {
             .http
             .request(method.clone(), &url)
             .header(AUTHORIZATION, authorization);
+        for (name, value) in hrsync_telemetry::propagation::inject(&tracing::Span::current()) {
+            request = request.header(name, value);
+        }
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -476,6 +490,33 @@ impl ScimClient {
     /// # Errors
     /// See [`ScimError`].
     pub async fn patch(&self, resource: &str, id: &str, ops: &[PatchOp]) -> Result<Option<Value>> {
+        self.patch_with(resource, id, ops, &[]).await
+    }
+
+    /// Changes a group's members, asking the server to leave the members
+    /// out of its answer (`excludedAttributes=members`): a large group's
+    /// whole member list is not sent back for every joiner.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn patch_members(&self, id: &str, ops: &[PatchOp]) -> Result<()> {
+        self.patch_with(
+            "Groups",
+            id,
+            ops,
+            &[("excludedAttributes", "members".to_owned())],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn patch_with(
+        &self,
+        resource: &str,
+        id: &str,
+        ops: &[PatchOp],
+        query: &[(&str, String)],
+    ) -> Result<Option<Value>> {
         let body = json!({
             "schemas": [PATCH_OP],
             "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
@@ -483,7 +524,7 @@ impl ScimClient {
         self.call(
             Method::PATCH,
             &format!("/{resource}/{id}"),
-            &[],
+            query,
             Some(&body),
         )
         .await

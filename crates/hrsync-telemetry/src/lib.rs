@@ -119,7 +119,11 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
     let filter =
         EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Filter(e.to_string()))?;
     let provider = tracer_provider(config)?;
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("hrsync"));
+    // Spans carry the trace from stage to stage, so they are recorded at
+    // info whatever the log filter: a quiet log must not break the trace.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("hrsync"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let fmt = match config.log_format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -132,8 +136,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()
         .map_err(|e| Error::AlreadyInitialised(e.to_string()))?;

@@ -1,0 +1,71 @@
+//! The priority lane and the main lane store the same event at the same
+//! time (an immediate termination arrives on both topics): the second is a
+//! no-op, not a failed batch. On real PostgreSQL.
+
+use std::time::Duration;
+
+use hrsync_domain::{
+    EmployeeId, EmploymentType, Hire, LifecycleEvent, LifecyclePayload, SourceSystem, TimeZone,
+    Timestamp, WorkerAttributes,
+};
+use hrsync_projector::config::ProjectorConfig;
+use hrsync_projector::project::{Incoming, Projector};
+use hrsync_tests::PgDatabase;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let db = hrsync_store::Db::connect(pg.url(), 4).await?;
+    db.migrate().await?;
+    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let now = Timestamp::from_millis(1_790_000_000_000)?;
+    let event = LifecycleEvent::new(
+        SourceSystem::new("hris")?,
+        EmployeeId::new("E1")?,
+        now,
+        now,
+        TimeZone::new("UTC")?,
+        LifecyclePayload::Hire(Hire {
+            attributes: WorkerAttributes::new("Ada", "Byron", EmploymentType::Employee),
+        }),
+    )?;
+    let payload = hrsync_schema::encode_lifecycle(&event)?;
+
+    // The other lane has stored the event and not committed yet.
+    let mut other = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.event_id.to_string())
+    .bind("E1")
+    .bind(now.as_millis())
+    .bind(payload.clone())
+    .bind(now.as_millis())
+    .execute(&mut *other)
+    .await?;
+
+    let batch = tokio::spawn({
+        let projector = projector.clone();
+        let event = event.clone();
+        async move {
+            projector
+                .apply_batch(
+                    &[Incoming {
+                        event,
+                        payload: &payload,
+                        traceparent: None,
+                    }],
+                    &[],
+                    now.as_millis(),
+                )
+                .await
+        }
+    });
+    // The batch now waits on the event's key; the other lane commits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    other.commit().await?;
+    let outcome = batch.await??;
+    assert_eq!((outcome.applied, outcome.duplicates), (0, 1));
+    Ok(())
+}
