@@ -1,0 +1,487 @@
+//! The parts of an end-to-end run: SCIM apps, `hrsync` role processes over
+//! one broker and one PostgreSQL database, and polling.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hrsync_provisioner::scim::ScimClient;
+use hrsync_tests::{Broker, FaultProxy, PgDatabase, ScimServer};
+use serde_json::Value;
+
+const PUSH_TOKEN: &str = "e2e-push-token-5c1d";
+
+/// Polls `check` until it is true, for up to a minute.
+pub(crate) async fn eventually<F, Fut>(what: &str, check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    eventually_within(what, Duration::from_secs(60), check).await
+}
+
+/// Polls `check` until it is true, for up to `limit`.
+pub(crate) async fn eventually_within<F, Fut>(
+    what: &str,
+    limit: Duration,
+    check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    eventually_every(what, limit, Duration::from_millis(100), check).await
+}
+
+/// Polls `check` every `every` until it is true, for up to `limit`.
+pub(crate) async fn eventually_every<F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = check().await;
+        if matches!(last, Ok(true)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not reached within {limit:?} (last check: {last:?})"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Where an app runs.
+pub(crate) enum App {
+    /// The third-party `scim2-server` (a separate process), behind a proxy
+    /// that records the `traceparent` of every request.
+    ThirdParty(ScimServer, FaultProxy),
+    /// The local SCIM app, served in-process.
+    Local {
+        state: hrsync_scim_app::AppState,
+        base: String,
+        token: String,
+        _task: tokio::task::JoinHandle<()>,
+    },
+}
+
+/// One named app and a client of it.
+pub(crate) struct NamedApp {
+    pub(crate) name: String,
+    pub(crate) app: App,
+    client: ScimClient,
+}
+
+impl NamedApp {
+    fn base_url(&self) -> String {
+        match &self.app {
+            App::ThirdParty(_, proxy) => proxy.url(),
+            App::Local { base, .. } => base.clone(),
+        }
+    }
+
+    fn token(&self) -> &str {
+        match &self.app {
+            App::ThirdParty(server, _) => server.token(),
+            App::Local { token, .. } => token,
+        }
+    }
+
+    /// The account whose `userName` is `user_name`.
+    pub(crate) async fn user(&self, user_name: &str) -> anyhow::Result<Option<Value>> {
+        Ok(self.client.find_user("userName", user_name).await?)
+    }
+
+    /// How many accounts the app holds.
+    pub(crate) async fn count(&self) -> anyhow::Result<usize> {
+        if let App::Local { state, .. } = &self.app {
+            return Ok(state.user_count());
+        }
+        let page = reqwest::Client::new()
+            .get(format!("{}/Users?count=1", self.base_url()))
+            .bearer_auth(self.token())
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await?;
+        Ok(page["totalResults"].as_u64().unwrap_or(0) as usize)
+    }
+
+    /// The display names of the groups `user_id` is a member of.
+    async fn groups_of(&self, user_id: &str) -> anyhow::Result<Vec<String>> {
+        let page = reqwest::Client::new()
+            .get(format!("{}/Groups?count=1000", self.base_url()))
+            .bearer_auth(self.token())
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await?;
+        let mut names: Vec<String> = page["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| {
+                g["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["value"] == user_id))
+            })
+            .filter_map(|g| g["displayName"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The apps of a run, and whether groups are pushed to them.
+pub(crate) struct ScimApps(Vec<NamedApp>, bool);
+
+impl ScimApps {
+    /// One `scim2-server` per name.
+    pub(crate) async fn third_party(names: &[&str]) -> anyhow::Result<Self> {
+        let mut apps = Vec::new();
+        for name in names {
+            let server = ScimServer::start()?;
+            let proxy = FaultProxy::start(&server.base_url()).await?;
+            let client =
+                ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+                    .map_err(anyhow::Error::msg)?;
+            apps.push(NamedApp {
+                name: (*name).to_owned(),
+                app: App::ThirdParty(server, proxy),
+                client,
+            });
+        }
+        Ok(ScimApps(apps, true))
+    }
+
+    /// One local SCIM app per name, in-process.
+    pub(crate) async fn local(names: &[&str]) -> anyhow::Result<Self> {
+        let mut apps = Vec::new();
+        for name in names {
+            let token = format!("{name}-e2e-token");
+            let state = hrsync_scim_app::AppState::new(token.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let base = format!("http://{}", listener.local_addr()?);
+            let router = hrsync_scim_app::router(state.clone());
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            let client = ScimClient::new(&base, &token, Duration::from_secs(10))
+                .map_err(anyhow::Error::msg)?;
+            apps.push(NamedApp {
+                name: (*name).to_owned(),
+                app: App::Local {
+                    state,
+                    base,
+                    token,
+                    _task: task,
+                },
+                client,
+            });
+        }
+        Ok(ScimApps(apps, true))
+    }
+
+    /// The `traceparent` headers app `name` received (third-party apps).
+    pub(crate) fn traceparents(&self, name: &str) -> Vec<String> {
+        match &self.get(name).app {
+            App::ThirdParty(_, proxy) => proxy.traceparents(),
+            App::Local { .. } => Vec::new(),
+        }
+    }
+
+    /// The same apps without group push (the local app's groups grow by one
+    /// member per PATCH, each rewriting the whole member list: quadratic at
+    /// 10,000 members).
+    pub(crate) fn without_groups(self) -> Self {
+        ScimApps(self.0, false)
+    }
+
+    /// The app called `name`.
+    pub(crate) fn get(&self, name: &str) -> &NamedApp {
+        self.0
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no app {name}"))
+    }
+
+    /// Per app: the account of `user_name`, if any, as (active, groups).
+    pub(crate) async fn account(
+        &self,
+        user_name: &str,
+    ) -> anyhow::Result<Vec<(String, Option<(bool, Vec<String>)>)>> {
+        let mut out = Vec::new();
+        for app in &self.0 {
+            let account = match app.user(user_name).await? {
+                Some(user) => {
+                    let id = user["id"].as_str().unwrap_or_default().to_owned();
+                    let active = user["active"].as_bool().unwrap_or(true);
+                    Some((active, app.groups_of(&id).await?))
+                }
+                None => None,
+            };
+            out.push((app.name.clone(), account));
+        }
+        Ok(out)
+    }
+
+    /// Accounts per app.
+    pub(crate) async fn counts(&self) -> anyhow::Result<Vec<(String, usize)>> {
+        let mut out = Vec::new();
+        for app in &self.0 {
+            out.push((app.name.clone(), app.count().await?));
+        }
+        Ok(out)
+    }
+
+    fn config(&self) -> String {
+        self.0
+            .iter()
+            .map(|a| {
+                format!(
+                    "[[provisioner.apps]]\nname = \"{}\"\nbase_url = \"{}\"\ntoken = \"{}\"\npush_groups = {}\n",
+                    a.name,
+                    a.base_url(),
+                    a.token(),
+                    self.1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `hrsync run --role ...` processes sharing a broker, a database and a
+/// config file.
+pub(crate) struct Processes {
+    children: Vec<Child>,
+    metrics: Vec<String>,
+    push: String,
+    config: PathBuf,
+    _broker: Broker,
+    db: PgDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Processes {
+    /// Starts one `hrsync run --role R` per role (`all` for one process),
+    /// and waits until each is ready (`/readyz`).
+    pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
+        let broker = Broker::start()?;
+        let db = PgDatabase::fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let push_port = free_port()?;
+        let config = dir.path().join("hrsync.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{kafka}
+[telemetry]
+log_format = "human"
+log_filter = "warn"
+
+[ingest]
+database_url = "{db}"
+
+[ingest.push]
+listen = "127.0.0.1:{push_port}"
+token = {{ env = "PUSH_TOKEN" }}
+
+[[ingest.sources]]
+name = "hris"
+
+[projector]
+database_url = "{db}"
+timer_interval_ms = 200
+batch_linger_ms = 5
+
+[projector.prehire_days]
+slack = 7
+
+[[projector.rules.groups]]
+name = "Everyone"
+rule = 'true'
+apps = ["slack"]
+
+[[projector.rules.groups]]
+name = "Customer Support"
+rule = 'person.department == "Customer Support"'
+apps = ["slack", "zendesk"]
+
+[[projector.rules.groups]]
+name = "People Managers"
+rule = 'is_manager || person.title.contains("Manager")'
+apps = ["lattice"]
+
+[provisioner]
+database_url = "{db}"
+max_backoff_ms = 2000
+
+{apps}
+"#,
+                kafka = broker.kafka_toml(),
+                db = db.url(),
+                apps = apps.config(),
+            ),
+        )?;
+        let mut processes = Processes {
+            children: Vec::new(),
+            metrics: Vec::new(),
+            push: format!("http://127.0.0.1:{push_port}"),
+            config,
+            _broker: broker,
+            db,
+            _dir: dir,
+        };
+        for role in roles {
+            let metrics_port = free_port()?;
+            let child = Command::new(env!("CARGO_BIN_EXE_hrsync"))
+                .arg("--config")
+                .arg(&processes.config)
+                .args(["run", "--role", role])
+                .env("PUSH_TOKEN", PUSH_TOKEN)
+                .env(
+                    "HRSYNC_TELEMETRY__LISTEN",
+                    format!("127.0.0.1:{metrics_port}"),
+                )
+                .stdout(Stdio::null())
+                .spawn()?;
+            processes.children.push(child);
+            processes
+                .metrics
+                .push(format!("http://127.0.0.1:{metrics_port}"));
+        }
+        for (i, base) in processes.metrics.clone().iter().enumerate() {
+            let role = roles[i];
+            eventually_within(
+                &format!("{role} ready"),
+                Duration::from_secs(120),
+                || async {
+                    Ok(reqwest::get(format!("{base}/readyz"))
+                        .await
+                        .is_ok_and(|r| r.status().is_success()))
+                },
+            )
+            .await?;
+        }
+        Ok(processes)
+    }
+
+    /// Posts one HR event to the push API; expects 202.
+    pub(crate) async fn push(&self, event: Value) -> anyhow::Result<Value> {
+        self.push_traced(event, None).await
+    }
+
+    /// [`Processes::push`] as part of the HR system's trace `traceparent`.
+    pub(crate) async fn push_traced(
+        &self,
+        event: Value,
+        traceparent: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/v1/events", self.push))
+            .bearer_auth(PUSH_TOKEN)
+            .json(&event);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        anyhow::ensure!(status.as_u16() == 202, "push {event}: {status} {body}");
+        Ok(body)
+    }
+
+    /// Imports a snapshot of source `hris` with `hrsync ingest import`.
+    pub(crate) fn import(&self, csv: &str) -> anyhow::Result<()> {
+        let file = self.config.with_file_name("snapshot.csv");
+        std::fs::write(&file, csv)?;
+        let output = Command::new(env!("CARGO_BIN_EXE_hrsync"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["ingest", "import", "--source", "hris"])
+            .arg(&file)
+            .env("PUSH_TOKEN", PUSH_TOKEN)
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "import failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// The trace ids of the provisioner's audit records for `app` and
+    /// `operation` (`CREATE`, `DEACTIVATE`, ...).
+    pub(crate) async fn audit_traces(
+        &self,
+        app: &str,
+        operation: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let pool = sqlx::PgPool::connect(self.db.url()).await?;
+        let traces: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT trace_id FROM provisioner_audit WHERE app = $1 AND operation = $2",
+        )
+        .bind(app)
+        .bind(operation)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(traces.into_iter().flatten().collect())
+    }
+
+    /// The `/metrics` text of process `i`.
+    pub(crate) async fn metrics(&self, i: usize) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.metrics[i]))
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// Sends SIGTERM to process `i` and waits up to `limit` for it to exit;
+    /// returns its exit code.
+    pub(crate) fn terminate(&mut self, i: usize, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let child = &mut self.children[i];
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "still running {limit:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
