@@ -68,6 +68,11 @@ impl Ready {
         }
     }
 
+    /// Whether every role said it is set up.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.readiness.get()
+    }
+
     /// One role is set up.
     pub(crate) fn role_ready(&self, role: &str) {
         tracing::info!(role, "role ready");
