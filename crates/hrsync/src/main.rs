@@ -2,6 +2,7 @@
 //! commands.
 
 mod config;
+mod demo;
 mod ingest;
 mod projector;
 mod provisioner;
@@ -27,6 +28,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Play the joiner → mover → leaver story end to end on this machine:
+    /// a tansu broker, SQLite, two local SCIM apps and every role, with no
+    /// configuration. Prints what HR said and what each app then holds.
+    Demo(demo::DemoArgs),
     /// Run roles of the pipeline in this process until SIGTERM or Ctrl-C,
     /// with /metrics, /healthz and /readyz on telemetry.listen.
     Run {
@@ -89,12 +94,14 @@ enum TopicsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Schemas(command) = &cli.command {
-        // Needs no configuration.
-        return schemas(command);
-    }
+    // These need no configuration.
+    let command = match cli.command {
+        Command::Schemas(command) => return schemas(&command),
+        Command::Demo(args) => return demo::run(args),
+        command => command,
+    };
     let config: Config = hrsync_config::load(cli.config.as_deref())?;
-    match cli.command {
+    match command {
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_redacted_toml()?);
             Ok(())
@@ -112,7 +119,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Schemas(command) => schemas(&command),
+        Command::Schemas(_) | Command::Demo(_) => unreachable!("handled above"),
         Command::Run { role } => run_roles(&config, role),
         Command::Projector(projector::ProjectorCommand::Run) => {
             run_roles(&config, roles::Role::Projector)

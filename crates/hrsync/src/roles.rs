@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 /// A role of the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(crate) enum Role {
     /// The push API for HR webhooks.
     Ingest,
@@ -59,6 +59,20 @@ impl Ready {
         }
     }
 
+    /// Waits for `roles` roles (after [`Role::All`] is expanded) and then
+    /// sets `readiness`.
+    pub(crate) fn new(roles: &[Role], readiness: hrsync_telemetry::Readiness) -> Self {
+        Ready {
+            waiting: Arc::new(AtomicUsize::new(expand(roles).len())),
+            readiness,
+        }
+    }
+
+    /// Whether every role said it is set up.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.readiness.get()
+    }
+
     /// One role is set up.
     pub(crate) fn role_ready(&self, role: &str) {
         tracing::info!(role, "role ready");
@@ -80,20 +94,26 @@ pub(crate) fn on_signal() -> CancellationToken {
     shutdown
 }
 
-/// Runs `roles` until SIGTERM or Ctrl-C, with the observability endpoints.
-pub(crate) async fn run(
-    config: &Config,
-    telemetry: &hrsync_telemetry::TelemetryGuard,
-    roles: &[Role],
-) -> anyhow::Result<()> {
-    let mut roles: Vec<Role> = roles
+/// `roles` with [`Role::All`] expanded, each once.
+fn expand(roles: &[Role]) -> Vec<Role> {
+    let mut expanded: Vec<Role> = roles
         .iter()
         .flat_map(|r| match r {
             Role::All => vec![Role::Ingest, Role::Projector, Role::Provisioner],
             one => vec![*one],
         })
         .collect();
-    roles.dedup();
+    expanded.sort();
+    expanded.dedup();
+    expanded
+}
+
+/// Runs `roles` until SIGTERM or Ctrl-C, with the observability endpoints.
+pub(crate) async fn run(
+    config: &Config,
+    telemetry: &hrsync_telemetry::TelemetryGuard,
+    roles: &[Role],
+) -> anyhow::Result<()> {
     let readiness = hrsync_telemetry::Readiness::default();
     let server = hrsync_telemetry::serve(
         config.telemetry.listen,
@@ -107,21 +127,31 @@ pub(crate) async fn run(
             config.telemetry.listen
         )
     })?;
-    tracing::info!(addr = %server.addr, roles = ?roles.iter().map(|r| r.name()).collect::<Vec<_>>(), "hrsync starting");
-    let ready = Ready {
-        waiting: Arc::new(AtomicUsize::new(roles.len())),
-        readiness,
-    };
-    let shutdown = on_signal();
-    let running = roles.iter().map(|&role| {
+    tracing::info!(addr = %server.addr, roles = ?expand(roles).iter().map(|r| r.name()).collect::<Vec<_>>(), "hrsync starting");
+    let ready = Ready::new(roles, readiness);
+    run_until(config, roles, on_signal(), &ready).await?;
+    tracing::info!("hrsync stopped");
+    Ok(())
+}
+
+/// Runs `roles` in this task until `shutdown` is cancelled, without the
+/// observability endpoints (`hrsync demo` hosts them this way). A role that
+/// fails cancels `shutdown`, so the others stop too, and its error is
+/// returned.
+pub(crate) async fn run_until(
+    config: &Config,
+    roles: &[Role],
+    shutdown: CancellationToken,
+    ready: &Ready,
+) -> anyhow::Result<()> {
+    let running = expand(roles).into_iter().map(|role| {
         let shutdown = shutdown.clone();
-        let ready = ready.clone();
         async move {
             let result = match role {
-                Role::Ingest => crate::ingest::serve(config, shutdown.clone(), &ready).await,
-                Role::Projector => crate::projector::serve(config, shutdown.clone(), &ready).await,
+                Role::Ingest => crate::ingest::serve(config, shutdown.clone(), ready).await,
+                Role::Projector => crate::projector::serve(config, shutdown.clone(), ready).await,
                 Role::Provisioner => {
-                    crate::provisioner::serve(config, shutdown.clone(), &ready).await
+                    crate::provisioner::serve(config, shutdown.clone(), ready).await
                 }
                 Role::All => unreachable!("expanded above"),
             };
@@ -140,6 +170,5 @@ pub(crate) async fn run(
     for result in results {
         result?;
     }
-    tracing::info!("hrsync stopped");
     Ok(())
 }
