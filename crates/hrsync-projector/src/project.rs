@@ -64,6 +64,19 @@ impl ProjectError {
             _ => false,
         }
     }
+
+    /// Whether another transaction changed what this one read, so that
+    /// retrying at once (it has committed) sees the new state: the revision
+    /// check, or PostgreSQL's serialization failure or deadlock.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ProjectError::Conflict(_) => true,
+            ProjectError::Db(hrsync_store::Error::Query(sqlx::Error::Database(e))) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
+    }
 }
 
 type Result<T, E = ProjectError> = std::result::Result<T, E>;
@@ -197,7 +210,7 @@ impl Projector {
     pub async fn begin_rebuild(&self) -> Result<()> {
         // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
         // CONFLICT.)
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO projector_version_floor (employee_id, version) \
              SELECT employee_id, version FROM projector_person WHERE true \
@@ -227,7 +240,7 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn finish_rebuild(&self) -> Result<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "UPDATE projector_person SET version = (SELECT f.version FROM projector_version_floor f \
              WHERE f.employee_id = projector_person.employee_id) \
@@ -274,7 +287,7 @@ impl Projector {
         positions: &[Position],
         now_ms: i64,
     ) -> Result<BatchOutcome> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let mut outcome = BatchOutcome::default();
 
         // Drop events already stored, and repeats within the batch.
@@ -370,7 +383,7 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn run_due(&self, now_ms: i64) -> Result<usize> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 ORDER BY next_check_at_ms LIMIT 1000",
         )
@@ -413,7 +426,7 @@ impl Projector {
                 .await?;
         let mut changes = 0;
         for chunk in ids.chunks(1000) {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin_write().await?;
             let mut people = load_people(&mut tx, chunk.iter().map(String::as_str)).await?;
             for row in people.values_mut() {
                 row.dirty = true;
@@ -424,7 +437,7 @@ impl Projector {
                 .await?;
             tx.commit().await?;
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM projector_meta WHERE name = 'rules_fingerprint'")
             .execute(&mut *tx)
             .await?;

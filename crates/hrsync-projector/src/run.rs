@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use hrsync_bus::{DlqPublisher, KafkaConfig, OutgoingRecord, Producer, Record};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::gate::{Lane, WriteGate};
 use crate::project::{Incoming, Position, ProjectError, Projector};
 
 /// Topics the projector reads and writes.
@@ -54,11 +55,19 @@ pub enum RunError {
 /// Shared pieces of the loops.
 struct Shared {
     projector: Projector,
-    /// Serialises the main consumer and the timer. The priority lane does
-    /// not take it: it must not wait behind a large main batch. Concurrent
-    /// writes of one person are caught by the store's revision check, which
-    /// rolls the later batch back to be retried.
-    apply_lock: Mutex<()>,
+    /// Serialises the writers: the main consumer and the timer always; the
+    /// priority lane goes ahead of them. Where the database has row locks
+    /// (PostgreSQL) the priority lane's first attempt does not take it, so
+    /// it never waits behind a large main batch; concurrent writes of one
+    /// person are caught by the store's revision check, which rolls the
+    /// later batch back, and the priority lane then retries through the
+    /// gate, where nothing can conflict with it again.
+    gate: WriteGate,
+    /// The database has a single writer (SQLite): every write takes the
+    /// gate, the priority lane and the outbox publisher's deletes too, so
+    /// writers of this process queue here, in priority order, instead of
+    /// polling SQLite's lock (`busy_timeout`).
+    single_writer: bool,
     outbox_ready: Notify,
     dlq: DlqPublisher,
     group: String,
@@ -109,7 +118,8 @@ pub async fn run(
     let producer = Producer::new(kafka)?;
     let shared = Arc::new(Shared {
         projector: projector.clone(),
-        apply_lock: Mutex::new(()),
+        gate: WriteGate::default(),
+        single_writer: projector.db().backend() == hrsync_store::Backend::Sqlite,
         outbox_ready: Notify::new(),
         dlq: DlqPublisher::new(producer.clone(), &topics.dlq, "projector"),
         group: config.group_id.clone(),
@@ -214,9 +224,13 @@ async fn consume(
     consumer.assign(&assignment)?;
     tracing::info!(topic, consumer = %consumer_name, partitions = partitions.len(), "projector consuming");
 
+    // The fast lane does not linger: a termination is applied with whatever
+    // arrived with it, not held back waiting for more.
+    let linger = if fast { Duration::ZERO } else { shared.linger };
     loop {
         // Wait for the first record of a batch, then take what arrives
-        // within the linger time, up to the batch size.
+        // within the linger time, up to the batch size (with no linger:
+        // what is already fetched; a zero timeout still polls once).
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
@@ -230,7 +244,7 @@ async fn consume(
                 continue;
             }
         }
-        let deadline = tokio::time::Instant::now() + shared.linger;
+        let deadline = tokio::time::Instant::now() + linger;
         while records.len() < shared.batch_max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(message)) => records.push(Record::from_message(&message)),
@@ -294,13 +308,15 @@ async fn apply_records(
             }),
         }
     }
+    let lane = if fast { Lane::Priority } else { Lane::Normal };
+    let mut gated = !fast || shared.single_writer;
     let mut backoff = Duration::from_millis(50);
     loop {
         let result = {
-            let _guard = if fast {
-                None
+            let _turn = if gated {
+                Some(shared.gate.enter(lane).await)
             } else {
-                Some(shared.apply_lock.lock().await)
+                None
             };
             shared
                 .projector
@@ -327,8 +343,20 @@ async fn apply_records(
                 }
                 return Ok(());
             }
+            // Another batch committed a person this one read: the other
+            // batch is done, so waiting would only delay this one. Retry at
+            // once, and on the priority lane through the gate, where no
+            // other batch runs beside it.
+            Err(error) if error.is_conflict() && !shutdown.is_cancelled() => {
+                tracing::debug!(consumer = consumer_name, %error, gated, "batch conflicted; retrying");
+                metrics::counter!("hrsync_projector_batch_retries_total", "consumer" => consumer_name.to_owned(), "reason" => "conflict")
+                    .increment(1);
+                gated = true;
+            }
             Err(error) if error.is_retryable() && !shutdown.is_cancelled() => {
                 tracing::warn!(%error, "batch failed; retrying");
+                metrics::counter!("hrsync_projector_batch_retries_total", "consumer" => consumer_name.to_owned(), "reason" => "error")
+                    .increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -350,7 +378,7 @@ async fn timers(
             () = tokio::time::sleep(interval) => {}
         }
         let result = {
-            let _guard = shared.apply_lock.lock().await;
+            let _turn = shared.gate.enter(Lane::Normal).await;
             shared.projector.run_due(now_ms()).await
         };
         match result {
@@ -420,7 +448,20 @@ async fn publish(
         match sent {
             Ok(_) => {
                 let last = rows.last().map_or(0, |r| r.seq);
-                shared.projector.delete_outbox_through(last).await?;
+                let _turn = if shared.single_writer {
+                    Some(shared.gate.enter(Lane::Normal).await)
+                } else {
+                    None
+                };
+                match shared.projector.delete_outbox_through(last).await {
+                    Ok(()) => {}
+                    // The rows stay and are sent again next cycle;
+                    // consumers drop versions they have seen.
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(%error, "deleting published outbox rows failed");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
                 metrics::counter!("hrsync_projector_changes_published_total")
                     .increment(rows.len() as u64);
             }
