@@ -1,17 +1,20 @@
 //! The projector's store on both backends, driven through its library API
-//! (`Projector::apply_batch`) without Kafka.
+//! (`Projector::apply_batch`) without Kafka: concurrency with other
+//! writers, direct-report counts and manager chains.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hrsync_domain::{
-    EmployeeId, EmploymentType, Hire, LifecycleEvent, LifecyclePayload, SourceSystem, Terminate,
-    TimeZone, Timestamp, WorkerAttributes,
+    Attribute, AttributeChange, EmployeeId, EmploymentType, Hire, LifecycleEvent, LifecyclePayload,
+    Move, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
 };
 use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::{Incoming, Projector};
 use hrsync_projector::rules::{GroupConfig, RulesConfig};
 use hrsync_store::Db;
-use hrsync_tests::SqliteFile;
+use hrsync_tests::{PgDatabase, SqliteFile};
+use sqlx::Row as _;
 
 const DAY: i64 = 86_400_000;
 
@@ -51,6 +54,33 @@ fn terminate_now(employee: &str) -> LifecycleEvent {
             last_day_worked: None,
             reason: None,
         }),
+    )
+}
+
+fn moving(employee: &str, effective: i64, change: AttributeChange) -> LifecycleEvent {
+    event(
+        employee,
+        effective,
+        LifecyclePayload::Move(Move {
+            changes: vec![change],
+        }),
+    )
+}
+
+/// `employee` now reports to `manager` (`None`: to nobody).
+fn manager_move(employee: &str, manager: Option<&str>) -> LifecycleEvent {
+    let change = match manager {
+        Some(m) => AttributeChange::set(Attribute::ManagerId, m),
+        None => AttributeChange::clear(Attribute::ManagerId),
+    };
+    moving(employee, now_ms() - 1000, change)
+}
+
+fn title_move(employee: &str, title: &str) -> LifecycleEvent {
+    moving(
+        employee,
+        now_ms() - 1000,
+        AttributeChange::set(Attribute::Title, title),
     )
 }
 
@@ -127,4 +157,114 @@ async fn sqlite_batch_waits_for_the_writer_instead_of_failing() -> anyhow::Resul
     let person = projector.person("E1").await?.expect("stored");
     assert_eq!(person.lifecycle.as_deref(), Some("DEPROVISIONED"));
     Ok(())
+}
+
+/// The last emitted groups of a person.
+async fn groups(projector: &Projector, employee: &str) -> anyhow::Result<Vec<String>> {
+    Ok(projector
+        .person(employee)
+        .await?
+        .map(|p| p.groups)
+        .unwrap_or_default())
+}
+
+async fn revision(projector: &Projector, employee: &str) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT revision FROM projector_person WHERE employee_id = $1")
+            .bind(employee)
+            .fetch_one(projector.db().pool())
+            .await?,
+    )
+}
+
+/// The kept direct-report counts equal a count over the stored persons.
+async fn assert_report_counts_add_up(projector: &Projector) -> anyhow::Result<()> {
+    let kept: BTreeMap<String, i64> =
+        sqlx::query("SELECT manager_id, reports FROM projector_reports WHERE reports <> 0")
+            .fetch_all(projector.db().pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<anyhow::Result<_>>()?;
+    let counted: BTreeMap<String, i64> = sqlx::query(
+        "SELECT manager_id, CAST(COUNT(*) AS BIGINT) FROM projector_person WHERE manager_id IS NOT NULL \
+         AND lifecycle <> 'DEPROVISIONED' AND lifecycle <> 'NONE' GROUP BY manager_id",
+    )
+    .fetch_all(projector.db().pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<anyhow::Result<_>>()?;
+    assert_eq!(kept, counted, "kept direct-report counts");
+    Ok(())
+}
+
+const MANAGER_RULES: &[(&str, &str)] = &[
+    ("Managers", "is_manager"),
+    ("Big Teams", "direct_reports >= 2"),
+    ("Under E1", r#""E1" in manager_chain"#),
+];
+
+/// Direct reports are counted as persons are hired, move, leave, and as
+/// time makes a dated termination effective; a manager is re-evaluated when
+/// their count changes, and only then.
+async fn direct_reports(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, MANAGER_RULES).await?;
+    apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
+    assert_eq!(groups(&p, "M").await?, ["Managers"]);
+    apply(&p, &[hire("R2", Some("M"))]).await?;
+    assert_eq!(groups(&p, "M").await?, ["Big Teams", "Managers"]);
+    assert_report_counts_add_up(&p).await?;
+
+    // A report's title changes: the manager's count does not, so the
+    // manager is neither re-evaluated nor written.
+    let before = revision(&p, "M").await?;
+    apply(&p, &[title_move("R1", "Senior Rep")]).await?;
+    assert_eq!(revision(&p, "M").await?, before, "M is not rewritten");
+
+    // A report leaves, another moves to another manager.
+    apply(&p, &[terminate_now("R1")]).await?;
+    assert_eq!(groups(&p, "M").await?, ["Managers"]);
+    apply(&p, &[hire("M2", None), manager_move("R2", Some("M2"))]).await?;
+    assert_eq!(groups(&p, "M").await?, Vec::<String>::new());
+    assert_eq!(groups(&p, "M2").await?, ["Managers"]);
+    assert_report_counts_add_up(&p).await?;
+
+    // Reports hired before their manager: counted from the manager's hire.
+    apply(&p, &[hire("R3", Some("M3")), hire("R4", Some("M3"))]).await?;
+    apply(&p, &[hire("M3", None)]).await?;
+    assert_eq!(groups(&p, "M3").await?, ["Big Teams", "Managers"]);
+
+    // A dated termination takes effect by the clock (the timer's pass).
+    let now = now_ms();
+    apply(
+        &p,
+        &[event(
+            "R4",
+            now + 3_600_000,
+            LifecyclePayload::Terminate(Terminate {
+                immediate: false,
+                last_day_worked: None,
+                reason: None,
+            }),
+        )],
+    )
+    .await?;
+    assert_eq!(groups(&p, "M3").await?, ["Big Teams", "Managers"]);
+    p.run_due(now + 2 * 3_600_000).await?;
+    assert_eq!(groups(&p, "M3").await?, ["Managers"]);
+    assert_report_counts_add_up(&p).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_reports_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    direct_reports(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_reports_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    direct_reports(&file.url()).await
 }

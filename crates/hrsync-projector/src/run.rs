@@ -58,10 +58,11 @@ struct Shared {
     /// Serialises the writers: the main consumer and the timer always; the
     /// priority lane goes ahead of them. Where the database has row locks
     /// (PostgreSQL) the priority lane's first attempt does not take it, so
-    /// it never waits behind a large main batch; concurrent writes of one
-    /// person are caught by the store's revision check, which rolls the
-    /// later batch back, and the priority lane then retries through the
-    /// gate, where nothing can conflict with it again.
+    /// it never waits behind a large main batch; a batch that read what the
+    /// other one wrote meanwhile is caught by the store (serializable
+    /// transactions, and the revision check of every written person) and
+    /// rolled back, and the priority lane then retries through the gate,
+    /// where nothing can conflict with it again.
     gate: WriteGate,
     /// The database has a single writer (SQLite): every write takes the
     /// gate, the priority lane and the outbox publisher's deletes too, so

@@ -160,6 +160,26 @@ impl Db {
         Ok(())
     }
 
+    /// Begins a write transaction that is serializable on both backends:
+    /// on PostgreSQL `SERIALIZABLE` isolation, where a transaction whose
+    /// reads another one changed concurrently fails (code 40001,
+    /// retryable) instead of committing a result computed from stale
+    /// reads; on SQLite, whose transactions are serializable anyway,
+    /// [`Db::begin_write`].
+    ///
+    /// # Errors
+    /// As [`Db::begin_write`].
+    pub async fn begin_serializable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    .await?
+            }
+        })
+    }
+
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

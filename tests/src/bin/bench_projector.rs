@@ -482,19 +482,22 @@ fn sql_label(sql: &str) -> String {
             "SELECT event_id FROM projector_event",
             "dedupe: SELECT event ids (200/stmt)",
         ),
-        ("INSERT INTO projector_event", "INSERT events (200/stmt)"),
+        (
+            "INSERT INTO projector_event",
+            "INSERT events, returning the new ones (200/stmt)",
+        ),
         ("SELECT employee_id, person_id", "load persons (200/stmt)"),
         (
-            "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL",
-            "old managers (200/stmt)",
+            "SELECT employee_id, manager_id FROM projector_person",
+            "manager chains: 1 stmt per level (200/stmt)",
         ),
         (
-            "SELECT manager_id FROM projector_person WHERE employee_id = $1",
-            "manager chain: 1 person per stmt",
-        ),
-        (
-            "SELECT manager_id, COUNT(*)",
+            "SELECT manager_id, reports FROM projector_reports",
             "direct-report counts (200/stmt)",
+        ),
+        (
+            "INSERT INTO projector_reports",
+            "UPSERT direct-report count changes (200/stmt)",
         ),
         ("INSERT INTO projector_person", "UPSERT persons (200/stmt)"),
         ("INSERT INTO projector_outbox", "INSERT outbox (200/stmt)"),
@@ -885,14 +888,11 @@ async fn explain(monitor: &Db) -> anyhow::Result<Vec<(String, String)>> {
     .await?;
     // The statements as project.rs writes them.
     let reports = |list: &str| {
-        format!(
-            "SELECT manager_id, COUNT(*) FROM projector_person WHERE lifecycle <> 'DEPROVISIONED' \
-             AND lifecycle <> 'NONE' AND manager_id IN ({list}) GROUP BY manager_id"
-        )
+        format!("SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({list})")
     };
     let old_managers = |list: &str| {
         format!(
-            "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL AND employee_id IN ({list})"
+            "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({list})"
         )
     };
     let params = |n: usize| hrsync_store::placeholders(n, 1);
@@ -920,7 +920,7 @@ async fn explain(monitor: &Db) -> anyhow::Result<Vec<(String, String)>> {
     )
     .await?;
     plan_of(
-        "old managers, 200 employee ids, custom plan (literal values)".to_owned(),
+        "manager chains (one level), 200 employee ids, custom plan (literal values)".to_owned(),
         format!(
             "EXPLAIN (ANALYZE, BUFFERS) {}",
             old_managers(&quote(&people))
