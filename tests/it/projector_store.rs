@@ -199,6 +199,19 @@ async fn assert_report_counts_add_up(projector: &Projector) -> anyhow::Result<()
     Ok(())
 }
 
+/// Evaluates everyone again from the stored state, as after a rules
+/// change, and returns how many desired states that changed: 0 when every
+/// emitted state was up to date.
+async fn reevaluate_everyone(projector: &Projector) -> anyhow::Result<usize> {
+    sqlx::query("DELETE FROM projector_meta WHERE name = 'rules_fingerprint'")
+        .execute(projector.db().pool())
+        .await?;
+    Ok(projector
+        .reevaluate_if_rules_changed(now_ms())
+        .await?
+        .unwrap_or(0))
+}
+
 const MANAGER_RULES: &[(&str, &str)] = &[
     ("Managers", "is_manager"),
     ("Big Teams", "direct_reports >= 2"),
@@ -267,4 +280,187 @@ async fn direct_reports_on_postgres() -> anyhow::Result<()> {
 async fn direct_reports_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     direct_reports(&file.url()).await
+}
+
+/// When someone's manager changes, everyone below them has a new manager
+/// chain: rules reading `manager_chain` are evaluated again for them, down
+/// to the chain depth.
+async fn manager_chain_changes_cascade(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, MANAGER_RULES).await?;
+    apply(
+        &p,
+        &[
+            hire("E1", None),
+            hire("E2", None),
+            hire("A", Some("E2")),
+            hire("B", Some("A")),
+            hire("C", Some("B")),
+        ],
+    )
+    .await?;
+    for id in ["E2", "A", "B", "C"] {
+        assert!(
+            !groups(&p, id).await?.contains(&"Under E1".to_owned()),
+            "{id}"
+        );
+    }
+
+    // E2 moves under E1: E2, A, B and C are all under E1 now. D, hired
+    // under C in the same batch, too.
+    apply(&p, &[manager_move("E2", Some("E1")), hire("D", Some("C"))]).await?;
+    for id in ["E2", "A", "B", "C", "D"] {
+        assert!(
+            groups(&p, id).await?.contains(&"Under E1".to_owned()),
+            "{id}"
+        );
+    }
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+
+    // B moves out from under A to nobody: B, C and D leave the group.
+    apply(&p, &[manager_move("B", None)]).await?;
+    for (id, under) in [
+        ("E2", true),
+        ("A", true),
+        ("B", false),
+        ("C", false),
+        ("D", false),
+    ] {
+        assert_eq!(
+            groups(&p, id).await?.contains(&"Under E1".to_owned()),
+            under,
+            "{id}"
+        );
+    }
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+    assert_report_counts_add_up(&p).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manager_chain_changes_cascade_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    manager_chain_changes_cascade(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manager_chain_changes_cascade_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    manager_chain_changes_cascade(&file.url()).await
+}
+
+/// A workload of 150 people in a reporting tree: hires (some before their
+/// manager), title and manager moves (reorgs at every level), terminations
+/// and rehires, all effective in the past, in a fixed pseudo-random order.
+fn org_workload() -> Vec<LifecycleEvent> {
+    let base = now_ms() - 20 * DAY;
+    let mut seed: u64 = 0x5eed;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let id = |i: u64| format!("P{i:03}");
+    let mut events = Vec::new();
+    let mut at = base;
+    let mut tick = || {
+        at += 60_000;
+        at
+    };
+    for i in 0..150 {
+        // Mostly in tree order; every 7th person is hired before their
+        // manager (under someone later).
+        let manager = match i {
+            0 => None,
+            _ if i % 7 == 0 => Some(id((i + 1 + next(20)).min(149))),
+            _ => Some(id((i - 1) / 3)),
+        };
+        let mut attributes = WorkerAttributes::new("Given", "Family", EmploymentType::Employee);
+        attributes.title = Some(if i % 5 == 0 { "Manager" } else { "Rep" }.to_owned());
+        attributes.manager_id = manager.map(|m| EmployeeId::new(m).unwrap());
+        events.push(event(
+            &id(i),
+            tick(),
+            LifecyclePayload::Hire(Hire { attributes }),
+        ));
+    }
+    for _ in 0..300 {
+        let who = next(150);
+        let event = match next(10) {
+            0..=3 => {
+                let title = if next(2) == 0 { "Manager" } else { "Rep" };
+                moving(
+                    &id(who),
+                    tick(),
+                    AttributeChange::set(Attribute::Title, title),
+                )
+            }
+            4..=7 => {
+                let manager = next(150);
+                let change = if manager == who {
+                    AttributeChange::clear(Attribute::ManagerId)
+                } else {
+                    AttributeChange::set(Attribute::ManagerId, id(manager))
+                };
+                moving(&id(who), tick(), change)
+            }
+            8 => event(
+                &id(who),
+                tick(),
+                LifecyclePayload::Terminate(Terminate {
+                    immediate: false,
+                    last_day_worked: None,
+                    reason: None,
+                }),
+            ),
+            _ => {
+                let mut attributes =
+                    WorkerAttributes::new("Given", "Family", EmploymentType::Employee);
+                attributes.manager_id = Some(EmployeeId::new(id(next(150))).unwrap());
+                event(
+                    &id(who),
+                    tick(),
+                    LifecyclePayload::Rehire(hrsync_domain::Rehire { attributes }),
+                )
+            }
+        };
+        events.push(event);
+    }
+    events
+}
+
+/// However the log is cut into batches, the store ends the same, every
+/// emitted state is what evaluating everyone afresh gives, and the kept
+/// report counts add up.
+async fn batching_does_not_matter(one: &str, other: &str) -> anyhow::Result<()> {
+    let events = org_workload();
+    let a = projector(one, MANAGER_RULES).await?;
+    for chunk in events.chunks(1) {
+        apply(&a, chunk).await?;
+    }
+    let b = projector(other, MANAGER_RULES).await?;
+    for chunk in events.chunks(64) {
+        apply(&b, chunk).await?;
+    }
+    for p in [&a, &b] {
+        assert_eq!(reevaluate_everyone(p).await?, 0, "nothing left stale");
+        assert_report_counts_add_up(p).await?;
+    }
+    let strip = |dump: BTreeMap<String, (i64, String, String)>| {
+        dump.into_iter()
+            .map(|(id, (_, state, emitted))| (id, (state, emitted)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (a, b) = (strip(a.dump().await?), strip(b.dump().await?));
+    assert_eq!(a.len(), 150);
+    assert_eq!(a, b, "one event per batch vs 64");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batching_does_not_matter_postgres_and_sqlite() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    batching_does_not_matter(db.url(), &file.url()).await?;
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    batching_does_not_matter(&file.url(), db.url()).await
 }

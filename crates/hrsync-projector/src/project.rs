@@ -460,10 +460,12 @@ impl Projector {
     /// change for each whose desired state differs from the last one
     /// emitted, and writes back the rows that changed.
     ///
-    /// Managers whose number of direct reports this batch changes are
-    /// evaluated too. Counts and chains are read from the store with this
-    /// batch's persons laid over it, so no row is written twice; the counts
-    /// themselves are kept in `projector_reports`.
+    /// Others whose rule inputs this batch changes are evaluated too:
+    /// managers whose number of direct reports changes and, when a rule
+    /// reads `manager_chain`, everyone up to the chain depth below a person
+    /// whose manager changes. Counts and chains are read from the store
+    /// with this batch's persons laid over it, so no row is written twice;
+    /// the counts themselves are kept in `projector_reports`.
     async fn emit_changed(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -616,6 +618,7 @@ impl Projector {
         // Whoever was looked for already: a manager id nobody was hired
         // under is looked for once.
         let mut requested: BTreeSet<String> = people.keys().cloned().collect();
+        let mut chain_roots: BTreeSet<String> = BTreeSet::new();
         // A person loaded here is re-evaluated as stored, except that the
         // clock may have moved their lifecycle on: that can change their
         // manager's count in turn, hence the loop (it ends: `requested`
@@ -625,6 +628,26 @@ impl Projector {
             let mut wanted: BTreeSet<String> = BTreeSet::new();
             if self.rules.reads_direct_reports() {
                 wanted.extend(deltas.keys().filter(|m| !requested.contains(*m)).cloned());
+            }
+            let depth = self.config.manager_chain_depth;
+            if self.rules.reads_manager_chain() && depth > 1 {
+                // A person at level n below someone whose manager changed
+                // has that someone's new managers from position n of their
+                // chain on.
+                let roots: Vec<String> = people
+                    .iter()
+                    .filter(|(id, row)| {
+                        manager_of(&row.state) != row.stored_manager && !chain_roots.contains(*id)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                chain_roots.extend(roots.iter().cloned());
+                wanted.extend(
+                    reports_below(tx, people, roots, depth - 1)
+                        .await?
+                        .into_iter()
+                        .filter(|id| !requested.contains(id)),
+                );
             }
             if wanted.is_empty() {
                 return Ok(deltas);
@@ -975,6 +998,60 @@ async fn store_report_deltas(
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Everyone up to `levels` levels below `roots` in the reporting lines, as
+/// stored with `people` laid over it. One statement per level.
+async fn reports_below(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    people: &BTreeMap<String, PersonRow>,
+    roots: Vec<String>,
+    levels: usize,
+) -> Result<BTreeSet<String>> {
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    let mut seen: HashSet<String> = roots.iter().cloned().collect();
+    let mut frontier = roots;
+    for _ in 0..levels {
+        if frontier.is_empty() {
+            break;
+        }
+        let managers: HashSet<&str> = frontier.iter().map(String::as_str).collect();
+        let mut reports: Vec<String> = Vec::new();
+        for chunk in frontier.chunks(ROWS) {
+            let sql = format!(
+                "SELECT employee_id FROM projector_person WHERE manager_id IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            reports.extend(query.fetch_all(&mut **tx).await?);
+        }
+        // This batch's persons report where their new state says.
+        reports.retain(|id| {
+            people.get(id).is_none_or(|row| {
+                manager_of(&row.state).is_some_and(|m| managers.contains(m.as_str()))
+            })
+        });
+        reports.extend(
+            people
+                .iter()
+                .filter(|(_, row)| {
+                    manager_of(&row.state).is_some_and(|m| managers.contains(m.as_str()))
+                })
+                .map(|(id, _)| id.clone()),
+        );
+        let mut next = Vec::new();
+        for id in reports {
+            if seen.insert(id.clone()) {
+                found.insert(id.clone());
+                next.push(id);
+            }
+        }
+        frontier = next;
+    }
+    Ok(found)
 }
 
 /// The manager chain of each of `people`, nearest first, at most `depth`

@@ -477,7 +477,7 @@ impl tracing::field::Visit for Fields {
 
 /// Names a statement by what it does in the projector.
 fn sql_label(sql: &str) -> String {
-    const KNOWN: [(&str, &str); 16] = [
+    const KNOWN: [(&str, &str); 17] = [
         (
             "SELECT event_id FROM projector_event",
             "dedupe: SELECT event ids (200/stmt)",
@@ -490,6 +490,10 @@ fn sql_label(sql: &str) -> String {
         (
             "SELECT employee_id, manager_id FROM projector_person",
             "manager chains: 1 stmt per level (200/stmt)",
+        ),
+        (
+            "SELECT employee_id FROM projector_person WHERE manager_id IN",
+            "reports below a moved manager: 1 stmt per level (200/stmt)",
         ),
         (
             "SELECT manager_id, reports FROM projector_reports",
