@@ -464,3 +464,38 @@ async fn batching_does_not_matter_postgres_and_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     batching_does_not_matter(&file.url(), db.url()).await
 }
+
+/// The publisher finds the priority copies not yet sent without reading
+/// the rows ahead of them; once sent, the rows wait for the main topic.
+async fn priority_copies_go_first(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, EVERYONE).await?;
+    let hires: Vec<LifecycleEvent> = (0..30).map(|i| hire(&format!("H{i}"), None)).collect();
+    apply(&p, &hires).await?;
+    apply(&p, &[terminate_now("H7")]).await?;
+    apply(&p, &[hire("LATE", None)]).await?;
+    let urgent = p.outbox_priority(10).await?;
+    assert_eq!(urgent.len(), 1);
+    let change = hrsync_schema::decode_directory_change(&urgent[0].payload)?;
+    assert_eq!(change.employee_id.as_str(), "H7");
+    p.priority_sent(&[urgent[0].seq]).await?;
+    assert!(p.outbox_priority(10).await?.is_empty());
+    let all = p.outbox(100).await?;
+    assert_eq!(all.len(), 32, "every change still waits for the main topic");
+    assert!(
+        all.iter().all(|r| !r.priority),
+        "no priority copy left to send"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priority_copies_go_first_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    priority_copies_go_first(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priority_copies_go_first_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    priority_copies_go_first(&file.url()).await
+}

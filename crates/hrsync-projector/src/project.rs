@@ -21,6 +21,13 @@ use crate::state::PersonState;
 /// Rows per multi-row statement (far below SQLite's 32766 parameters).
 const ROWS: usize = 200;
 
+/// `projector_outbox.priority`: also goes to the priority topic, not sent
+/// there yet (0: main topic only).
+const PRIORITY_UNSENT: i64 = 1;
+/// `projector_outbox.priority`: the priority copy was sent; the row waits
+/// for the main topic.
+const PRIORITY_SENT: i64 = 2;
+
 /// Projector errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -134,7 +141,7 @@ pub struct OutboxRow {
     pub person_id: String,
     /// Encoded `DirectoryChange`.
     pub payload: Vec<u8>,
-    /// Also goes to the priority lane.
+    /// Also goes to the priority lane, and has not been sent there yet.
     pub priority: bool,
 }
 
@@ -756,10 +763,55 @@ impl Projector {
                     seq: r.try_get(0)?,
                     person_id: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    priority: r.try_get::<i64, _>(3)? != 0,
+                    priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
                 })
             })
             .collect()
+    }
+
+    /// The oldest outbox rows whose priority copy has not been sent, however
+    /// many other rows are ahead of them: the fast lane does not queue
+    /// behind a backlog of creates and updates.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, person_id, payload FROM projector_outbox WHERE priority = 1 ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    seq: r.try_get(0)?,
+                    person_id: r.try_get(1)?,
+                    payload: r.try_get(2)?,
+                    priority: true,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that these rows' priority copies were sent; the rows stay
+    /// until they are published on the main topic too.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn priority_sent(&self, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(ROWS) {
+            let sql = format!(
+                "UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query.execute(self.db.pool()).await?;
+        }
+        Ok(())
     }
 
     /// Removes published outbox rows up to and including `seq`.

@@ -394,9 +394,15 @@ async fn timers(
     }
 }
 
-/// Drains the outbox: priority copies first, then the main topic in order;
-/// rows are deleted once the broker acknowledged them (a crash in between
-/// republishes them; consumers drop versions they have seen).
+/// Outbox rows published per cycle. Large enough that the publisher keeps
+/// up on SQLite, where each cycle's delete waits for its turn at the gate
+/// behind a main batch.
+const PUBLISH_ROWS: i64 = 5000;
+
+/// Drains the outbox: priority copies first (every cycle, wherever they
+/// are in the outbox), then the main topic in order; rows are deleted once
+/// the broker acknowledged them (a crash in between republishes them;
+/// consumers drop versions they have seen).
 async fn publish(
     shared: Arc<Shared>,
     producer: Producer,
@@ -404,7 +410,49 @@ async fn publish(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     loop {
-        let rows = match shared.projector.outbox(1000).await {
+        // The fast lane first: priority copies go out before the rows ahead
+        // of them in the outbox are published.
+        match shared.projector.outbox_priority(1000).await {
+            Ok(urgent) if !urgent.is_empty() => {
+                let records: Vec<OutgoingRecord<'_>> = urgent
+                    .iter()
+                    .map(|r| OutgoingRecord {
+                        topic: &topics.directory_priority,
+                        key: r.person_id.as_bytes(),
+                        payload: &r.payload,
+                        headers: &[],
+                    })
+                    .collect();
+                match producer.send_batch(&records).await {
+                    Ok(_) => {
+                        let seqs: Vec<i64> = urgent.iter().map(|r| r.seq).collect();
+                        let _turn = if shared.single_writer {
+                            Some(shared.gate.enter(Lane::Priority).await)
+                        } else {
+                            None
+                        };
+                        match shared.projector.priority_sent(&seqs).await {
+                            Ok(()) => {}
+                            // Sent again next cycle; consumers drop
+                            // versions they have seen.
+                            Err(error) if error.is_retryable() => {
+                                tracing::warn!(%error, "recording sent priority copies failed");
+                            }
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "publishing priority directory changes failed; retrying");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "reading the outbox failed");
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let rows = match shared.projector.outbox(PUBLISH_ROWS).await {
             Ok(rows) => rows,
             Err(error) if error.is_retryable() => {
                 tracing::warn!(%error, "reading the outbox failed");

@@ -477,7 +477,7 @@ impl tracing::field::Visit for Fields {
 
 /// Names a statement by what it does in the projector.
 fn sql_label(sql: &str) -> String {
-    const KNOWN: [(&str, &str); 17] = [
+    const KNOWN: [(&str, &str); 19] = [
         (
             "SELECT event_id FROM projector_event",
             "dedupe: SELECT event ids (200/stmt)",
@@ -506,6 +506,11 @@ fn sql_label(sql: &str) -> String {
         ("INSERT INTO projector_person", "UPSERT persons (200/stmt)"),
         ("INSERT INTO projector_outbox", "INSERT outbox (200/stmt)"),
         ("INSERT INTO projector_offset", "UPSERT offsets (1/stmt)"),
+        (
+            "SELECT seq, person_id, payload FROM projector_outbox WHERE priority",
+            "publisher: unsent priority copies",
+        ),
+        ("UPDATE projector_outbox", "publisher: priority copies sent"),
         ("SELECT seq, person_id", "publisher: read outbox"),
         ("DELETE FROM projector_outbox", "publisher: delete outbox"),
         (
