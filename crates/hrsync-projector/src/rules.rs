@@ -18,6 +18,11 @@
 //! | `direct_reports` | `int` | how many workers have this person as manager |
 //! | `is_manager` | `bool` | `direct_reports > 0` |
 //!
+//! Rules are evaluated again for a person when their own profile changes,
+//! when their number of direct reports changes, and (if a rule reads
+//! `manager_chain`) when the manager of anyone above them within
+//! `manager_chain_depth` changes.
+//!
 //! `person` has every standard attribute as a **string**, always present:
 //! `given_name`, `family_name`, `preferred_name`, `display_name`,
 //! `work_email`, `personal_email`, `phone`, `title`, `department`,
