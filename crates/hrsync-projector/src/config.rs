@@ -22,7 +22,9 @@ pub struct ProjectorConfig {
     pub group_id: String,
     /// Most events applied in one transaction.
     pub batch_max: usize,
-    /// How long a batch waits for more events before it is applied.
+    /// How long a main-lane batch waits for more events before it is
+    /// applied. The priority lane does not wait: a termination is applied
+    /// with whatever arrived with it.
     pub batch_linger_ms: u64,
     /// Per attribute, the sources allowed to set it, highest precedence
     /// first, e.g. `phone = ["directory", "workday"]`.

@@ -12,6 +12,7 @@
 //! - [`config`]: the `[projector]` configuration section.
 
 pub mod config;
+mod gate;
 pub mod project;
 pub mod rules;
 pub mod run;

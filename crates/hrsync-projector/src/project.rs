@@ -2,7 +2,7 @@
 //! consumed offsets and the resulting directory changes written in the same
 //! transaction (the outbox).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use hrsync_domain::{
@@ -20,6 +20,13 @@ use crate::state::PersonState;
 
 /// Rows per multi-row statement (far below SQLite's 32766 parameters).
 const ROWS: usize = 200;
+
+/// `projector_outbox.priority`: also goes to the priority topic, not sent
+/// there yet (0: main topic only).
+const PRIORITY_UNSENT: i64 = 1;
+/// `projector_outbox.priority`: the priority copy was sent; the row waits
+/// for the main topic.
+const PRIORITY_SENT: i64 = 2;
 
 /// Projector errors.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +68,19 @@ impl ProjectError {
         match self {
             ProjectError::Conflict(_) => true,
             ProjectError::Db(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether another transaction changed what this one read, so that
+    /// retrying at once (it has committed) sees the new state: the revision
+    /// check, or PostgreSQL's serialization failure or deadlock.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ProjectError::Conflict(_) => true,
+            ProjectError::Db(hrsync_store::Error::Query(sqlx::Error::Database(e))) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
             _ => false,
         }
     }
@@ -123,7 +143,7 @@ pub struct OutboxRow {
     pub person_id: String,
     /// Encoded `DirectoryChange`.
     pub payload: Vec<u8>,
-    /// Also goes to the priority lane.
+    /// Also goes to the priority lane, and has not been sent there yet.
     pub priority: bool,
     /// The trace of the event that caused it (W3C `traceparent`).
     pub traceparent: Option<String>,
@@ -151,12 +171,35 @@ struct PersonRow {
     caused_by: Vec<EventId>,
     /// The trace of the last of them, if it had one.
     trace: Option<String>,
-    dirty: bool,
+    /// Events changed the state: write the row back.
+    changed: bool,
+    /// Not stored yet.
     is_new: bool,
-    /// Manager and lifecycle as stored: when neither changes, the state is
-    /// written once per batch instead of twice.
+    /// As stored: the manager and lifecycle decide whom the person counts
+    /// as a direct report of (see `projector_reports`); the row is written
+    /// back when any of the three changes.
     stored_manager: Option<String>,
     stored_lifecycle: String,
+    stored_next_check: Option<i64>,
+}
+
+impl PersonRow {
+    fn new(employee_id: &str) -> Self {
+        PersonRow {
+            person_id: person_id_of(employee_id),
+            revision: 0,
+            version: 0,
+            state: PersonState::new(employee_id),
+            emitted: Emitted::default(),
+            caused_by: Vec::new(),
+            trace: None,
+            changed: false,
+            is_new: true,
+            stored_manager: None,
+            stored_lifecycle: String::new(),
+            stored_next_check: None,
+        }
+    }
 }
 
 /// The profile store and the logic that turns events into directory changes.
@@ -203,7 +246,7 @@ impl Projector {
     pub async fn begin_rebuild(&self) -> Result<()> {
         // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
         // CONFLICT.)
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO projector_version_floor (employee_id, version) \
              SELECT employee_id, version FROM projector_person WHERE true \
@@ -213,6 +256,7 @@ impl Projector {
         .await?;
         for table in [
             "projector_person",
+            "projector_reports",
             "projector_event",
             "projector_offset",
             "projector_outbox",
@@ -233,7 +277,7 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn finish_rebuild(&self) -> Result<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "UPDATE projector_person SET version = (SELECT f.version FROM projector_version_floor f \
              WHERE f.employee_id = projector_person.employee_id) \
@@ -272,6 +316,12 @@ impl Projector {
     /// Applies `events` (decoded, in consumption order) and stores
     /// `positions`, all in one transaction.
     ///
+    /// The transaction is serializable (see
+    /// [`hrsync_store::Db::begin_serializable`]): a batch that read persons,
+    /// report counts or manager chains that another batch changed meanwhile
+    /// fails with a conflict ([`ProjectError::is_conflict`]) instead of
+    /// storing a result computed from what it read.
+    ///
     /// # Errors
     /// Database failures and conflicts roll everything back.
     pub async fn apply_batch(
@@ -280,50 +330,32 @@ impl Projector {
         positions: &[Position],
         now_ms: i64,
     ) -> Result<BatchOutcome> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_serializable().await?;
         let mut outcome = BatchOutcome::default();
 
-        // Drop events already stored, and repeats within the batch.
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| e.event.event_id.to_string())
-            .collect();
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        for chunk in ids.chunks(ROWS) {
-            let sql = format!(
-                "SELECT event_id FROM projector_event WHERE event_id IN ({})",
-                hrsync_store::placeholders(chunk.len(), 1)
-            );
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            seen.extend(query.fetch_all(&mut *tx).await?);
-        }
-        let mut candidates: Vec<&Incoming<'_>> = Vec::new();
-        for event in events {
-            if seen.insert(event.event.event_id.to_string()) {
-                candidates.push(event);
-            } else {
-                outcome.duplicates += 1;
+        // Store the events, dropping repeats within the batch and those
+        // stored already (one statement: the insert returns which ids were
+        // new).
+        let mut unique: HashSet<String> = HashSet::with_capacity(events.len());
+        let mut candidates: Vec<(String, &Incoming<'_>)> = Vec::with_capacity(events.len());
+        for incoming in events {
+            let id = incoming.event.event_id.to_string();
+            if unique.insert(id.clone()) {
+                candidates.push((id, incoming));
             }
         }
-
-        // Store the new events. The other lane may be storing the same event
-        // right now (an immediate termination comes on both topics): its
-        // insert wins, and this batch skips the event instead of failing.
-        let mut inserted: BTreeSet<String> = BTreeSet::new();
+        let mut inserted: HashSet<String> = HashSet::with_capacity(candidates.len());
         for chunk in candidates.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) VALUES {} \
-                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                 hrsync_store::placeholders(chunk.len(), 5)
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for incoming in chunk {
+            for (id, incoming) in chunk {
                 let event = &incoming.event;
                 query = query
-                    .bind(event.event_id.to_string())
+                    .bind(id.as_str())
                     .bind(event.employee_id.as_str())
                     .bind(crate::state::effective_ms(event))
                     .bind(incoming.payload)
@@ -331,12 +363,14 @@ impl Projector {
             }
             inserted.extend(query.fetch_all(&mut *tx).await?);
         }
+        // In consumption order.
         let fresh: Vec<&Incoming<'_>> = candidates
-            .into_iter()
-            .filter(|e| inserted.contains(&e.event.event_id.to_string()))
+            .iter()
+            .filter(|(id, _)| inserted.contains(id))
+            .map(|(_, incoming)| *incoming)
             .collect();
-        outcome.duplicates += events.len() - outcome.duplicates - fresh.len();
         outcome.applied = fresh.len();
+        outcome.duplicates = events.len() - fresh.len();
 
         // Fold them into the persons.
         let employees: BTreeSet<&str> =
@@ -345,20 +379,10 @@ impl Projector {
         for incoming in &fresh {
             let event = &incoming.event;
             let id = event.employee_id.as_str();
-            let row = people.entry(id.to_owned()).or_insert_with(|| PersonRow {
-                person_id: person_id_of(id),
-                revision: 0,
-                version: 0,
-                state: PersonState::new(id),
-                emitted: Emitted::default(),
-                caused_by: Vec::new(),
-                trace: None,
-                dirty: false,
-                is_new: true,
-                stored_manager: None,
-                stored_lifecycle: String::new(),
-            });
-            row.dirty = true;
+            let row = people
+                .entry(id.to_owned())
+                .or_insert_with(|| PersonRow::new(id));
+            row.changed = true;
             row.caused_by.push(event.event_id.clone());
             if incoming.traceparent.is_some() {
                 row.trace.clone_from(&incoming.traceparent);
@@ -389,7 +413,7 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn run_due(&self, now_ms: i64) -> Result<usize> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_serializable().await?;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 ORDER BY next_check_at_ms LIMIT 1000",
         )
@@ -400,9 +424,6 @@ impl Projector {
             return Ok(0);
         }
         let mut people = load_people(&mut tx, due.iter().map(String::as_str)).await?;
-        for row in people.values_mut() {
-            row.dirty = true;
-        }
         let mut priority = 0;
         let changes = self
             .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
@@ -432,18 +453,15 @@ impl Projector {
                 .await?;
         let mut changes = 0;
         for chunk in ids.chunks(1000) {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin_serializable().await?;
             let mut people = load_people(&mut tx, chunk.iter().map(String::as_str)).await?;
-            for row in people.values_mut() {
-                row.dirty = true;
-            }
             let mut priority = 0;
             changes += self
                 .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
                 .await?;
             tx.commit().await?;
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM projector_meta WHERE name = 'rules_fingerprint'")
             .execute(&mut *tx)
             .await?;
@@ -455,9 +473,16 @@ impl Projector {
         Ok(Some(changes))
     }
 
-    /// Writes the dirty persons back and emits a directory change for each
-    /// whose desired state differs from the last one emitted. Managers whose
-    /// number of reports may have changed are re-evaluated too.
+    /// Evaluates the rules for every person in `people`, emits a directory
+    /// change for each whose desired state differs from the last one
+    /// emitted, and writes back the rows that changed.
+    ///
+    /// Others whose rule inputs this batch changes are evaluated too:
+    /// managers whose number of direct reports changes and, when a rule
+    /// reads `manager_chain`, everyone up to the chain depth below a person
+    /// whose manager changes. Counts and chains are read from the store
+    /// with this batch's persons laid over it, so no row is written twice;
+    /// the counts themselves are kept in `projector_reports`.
     async fn emit_changed(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -465,65 +490,23 @@ impl Projector {
         now_ms: i64,
         priority_changes: &mut usize,
     ) -> Result<usize> {
-        // Managers before and after: their direct reports may change.
-        let mut managers: BTreeSet<String> = BTreeSet::new();
-        for row in people.values().filter(|r| r.dirty) {
-            if let Some(m) = manager_of(&row.state) {
-                managers.insert(m);
-            }
-        }
-        let old_managers: Vec<String> = {
-            let ids: Vec<&str> = people
-                .values()
-                .filter(|r| r.dirty)
-                .map(|r| r.state.employee_id.as_str())
-                .collect();
-            let mut found = Vec::new();
-            for chunk in ids.chunks(ROWS) {
-                let sql = format!(
-                    "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL AND employee_id IN ({})",
-                    hrsync_store::placeholders(chunk.len(), 1)
-                );
-                let mut query = sqlx::query_scalar::<_, String>(&sql);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                found.extend(query.fetch_all(&mut **tx).await?);
-            }
-            found
+        let deltas = self.widen(tx, people, now_ms).await?;
+        let reports = if self.rules.reads_direct_reports() {
+            report_counts(tx, people, &deltas).await?
+        } else {
+            HashMap::new()
         };
-        managers.extend(old_managers);
-        // Persist the states first so counts and chains below see them.
-        self.write_people(tx, people, now_ms, false).await?;
-        let extra: Vec<String> = managers
-            .into_iter()
-            .filter(|m| !people.contains_key(m))
-            .collect();
-        let loaded = load_people(tx, extra.iter().map(String::as_str)).await?;
-        for (id, mut row) in loaded {
-            row.dirty = true;
-            people.insert(id, row);
-        }
-
-        // Manager chains and report counts.
-        let mut manager_of_cache: HashMap<String, Option<String>> = people
-            .iter()
-            .map(|(id, r)| (id.clone(), manager_of(&r.state)))
-            .collect();
-        let reports = direct_reports(tx, people.keys().map(String::as_str)).await?;
+        let chains = if self.rules.reads_manager_chain() {
+            chains(tx, people, self.config.manager_chain_depth).await?
+        } else {
+            HashMap::new()
+        };
 
         let mut out = Vec::new();
-        for (id, row) in people.iter_mut().filter(|(_, r)| r.dirty) {
+        for (id, row) in people.iter_mut() {
             let Some(lifecycle) = row.state.lifecycle_at(now_ms) else {
                 continue;
             };
-            let chain = chain_of(
-                tx,
-                &mut manager_of_cache,
-                id,
-                self.config.manager_chain_depth,
-            )
-            .await?;
             let attributes = row.state.attributes.clone().unwrap_or_else(|| {
                 hrsync_domain::WorkerAttributes::new(
                     "",
@@ -535,7 +518,7 @@ impl Projector {
                 employee_id: id,
                 attributes: &attributes,
                 lifecycle_state: lifecycle,
-                manager_chain: &chain,
+                manager_chain: chains.get(id.as_str()).map_or(&[], Vec::as_slice),
                 direct_reports: reports.get(id.as_str()).copied().unwrap_or(0),
             });
             for error in &evaluation.errors {
@@ -616,10 +599,12 @@ impl Projector {
                 groups: change.groups.clone(),
                 apps: app_names,
             };
+            row.changed = true;
             *priority_changes += usize::from(priority);
             out.push((row.person_id.clone(), payload, priority, row.trace.take()));
         }
-        self.write_people(tx, people, now_ms, true).await?;
+        self.write_people(tx, people, now_ms).await?;
+        store_report_deltas(tx, &deltas).await?;
         for chunk in out.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {}",
@@ -639,42 +624,90 @@ impl Projector {
         Ok(out.len())
     }
 
-    /// Upserts the dirty persons with an optimistic revision check.
+    /// Adds to `people` everyone else whose rule inputs this batch changes
+    /// (see [`Projector::emit_changed`]), and returns how the batch changes
+    /// each manager's number of direct reports.
+    async fn widen(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        people: &mut BTreeMap<String, PersonRow>,
+        now_ms: i64,
+    ) -> Result<BTreeMap<String, i64>> {
+        // Whoever was looked for already: a manager id nobody was hired
+        // under is looked for once.
+        let mut requested: BTreeSet<String> = people.keys().cloned().collect();
+        let mut chain_roots: BTreeSet<String> = BTreeSet::new();
+        // A person loaded here is re-evaluated as stored, except that the
+        // clock may have moved their lifecycle on: that can change their
+        // manager's count in turn, hence the loop (it ends: `requested`
+        // only grows).
+        loop {
+            let deltas = report_deltas(people, now_ms);
+            let mut wanted: BTreeSet<String> = BTreeSet::new();
+            if self.rules.reads_direct_reports() {
+                wanted.extend(deltas.keys().filter(|m| !requested.contains(*m)).cloned());
+            }
+            let depth = self.config.manager_chain_depth;
+            if self.rules.reads_manager_chain() && depth > 1 {
+                // A person at level n below someone whose manager changed
+                // has that someone's new managers from position n of their
+                // chain on.
+                let roots: Vec<String> = people
+                    .iter()
+                    .filter(|(id, row)| {
+                        manager_of(&row.state) != row.stored_manager && !chain_roots.contains(*id)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                chain_roots.extend(roots.iter().cloned());
+                wanted.extend(
+                    reports_below(tx, people, roots, depth - 1)
+                        .await?
+                        .into_iter()
+                        .filter(|id| !requested.contains(id)),
+                );
+            }
+            if wanted.is_empty() {
+                return Ok(deltas);
+            }
+            let loaded = load_people(tx, wanted.iter().map(String::as_str)).await?;
+            people.extend(loaded);
+            requested.extend(wanted);
+        }
+    }
+
+    /// Writes back the rows that changed (new, their events changed their
+    /// state, their desired state was emitted, or their lifecycle or next
+    /// time-driven check moved on), with an optimistic revision check.
     async fn write_people(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
-        final_write: bool,
     ) -> Result<()> {
-        let dirty: Vec<&mut PersonRow> = people
-            .values_mut()
-            .filter(|r| r.dirty)
-            .filter(|r| {
-                // Before emitting, only rows whose manager or lifecycle
-                // changed must be visible to the report counts and chains.
-                final_write
-                    || r.is_new
-                    || manager_of(&r.state) != r.stored_manager
-                    || r.state.lifecycle_at(now_ms).map_or("NONE", |l| l.as_str())
-                        != r.stored_lifecycle
-            })
-            .collect();
-        let mut rows = Vec::with_capacity(dirty.len());
-        for row in dirty {
+        let mut rows = Vec::new();
+        for row in people.values_mut() {
+            let lifecycle = lifecycle_of(&row.state, now_ms);
+            let manager = manager_of(&row.state);
+            let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
+            if !(row.changed
+                || row.is_new
+                || manager != row.stored_manager
+                || lifecycle != row.stored_lifecycle
+                || next != row.stored_next_check)
+            {
+                continue;
+            }
             let state =
                 serde_json::to_string(&row.state).map_err(|e| build(&row.state.employee_id, e))?;
             let emitted = serde_json::to_string(&row.emitted)
                 .map_err(|e| build(&row.state.employee_id, e))?;
-            let lifecycle = row
-                .state
-                .lifecycle_at(now_ms)
-                .map_or("NONE", |l| l.as_str());
-            let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
             row.revision += 1;
             row.is_new = false;
-            row.stored_manager = manager_of(&row.state);
-            row.stored_lifecycle = lifecycle.to_owned();
+            row.changed = false;
+            row.stored_manager.clone_from(&manager);
+            lifecycle.clone_into(&mut row.stored_lifecycle);
+            row.stored_next_check = next;
             rows.push((
                 row.state.employee_id.clone(),
                 row.person_id.clone(),
@@ -682,7 +715,7 @@ impl Projector {
                 row.version,
                 state,
                 lifecycle,
-                manager_of(&row.state),
+                manager,
                 next,
                 emitted,
             ));
@@ -741,21 +774,22 @@ impl Projector {
                     seq: r.try_get(0)?,
                     person_id: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    priority: r.try_get::<i64, _>(3)? != 0,
+                    priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
                     traceparent: r.try_get(4)?,
                 })
             })
             .collect()
     }
 
-    /// The oldest fast-lane outbox rows.
+    /// The oldest outbox rows whose priority copy has not been sent, however
+    /// many other rows are ahead of them: the fast lane does not queue
+    /// behind a backlog of creates and updates.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn priority_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+    pub async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox \
-             WHERE priority = 1 ORDER BY seq LIMIT $1",
+            "SELECT seq, person_id, payload, traceparent FROM projector_outbox WHERE priority = 1 ORDER BY seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.db.pool())
@@ -766,11 +800,31 @@ impl Projector {
                     seq: r.try_get(0)?,
                     person_id: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    priority: r.try_get::<i64, _>(3)? != 0,
-                    traceparent: r.try_get(4)?,
+                    priority: true,
+                    traceparent: r.try_get(3)?,
                 })
             })
             .collect()
+    }
+
+    /// Records that these rows' priority copies were sent; the rows stay
+    /// until they are published on the main topic too.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn priority_sent(&self, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(ROWS) {
+            let sql = format!(
+                "UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query.execute(self.db.pool()).await?;
+        }
+        Ok(())
     }
 
     /// Removes published outbox rows up to and including `seq`.
@@ -842,6 +896,11 @@ fn build(employee_id: &str, e: impl std::fmt::Display) -> ProjectError {
     }
 }
 
+/// The lifecycle as stored in the `lifecycle` column.
+fn lifecycle_of(state: &PersonState, now_ms: i64) -> &'static str {
+    state.lifecycle_at(now_ms).map_or("NONE", |l| l.as_str())
+}
+
 fn manager_of(state: &PersonState) -> Option<String> {
     state
         .attributes
@@ -858,8 +917,8 @@ async fn load_people<'a>(
     let mut people = BTreeMap::new();
     for chunk in ids.chunks(ROWS) {
         let sql = format!(
-            "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, lifecycle \
-             FROM projector_person \
+            "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, lifecycle, \
+             next_check_at_ms FROM projector_person \
              WHERE employee_id IN ({})",
             hrsync_store::placeholders(chunk.len(), 1)
         );
@@ -887,10 +946,11 @@ async fn load_people<'a>(
                     emitted,
                     caused_by: Vec::new(),
                     trace: None,
-                    dirty: false,
+                    changed: false,
                     is_new: false,
                     stored_manager: row.try_get(6)?,
                     stored_lifecycle: row.try_get(7)?,
+                    stored_next_check: row.try_get(8)?,
                 },
             );
         }
@@ -918,16 +978,51 @@ async fn person_events(
         .collect()
 }
 
-async fn direct_reports<'a>(
+/// A person counts as a direct report of their manager unless
+/// deprovisioned or not hired (`NONE`; `""`: not stored).
+fn counts_as_report(lifecycle: &str) -> bool {
+    !matches!(lifecycle, "DEPROVISIONED" | "NONE" | "")
+}
+
+/// How writing `people` back changes each manager's number of direct
+/// reports (managers whose count does not change are left out).
+fn report_deltas(people: &BTreeMap<String, PersonRow>, now_ms: i64) -> BTreeMap<String, i64> {
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    for row in people.values() {
+        let before = row
+            .stored_manager
+            .as_ref()
+            .filter(|_| counts_as_report(&row.stored_lifecycle));
+        let manager = manager_of(&row.state);
+        let after = manager
+            .as_ref()
+            .filter(|_| counts_as_report(lifecycle_of(&row.state, now_ms)));
+        if before == after {
+            continue;
+        }
+        if let Some(m) = before {
+            *deltas.entry(m.clone()).or_default() -= 1;
+        }
+        if let Some(m) = after {
+            *deltas.entry(m.clone()).or_default() += 1;
+        }
+    }
+    deltas.retain(|_, delta| *delta != 0);
+    deltas
+}
+
+/// The number of direct reports of each of `people`: as stored, plus this
+/// batch's `deltas`.
+async fn report_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ids: impl Iterator<Item = &'a str>,
+    people: &BTreeMap<String, PersonRow>,
+    deltas: &BTreeMap<String, i64>,
 ) -> Result<HashMap<String, usize>> {
-    let ids: Vec<&str> = ids.collect();
-    let mut counts = HashMap::new();
+    let ids: Vec<&str> = people.keys().map(String::as_str).collect();
+    let mut counts: HashMap<String, i64> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS) {
         let sql = format!(
-            "SELECT manager_id, COUNT(*) FROM projector_person WHERE lifecycle <> 'DEPROVISIONED' \
-             AND lifecycle <> 'NONE' AND manager_id IN ({}) GROUP BY manager_id",
+            "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
             hrsync_store::placeholders(chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql);
@@ -935,46 +1030,152 @@ async fn direct_reports<'a>(
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let count: i64 = row.try_get(1)?;
-            counts.insert(row.try_get(0)?, usize::try_from(count).unwrap_or(0));
+            counts.insert(row.try_get(0)?, row.try_get(1)?);
         }
     }
-    Ok(counts)
+    for (manager, delta) in deltas {
+        if people.contains_key(manager) {
+            *counts.entry(manager.clone()).or_default() += delta;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(id, count)| (id, usize::try_from(count).unwrap_or(0)))
+        .collect())
 }
 
-/// The manager chain of `employee_id`, nearest first, stopping at cycles.
-async fn chain_of(
+/// Adds `deltas` to the stored direct-report counts.
+async fn store_report_deltas(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    cache: &mut HashMap<String, Option<String>>,
-    employee_id: &str,
+    deltas: &BTreeMap<String, i64>,
+) -> Result<()> {
+    // In key order, so that two transactions lock the rows in one order.
+    let deltas: Vec<(&String, &i64)> = deltas.iter().collect();
+    for chunk in deltas.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO projector_reports (manager_id, reports) VALUES {} \
+             ON CONFLICT (manager_id) DO UPDATE SET reports = projector_reports.reports + excluded.reports",
+            hrsync_store::placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (manager, delta) in chunk {
+            query = query.bind(manager.as_str()).bind(**delta);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Everyone up to `levels` levels below `roots` in the reporting lines, as
+/// stored with `people` laid over it. One statement per level.
+async fn reports_below(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    people: &BTreeMap<String, PersonRow>,
+    roots: Vec<String>,
+    levels: usize,
+) -> Result<BTreeSet<String>> {
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    let mut seen: HashSet<String> = roots.iter().cloned().collect();
+    let mut frontier = roots;
+    for _ in 0..levels {
+        if frontier.is_empty() {
+            break;
+        }
+        let managers: HashSet<&str> = frontier.iter().map(String::as_str).collect();
+        let mut reports: Vec<String> = Vec::new();
+        for chunk in frontier.chunks(ROWS) {
+            let sql = format!(
+                "SELECT employee_id FROM projector_person WHERE manager_id IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            reports.extend(query.fetch_all(&mut **tx).await?);
+        }
+        // This batch's persons report where their new state says.
+        reports.retain(|id| {
+            people.get(id).is_none_or(|row| {
+                manager_of(&row.state).is_some_and(|m| managers.contains(m.as_str()))
+            })
+        });
+        reports.extend(
+            people
+                .iter()
+                .filter(|(_, row)| {
+                    manager_of(&row.state).is_some_and(|m| managers.contains(m.as_str()))
+                })
+                .map(|(id, _)| id.clone()),
+        );
+        let mut next = Vec::new();
+        for id in reports {
+            if seen.insert(id.clone()) {
+                found.insert(id.clone());
+                next.push(id);
+            }
+        }
+        frontier = next;
+    }
+    Ok(found)
+}
+
+/// The manager chain of each of `people`, nearest first, at most `depth`
+/// long, stopping at a cycle. Managers are looked up in `people` first
+/// (their new state), then in the store: one statement per level of the
+/// chains for all of them at once.
+async fn chains(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    people: &BTreeMap<String, PersonRow>,
     depth: usize,
-) -> Result<Vec<String>> {
-    let mut chain: Vec<String> = Vec::new();
-    let mut current = employee_id.to_owned();
-    while chain.len() < depth {
-        let manager = match cache.get(&current) {
-            Some(m) => m.clone(),
-            None => {
-                let m: Option<Option<String>> = sqlx::query_scalar(
-                    "SELECT manager_id FROM projector_person WHERE employee_id = $1",
-                )
-                .bind(&current)
-                .fetch_optional(&mut **tx)
-                .await?;
-                let m = m.flatten();
-                cache.insert(current.clone(), m.clone());
-                m
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut manager: HashMap<String, Option<String>> = people
+        .iter()
+        .map(|(id, row)| (id.clone(), manager_of(&row.state)))
+        .collect();
+    let mut chains: HashMap<String, Vec<String>> = HashMap::with_capacity(people.len());
+    // (person, the last one of their chain so far)
+    let mut walking: Vec<(&str, String)> =
+        people.keys().map(|id| (id.as_str(), id.clone())).collect();
+    for _ in 0..depth {
+        let unknown: BTreeSet<&str> = walking
+            .iter()
+            .map(|(_, last)| last.as_str())
+            .filter(|last| !manager.contains_key(*last))
+            .collect();
+        let unknown: Vec<&str> = unknown.into_iter().collect();
+        for chunk in unknown.chunks(ROWS) {
+            let sql = format!(
+                "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
             }
-        };
-        match manager {
-            Some(m) if m != employee_id && !chain.contains(&m) => {
-                chain.push(m.clone());
-                current = m;
+            for row in query.fetch_all(&mut **tx).await? {
+                manager.insert(row.try_get(0)?, row.try_get(1)?);
             }
-            _ => break,
+            for id in chunk {
+                manager.entry((*id).to_owned()).or_insert(None);
+            }
+        }
+        walking.retain_mut(|(person, last)| {
+            let chain = chains.entry((*person).to_owned()).or_default();
+            match manager.get(last.as_str()).cloned().flatten() {
+                Some(m) if m != *person && !chain.contains(&m) => {
+                    chain.push(m.clone());
+                    *last = m;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if walking.is_empty() {
+            break;
         }
     }
-    Ok(chain)
+    Ok(chains)
 }
 
 /// Upserts the consumed positions.

@@ -18,6 +18,11 @@
 //! | `direct_reports` | `int` | how many workers have this person as manager |
 //! | `is_manager` | `bool` | `direct_reports > 0` |
 //!
+//! Rules are evaluated again for a person when their own profile changes,
+//! when their number of direct reports changes, and (if a rule reads
+//! `manager_chain`) when the manager of anyone above them within
+//! `manager_chain_depth` changes.
+//!
 //! `person` has every standard attribute as a **string**, always present:
 //! `given_name`, `family_name`, `preferred_name`, `display_name`,
 //! `work_email`, `personal_email`, `phone`, `title`, `department`,
@@ -163,6 +168,10 @@ pub struct RuleSet {
     groups: Vec<CompiledGroup>,
     /// See [`RuleSet::fingerprint`].
     fingerprint: String,
+    /// See [`RuleSet::reads_manager_chain`].
+    reads_manager_chain: bool,
+    /// See [`RuleSet::reads_direct_reports`].
+    reads_direct_reports: bool,
 }
 
 /// One group with its rule compiled.
@@ -206,6 +215,8 @@ impl RuleSet {
         let env = Arc::new(hrsync_expr::env());
         let mut names = HashSet::with_capacity(config.groups.len());
         let mut groups = Vec::with_capacity(config.groups.len());
+        let mut reads_manager_chain = false;
+        let mut reads_direct_reports = false;
         for group in &config.groups {
             let name = group.name.as_str();
             check_name(name).map_err(|reason| RuleError::new(name, reason))?;
@@ -225,6 +236,8 @@ impl RuleSet {
                 .map_err(|errors| RuleError::new(name, parse_reason(&errors)))?;
             check_references(program.expression(), &env, &VARIABLES)
                 .map_err(|reason| RuleError::new(name, reason))?;
+            reads_manager_chain |= reads(&program, &env, &["manager_chain"]);
+            reads_direct_reports |= reads(&program, &env, &["direct_reports", "is_manager"]);
             groups.push(CompiledGroup {
                 name: name.to_owned(),
                 rule: group.rule.clone(),
@@ -237,6 +250,8 @@ impl RuleSet {
             env,
             groups,
             fingerprint,
+            reads_manager_chain,
+            reads_direct_reports,
         })
     }
 
@@ -306,6 +321,18 @@ impl RuleSet {
         self.fingerprint.clone()
     }
 
+    /// Whether a rule reads `manager_chain`: then a change of someone's
+    /// manager changes the input of everyone below them.
+    pub fn reads_manager_chain(&self) -> bool {
+        self.reads_manager_chain
+    }
+
+    /// Whether a rule reads `direct_reports` or `is_manager`: then a change
+    /// of someone's reports changes their input.
+    pub fn reads_direct_reports(&self) -> bool {
+        self.reads_direct_reports
+    }
+
     /// Whether there are no groups, so every evaluation is empty.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
@@ -331,6 +358,19 @@ impl RuleSet {
         );
         context
     }
+}
+
+/// Whether `program`, which reads only [`VARIABLES`], reads one of `names`
+/// (as a variable, not a comprehension's own binding of that name): it
+/// passes the reference check with every variable, so it fails the check
+/// without `names` exactly when it reads one of them.
+fn reads(program: &Program, env: &Env, names: &[&str]) -> bool {
+    let others: Vec<&str> = VARIABLES
+        .iter()
+        .copied()
+        .filter(|v| !names.contains(v))
+        .collect();
+    check_references(program.expression(), env, &others).is_err()
 }
 
 /// Why `name` cannot name a group or an app, if it cannot.

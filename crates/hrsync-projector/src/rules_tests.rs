@@ -601,3 +601,32 @@ fn custom_attributes_keep_their_values() {
         &person
     ));
 }
+
+#[test]
+fn which_rules_read_the_chain_and_the_reports() {
+    let reads = |rule: &str| {
+        let rules = compile(vec![group("Everyone", "true", &[]), group("G", rule, &[])]);
+        (rules.reads_manager_chain(), rules.reads_direct_reports())
+    };
+    assert_eq!(reads(r#"person.department == "Sales""#), (false, false));
+    assert_eq!(reads(r#""E0001" in manager_chain"#), (true, false));
+    assert_eq!(
+        reads(r#"manager_chain.exists(m, m == "E0001")"#),
+        (true, false)
+    );
+    assert_eq!(reads("is_manager"), (false, true));
+    assert_eq!(reads("direct_reports > 3"), (false, true));
+    assert_eq!(
+        reads(r#"size(manager_chain) > 1 && is_manager"#),
+        (true, true)
+    );
+    // A comprehension's own variable of that name is not the chain.
+    assert_eq!(
+        reads(r#"["a"].exists(manager_chain, manager_chain == "a")"#),
+        (false, false)
+    );
+    // Only the names of variables count, not strings that look like them.
+    assert_eq!(reads(r#"person.title == "manager_chain""#), (false, false));
+    let none = compile(vec![]);
+    assert!(!none.reads_manager_chain() && !none.reads_direct_reports());
+}

@@ -8,20 +8,32 @@
 //! store (run a single instance per store; a restarted instance resumes
 //! exactly where the store says).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hrsync_bus::{DlqPublisher, KafkaConfig, LagContext, OutgoingRecord, Producer, Record};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::gate::{Lane, WriteGate};
 use crate::project::{Incoming, OutboxRow, Position, ProjectError, Projector};
 
 /// The W3C trace context header.
 const TRACEPARENT: &str = "traceparent";
+
+/// Each outbox row's trace, as record headers.
+fn trace_headers(rows: &[OutboxRow]) -> Vec<Vec<(&str, &[u8])>> {
+    rows.iter()
+        .map(|r| {
+            r.traceparent
+                .as_deref()
+                .map(|t| vec![(TRACEPARENT, t.as_bytes())])
+                .unwrap_or_default()
+        })
+        .collect()
+}
 
 /// Topics the projector reads and writes.
 #[derive(Debug, Clone)]
@@ -58,11 +70,20 @@ pub enum RunError {
 /// Shared pieces of the loops.
 struct Shared {
     projector: Projector,
-    /// Serialises the main consumer and the timer. The priority lane does
-    /// not take it: it must not wait behind a large main batch. Concurrent
-    /// writes of one person are caught by the store's revision check, which
-    /// rolls the later batch back to be retried.
-    apply_lock: Mutex<()>,
+    /// Serialises the writers: the main consumer and the timer always; the
+    /// priority lane goes ahead of them. Where the database has row locks
+    /// (PostgreSQL) the priority lane's first attempt does not take it, so
+    /// it never waits behind a large main batch; a batch that read what the
+    /// other one wrote meanwhile is caught by the store (serializable
+    /// transactions, and the revision check of every written person) and
+    /// rolled back, and the priority lane then retries through the gate,
+    /// where nothing can conflict with it again.
+    gate: WriteGate,
+    /// The database has a single writer (SQLite): every write takes the
+    /// gate, the priority lane and the outbox publisher's deletes too, so
+    /// writers of this process queue here, in priority order, instead of
+    /// polling SQLite's lock (`busy_timeout`).
+    single_writer: bool,
     outbox_ready: Notify,
     dlq: DlqPublisher,
     group: String,
@@ -113,7 +134,8 @@ pub async fn run(
     let producer = Producer::new(kafka)?;
     let shared = Arc::new(Shared {
         projector: projector.clone(),
-        apply_lock: Mutex::new(()),
+        gate: WriteGate::default(),
+        single_writer: projector.db().backend() == hrsync_store::Backend::Sqlite,
         outbox_ready: Notify::new(),
         dlq: DlqPublisher::new(producer.clone(), &topics.dlq, "projector"),
         group: config.group_id.clone(),
@@ -191,11 +213,11 @@ async fn consume(
         .set("fetch.wait.max.ms", if fast { "10" } else { "100" })
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set(
-            "statistics.interval.ms",
-            hrsync_bus::consumer::STATISTICS_INTERVAL_MS,
-        );
+        .set("enable.partition.eof", "false");
+    cfg.set(
+        "statistics.interval.ms",
+        hrsync_bus::consumer::STATISTICS_INTERVAL_MS,
+    );
     let consumer: StreamConsumer<LagContext> =
         cfg.create_with_context(LagContext::new(&consumer_name))?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
@@ -223,9 +245,13 @@ async fn consume(
     consumer.assign(&assignment)?;
     tracing::info!(topic, consumer = %consumer_name, partitions = partitions.len(), "projector consuming");
 
+    // The fast lane does not linger: a termination is applied with whatever
+    // arrived with it, not held back waiting for more.
+    let linger = if fast { Duration::ZERO } else { shared.linger };
     loop {
         // Wait for the first record of a batch, then take what arrives
-        // within the linger time, up to the batch size.
+        // within the linger time, up to the batch size (with no linger:
+        // what is already fetched; a zero timeout still polls once).
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
@@ -239,7 +265,7 @@ async fn consume(
                 continue;
             }
         }
-        let deadline = tokio::time::Instant::now() + shared.linger;
+        let deadline = tokio::time::Instant::now() + linger;
         while records.len() < shared.batch_max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(message)) => records.push(Record::from_message(&message)),
@@ -308,13 +334,15 @@ async fn apply_records(
             }),
         }
     }
+    let lane = if fast { Lane::Priority } else { Lane::Normal };
+    let mut gated = !fast || shared.single_writer;
     let mut backoff = Duration::from_millis(50);
     loop {
         let result = {
-            let _guard = if fast {
-                None
+            let _turn = if gated {
+                Some(shared.gate.enter(lane).await)
             } else {
-                Some(shared.apply_lock.lock().await)
+                None
             };
             shared
                 .projector
@@ -341,8 +369,20 @@ async fn apply_records(
                 }
                 return Ok(());
             }
+            // Another batch committed a person this one read: the other
+            // batch is done, so waiting would only delay this one. Retry at
+            // once, and on the priority lane through the gate, where no
+            // other batch runs beside it.
+            Err(error) if error.is_conflict() && !shutdown.is_cancelled() => {
+                tracing::debug!(consumer = consumer_name, %error, gated, "batch conflicted; retrying");
+                metrics::counter!("hrsync_projector_batch_retries_total", "consumer" => consumer_name.to_owned(), "reason" => "conflict")
+                    .increment(1);
+                gated = true;
+            }
             Err(error) if error.is_retryable() && !shutdown.is_cancelled() => {
                 tracing::warn!(%error, "batch failed; retrying");
+                metrics::counter!("hrsync_projector_batch_retries_total", "consumer" => consumer_name.to_owned(), "reason" => "error")
+                    .increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -364,7 +404,7 @@ async fn timers(
             () = tokio::time::sleep(interval) => {}
         }
         let result = {
-            let _guard = shared.apply_lock.lock().await;
+            let _turn = shared.gate.enter(Lane::Normal).await;
             shared.projector.run_due(now_ms()).await
         };
         match result {
@@ -379,42 +419,68 @@ async fn timers(
     }
 }
 
-/// Drains the outbox. Fast-lane rows go to the priority topic first, ahead
-/// of any backlog of ordinary rows before them (a termination must not wait
-/// behind thousands of hires); then every row goes to the main topic in
-/// order, and rows are deleted once the broker acknowledged them. A crash in
-/// between republishes them; consumers drop versions they have seen.
+/// Outbox rows published per cycle. Large enough that the publisher keeps
+/// up on SQLite, where each cycle's delete waits for its turn at the gate
+/// behind a main batch.
+const PUBLISH_ROWS: i64 = 5000;
+
+/// Drains the outbox: priority copies first (every cycle, wherever they
+/// are in the outbox), then the main topic in order; rows are deleted once
+/// the broker acknowledged them (a crash in between republishes them;
+/// consumers drop versions they have seen).
 async fn publish(
     shared: Arc<Shared>,
     producer: Producer,
     topics: Topics,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    // Fast-lane rows already on the priority topic, not yet on the main one.
-    let mut sent_ahead: BTreeSet<i64> = BTreeSet::new();
     loop {
-        let ahead = match shared.projector.priority_outbox(1000).await {
-            Ok(rows) => rows,
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%error, "reading the outbox failed");
-                Vec::new()
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let ahead: Vec<OutboxRow> = ahead
-            .into_iter()
-            .filter(|r| !sent_ahead.contains(&r.seq))
-            .collect();
-        if !ahead.is_empty() {
-            let records = records(&ahead, &topics.directory_priority, |_| true);
-            match producer.send_batch(&records.records()).await {
-                Ok(_) => sent_ahead.extend(ahead.iter().map(|r| r.seq)),
-                Err(error) => {
-                    tracing::warn!(%error, "publishing fast-lane changes failed; retrying")
+        // The fast lane first: priority copies go out before the rows ahead
+        // of them in the outbox are published.
+        match shared.projector.outbox_priority(1000).await {
+            Ok(urgent) if !urgent.is_empty() => {
+                // Each change is published in the trace of its cause.
+                let traces = trace_headers(&urgent);
+                let records: Vec<OutgoingRecord<'_>> = urgent
+                    .iter()
+                    .zip(&traces)
+                    .map(|(r, trace)| OutgoingRecord {
+                        topic: &topics.directory_priority,
+                        key: r.person_id.as_bytes(),
+                        payload: &r.payload,
+                        headers: trace,
+                    })
+                    .collect();
+                match producer.send_batch(&records).await {
+                    Ok(_) => {
+                        let seqs: Vec<i64> = urgent.iter().map(|r| r.seq).collect();
+                        let _turn = if shared.single_writer {
+                            Some(shared.gate.enter(Lane::Priority).await)
+                        } else {
+                            None
+                        };
+                        match shared.projector.priority_sent(&seqs).await {
+                            Ok(()) => {}
+                            // Sent again next cycle; consumers drop
+                            // versions they have seen.
+                            Err(error) if error.is_retryable() => {
+                                tracing::warn!(%error, "recording sent priority copies failed");
+                            }
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "publishing priority directory changes failed; retrying");
+                    }
                 }
             }
+            Ok(_) => {}
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "reading the outbox failed");
+            }
+            Err(error) => return Err(error.into()),
         }
-        let rows = match shared.projector.outbox(1000).await {
+        let rows = match shared.projector.outbox(PUBLISH_ROWS).await {
             Ok(rows) => rows,
             Err(error) if error.is_retryable() => {
                 tracing::warn!(%error, "reading the outbox failed");
@@ -430,23 +496,52 @@ async fn publish(
             }
             continue;
         }
-        let priority = records(&rows, &topics.directory_priority, |r| {
-            r.priority && !sent_ahead.contains(&r.seq)
-        });
-        let main = records(&rows, &topics.directory_changes, |_| true);
+        let traces = trace_headers(&rows);
+        let priority: Vec<OutgoingRecord<'_>> = rows
+            .iter()
+            .zip(&traces)
+            .filter(|(r, _)| r.priority)
+            .map(|(r, trace)| OutgoingRecord {
+                topic: &topics.directory_priority,
+                key: r.person_id.as_bytes(),
+                payload: &r.payload,
+                headers: trace,
+            })
+            .collect();
+        let main: Vec<OutgoingRecord<'_>> = rows
+            .iter()
+            .zip(&traces)
+            .map(|(r, trace)| OutgoingRecord {
+                topic: &topics.directory_changes,
+                key: r.person_id.as_bytes(),
+                payload: &r.payload,
+                headers: trace,
+            })
+            .collect();
         let sent = async {
-            let priority = priority.records();
             if !priority.is_empty() {
                 producer.send_batch(&priority).await?;
             }
-            producer.send_batch(&main.records()).await
+            producer.send_batch(&main).await
         }
         .await;
         match sent {
             Ok(_) => {
                 let last = rows.last().map_or(0, |r| r.seq);
-                shared.projector.delete_outbox_through(last).await?;
-                sent_ahead = sent_ahead.split_off(&(last + 1));
+                let _turn = if shared.single_writer {
+                    Some(shared.gate.enter(Lane::Normal).await)
+                } else {
+                    None
+                };
+                match shared.projector.delete_outbox_through(last).await {
+                    Ok(()) => {}
+                    // The rows stay and are sent again next cycle;
+                    // consumers drop versions they have seen.
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(%error, "deleting published outbox rows failed");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
                 metrics::counter!("hrsync_projector_changes_published_total")
                     .increment(rows.len() as u64);
             }
@@ -458,50 +553,5 @@ async fn publish(
                 }
             }
         }
-    }
-}
-
-/// Outbox rows as records for `topic`, each in the trace of the event that
-/// caused it.
-struct Outgoing<'a> {
-    topic: &'a str,
-    rows: Vec<&'a OutboxRow>,
-    traces: Vec<Vec<(&'a str, &'a [u8])>>,
-}
-
-impl Outgoing<'_> {
-    fn records(&self) -> Vec<OutgoingRecord<'_>> {
-        self.rows
-            .iter()
-            .zip(&self.traces)
-            .map(|(r, trace)| OutgoingRecord {
-                topic: self.topic,
-                key: r.person_id.as_bytes(),
-                payload: &r.payload,
-                headers: trace,
-            })
-            .collect()
-    }
-}
-
-fn records<'a>(
-    rows: &'a [OutboxRow],
-    topic: &'a str,
-    keep: impl Fn(&OutboxRow) -> bool,
-) -> Outgoing<'a> {
-    let rows: Vec<&OutboxRow> = rows.iter().filter(|r| keep(r)).collect();
-    let traces = rows
-        .iter()
-        .map(|r| {
-            r.traceparent
-                .as_deref()
-                .map(|t| vec![(TRACEPARENT, t.as_bytes())])
-                .unwrap_or_default()
-        })
-        .collect();
-    Outgoing {
-        topic,
-        rows,
-        traces,
     }
 }

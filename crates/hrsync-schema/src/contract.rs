@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
-use apache_avro::Schema;
+use apache_avro::headers::HeaderBuilder;
+use apache_avro::{GenericSingleObjectReader, GenericSingleObjectWriter, Schema};
 
 use crate::canonical;
 use crate::error::SchemaError;
@@ -151,26 +152,77 @@ pub fn fingerprint(contract: Contract) -> Result<u64, SchemaError> {
 }
 
 /// One parsed schema version.
-#[derive(Debug)]
 pub(crate) struct Version {
     /// Where it came from, for messages.
     pub(crate) path: &'static str,
     pub(crate) fingerprint: u64,
     pub(crate) schema: Schema,
     pub(crate) names: Names,
+    /// Decodes data written with this schema. It holds the schema with its
+    /// named types resolved once: `apache_avro::from_avro_datum` resolves
+    /// them again on every call, which cost more than the decoding itself.
+    pub(crate) reader: GenericSingleObjectReader,
+    /// Encodes with this schema, resolved once (as `reader`). Its buffer
+    /// makes it `&mut`; an encode holds the lock for microseconds.
+    pub(crate) writer: Mutex<GenericSingleObjectWriter>,
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Version")
+            .field("path", &self.path)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// hrsync's single-object header (see [`crate::framing`]) for apache-avro's
+/// reader and writer, with the fingerprint of the schema file's canonical
+/// form.
+struct Header(u64);
+
+impl HeaderBuilder for Header {
+    fn build_header(&self) -> Vec<u8> {
+        let mut header = Vec::with_capacity(crate::framing::HEADER_LEN);
+        crate::framing::write_header(self.0, &mut header);
+        header
+    }
+}
+
+fn new_writer(
+    schema: &Schema,
+    fingerprint: u64,
+) -> apache_avro::AvroResult<GenericSingleObjectWriter> {
+    GenericSingleObjectWriter::new_with_capacity_and_header_builder(
+        schema,
+        1024,
+        Header(fingerprint),
+    )
 }
 
 impl Version {
+    /// A fresh writer, to replace one that failed mid-write (apache-avro
+    /// leaves its buffer dirty then, and refuses every later write).
+    pub(crate) fn new_writer(&self) -> apache_avro::AvroResult<GenericSingleObjectWriter> {
+        new_writer(&self.schema, self.fingerprint)
+    }
+
     fn parse(path: &'static str, text: &str) -> Result<Self, SchemaError> {
         let err = |reason: String| SchemaError { file: path, reason };
         let schema = Schema::parse_str(text).map_err(|e| err(e.to_string()))?;
         let fingerprint = canonical::fingerprint(text).map_err(err)?;
         let names = Names::collect(&schema);
+        let reader =
+            GenericSingleObjectReader::new_with_header_builder(schema.clone(), Header(fingerprint))
+                .map_err(|e| err(e.to_string()))?;
+        let writer = new_writer(&schema, fingerprint).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             path,
             fingerprint,
             schema,
             names,
+            reader,
+            writer: Mutex::new(writer),
         })
     }
 }

@@ -18,7 +18,6 @@
 //! beside [`framing`] later: the first byte tells the two apart.
 
 use apache_avro::types::Value;
-use apache_avro::{from_avro_datum, to_avro_datum};
 use hrsync_domain::{DirectoryChange, LifecycleEvent, ProvisioningAudit};
 
 mod canonical;
@@ -58,12 +57,24 @@ fn encode_value(contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError
     limit_allocations();
     let registry = contract::registry()?;
     let current = registry.get(contract).current();
-    let datum =
-        to_avro_datum(&current.schema, value).map_err(|e| EncodeError::Avro(e.to_string()))?;
-    let mut message = Vec::with_capacity(framing::HEADER_LEN + datum.len());
-    framing::write_header(current.fingerprint, &mut message);
-    message.extend_from_slice(&datum);
-    Ok(message)
+    let mut message = Vec::with_capacity(512);
+    // The writer validates the value against the schema, then writes the
+    // header and the datum.
+    let mut writer = current
+        .writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match writer.write_value_ref(&value, &mut message) {
+        Ok(_) => Ok(message),
+        Err(e) => {
+            // A writer that failed mid-write keeps the partial datum in its
+            // buffer and refuses every later write: start a fresh one.
+            if let Ok(fresh) = current.new_writer() {
+                *writer = fresh;
+            }
+            Err(EncodeError::Avro(e.to_string()))
+        }
+    }
 }
 
 /// A reader over the datum that remembers any attempt to read past its end.
@@ -91,7 +102,7 @@ impl std::io::Read for EofGuard<'_> {
 /// schema.
 fn decode_value(contract: Contract, message: &[u8]) -> Result<Value> {
     limit_allocations();
-    let (fingerprint, datum) = framing::split_header(message)?;
+    let (fingerprint, _datum) = framing::split_header(message)?;
     let registry = contract::registry()?;
     let schemas = registry.get(contract);
     let writer = match schemas.by_fingerprint(fingerprint) {
@@ -109,11 +120,13 @@ fn decode_value(contract: Contract, message: &[u8]) -> Result<Value> {
             })
         }
     };
+    // The reader checks the header again (it matches: the writer schema
+    // was looked up by it), then decodes the datum.
     let mut reader = EofGuard {
-        rest: datum,
+        rest: message,
         hit_eof: false,
     };
-    let result = from_avro_datum(&writer.schema, &mut reader, None);
+    let result = writer.reader.read_value(&mut reader);
     // Check for truncation first: apache-avro turns some early ends into
     // other errors (or none at all).
     if reader.hit_eof {
@@ -206,4 +219,33 @@ pub fn encode_audit(audit: &ProvisioningAudit) -> Result<Vec<u8>, EncodeError> {
 /// As [`decode_lifecycle`].
 pub fn decode_audit(message: &[u8]) -> Result<ProvisioningAudit> {
     mapping::audit_from_value(decode_value(Contract::Audit, message)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cached writer refuses a value that does not fit the schema and
+    /// still encodes the next one (a writer that failed is replaced).
+    #[test]
+    fn a_failed_encode_does_not_break_the_next_one() {
+        assert!(encode_value(Contract::Lifecycle, Value::Null).is_err());
+        assert!(encode_value(Contract::Lifecycle, Value::Int(7)).is_err());
+        assert!(encode_value(Contract::Audit, Value::Record(Vec::new())).is_err());
+        let event = hrsync_domain::LifecycleEvent::new(
+            hrsync_domain::SourceSystem::new("workday").unwrap(),
+            hrsync_domain::EmployeeId::new("E1").unwrap(),
+            hrsync_domain::Timestamp::from_millis(1_700_000_000_000).unwrap(),
+            hrsync_domain::Timestamp::from_millis(1_700_000_000_000).unwrap(),
+            hrsync_domain::TimeZone::new("UTC").unwrap(),
+            hrsync_domain::LifecyclePayload::Terminate(hrsync_domain::Terminate {
+                immediate: true,
+                last_day_worked: None,
+                reason: None,
+            }),
+        )
+        .unwrap();
+        let message = encode_lifecycle(&event).unwrap();
+        assert_eq!(decode_lifecycle(&message).unwrap(), event);
+    }
 }

@@ -160,9 +160,51 @@ impl Db {
         Ok(())
     }
 
+    /// Begins a write transaction that is serializable on both backends:
+    /// on PostgreSQL `SERIALIZABLE` isolation, where a transaction whose
+    /// reads another one changed concurrently fails (code 40001,
+    /// retryable) instead of committing a result computed from stale
+    /// reads; on SQLite, whose transactions are serializable anyway,
+    /// [`Db::begin_write`].
+    ///
+    /// # Errors
+    /// As [`Db::begin_write`].
+    pub async fn begin_serializable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    .await?
+            }
+        })
+    }
+
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite this is `BEGIN IMMEDIATE`: the database's one writer lock
+    /// is taken up front, waiting up to `busy_timeout` for another writer to
+    /// finish. A plain (deferred) `BEGIN` takes it only at the first write,
+    /// and a transaction that has read first cannot always wait for it
+    /// there: its write fails with `SQLITE_BUSY` (5), or with
+    /// `SQLITE_BUSY_SNAPSHOT` (517) if another writer committed since its
+    /// first read, which `busy_timeout` does not wait out, and the whole
+    /// transaction must be retried. On PostgreSQL it is a plain `BEGIN`
+    /// (read committed).
+    ///
+    /// # Errors
+    /// No connection, or the lock was not granted within `busy_timeout`
+    /// (retryable, see [`Error::is_retryable`]).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Which backend this is.

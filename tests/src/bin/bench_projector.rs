@@ -477,28 +477,40 @@ impl tracing::field::Visit for Fields {
 
 /// Names a statement by what it does in the projector.
 fn sql_label(sql: &str) -> String {
-    const KNOWN: [(&str, &str); 16] = [
+    const KNOWN: [(&str, &str); 19] = [
         (
             "SELECT event_id FROM projector_event",
             "dedupe: SELECT event ids (200/stmt)",
         ),
-        ("INSERT INTO projector_event", "INSERT events (200/stmt)"),
+        (
+            "INSERT INTO projector_event",
+            "INSERT events, returning the new ones (200/stmt)",
+        ),
         ("SELECT employee_id, person_id", "load persons (200/stmt)"),
         (
-            "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL",
-            "old managers (200/stmt)",
+            "SELECT employee_id, manager_id FROM projector_person",
+            "manager chains: 1 stmt per level (200/stmt)",
         ),
         (
-            "SELECT manager_id FROM projector_person WHERE employee_id = $1",
-            "manager chain: 1 person per stmt",
+            "SELECT employee_id FROM projector_person WHERE manager_id IN",
+            "reports below a moved manager: 1 stmt per level (200/stmt)",
         ),
         (
-            "SELECT manager_id, COUNT(*)",
+            "SELECT manager_id, reports FROM projector_reports",
             "direct-report counts (200/stmt)",
+        ),
+        (
+            "INSERT INTO projector_reports",
+            "UPSERT direct-report count changes (200/stmt)",
         ),
         ("INSERT INTO projector_person", "UPSERT persons (200/stmt)"),
         ("INSERT INTO projector_outbox", "INSERT outbox (200/stmt)"),
         ("INSERT INTO projector_offset", "UPSERT offsets (1/stmt)"),
+        (
+            "SELECT seq, person_id, payload FROM projector_outbox WHERE priority",
+            "publisher: unsent priority copies",
+        ),
+        ("UPDATE projector_outbox", "publisher: priority copies sent"),
         ("SELECT seq, person_id", "publisher: read outbox"),
         ("DELETE FROM projector_outbox", "publisher: delete outbox"),
         (
@@ -885,14 +897,11 @@ async fn explain(monitor: &Db) -> anyhow::Result<Vec<(String, String)>> {
     .await?;
     // The statements as project.rs writes them.
     let reports = |list: &str| {
-        format!(
-            "SELECT manager_id, COUNT(*) FROM projector_person WHERE lifecycle <> 'DEPROVISIONED' \
-             AND lifecycle <> 'NONE' AND manager_id IN ({list}) GROUP BY manager_id"
-        )
+        format!("SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({list})")
     };
     let old_managers = |list: &str| {
         format!(
-            "SELECT manager_id FROM projector_person WHERE manager_id IS NOT NULL AND employee_id IN ({list})"
+            "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({list})"
         )
     };
     let params = |n: usize| hrsync_store::placeholders(n, 1);
@@ -920,7 +929,7 @@ async fn explain(monitor: &Db) -> anyhow::Result<Vec<(String, String)>> {
     )
     .await?;
     plan_of(
-        "old managers, 200 employee ids, custom plan (literal values)".to_owned(),
+        "manager chains (one level), 200 employee ids, custom plan (literal values)".to_owned(),
         format!(
             "EXPLAIN (ANALYZE, BUFFERS) {}",
             old_managers(&quote(&people))
