@@ -318,6 +318,9 @@ async fn probe(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Logs (stderr, `info`), trace context and the metrics recorder, as
+    // `hrsync provisioner run` has them without an OTLP endpoint.
+    let _telemetry = hrsync_telemetry::init(&hrsync_telemetry::TelemetryConfig::default())?;
     anyhow::ensure!(
         args.apps >= 1 && args.creates >= 10,
         "--apps ≥ 1, --creates ≥ 10"
