@@ -22,7 +22,7 @@ pub use broker::{Broker, TANSU_VERSION};
 pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
 pub use postgres::{PgDatabase, DATABASE_PREFIX};
-pub use publish::publish_lifecycle;
+pub use publish::{publish_directory_changes, publish_lifecycle};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
 pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};
 

@@ -1,7 +1,7 @@
-//! Putting lifecycle events on a topic the way a producer of record would.
+//! Putting records on a topic the way their producer of record would.
 
 use hrsync_bus::{OutgoingRecord, Producer};
-use hrsync_domain::LifecycleEvent;
+use hrsync_domain::{DirectoryChange, LifecycleEvent};
 
 /// Publishes `events` to `topic`, Avro single-object encoded and keyed by
 /// employee id, in order, in acknowledged batches of 5,000.
@@ -15,6 +15,38 @@ pub async fn publish_lifecycle<'a>(
         let encoded: Vec<(&str, Vec<u8>)> = chunk
             .iter()
             .map(|e| Ok((e.employee_id.as_str(), hrsync_schema::encode_lifecycle(e)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let records: Vec<OutgoingRecord<'_>> = encoded
+            .iter()
+            .map(|(key, payload)| OutgoingRecord {
+                topic,
+                key: key.as_bytes(),
+                payload,
+                headers: &[],
+            })
+            .collect();
+        producer.send_batch(&records).await?;
+    }
+    Ok(())
+}
+
+/// Publishes `changes` to `topic` as the projector does: Avro single-object
+/// encoded, keyed by person id, in order, in acknowledged batches of 5,000.
+pub async fn publish_directory_changes<'a>(
+    producer: &Producer,
+    topic: &str,
+    changes: impl IntoIterator<Item = &'a DirectoryChange>,
+) -> anyhow::Result<()> {
+    let changes: Vec<&DirectoryChange> = changes.into_iter().collect();
+    for chunk in changes.chunks(5000) {
+        let encoded: Vec<(&str, Vec<u8>)> = chunk
+            .iter()
+            .map(|c| {
+                Ok((
+                    c.person_id.as_str(),
+                    hrsync_schema::encode_directory_change(c)?,
+                ))
+            })
             .collect::<anyhow::Result<_>>()?;
         let records: Vec<OutgoingRecord<'_>> = encoded
             .iter()
