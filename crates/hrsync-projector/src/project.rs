@@ -165,7 +165,8 @@ struct PersonRow {
     emitted: Emitted,
     /// Events applied in this batch (for `caused_by`).
     caused_by: Vec<EventId>,
-    /// Events changed the state: write the row back.
+    /// Write the row back: events changed the state, or a directory
+    /// change was emitted.
     changed: bool,
     /// Not stored yet.
     is_new: bool,
