@@ -243,4 +243,27 @@ impl Producer {
         use rdkafka::producer::Producer as _;
         self.inner.flush(timeout).map_err(Error::Kafka)
     }
+
+    /// Connects now and learns the partitions of `topics`, instead of on
+    /// the first send: a process that must send its first record fast (the
+    /// projector's fast lane) does this at start.
+    ///
+    /// # Errors
+    /// The broker did not answer within `timeout` (a later send retries).
+    pub async fn prepare(&self, topics: &[&str], timeout: Duration) -> Result<()> {
+        use rdkafka::producer::Producer as _;
+        let producer = self.inner.clone();
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            for topic in &topics {
+                producer
+                    .client()
+                    .fetch_metadata(Some(topic), timeout)
+                    .map_err(Error::Kafka)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(Error::Kafka(rdkafka::error::KafkaError::Canceled)))
+    }
 }

@@ -171,7 +171,8 @@ struct PersonRow {
     caused_by: Vec<EventId>,
     /// The trace of the last of them, if it had one.
     trace: Option<String>,
-    /// Events changed the state: write the row back.
+    /// Write the row back: events changed the state, or a directory
+    /// change was emitted.
     changed: bool,
     /// Not stored yet.
     is_new: bool,

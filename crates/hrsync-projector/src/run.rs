@@ -434,6 +434,17 @@ async fn publish(
     topics: Topics,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    // Connect and learn the topics now, not on the first change: a
+    // termination in the first second after start should not wait for it.
+    if let Err(error) = producer
+        .prepare(
+            &[&topics.directory_priority, &topics.directory_changes],
+            Duration::from_secs(10),
+        )
+        .await
+    {
+        tracing::warn!(%error, "preparing the producer failed; the first send will retry");
+    }
     loop {
         // The fast lane first: priority copies go out before the rows ahead
         // of them in the outbox are published.

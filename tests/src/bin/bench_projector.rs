@@ -54,6 +54,12 @@ use sqlx::Row as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `hrsync` binary, so that the projector runs here as
+/// it runs there.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DAY_MS: i64 = 86_400_000;
 /// Events generated, encoded and sent per chunk.
 const CHUNK: usize = 5_000;
