@@ -438,6 +438,11 @@ async fn main() -> anyhow::Result<()> {
                 let waiting = total.saturating_sub(users().saturating_sub(base)) / args.apps;
                 let latency_ms =
                     probe(&db, &producer, &topics.priority, victim, &app_names).await?;
+                eprintln!(
+                    "probe {victim} at {} %: {} ms, {waiting} changes waiting",
+                    points[next_point],
+                    latency_ms.map_or("timed out".to_owned(), |ms| ms.to_string())
+                );
                 probes.push(Probe {
                     point: points[next_point],
                     waiting,
