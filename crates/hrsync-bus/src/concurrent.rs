@@ -24,8 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{commit_stored, settle};
-use crate::metrics::RECORDS_CONSUMED;
+use crate::consumer::{commit_stored, consumed, settle};
 use crate::{Consumer, DlqPublisher, Handler, Outcome, Record, Result};
 
 /// Processes records; called from several lanes at once, but never for two
@@ -184,21 +183,7 @@ impl Consumer {
                     continue;
                 }
             };
-            metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
-            let span = tracing::info_span!(
-                "kafka.consume",
-                stage = %stage,
-                topic = %record.topic,
-                partition = record.partition,
-                offset = record.offset,
-            );
-            hrsync_telemetry::propagation::continue_from(
-                &span,
-                record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_slice())),
-            );
+            let span = consumed(&stage, &record);
             in_flight
                 .entry((record.topic.clone(), record.partition))
                 .or_default()

@@ -266,21 +266,7 @@ impl Consumer {
                     continue;
                 }
             };
-            metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
-            let span = tracing::info_span!(
-                "kafka.consume",
-                stage = %stage,
-                topic = %record.topic,
-                partition = record.partition,
-                offset = record.offset,
-            );
-            hrsync_telemetry::propagation::continue_from(
-                &span,
-                record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_slice())),
-            );
+            let span = consumed(&stage, &record);
             let finished = self
                 .process(&mut handler, &record, dlq, &shutdown)
                 .instrument(span)
@@ -316,6 +302,27 @@ impl Consumer {
     ) -> bool {
         settle(handler, record, dlq, &self.settings, shutdown).await
     }
+}
+
+/// Counts a consumed record and opens its span, continuing the trace its
+/// producer wrote into the headers.
+pub(crate) fn consumed(stage: &str, record: &Record) -> tracing::Span {
+    metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
+    let span = tracing::info_span!(
+        "kafka.consume",
+        stage = %stage,
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+    );
+    hrsync_telemetry::propagation::continue_from(
+        &span,
+        record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice())),
+    );
+    span
 }
 
 /// Runs `handler` over `record` until it is done or parked on the DLQ,

@@ -763,23 +763,7 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox ORDER BY seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    seq: r.try_get(0)?,
-                    person_id: r.try_get(1)?,
-                    payload: r.try_get(2)?,
-                    priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
-                    traceparent: r.try_get(4)?,
-                })
-            })
-            .collect()
+        self.outbox_rows("", limit).await
     }
 
     /// The oldest outbox rows whose priority copy has not been sent, however
@@ -789,20 +773,27 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, person_id, payload, traceparent FROM projector_outbox WHERE priority = 1 ORDER BY seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?;
+        self.outbox_rows(&format!("WHERE priority = {PRIORITY_UNSENT}"), limit)
+            .await
+    }
+
+    async fn outbox_rows(&self, filter: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+        let sql = format!(
+            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox {filter} \
+             ORDER BY seq LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(OutboxRow {
                     seq: r.try_get(0)?,
                     person_id: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    priority: true,
-                    traceparent: r.try_get(3)?,
+                    priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
+                    traceparent: r.try_get(4)?,
                 })
             })
             .collect()
