@@ -21,6 +21,9 @@ use crate::state::PersonState;
 /// Rows per multi-row statement (far below SQLite's 32766 parameters).
 const ROWS: usize = 200;
 
+/// Outbox rows deleted per statement (one bind each).
+const DELETE_ROWS: usize = 1000;
+
 /// `projector_outbox.priority`: also goes to the priority topic, not sent
 /// there yet (0: main topic only).
 const PRIORITY_UNSENT: i64 = 1;
@@ -819,15 +822,28 @@ impl Projector {
         Ok(())
     }
 
-    /// Removes published outbox rows up to and including `seq`.
+    /// Removes the published outbox rows `seqs`, and only those.
+    ///
+    /// Not "every row up to the last one published": sequence numbers are
+    /// taken at insert and rows become visible at commit, so a row with a
+    /// lower number (a main batch that inserted first and committed after
+    /// the priority lane) can appear after the rows above it were read, and
+    /// would be deleted unpublished.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn delete_outbox_through(&self, seq: i64) -> Result<()> {
-        sqlx::query("DELETE FROM projector_outbox WHERE seq <= $1")
-            .bind(seq)
-            .execute(self.db.pool())
-            .await?;
+    pub async fn delete_outbox(&self, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(DELETE_ROWS) {
+            let sql = format!(
+                "DELETE FROM projector_outbox WHERE seq IN ({})",
+                hrsync_store::placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query.execute(self.db.pool()).await?;
+        }
         Ok(())
     }
 

@@ -538,13 +538,13 @@ async fn publish(
         .await;
         match sent {
             Ok(_) => {
-                let last = rows.last().map_or(0, |r| r.seq);
+                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
                 let _turn = if shared.single_writer {
                     Some(shared.gate.enter(Lane::Normal).await)
                 } else {
                     None
                 };
-                match shared.projector.delete_outbox_through(last).await {
+                match shared.projector.delete_outbox(&seqs).await {
                     Ok(()) => {}
                     // The rows stay and are sent again next cycle;
                     // consumers drop versions they have seen.

@@ -82,3 +82,64 @@ async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow:
     assert_eq!((outcome.applied, outcome.duplicates), (0, 1));
     Ok(())
 }
+
+/// A batch that took its outbox sequence numbers first can commit after
+/// another batch's rows were read and published: deleting the published
+/// rows must not take its rows with them (they were never published).
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let db = hrsync_store::Db::connect(pg.url(), 4).await?;
+    db.migrate().await?;
+    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let now = Timestamp::from_millis(1_790_000_000_000)?;
+
+    // The slower batch: its outbox row is numbered, not yet committed.
+    let mut slower = db.pool().begin().await?;
+    let early: i64 = sqlx::query_scalar(
+        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms) \
+         VALUES ('P-slow', $1, 0, $2) RETURNING seq",
+    )
+    .bind(b"change".to_vec())
+    .bind(now.as_millis())
+    .fetch_one(&mut *slower)
+    .await?;
+
+    // The faster batch commits a change with a higher number.
+    let event = LifecycleEvent::new(
+        SourceSystem::new("hris")?,
+        EmployeeId::new("E1")?,
+        now,
+        now,
+        TimeZone::new("UTC")?,
+        LifecyclePayload::Hire(Hire {
+            attributes: WorkerAttributes::new("Ada", "Byron", EmploymentType::Employee),
+        }),
+    )?;
+    let payload = hrsync_schema::encode_lifecycle(&event)?;
+    let outcome = projector
+        .apply_batch(
+            &[Incoming {
+                event,
+                payload: &payload,
+                traceparent: None,
+            }],
+            &[],
+            now.as_millis(),
+        )
+        .await?;
+    assert_eq!(outcome.changes, 1);
+
+    // The publisher reads and publishes what is visible: only the later row.
+    let read = projector.outbox(100).await?;
+    let seqs: Vec<i64> = read.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs.len(), 1);
+    assert!(seqs[0] > early, "{seqs:?} vs {early}");
+    // The slower batch commits before the publisher deletes what it sent.
+    slower.commit().await?;
+    projector.delete_outbox(&seqs).await?;
+
+    let left: Vec<i64> = projector.outbox(100).await?.iter().map(|r| r.seq).collect();
+    assert_eq!(left, [early], "the unpublished row is still there");
+    Ok(())
+}
