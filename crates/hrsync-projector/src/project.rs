@@ -854,14 +854,31 @@ impl Projector {
     pub async fn person(&self, employee_id: &str) -> Result<Option<PersonView>> {
         let mut tx = self.db.pool().begin().await?;
         let mut people = load_people(&mut tx, std::iter::once(employee_id)).await?;
+        let Some(row) = people.remove(employee_id) else {
+            return Ok(None);
+        };
+        let mut events = person_events(&mut tx, employee_id).await?;
         tx.commit().await?;
-        Ok(people.remove(employee_id).map(|row| PersonView {
+        // Newest first, in the fold's order.
+        events.sort_by_cached_key(|e| std::cmp::Reverse(crate::state::sort_key(e)));
+        let recent = events
+            .iter()
+            .take(RECENT_EVENTS)
+            .map(|e| SeenEvent {
+                event_id: e.event_id.to_string(),
+                kind: e.kind().as_str().to_owned(),
+                source: e.source_system.as_str().to_owned(),
+                effective_ms: crate::state::effective_ms(e),
+            })
+            .collect();
+        Ok(Some(PersonView {
             person_id: row.person_id,
             version: row.version,
             state: row.state,
             lifecycle: row.emitted.lifecycle,
             groups: row.emitted.groups,
             apps: row.emitted.apps,
+            recent,
         }))
     }
 
@@ -895,6 +912,24 @@ pub struct PersonView {
     pub groups: Vec<String>,
     /// Last emitted apps.
     pub apps: Vec<String>,
+    /// The person's most recent events (at most 20), newest first.
+    pub recent: Vec<SeenEvent>,
+}
+
+/// How many recent events `hrsync user show` prints.
+const RECENT_EVENTS: usize = 20;
+
+/// One event a person has seen, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenEvent {
+    /// Event id.
+    pub event_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Source system.
+    pub source: String,
+    /// Effective time as the fold uses it, ms since the epoch.
+    pub effective_ms: i64,
 }
 
 fn build(employee_id: &str, e: impl std::fmt::Display) -> ProjectError {

@@ -15,9 +15,6 @@ use hrsync_domain::{
 };
 use serde::{Deserialize, Serialize};
 
-/// How many recent events a person keeps for `hrsync user show`.
-const RECENT_EVENTS: usize = 20;
-
 /// Per attribute, the sources allowed to set it, highest precedence first.
 /// Attributes not listed accept every source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,19 +38,6 @@ impl AttributeSources {
             None => true,
         }
     }
-}
-
-/// One event a person has seen, for display.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeenEvent {
-    /// Event id.
-    pub event_id: String,
-    /// Kind.
-    pub kind: String,
-    /// Source system.
-    pub source: String,
-    /// Effective time, ms since the epoch.
-    pub effective_ms: i64,
 }
 
 /// An earlier employment.
@@ -113,8 +97,6 @@ pub struct PersonState {
     /// Sort key of the last applied event: a newer event is applied
     /// incrementally, an older one causes a refold.
     pub last_key: Option<(i64, u8, String)>,
-    /// The most recent events, newest last.
-    pub recent: Vec<SeenEvent>,
 }
 
 /// Rank of a kind among events with the same effective time.
@@ -166,7 +148,6 @@ impl PersonState {
             previous: None,
             leave: None,
             last_key: None,
-            recent: Vec::new(),
         }
     }
 
@@ -233,15 +214,6 @@ impl PersonState {
             }
         }
         self.last_key = Some(sort_key(event));
-        self.recent.push(SeenEvent {
-            event_id: event.event_id.to_string(),
-            kind: event.kind().as_str().to_owned(),
-            source: source.to_owned(),
-            effective_ms: effective,
-        });
-        if self.recent.len() > RECENT_EVENTS {
-            self.recent.remove(0);
-        }
     }
 
     /// A hire or rehire effective at `effective`, recorded at `recorded`.

@@ -736,7 +736,9 @@ fn at_the_same_instant_the_termination_comes_last() {
     assert!(!state.on_leave_at(T0));
     // The move sorts after the (re)hires.
     assert_eq!(title(&state), Some("Lead"));
-    let kinds: Vec<&str> = state.recent.iter().map(|e| e.kind.as_str()).collect();
+    let mut in_fold_order: Vec<&LifecycleEvent> = events.iter().collect();
+    in_fold_order.sort_by_cached_key(|e| sort_key(e));
+    let kinds: Vec<&str> = in_fold_order.iter().map(|e| e.kind().as_str()).collect();
     assert_eq!(
         kinds,
         [
@@ -909,7 +911,7 @@ fn an_immediate_termination_takes_effect_when_it_was_recorded() {
         timeline(&state, &[T0 + 5 * DAY - 1, T0 + 5 * DAY]),
         [Some(Active), Some(Deprovisioned)]
     );
-    assert_eq!(state.recent.last().unwrap().effective_ms, T0 + 5 * DAY);
+    assert_eq!(state.last_key.as_ref().unwrap().0, T0 + 5 * DAY);
 
     // The same termination, not immediate, waits for its effective time.
     let scheduled = recorded("workday", T0 + 5 * DAY, far_future, terminate(false));
@@ -998,33 +1000,6 @@ fn is_in_order_compares_with_the_last_applied_event() {
         T0 + 99 * DAY,
         terminate(true)
     )));
-}
-
-#[test]
-fn recent_keeps_the_last_twenty_events_newest_last() {
-    let mut events = vec![event("workday", T0, hire(ada()))];
-    for i in 1..=24 {
-        events.push(event(
-            "directory",
-            T0 + i * HOUR,
-            moving(&[set(Attribute::Title, &format!("Title {i}"))]),
-        ));
-    }
-    let mut reversed: Vec<&LifecycleEvent> = events.iter().collect();
-    reversed.reverse();
-    let state = fold(&reversed, &AttributeSources::default());
-    assert_eq!(state, incremental(&reversed, &AttributeSources::default()));
-    assert_eq!(state.recent.len(), 20);
-    let first = &state.recent[0];
-    assert_eq!(first.event_id, events[5].event_id.to_string());
-    assert_eq!(first.kind, "move");
-    assert_eq!(first.source, "directory");
-    assert_eq!(first.effective_ms, T0 + 5 * HOUR);
-    assert_eq!(
-        state.recent.last().unwrap().event_id,
-        events[24].event_id.to_string()
-    );
-    assert_eq!(title(&state), Some("Title 24"));
 }
 
 #[test]
@@ -1256,7 +1231,7 @@ proptest! {
         prop_assert_eq!(state.employed_from_ms, expected.employed_from_ms);
         prop_assert_eq!(state.terminate_at_ms, expected.terminate_at_ms);
         prop_assert_eq!(&state.leave, &expected.leave);
-        // And everything else too (time zone, recent events, last key).
+        // And everything else too (time zone, last key).
         prop_assert_eq!(&state, &expected);
     }
 
@@ -1265,7 +1240,7 @@ proptest! {
         let sources = property_sources();
         let all: Vec<&LifecycleEvent> = events.iter().collect();
         let shuffled: Vec<&LifecycleEvent> = arrivals.iter().collect();
-        // Including `recent` and `last_key`.
+        // Including `last_key`.
         prop_assert_eq!(incremental(&shuffled, &sources), fold(&all, &sources));
     }
 

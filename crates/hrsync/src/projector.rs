@@ -184,7 +184,7 @@ pub(crate) async fn run_user(config: &Config, command: UserCommand) -> anyhow::R
         }
     );
     println!("last events:");
-    for event in state.recent.iter().rev() {
+    for event in &view.recent {
         println!(
             "  {}  {:<13}  from {:<12}  effective {}",
             event.event_id,
