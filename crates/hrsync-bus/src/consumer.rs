@@ -67,6 +67,13 @@ pub struct ConsumerSettings {
     pub session_timeout: Duration,
     /// Upper bound of the backoff between retries of one record.
     pub max_retry_backoff: Duration,
+    /// How long the broker may hold a fetch that finds nothing new
+    /// (`fetch.wait.max.ms`; librdkafka's 500 ms when unset). A lane that is
+    /// idle most of the time but must react at once (the termination fast
+    /// lane) sets it low: brokers that hold a fetch for its full wait even
+    /// when records arrive meanwhile (tansu does) otherwise add up to that
+    /// wait to every record's latency.
+    pub fetch_wait: Option<Duration>,
 }
 
 impl ConsumerSettings {
@@ -80,7 +87,15 @@ impl ConsumerSettings {
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
             max_retry_backoff: Duration::from_secs(30),
+            fetch_wait: None,
         }
+    }
+
+    /// These settings with `fetch.wait.max.ms` set to `wait`.
+    #[must_use]
+    pub fn with_fetch_wait(mut self, wait: Duration) -> Self {
+        self.fetch_wait = Some(wait);
+        self
     }
 }
 
@@ -220,6 +235,9 @@ impl Consumer {
             .set("auto.offset.reset", &settings.auto_offset_reset)
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        if let Some(wait) = settings.fetch_wait {
+            cfg.set("fetch.wait.max.ms", wait.as_millis().to_string());
+        }
         let inner: StreamConsumer<GroupContext> = cfg
             .create_with_context(GroupContext {
                 stage: settings.stage.clone(),

@@ -10,6 +10,7 @@
 //! - [`run`]: the consumers (priority lane and main topic), retries, audit.
 //! - [`config`]: the `[provisioner]` configuration section.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod limit;

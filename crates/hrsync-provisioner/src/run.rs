@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hrsync_bus::{
-    Consumer, ConsumerSettings, DlqPublisher, Handler, KafkaConfig, Outcome, OutgoingRecord,
-    Producer, Record, SharedHandler,
+    Consumer, ConsumerSettings, DlqPublisher, Handler, KafkaConfig, Outcome, Producer, Record,
+    SharedHandler,
 };
 use hrsync_domain::{
     AuditOperation, AuditOutcome, DirectoryChange, PersonId, ProvisioningAudit, Timestamp,
@@ -23,6 +23,7 @@ use hrsync_store::Db;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::config::ProvisionerConfig;
 use crate::limit::fast_lane;
 use crate::mapping::Mapping;
@@ -69,7 +70,7 @@ pub struct Provisioner {
     locks: Vec<Mutex<()>>,
     max_attempts: u32,
     max_backoff: Duration,
-    audit: Option<(Producer, String)>,
+    audit: AuditLog,
     /// Quarantined apps and when to probe them next.
     quarantine: std::sync::Mutex<std::collections::HashMap<String, Probe>>,
     probe_interval: Duration,
@@ -140,12 +141,12 @@ impl Provisioner {
             });
         }
         Ok(Provisioner {
-            db,
+            db: db.clone(),
             apps,
             locks: (0..256).map(|_| Mutex::new(())).collect(),
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
-            audit,
+            audit: AuditLog::start(db.clone(), audit),
             quarantine: std::sync::Mutex::default(),
             probe_interval: Duration::from_millis(config.quarantine_probe_ms),
         }
@@ -182,15 +183,19 @@ impl Provisioner {
     /// creates and updates in every app's request limits.
     pub async fn apply(&self, change: &DirectoryChange, only: Option<&str>) -> Vec<AppResult> {
         let _guard = self.lock_for(&change.person_id).lock().await;
-        if let Err(error) = remember(&self.db, change).await {
-            tracing::warn!(%error, person = %change.person_id, "newest change not remembered for provision-now");
-        }
         let work = self
             .apps
             .iter()
             .filter(|a| only.is_none_or(|o| o == a.name))
             .map(|app| self.apply_to(app, change));
-        fast_lane(change.priority, futures::future::join_all(work)).await
+        let (remembered, results) = tokio::join!(
+            self.audit.remember(change),
+            fast_lane(change.priority, futures::future::join_all(work))
+        );
+        if let Err(error) = remembered {
+            tracing::warn!(%error, person = %change.person_id, "newest change not remembered for provision-now");
+        }
+        results
     }
 
     /// Applies the newest change seen for `person` (a person id or an HR
@@ -280,9 +285,7 @@ impl Provisioner {
                     .map_err(|e| e.to_string())?;
             }
             if let Ok(ops) = &result {
-                for op in ops {
-                    self.audit(app, &change, op, None, Duration::ZERO, 1).await;
-                }
+                self.audit_ops(app, &change, ops, Duration::ZERO, 1).await;
             }
             done.push((
                 change,
@@ -395,9 +398,7 @@ impl Provisioner {
             };
             match result {
                 Ok(ops) => {
-                    for op in &ops {
-                        self.audit(app, &change, op, None, Duration::ZERO, 1).await;
-                    }
+                    self.audit_ops(app, &change, &ops, Duration::ZERO, 1).await;
                     if forget_held(&self.db, &app.name, &change).await.is_err() {
                         return false;
                     }
@@ -417,8 +418,7 @@ impl Provisioner {
             .await
             .map(|()| vec![Operation::Parked]);
         if let Ok(ops) = &result {
-            self.audit(app, change, &ops[0], None, Duration::ZERO, 0)
-                .await;
+            self.audit_ops(app, change, ops, Duration::ZERO, 0).await;
         }
         AppResult {
             app: app.name.clone(),
@@ -440,9 +440,7 @@ impl Provisioner {
             let latency = started.elapsed();
             match &result {
                 Ok(ops) => {
-                    for op in ops {
-                        self.audit(app, change, op, None, latency, attempt).await;
-                    }
+                    self.audit_ops(app, change, ops, latency, attempt).await;
                     if ops.contains(&Operation::Deactivated) {
                         record_termination_latency(&app.name, change);
                     }
@@ -483,42 +481,56 @@ impl Provisioner {
         }
     }
 
-    async fn audit(
+    /// Records each of `ops` in the audit trail.
+    async fn audit_ops(
         &self,
         app: &App,
         change: &DirectoryChange,
-        op: &Operation,
-        error: Option<&ReconcileError>,
+        ops: &[Operation],
         latency: Duration,
         attempt: u32,
     ) {
-        let (operation, outcome, scim_id) = match op {
-            Operation::Stale => (AuditOperation::Update, AuditOutcome::Skipped, None),
-            Operation::Unchanged => (AuditOperation::Update, AuditOutcome::Skipped, None),
-            Operation::Linked { scim_id } => (
-                AuditOperation::Link,
-                AuditOutcome::Success,
-                Some(scim_id.clone()),
-            ),
-            Operation::Created { scim_id } => (
-                AuditOperation::Create,
-                AuditOutcome::Success,
-                Some(scim_id.clone()),
-            ),
-            Operation::Updated { .. } => (AuditOperation::Update, AuditOutcome::Success, None),
-            Operation::Deactivated => (AuditOperation::Deactivate, AuditOutcome::Success, None),
-            Operation::Reactivated => (AuditOperation::Reactivate, AuditOutcome::Success, None),
-            Operation::Groups { .. } => (AuditOperation::GroupMembers, AuditOutcome::Success, None),
-            Operation::GroupRenamed { .. } => {
-                (AuditOperation::GroupUpdate, AuditOutcome::Success, None)
-            }
-            Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
-            Operation::Parked => (AuditOperation::Unknown, AuditOutcome::Held, None),
-        };
-        self.publish_audit(
-            app, change, operation, outcome, scim_id, error, latency, attempt,
-        )
-        .await;
+        let records = ops
+            .iter()
+            .filter_map(|op| {
+                let (operation, outcome, scim_id) = match op {
+                    Operation::Stale | Operation::Unchanged => {
+                        (AuditOperation::Update, AuditOutcome::Skipped, None)
+                    }
+                    Operation::Linked { scim_id } => (
+                        AuditOperation::Link,
+                        AuditOutcome::Success,
+                        Some(scim_id.clone()),
+                    ),
+                    Operation::Created { scim_id } => (
+                        AuditOperation::Create,
+                        AuditOutcome::Success,
+                        Some(scim_id.clone()),
+                    ),
+                    Operation::Updated { .. } => {
+                        (AuditOperation::Update, AuditOutcome::Success, None)
+                    }
+                    Operation::Deactivated => {
+                        (AuditOperation::Deactivate, AuditOutcome::Success, None)
+                    }
+                    Operation::Reactivated => {
+                        (AuditOperation::Reactivate, AuditOutcome::Success, None)
+                    }
+                    Operation::Groups { .. } => {
+                        (AuditOperation::GroupMembers, AuditOutcome::Success, None)
+                    }
+                    Operation::GroupRenamed { .. } => {
+                        (AuditOperation::GroupUpdate, AuditOutcome::Success, None)
+                    }
+                    Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
+                    Operation::Parked => (AuditOperation::Unknown, AuditOutcome::Held, None),
+                };
+                audit_record(
+                    app, change, operation, outcome, scim_id, None, latency, attempt,
+                )
+            })
+            .collect();
+        self.audit.record(records).await;
     }
 
     async fn audit_failure(
@@ -533,7 +545,7 @@ impl Provisioner {
             ReconcileError::Scim { source, .. } if source.is_retryable() => AuditOutcome::Retry,
             _ => AuditOutcome::Failed,
         };
-        self.publish_audit(
+        let record = audit_record(
             app,
             change,
             AuditOperation::Unknown,
@@ -542,68 +554,51 @@ impl Provisioner {
             Some(error),
             latency,
             attempt,
-        )
-        .await;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn publish_audit(
-        &self,
-        app: &App,
-        change: &DirectoryChange,
-        operation: AuditOperation,
-        outcome: AuditOutcome,
-        scim_id: Option<String>,
-        error: Option<&ReconcileError>,
-        latency: Duration,
-        attempt: u32,
-    ) {
-        metrics::counter!("hrsync_provisioner_operations_total", "app" => app.name.clone(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
-        let Ok(at) = Timestamp::from_millis(chrono::Utc::now().timestamp_millis()) else {
-            return;
-        };
-        let record = ProvisioningAudit {
-            audit_id: uuid::Uuid::new_v4().to_string(),
-            person_id: change.person_id.clone(),
-            app: app.name.clone(),
-            operation,
-            outcome,
-            http_status: match error {
-                Some(ReconcileError::Scim { source, .. }) => source.status(),
-                _ => None,
-            },
-            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-            attempt,
-            version: change.version,
-            scim_id,
-            error: error.map(ToString::to_string),
-            trace_id: hrsync_telemetry::propagation::trace_id(&tracing::Span::current()),
-            at,
-        };
-        if let Err(error) = record_audit(&self.db, &record).await {
-            tracing::warn!(%error, "audit record not stored");
-        }
-        let Some((producer, topic)) = &self.audit else {
-            return;
-        };
-        match hrsync_schema::encode_audit(&record) {
-            Ok(payload) => {
-                let sent = producer
-                    .send(OutgoingRecord {
-                        topic,
-                        key: change.person_id.as_str().as_bytes(),
-                        payload: &payload,
-                        headers: &[],
-                    })
-                    .await;
-                if let Err(error) = sent {
-                    tracing::warn!(%error, "audit record not published");
-                }
-            }
-            Err(error) => tracing::error!(%error, "audit record not encodable"),
-        }
+        );
+        self.audit.record(record.into_iter().collect()).await;
     }
 }
+
+/// The audit record of one operation (counted in
+/// `hrsync_provisioner_operations_total`), with the current trace context.
+#[allow(clippy::too_many_arguments)]
+fn audit_record(
+    app: &App,
+    change: &DirectoryChange,
+    operation: AuditOperation,
+    outcome: AuditOutcome,
+    scim_id: Option<String>,
+    error: Option<&ReconcileError>,
+    latency: Duration,
+    attempt: u32,
+) -> Option<(ProvisioningAudit, Vec<(String, String)>)> {
+    metrics::counter!("hrsync_provisioner_operations_total", "app" => app.name.clone(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
+    let at = Timestamp::from_millis(chrono::Utc::now().timestamp_millis()).ok()?;
+    let span = tracing::Span::current();
+    let record = ProvisioningAudit {
+        audit_id: uuid::Uuid::new_v4().to_string(),
+        person_id: change.person_id.clone(),
+        app: app.name.clone(),
+        operation,
+        outcome,
+        http_status: match error {
+            Some(ReconcileError::Scim { source, .. }) => source.status(),
+            _ => None,
+        },
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        attempt,
+        version: change.version,
+        scim_id,
+        error: error.map(ToString::to_string),
+        trace_id: hrsync_telemetry::propagation::trace_id(&span),
+        at,
+    };
+    Some((record, hrsync_telemetry::propagation::inject(&span)))
+}
+
+/// The priority lane's `fetch.wait.max.ms`: it is idle most of the time and
+/// a termination on it must not wait for the broker's long poll.
+const PRIORITY_FETCH_WAIT: Duration = Duration::from_millis(10);
 
 /// Whether an app is quarantined (1) or not (0).
 const QUARANTINED: &str = "hrsync_provisioner_quarantined";
@@ -623,52 +618,6 @@ fn record_termination_latency(app: &str, change: &DirectoryChange) {
         metrics::histogram!("hrsync_termination_latency_seconds", "app" => app.to_owned())
             .record(latency_ms as f64 / 1000.0);
     }
-}
-
-/// Keeps `change` as the person's newest, unless a newer one is kept.
-async fn remember(db: &Db, change: &DirectoryChange) -> Result<(), String> {
-    let payload = hrsync_schema::encode_directory_change(change).map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO provisioner_person (person_id, employee_id, version, payload, seen_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id) DO UPDATE SET \
-         employee_id = excluded.employee_id, version = excluded.version, \
-         payload = excluded.payload, seen_at_ms = excluded.seen_at_ms \
-         WHERE provisioner_person.version < excluded.version",
-    )
-    .bind(change.person_id.as_str())
-    .bind(change.employee_id.as_str())
-    .bind(i64::try_from(change.version).unwrap_or(i64::MAX))
-    .bind(payload)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(db.pool())
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// Stores an audit record in the `provisioner_audit` table.
-async fn record_audit(db: &Db, a: &ProvisioningAudit) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO provisioner_audit (audit_id, person_id, app, operation, outcome, http_status, \
-         latency_ms, attempt, version, scim_id, error, trace_id, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&a.audit_id)
-    .bind(a.person_id.as_str())
-    .bind(&a.app)
-    .bind(a.operation.as_str())
-    .bind(a.outcome.as_str())
-    .bind(a.http_status.map(i64::from))
-    .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
-    .bind(i64::from(a.attempt))
-    .bind(i64::try_from(a.version).unwrap_or(i64::MAX))
-    .bind(&a.scim_id)
-    .bind(&a.error)
-    .bind(&a.trace_id)
-    .bind(a.at.as_millis())
-    .execute(db.pool())
-    .await?;
-    Ok(())
 }
 
 /// `d` plus up to 50 % random jitter.
@@ -742,7 +691,8 @@ pub async fn run(
             "provisioner",
             &format!("{}-priority", config.group_id),
             &[&topics.priority],
-        ),
+        )
+        .with_fetch_wait(PRIORITY_FETCH_WAIT),
     )?;
     let main = Consumer::new(
         kafka,

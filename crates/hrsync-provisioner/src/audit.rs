@@ -1,0 +1,238 @@
+//! The audit trail, written in groups: every SCIM operation's record goes to
+//! the `provisioner_audit` table and to `provisioning.audit.v1`, and each
+//! change's newest version is kept for `provision-now`.
+//!
+//! Many changes are applied at once, and each used to write its own rows
+//! and wait for its own broker acknowledgement (one commit and one producer
+//! linger per operation). A single writer task now takes whatever has
+//! queued while it wrote the previous group, writes it with one statement
+//! per table and one produce round, and only then answers the callers — so a
+//! change still counts as done (and its offset is stored) only once its
+//! audit records are stored and published, at a fraction of the cost.
+
+use hrsync_bus::{OutgoingRecord, Producer};
+use hrsync_domain::{DirectoryChange, ProvisioningAudit};
+use hrsync_store::Db;
+use tokio::sync::{mpsc, oneshot};
+
+/// Rows in one multi-row statement (13 columns: well below the bind
+/// limits of PostgreSQL and SQLite).
+const ROWS: usize = 200;
+
+/// Requests queued at most before callers wait for the writer.
+const QUEUE: usize = 4096;
+
+/// The audit writer's handle; cheap to share. The writer task ends when the
+/// last handle is dropped, after writing what was queued.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Request>,
+}
+
+/// One caller's rows.
+#[derive(Debug)]
+enum Write {
+    /// Audit records, with the trace context of the operation each records.
+    Audit(Vec<(ProvisioningAudit, Vec<(String, String)>)>),
+    /// The newest change seen for a person (kept unless a newer one is).
+    Newest(Newest),
+}
+
+#[derive(Debug)]
+struct Newest {
+    person_id: String,
+    employee_id: String,
+    version: i64,
+    payload: Vec<u8>,
+    seen_at_ms: i64,
+}
+
+#[derive(Debug)]
+struct Request {
+    write: Write,
+    done: oneshot::Sender<()>,
+}
+
+impl AuditLog {
+    /// Starts the writer over `db`, publishing to `(producer, topic)` when
+    /// given.
+    pub fn start(db: Db, publish: Option<(Producer, String)>) -> Self {
+        let (queue, requests) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(db, publish, requests));
+        AuditLog { queue }
+    }
+
+    /// Stores and publishes `records` (each with its operation's trace
+    /// headers) and returns once that is done. Failures are logged and
+    /// counted, never returned: the SCIM operations they record happened.
+    pub async fn record(&self, records: Vec<(ProvisioningAudit, Vec<(String, String)>)>) {
+        if !records.is_empty() {
+            self.submit(Write::Audit(records)).await;
+        }
+    }
+
+    /// Keeps `change` as its person's newest, unless a newer one is kept;
+    /// returns once stored.
+    ///
+    /// # Errors
+    /// The change cannot be encoded.
+    pub async fn remember(&self, change: &DirectoryChange) -> Result<(), String> {
+        let payload = hrsync_schema::encode_directory_change(change).map_err(|e| e.to_string())?;
+        self.submit(Write::Newest(Newest {
+            person_id: change.person_id.as_str().to_owned(),
+            employee_id: change.employee_id.as_str().to_owned(),
+            version: i64::try_from(change.version).unwrap_or(i64::MAX),
+            payload,
+            seen_at_ms: chrono::Utc::now().timestamp_millis(),
+        }))
+        .await;
+        Ok(())
+    }
+
+    async fn submit(&self, write: Write) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Request { write, done }).await.is_ok() {
+            // The writer answers every request it takes, also on failure.
+            let _ = written.await;
+        }
+    }
+}
+
+async fn writer(
+    db: Db,
+    publish: Option<(Producer, String)>,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    let mut group = Vec::new();
+    while requests.recv_many(&mut group, QUEUE).await > 0 {
+        let mut audits = Vec::new();
+        let mut newest: std::collections::HashMap<String, Newest> =
+            std::collections::HashMap::new();
+        let mut answers = Vec::with_capacity(group.len());
+        for request in group.drain(..) {
+            match request.write {
+                Write::Audit(records) => audits.extend(records),
+                Write::Newest(n) => {
+                    // One row per person per statement (an upsert cannot
+                    // touch a row twice): the highest version wins.
+                    if newest
+                        .get(&n.person_id)
+                        .is_none_or(|kept| kept.version < n.version)
+                    {
+                        newest.insert(n.person_id.clone(), n);
+                    }
+                }
+            }
+            answers.push(request.done);
+        }
+        if !newest.is_empty() {
+            let rows: Vec<Newest> = newest.into_values().collect();
+            if let Err(error) = store_newest(&db, &rows).await {
+                tracing::warn!(%error, "newest changes not remembered for provision-now");
+            }
+        }
+        if !audits.is_empty() {
+            store_and_publish(&db, publish.as_ref(), &audits).await;
+        }
+        for answer in answers {
+            let _ = answer.send(());
+        }
+    }
+}
+
+async fn store_and_publish(
+    db: &Db,
+    publish: Option<&(Producer, String)>,
+    audits: &[(ProvisioningAudit, Vec<(String, String)>)],
+) {
+    if let Err(error) = store_audits(db, audits).await {
+        metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "table")
+            .increment(audits.len() as u64);
+        tracing::warn!(%error, records = audits.len(), "audit records not stored");
+    }
+    let Some((producer, topic)) = publish else {
+        return;
+    };
+    let mut encoded = Vec::with_capacity(audits.len());
+    for (record, headers) in audits {
+        match hrsync_schema::encode_audit(record) {
+            Ok(payload) => encoded.push((record, headers, payload)),
+            Err(error) => tracing::error!(%error, "audit record not encodable"),
+        }
+    }
+    let headers: Vec<Vec<(&str, &[u8])>> = encoded
+        .iter()
+        .map(|(_, h, _)| h.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect())
+        .collect();
+    let records: Vec<OutgoingRecord<'_>> = encoded
+        .iter()
+        .zip(&headers)
+        .map(|((record, _, payload), headers)| OutgoingRecord {
+            topic,
+            key: record.person_id.as_str().as_bytes(),
+            payload,
+            headers,
+        })
+        .collect();
+    if let Err(error) = producer.send_batch(&records).await {
+        metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "topic")
+            .increment(records.len() as u64);
+        tracing::warn!(%error, records = records.len(), "audit records not published");
+    }
+}
+
+async fn store_audits(
+    db: &Db,
+    audits: &[(ProvisioningAudit, Vec<(String, String)>)],
+) -> Result<(), sqlx::Error> {
+    for chunk in audits.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO provisioner_audit (audit_id, person_id, app, operation, outcome, \
+             http_status, latency_ms, attempt, version, scim_id, error, trace_id, at_ms) VALUES {}",
+            hrsync_store::placeholders(chunk.len(), 13)
+        );
+        let mut query = sqlx::query(&sql);
+        for (a, _) in chunk {
+            query = query
+                .bind(&a.audit_id)
+                .bind(a.person_id.as_str())
+                .bind(&a.app)
+                .bind(a.operation.as_str())
+                .bind(a.outcome.as_str())
+                .bind(a.http_status.map(i64::from))
+                .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+                .bind(i64::from(a.attempt))
+                .bind(i64::try_from(a.version).unwrap_or(i64::MAX))
+                .bind(&a.scim_id)
+                .bind(&a.error)
+                .bind(&a.trace_id)
+                .bind(a.at.as_millis());
+        }
+        query.execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+async fn store_newest(db: &Db, rows: &[Newest]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO provisioner_person (person_id, employee_id, version, payload, seen_at_ms) \
+             VALUES {} ON CONFLICT (person_id) DO UPDATE SET \
+             employee_id = excluded.employee_id, version = excluded.version, \
+             payload = excluded.payload, seen_at_ms = excluded.seen_at_ms \
+             WHERE provisioner_person.version < excluded.version",
+            hrsync_store::placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for n in chunk {
+            query = query
+                .bind(&n.person_id)
+                .bind(&n.employee_id)
+                .bind(n.version)
+                .bind(&n.payload)
+                .bind(n.seen_at_ms);
+        }
+        query.execute(db.pool()).await?;
+    }
+    Ok(())
+}
