@@ -125,31 +125,36 @@ async fn writer(
             }
             answers.push(request.done);
         }
-        if !newest.is_empty() {
-            let rows: Vec<Newest> = newest.into_values().collect();
+        // The three writes are independent: each on its own connection, at
+        // the same time.
+        let rows: Vec<Newest> = newest.into_values().collect();
+        let remembered = async {
             if let Err(error) = store_newest(&db, &rows).await {
                 tracing::warn!(%error, "newest changes not remembered for provision-now");
             }
-        }
-        if !audits.is_empty() {
-            store_and_publish(&db, publish.as_ref(), &audits).await;
-        }
+        };
+        let stored = async {
+            if let Err(error) = store_audits(&db, &audits).await {
+                metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "table")
+                    .increment(audits.len() as u64);
+                tracing::warn!(%error, records = audits.len(), "audit records not stored");
+            }
+        };
+        tokio::join!(
+            remembered,
+            stored,
+            publish_audits(publish.as_ref(), &audits)
+        );
         for answer in answers {
             let _ = answer.send(());
         }
     }
 }
 
-async fn store_and_publish(
-    db: &Db,
+async fn publish_audits(
     publish: Option<&(Producer, String)>,
     audits: &[(ProvisioningAudit, Vec<(String, String)>)],
 ) {
-    if let Err(error) = store_audits(db, audits).await {
-        metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "table")
-            .increment(audits.len() as u64);
-        tracing::warn!(%error, records = audits.len(), "audit records not stored");
-    }
     let Some((producer, topic)) = publish else {
         return;
     };
@@ -164,6 +169,9 @@ async fn store_and_publish(
         .iter()
         .map(|(_, h, _)| h.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect())
         .collect();
+    if encoded.is_empty() {
+        return;
+    }
     let records: Vec<OutgoingRecord<'_>> = encoded
         .iter()
         .zip(&headers)

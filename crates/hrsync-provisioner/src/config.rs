@@ -29,7 +29,9 @@ pub struct ProvisionerConfig {
     /// minute while it keeps failing).
     pub quarantine_probe_ms: u64,
     /// Changes of different persons applied at once from the main topic
-    /// (one person's changes are always applied in order).
+    /// (one person's changes are always applied in order). Each change
+    /// mostly waits (for its app, the store, the audit writer), so this is
+    /// well above the apps' `concurrency`, which bounds what each app sees.
     pub in_flight: usize,
     /// The same for the priority lane.
     pub priority_in_flight: usize,
@@ -41,12 +43,12 @@ impl Default for ProvisionerConfig {
     fn default() -> Self {
         ProvisionerConfig {
             database_url: Secret::inline("sqlite://hrsync-provisioner.db"),
-            max_connections: 4,
+            max_connections: 8,
             group_id: "hrsync-provisioner".to_owned(),
             max_attempts: 5,
             max_backoff_ms: 30_000,
             quarantine_probe_ms: 5_000,
-            in_flight: 32,
+            in_flight: 128,
             priority_in_flight: 8,
             apps: Vec::new(),
         }

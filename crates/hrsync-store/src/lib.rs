@@ -113,6 +113,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // No ping before every use of a pooled connection (a round
+            // trip per statement for callers that run single statements):
+            // a connection that broke fails its next query with an error the
+            // callers treat as retryable, and the pool drops it.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -36,6 +36,12 @@ use hrsync_tests::{publish_directory_changes, Broker, PgDatabase, SqliteFile};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `hrsync` binary, so that the provisioner runs here
+/// as it runs there.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Store {
     Postgres,
