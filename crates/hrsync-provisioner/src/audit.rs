@@ -42,6 +42,7 @@ enum Write {
 struct Newest {
     person_id: String,
     employee_id: String,
+    manager_id: Option<String>,
     version: i64,
     payload: Vec<u8>,
     seen_at_ms: i64,
@@ -81,6 +82,12 @@ impl AuditLog {
         self.submit(Write::Newest(Newest {
             person_id: change.person_id.as_str().to_owned(),
             employee_id: change.employee_id.as_str().to_owned(),
+            manager_id: change
+                .profile
+                .attributes
+                .manager_id
+                .as_ref()
+                .map(|m| m.as_str().to_owned()),
             version: i64::try_from(change.version).unwrap_or(i64::MAX),
             payload,
             seen_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -224,18 +231,20 @@ async fn store_audits(
 async fn store_newest(db: &Db, rows: &[Newest]) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS) {
         let sql = format!(
-            "INSERT INTO provisioner_person (person_id, employee_id, version, payload, seen_at_ms) \
-             VALUES {} ON CONFLICT (person_id) DO UPDATE SET \
-             employee_id = excluded.employee_id, version = excluded.version, \
+            "INSERT INTO provisioner_person (person_id, employee_id, manager_id, version, payload, \
+             seen_at_ms) VALUES {} ON CONFLICT (person_id) DO UPDATE SET \
+             employee_id = excluded.employee_id, manager_id = excluded.manager_id, \
+             version = excluded.version, \
              payload = excluded.payload, seen_at_ms = excluded.seen_at_ms \
              WHERE provisioner_person.version < excluded.version",
-            hrsync_store::placeholders(chunk.len(), 5)
+            hrsync_store::placeholders(chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql);
         for n in chunk {
             query = query
                 .bind(&n.person_id)
                 .bind(&n.employee_id)
+                .bind(&n.manager_id)
                 .bind(n.version)
                 .bind(&n.payload)
                 .bind(n.seen_at_ms);

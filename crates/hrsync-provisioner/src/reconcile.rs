@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::mapping::Mapping;
-use crate::scim::{PatchOp, ScimClient, ScimError};
+use crate::scim::{PatchOp, ScimClient, ScimError, ENTERPRISE_SCHEMA};
 
 /// What reconciling did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,6 +502,42 @@ pub async fn reconcile_with(
     current.active = active;
     save(db, change, &app.name, &current).await?;
     Ok(ops)
+}
+
+/// Gives the account of `change`'s person in `app` the manager reference
+/// that `change` asks for, if it lacks it: a report provisioned before its
+/// manager had an account in the app was sent without one. Only when the
+/// account is at `change`'s version (a newer change queued for the person
+/// gets the reference when it is applied). Returns what was done.
+///
+/// # Errors
+/// SCIM or store failures.
+pub async fn refresh_manager(
+    db: &Db,
+    app: &App,
+    change: &DirectoryChange,
+) -> Result<Vec<Operation>, ReconcileError> {
+    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
+    let Some(mut current) = link(db, change.person_id.as_str(), &app.name).await? else {
+        return Ok(Vec::new());
+    };
+    if current.scim_id.is_empty() || current.applied_version != version || !current.active {
+        return Ok(Vec::new());
+    }
+    let (desired, _) = desired_user(db, app, change, true).await?;
+    let manager = |user: &Value| {
+        user.get(ENTERPRISE_SCHEMA)
+            .and_then(|e| e.get("manager"))
+            .cloned()
+    };
+    if manager(&desired).is_none() || manager(&desired) == manager(&current.applied) {
+        return Ok(Vec::new());
+    }
+    // Applied again from one version below: the reconcile sends what
+    // differs (the enterprise extension) and records the version again.
+    current.applied_version = version - 1;
+    save(db, change, &app.name, &current).await?;
+    reconcile(db, app, change).await
 }
 
 /// Re-reads `app`'s account of the change's person from the app, so that

@@ -28,8 +28,8 @@ use crate::config::ProvisionerConfig;
 use crate::limit::fast_lane;
 use crate::mapping::Mapping;
 use crate::reconcile::{
-    forget_held, held, hold, reconcile, reconcile_with, reread, untrip, App, Guarding, HoldReason,
-    Operation, ReconcileError,
+    forget_held, held, hold, reconcile, reconcile_with, refresh_manager, reread, untrip, App,
+    Guarding, HoldReason, Operation, ReconcileError,
 };
 use crate::scim::ScimClient;
 
@@ -192,10 +192,53 @@ impl Provisioner {
             self.audit.remember(change),
             fast_lane(change.priority, futures::future::join_all(work))
         );
+        drop(_guard);
         if let Err(error) = remembered {
             tracing::warn!(%error, person = %change.person_id, "newest change not remembered for provision-now");
         }
+        self.give_reports_their_manager(change, &results).await;
         results
+    }
+
+    /// Where `change` created or linked its person's account, the
+    /// person's reports whose accounts were sent before it existed get it
+    /// as their enterprise `manager` now (each under its own lock; this
+    /// person's is released, as locks are shared by several persons).
+    async fn give_reports_their_manager(&self, change: &DirectoryChange, results: &[AppResult]) {
+        let apps: Vec<&App> = results
+            .iter()
+            .filter(|r| {
+                r.result.as_ref().is_ok_and(|ops| {
+                    ops.iter().any(|op| {
+                        matches!(op, Operation::Created { .. } | Operation::Linked { .. })
+                    })
+                })
+            })
+            .filter_map(|r| self.apps.iter().find(|a| a.name == r.app))
+            .collect();
+        if apps.is_empty() {
+            return;
+        }
+        let reports = match reports_of(&self.db, change.employee_id.as_str()).await {
+            Ok(reports) => reports,
+            Err(error) => {
+                tracing::warn!(%error, person = %change.person_id, "reports not read; their manager reference follows with their next change");
+                return;
+            }
+        };
+        for report in reports {
+            let _guard = self.lock_for(&report.person_id).lock().await;
+            for app in &apps {
+                match refresh_manager(&self.db, app, &report).await {
+                    Ok(ops) => {
+                        self.audit_ops(app, &report, &ops, Duration::ZERO, 1).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(app = %app.name, person = %report.person_id, %error, "manager reference not set; it follows with the report's next change");
+                    }
+                }
+            }
+        }
     }
 
     /// Applies the newest change seen for `person` (a person id or an HR
@@ -618,6 +661,20 @@ fn record_termination_latency(app: &str, change: &DirectoryChange) {
         metrics::histogram!("hrsync_termination_latency_seconds", "app" => app.to_owned())
             .record(latency_ms as f64 / 1000.0);
     }
+}
+
+/// The newest change of everyone whose manager is `employee_id`.
+async fn reports_of(db: &Db, employee_id: &str) -> Result<Vec<DirectoryChange>, String> {
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM provisioner_person WHERE manager_id = $1")
+            .bind(employee_id)
+            .fetch_all(db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+    payloads
+        .iter()
+        .map(|p| hrsync_schema::decode_directory_change(p).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// `d` plus up to 50 % random jitter.

@@ -387,3 +387,82 @@ async fn oauth_client_credentials_are_cached_renewed_and_refetched_when_rejected
     task.abort();
     Ok(())
 }
+
+/// A report provisioned before their manager's account exists is sent
+/// without the manager reference; once the manager's account is created,
+/// the report's account gets it, without a new change for the report.
+async fn manager_after_report(db_url: &str) -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let store = hrsync_store::Db::connect(db_url, 4).await?;
+    store.migrate().await?;
+    let config = ProvisionerConfig {
+        apps: vec![AppConfig {
+            push_groups: false,
+            ..AppConfig::new(
+                "zendesk",
+                &server.base_url(),
+                hrsync_config::Secret::inline(server.token()),
+            )
+        }],
+        ..ProvisionerConfig::default()
+    };
+    let provisioner = Provisioner::new(store, &config, None).await?;
+    let scim = client(&server)?;
+
+    let mut lucy = directory_change("E7", "Lucy Gray", 3, Active, &["zendesk"], &[]);
+    lucy.profile.attributes.manager_id = Some(hrsync_domain::EmployeeId::new("E100")?);
+    let results = provisioner.apply(&lucy, None).await;
+    assert!(matches!(
+        results[0].result.as_deref(),
+        Ok([Operation::Created { .. }])
+    ));
+    let account = user(&scim, "lucy@example.com").await?;
+    assert!(
+        account
+            .get(ENTERPRISE_SCHEMA)
+            .and_then(|e| e.get("manager"))
+            .is_none(),
+        "no manager account yet: {account}"
+    );
+
+    let boss = directory_change("E100", "Mia Boss", 1, Active, &["zendesk"], &[]);
+    provisioner.apply(&boss, None).await;
+    let boss_id = user(&scim, "mia@example.com").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = user(&scim, "lucy@example.com").await?;
+    assert_eq!(account[ENTERPRISE_SCHEMA]["manager"]["value"], boss_id);
+
+    // Lucy's next change is applied as usual (her link is at version 3
+    // again, not below it), and sends nothing when nothing changed.
+    let results = provisioner.apply(&lucy, None).await;
+    assert!(
+        matches!(results[0].result.as_deref(), Ok([Operation::Stale])),
+        "{:?}",
+        results[0].result
+    );
+    lucy.version = 4;
+    let results = provisioner.apply(&lucy, None).await;
+    assert!(
+        matches!(results[0].result.as_deref(), Ok([Operation::Unchanged])),
+        "{:?}",
+        results[0].result
+    );
+    // Applying the manager again changes nothing for the report.
+    let again = provisioner.apply(&boss, None).await;
+    assert!(matches!(again[0].result.as_deref(), Ok([Operation::Stale])));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_created_after_the_report_is_set_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    manager_after_report(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_created_after_the_report_is_set_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    manager_after_report(&file.url()).await
+}
