@@ -591,7 +591,7 @@ impl Provisioner {
         let record = audit_record(
             app,
             change,
-            AuditOperation::Unknown,
+            failed_operation(app, change, error),
             outcome,
             None,
             Some(error),
@@ -599,6 +599,37 @@ impl Provisioner {
             attempt,
         );
         self.audit.record(record.into_iter().collect()).await;
+    }
+}
+
+/// Which operation a failure belongs to, from the request that failed:
+/// matching (`GET`, or a match that found several accounts), creating
+/// (`POST /Users`), changing an account (`PATCH`/`PUT /Users/…`: a
+/// deactivation when the change takes the account away, else an update or
+/// reactivation, recorded as an update), or a group's; `UNKNOWN` for store
+/// failures, which are not SCIM operations.
+fn failed_operation(app: &App, change: &DirectoryChange, error: &ReconcileError) -> AuditOperation {
+    let ReconcileError::Scim { source, .. } = error else {
+        return AuditOperation::Unknown;
+    };
+    let Some((method, path)) = source.request() else {
+        return AuditOperation::Match;
+    };
+    let groups = path.starts_with("/Groups");
+    match (method, groups) {
+        ("GET", _) => AuditOperation::Match,
+        ("POST", false) => AuditOperation::Create,
+        ("POST", true) => AuditOperation::GroupCreate,
+        (_, true) => AuditOperation::GroupMembers,
+        _ => {
+            let keeps_account = change.lifecycle_state == hrsync_domain::LifecycleState::Active
+                && change.apps.iter().any(|a| a.app == app.name);
+            if keeps_account {
+                AuditOperation::Update
+            } else {
+                AuditOperation::Deactivate
+            }
+        }
     }
 }
 

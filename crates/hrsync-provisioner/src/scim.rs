@@ -95,6 +95,17 @@ impl ScimError {
         }
     }
 
+    /// The request that failed (method, path without query), if one was
+    /// made (an ambiguous match is a finding, not a failed request).
+    pub fn request(&self) -> Option<(&str, &str)> {
+        match self {
+            ScimError::Status { method, path, .. }
+            | ScimError::Transport { method, path, .. }
+            | ScimError::Decode { method, path, .. } => Some((method, path)),
+            ScimError::Ambiguous { .. } => None,
+        }
+    }
+
     /// The HTTP status, if the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {

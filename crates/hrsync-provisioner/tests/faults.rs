@@ -176,6 +176,25 @@ async fn throttling_is_honoured_and_server_errors_retried() -> anyhow::Result<()
         error.to_string().contains("400") && error.to_string().contains("after 1 attempts"),
         "{error}"
     );
+
+    // Every failed attempt is audited with the operation it failed.
+    let db = hrsync_store::Db::connect(&rig._store.url(), 1).await?;
+    let failures: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT operation, outcome, http_status FROM provisioner_audit \
+         WHERE outcome <> 'SUCCESS' ORDER BY at_ms, version",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let expected: Vec<(String, String, Option<i64>)> = [
+        ("CREATE", "RETRY", 429),
+        ("UPDATE", "RETRY", 500),
+        ("UPDATE", "RETRY", 503),
+        ("UPDATE", "FAILED", 400),
+    ]
+    .into_iter()
+    .map(|(op, outcome, status)| (op.to_owned(), outcome.to_owned(), Some(status)))
+    .collect();
+    assert_eq!(failures, expected);
     Ok(())
 }
 
