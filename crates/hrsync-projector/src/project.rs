@@ -334,7 +334,7 @@ impl Projector {
         positions: &[Position],
         now_ms: i64,
     ) -> Result<BatchOutcome> {
-        let mut tx = self.db.begin_serializable().await?;
+        let mut tx = self.begin_batch().await?;
         let mut outcome = BatchOutcome::default();
 
         // Store the events, dropping repeats within the batch and those
@@ -410,6 +410,22 @@ impl Projector {
         Ok(outcome)
     }
 
+    /// Begins a batch's serializable transaction. On PostgreSQL the
+    /// planner is told not to scan whole tables in it: every statement of a
+    /// batch looks rows up by key (up to 200 keys per statement), and
+    /// without fresh statistics (a new store, a lagging autovacuum) the
+    /// planner picked sequential scans of the person table for the reports
+    /// below moved managers, reading the whole (bloated) table each time.
+    async fn begin_batch(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.db.begin_serializable().await?;
+        if self.db.backend() == hrsync_store::Backend::Postgres {
+            sqlx::query("SET LOCAL enable_seqscan = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Re-evaluates persons whose time-driven transition is due (start,
     /// pre-hire window, termination) and emits those whose desired state
     /// changed. Returns the number of changes.
@@ -417,7 +433,7 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn run_due(&self, now_ms: i64) -> Result<usize> {
-        let mut tx = self.db.begin_serializable().await?;
+        let mut tx = self.begin_batch().await?;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 ORDER BY next_check_at_ms LIMIT 1000",
         )
@@ -457,7 +473,7 @@ impl Projector {
                 .await?;
         let mut changes = 0;
         for chunk in ids.chunks(1000) {
-            let mut tx = self.db.begin_serializable().await?;
+            let mut tx = self.begin_batch().await?;
             let mut people = load_people(&mut tx, chunk.iter().map(String::as_str)).await?;
             let mut priority = 0;
             changes += self
