@@ -63,7 +63,12 @@ async fn the_story_through_three_role_processes() -> anyhow::Result<()> {
     })
     .await?;
     // One trace from the HR request to the app: through ingest, projector
-    // and provisioner (its audit record) to each SCIM call it made.
+    // and provisioner (its audit record) to each SCIM call it made. (The
+    // audit record is written after the app answered: wait for it.)
+    eventually("the create audited", || async {
+        Ok(!stack.audit_traces("slack", "CREATE").await?.is_empty())
+    })
+    .await?;
     assert_eq!(
         stack.audit_traces("slack", "CREATE").await?,
         vec![trace.clone()]
