@@ -21,8 +21,8 @@ use crate::state::PersonState;
 /// Rows per multi-row statement (far below SQLite's 32766 parameters).
 const ROWS: usize = 200;
 
-/// Outbox rows deleted per statement (one bind each).
-const DELETE_ROWS: usize = 1000;
+/// Outbox rows updated or deleted per statement (one bind each).
+const SEQS_PER_STATEMENT: usize = 1000;
 
 /// `projector_outbox.priority`: also goes to the priority topic, not sent
 /// there yet (0: main topic only).
@@ -824,18 +824,11 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn priority_sent(&self, seqs: &[i64]) -> Result<()> {
-        for chunk in seqs.chunks(ROWS) {
-            let sql = format!(
-                "UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN ({})",
-                hrsync_store::placeholders(chunk.len(), 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            query.execute(self.db.pool()).await?;
-        }
-        Ok(())
+        self.outbox_rows_by_seq(
+            &format!("UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN"),
+            seqs,
+        )
+        .await
     }
 
     /// Removes the published outbox rows `seqs`, and only those.
@@ -849,9 +842,16 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn delete_outbox(&self, seqs: &[i64]) -> Result<()> {
-        for chunk in seqs.chunks(DELETE_ROWS) {
+        self.outbox_rows_by_seq("DELETE FROM projector_outbox WHERE seq IN", seqs)
+            .await
+    }
+
+    /// Runs `statement` (ending in `WHERE seq IN`) over the outbox rows
+    /// `seqs`, a chunk of them per statement.
+    async fn outbox_rows_by_seq(&self, statement: &str, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM projector_outbox WHERE seq IN ({})",
+                "{statement} ({})",
                 hrsync_store::placeholders(chunk.len(), 1)
             );
             let mut query = sqlx::query(&sql);

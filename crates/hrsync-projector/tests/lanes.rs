@@ -13,13 +13,17 @@ use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::{Incoming, Projector};
 use hrsync_tests::PgDatabase;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow::Result<()> {
+/// A fresh, migrated PostgreSQL store and a projector over it.
+async fn store() -> anyhow::Result<(PgDatabase, hrsync_store::Db, Projector)> {
     let pg = PgDatabase::fresh().await?;
     let db = hrsync_store::Db::connect(pg.url(), 4).await?;
     db.migrate().await?;
     let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
-    let now = Timestamp::from_millis(1_790_000_000_000)?;
+    Ok((pg, db, projector))
+}
+
+/// E1's hire at `now`, and its encoding.
+fn hire_e1(now: Timestamp) -> anyhow::Result<(LifecycleEvent, Vec<u8>)> {
     let event = LifecycleEvent::new(
         SourceSystem::new("hris")?,
         EmployeeId::new("E1")?,
@@ -31,6 +35,14 @@ async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow:
         }),
     )?;
     let payload = hrsync_schema::encode_lifecycle(&event)?;
+    Ok((event, payload))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow::Result<()> {
+    let (_pg, db, projector) = store().await?;
+    let now = Timestamp::from_millis(1_790_000_000_000)?;
+    let (event, payload) = hire_e1(now)?;
 
     // The other lane has stored the event and not committed yet.
     let mut other = db.pool().begin().await?;
@@ -88,10 +100,7 @@ async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow:
 /// rows must not take its rows with them (they were never published).
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Result<()> {
-    let pg = PgDatabase::fresh().await?;
-    let db = hrsync_store::Db::connect(pg.url(), 4).await?;
-    db.migrate().await?;
-    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let (_pg, db, projector) = store().await?;
     let now = Timestamp::from_millis(1_790_000_000_000)?;
 
     // The slower batch: its outbox row is numbered, not yet committed.
@@ -106,17 +115,7 @@ async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Re
     .await?;
 
     // The faster batch commits a change with a higher number.
-    let event = LifecycleEvent::new(
-        SourceSystem::new("hris")?,
-        EmployeeId::new("E1")?,
-        now,
-        now,
-        TimeZone::new("UTC")?,
-        LifecyclePayload::Hire(Hire {
-            attributes: WorkerAttributes::new("Ada", "Byron", EmploymentType::Employee),
-        }),
-    )?;
-    let payload = hrsync_schema::encode_lifecycle(&event)?;
+    let (event, payload) = hire_e1(now)?;
     let outcome = projector
         .apply_batch(
             &[Incoming {

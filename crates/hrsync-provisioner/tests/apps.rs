@@ -197,12 +197,12 @@ async fn a_renamed_group_is_renamed_in_place_with_its_members() -> anyhow::Resul
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn provision_now_puts_right_what_was_changed_in_the_app() -> anyhow::Result<()> {
-    let server = ScimServer::start()?;
-    let db = PgDatabase::fresh().await?;
-    let store = hrsync_store::Db::connect(db.url(), 2).await?;
-    store.migrate().await?;
+/// A provisioner over `store` with one app, "zendesk" on `server`, group
+/// push off.
+async fn zendesk_provisioner(
+    server: &ScimServer,
+    store: hrsync_store::Db,
+) -> anyhow::Result<Provisioner> {
     let config = ProvisionerConfig {
         apps: vec![AppConfig {
             push_groups: false,
@@ -214,7 +214,16 @@ async fn provision_now_puts_right_what_was_changed_in_the_app() -> anyhow::Resul
         }],
         ..ProvisionerConfig::default()
     };
-    let provisioner = Provisioner::new(store, &config, None).await?;
+    Ok(Provisioner::new(store, &config, None).await?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_now_puts_right_what_was_changed_in_the_app() -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let db = PgDatabase::fresh().await?;
+    let store = hrsync_store::Db::connect(db.url(), 2).await?;
+    store.migrate().await?;
+    let provisioner = zendesk_provisioner(&server, store).await?;
     let mut lucy = directory_change("E7", "Lucy Gray", 4, Active, &["zendesk"], &["Support"]);
     lucy.profile.attributes.title = Some("Agent".into());
     let results = provisioner.apply(&lucy, None).await;
@@ -395,18 +404,7 @@ async fn manager_after_report(db_url: &str) -> anyhow::Result<()> {
     let server = ScimServer::start()?;
     let store = hrsync_store::Db::connect(db_url, 4).await?;
     store.migrate().await?;
-    let config = ProvisionerConfig {
-        apps: vec![AppConfig {
-            push_groups: false,
-            ..AppConfig::new(
-                "zendesk",
-                &server.base_url(),
-                hrsync_config::Secret::inline(server.token()),
-            )
-        }],
-        ..ProvisionerConfig::default()
-    };
-    let provisioner = Provisioner::new(store, &config, None).await?;
+    let provisioner = zendesk_provisioner(&server, store).await?;
     let scim = client(&server)?;
 
     let mut lucy = directory_change("E7", "Lucy Gray", 3, Active, &["zendesk"], &[]);
