@@ -23,7 +23,7 @@ fn time_zone(s: String) -> Result<TimeZone, hrsync_domain::DomainError> {
 
 // ---- WorkerAttributes ---------------------------------------------------
 
-fn employment_type_index(t: EmploymentType) -> usize {
+pub(crate) fn employment_type_index(t: EmploymentType) -> usize {
     EmploymentType::ALL
         .iter()
         .position(|x| *x == t)
@@ -247,7 +247,7 @@ pub(crate) fn lifecycle_from_value(value: Value) -> Result<LifecycleEvent, Decod
 
 // ---- DirectoryChange ----------------------------------------------------
 
-fn lifecycle_state_index(s: LifecycleState) -> usize {
+pub(crate) fn lifecycle_state_index(s: LifecycleState) -> usize {
     LifecycleState::ALL
         .iter()
         .position(|x| *x == s)
