@@ -12,6 +12,7 @@
 //! - [`config`]: the `[projector]` configuration section.
 
 pub mod config;
+mod feed;
 mod gate;
 pub mod project;
 pub mod rules;

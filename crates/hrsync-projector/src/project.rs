@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::config::ProjectorConfig;
+use crate::feed::Feed;
 use crate::rules::{RuleSet, Subject};
 use crate::state::PersonState;
 
@@ -162,6 +163,45 @@ struct Emitted {
     apps: Vec<String>,
 }
 
+/// A person's desired state, as far as it decides whether a directory
+/// change is emitted (the version, causes and time of a change do not).
+#[derive(Serialize)]
+struct Desired<'a> {
+    lifecycle: &'a str,
+    profile: &'a Profile,
+    groups: &'a [String],
+    apps: &'a [AppAssignment],
+}
+
+/// Marks a digest of [`Desired::digest`]; a stored digest without it is
+/// in the earlier format ([`Desired::legacy_digest`]).
+const DIGEST_PREFIX: &str = "2:";
+
+impl Desired<'_> {
+    /// SHA-256 of the JSON of the desired state, fields in declaration
+    /// order (serialised straight from the structs: no JSON tree is built).
+    fn digest(&self) -> serde_json::Result<String> {
+        let json = serde_json::to_vec(self)?;
+        Ok(format!("{DIGEST_PREFIX}{:x}", Sha256::digest(&json)))
+    }
+
+    /// The digest stores written before [`DIGEST_PREFIX`] hold: SHA-256 of
+    /// the JSON tree of the same values, keys sorted.
+    fn legacy_digest(&self) -> serde_json::Result<String> {
+        let tree = serde_json::to_value(self)?;
+        Ok(format!("{:x}", Sha256::digest(tree.to_string().as_bytes())))
+    }
+
+    /// Whether `stored` (the digest of the last emitted state) is this
+    /// state, whose digest is `digest`, in either format.
+    fn emitted_as(&self, stored: &str, digest: &str) -> bool {
+        stored == digest
+            || (!stored.starts_with(DIGEST_PREFIX)
+                && !stored.is_empty()
+                && self.legacy_digest().is_ok_and(|legacy| legacy == stored))
+    }
+}
+
 /// One person's stored row.
 #[derive(Debug, Clone)]
 struct PersonRow {
@@ -213,6 +253,9 @@ pub struct Projector {
     config: Arc<ProjectorConfig>,
     rules: Arc<RuleSet>,
     prehire_offsets: Arc<Vec<i64>>,
+    /// Where committed outbox rows are offered to the publisher, if one
+    /// runs in this process.
+    feed: Option<Arc<Feed>>,
 }
 
 impl Projector {
@@ -228,7 +271,33 @@ impl Projector {
             config: Arc::new(config),
             rules: Arc::new(rules),
             prehire_offsets: Arc::new(prehire_offsets),
+            feed: None,
         })
+    }
+
+    /// This projector, offering the outbox rows it commits to `feed`.
+    #[must_use]
+    pub(crate) fn with_feed(mut self, feed: Arc<Feed>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Offers the rows of a transaction that committed to the feed; a
+    /// failure may have come after the commit (its rows are then only in
+    /// the table), so it breaks the feed off.
+    fn hand_off<T>(&self, result: Result<(T, Vec<OutboxRow>)>) -> Result<T> {
+        match (result, &self.feed) {
+            (Ok((done, rows)), Some(feed)) => {
+                feed.push(rows);
+                Ok(done)
+            }
+            (Ok((done, _)), None) => Ok(done),
+            (Err(error), Some(feed)) => {
+                feed.break_off();
+                Err(error)
+            }
+            (Err(error), None) => Err(error),
+        }
     }
 
     /// The store.
@@ -334,6 +403,16 @@ impl Projector {
         positions: &[Position],
         now_ms: i64,
     ) -> Result<BatchOutcome> {
+        let result = self.apply_batch_tx(events, positions, now_ms).await;
+        self.hand_off(result)
+    }
+
+    async fn apply_batch_tx(
+        &self,
+        events: &[Incoming<'_>],
+        positions: &[Position],
+        now_ms: i64,
+    ) -> Result<(BatchOutcome, Vec<OutboxRow>)> {
         let mut tx = self.begin_batch().await?;
         let mut outcome = BatchOutcome::default();
 
@@ -401,13 +480,14 @@ impl Projector {
                 row.state = PersonState::fold(id, &stored, &self.config.attribute_sources);
             }
         }
-        outcome.changes += self
+        let rows = self
             .emit_changed(&mut tx, &mut people, now_ms, &mut outcome.priority_changes)
             .await?;
+        outcome.changes = rows.len();
         store_positions(&mut tx, positions).await?;
         hrsync_config::failpoint("projector.before_commit");
         tx.commit().await?;
-        Ok(outcome)
+        Ok((outcome, rows))
     }
 
     /// Begins a batch's serializable transaction. On PostgreSQL the
@@ -433,6 +513,11 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn run_due(&self, now_ms: i64) -> Result<usize> {
+        let result = self.run_due_tx(now_ms).await;
+        self.hand_off(result)
+    }
+
+    async fn run_due_tx(&self, now_ms: i64) -> Result<(usize, Vec<OutboxRow>)> {
         let mut tx = self.begin_batch().await?;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 ORDER BY next_check_at_ms LIMIT 1000",
@@ -441,15 +526,15 @@ impl Projector {
         .fetch_all(&mut *tx)
         .await?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let mut people = load_people(&mut tx, due.iter().map(String::as_str)).await?;
         let mut priority = 0;
-        let changes = self
+        let rows = self
             .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
             .await?;
         tx.commit().await?;
-        Ok(changes)
+        Ok((rows.len(), rows))
     }
 
     /// Re-evaluates everyone if the rules changed since the last run; emits
@@ -473,13 +558,8 @@ impl Projector {
                 .await?;
         let mut changes = 0;
         for chunk in ids.chunks(1000) {
-            let mut tx = self.begin_batch().await?;
-            let mut people = load_people(&mut tx, chunk.iter().map(String::as_str)).await?;
-            let mut priority = 0;
-            changes += self
-                .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
-                .await?;
-            tx.commit().await?;
+            let result = self.reevaluate_tx(chunk, now_ms).await;
+            changes += self.hand_off(result)?;
         }
         let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM projector_meta WHERE name = 'rules_fingerprint'")
@@ -491,6 +571,18 @@ impl Projector {
             .await?;
         tx.commit().await?;
         Ok(Some(changes))
+    }
+
+    /// Re-evaluates the persons `ids` in one transaction.
+    async fn reevaluate_tx(&self, ids: &[String], now_ms: i64) -> Result<(usize, Vec<OutboxRow>)> {
+        let mut tx = self.begin_batch().await?;
+        let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
+        let mut priority = 0;
+        let rows = self
+            .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
+            .await?;
+        tx.commit().await?;
+        Ok((rows.len(), rows))
     }
 
     /// Evaluates the rules for every person in `people`, emits a directory
@@ -509,7 +601,7 @@ impl Projector {
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
         priority_changes: &mut usize,
-    ) -> Result<usize> {
+    ) -> Result<Vec<OutboxRow>> {
         let deltas = self.widen(tx, people, now_ms).await?;
         let reports = if self.rules.reads_direct_reports() {
             report_counts(tx, people, &deltas).await?
@@ -578,16 +670,17 @@ impl Projector {
                     .transpose()
                     .map_err(|e| build(id, e))?,
             };
-            let digest = {
-                let desired = serde_json::json!({
-                    "lifecycle": lifecycle.as_str(),
-                    "profile": &profile,
-                    "groups": &groups,
-                    "apps": &apps,
-                });
-                format!("{:x}", Sha256::digest(desired.to_string().as_bytes()))
+            let desired = Desired {
+                lifecycle: lifecycle.as_str(),
+                profile: &profile,
+                groups: &groups,
+                apps: &apps,
             };
-            if digest == row.emitted.digest {
+            let digest = desired.digest().map_err(|e| build(id, e))?;
+            if desired.emitted_as(&row.emitted.digest, &digest) {
+                // (A digest stored in the earlier format is replaced
+                // whenever the row is written anyway.)
+                row.emitted.digest = digest;
                 continue;
             }
             let app_names: Vec<String> =
@@ -625,12 +718,16 @@ impl Projector {
         }
         self.write_people(tx, people, now_ms).await?;
         store_report_deltas(tx, &deltas).await?;
+        // Each person has at most one change per transaction: the returned
+        // sequence numbers are matched by person.
+        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(out.len());
         for chunk in out.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {}",
+                "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {} \
+                 RETURNING person_id, seq",
                 hrsync_store::placeholders(chunk.len(), 5)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
             for (person, payload, priority, trace) in chunk {
                 query = query
                     .bind(person)
@@ -639,9 +736,22 @@ impl Projector {
                     .bind(now_ms)
                     .bind(trace);
             }
-            query.execute(&mut **tx).await?;
+            seqs.extend(query.fetch_all(&mut **tx).await?);
         }
-        Ok(out.len())
+        out.into_iter()
+            .map(|(person_id, payload, priority, traceparent)| {
+                let seq = seqs.get(&person_id).copied().ok_or_else(|| {
+                    build(&person_id, "the outbox insert returned no sequence number")
+                })?;
+                Ok(OutboxRow {
+                    seq,
+                    person_id,
+                    payload,
+                    priority,
+                    traceparent,
+                })
+            })
+            .collect()
     }
 
     /// Adds to `people` everyone else whose rule inputs this batch changes
@@ -1255,4 +1365,73 @@ async fn store_positions(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hrsync_domain::{EmploymentType, WorkerAttributes};
+
+    fn profile(title: &str) -> Profile {
+        let mut attributes = WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee);
+        attributes.title = Some(title.to_owned());
+        attributes.custom.insert("badge".into(), "42".into());
+        Profile {
+            attributes,
+            time_zone: TimeZone::new("Europe/Berlin").unwrap(),
+            start_at: Some(Timestamp::from_millis(1_700_000_000_000).unwrap()),
+            terminate_at: None,
+        }
+    }
+
+    fn apps() -> Vec<AppAssignment> {
+        vec![AppAssignment {
+            app: "zendesk".into(),
+            groups: vec!["Customer Support".into()],
+        }]
+    }
+
+    /// Stores written by earlier releases hold the digest of the sorted JSON
+    /// tree; they must keep matching, or every person would be emitted again
+    /// after an upgrade.
+    #[test]
+    fn digests_of_the_earlier_format_still_match() {
+        let p = profile("Engineer");
+        let groups = vec!["Customer Support".to_owned()];
+        let apps = apps();
+        // The earlier release's computation, verbatim.
+        let earlier = {
+            let desired = serde_json::json!({
+                "lifecycle": "ACTIVE",
+                "profile": &p,
+                "groups": &groups,
+                "apps": &apps,
+            });
+            format!("{:x}", Sha256::digest(desired.to_string().as_bytes()))
+        };
+        let desired = Desired {
+            lifecycle: "ACTIVE",
+            profile: &p,
+            groups: &groups,
+            apps: &apps,
+        };
+        let digest = desired.digest().unwrap();
+        assert!(digest.starts_with(DIGEST_PREFIX));
+        assert_ne!(digest, earlier);
+        assert!(desired.emitted_as(&earlier, &digest));
+        assert!(desired.emitted_as(&digest, &digest));
+
+        // A different state matches neither.
+        let other = profile("Manager");
+        let changed = Desired {
+            profile: &other,
+            ..desired
+        };
+        let changed_digest = changed.digest().unwrap();
+        assert_ne!(changed_digest, digest);
+        assert!(!changed.emitted_as(&earlier, &changed_digest));
+        assert!(!changed.emitted_as(&digest, &changed_digest));
+        // Nothing emitted yet matches nothing.
+        assert!(!desired.emitted_as("", &digest));
+    }
 }

@@ -17,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::feed::{Feed, Taken};
 use crate::gate::{Lane, WriteGate};
 use crate::project::{Incoming, OutboxRow, Position, ProjectError, Projector};
 
@@ -132,6 +133,12 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let config = projector.config().clone();
     let producer = Producer::new(kafka)?;
+    // Serving, the writers offer what they commit to the publisher.
+    let feed = Arc::new(Feed::new(FEED_ROWS));
+    let projector = match mode {
+        Mode::Serve => projector.with_feed(feed.clone()),
+        Mode::Replay { .. } => projector,
+    };
     let shared = Arc::new(Shared {
         projector: projector.clone(),
         gate: WriteGate::default(),
@@ -169,7 +176,13 @@ pub async fn run(
     );
     let result = match mode {
         Mode::Serve => {
-            let publisher = publish(shared.clone(), producer, topics.clone(), shutdown.clone());
+            let publisher = publish(
+                shared.clone(),
+                producer,
+                topics.clone(),
+                feed,
+                shutdown.clone(),
+            );
             tokio::try_join!(priority, main, publisher, timer).map(|_| ())
         }
         Mode::Replay { idle } => {
@@ -422,16 +435,31 @@ async fn timers(
 /// Outbox rows published per cycle. Large enough that the publisher keeps
 /// up on SQLite, where each cycle's delete waits for its turn at the gate
 /// behind a main batch.
-const PUBLISH_ROWS: i64 = 5000;
+const PUBLISH_ROWS: usize = 5000;
 
-/// Drains the outbox: priority copies first (every cycle, wherever they
-/// are in the outbox), then the main topic in order; rows are deleted once
-/// the broker acknowledged them (a crash in between republishes them;
-/// consumers drop versions they have seen).
+/// Committed outbox rows the feed holds for the publisher at most (about
+/// 1 KB each); more, and the publisher reads the table instead.
+const FEED_ROWS: usize = 20_000;
+
+/// How often the publisher reads the table although the feed is whole: a
+/// safety net for a row committed but never offered (it should not happen;
+/// if it does, it is sent this late, not lost).
+const TABLE_CHECK: Duration = Duration::from_secs(10);
+
+/// Drains the outbox: rows are deleted once the broker acknowledged them (a
+/// crash in between republishes them; consumers drop versions they have
+/// seen).
+///
+/// Rows come from the table at start, whenever the feed broke (it
+/// overflowed, or a transaction failed) and every [`TABLE_CHECK`]: priority
+/// copies first (wherever they are in the outbox), then the rest in order,
+/// until a read finds less than a cycle's worth. From then on they come
+/// from the feed, as the writers commit them, without reading them back.
 async fn publish(
     shared: Arc<Shared>,
     producer: Producer,
     topics: Topics,
+    feed: Arc<Feed>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     // Connect and learn the topics now, not on the first change: a
@@ -445,59 +473,38 @@ async fn publish(
     {
         tracing::warn!(%error, "preparing the producer failed; the first send will retry");
     }
+    let mut from_table = true;
+    let mut table_read = Instant::now();
     loop {
-        // The fast lane first: priority copies go out before the rows ahead
-        // of them in the outbox are published.
-        match shared.projector.outbox_priority(1000).await {
-            Ok(urgent) if !urgent.is_empty() => {
-                // Each change is published in the trace of its cause.
-                let traces = trace_headers(&urgent);
-                let records: Vec<OutgoingRecord<'_>> = urgent
-                    .iter()
-                    .zip(&traces)
-                    .map(|(r, trace)| OutgoingRecord {
-                        topic: &topics.directory_priority,
-                        key: r.person_id.as_bytes(),
-                        payload: &r.payload,
-                        headers: trace,
-                    })
-                    .collect();
-                match producer.send_batch(&records).await {
-                    Ok(_) => {
-                        let seqs: Vec<i64> = urgent.iter().map(|r| r.seq).collect();
-                        let _turn = if shared.single_writer {
-                            Some(shared.gate.enter(Lane::Priority).await)
-                        } else {
-                            None
-                        };
-                        match shared.projector.priority_sent(&seqs).await {
-                            Ok(()) => {}
-                            // Sent again next cycle; consumers drop
-                            // versions they have seen.
-                            Err(error) if error.is_retryable() => {
-                                tracing::warn!(%error, "recording sent priority copies failed");
-                            }
-                            Err(error) => return Err(error.into()),
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "publishing priority directory changes failed; retrying");
-                    }
+        from_table |= table_read.elapsed() >= TABLE_CHECK;
+        let rows = if from_table {
+            table_read = Instant::now();
+            // Whatever the feed holds now is in the table, and is read there.
+            feed.reset();
+            metrics::counter!("hrsync_projector_outbox_table_reads_total").increment(1);
+            publish_priority_from_table(&shared, &producer, &topics, &feed).await?;
+            match shared.projector.outbox(PUBLISH_ROWS as i64).await {
+                Ok(rows) => {
+                    feed.read_from_table(rows.iter().map(|r| r.seq));
+                    // Everything committed before this read is in it; what
+                    // commits after it comes through the feed.
+                    from_table = rows.len() >= PUBLISH_ROWS;
+                    rows
+                }
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(%error, "reading the outbox failed");
+                    Vec::new()
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            match feed.take(PUBLISH_ROWS) {
+                Taken::Rows(rows) => rows,
+                Taken::Broken => {
+                    from_table = true;
+                    continue;
                 }
             }
-            Ok(_) => {}
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%error, "reading the outbox failed");
-            }
-            Err(error) => return Err(error.into()),
-        }
-        let rows = match shared.projector.outbox(PUBLISH_ROWS).await {
-            Ok(rows) => rows,
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%error, "reading the outbox failed");
-                Vec::new()
-            }
-            Err(error) => return Err(error.into()),
         };
         if rows.is_empty() {
             tokio::select! {
@@ -508,6 +515,8 @@ async fn publish(
             continue;
         }
         let traces = trace_headers(&rows);
+        // Priority copies first: a termination does not wait behind the
+        // creates sent with it.
         let priority: Vec<OutgoingRecord<'_>> = rows
             .iter()
             .zip(&traces)
@@ -546,8 +555,8 @@ async fn publish(
                 };
                 match shared.projector.delete_outbox(&seqs).await {
                     Ok(()) => {}
-                    // The rows stay and are sent again next cycle;
-                    // consumers drop versions they have seen.
+                    // The rows stay and are sent again with the next read
+                    // of the table; consumers drop versions they have seen.
                     Err(error) if error.is_retryable() => {
                         tracing::warn!(%error, "deleting published outbox rows failed");
                     }
@@ -557,12 +566,69 @@ async fn publish(
                     .increment(rows.len() as u64);
             }
             Err(error) => {
+                // The rows stay in the table; read them there.
                 tracing::warn!(%error, "publishing directory changes failed; retrying");
+                from_table = true;
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
+    }
+}
+
+/// Sends the priority copies waiting in the outbox table, however many
+/// other rows are ahead of them, and records them as sent (their rows wait
+/// for the main topic).
+async fn publish_priority_from_table(
+    shared: &Shared,
+    producer: &Producer,
+    topics: &Topics,
+    feed: &Feed,
+) -> Result<(), RunError> {
+    let urgent = match shared.projector.outbox_priority(1000).await {
+        Ok(urgent) => urgent,
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(%error, "reading the outbox failed");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if urgent.is_empty() {
+        return Ok(());
+    }
+    feed.read_from_table(urgent.iter().map(|r| r.seq));
+    // Each change is published in the trace of its cause.
+    let traces = trace_headers(&urgent);
+    let records: Vec<OutgoingRecord<'_>> = urgent
+        .iter()
+        .zip(&traces)
+        .map(|(r, trace)| OutgoingRecord {
+            topic: &topics.directory_priority,
+            key: r.person_id.as_bytes(),
+            payload: &r.payload,
+            headers: trace,
+        })
+        .collect();
+    if let Err(error) = producer.send_batch(&records).await {
+        tracing::warn!(%error, "publishing priority directory changes failed; retrying");
+        return Ok(());
+    }
+    let seqs: Vec<i64> = urgent.iter().map(|r| r.seq).collect();
+    let _turn = if shared.single_writer {
+        Some(shared.gate.enter(Lane::Priority).await)
+    } else {
+        None
+    };
+    match shared.projector.priority_sent(&seqs).await {
+        Ok(()) => Ok(()),
+        // Sent again with the next read; consumers drop versions they have
+        // seen.
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(%error, "recording sent priority copies failed");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
     }
 }
