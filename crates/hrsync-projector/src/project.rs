@@ -614,144 +614,172 @@ impl Projector {
             HashMap::new()
         };
 
+        let context = Arc::new(Inputs { chains, reports });
+        // CPU and database work overlap: while one chunk of persons is
+        // written, the next one is evaluated, digested, encoded and
+        // serialised on a blocking thread.
+        let mut chunks: std::collections::VecDeque<Vec<(String, PersonRow)>> =
+            std::collections::VecDeque::new();
+        let mut rest = std::mem::take(people).into_iter().peekable();
+        while rest.peek().is_some() {
+            chunks.push_back(rest.by_ref().take(ROWS).collect());
+        }
+        let prepare = |chunk: Vec<(String, PersonRow)>| {
+            let this = self.clone();
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || this.prepare_chunk(chunk, &context, now_ms))
+        };
+        let mut next = chunks.pop_front().map(prepare);
         let mut out = Vec::new();
-        for (id, row) in people.iter_mut() {
-            let Some(lifecycle) = row.state.lifecycle_at(now_ms) else {
-                continue;
+        while let Some(task) = next.take() {
+            let prepared = match task.await {
+                Ok(prepared) => prepared?,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => return Err(build("(batch)", error)),
             };
-            let attributes = row.state.attributes.clone().unwrap_or_else(|| {
-                hrsync_domain::WorkerAttributes::new(
-                    "",
-                    "",
-                    hrsync_domain::EmploymentType::Employee,
-                )
-            });
-            let evaluation = self.rules.evaluate(&Subject {
-                employee_id: id,
-                attributes: &attributes,
-                lifecycle_state: lifecycle,
-                manager_chain: chains.get(id.as_str()).map_or(&[], Vec::as_slice),
-                direct_reports: reports.get(id.as_str()).copied().unwrap_or(0),
-            });
-            for error in &evaluation.errors {
-                // The reason may quote profile values: log the group only.
-                tracing::warn!(employee_id = %id, group = %error.group, "group rule failed to evaluate; treated as false");
-                metrics::counter!("hrsync_projector_rule_errors_total", "group" => error.group.clone()).increment(1);
-            }
-            let (groups, apps) = match lifecycle {
-                LifecycleState::Deprovisioned => (Vec::new(), Vec::new()),
-                LifecycleState::Pending => {
-                    let start = row.state.employed_from_ms.unwrap_or(now_ms);
-                    let apps = evaluation
-                        .apps
-                        .into_iter()
-                        .filter(|a| {
-                            let days = self.config.prehire_days.get(&a.app).copied().unwrap_or(0);
-                            now_ms >= start - i64::from(days) * 86_400_000
-                        })
-                        .collect();
-                    (evaluation.groups, apps)
-                }
-                _ => (evaluation.groups, evaluation.apps),
-            };
-            let profile = Profile {
-                attributes,
-                time_zone: TimeZone::new(&row.state.time_zone).map_err(|e| build(id, e))?,
-                start_at: row
-                    .state
-                    .employed_from_ms
-                    .map(Timestamp::from_millis)
-                    .transpose()
-                    .map_err(|e| build(id, e))?,
-                terminate_at: row
-                    .state
-                    .terminate_at_ms
-                    .map(Timestamp::from_millis)
-                    .transpose()
-                    .map_err(|e| build(id, e))?,
-            };
-            let desired = Desired {
-                lifecycle: lifecycle.as_str(),
-                profile: &profile,
-                groups: &groups,
-                apps: &apps,
-            };
-            let digest = desired.digest().map_err(|e| build(id, e))?;
-            if desired.emitted_as(&row.emitted.digest, &digest) {
-                // (A digest stored in the earlier format is replaced
-                // whenever the row is written anyway.)
-                row.emitted.digest = digest;
-                continue;
-            }
-            let app_names: Vec<String> =
-                apps.iter().map(|a: &AppAssignment| a.app.clone()).collect();
-            let removed_app = row.emitted.apps.iter().any(|a| !app_names.contains(a));
-            let cut = matches!(
-                lifecycle,
-                LifecycleState::Deprovisioned | LifecycleState::Suspended
-            ) && row.emitted.lifecycle.as_deref() != Some(lifecycle.as_str());
-            let priority = cut || removed_app;
-            row.version += 1;
-            let change = DirectoryChange {
-                person_id: PersonId::new(row.person_id.clone()).map_err(|e| build(id, e))?,
-                employee_id: EmployeeId::new(id.clone()).map_err(|e| build(id, e))?,
-                version: u64::try_from(row.version).unwrap_or(0),
-                lifecycle_state: lifecycle,
-                profile,
-                groups,
-                apps,
-                caused_by: std::mem::take(&mut row.caused_by),
-                priority,
-                changed_at: Timestamp::from_millis(now_ms).map_err(|e| build(id, e))?,
-            };
-            let payload =
-                hrsync_schema::encode_directory_change(&change).map_err(|e| build(id, e))?;
-            row.emitted = Emitted {
-                digest,
-                lifecycle: Some(lifecycle.as_str().to_owned()),
-                groups: change.groups.clone(),
-                apps: app_names,
-            };
-            row.changed = true;
-            *priority_changes += usize::from(priority);
-            out.push((row.person_id.clone(), payload, priority, row.trace.take()));
+            next = chunks.pop_front().map(prepare);
+            upsert_people(tx, &prepared.writes, now_ms).await?;
+            *priority_changes += prepared.changes.iter().filter(|c| c.2).count();
+            out.extend(insert_outbox(tx, prepared.changes, now_ms).await?);
+            people.extend(prepared.rows);
         }
-        self.write_people(tx, people, now_ms).await?;
         store_report_deltas(tx, &deltas).await?;
-        // Each person has at most one change per transaction: the returned
-        // sequence numbers are matched by person.
-        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(out.len());
-        for chunk in out.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {} \
-                 RETURNING person_id, seq",
-                hrsync_store::placeholders(chunk.len(), 5)
-            );
-            let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-            for (person, payload, priority, trace) in chunk {
-                query = query
-                    .bind(person)
-                    .bind(payload)
-                    .bind(i64::from(*priority))
-                    .bind(now_ms)
-                    .bind(trace);
+        Ok(out)
+    }
+
+    /// The CPU work of [`Projector::emit_changed`] for one chunk of persons:
+    /// their directory changes, and their rows to write back.
+    fn prepare_chunk(
+        &self,
+        mut rows: Vec<(String, PersonRow)>,
+        inputs: &Inputs,
+        now_ms: i64,
+    ) -> Result<Prepared> {
+        let mut changes = Vec::new();
+        let mut writes = Vec::new();
+        for (id, row) in &mut rows {
+            if let Some(change) = self.evaluate(id, row, inputs, now_ms)? {
+                changes.push(change);
             }
-            seqs.extend(query.fetch_all(&mut **tx).await?);
+            if let Some(write) = self.to_write(row, now_ms)? {
+                writes.push(write);
+            }
         }
-        out.into_iter()
-            .map(|(person_id, payload, priority, traceparent)| {
-                let seq = seqs.get(&person_id).copied().ok_or_else(|| {
-                    build(&person_id, "the outbox insert returned no sequence number")
-                })?;
-                Ok(OutboxRow {
-                    seq,
-                    person_id,
-                    payload,
-                    priority,
-                    traceparent,
-                })
-            })
-            .collect()
+        Ok(Prepared {
+            rows,
+            writes,
+            changes,
+        })
+    }
+
+    /// Evaluates the rules for one person; if their desired state differs
+    /// from the last one emitted, the encoded directory change.
+    fn evaluate(
+        &self,
+        id: &str,
+        row: &mut PersonRow,
+        inputs: &Inputs,
+        now_ms: i64,
+    ) -> Result<Option<Change>> {
+        let (chains, reports) = (&inputs.chains, &inputs.reports);
+        let Some(lifecycle) = row.state.lifecycle_at(now_ms) else {
+            return Ok(None);
+        };
+        let attributes = row.state.attributes.clone().unwrap_or_else(|| {
+            hrsync_domain::WorkerAttributes::new("", "", hrsync_domain::EmploymentType::Employee)
+        });
+        let evaluation = self.rules.evaluate(&Subject {
+            employee_id: id,
+            attributes: &attributes,
+            lifecycle_state: lifecycle,
+            manager_chain: chains.get(id).map_or(&[], Vec::as_slice),
+            direct_reports: reports.get(id).copied().unwrap_or(0),
+        });
+        for error in &evaluation.errors {
+            // The reason may quote profile values: log the group only.
+            tracing::warn!(employee_id = %id, group = %error.group, "group rule failed to evaluate; treated as false");
+            metrics::counter!("hrsync_projector_rule_errors_total", "group" => error.group.clone())
+                .increment(1);
+        }
+        let (groups, apps) = match lifecycle {
+            LifecycleState::Deprovisioned => (Vec::new(), Vec::new()),
+            LifecycleState::Pending => {
+                let start = row.state.employed_from_ms.unwrap_or(now_ms);
+                let apps = evaluation
+                    .apps
+                    .into_iter()
+                    .filter(|a| {
+                        let days = self.config.prehire_days.get(&a.app).copied().unwrap_or(0);
+                        now_ms >= start - i64::from(days) * 86_400_000
+                    })
+                    .collect();
+                (evaluation.groups, apps)
+            }
+            _ => (evaluation.groups, evaluation.apps),
+        };
+        let profile = Profile {
+            attributes,
+            time_zone: TimeZone::new(&row.state.time_zone).map_err(|e| build(id, e))?,
+            start_at: row
+                .state
+                .employed_from_ms
+                .map(Timestamp::from_millis)
+                .transpose()
+                .map_err(|e| build(id, e))?,
+            terminate_at: row
+                .state
+                .terminate_at_ms
+                .map(Timestamp::from_millis)
+                .transpose()
+                .map_err(|e| build(id, e))?,
+        };
+        let desired = Desired {
+            lifecycle: lifecycle.as_str(),
+            profile: &profile,
+            groups: &groups,
+            apps: &apps,
+        };
+        let digest = desired.digest().map_err(|e| build(id, e))?;
+        if desired.emitted_as(&row.emitted.digest, &digest) {
+            // (A digest stored in the earlier format is replaced
+            // whenever the row is written anyway.)
+            row.emitted.digest = digest;
+            return Ok(None);
+        }
+        let app_names: Vec<String> = apps.iter().map(|a: &AppAssignment| a.app.clone()).collect();
+        let removed_app = row.emitted.apps.iter().any(|a| !app_names.contains(a));
+        let cut = matches!(
+            lifecycle,
+            LifecycleState::Deprovisioned | LifecycleState::Suspended
+        ) && row.emitted.lifecycle.as_deref() != Some(lifecycle.as_str());
+        let priority = cut || removed_app;
+        row.version += 1;
+        let change = DirectoryChange {
+            person_id: PersonId::new(row.person_id.clone()).map_err(|e| build(id, e))?,
+            employee_id: EmployeeId::new(id.to_owned()).map_err(|e| build(id, e))?,
+            version: u64::try_from(row.version).unwrap_or(0),
+            lifecycle_state: lifecycle,
+            profile,
+            groups,
+            apps,
+            caused_by: std::mem::take(&mut row.caused_by),
+            priority,
+            changed_at: Timestamp::from_millis(now_ms).map_err(|e| build(id, e))?,
+        };
+        let payload = hrsync_schema::encode_directory_change(&change).map_err(|e| build(id, e))?;
+        row.emitted = Emitted {
+            digest,
+            lifecycle: Some(lifecycle.as_str().to_owned()),
+            groups: change.groups.clone(),
+            apps: app_names,
+        };
+        row.changed = true;
+        Ok(Some((
+            row.person_id.clone(),
+            payload,
+            priority,
+            row.trace.take(),
+        )))
     }
 
     /// Adds to `people` everyone else whose rule inputs this batch changes
@@ -806,85 +834,42 @@ impl Projector {
         }
     }
 
-    /// Writes back the rows that changed (new, their events changed their
-    /// state, their desired state was emitted, or their lifecycle or next
-    /// time-driven check moved on), with an optimistic revision check.
-    async fn write_people(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        people: &mut BTreeMap<String, PersonRow>,
-        now_ms: i64,
-    ) -> Result<()> {
-        let mut rows = Vec::new();
-        for row in people.values_mut() {
-            let lifecycle = lifecycle_of(&row.state, now_ms);
-            let manager = manager_of(&row.state);
-            let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
-            if !(row.changed
-                || row.is_new
-                || manager != row.stored_manager
-                || lifecycle != row.stored_lifecycle
-                || next != row.stored_next_check)
-            {
-                continue;
-            }
-            let state =
-                serde_json::to_string(&row.state).map_err(|e| build(&row.state.employee_id, e))?;
-            let emitted = serde_json::to_string(&row.emitted)
-                .map_err(|e| build(&row.state.employee_id, e))?;
-            row.revision += 1;
-            row.is_new = false;
-            row.changed = false;
-            row.stored_manager.clone_from(&manager);
-            lifecycle.clone_into(&mut row.stored_lifecycle);
-            row.stored_next_check = next;
-            rows.push((
-                row.state.employee_id.clone(),
-                row.person_id.clone(),
-                row.revision,
-                row.version,
-                state,
-                lifecycle,
-                manager,
-                next,
-                emitted,
-            ));
+    /// The row to write back for `row`, if it changed (new, their events
+    /// changed their state, their desired state was emitted, or their
+    /// lifecycle or next time-driven check moved on).
+    fn to_write(&self, row: &mut PersonRow, now_ms: i64) -> Result<Option<PersonWrite>> {
+        let lifecycle = lifecycle_of(&row.state, now_ms);
+        let manager = manager_of(&row.state);
+        let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
+        if !(row.changed
+            || row.is_new
+            || manager != row.stored_manager
+            || lifecycle != row.stored_lifecycle
+            || next != row.stored_next_check)
+        {
+            return Ok(None);
         }
-        for chunk in rows.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO projector_person (employee_id, person_id, revision, version, state, lifecycle, \
-                 manager_id, next_check_at_ms, emitted, updated_at_ms) VALUES {} \
-                 ON CONFLICT (employee_id) DO UPDATE SET revision = excluded.revision, \
-                 version = excluded.version, state = excluded.state, lifecycle = excluded.lifecycle, \
-                 manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
-                 emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
-                 WHERE projector_person.revision + 1 = excluded.revision",
-                hrsync_store::placeholders(chunk.len(), 10)
-            );
-            let mut query = sqlx::query(&sql);
-            for r in chunk {
-                query = query
-                    .bind(&r.0)
-                    .bind(&r.1)
-                    .bind(r.2)
-                    .bind(r.3)
-                    .bind(&r.4)
-                    .bind(r.5)
-                    .bind(r.6.clone())
-                    .bind(r.7)
-                    .bind(&r.8)
-                    .bind(now_ms);
-            }
-            let done = query.execute(&mut **tx).await?;
-            if done.rows_affected() != chunk.len() as u64 {
-                return Err(ProjectError::Conflict(format!(
-                    "{} of {} persons",
-                    chunk.len() as u64 - done.rows_affected(),
-                    chunk.len()
-                )));
-            }
-        }
-        Ok(())
+        let state =
+            serde_json::to_string(&row.state).map_err(|e| build(&row.state.employee_id, e))?;
+        let emitted =
+            serde_json::to_string(&row.emitted).map_err(|e| build(&row.state.employee_id, e))?;
+        row.revision += 1;
+        row.is_new = false;
+        row.changed = false;
+        row.stored_manager.clone_from(&manager);
+        lifecycle.clone_into(&mut row.stored_lifecycle);
+        row.stored_next_check = next;
+        Ok(Some((
+            row.state.employee_id.clone(),
+            row.person_id.clone(),
+            row.revision,
+            row.version,
+            state,
+            lifecycle,
+            manager,
+            next,
+            emitted,
+        )))
     }
 
     /// The oldest outbox rows.
@@ -1058,6 +1043,123 @@ pub struct SeenEvent {
     pub effective_ms: i64,
 }
 
+/// A person row to write: employee id, person id, revision, version, state
+/// JSON, lifecycle, manager, next check, emitted JSON.
+type PersonWrite = (
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    &'static str,
+    Option<String>,
+    Option<i64>,
+    String,
+);
+
+/// A directory change for the outbox: person id, encoded change, priority,
+/// trace.
+type Change = (String, Vec<u8>, bool, Option<String>);
+
+/// What rule evaluation reads besides the person: manager chains and direct
+/// report counts, by employee id.
+struct Inputs {
+    chains: HashMap<String, Vec<String>>,
+    reports: HashMap<String, usize>,
+}
+
+/// One chunk of persons after [`Projector::prepare_chunk`].
+struct Prepared {
+    rows: Vec<(String, PersonRow)>,
+    writes: Vec<PersonWrite>,
+    changes: Vec<Change>,
+}
+
+/// Writes `rows` back, with an optimistic revision check.
+async fn upsert_people(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[PersonWrite],
+    now_ms: i64,
+) -> Result<()> {
+    for chunk in rows.chunks(ROWS) {
+        let sql = format!(
+                "INSERT INTO projector_person (employee_id, person_id, revision, version, state, lifecycle, \
+                 manager_id, next_check_at_ms, emitted, updated_at_ms) VALUES {} \
+                 ON CONFLICT (employee_id) DO UPDATE SET revision = excluded.revision, \
+                 version = excluded.version, state = excluded.state, lifecycle = excluded.lifecycle, \
+                 manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
+                 emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
+                 WHERE projector_person.revision + 1 = excluded.revision",
+                hrsync_store::placeholders(chunk.len(), 10)
+            );
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(&r.0)
+                .bind(&r.1)
+                .bind(r.2)
+                .bind(r.3)
+                .bind(&r.4)
+                .bind(r.5)
+                .bind(r.6.clone())
+                .bind(r.7)
+                .bind(&r.8)
+                .bind(now_ms);
+        }
+        let done = query.execute(&mut **tx).await?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(ProjectError::Conflict(format!(
+                "{} of {} persons",
+                chunk.len() as u64 - done.rows_affected(),
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `changes` into the outbox; each person has at most one change
+/// per transaction, so the returned sequence numbers are matched by person.
+async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    changes: Vec<Change>,
+    now_ms: i64,
+) -> Result<Vec<OutboxRow>> {
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(changes.len());
+    for chunk in changes.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {} \
+             RETURNING person_id, seq",
+            hrsync_store::placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for (person, payload, priority, trace) in chunk {
+            query = query
+                .bind(person)
+                .bind(payload)
+                .bind(i64::from(*priority))
+                .bind(now_ms)
+                .bind(trace);
+        }
+        seqs.extend(query.fetch_all(&mut **tx).await?);
+    }
+    changes
+        .into_iter()
+        .map(|(person_id, payload, priority, traceparent)| {
+            let seq = seqs.get(&person_id).copied().ok_or_else(|| {
+                build(&person_id, "the outbox insert returned no sequence number")
+            })?;
+            Ok(OutboxRow {
+                seq,
+                person_id,
+                payload,
+                priority,
+                traceparent,
+            })
+        })
+        .collect()
+}
+
 fn build(employee_id: &str, e: impl std::fmt::Display) -> ProjectError {
     ProjectError::Build {
         employee_id: employee_id.to_owned(),
@@ -1083,7 +1185,9 @@ async fn load_people<'a>(
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<BTreeMap<String, PersonRow>> {
     let ids: Vec<&str> = ids.collect();
-    let mut people = BTreeMap::new();
+    // Each chunk's rows are parsed on a blocking thread while the next
+    // chunk is read.
+    let mut parsing = Vec::new();
     for chunk in ids.chunks(ROWS) {
         let sql = format!(
             "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, lifecycle, \
@@ -1091,40 +1195,71 @@ async fn load_people<'a>(
              WHERE employee_id IN ({})",
             hrsync_store::placeholders(chunk.len(), 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, StoredPerson>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
-        for row in query.fetch_all(&mut **tx).await? {
-            let employee_id: String = row.try_get(0)?;
-            let corrupt = |reason: String| ProjectError::Corrupt {
-                employee_id: employee_id.clone(),
-                reason,
-            };
-            let state: PersonState = serde_json::from_str(&row.try_get::<String, _>(4)?)
-                .map_err(|e| corrupt(e.to_string()))?;
-            let emitted: Emitted = serde_json::from_str(&row.try_get::<String, _>(5)?)
-                .map_err(|e| corrupt(e.to_string()))?;
-            people.insert(
-                employee_id,
-                PersonRow {
-                    person_id: row.try_get(1)?,
-                    revision: row.try_get(2)?,
-                    version: row.try_get(3)?,
-                    state,
-                    emitted,
-                    caused_by: Vec::new(),
-                    trace: None,
-                    changed: false,
-                    is_new: false,
-                    stored_manager: row.try_get(6)?,
-                    stored_lifecycle: row.try_get(7)?,
-                    stored_next_check: row.try_get(8)?,
-                },
-            );
+        let rows = query.fetch_all(&mut **tx).await?;
+        parsing.push(tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .map(StoredPerson::parse)
+                .collect::<Result<Vec<_>>>()
+        }));
+    }
+    let mut people = BTreeMap::new();
+    for task in parsing {
+        match task.await {
+            Ok(rows) => people.extend(rows?),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => return Err(build("(batch)", error)),
         }
     }
     Ok(people)
+}
+
+/// A `projector_person` row as read: employee id, person id, revision,
+/// version, state JSON, emitted JSON, manager, lifecycle, next check.
+#[derive(sqlx::FromRow)]
+struct StoredPerson {
+    employee_id: String,
+    person_id: String,
+    revision: i64,
+    version: i64,
+    state: String,
+    emitted: String,
+    manager_id: Option<String>,
+    lifecycle: String,
+    next_check_at_ms: Option<i64>,
+}
+
+impl StoredPerson {
+    fn parse(self) -> Result<(String, PersonRow)> {
+        let corrupt = |reason: String| ProjectError::Corrupt {
+            employee_id: self.employee_id.clone(),
+            reason,
+        };
+        let state: PersonState =
+            serde_json::from_str(&self.state).map_err(|e| corrupt(e.to_string()))?;
+        let emitted: Emitted =
+            serde_json::from_str(&self.emitted).map_err(|e| corrupt(e.to_string()))?;
+        Ok((
+            self.employee_id,
+            PersonRow {
+                person_id: self.person_id,
+                revision: self.revision,
+                version: self.version,
+                state,
+                emitted,
+                caused_by: Vec::new(),
+                trace: None,
+                changed: false,
+                is_new: false,
+                stored_manager: self.manager_id,
+                stored_lifecycle: self.lifecycle,
+                stored_next_check: self.next_check_at_ms,
+            },
+        ))
+    }
 }
 
 async fn person_events(
