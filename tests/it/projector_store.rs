@@ -431,13 +431,17 @@ fn org_workload() -> Vec<LifecycleEvent> {
 /// However the log is cut into batches, the store ends the same, every
 /// emitted state is what evaluating everyone afresh gives, and the kept
 /// report counts add up.
-async fn batching_does_not_matter(one: &str, other: &str) -> anyhow::Result<()> {
+async fn batching_does_not_matter(
+    one: &str,
+    other: &str,
+    rules: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let events = org_workload();
-    let a = projector(one, MANAGER_RULES).await?;
+    let a = projector(one, rules).await?;
     for chunk in events.chunks(1) {
         apply(&a, chunk).await?;
     }
-    let b = projector(other, MANAGER_RULES).await?;
+    let b = projector(other, rules).await?;
     for chunk in events.chunks(64) {
         apply(&b, chunk).await?;
     }
@@ -460,10 +464,29 @@ async fn batching_does_not_matter(one: &str, other: &str) -> anyhow::Result<()> 
 async fn batching_does_not_matter_postgres_and_sqlite() -> anyhow::Result<()> {
     let db = PgDatabase::fresh().await?;
     let file = SqliteFile::new()?;
-    batching_does_not_matter(db.url(), &file.url()).await?;
+    batching_does_not_matter(db.url(), &file.url(), MANAGER_RULES).await?;
     let db = PgDatabase::fresh().await?;
     let file = SqliteFile::new()?;
-    batching_does_not_matter(&file.url(), db.url()).await
+    batching_does_not_matter(&file.url(), db.url(), MANAGER_RULES).await
+}
+
+/// Rules that read `is_manager` but not the count: a manager is evaluated
+/// again only when their count crosses zero, and nothing is left stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn batching_does_not_matter_when_only_is_manager_is_read() -> anyhow::Result<()> {
+    const IS_MANAGER_RULES: &[(&str, &str)] = &[
+        ("Managers", "is_manager"),
+        (
+            "Manager Titles",
+            r#"is_manager && person.title == "Manager""#,
+        ),
+    ];
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    batching_does_not_matter(db.url(), &file.url(), IS_MANAGER_RULES).await?;
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    batching_does_not_matter(&file.url(), db.url(), IS_MANAGER_RULES).await
 }
 
 /// The publisher finds the priority copies not yet sent without reading

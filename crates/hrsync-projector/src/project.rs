@@ -795,6 +795,9 @@ impl Projector {
         // under is looked for once.
         let mut requested: BTreeSet<String> = people.keys().cloned().collect();
         let mut chain_roots: BTreeSet<String> = BTreeSet::new();
+        // Managers whose `is_manager` was found unchanged, with the count
+        // change it was checked for.
+        let mut checked: BTreeMap<String, i64> = BTreeMap::new();
         // A person loaded here is re-evaluated as stored, except that the
         // clock may have moved their lifecycle on: that can change their
         // manager's count in turn, hence the loop (it ends: `requested`
@@ -802,8 +805,26 @@ impl Projector {
         loop {
             let deltas = report_deltas(people, now_ms);
             let mut wanted: BTreeSet<String> = BTreeSet::new();
-            if self.rules.reads_direct_reports() {
+            if self.rules.reads_report_count() {
                 wanted.extend(deltas.keys().filter(|m| !requested.contains(*m)).cloned());
+            } else if self.rules.reads_direct_reports() {
+                // Only `is_manager` is read: a manager whose count stays
+                // above zero (or at zero) evaluates as before. Their stored
+                // counts are looked up (again only if their delta moved).
+                let unchecked: Vec<&str> = deltas
+                    .iter()
+                    .filter(|(m, delta)| !requested.contains(*m) && checked.get(*m) != Some(*delta))
+                    .map(|(m, _)| m.as_str())
+                    .collect();
+                let stored = stored_report_counts(tx, &unchecked).await?;
+                for manager in unchecked {
+                    let delta = deltas.get(manager).copied().unwrap_or(0);
+                    let before = stored.get(manager).copied().unwrap_or(0);
+                    if (before > 0) != (before + delta > 0) {
+                        wanted.insert(manager.to_owned());
+                    }
+                    checked.insert(manager.to_owned(), delta);
+                }
             }
             let depth = self.config.manager_chain_depth;
             if self.rules.reads_manager_chain() && depth > 1 {
@@ -1323,20 +1344,7 @@ async fn report_counts(
     deltas: &BTreeMap<String, i64>,
 ) -> Result<HashMap<String, usize>> {
     let ids: Vec<&str> = people.keys().map(String::as_str).collect();
-    let mut counts: HashMap<String, i64> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS) {
-        let sql = format!(
-            "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
-            hrsync_store::placeholders(chunk.len(), 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            counts.insert(row.try_get(0)?, row.try_get(1)?);
-        }
-    }
+    let mut counts = stored_report_counts(tx, &ids).await?;
     for (manager, delta) in deltas {
         if people.contains_key(manager) {
             *counts.entry(manager.clone()).or_default() += delta;
@@ -1346,6 +1354,26 @@ async fn report_counts(
         .into_iter()
         .map(|(id, count)| (id, usize::try_from(count).unwrap_or(0)))
         .collect())
+}
+
+/// The stored number of direct reports of each of `ids` that has any.
+async fn stored_report_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: &[&str],
+) -> Result<HashMap<String, i64>> {
+    let mut counts: HashMap<String, i64> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS) {
+        let sql = format!(
+            "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
+            hrsync_store::placeholders(chunk.len(), 1)
+        );
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        counts.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(counts)
 }
 
 /// Adds `deltas` to the stored direct-report counts.

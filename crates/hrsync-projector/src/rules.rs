@@ -172,6 +172,8 @@ pub struct RuleSet {
     reads_manager_chain: bool,
     /// See [`RuleSet::reads_direct_reports`].
     reads_direct_reports: bool,
+    /// See [`RuleSet::reads_report_count`].
+    reads_report_count: bool,
 }
 
 /// One group with its rule compiled.
@@ -217,6 +219,7 @@ impl RuleSet {
         let mut groups = Vec::with_capacity(config.groups.len());
         let mut reads_manager_chain = false;
         let mut reads_direct_reports = false;
+        let mut reads_report_count = false;
         for group in &config.groups {
             let name = group.name.as_str();
             check_name(name).map_err(|reason| RuleError::new(name, reason))?;
@@ -238,6 +241,7 @@ impl RuleSet {
                 .map_err(|reason| RuleError::new(name, reason))?;
             reads_manager_chain |= reads(&program, &env, &["manager_chain"]);
             reads_direct_reports |= reads(&program, &env, &["direct_reports", "is_manager"]);
+            reads_report_count |= reads(&program, &env, &["direct_reports"]);
             groups.push(CompiledGroup {
                 name: name.to_owned(),
                 rule: group.rule.clone(),
@@ -252,6 +256,7 @@ impl RuleSet {
             fingerprint,
             reads_manager_chain,
             reads_direct_reports,
+            reads_report_count,
         })
     }
 
@@ -331,6 +336,13 @@ impl RuleSet {
     /// of someone's reports changes their input.
     pub fn reads_direct_reports(&self) -> bool {
         self.reads_direct_reports
+    }
+
+    /// Whether a rule reads the number `direct_reports`; if only
+    /// `is_manager` is read, a manager's input changes only when their
+    /// count goes from zero to more or back.
+    pub fn reads_report_count(&self) -> bool {
+        self.reads_report_count
     }
 
     /// Whether there are no groups, so every evaluation is empty.
