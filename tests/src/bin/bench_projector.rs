@@ -628,6 +628,14 @@ fn init_tracing(profile: bool) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------
 // Processes: memory and CPU.
 
+/// Bytes the allocator has handed out and not had back (jemalloc's
+/// `stats.allocated`, refreshed): the live heap, without pages the
+/// allocator keeps for reuse.
+fn heap_kib() -> u64 {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().map_or(0, |b| b as u64 / 1024)
+}
+
 fn rss_kib() -> u64 {
     status_kib("VmRSS:")
 }
@@ -1116,6 +1124,7 @@ struct Sample {
     done: i64,
     outbox: i64,
     rss_kib: u64,
+    heap_kib: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -1386,6 +1395,9 @@ struct Report {
     rss_min_kib: u64,
     rss_max_kib: u64,
     rss_at: Vec<(f64, u64)>,
+    heap_start_kib: u64,
+    heap_max_kib: u64,
+    heap_at: Vec<(f64, u64)>,
     hwm_kib: u64,
     outbox_max: i64,
     outbox_at: Vec<(f64, i64)>,
@@ -1578,6 +1590,7 @@ async fn run_one(args: &Args) -> anyhow::Result<Report> {
     };
     let cpu_before = cpu_snapshot(postgres.then_some(&monitor), broker_pid).await;
     report.rss_start_kib = rss_kib();
+    report.heap_start_kib = heap_kib();
     eprintln!("draining ...");
     let shutdown = CancellationToken::new();
     let started = Instant::now();
@@ -1615,6 +1628,7 @@ async fn run_one(args: &Args) -> anyhow::Result<Report> {
             done,
             outbox,
             rss_kib: rss_kib(),
+            heap_kib: heap_kib(),
         });
         if p.complete && report.applied_secs == 0.0 {
             report.applied_secs = secs;
@@ -1711,9 +1725,11 @@ async fn run_one(args: &Args) -> anyhow::Result<Report> {
     };
     report.rss_min_kib = report.samples.iter().map(|s| s.rss_kib).min().unwrap_or(0);
     report.rss_max_kib = report.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+    report.heap_max_kib = report.samples.iter().map(|s| s.heap_kib).max().unwrap_or(0);
     for fraction in [0.25, 0.5, 0.75, 1.0] {
         if let Some(s) = first_at(fraction) {
             report.rss_at.push((fraction, s.rss_kib));
+            report.heap_at.push((fraction, s.heap_kib));
             report.outbox_at.push((fraction, s.outbox));
         }
     }
@@ -1838,6 +1854,16 @@ fn print_report(args: &Args, r: &Report) {
     println!(
         "| RSS MiB at 25 / 50 / 75 / 100 % of the backlog | {} |",
         r.rss_at
+            .iter()
+            .map(|(_, k)| mib(*k))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!(
+        "| heap in use MiB (jemalloc allocated): before start / max / at 25, 50, 75, 100 % | {} / {} / {} |",
+        mib(r.heap_start_kib),
+        mib(r.heap_max_kib),
+        r.heap_at
             .iter()
             .map(|(_, k)| mib(*k))
             .collect::<Vec<_>>()
@@ -2043,7 +2069,7 @@ fn print_report(args: &Args, r: &Report) {
     }
     // One line for `--sizes` to collect.
     println!(
-        "\nRESULT\t{}\t{}\t{:.0}\t{:.0}\t{}\t{:.0}\t{}\t{:.0}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}",
+        "\nRESULT\t{}\t{}\t{:.0}\t{:.0}\t{}\t{:.0}\t{}\t{:.0}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}",
         r.events,
         r.people,
         events / r.produce_secs,
@@ -2066,6 +2092,12 @@ fn print_report(args: &Args, r: &Report) {
             .collect::<Vec<_>>()
             .join("; "),
         mib(r.hwm_kib),
+        mib(r.heap_max_kib),
+        r.heap_at
+            .iter()
+            .map(|(_, k)| mib(*k))
+            .collect::<Vec<_>>()
+            .join(" / "),
         other_load(r),
     );
 }
@@ -2113,8 +2145,8 @@ fn run_sizes(args: &Args) -> anyhow::Result<()> {
         }
     }
     println!("\n## Backlog sizes compared\n");
-    println!("| backlog events | people | produced ev/s | applied ev/s | sustained 10–90 % ev/s | applied + published ev/s | changes | changes/s | RSS MiB before | RSS MiB max | RSS MiB at 25/50/75/100 % | outbox max | fast lane: read from priority topic | VmHWM MiB | other load (cores) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backlog events | people | produced ev/s | applied ev/s | sustained 10–90 % ev/s | applied + published ev/s | changes | changes/s | RSS MiB before | RSS MiB max | RSS MiB at 25/50/75/100 % | outbox max | fast lane: read from priority topic | VmHWM MiB | heap in use MiB max | heap in use MiB at 25/50/75/100 % | other load (cores) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         println!("| {} |", r.join(" | "));
     }
