@@ -1116,15 +1116,15 @@ async fn upsert_people(
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
-                .bind(&r.0)
-                .bind(&r.1)
+                .bind(r.0.as_str())
+                .bind(r.1.as_str())
                 .bind(r.2)
                 .bind(r.3)
-                .bind(&r.4)
+                .bind(r.4.as_str())
                 .bind(r.5)
-                .bind(r.6.clone())
+                .bind(r.6.as_deref())
                 .bind(r.7)
-                .bind(&r.8)
+                .bind(r.8.as_str())
                 .bind(now_ms);
         }
         let done = query.execute(&mut **tx).await?;
@@ -1156,11 +1156,11 @@ async fn insert_outbox(
         let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
         for (person, payload, priority, trace) in chunk {
             query = query
-                .bind(person)
-                .bind(payload)
+                .bind(person.as_str())
+                .bind(payload.as_slice())
                 .bind(i64::from(*priority))
                 .bind(now_ms)
-                .bind(trace);
+                .bind(trace.as_deref());
         }
         seqs.extend(query.fetch_all(&mut **tx).await?);
     }
@@ -1422,7 +1422,7 @@ async fn reports_below(
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for id in chunk {
-                query = query.bind(id);
+                query = query.bind(id.as_str());
             }
             reports.extend(query.fetch_all(&mut **tx).await?);
         }
