@@ -17,7 +17,9 @@ use crate::config::Config;
 
 /// jemalloc instead of the system allocator: glibc malloc/free took a third
 /// of the projector's CPU samples; with jemalloc its threads use about a
-/// fifth less CPU (docs/benchmarks.md).
+/// fifth less CPU (docs/benchmarks.md). The C libraries (librdkafka,
+/// SQLite) allocate from it too (the workspace enables jemalloc's unprefixed
+/// `malloc`), so their buffers are returned to the system like the rest.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
