@@ -528,13 +528,7 @@ impl Projector {
         if due.is_empty() {
             return Ok((0, Vec::new()));
         }
-        let mut people = load_people(&mut tx, due.iter().map(String::as_str)).await?;
-        let mut priority = 0;
-        let rows = self
-            .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
-            .await?;
-        tx.commit().await?;
-        Ok((rows.len(), rows))
+        self.evaluate_and_commit(tx, &due, now_ms).await
     }
 
     /// Re-evaluates everyone if the rules changed since the last run; emits
@@ -575,7 +569,18 @@ impl Projector {
 
     /// Re-evaluates the persons `ids` in one transaction.
     async fn reevaluate_tx(&self, ids: &[String], now_ms: i64) -> Result<(usize, Vec<OutboxRow>)> {
-        let mut tx = self.begin_batch().await?;
+        let tx = self.begin_batch().await?;
+        self.evaluate_and_commit(tx, ids, now_ms).await
+    }
+
+    /// Evaluates the persons `ids` as stored, emits those whose desired
+    /// state changed, and commits `tx`.
+    async fn evaluate_and_commit(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<(usize, Vec<OutboxRow>)> {
         let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
         let mut priority = 0;
         let rows = self

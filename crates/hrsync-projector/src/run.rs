@@ -42,6 +42,26 @@ fn trace_headers(rows: &[OutboxRow]) -> Vec<Vec<(&str, &[u8])>> {
         .collect()
 }
 
+/// The records sending `rows` (those flagged for the priority lane only,
+/// if `priority_only`) to `topic`, each with its trace.
+fn outgoing<'a>(
+    rows: &'a [OutboxRow],
+    traces: &'a [Vec<(&'a str, &'a [u8])>],
+    topic: &'a str,
+    priority_only: bool,
+) -> Vec<OutgoingRecord<'a>> {
+    rows.iter()
+        .zip(traces)
+        .filter(|(r, _)| r.priority || !priority_only)
+        .map(|(r, trace)| OutgoingRecord {
+            topic,
+            key: r.person_id.as_bytes(),
+            payload: &r.payload,
+            headers: trace,
+        })
+        .collect()
+}
+
 /// Topics the projector reads and writes.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -533,27 +553,8 @@ async fn publish(
         let traces = trace_headers(&rows);
         // Priority copies first: a termination does not wait behind the
         // creates sent with it.
-        let priority: Vec<OutgoingRecord<'_>> = rows
-            .iter()
-            .zip(&traces)
-            .filter(|(r, _)| r.priority)
-            .map(|(r, trace)| OutgoingRecord {
-                topic: &topics.directory_priority,
-                key: r.person_id.as_bytes(),
-                payload: &r.payload,
-                headers: trace,
-            })
-            .collect();
-        let main: Vec<OutgoingRecord<'_>> = rows
-            .iter()
-            .zip(&traces)
-            .map(|(r, trace)| OutgoingRecord {
-                topic: &topics.directory_changes,
-                key: r.person_id.as_bytes(),
-                payload: &r.payload,
-                headers: trace,
-            })
-            .collect();
+        let priority = outgoing(&rows, &traces, &topics.directory_priority, true);
+        let main = outgoing(&rows, &traces, &topics.directory_changes, false);
         let sent = async {
             if !priority.is_empty() {
                 producer.send_batch(&priority).await?;
@@ -617,16 +618,8 @@ async fn publish_priority_from_table(
     feed.read_from_table(urgent.iter().map(|r| r.seq));
     // Each change is published in the trace of its cause.
     let traces = trace_headers(&urgent);
-    let records: Vec<OutgoingRecord<'_>> = urgent
-        .iter()
-        .zip(&traces)
-        .map(|(r, trace)| OutgoingRecord {
-            topic: &topics.directory_priority,
-            key: r.person_id.as_bytes(),
-            payload: &r.payload,
-            headers: trace,
-        })
-        .collect();
+    // (Every row read here is flagged for the priority lane.)
+    let records = outgoing(&urgent, &traces, &topics.directory_priority, true);
     if let Err(error) = producer.send_batch(&records).await {
         tracing::warn!(%error, "publishing priority directory changes failed; retrying");
         return Ok(());
