@@ -136,6 +136,37 @@ pub struct BatchOutcome {
     pub changes: usize,
     /// Of those, fast-lane changes.
     pub priority_changes: usize,
+    /// Where the batch's time went.
+    pub phases: Phases,
+}
+
+/// Where a batch's time went, in microseconds, phase by phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Storing the events (and learning which were new).
+    pub store_events_us: u64,
+    /// Loading their persons.
+    pub load_us: u64,
+    /// Folding the events into them.
+    pub fold_us: u64,
+    /// Finding whom else to evaluate, their counts and manager chains.
+    pub inputs_us: u64,
+    /// Evaluating, encoding and writing persons and outbox rows.
+    pub write_us: u64,
+    /// Storing the positions and committing.
+    pub commit_us: u64,
+}
+
+/// Microseconds since `since`.
+fn elapsed_us(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds since `mark`, which moves to now.
+fn lap(mark: &mut std::time::Instant) -> u64 {
+    let us = elapsed_us(*mark);
+    *mark = std::time::Instant::now();
+    us
 }
 
 /// A directory change waiting in the outbox.
@@ -413,6 +444,7 @@ impl Projector {
         positions: &[Position],
         now_ms: i64,
     ) -> Result<(BatchOutcome, Vec<OutboxRow>)> {
+        let mut mark = std::time::Instant::now();
         let mut tx = self.begin_batch().await?;
         let mut outcome = BatchOutcome::default();
 
@@ -454,11 +486,13 @@ impl Projector {
             .collect();
         outcome.applied = fresh.len();
         outcome.duplicates = events.len() - fresh.len();
+        outcome.phases.store_events_us = lap(&mut mark);
 
         // Fold them into the persons.
         let employees: BTreeSet<&str> =
             fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
         let mut people = load_people(&mut tx, employees.iter().copied()).await?;
+        outcome.phases.load_us = lap(&mut mark);
         for incoming in &fresh {
             let event = &incoming.event;
             let id = event.employee_id.as_str();
@@ -480,13 +514,17 @@ impl Projector {
                 row.state = PersonState::fold(id, &stored, &self.config.attribute_sources);
             }
         }
+        outcome.phases.fold_us = lap(&mut mark);
         let rows = self
-            .emit_changed(&mut tx, &mut people, now_ms, &mut outcome.priority_changes)
+            .emit_changed(&mut tx, &mut people, now_ms, &mut outcome)
             .await?;
         outcome.changes = rows.len();
+        // (emit_changed timed the inputs itself.)
+        outcome.phases.write_us = lap(&mut mark).saturating_sub(outcome.phases.inputs_us);
         store_positions(&mut tx, positions).await?;
         hrsync_config::failpoint("projector.before_commit");
         tx.commit().await?;
+        outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
     }
 
@@ -582,9 +620,8 @@ impl Projector {
         now_ms: i64,
     ) -> Result<(usize, Vec<OutboxRow>)> {
         let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
-        let mut priority = 0;
         let rows = self
-            .emit_changed(&mut tx, &mut people, now_ms, &mut priority)
+            .emit_changed(&mut tx, &mut people, now_ms, &mut BatchOutcome::default())
             .await?;
         tx.commit().await?;
         Ok((rows.len(), rows))
@@ -605,8 +642,9 @@ impl Projector {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
-        priority_changes: &mut usize,
+        outcome: &mut BatchOutcome,
     ) -> Result<Vec<OutboxRow>> {
+        let started = std::time::Instant::now();
         let deltas = self.widen(tx, people, now_ms).await?;
         let reports = if self.rules.reads_direct_reports() {
             report_counts(tx, people, &deltas).await?
@@ -619,6 +657,7 @@ impl Projector {
             HashMap::new()
         };
 
+        outcome.phases.inputs_us = elapsed_us(started);
         let context = Arc::new(Inputs { chains, reports });
         // CPU and database work overlap: while one chunk of persons is
         // written, the next one is evaluated, digested, encoded and
@@ -644,7 +683,7 @@ impl Projector {
             };
             next = chunks.pop_front().map(prepare);
             upsert_people(tx, &prepared.writes, now_ms).await?;
-            *priority_changes += prepared.changes.iter().filter(|c| c.2).count();
+            outcome.priority_changes += prepared.changes.iter().filter(|c| c.2).count();
             out.extend(insert_outbox(tx, prepared.changes, now_ms).await?);
             people.extend(prepared.rows);
         }

@@ -411,6 +411,12 @@ async fn apply_records(
                     duplicates = outcome.duplicates,
                     changes = outcome.changes,
                     ms = started.elapsed().as_millis() as u64,
+                    store_events_us = outcome.phases.store_events_us,
+                    load_us = outcome.phases.load_us,
+                    fold_us = outcome.phases.fold_us,
+                    inputs_us = outcome.phases.inputs_us,
+                    write_us = outcome.phases.write_us,
+                    commit_us = outcome.phases.commit_us,
                     "batch applied"
                 );
                 if outcome.changes > 0 {

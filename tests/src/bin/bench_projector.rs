@@ -396,7 +396,28 @@ struct BatchStat {
     records: u64,
     changes: u64,
     ms: u64,
+    /// Microseconds per phase, in the order of [`PHASES`].
+    phases: [u64; 6],
 }
+
+/// The phases of a batch the projector times (its `batch applied` fields).
+const PHASES: [(&str, &str); 6] = [
+    (
+        "store_events_us",
+        "store the events (and learn which are new)",
+    ),
+    ("load_us", "load their persons"),
+    ("fold_us", "fold the events"),
+    (
+        "inputs_us",
+        "whom else to evaluate; report counts; manager chains",
+    ),
+    (
+        "write_us",
+        "evaluate, encode, write persons and outbox rows",
+    ),
+    ("commit_us", "store positions, commit"),
+];
 
 #[derive(Debug, Default, Clone, Copy)]
 struct SqlStat {
@@ -440,6 +461,7 @@ struct Fields {
     ms: u64,
     rows: u64,
     elapsed_secs: f64,
+    phases: [u64; 6],
     other: String,
 }
 
@@ -468,7 +490,11 @@ impl tracing::field::Visit for Fields {
             "changes" => self.changes = value,
             "ms" => self.ms = value,
             "rows_affected" | "rows_returned" => self.rows += value,
-            _ => {}
+            name => {
+                if let Some(i) = PHASES.iter().position(|(field, _)| *field == name) {
+                    self.phases[i] = value;
+                }
+            }
         }
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
@@ -599,6 +625,7 @@ impl tracing::Subscriber for Collector {
                 records: fields.records,
                 changes: fields.changes,
                 ms: fields.ms,
+                phases: fields.phases,
             });
         } else if *meta.level() <= tracing::Level::WARN {
             let mut c = collected();
@@ -1943,6 +1970,20 @@ fn print_report(args: &Args, r: &Report) {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if !main.is_empty() {
+        println!("\nWhere a main batch's time goes (mean per batch; the rest of a batch's time is decoding and waiting for the write gate):\n");
+        println!("| phase | mean ms | share of the batch |");
+        println!("|---|---|---|");
+        let mean_ms = busy_ms as f64 / main.len() as f64;
+        for (i, (_, what)) in PHASES.iter().enumerate() {
+            let us: u64 = main.iter().map(|b| b.phases[i]).sum();
+            let phase_ms = us as f64 / 1000.0 / main.len() as f64;
+            println!(
+                "| {what} | {phase_ms:.1} | {:.0} % |",
+                100.0 * phase_ms / mean_ms.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
 
     let wall = r.drained_secs;
     println!(
