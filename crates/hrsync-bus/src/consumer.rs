@@ -140,6 +140,26 @@ impl ConsumerContext for LagContext {}
 /// How often librdkafka reports statistics (and so consumer lag).
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// librdkafka's bounds on prefetched records per partition, as hrsync sets
+/// them. Its defaults (100,000 records or 64 MiB per partition) let a
+/// consumer behind a backlog hold that much of it in memory, more the
+/// longer the backlog; 10,000 records or 8 MiB per partition is still
+/// seconds of work for any stage.
+const PREFETCH: [(&str, &str); 2] = [
+    ("queued.min.messages", "10000"),
+    ("queued.max.messages.kbytes", "8192"),
+];
+
+/// Bounds a consumer's prefetch ([`PREFETCH`]), unless `kafka` configures
+/// either bound itself.
+pub fn bound_prefetch(cfg: &mut rdkafka::ClientConfig, kafka: &KafkaConfig) {
+    for (key, value) in PREFETCH {
+        if !kafka.properties.contains_key(key) {
+            cfg.set(key, value);
+        }
+    }
+}
+
 /// Sets `hrsync_bus_consumer_lag{group, topic}` from librdkafka's statistics:
 /// per topic, the records between what this consumer has read and the end
 /// of each partition it consumes.
@@ -235,6 +255,7 @@ impl Consumer {
             .set("auto.offset.reset", &settings.auto_offset_reset)
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        bound_prefetch(&mut cfg, config);
         if let Some(wait) = settings.fetch_wait {
             cfg.set("fetch.wait.max.ms", wait.as_millis().to_string());
         }
@@ -375,5 +396,27 @@ pub(crate) async fn settle<H: Handler>(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(settings.max_retry_backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_is_bounded_unless_configured() {
+        let mut cfg = rdkafka::ClientConfig::new();
+        bound_prefetch(&mut cfg, &KafkaConfig::default());
+        assert_eq!(cfg.get("queued.min.messages"), Some("10000"));
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("8192"));
+
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("queued.max.messages.kbytes".into(), "65536".into());
+        let mut cfg = kafka.client_config("test").unwrap();
+        bound_prefetch(&mut cfg, &kafka);
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("65536"));
+        assert_eq!(cfg.get("queued.min.messages"), Some("10000"));
     }
 }

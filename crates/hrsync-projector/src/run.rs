@@ -21,12 +21,6 @@ use crate::feed::{Feed, Taken};
 use crate::gate::{Lane, WriteGate};
 use crate::project::{Incoming, OutboxRow, Position, ProjectError, Projector};
 
-/// librdkafka's bounds on prefetched records, per partition.
-const PREFETCH: [(&str, &str); 2] = [
-    ("queued.min.messages", "10000"),
-    ("queued.max.messages.kbytes", "8192"),
-];
-
 /// The W3C trace context header.
 const TRACEPARENT: &str = "traceparent";
 
@@ -257,16 +251,7 @@ async fn consume(
         "statistics.interval.ms",
         hrsync_bus::consumer::STATISTICS_INTERVAL_MS,
     );
-    // librdkafka prefetches up to 100,000 records or 64 MiB per partition
-    // by default: with a backlog, the process holds that much of it in
-    // memory, more the longer the backlog. 10,000 records or 8 MiB per
-    // partition is still seconds of work at full speed (a configured value
-    // wins).
-    for (key, value) in PREFETCH {
-        if !kafka.properties.contains_key(key) {
-            cfg.set(key, value);
-        }
-    }
+    hrsync_bus::consumer::bound_prefetch(&mut cfg, kafka);
     let consumer: StreamConsumer<LagContext> =
         cfg.create_with_context(LagContext::new(&consumer_name))?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
