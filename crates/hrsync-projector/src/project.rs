@@ -761,21 +761,16 @@ impl Projector {
             }
             _ => (evaluation.groups, evaluation.apps),
         };
+        let timestamp = |ms: Option<i64>| {
+            ms.map(Timestamp::from_millis)
+                .transpose()
+                .map_err(|e| build(id, e))
+        };
         let profile = Profile {
             attributes,
             time_zone: TimeZone::new(&row.state.time_zone).map_err(|e| build(id, e))?,
-            start_at: row
-                .state
-                .employed_from_ms
-                .map(Timestamp::from_millis)
-                .transpose()
-                .map_err(|e| build(id, e))?,
-            terminate_at: row
-                .state
-                .terminate_at_ms
-                .map(Timestamp::from_millis)
-                .transpose()
-                .map_err(|e| build(id, e))?,
+            start_at: timestamp(row.state.employed_from_ms)?,
+            terminate_at: timestamp(row.state.terminate_at_ms)?,
         };
         let desired = Desired {
             lifecycle: lifecycle.as_str(),

@@ -120,6 +120,16 @@ impl Shared {
         }
     }
 
+    /// The publisher's turn to write: at the gate where the database has a
+    /// single writer, at once elsewhere.
+    async fn publisher_turn(&self, lane: Lane) -> Option<crate::gate::Turn<'_>> {
+        if self.single_writer {
+            Some(self.gate.enter(lane).await)
+        } else {
+            None
+        }
+    }
+
     fn idle_for(&self) -> Duration {
         self.last_activity
             .lock()
@@ -556,11 +566,7 @@ async fn publish(
         match sent {
             Ok(_) => {
                 let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-                let _turn = if shared.single_writer {
-                    Some(shared.gate.enter(Lane::Normal).await)
-                } else {
-                    None
-                };
+                let _turn = shared.publisher_turn(Lane::Normal).await;
                 match shared.projector.delete_outbox(&seqs).await {
                     Ok(()) => {}
                     // The rows stay and are sent again with the next read
@@ -616,11 +622,7 @@ async fn publish_priority_from_table(
         return Ok(());
     }
     let seqs: Vec<i64> = urgent.iter().map(|r| r.seq).collect();
-    let _turn = if shared.single_writer {
-        Some(shared.gate.enter(Lane::Priority).await)
-    } else {
-        None
-    };
+    let _turn = shared.publisher_turn(Lane::Priority).await;
     match shared.projector.priority_sent(&seqs).await {
         Ok(()) => Ok(()),
         // Sent again with the next read; consumers drop versions they have

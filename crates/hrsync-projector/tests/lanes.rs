@@ -10,7 +10,7 @@ use hrsync_domain::{
     Timestamp, WorkerAttributes,
 };
 use hrsync_projector::config::ProjectorConfig;
-use hrsync_projector::project::{Incoming, Projector};
+use hrsync_projector::project::{BatchOutcome, Incoming, ProjectError, Projector};
 use hrsync_tests::PgDatabase;
 
 /// A fresh, migrated PostgreSQL store and a projector over it.
@@ -36,6 +36,26 @@ fn hire_e1(now: Timestamp) -> anyhow::Result<(LifecycleEvent, Vec<u8>)> {
     )?;
     let payload = hrsync_schema::encode_lifecycle(&event)?;
     Ok((event, payload))
+}
+
+/// Applies `event` (encoded as `payload`) alone, with no positions.
+async fn apply_one(
+    projector: &Projector,
+    event: LifecycleEvent,
+    payload: &[u8],
+    now: Timestamp,
+) -> Result<BatchOutcome, ProjectError> {
+    projector
+        .apply_batch(
+            &[Incoming {
+                event,
+                payload,
+                traceparent: None,
+            }],
+            &[],
+            now.as_millis(),
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,19 +85,7 @@ async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow:
             let projector = projector.clone();
             let event = event.clone();
             let payload = payload.clone();
-            async move {
-                projector
-                    .apply_batch(
-                        &[Incoming {
-                            event,
-                            payload: &payload,
-                            traceparent: None,
-                        }],
-                        &[],
-                        now.as_millis(),
-                    )
-                    .await
-            }
+            async move { apply_one(&projector, event, &payload, now).await }
         }
     };
     let batch = tokio::spawn(apply());
@@ -116,17 +124,7 @@ async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Re
 
     // The faster batch commits a change with a higher number.
     let (event, payload) = hire_e1(now)?;
-    let outcome = projector
-        .apply_batch(
-            &[Incoming {
-                event,
-                payload: &payload,
-                traceparent: None,
-            }],
-            &[],
-            now.as_millis(),
-        )
-        .await?;
+    let outcome = apply_one(&projector, event, &payload, now).await?;
     assert_eq!(outcome.changes, 1);
 
     // The publisher reads and publishes what is visible: only the later row.
