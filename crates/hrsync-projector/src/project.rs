@@ -287,6 +287,22 @@ pub struct Projector {
     /// Where committed outbox rows are offered to the publisher, if one
     /// runs in this process.
     feed: Option<Arc<Feed>>,
+    /// Awaited before a batch commits (tests hold a batch there).
+    before_commit: Option<BeforeCommit>,
+}
+
+/// What [`Projector::with_before_commit`] awaits.
+type Hook =
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync;
+
+/// See [`Projector::with_before_commit`].
+#[derive(Clone)]
+struct BeforeCommit(Arc<Hook>);
+
+impl std::fmt::Debug for BeforeCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeCommit")
+    }
 }
 
 impl Projector {
@@ -303,7 +319,25 @@ impl Projector {
             rules: Arc::new(rules),
             prehire_offsets: Arc::new(prehire_offsets),
             feed: None,
+            before_commit: None,
         })
+    }
+
+    /// This projector, awaiting `hook` in every batch of
+    /// [`Projector::apply_batch`] just before it commits. For tests that
+    /// hold a batch there to run other writers beside it.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_before_commit(
+        &self,
+        hook: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        let mut hooked = self.clone();
+        hooked.before_commit = Some(BeforeCommit(Arc::new(hook)));
+        hooked
     }
 
     /// This projector, offering the outbox rows it commits to `feed`.
@@ -523,6 +557,9 @@ impl Projector {
         outcome.phases.write_us = lap(&mut mark).saturating_sub(outcome.phases.inputs_us);
         store_positions(&mut tx, positions).await?;
         hrsync_config::failpoint("projector.before_commit");
+        if let Some(hook) = &self.before_commit {
+            (hook.0)().await;
+        }
         tx.commit().await?;
         outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
