@@ -111,6 +111,22 @@ async fn projector(url: &str, rules: &[(&str, &str)]) -> anyhow::Result<Projecto
 
 /// Applies `events` as one batch.
 async fn apply(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<()> {
+    apply_within(projector, events, 1).await
+}
+
+/// Applies `events` as one batch, again while another writer's commit
+/// conflicts with it (as the running projector does).
+async fn apply_retrying(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<()> {
+    apply_within(projector, events, 100).await
+}
+
+/// Applies `events` as one batch, in at most `attempts` attempts (a
+/// conflict is retried at once; the last attempt's error is returned).
+async fn apply_within(
+    projector: &Projector,
+    events: &[LifecycleEvent],
+    attempts: usize,
+) -> anyhow::Result<()> {
     let payloads: Vec<Vec<u8>> = events
         .iter()
         .map(hrsync_schema::encode_lifecycle)
@@ -124,8 +140,14 @@ async fn apply(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Resu
             traceparent: None,
         })
         .collect();
-    projector.apply_batch(&incoming, &[], now_ms()).await?;
-    Ok(())
+    let mut attempt = 1;
+    loop {
+        match projector.apply_batch(&incoming, &[], now_ms()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_conflict() && attempt < attempts => attempt += 1,
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 const EVERYONE: &[(&str, &str)] = &[("Everyone", "true")];
@@ -524,32 +546,6 @@ async fn priority_copies_go_first_on_postgres() -> anyhow::Result<()> {
 async fn priority_copies_go_first_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     priority_copies_go_first(&file.url()).await
-}
-
-/// Applies `events` as one batch, again while another writer's commit
-/// conflicts with it (as the running projector does).
-async fn apply_retrying(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<()> {
-    let payloads: Vec<Vec<u8>> = events
-        .iter()
-        .map(hrsync_schema::encode_lifecycle)
-        .collect::<Result<_, _>>()?;
-    let incoming: Vec<Incoming<'_>> = events
-        .iter()
-        .zip(&payloads)
-        .map(|(event, payload)| Incoming {
-            event: event.clone(),
-            payload,
-            traceparent: None,
-        })
-        .collect();
-    for _ in 0..100 {
-        match projector.apply_batch(&incoming, &[], now_ms()).await {
-            Ok(_) => return Ok(()),
-            Err(error) if error.is_conflict() => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    anyhow::bail!("a batch conflicted 100 times in a row")
 }
 
 /// Writers side by side on one PostgreSQL store, more of them than the
