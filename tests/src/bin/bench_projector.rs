@@ -1807,6 +1807,15 @@ fn mib(kib: u64) -> String {
     format!("{:.0}", kib as f64 / 1024.0)
 }
 
+/// Sampled sizes (progress, KiB) as `a / b / ...` MiB.
+fn mibs(samples: &[(f64, u64)]) -> String {
+    samples
+        .iter()
+        .map(|(_, kib)| mib(*kib))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn opt_ms(v: Option<f64>) -> String {
     v.map_or("not seen".to_owned(), |v| format!("{v:.0} ms"))
 }
@@ -1880,21 +1889,13 @@ fn print_report(args: &Args, r: &Report) {
     );
     println!(
         "| RSS MiB at 25 / 50 / 75 / 100 % of the backlog | {} |",
-        r.rss_at
-            .iter()
-            .map(|(_, k)| mib(*k))
-            .collect::<Vec<_>>()
-            .join(" / ")
+        mibs(&r.rss_at)
     );
     println!(
         "| heap in use MiB (jemalloc allocated): before start / max / at 25, 50, 75, 100 % | {} / {} / {} |",
         mib(r.heap_start_kib),
         mib(r.heap_max_kib),
-        r.heap_at
-            .iter()
-            .map(|(_, k)| mib(*k))
-            .collect::<Vec<_>>()
-            .join(" / ")
+        mibs(&r.heap_at)
     );
     println!(
         "| peak RSS of the process (VmHWM) | {} MiB |",
@@ -2121,11 +2122,7 @@ fn print_report(args: &Args, r: &Report) {
         r.changes as f64 / r.drained_secs,
         mib(r.rss_start_kib),
         mib(r.rss_max_kib),
-        r.rss_at
-            .iter()
-            .map(|(_, k)| mib(*k))
-            .collect::<Vec<_>>()
-            .join(" / "),
+        mibs(&r.rss_at),
         r.outbox_max,
         r.probes
             .iter()
@@ -2134,11 +2131,7 @@ fn print_report(args: &Args, r: &Report) {
             .join("; "),
         mib(r.hwm_kib),
         mib(r.heap_max_kib),
-        r.heap_at
-            .iter()
-            .map(|(_, k)| mib(*k))
-            .collect::<Vec<_>>()
-            .join(" / "),
+        mibs(&r.heap_at),
         other_load(r),
     );
 }
