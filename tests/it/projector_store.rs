@@ -11,7 +11,7 @@ use hrsync_domain::{
     Move, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
 };
 use hrsync_projector::config::ProjectorConfig;
-use hrsync_projector::project::{Incoming, Projector};
+use hrsync_projector::project::{BatchOutcome, Incoming, Projector};
 use hrsync_projector::rules::{GroupConfig, RulesConfig};
 use hrsync_store::Db;
 use hrsync_tests::{PgDatabase, SqliteFile};
@@ -110,13 +110,16 @@ async fn projector(url: &str, rules: &[(&str, &str)]) -> anyhow::Result<Projecto
 }
 
 /// Applies `events` as one batch.
-async fn apply(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<()> {
+async fn apply(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<BatchOutcome> {
     apply_within(projector, events, 1).await
 }
 
 /// Applies `events` as one batch, again while another writer's commit
 /// conflicts with it (as the running projector does).
-async fn apply_retrying(projector: &Projector, events: &[LifecycleEvent]) -> anyhow::Result<()> {
+async fn apply_retrying(
+    projector: &Projector,
+    events: &[LifecycleEvent],
+) -> anyhow::Result<BatchOutcome> {
     apply_within(projector, events, 100).await
 }
 
@@ -126,7 +129,7 @@ async fn apply_within(
     projector: &Projector,
     events: &[LifecycleEvent],
     attempts: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BatchOutcome> {
     let payloads: Vec<Vec<u8>> = events
         .iter()
         .map(hrsync_schema::encode_lifecycle)
@@ -143,7 +146,7 @@ async fn apply_within(
     let mut attempt = 1;
     loop {
         match projector.apply_batch(&incoming, &[], now_ms()).await {
-            Ok(_) => return Ok(()),
+            Ok(outcome) => return Ok(outcome),
             Err(error) if error.is_conflict() && attempt < attempts => attempt += 1,
             Err(error) => return Err(error.into()),
         }
@@ -317,6 +320,89 @@ async fn direct_reports_on_postgres() -> anyhow::Result<()> {
 async fn direct_reports_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     direct_reports(&file.url()).await
+}
+
+/// An event repeats one stored with the same id for the same person, in
+/// the same batch or a later one. The same id for another person (a
+/// producer's bug) is that person's event, not a repeat of someone else's.
+async fn an_event_repeats_only_for_its_person(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, EVERYONE).await?;
+    let first = hire("E1", None);
+    let mut reused = hire("E2", None);
+    reused.event_id = first.event_id.clone();
+
+    let outcome = apply(&p, &[first.clone(), reused.clone(), first.clone()]).await?;
+    assert_eq!((outcome.applied, outcome.duplicates), (2, 1));
+    let outcome = apply(&p, &[reused, first]).await?;
+    assert_eq!((outcome.applied, outcome.duplicates), (0, 2));
+    assert_eq!(groups(&p, "E1").await?, ["Everyone"]);
+    assert_eq!(groups(&p, "E2").await?, ["Everyone"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_repeats_only_for_its_person_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    an_event_repeats_only_for_its_person(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_repeats_only_for_its_person_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    an_event_repeats_only_for_its_person(&file.url()).await
+}
+
+/// Events stored before migration 13 changed the event table's key (from
+/// the event id to the person and the event id) are kept by it: consumed
+/// again, they are repeats, and a refold still finds them.
+async fn events_stored_before_the_key_change_are_kept(url: &str) -> anyhow::Result<()> {
+    let earlier = Db::connect(url, 1).await?;
+    earlier.migrate_until(12).await?;
+    let stored = hire("E1", None);
+    let payload = hrsync_schema::encode_lifecycle(&stored)?;
+    sqlx::query(
+        "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(stored.event_id.to_string())
+    .bind("E1")
+    .bind(stored.effective_at.as_millis())
+    .bind(payload)
+    .bind(now_ms())
+    .execute(earlier.pool())
+    .await?;
+    earlier.pool().close().await;
+
+    let p = projector(url, EVERYONE).await?;
+    let outcome = apply(&p, &[stored]).await?;
+    assert_eq!((outcome.applied, outcome.duplicates), (0, 1));
+    // A move, then an older one: the older one refolds E1 from the stored
+    // events, and only the hire stored before the migration makes E1 a
+    // hired, active person in a group.
+    apply(&p, &[title_move("E1", "Lead")]).await?;
+    let older = moving(
+        "E1",
+        now_ms() - 2000,
+        AttributeChange::set(Attribute::Title, "Analyst"),
+    );
+    assert_eq!(apply(&p, &[older]).await?.applied, 1);
+    let view = p.person("E1").await?.expect("E1 is stored");
+    assert_eq!(view.recent.len(), 3);
+    assert_eq!(view.lifecycle.as_deref(), Some("ACTIVE"));
+    assert_eq!(groups(&p, "E1").await?, ["Everyone"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_stored_before_the_key_change_are_kept_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    events_stored_before_the_key_change_are_kept(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_stored_before_the_key_change_are_kept_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    events_stored_before_the_key_change_are_kept(&file.url()).await
 }
 
 /// When someone's manager changes, everyone below them has a new manager

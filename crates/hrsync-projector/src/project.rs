@@ -483,24 +483,24 @@ impl Projector {
         let mut outcome = BatchOutcome::default();
 
         // Store the events, dropping repeats within the batch and those
-        // stored already (one statement: the insert returns which ids were
-        // new).
-        let mut unique: HashSet<String> = HashSet::with_capacity(events.len());
+        // stored already (one statement: the insert returns which ones were
+        // new). An event is known by its person and its id.
+        let mut unique: HashSet<(&str, String)> = HashSet::with_capacity(events.len());
         let mut candidates: Vec<(String, &Incoming<'_>)> = Vec::with_capacity(events.len());
         for incoming in events {
             let id = incoming.event.event_id.to_string();
-            if unique.insert(id.clone()) {
+            if unique.insert((incoming.event.employee_id.as_str(), id.clone())) {
                 candidates.push((id, incoming));
             }
         }
-        let mut inserted: HashSet<String> = HashSet::with_capacity(candidates.len());
+        let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(candidates.len());
         for chunk in candidates.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
-                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                 VALUES {} ON CONFLICT (employee_id, event_id) DO NOTHING RETURNING employee_id, event_id",
                 hrsync_store::placeholders(chunk.len(), 5)
             );
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
             for (id, incoming) in chunk {
                 let event = &incoming.event;
                 query = query
@@ -515,7 +515,9 @@ impl Projector {
         // In consumption order.
         let fresh: Vec<&Incoming<'_>> = candidates
             .iter()
-            .filter(|(id, _)| inserted.contains(id))
+            .filter(|(id, incoming)| {
+                inserted.contains(&(incoming.event.employee_id.as_str().to_owned(), id.clone()))
+            })
             .map(|(_, incoming)| *incoming)
             .collect();
         outcome.applied = fresh.len();
