@@ -405,6 +405,94 @@ async fn events_stored_before_the_key_change_are_kept_on_sqlite() -> anyhow::Res
     events_stored_before_the_key_change_are_kept(&file.url()).await
 }
 
+/// A projector keeps the persons it committed in memory. One written
+/// meanwhile by another writer of the store (here a second projector, as a
+/// second process would) is stale there: the batch that uses it fails with
+/// a conflict instead of writing over the other's change, and its retry
+/// reads the person from the store.
+async fn a_stale_cached_person_is_read_again(url: &str) -> anyhow::Result<()> {
+    let a = projector(url, EVERYONE).await?;
+    let b = projector(url, EVERYONE).await?;
+    apply(&a, &[hire("E1", None)]).await?;
+    apply(&b, &[title_move("E1", "Lead")]).await?;
+    let department = moving(
+        "E1",
+        now_ms() - 500,
+        AttributeChange::set(Attribute::Department, "Support"),
+    );
+    let error = apply(&a, std::slice::from_ref(&department))
+        .await
+        .expect_err("a's cached E1 is older than the stored one");
+    let error = error
+        .downcast_ref::<hrsync_projector::project::ProjectError>()
+        .expect("a projector error");
+    assert!(error.is_conflict(), "{error}");
+    assert_eq!(apply(&a, &[department]).await?.applied, 1);
+
+    let attributes = a
+        .person("E1")
+        .await?
+        .and_then(|view| view.state.attributes)
+        .expect("E1 was hired");
+    assert_eq!(attributes.title.as_deref(), Some("Lead"));
+    assert_eq!(attributes.department.as_deref(), Some("Support"));
+    assert_eq!(revision(&a, "E1").await?, 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_cached_person_is_read_again_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    a_stale_cached_person_is_read_again(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_cached_person_is_read_again_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_stale_cached_person_is_read_again(&file.url()).await
+}
+
+/// A rebuild in the same process as the batches before it (as `hrsync
+/// projector rebuild` runs): the replay starts from an empty store, not
+/// from the persons cached before, and the batches after it continue the
+/// versions raised at its end, not those of the replay.
+async fn a_rebuild_starts_and_ends_without_cached_persons(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, EVERYONE).await?;
+    let hired = hire("E1", None);
+    apply(&p, std::slice::from_ref(&hired)).await?;
+    apply(&p, &[title_move("E1", "Lead")]).await?;
+    apply(&p, &[title_move("E1", "Director")]).await?;
+    assert_eq!(p.person("E1").await?.expect("E1").version, 3);
+
+    p.begin_rebuild().await?;
+    // (This log is the hire alone.)
+    apply(&p, &[hired]).await?;
+    assert_eq!(revision(&p, "E1").await?, 1);
+    p.finish_rebuild().await?;
+    assert_eq!(p.person("E1").await?.expect("E1").version, 3);
+
+    apply(&p, &[title_move("E1", "Head")]).await?;
+    let view = p.person("E1").await?.expect("E1");
+    assert_eq!(view.version, 4);
+    assert_eq!(
+        view.state.attributes.and_then(|a| a.title).as_deref(),
+        Some("Head")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_starts_and_ends_without_cached_persons_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    a_rebuild_starts_and_ends_without_cached_persons(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_starts_and_ends_without_cached_persons_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_rebuild_starts_and_ends_without_cached_persons(&file.url()).await
+}
+
 /// When someone's manager changes, everyone below them has a new manager
 /// chain: rules reading `manager_chain` are evaluated again for them, down
 /// to the chain depth.

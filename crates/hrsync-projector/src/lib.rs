@@ -11,6 +11,7 @@
 //!   time-driven transitions, and the outbox publisher.
 //! - [`config`]: the `[projector]` configuration section.
 
+mod cache;
 pub mod config;
 mod feed;
 mod gate;

@@ -234,7 +234,7 @@ impl Desired<'_> {
 }
 
 /// One person's stored row.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct PersonRow {
     person_id: String,
     revision: i64,
@@ -256,6 +256,12 @@ struct PersonRow {
     stored_manager: Option<String>,
     stored_lifecycle: String,
     stored_next_check: Option<i64>,
+}
+
+impl crate::cache::Revised for PersonRow {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
 }
 
 impl PersonRow {
@@ -289,6 +295,8 @@ pub struct Projector {
     feed: Option<Arc<Feed>>,
     /// Awaited before a batch commits (tests hold a batch there).
     before_commit: Option<BeforeCommit>,
+    /// Persons as this process last committed or read them.
+    cache: Arc<std::sync::Mutex<crate::cache::PersonCache<PersonRow>>>,
 }
 
 /// What [`Projector::with_before_commit`] awaits.
@@ -313,6 +321,7 @@ impl Projector {
     pub fn new(db: Db, config: ProjectorConfig) -> Result<Self, crate::rules::RuleError> {
         let rules = RuleSet::compile(&config.rules)?;
         let prehire_offsets = config.prehire_offsets_ms();
+        let cache = crate::cache::PersonCache::new(config.person_cache);
         Ok(Projector {
             db,
             config: Arc::new(config),
@@ -320,6 +329,7 @@ impl Projector {
             prehire_offsets: Arc::new(prehire_offsets),
             feed: None,
             before_commit: None,
+            cache: Arc::new(std::sync::Mutex::new(cache)),
         })
     }
 
@@ -384,6 +394,8 @@ impl Projector {
     pub async fn begin_rebuild(&self) -> Result<()> {
         // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
         // CONFLICT.)
+        // What is cached is about to be deleted.
+        self.cache().clear();
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO projector_version_floor (employee_id, version) \
@@ -431,6 +443,9 @@ impl Projector {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        // The versions just raised are not in the cached rows (nor is the
+        // revision, which the write-back checks, raised with them).
+        self.cache().clear();
         Ok(())
     }
 
@@ -524,10 +539,14 @@ impl Projector {
         outcome.duplicates = events.len() - fresh.len();
         outcome.phases.store_events_us = lap(&mut mark);
 
-        // Fold them into the persons.
+        // Fold them into the persons: those cached, then those read from
+        // the store. (A cached row may be stale; every one of these persons
+        // has an event to fold, so is written back below, and the write
+        // checks the stored revision: see `crate::cache`.)
         let employees: BTreeSet<&str> =
             fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
-        let mut people = load_people(&mut tx, employees.iter().copied()).await?;
+        let (mut people, missing) = self.cached(&employees);
+        people.extend(load_people(&mut tx, missing.into_iter()).await?);
         outcome.phases.load_us = lap(&mut mark);
         for incoming in &fresh {
             let event = &incoming.event;
@@ -563,8 +582,38 @@ impl Projector {
             (hook.0)().await;
         }
         tx.commit().await?;
+        self.cache().remember(people);
         outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, crate::cache::PersonCache<PersonRow>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rows of `employees` taken out of the cache, ready for a batch,
+    /// and the employees not found there.
+    fn cached<'a>(
+        &self,
+        employees: &BTreeSet<&'a str>,
+    ) -> (BTreeMap<String, PersonRow>, Vec<&'a str>) {
+        let mut cache = self.cache();
+        let mut found = BTreeMap::new();
+        let mut missing = Vec::new();
+        for id in employees {
+            match cache.take(id) {
+                Some(mut row) => {
+                    row.caused_by.clear();
+                    row.trace = None;
+                    row.changed = false;
+                    found.insert((*id).to_owned(), row);
+                }
+                None => missing.push(*id),
+            }
+        }
+        (found, missing)
     }
 
     /// Begins a batch's serializable transaction. On PostgreSQL the
@@ -663,6 +712,7 @@ impl Projector {
             .emit_changed(&mut tx, &mut people, now_ms, &mut BatchOutcome::default())
             .await?;
         tx.commit().await?;
+        self.cache().remember(people);
         Ok((rows.len(), rows))
     }
 
