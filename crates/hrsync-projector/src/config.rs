@@ -40,7 +40,7 @@ pub struct ProjectorConfig {
     pub rules: RulesConfig,
     /// How many persons are kept in memory between batches, as last
     /// committed, so that a batch does not read its own persons back from
-    /// the store (about 3 KiB each; 0 turns the cache off).
+    /// the store (about 1.7 KiB each; 0 turns the cache off).
     pub person_cache: usize,
 }
 

@@ -258,7 +258,7 @@ struct PersonRow {
     stored_next_check: Option<i64>,
 }
 
-impl crate::cache::Revised for PersonRow {
+impl crate::cache::Revised for StoredPerson {
     fn revision(&self) -> i64 {
         self.revision
     }
@@ -296,7 +296,7 @@ pub struct Projector {
     /// Awaited before a batch commits (tests hold a batch there).
     before_commit: Option<BeforeCommit>,
     /// Persons as this process last committed or read them.
-    cache: Arc<std::sync::Mutex<crate::cache::PersonCache<PersonRow>>>,
+    cache: Arc<std::sync::Mutex<crate::cache::PersonCache<StoredPerson>>>,
 }
 
 /// What [`Projector::with_before_commit`] awaits.
@@ -539,14 +539,22 @@ impl Projector {
         outcome.duplicates = events.len() - fresh.len();
         outcome.phases.store_events_us = lap(&mut mark);
 
-        // Fold them into the persons: those cached, then those read from
-        // the store. (A cached row may be stale; every one of these persons
-        // has an event to fold, so is written back below, and the write
-        // checks the stored revision: see `crate::cache`.)
+        // Fold them into the persons: those cached (as this process last
+        // wrote them), the others read from the store. (A cached row may be
+        // stale; every one of these persons has an event to fold, so is
+        // written back below, and the write checks the stored revision: see
+        // `crate::cache`.)
         let employees: BTreeSet<&str> =
             fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
-        let (mut people, missing) = self.cached(&employees);
-        people.extend(load_people(&mut tx, missing.into_iter()).await?);
+        let (cached, missing) = self.take_cached(&employees);
+        let mut parsing = Vec::new();
+        let mut cached = cached;
+        while !cached.is_empty() {
+            let chunk = cached.split_off(cached.len().saturating_sub(ROWS));
+            parsing.push(parse_later(chunk));
+        }
+        let mut people = load_people(&mut tx, missing.into_iter()).await?;
+        people.extend(parsed(parsing).await?);
         outcome.phases.load_us = lap(&mut mark);
         for incoming in &fresh {
             let event = &incoming.event;
@@ -570,7 +578,7 @@ impl Projector {
             }
         }
         outcome.phases.fold_us = lap(&mut mark);
-        let rows = self
+        let (rows, written) = self
             .emit_changed(&mut tx, &mut people, now_ms, &mut outcome)
             .await?;
         outcome.changes = rows.len();
@@ -582,38 +590,39 @@ impl Projector {
             (hook.0)().await;
         }
         tx.commit().await?;
-        self.cache().remember(people);
+        self.remember(written);
         outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, crate::cache::PersonCache<PersonRow>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, crate::cache::PersonCache<StoredPerson>> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The rows of `employees` taken out of the cache, ready for a batch,
-    /// and the employees not found there.
-    fn cached<'a>(
-        &self,
-        employees: &BTreeSet<&'a str>,
-    ) -> (BTreeMap<String, PersonRow>, Vec<&'a str>) {
+    /// The stored rows of `employees` taken out of the cache, and the
+    /// employees not found there.
+    fn take_cached<'a>(&self, employees: &BTreeSet<&'a str>) -> (Vec<StoredPerson>, Vec<&'a str>) {
         let mut cache = self.cache();
-        let mut found = BTreeMap::new();
+        let mut found = Vec::new();
         let mut missing = Vec::new();
         for id in employees {
             match cache.take(id) {
-                Some(mut row) => {
-                    row.caused_by.clear();
-                    row.trace = None;
-                    row.changed = false;
-                    found.insert((*id).to_owned(), row);
-                }
+                Some(row) => found.push(row),
                 None => missing.push(*id),
             }
         }
         (found, missing)
+    }
+
+    /// Keeps the rows a transaction wrote, now that it committed.
+    fn remember(&self, written: Vec<StoredPerson>) {
+        self.cache().remember(
+            written
+                .into_iter()
+                .map(|row| (row.employee_id.clone(), row)),
+        );
     }
 
     /// Begins a batch's serializable transaction. On PostgreSQL the
@@ -708,11 +717,11 @@ impl Projector {
         now_ms: i64,
     ) -> Result<(usize, Vec<OutboxRow>)> {
         let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
-        let rows = self
+        let (rows, written) = self
             .emit_changed(&mut tx, &mut people, now_ms, &mut BatchOutcome::default())
             .await?;
         tx.commit().await?;
-        self.cache().remember(people);
+        self.remember(written);
         Ok((rows.len(), rows))
     }
 
@@ -732,7 +741,7 @@ impl Projector {
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
         outcome: &mut BatchOutcome,
-    ) -> Result<Vec<OutboxRow>> {
+    ) -> Result<(Vec<OutboxRow>, Vec<StoredPerson>)> {
         let started = std::time::Instant::now();
         let deltas = self.widen(tx, people, now_ms).await?;
         let reports = if self.rules.reads_direct_reports() {
@@ -764,6 +773,7 @@ impl Projector {
         };
         let mut next = chunks.pop_front().map(prepare);
         let mut out = Vec::new();
+        let mut written = Vec::new();
         while let Some(task) = next.take() {
             let prepared = match task.await {
                 Ok(prepared) => prepared?,
@@ -775,9 +785,10 @@ impl Projector {
             outcome.priority_changes += prepared.changes.iter().filter(|c| c.2).count();
             out.extend(insert_outbox(tx, prepared.changes, now_ms).await?);
             people.extend(prepared.rows);
+            written.extend(prepared.writes);
         }
         store_report_deltas(tx, &deltas).await?;
-        Ok(out)
+        Ok((out, written))
     }
 
     /// The CPU work of [`Projector::emit_changed`] for one chunk of persons:
@@ -986,7 +997,7 @@ impl Projector {
     /// The row to write back for `row`, if it changed (new, their events
     /// changed their state, their desired state was emitted, or their
     /// lifecycle or next time-driven check moved on).
-    fn to_write(&self, row: &mut PersonRow, now_ms: i64) -> Result<Option<PersonWrite>> {
+    fn to_write(&self, row: &mut PersonRow, now_ms: i64) -> Result<Option<StoredPerson>> {
         let lifecycle = lifecycle_of(&row.state, now_ms);
         let manager = manager_of(&row.state);
         let next = row.state.next_change_after(now_ms, &self.prehire_offsets);
@@ -1008,17 +1019,17 @@ impl Projector {
         row.stored_manager.clone_from(&manager);
         lifecycle.clone_into(&mut row.stored_lifecycle);
         row.stored_next_check = next;
-        Ok(Some((
-            row.state.employee_id.clone(),
-            row.person_id.clone(),
-            row.revision,
-            row.version,
+        Ok(Some(StoredPerson {
+            employee_id: row.state.employee_id.clone(),
+            person_id: row.person_id.clone(),
+            revision: row.revision,
+            version: row.version,
             state,
-            lifecycle,
-            manager,
-            next,
             emitted,
-        )))
+            manager_id: manager,
+            lifecycle: lifecycle.to_owned(),
+            next_check_at_ms: next,
+        }))
     }
 
     /// The oldest outbox rows.
@@ -1192,20 +1203,6 @@ pub struct SeenEvent {
     pub effective_ms: i64,
 }
 
-/// A person row to write: employee id, person id, revision, version, state
-/// JSON, lifecycle, manager, next check, emitted JSON.
-type PersonWrite = (
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    &'static str,
-    Option<String>,
-    Option<i64>,
-    String,
-);
-
 /// A directory change for the outbox: person id, encoded change, priority,
 /// trace.
 type Change = (String, Vec<u8>, bool, Option<String>);
@@ -1220,14 +1217,14 @@ struct Inputs {
 /// One chunk of persons after [`Projector::prepare_chunk`].
 struct Prepared {
     rows: Vec<(String, PersonRow)>,
-    writes: Vec<PersonWrite>,
+    writes: Vec<StoredPerson>,
     changes: Vec<Change>,
 }
 
 /// Writes `rows` back, with an optimistic revision check.
 async fn upsert_people(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[PersonWrite],
+    rows: &[StoredPerson],
     now_ms: i64,
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS) {
@@ -1244,15 +1241,15 @@ async fn upsert_people(
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
-                .bind(r.0.as_str())
-                .bind(r.1.as_str())
-                .bind(r.2)
-                .bind(r.3)
-                .bind(r.4.as_str())
-                .bind(r.5)
-                .bind(r.6.as_deref())
-                .bind(r.7)
-                .bind(r.8.as_str())
+                .bind(r.employee_id.as_str())
+                .bind(r.person_id.as_str())
+                .bind(r.revision)
+                .bind(r.version)
+                .bind(r.state.as_str())
+                .bind(r.lifecycle.as_str())
+                .bind(r.manager_id.as_deref())
+                .bind(r.next_check_at_ms)
+                .bind(r.emitted.as_str())
                 .bind(now_ms);
         }
         let done = query.execute(&mut **tx).await?;
@@ -1348,13 +1345,24 @@ async fn load_people<'a>(
         for id in chunk {
             query = query.bind(*id);
         }
-        let rows = query.fetch_all(&mut **tx).await?;
-        parsing.push(tokio::task::spawn_blocking(move || {
-            rows.into_iter()
-                .map(StoredPerson::parse)
-                .collect::<Result<Vec<_>>>()
-        }));
+        parsing.push(parse_later(query.fetch_all(&mut **tx).await?));
     }
+    parsed(parsing).await
+}
+
+type Parsing = tokio::task::JoinHandle<Result<Vec<(String, PersonRow)>>>;
+
+/// Parses stored rows on a blocking thread.
+fn parse_later(rows: Vec<StoredPerson>) -> Parsing {
+    tokio::task::spawn_blocking(move || {
+        rows.into_iter()
+            .map(StoredPerson::parse)
+            .collect::<Result<Vec<_>>>()
+    })
+}
+
+/// The persons parsed by `parsing`.
+async fn parsed(parsing: Vec<Parsing>) -> Result<BTreeMap<String, PersonRow>> {
     let mut people = BTreeMap::new();
     for task in parsing {
         match task.await {
@@ -1366,9 +1374,10 @@ async fn load_people<'a>(
     Ok(people)
 }
 
-/// A `projector_person` row as read: employee id, person id, revision,
-/// version, state JSON, emitted JSON, manager, lifecycle, next check.
-#[derive(sqlx::FromRow)]
+/// A `projector_person` row as read or written: employee id, person id,
+/// revision, version, state JSON, emitted JSON, manager, lifecycle, next
+/// check.
+#[derive(Debug, sqlx::FromRow)]
 struct StoredPerson {
     employee_id: String,
     person_id: String,
