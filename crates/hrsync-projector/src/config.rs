@@ -20,7 +20,9 @@ pub struct ProjectorConfig {
     /// Consumer group of the main lifecycle topic; the priority lane uses
     /// `<group_id>-priority`.
     pub group_id: String,
-    /// Most events applied in one transaction.
+    /// Most events applied in one transaction. On SQLite the main lane
+    /// applies at most 250 at a time: there an immediate termination waits
+    /// for the main lane's transaction in progress.
     pub batch_max: usize,
     /// How long a main-lane batch waits for more events before it is
     /// applied. The priority lane does not wait: a termination is applied

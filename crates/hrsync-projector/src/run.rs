@@ -137,6 +137,10 @@ impl Shared {
     }
 }
 
+/// Most events in one main-lane transaction where the database has a
+/// single writer (SQLite), whatever `batch_max` says.
+const SINGLE_WRITER_BATCH_MAX: usize = 250;
+
 /// How the projector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -169,14 +173,21 @@ pub async fn run(
         Mode::Serve => projector.with_feed(feed.clone()),
         Mode::Replay { .. } => projector,
     };
+    let single_writer = projector.db().backend() == hrsync_store::Backend::Sqlite;
     let shared = Arc::new(Shared {
         projector: projector.clone(),
         gate: WriteGate::default(),
-        single_writer: projector.db().backend() == hrsync_store::Backend::Sqlite,
+        single_writer,
         outbox_ready: Notify::new(),
         dlq: DlqPublisher::new(producer.clone(), &topics.dlq, "projector"),
         group: config.group_id.clone(),
-        batch_max: config.batch_max,
+        // With a single writer, an immediate termination waits for the
+        // main lane's transaction in progress: keep those short.
+        batch_max: if single_writer {
+            config.batch_max.min(SINGLE_WRITER_BATCH_MAX)
+        } else {
+            config.batch_max
+        },
         linger: Duration::from_millis(config.batch_linger_ms),
         last_activity: std::sync::Mutex::new(Instant::now()),
     });
