@@ -5,16 +5,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hrsync_bus::{OutgoingRecord, Producer, TopicSpec};
+use hrsync_bus::Producer;
 use hrsync_domain::{
     EmployeeId, EmploymentType, Hire, LifecycleEvent, LifecyclePayload, SourceSystem, TimeZone,
     Timestamp, WorkerAttributes,
 };
 use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::Projector;
-use hrsync_projector::run::{self, Mode, Topics};
+use hrsync_projector::run::{self, Mode};
 use hrsync_store::Db;
-use hrsync_tests::{Broker, SqliteFile};
+use hrsync_tests::{projector_topics, publish_lifecycle, Broker, SqliteFile};
 use tokio_util::sync::CancellationToken;
 
 fn hire(employee: &str) -> anyhow::Result<LifecycleEvent> {
@@ -42,44 +42,11 @@ async fn on_sqlite_main_lane_transactions_stay_short() -> anyhow::Result<()> {
     const HIRES: usize = 600;
     let broker = Broker::start()?;
     let kafka = broker.kafka_config();
-    let topics = Topics {
-        lifecycle: "hr.lifecycle.v1".into(),
-        lifecycle_priority: "hr.lifecycle.priority.v1".into(),
-        directory_changes: "directory.changes.v1".into(),
-        directory_priority: "directory.changes.priority.v1".into(),
-        dlq: "hrsync.projector.dlq".into(),
-    };
-    let specs: Vec<TopicSpec> = [
-        &topics.lifecycle,
-        &topics.lifecycle_priority,
-        &topics.directory_changes,
-        &topics.directory_priority,
-        &topics.dlq,
-    ]
-    .into_iter()
-    .map(|t| TopicSpec::new(t.as_str(), 3))
-    .collect();
-    hrsync_bus::ensure_topics(&kafka, &specs).await?;
-
-    let encoded: Vec<(String, Vec<u8>)> = (0..HIRES)
-        .map(|i| {
-            let event = hire(&format!("E{i:04}"))?;
-            Ok((
-                event.employee_id.as_str().to_owned(),
-                hrsync_schema::encode_lifecycle(&event)?,
-            ))
-        })
+    let topics = projector_topics(&kafka, 3).await?;
+    let hires: Vec<LifecycleEvent> = (0..HIRES)
+        .map(|i| hire(&format!("E{i:04}")))
         .collect::<anyhow::Result<_>>()?;
-    let records: Vec<OutgoingRecord<'_>> = encoded
-        .iter()
-        .map(|(key, payload)| OutgoingRecord {
-            topic: &topics.lifecycle,
-            key: key.as_bytes(),
-            payload,
-            headers: &[],
-        })
-        .collect();
-    Producer::new(&kafka)?.send_batch(&records).await?;
+    publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &hires).await?;
 
     let file = SqliteFile::new()?;
     let db = Db::connect(&file.url(), 4).await?;

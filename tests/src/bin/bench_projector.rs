@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use hrsync_bus::{KafkaConfig, OutgoingRecord, Producer, TopicSpec};
+use hrsync_bus::{KafkaConfig, OutgoingRecord, Producer};
 use hrsync_domain::{
     AppAssignment, Attribute, AttributeChange, DirectoryChange, EmployeeId, EmploymentType, Hire,
     LifecycleEvent, LifecyclePayload, LifecycleState, Move, PersonId, Profile, SourceSystem,
@@ -46,7 +46,7 @@ use hrsync_projector::rules::{GroupConfig, RuleSet, RulesConfig, Subject};
 use hrsync_projector::run::{self, Mode, RunError, Topics};
 use hrsync_projector::state::{AttributeSources, PersonState};
 use hrsync_store::Db;
-use hrsync_tests::{Broker, PgDatabase, SqliteFile};
+use hrsync_tests::{projector_topics, Broker, PgDatabase, SqliteFile};
 use rdkafka::consumer::{BaseConsumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -1468,24 +1468,7 @@ async fn run_one(args: &Args) -> anyhow::Result<Report> {
             .with_context(|| format!("--kafka-property {property}: expected KEY=VALUE"))?;
         kafka.properties.insert(key.to_owned(), value.to_owned());
     }
-    let topics = Topics {
-        lifecycle: "hr.lifecycle.v1".into(),
-        lifecycle_priority: "hr.lifecycle.priority.v1".into(),
-        directory_changes: "directory.changes.v1".into(),
-        directory_priority: "directory.changes.priority.v1".into(),
-        dlq: "hrsync.projector.dlq".into(),
-    };
-    let specs: Vec<TopicSpec> = [
-        &topics.lifecycle,
-        &topics.lifecycle_priority,
-        &topics.directory_changes,
-        &topics.directory_priority,
-        &topics.dlq,
-    ]
-    .into_iter()
-    .map(|t| TopicSpec::new(t.as_str(), args.partitions))
-    .collect();
-    hrsync_bus::ensure_topics(&kafka, &specs).await?;
+    let topics = projector_topics(&kafka, args.partitions).await?;
 
     let (_pg, _sqlite, url) = if args.store == "sqlite" {
         let file = SqliteFile::new()?;
