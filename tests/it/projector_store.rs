@@ -452,6 +452,34 @@ async fn a_stale_cached_person_is_read_again_on_sqlite() -> anyhow::Result<()> {
     a_stale_cached_person_is_read_again(&file.url()).await
 }
 
+/// The counts of persons found in the person cache and read from the
+/// store (`hrsync_projector_person_cache_total`) in `/metrics` text.
+fn person_cache_counts(text: &str) -> (u64, u64) {
+    let count = |outcome: &str| {
+        text.lines()
+            .find(|line| {
+                line.starts_with("hrsync_projector_person_cache_total{")
+                    && line.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0, |n| n.parse().unwrap_or(0))
+    };
+    (count("hit"), count("miss"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn person_cache_hits_and_misses_are_counted() -> anyhow::Result<()> {
+    let metrics = hrsync_telemetry::init_for_tests();
+    let file = SqliteFile::new()?;
+    let p = projector(&file.url(), EVERYONE).await?;
+    let (hits, misses) = person_cache_counts(&metrics.render());
+    apply(&p, &[hire("E1", None), hire("E2", None)]).await?;
+    apply(&p, &[title_move("E1", "Lead")]).await?;
+    let (hits_after, misses_after) = person_cache_counts(&metrics.render());
+    assert_eq!((hits_after - hits, misses_after - misses), (1, 2));
+    Ok(())
+}
+
 /// A rebuild in the same process as the batches before it (as `hrsync
 /// projector rebuild` runs): the replay starts from an empty store, not
 /// from the persons cached before, and the batches after it continue the

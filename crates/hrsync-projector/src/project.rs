@@ -604,15 +604,21 @@ impl Projector {
     /// The stored rows of `employees` taken out of the cache, and the
     /// employees not found there.
     fn take_cached<'a>(&self, employees: &BTreeSet<&'a str>) -> (Vec<StoredPerson>, Vec<&'a str>) {
-        let mut cache = self.cache();
         let mut found = Vec::new();
         let mut missing = Vec::new();
-        for id in employees {
-            match cache.take(id) {
-                Some(row) => found.push(row),
-                None => missing.push(*id),
+        {
+            let mut cache = self.cache();
+            for id in employees {
+                match cache.take(id) {
+                    Some(row) => found.push(row),
+                    None => missing.push(*id),
+                }
             }
         }
+        metrics::counter!("hrsync_projector_person_cache_total", "outcome" => "hit")
+            .increment(found.len() as u64);
+        metrics::counter!("hrsync_projector_person_cache_total", "outcome" => "miss")
+            .increment(missing.len() as u64);
         (found, missing)
     }
 
