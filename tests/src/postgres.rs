@@ -25,7 +25,11 @@ impl PgDatabase {
     pub async fn fresh() -> anyhow::Result<Self> {
         let admin_url =
             std::env::var("IT_PG_ADMIN_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = crate::unique(DATABASE_PREFIX.trim_end_matches('_')).replace('-', "_");
+        // Named after this process too: `scripts/test` drops databases left
+        // behind by killed runs, but not those of a process still running
+        // (a test suite running beside it).
+        let name =
+            crate::unique(&format!("{DATABASE_PREFIX}{}", std::process::id())).replace('-', "_");
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
             .with_context(|| {
