@@ -295,7 +295,7 @@ pub struct Projector {
     feed: Option<Arc<Feed>>,
     /// Awaited before a batch commits (tests hold a batch there).
     before_commit: Option<BeforeCommit>,
-    /// Persons as this process last committed or read them.
+    /// Persons' rows as this process last wrote them (see `crate::cache`).
     cache: Arc<std::sync::Mutex<crate::cache::PersonCache<StoredPerson>>>,
 }
 
@@ -392,10 +392,10 @@ impl Projector {
     /// # Errors
     /// Database failures roll back.
     pub async fn begin_rebuild(&self) -> Result<()> {
-        // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
-        // CONFLICT.)
         // What is cached is about to be deleted.
         self.cache().clear();
+        // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
+        // CONFLICT.)
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO projector_version_floor (employee_id, version) \
@@ -508,7 +508,7 @@ impl Projector {
                 candidates.push((id, incoming));
             }
         }
-        let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(candidates.len());
+        let mut returned: Vec<(String, String)> = Vec::with_capacity(candidates.len());
         for chunk in candidates.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
@@ -525,13 +525,17 @@ impl Projector {
                     .bind(incoming.payload)
                     .bind(now_ms);
             }
-            inserted.extend(query.fetch_all(&mut *tx).await?);
+            returned.extend(query.fetch_all(&mut *tx).await?);
         }
+        let inserted: HashSet<(&str, &str)> = returned
+            .iter()
+            .map(|(employee, id)| (employee.as_str(), id.as_str()))
+            .collect();
         // In consumption order.
         let fresh: Vec<&Incoming<'_>> = candidates
             .iter()
             .filter(|(id, incoming)| {
-                inserted.contains(&(incoming.event.employee_id.as_str().to_owned(), id.clone()))
+                inserted.contains(&(incoming.event.employee_id.as_str(), id.as_str()))
             })
             .map(|(_, incoming)| *incoming)
             .collect();
@@ -546,9 +550,8 @@ impl Projector {
         // `crate::cache`.)
         let employees: BTreeSet<&str> =
             fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
-        let (cached, missing) = self.take_cached(&employees);
+        let (mut cached, missing) = self.take_cached(&employees);
         let mut parsing = Vec::new();
-        let mut cached = cached;
         while !cached.is_empty() {
             let chunk = cached.split_off(cached.len().saturating_sub(ROWS));
             parsing.push(parse_later(chunk));

@@ -71,6 +71,18 @@ pub struct Topics {
     pub dlq: String,
 }
 
+impl From<&hrsync_bus::TopicsConfig> for Topics {
+    fn from(topics: &hrsync_bus::TopicsConfig) -> Self {
+        Topics {
+            lifecycle: topics.lifecycle.clone(),
+            lifecycle_priority: topics.lifecycle_priority.clone(),
+            directory_changes: topics.directory_changes.clone(),
+            directory_priority: topics.directory_priority.clone(),
+            dlq: topics.projector_dlq.clone(),
+        }
+    }
+}
+
 /// Runtime errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -45,16 +45,6 @@ async fn projector(config: &Config) -> anyhow::Result<Projector> {
     Projector::new(db, config.projector.clone()).context("projector.rules")
 }
 
-fn topics(config: &Config) -> Topics {
-    Topics {
-        lifecycle: config.topics.lifecycle.clone(),
-        lifecycle_priority: config.topics.lifecycle_priority.clone(),
-        directory_changes: config.topics.directory_changes.clone(),
-        directory_priority: config.topics.directory_priority.clone(),
-        dlq: config.topics.projector_dlq.clone(),
-    }
-}
-
 /// The projector until `shutdown`: the batch in flight is finished and
 /// stored with its offsets.
 pub(crate) async fn serve(
@@ -71,7 +61,7 @@ pub(crate) async fn serve(
     run::run(
         projector,
         &config.kafka,
-        &topics(config),
+        &Topics::from(&config.topics),
         Mode::Serve,
         shutdown,
     )
@@ -103,7 +93,7 @@ pub(crate) async fn run_projector(
             run::run(
                 projector.clone(),
                 &config.kafka,
-                &topics(config),
+                &Topics::from(&config.topics),
                 Mode::Replay {
                     idle: Duration::from_secs(idle_seconds),
                 },
