@@ -13,6 +13,7 @@ use hrsync_domain::{
 use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::{BatchOutcome, Incoming, Projector};
 use hrsync_projector::rules::{GroupConfig, RulesConfig};
+use hrsync_projector::state::PersonState;
 use hrsync_store::Db;
 use hrsync_tests::{PgDatabase, SqliteFile};
 use sqlx::Row as _;
@@ -403,6 +404,82 @@ async fn events_stored_before_the_key_change_are_kept_on_postgres() -> anyhow::R
 async fn events_stored_before_the_key_change_are_kept_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
     events_stored_before_the_key_change_are_kept(&file.url()).await
+}
+
+/// A person stored with a JSON state (before migration 14) is read as
+/// such, shown, dumped, and carried on by the next event; the write stores
+/// the binary form.
+async fn a_state_stored_as_json_is_read_and_carried_on(url: &str) -> anyhow::Result<()> {
+    let earlier = Db::connect(url, 1).await?;
+    earlier.migrate_until(13).await?;
+    let hired = hire("E1", Some("M1"));
+    let config = ProjectorConfig::default();
+    let state = PersonState::fold("E1", [&hired], &config.attribute_sources);
+    // As projectors before migration 14 wrote it.
+    let json = serde_json::to_string(&state)?;
+    sqlx::query(
+        "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hired.event_id.to_string())
+    .bind("E1")
+    .bind(hired.effective_at.as_millis())
+    .bind(hrsync_schema::encode_lifecycle(&hired)?)
+    .bind(now_ms())
+    .execute(earlier.pool())
+    .await?;
+    sqlx::query(
+        "INSERT INTO projector_person (employee_id, person_id, revision, version, state, lifecycle, \
+         manager_id, next_check_at_ms, emitted, updated_at_ms) \
+         VALUES ('E1', $1, 1, 0, $2, 'ACTIVE', 'M1', NULL, $3, $4)",
+    )
+    .bind(hrsync_projector::project::person_id_of("E1"))
+    .bind(json.as_str())
+    .bind(r#"{"digest":"","lifecycle":null,"groups":[],"apps":[]}"#)
+    .bind(now_ms())
+    .execute(earlier.pool())
+    .await?;
+    earlier.pool().close().await;
+
+    let p = projector(url, EVERYONE).await?;
+    assert_eq!(p.dump().await?["E1"].1, json);
+    let view = p.person("E1").await?.expect("E1 is stored");
+    assert_eq!(view.state, state);
+
+    apply(&p, &[title_move("E1", "Lead")]).await?;
+    assert_eq!(revision(&p, "E1").await?, 2);
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT state FROM projector_person WHERE employee_id = 'E1'")
+            .fetch_one(p.db().pool())
+            .await?;
+    assert_eq!(stored.first(), Some(&1), "written in the binary format");
+    // Read back by a projector without the cached row.
+    let fresh = projector(url, EVERYONE).await?;
+    let attributes = fresh
+        .person("E1")
+        .await?
+        .and_then(|view| view.state.attributes)
+        .expect("E1 was hired");
+    assert_eq!(attributes.title.as_deref(), Some("Lead"));
+    assert_eq!(attributes.department.as_deref(), Some("Sales"));
+    assert_eq!(
+        attributes.manager_id.as_ref().map(EmployeeId::as_str),
+        Some("M1")
+    );
+    assert_eq!(groups(&fresh, "E1").await?, ["Everyone"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_stored_as_json_is_read_and_carried_on_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    a_state_stored_as_json_is_read_and_carried_on(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_stored_as_json_is_read_and_carried_on_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_state_stored_as_json_is_read_and_carried_on(&file.url()).await
 }
 
 /// A projector keeps the persons it committed in memory. One written

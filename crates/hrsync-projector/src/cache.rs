@@ -1,7 +1,8 @@
 //! Persons' rows as this process last wrote them, kept after the commit,
 //! so that a batch does not read its own persons back from the store. A
-//! row is kept as stored (JSON and all: about 1.7 KiB of heap) and parsed when a
-//! batch takes it, as a row read from the store would be.
+//! row is kept as stored (the state in its binary form: about 1.2 KiB of
+//! heap) and parsed when a batch takes it, as a row read from the store
+//! would be.
 //!
 //! A batch takes its persons out of the cache and the cache has them again
 //! once the batch commits; a batch that fails leaves them out, so its retry

@@ -1018,8 +1018,10 @@ impl Projector {
         {
             return Ok(None);
         }
-        let state =
-            serde_json::to_string(&row.state).map_err(|e| build(&row.state.employee_id, e))?;
+        let state = row
+            .state
+            .to_stored()
+            .map_err(|e| build(&row.state.employee_id, e))?;
         let emitted =
             serde_json::to_string(&row.emitted).map_err(|e| build(&row.state.employee_id, e))?;
         row.revision += 1;
@@ -1162,17 +1164,27 @@ impl Projector {
         }))
     }
 
-    /// Every stored person's state and last emitted result, by employee id
-    /// (for comparing a rebuild with the original).
+    /// Every stored person's version, state (as JSON) and last emitted
+    /// result, by employee id (for comparing a rebuild with the original).
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; a state that cannot be read.
     pub async fn dump(&self) -> Result<BTreeMap<String, (i64, String, String)>> {
         let rows = sqlx::query("SELECT employee_id, version, state, emitted FROM projector_person ORDER BY employee_id")
             .fetch_all(self.db.pool())
             .await?;
         rows.into_iter()
-            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))))
+            .map(|r| {
+                let employee_id: String = r.try_get(0)?;
+                let stored: Vec<u8> = r.try_get(2)?;
+                let state = PersonState::from_stored(&stored)
+                    .and_then(|state| serde_json::to_string(&state).map_err(|e| e.to_string()))
+                    .map_err(|reason| ProjectError::Corrupt {
+                        employee_id: employee_id.clone(),
+                        reason,
+                    })?;
+                Ok((employee_id, (r.try_get(1)?, state, r.try_get(3)?)))
+            })
             .collect()
     }
 }
@@ -1254,7 +1266,7 @@ async fn upsert_people(
                 .bind(r.person_id.as_str())
                 .bind(r.revision)
                 .bind(r.version)
-                .bind(r.state.as_str())
+                .bind(r.state.as_slice())
                 .bind(r.lifecycle.as_str())
                 .bind(r.manager_id.as_deref())
                 .bind(r.next_check_at_ms)
@@ -1384,15 +1396,15 @@ async fn parsed(parsing: Vec<Parsing>) -> Result<BTreeMap<String, PersonRow>> {
 }
 
 /// A `projector_person` row as read or written: employee id, person id,
-/// revision, version, state JSON, emitted JSON, manager, lifecycle, next
-/// check.
+/// revision, version, state (see [`PersonState::to_stored`]), emitted JSON,
+/// manager, lifecycle, next check.
 #[derive(Debug, sqlx::FromRow)]
 struct StoredPerson {
     employee_id: String,
     person_id: String,
     revision: i64,
     version: i64,
-    state: String,
+    state: Vec<u8>,
     emitted: String,
     manager_id: Option<String>,
     lifecycle: String,
@@ -1405,8 +1417,7 @@ impl StoredPerson {
             employee_id: self.employee_id.clone(),
             reason,
         };
-        let state: PersonState =
-            serde_json::from_str(&self.state).map_err(|e| corrupt(e.to_string()))?;
+        let state = PersonState::from_stored(&self.state).map_err(corrupt)?;
         let emitted: Emitted =
             serde_json::from_str(&self.emitted).map_err(|e| corrupt(e.to_string()))?;
         Ok((

@@ -132,7 +132,40 @@ pub fn sort_key(event: &LifecycleEvent) -> (i64, u8, String) {
     )
 }
 
+/// The first byte of a state stored in the binary format of
+/// [`PersonState::to_stored`]. States stored before it are JSON objects, so
+/// they begin with `{`.
+const STORED_BINARY_V1: u8 = 1;
+
 impl PersonState {
+    /// The state as the store keeps it: [`STORED_BINARY_V1`], then the
+    /// fields in declaration order as postcard (varints, strings with their
+    /// length, no field names): about a third of the JSON's size, and
+    /// several times faster to read and write. Changing the fields or their
+    /// order needs a new format byte (a test pins the encoding).
+    ///
+    /// # Errors
+    /// Serialisation failures (none are expected: every field has a form).
+    pub fn to_stored(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = Vec::with_capacity(384);
+        bytes.push(STORED_BINARY_V1);
+        postcard::to_extend(self, bytes)
+    }
+
+    /// Reads a stored state: the binary format, or the JSON stored before it.
+    ///
+    /// # Errors
+    /// What is wrong with it, for a human.
+    pub fn from_stored(bytes: &[u8]) -> Result<Self, String> {
+        match bytes.first() {
+            Some(&STORED_BINARY_V1) => postcard::from_bytes(&bytes[1..])
+                .map_err(|e| format!("binary state (format {STORED_BINARY_V1}): {e}")),
+            Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("JSON state: {e}")),
+            Some(other) => Err(format!("unknown state format {other}")),
+            None => Err("empty state".to_owned()),
+        }
+    }
+
     /// A person with no events yet.
     pub fn new(employee_id: &str) -> Self {
         PersonState {

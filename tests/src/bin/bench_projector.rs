@@ -913,6 +913,19 @@ async fn pg_counters(monitor: &Db) -> anyhow::Result<BTreeMap<String, i64>> {
     {
         out.insert(format!("db.{name}"), row.try_get(i)?);
     }
+    // The whole server's write-ahead log (pg_stat_wal, PostgreSQL 14 on):
+    // during a run the projector is its only writer of note.
+    let wal = sqlx::query(&format!(
+        "{MARK}SELECT CAST(wal_records AS BIGINT), CAST(wal_fpi AS BIGINT), \
+         CAST(wal_bytes AS BIGINT) FROM pg_stat_wal"
+    ))
+    .fetch_optional(monitor.pool())
+    .await;
+    if let Ok(Some(row)) = wal {
+        for (i, name) in ["records", "full_page_images", "bytes"].iter().enumerate() {
+            out.insert(format!("server_wal.{name}"), row.try_get(i)?);
+        }
+    }
     Ok(out)
 }
 
@@ -1289,6 +1302,22 @@ fn offline_profile(plan: &Plan, rules: &RulesConfig) -> anyhow::Result<Offline> 
     ));
 
     let started = Instant::now();
+    let mut stored_len = 0;
+    for s in &states {
+        let stored = s.to_stored()?;
+        stored_len += stored.len();
+        let back = PersonState::from_stored(&stored).map_err(anyhow::Error::msg)?;
+        std::hint::black_box(back);
+    }
+    rows.push((
+        format!(
+            "person state to its stored form and back (avg {} bytes)",
+            stored_len / states.len().max(1)
+        ),
+        per(started, states.len()),
+    ));
+
+    let started = Instant::now();
     let mut json_len = 0;
     for s in &states {
         let text = serde_json::to_string(s)?;
@@ -1298,7 +1327,7 @@ fn offline_profile(plan: &Plan, rules: &RulesConfig) -> anyhow::Result<Offline> 
     }
     rows.push((
         format!(
-            "person state to JSON and back (avg {} bytes)",
+            "person state to JSON and back (avg {} bytes; the stored form before migration 14)",
             json_len / states.len().max(1)
         ),
         per(started, states.len()),
