@@ -14,7 +14,7 @@ use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::Projector;
 use hrsync_projector::run::{self, Mode};
 use hrsync_store::Db;
-use hrsync_tests::{projector_topics, publish_lifecycle, Broker, SqliteFile};
+use hrsync_tests::{projector_topics, publish_lifecycle, Broker, PgDatabase, SqliteFile};
 use tokio_util::sync::CancellationToken;
 
 fn hire(employee: &str) -> anyhow::Result<LifecycleEvent> {
@@ -92,5 +92,117 @@ async fn on_sqlite_main_lane_transactions_stay_short() -> anyhow::Result<()> {
         commits >= HIRES.div_ceil(250),
         "{HIRES} events in {commits} main-lane transactions"
     );
+    Ok(())
+}
+
+/// The number of persons stored.
+async fn persons(db: &Db) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM projector_person")
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// Waits up to `secs` for `wanted` persons to be stored.
+async fn until_persons(db: &Db, wanted: i64, secs: u64, broker: &Broker) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let stored = persons(db).await?;
+        if stored == wanted {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{stored} of {wanted} persons stored after {secs} s\n{}",
+            broker.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A projector started while another process holds the store waits as a
+/// standby: it applies nothing until the holder lets go, then takes over.
+async fn a_second_projector_waits_for_the_store(url: &str) -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let kafka = broker.kafka_config();
+    let topics = projector_topics(&kafka, 1).await?;
+    let db = Db::connect(url, 4).await?;
+    db.migrate().await?;
+    // The other process's claim.
+    let holder = Db::connect(url, 1).await?;
+    let claim = holder
+        .try_claim("projector")
+        .await?
+        .expect("the store is free");
+
+    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let shutdown = CancellationToken::new();
+    let running = {
+        let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await },
+        )
+    };
+    publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &[hire("E1")?]).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(persons(&db).await?, 0, "the standby applied an event");
+    assert!(!running.is_finished(), "the standby stopped");
+
+    drop(claim);
+    until_persons(&db, 1, 30, &broker).await?;
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_projector_waits_for_the_store_on_postgres() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    a_second_projector_waits_for_the_store(pg.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_projector_waits_for_the_store_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_second_projector_waits_for_the_store(&file.url()).await
+}
+
+/// On PostgreSQL, when the connection holding the projector's claim breaks
+/// (here: terminated by the server), another process may claim the store:
+/// the projector stops with an error instead of writing beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_that_lost_its_claim_stops() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let kafka = broker.kafka_config();
+    let topics = projector_topics(&kafka, 1).await?;
+    let pg = PgDatabase::fresh().await?;
+    let db = Db::connect(pg.url(), 4).await?;
+    db.migrate().await?;
+    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let shutdown = CancellationToken::new();
+    let running = {
+        let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await },
+        )
+    };
+    publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &[hire("E1")?]).await?;
+    until_persons(&db, 1, 30, &broker).await?;
+
+    let holder: i64 = sqlx::query_scalar(
+        "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+        .bind(holder)
+        .fetch_one(db.pool())
+        .await?;
+    let ended = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .map_err(|_| anyhow::anyhow!("still running 15 s after its claim was lost"))??;
+    let error = ended.expect_err("stops with an error");
+    assert!(matches!(error, run::RunError::ClaimLost), "{error}");
+    assert!(shutdown.is_cancelled());
     Ok(())
 }

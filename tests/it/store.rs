@@ -73,3 +73,70 @@ async fn sqlite() -> anyhow::Result<()> {
     assert!(file.path().is_file(), "file created");
     Ok(())
 }
+
+/// One holder of a role's claim at a time, across connections (as across
+/// processes); another role is independent; a dropped claim is free again.
+async fn one_claim_per_role(url: &str) -> anyhow::Result<()> {
+    let first = Db::connect(url, 2).await?;
+    let second = Db::connect(url, 2).await?;
+    let mut held = first.try_claim("projector").await?.expect("free at first");
+    assert!(held.holds().await);
+    assert!(
+        second.try_claim("projector").await?.is_none(),
+        "held by the first"
+    );
+    assert!(
+        first.try_claim("projector").await?.is_none(),
+        "not twice from one pool either"
+    );
+    let other = second.try_claim("provisioner").await?;
+    assert!(other.is_some(), "another role is not held");
+    drop(held);
+    let again = second.try_claim("projector").await?;
+    assert!(again.is_some(), "free once dropped");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_claim_per_role_on_postgres() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    one_claim_per_role(pg.url()).await
+}
+
+#[tokio::test]
+async fn one_claim_per_role_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    one_claim_per_role(&file.url()).await
+}
+
+/// On PostgreSQL the claim is the connection that took it: once that
+/// connection is gone (here: terminated by the server), the claim says so
+/// and another holder can take it.
+#[tokio::test]
+async fn a_claim_whose_connection_broke_no_longer_holds() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let first = Db::connect(pg.url(), 2).await?;
+    let second = Db::connect(pg.url(), 2).await?;
+    let mut held = first.try_claim("projector").await?.expect("free at first");
+    let holder: i64 = sqlx::query_scalar(
+        "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(second.pool())
+    .await?;
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+        .bind(holder)
+        .fetch_one(second.pool())
+        .await?;
+    assert!(terminated);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held.holds().await {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the claim still holds after its connection was terminated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(second.try_claim("projector").await?.is_some());
+    Ok(())
+}

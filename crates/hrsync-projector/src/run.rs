@@ -98,6 +98,78 @@ pub enum RunError {
     /// The topic has no partitions (does it exist?).
     #[error("topic {0} not found; run `hrsync topics ensure`")]
     NoTopic(String),
+    /// The claim on the store could not be taken or checked.
+    #[error("claiming the store: {0}")]
+    Claim(#[from] hrsync_store::Error),
+    /// The connection that held the claim on the store broke, so another
+    /// projector may hold it now: this one stops writing.
+    #[error("lost the claim on the store (the connection holding it broke); stopping so that one projector writes at a time")]
+    ClaimLost,
+}
+
+/// The role a projector claims its store for (see [`claim_store`]).
+const CLAIM_ROLE: &str = "projector";
+
+/// How often a projector waiting for the store tries to claim it, and how
+/// often one holding it checks that it still does.
+const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Claims the store for this projector, waiting while another projector
+/// process holds it (a standby takes over within about a second once the
+/// holder ends). `None` if `shutdown` came first.
+///
+/// One projector process at a time applies and publishes a store's events:
+/// a second one started by mistake, or as a standby, waits here.
+///
+/// # Errors
+/// The store cannot be reached.
+pub async fn claim_store(
+    projector: &Projector,
+    shutdown: &CancellationToken,
+) -> Result<Option<hrsync_store::Claim>, RunError> {
+    let mut waiting = false;
+    loop {
+        if let Some(claim) = projector.db().try_claim(CLAIM_ROLE).await? {
+            if waiting {
+                tracing::info!("the store is free: this projector takes over");
+            }
+            metrics::gauge!("hrsync_projector_store_claimed").set(1.0);
+            return Ok(Some(claim));
+        }
+        if !waiting {
+            metrics::gauge!("hrsync_projector_store_claimed").set(0.0);
+            tracing::warn!("another projector process holds this store; waiting as a standby");
+            waiting = true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(CLAIM_INTERVAL) => {}
+        }
+    }
+}
+
+/// Checks every [`CLAIM_INTERVAL`] that `claim` still holds; fails when it
+/// does not.
+async fn keep_claim(
+    mut claim: hrsync_store::Claim,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                // (The claim is let go as this returns.)
+                metrics::gauge!("hrsync_projector_store_claimed").set(0.0);
+                return Ok(());
+            }
+            () = tokio::time::sleep(CLAIM_INTERVAL) => {}
+        }
+        if !claim.holds().await {
+            metrics::gauge!("hrsync_projector_store_claimed").set(0.0);
+            tracing::error!("lost the claim on the store; stopping");
+            shutdown.cancel();
+            return Err(RunError::ClaimLost);
+        }
+    }
 }
 
 /// Shared pieces of the loops.
@@ -166,7 +238,9 @@ pub enum Mode {
     },
 }
 
-/// Runs until `shutdown` is cancelled (or, replaying, until caught up).
+/// Claims the store ([`claim_store`], waiting while another projector
+/// holds it), then runs until `shutdown` is cancelled (or, replaying, until
+/// caught up).
 ///
 /// # Errors
 /// A failure no retry can fix.
@@ -177,6 +251,26 @@ pub async fn run(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let Some(claim) = claim_store(&projector, &shutdown).await? else {
+        return Ok(());
+    };
+    run_claimed(claim, projector, kafka, topics, mode, shutdown).await
+}
+
+/// [`run`] with the store claimed already (see [`claim_store`]); stops with
+/// [`RunError::ClaimLost`] if the claim no longer holds.
+///
+/// # Errors
+/// A failure no retry can fix.
+pub async fn run_claimed(
+    claim: hrsync_store::Claim,
+    projector: Projector,
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let claimed = keep_claim(claim, shutdown.clone());
     let config = projector.config().clone();
     let producer = Producer::new(kafka)?;
     // Serving, the writers offer what they commit to the publisher.
@@ -236,7 +330,7 @@ pub async fn run(
                 feed,
                 shutdown.clone(),
             );
-            tokio::try_join!(priority, main, publisher, timer).map(|_| ())
+            tokio::try_join!(priority, main, publisher, timer, claimed).map(|_| ())
         }
         Mode::Replay { idle } => {
             let watch = {
@@ -252,7 +346,7 @@ pub async fn run(
                     Ok::<(), RunError>(())
                 }
             };
-            tokio::try_join!(priority, main, timer, watch).map(|_| ())
+            tokio::try_join!(priority, main, timer, watch, claimed).map(|_| ())
         }
     };
     shutdown.cancel();

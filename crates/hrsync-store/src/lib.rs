@@ -53,6 +53,14 @@ pub enum Error {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// The lock file of a claim (SQLite) cannot be opened or locked.
+    #[error("cannot lock {}: {source}", path.display())]
+    Claim {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -62,7 +70,7 @@ impl Error {
         match self {
             Error::Connect { .. } => true,
             Error::Query(e) => is_retryable_sqlx(e),
-            Error::UnsupportedUrl { .. } | Error::Migrate(_) => false,
+            Error::UnsupportedUrl { .. } | Error::Migrate(_) | Error::Claim { .. } => false,
         }
     }
 }
@@ -91,6 +99,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database file (none for PostgreSQL and in-memory SQLite).
+    file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 impl Db {
@@ -110,6 +120,13 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|source| Error::Connect { backend, source })?;
+        let file = if backend == Backend::Sqlite && !url.contains(":memory:") {
+            let sqlite = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .map_err(|source| Error::Connect { backend, source })?;
+            Some(std::sync::Arc::new(sqlite.get_filename().to_owned()))
+        } else {
+            None
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
@@ -137,7 +154,11 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(|source| Error::Connect { backend, source })?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            file,
+        })
     }
 
     /// Brings the schema up to date. Safe to run from several processes.
@@ -241,6 +262,91 @@ impl Db {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// Claims the store for `role` unless another process holds it: at most
+    /// one process at a time holds a role's claim on a store. `None` if it
+    /// is held elsewhere; try again later. The claim lasts until the
+    /// [`Claim`] is dropped or its process ends (whichever way it ends).
+    ///
+    /// PostgreSQL: a session advisory lock of this database, held by a
+    /// connection of its own (taken out of the pool). SQLite: an exclusive
+    /// `flock` on the file `DATABASE-ROLE.lock` beside the database file;
+    /// an in-memory database has no other process to keep out.
+    ///
+    /// # Errors
+    /// The database or the lock file cannot be reached.
+    pub async fn try_claim(&self, role: &str) -> Result<Option<Claim>> {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = self.pool.acquire().await?.detach();
+                let granted: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(claim_key(role))
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok(granted.then_some(Claim(Held::Postgres(conn))))
+            }
+            Backend::Sqlite => {
+                let Some(file) = &self.file else {
+                    return Ok(Some(Claim(Held::Private)));
+                };
+                let mut path = file.as_os_str().to_owned();
+                path.push(format!("-{role}.lock"));
+                let path = std::path::PathBuf::from(path);
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::Claim {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                match lock.try_lock() {
+                    Ok(()) => Ok(Some(Claim(Held::File { _lock: lock }))),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => Err(Error::Claim { path, source: e }),
+                }
+            }
+        }
+    }
+}
+
+/// A process's claim on a store for one role (see [`Db::try_claim`]).
+#[derive(Debug)]
+pub struct Claim(Held);
+
+#[derive(Debug)]
+enum Held {
+    /// The connection holding the advisory lock.
+    Postgres(sqlx::AnyConnection),
+    /// The locked file (the lock lasts while it is open).
+    File { _lock: std::fs::File },
+    /// An in-memory database: nobody else can reach it.
+    Private,
+}
+
+impl Claim {
+    /// Whether the claim still holds. On PostgreSQL the lock lasts as long
+    /// as the connection that took it: if that connection broke, the lock
+    /// is gone and another process may have it now.
+    pub async fn holds(&mut self) -> bool {
+        match &mut self.0 {
+            Held::Postgres(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+            Held::File { .. } | Held::Private => true,
+        }
+    }
+}
+
+/// The advisory lock key of a role: FNV-1a over `hrsync claim: ROLE`
+/// (sqlx's migrations lock keys of their own, derived from the database
+/// name).
+fn claim_key(role: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in "hrsync claim: ".bytes().chain(role.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// sqlx opens an existing SQLite file only unless `mode=rwc` is given.

@@ -86,11 +86,19 @@ pub(crate) async fn run_projector(
             return serve(config, crate::roles::on_signal(), &Ready::detached()).await;
         }
         ProjectorCommand::Rebuild { idle_seconds } => {
+            // Not while a projector serves from this store: wait for it.
+            let Some(claim) = run::claim_store(&projector, &shutdown)
+                .await
+                .context("claiming the store")?
+            else {
+                return Ok(());
+            };
             projector
                 .begin_rebuild()
                 .await
                 .context("emptying the store")?;
-            run::run(
+            run::run_claimed(
+                claim,
                 projector.clone(),
                 &config.kafka,
                 &Topics::from(&config.topics),
