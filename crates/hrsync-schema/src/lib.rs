@@ -21,6 +21,7 @@ use apache_avro::types::Value;
 use hrsync_domain::{DirectoryChange, LifecycleEvent, ProvisioningAudit};
 
 mod binary;
+mod binary_reader;
 mod canonical;
 mod contract;
 mod error;
@@ -178,6 +179,26 @@ pub fn encode_lifecycle(event: &LifecycleEvent) -> Result<Vec<u8>, EncodeError> 
 /// [`DecodeError`]: bad framing, unknown or foreign schema, corrupt datum,
 /// or values that break the domain's rules.
 pub fn decode_lifecycle(message: &[u8]) -> Result<LifecycleEvent> {
+    if let Some(event) = binary_reader::lifecycle(message) {
+        return Ok(event);
+    }
+    decode_lifecycle_generic(message)
+}
+
+/// The direct reader of [`decode_lifecycle`]'s hot path alone: the event,
+/// or `None` where it leaves the message to the generic path.
+#[doc(hidden)]
+pub fn decode_lifecycle_direct(message: &[u8]) -> Option<LifecycleEvent> {
+    binary_reader::lifecycle(message)
+}
+
+/// [`decode_lifecycle`] through apache-avro's generic path only (the
+/// reference the direct reader is tested against).
+///
+/// # Errors
+/// As [`decode_lifecycle`].
+#[doc(hidden)]
+pub fn decode_lifecycle_generic(message: &[u8]) -> Result<LifecycleEvent> {
     mapping::lifecycle_from_value(decode_value(Contract::Lifecycle, message)?)
 }
 

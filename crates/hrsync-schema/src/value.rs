@@ -11,7 +11,7 @@ use hrsync_domain::Datelike;
 
 /// 1970-01-01 (day 0 of the Avro `date` logical type) counted in days from
 /// 0001-01-01, day 1 of chrono's common era count.
-const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+pub(crate) const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 // ---- encoding ----------------------------------------------------------
 

@@ -750,6 +750,46 @@ proptest! {
         prop_assert_eq!(decode_directory_change(&encode_directory_change(&c).unwrap()).unwrap(), c);
     }
 
+    /// The direct reader of the hot path reads every event written with the
+    /// current schema, as the generic path does.
+    #[test]
+    fn direct_lifecycle_reader_matches_apache_avro(e in lifecycle_event()) {
+        let bytes = encode_lifecycle(&e).unwrap();
+        let direct = hrsync_schema::decode_lifecycle_direct(&bytes);
+        prop_assert_eq!(direct.as_ref(), Some(&e));
+        prop_assert_eq!(hrsync_schema::decode_lifecycle_generic(&bytes).unwrap(), e);
+    }
+
+    /// Whatever the direct reader accepts of a damaged message (cut short,
+    /// a byte changed, bytes added), the generic path decodes to the same
+    /// event; what it refuses goes to the generic path, which names the
+    /// problem.
+    #[test]
+    fn direct_lifecycle_reader_accepts_nothing_the_generic_path_refuses(
+        e in lifecycle_event(),
+        cut in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        extra in proptest::collection::vec(any::<u8>(), 0..3),
+    ) {
+        let bytes = encode_lifecycle(&e).unwrap();
+        let mut changed = bytes.clone();
+        let i = at.index(changed.len());
+        changed[i] = byte;
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&extra);
+        for damaged in [&bytes[..cut.index(bytes.len())], &changed[..], &longer[..]] {
+            if let Some(direct) = hrsync_schema::decode_lifecycle_direct(damaged) {
+                let generic = hrsync_schema::decode_lifecycle_generic(damaged);
+                prop_assert_eq!(generic.ok(), Some(direct));
+            }
+            prop_assert_eq!(
+                decode_lifecycle(damaged).ok(),
+                hrsync_schema::decode_lifecycle_generic(damaged).ok()
+            );
+        }
+    }
+
     /// The direct writer of the hot path writes exactly what apache-avro's
     /// validating generic writer writes.
     #[test]

@@ -1284,6 +1284,14 @@ fn offline_profile(plan: &Plan, rules: &RulesConfig) -> anyhow::Result<Offline> 
         "Avro decode of a lifecycle event".to_owned(),
         per(started, n),
     ));
+    let started = Instant::now();
+    for p in &payloads {
+        std::hint::black_box(hrsync_schema::decode_lifecycle_generic(p)?);
+    }
+    rows.push((
+        "… through apache-avro's generic path (before the direct reader)".to_owned(),
+        per(started, n),
+    ));
 
     let sources = AttributeSources::default();
     let hires: Vec<LifecycleEvent> = (0..plan.hires.min(5_000)).map(|i| plan.event(i)).collect();
