@@ -63,12 +63,7 @@ async fn on_sqlite_main_lane_transactions_stay_short() -> anyhow::Result<()> {
         Box::pin(async {})
     });
     let shutdown = CancellationToken::new();
-    let running = {
-        let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await },
-        )
-    };
+    let running = spawn_run(projector, &kafka, &topics, &shutdown);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -93,6 +88,17 @@ async fn on_sqlite_main_lane_transactions_stay_short() -> anyhow::Result<()> {
         "{HIRES} events in {commits} main-lane transactions"
     );
     Ok(())
+}
+
+/// Runs `projector` (serving) until `shutdown`.
+fn spawn_run(
+    projector: Projector,
+    kafka: &hrsync_bus::KafkaConfig,
+    topics: &run::Topics,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), run::RunError>> {
+    let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
+    tokio::spawn(async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await })
 }
 
 /// The number of persons stored.
@@ -136,12 +142,7 @@ async fn a_second_projector_waits_for_the_store(url: &str) -> anyhow::Result<()>
 
     let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
     let shutdown = CancellationToken::new();
-    let running = {
-        let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await },
-        )
-    };
+    let running = spawn_run(projector, &kafka, &topics, &shutdown);
     publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &[hire("E1")?]).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(persons(&db).await?, 0, "the standby applied an event");
@@ -179,25 +180,11 @@ async fn a_projector_that_lost_its_claim_stops() -> anyhow::Result<()> {
     db.migrate().await?;
     let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
     let shutdown = CancellationToken::new();
-    let running = {
-        let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await },
-        )
-    };
+    let running = spawn_run(projector, &kafka, &topics, &shutdown);
     publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &[hire("E1")?]).await?;
     until_persons(&db, 1, 30, &broker).await?;
 
-    let holder: i64 = sqlx::query_scalar(
-        "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(db.pool())
-    .await?;
-    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
-        .bind(holder)
-        .fetch_one(db.pool())
-        .await?;
+    assert_eq!(hrsync_tests::break_claims(&db).await?, 1);
     let ended = tokio::time::timeout(Duration::from_secs(15), running)
         .await
         .map_err(|_| anyhow::anyhow!("still running 15 s after its claim was lost"))??;

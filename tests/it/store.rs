@@ -118,17 +118,7 @@ async fn a_claim_whose_connection_broke_no_longer_holds() -> anyhow::Result<()> 
     let first = Db::connect(pg.url(), 2).await?;
     let second = Db::connect(pg.url(), 2).await?;
     let mut held = first.try_claim("projector").await?.expect("free at first");
-    let holder: i64 = sqlx::query_scalar(
-        "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(second.pool())
-    .await?;
-    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
-        .bind(holder)
-        .fetch_one(second.pool())
-        .await?;
-    assert!(terminated);
+    assert_eq!(hrsync_tests::break_claims(&second).await?, 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while held.holds().await {
         anyhow::ensure!(

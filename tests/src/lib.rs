@@ -22,7 +22,7 @@ mod topic;
 pub use broker::{Broker, TANSU_VERSION};
 pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
-pub use postgres::{PgDatabase, DATABASE_PREFIX};
+pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
 pub use projector::projector_topics;
 pub use publish::{publish_directory_changes, publish_lifecycle};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};

@@ -66,6 +66,30 @@ impl PgDatabase {
     }
 }
 
+/// Terminates the server connections holding advisory locks in `db`'s
+/// database (the claims of `hrsync_store::Db::try_claim`), as a broken
+/// connection would end them. Returns how many were terminated.
+///
+/// # Errors
+/// The database is not reachable.
+pub async fn break_claims(db: &hrsync_store::Db) -> anyhow::Result<usize> {
+    let holders: Vec<i64> = sqlx::query_scalar(
+        "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut terminated = 0;
+    for pid in holders {
+        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+            .bind(pid)
+            .fetch_one(db.pool())
+            .await?;
+        terminated += usize::from(done);
+    }
+    Ok(terminated)
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
