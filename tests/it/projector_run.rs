@@ -167,11 +167,18 @@ async fn a_second_projector_waits_for_the_store_on_sqlite() -> anyhow::Result<()
     a_second_projector_waits_for_the_store(&file.url()).await
 }
 
-/// On PostgreSQL, when the connection holding the projector's claim breaks
-/// (here: terminated by the server), another process may claim the store:
-/// the projector stops with an error instead of writing beside it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_projector_that_lost_its_claim_stops() -> anyhow::Result<()> {
+/// A projector serving from a fresh PostgreSQL store with one hire applied.
+struct Serving {
+    broker: Broker,
+    kafka: hrsync_bus::KafkaConfig,
+    topics: run::Topics,
+    _pg: PgDatabase,
+    db: Db,
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<Result<(), run::RunError>>,
+}
+
+async fn serving() -> anyhow::Result<Serving> {
     let broker = Broker::start()?;
     let kafka = broker.kafka_config();
     let topics = projector_topics(&kafka, 1).await?;
@@ -183,13 +190,100 @@ async fn a_projector_that_lost_its_claim_stops() -> anyhow::Result<()> {
     let running = spawn_run(projector, &kafka, &topics, &shutdown);
     publish_lifecycle(&Producer::new(&kafka)?, &topics.lifecycle, &[hire("E1")?]).await?;
     until_persons(&db, 1, 30, &broker).await?;
+    Ok(Serving {
+        broker,
+        kafka,
+        topics,
+        _pg: pg,
+        db,
+        shutdown,
+        running,
+    })
+}
 
-    assert_eq!(hrsync_tests::break_claims(&db).await?, 1);
-    let ended = tokio::time::timeout(Duration::from_secs(15), running)
+/// On PostgreSQL, when the connection holding the projector's claim breaks
+/// (here: terminated by the server) and another process takes the store
+/// (here: one queued for the lock), the projector stops with an error
+/// instead of writing beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_whose_store_was_taken_stops() -> anyhow::Result<()> {
+    let s = serving().await?;
+    // Another process queues for the lock, so it has it the moment the
+    // projector's connection ends.
+    let mut other = s.db.pool().acquire().await?.detach();
+    let queued = tokio::spawn(async move {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(hrsync_store::claim_key("projector"))
+            .execute(&mut other)
+            .await
+            .map(|_| other)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(s.db.pool())
+        .await?;
+        if waiting == 1 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the other process never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(hrsync_tests::break_claims(&s.db).await?, 1);
+    let _other = queued.await??;
+    let ended = tokio::time::timeout(Duration::from_secs(15), s.running)
         .await
-        .map_err(|_| anyhow::anyhow!("still running 15 s after its claim was lost"))??;
+        .map_err(|_| anyhow::anyhow!("still running 15 s after its store was taken"))??;
     let error = ended.expect_err("stops with an error");
     assert!(matches!(error, run::RunError::ClaimLost), "{error}");
-    assert!(shutdown.is_cancelled());
+    assert!(s.shutdown.is_cancelled());
+    Ok(())
+}
+
+/// When the connection holding the claim breaks and nobody else takes the
+/// store (a database restart, a network blip), the projector claims it
+/// again and goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_whose_claim_broke_claims_the_store_again() -> anyhow::Result<()> {
+    let s = serving().await?;
+    let holder = || async {
+        anyhow::Ok(
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_all(s.db.pool())
+            .await?,
+        )
+    };
+    let before = holder().await?;
+    assert_eq!(before.len(), 1);
+    assert_eq!(hrsync_tests::break_claims(&s.db).await?, 1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = holder().await?;
+        if now.len() == 1 && now != before {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline && !s.running.is_finished(),
+            "the store was not claimed again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish_lifecycle(
+        &Producer::new(&s.kafka)?,
+        &s.topics.lifecycle,
+        &[hire("E2")?],
+    )
+    .await?;
+    until_persons(&s.db, 2, 30, &s.broker).await?;
+    assert!(!s.running.is_finished(), "the projector stopped");
+    s.shutdown.cancel();
+    s.running.await??;
     Ok(())
 }

@@ -101,9 +101,9 @@ pub enum RunError {
     /// The claim on the store could not be taken or checked.
     #[error("claiming the store: {0}")]
     Claim(#[from] hrsync_store::Error),
-    /// The connection that held the claim on the store broke, so another
-    /// projector may hold it now: this one stops writing.
-    #[error("lost the claim on the store (the connection holding it broke); stopping so that one projector writes at a time")]
+    /// The connection that held the claim on the store broke, and another
+    /// projector holds it now: this one stops writing.
+    #[error("another projector claimed the store after the connection holding this one's claim broke; stopping so that one projector writes at a time")]
     ClaimLost,
 }
 
@@ -148,9 +148,12 @@ pub async fn claim_store(
     }
 }
 
-/// Checks every [`CLAIM_INTERVAL`] that `claim` still holds; fails when it
-/// does not.
+/// Checks every [`CLAIM_INTERVAL`] that `claim` still holds. When the
+/// connection holding it broke (a restart of the database, a network blip)
+/// the lock is free again, or another projector has taken it: claims it
+/// again, or fails with [`RunError::ClaimLost`] if another one has it.
 async fn keep_claim(
+    db: hrsync_store::Db,
     mut claim: hrsync_store::Claim,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
@@ -163,12 +166,31 @@ async fn keep_claim(
             }
             () = tokio::time::sleep(CLAIM_INTERVAL) => {}
         }
-        if !claim.holds().await {
-            metrics::gauge!("hrsync_projector_store_claimed").set(0.0);
-            tracing::error!("lost the claim on the store; stopping");
-            shutdown.cancel();
-            return Err(RunError::ClaimLost);
+        if claim.holds().await {
+            continue;
         }
+        tracing::warn!("the connection holding the claim on the store broke; claiming it again");
+        claim = loop {
+            match db.try_claim(CLAIM_ROLE).await {
+                Ok(Some(again)) => {
+                    tracing::info!("the store is claimed again");
+                    break again;
+                }
+                Ok(None) => {
+                    metrics::gauge!("hrsync_projector_store_claimed").set(0.0);
+                    tracing::error!("another projector holds the store now; stopping");
+                    shutdown.cancel();
+                    return Err(RunError::ClaimLost);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim the store again yet; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(CLAIM_INTERVAL) => {}
+                    }
+                }
+            }
+        };
     }
 }
 
@@ -258,7 +280,7 @@ pub async fn run(
 }
 
 /// [`run`] with the store claimed already (see [`claim_store`]); stops with
-/// [`RunError::ClaimLost`] if the claim no longer holds.
+/// [`RunError::ClaimLost`] if another projector takes the store.
 ///
 /// # Errors
 /// A failure no retry can fix.
@@ -270,7 +292,7 @@ pub async fn run_claimed(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let claimed = keep_claim(claim, shutdown.clone());
+    let claimed = keep_claim(projector.db().clone(), claim, shutdown.clone());
     let config = projector.config().clone();
     let producer = Producer::new(kafka)?;
     // Serving, the writers offer what they commit to the publisher.

@@ -337,10 +337,11 @@ impl Claim {
     }
 }
 
-/// The advisory lock key of a role: FNV-1a over `hrsync claim: ROLE`
-/// (sqlx's migrations lock keys of their own, derived from the database
-/// name).
-fn claim_key(role: &str) -> i64 {
+/// The PostgreSQL advisory lock key of a role's claim: FNV-1a over
+/// `hrsync claim: ROLE` (sqlx's migrations lock keys of their own, derived
+/// from the database name). Public for tests that queue for a claim.
+#[doc(hidden)]
+pub fn claim_key(role: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in "hrsync claim: ".bytes().chain(role.bytes()) {
         hash ^= u64::from(byte);
