@@ -1164,6 +1164,16 @@ impl Projector {
         }))
     }
 
+    /// How many persons are stored.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn person_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM projector_person")
+            .fetch_one(self.db.pool())
+            .await?)
+    }
+
     /// Every stored person's version, state (as JSON) and last emitted
     /// result, by employee id (for comparing a rebuild with the original).
     ///

@@ -103,7 +103,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The branch of a union of `branches`.
+    /// The branch of a union of `branches`, or the index of an enum's
+    /// symbol among `branches` (both are written as a `long`).
     fn branch(&mut self, branches: usize) -> Option<usize> {
         usize::try_from(self.long()?).ok().filter(|b| *b < branches)
     }

@@ -113,7 +113,7 @@ pub(crate) async fn run_projector(
                 .finish_rebuild()
                 .await
                 .context("finishing the rebuild")?;
-            let people = projector.dump().await?.len();
+            let people = projector.person_count().await?;
             println!("rebuilt: {people} persons");
         }
     }

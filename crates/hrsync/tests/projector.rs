@@ -746,6 +746,11 @@ directory_priority = "clean.changes.priority"
     assert!(rebuilt.status.success(), "{rebuilt:?}");
     let after = store(&clean_db.url()).await?.dump().await?;
     assert_eq!(before.len(), after.len());
+    let printed = String::from_utf8_lossy(&rebuilt.stdout);
+    assert!(
+        printed.contains(&format!("rebuilt: {} persons", after.len())),
+        "{printed}"
+    );
     for (id, (version, state, emitted)) in &before {
         let (v, s, e) = &after[id];
         assert_eq!((state, emitted), (s, e), "{id} rebuilt differently");
