@@ -14,7 +14,7 @@ use hrsync_projector::config::ProjectorConfig;
 use hrsync_projector::project::{BatchOutcome, Incoming, Projector};
 use hrsync_projector::rules::{GroupConfig, RulesConfig};
 use hrsync_projector::state::PersonState;
-use hrsync_store::Db;
+use hrsync_store::{Claim, Db};
 use hrsync_tests::{PgDatabase, SqliteFile};
 use sqlx::Row as _;
 use tokio::sync::Notify;
@@ -108,6 +108,43 @@ async fn projector(url: &str, rules: &[(&str, &str)]) -> anyhow::Result<Projecto
         ..ProjectorConfig::default()
     };
     Ok(Projector::new(db, config)?)
+}
+
+/// Where a test's projector reads the reporting lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// From the store, in each batch's transaction.
+    Stored,
+    /// From memory, as the projector holding the store's claim does.
+    InMemory,
+}
+
+/// A projector as [`projector`] makes one, reading the reporting lines as
+/// `lines` says; in memory, with the store's claim it holds (kept as long
+/// as the projector is used).
+async fn projector_with(
+    url: &str,
+    rules: &[(&str, &str)],
+    lines: Lines,
+) -> anyhow::Result<(Projector, Option<Claim>)> {
+    let p = projector(url, rules).await?;
+    Ok(match lines {
+        Lines::Stored => (p, None),
+        Lines::InMemory => {
+            let claim = p
+                .db()
+                .try_claim("projector")
+                .await?
+                .expect("the store is free");
+            (p.with_store_to_itself(&claim), Some(claim))
+        }
+    })
+}
+
+/// The reporting lines a projector keeps in memory are those stored.
+async fn assert_lines_kept(projector: &Projector) -> anyhow::Result<()> {
+    assert_eq!(projector.reporting_lines_differ().await?, None);
+    Ok(())
 }
 
 /// Applies `events` as one batch.
@@ -262,8 +299,8 @@ const MANAGER_RULES: &[(&str, &str)] = &[
 /// Direct reports are counted as persons are hired, move, leave, and as
 /// time makes a dated termination effective; a manager is re-evaluated when
 /// their count changes, and only then.
-async fn direct_reports(url: &str) -> anyhow::Result<()> {
-    let p = projector(url, MANAGER_RULES).await?;
+async fn direct_reports(url: &str, lines: Lines) -> anyhow::Result<()> {
+    let (p, _claim) = projector_with(url, MANAGER_RULES, lines).await?;
     apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
     assert_eq!(groups(&p, "M").await?, ["Managers"]);
     apply(&p, &[hire("R2", Some("M"))]).await?;
@@ -308,19 +345,31 @@ async fn direct_reports(url: &str) -> anyhow::Result<()> {
     p.run_due(now + 2 * 3_600_000).await?;
     assert_eq!(groups(&p, "M3").await?, ["Managers"]);
     assert_report_counts_add_up(&p).await?;
-    Ok(())
+    assert_lines_kept(&p).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_reports_on_postgres() -> anyhow::Result<()> {
     let db = PgDatabase::fresh().await?;
-    direct_reports(db.url()).await
+    direct_reports(db.url(), Lines::Stored).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_reports_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
-    direct_reports(&file.url()).await
+    direct_reports(&file.url(), Lines::Stored).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_reports_in_memory_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    direct_reports(db.url(), Lines::InMemory).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_reports_in_memory_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    direct_reports(&file.url(), Lines::InMemory).await
 }
 
 /// An event repeats one stored with the same id for the same person, in
@@ -601,8 +650,8 @@ async fn a_rebuild_starts_and_ends_without_cached_persons_on_sqlite() -> anyhow:
 /// When someone's manager changes, everyone below them has a new manager
 /// chain: rules reading `manager_chain` are evaluated again for them, down
 /// to the chain depth.
-async fn manager_chain_changes_cascade(url: &str) -> anyhow::Result<()> {
-    let p = projector(url, MANAGER_RULES).await?;
+async fn manager_chain_changes_cascade(url: &str, lines: Lines) -> anyhow::Result<()> {
+    let (p, _claim) = projector_with(url, MANAGER_RULES, lines).await?;
     apply(
         &p,
         &[
@@ -649,19 +698,31 @@ async fn manager_chain_changes_cascade(url: &str) -> anyhow::Result<()> {
     }
     assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
     assert_report_counts_add_up(&p).await?;
-    Ok(())
+    assert_lines_kept(&p).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn manager_chain_changes_cascade_on_postgres() -> anyhow::Result<()> {
     let db = PgDatabase::fresh().await?;
-    manager_chain_changes_cascade(db.url()).await
+    manager_chain_changes_cascade(db.url(), Lines::Stored).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn manager_chain_changes_cascade_on_sqlite() -> anyhow::Result<()> {
     let file = SqliteFile::new()?;
-    manager_chain_changes_cascade(&file.url()).await
+    manager_chain_changes_cascade(&file.url(), Lines::Stored).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manager_chain_changes_cascade_in_memory_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    manager_chain_changes_cascade(db.url(), Lines::InMemory).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manager_chain_changes_cascade_in_memory_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    manager_chain_changes_cascade(&file.url(), Lines::InMemory).await
 }
 
 /// A workload of 150 people in a reporting tree: hires (some before their
@@ -745,7 +806,8 @@ fn org_workload() -> Vec<LifecycleEvent> {
 
 /// However the log is cut into batches, the store ends the same, every
 /// emitted state is what evaluating everyone afresh gives, and the kept
-/// report counts add up.
+/// report counts add up. One event per batch reads the reporting lines from
+/// the store, 64 from memory.
 async fn batching_does_not_matter(
     one: &str,
     other: &str,
@@ -756,7 +818,7 @@ async fn batching_does_not_matter(
     for chunk in events.chunks(1) {
         apply(&a, chunk).await?;
     }
-    let b = projector(other, rules).await?;
+    let (b, _claim) = projector_with(other, rules, Lines::InMemory).await?;
     for chunk in events.chunks(64) {
         apply(&b, chunk).await?;
     }
@@ -764,6 +826,7 @@ async fn batching_does_not_matter(
         assert_eq!(reevaluate_everyone(p).await?, 0, "nothing left stale");
         assert_report_counts_add_up(p).await?;
     }
+    assert_lines_kept(&b).await?;
     let (a, b) = (states(&a).await?, states(&b).await?);
     assert_eq!(a.len(), 150);
     assert_eq!(a, b, "one event per batch vs 64");
@@ -846,6 +909,18 @@ async fn priority_copies_go_first_on_sqlite() -> anyhow::Result<()> {
 /// counts that add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_end_as_one_writer_on_postgres() -> anyhow::Result<()> {
+    concurrent_writers_end_as_one_writer(Lines::Stored).await
+}
+
+/// [`concurrent_writers_end_as_one_writer_on_postgres`] with the reporting
+/// lines in memory, where the lines themselves catch a batch that read what
+/// another one changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_end_as_one_writer_in_memory_on_postgres() -> anyhow::Result<()> {
+    concurrent_writers_end_as_one_writer(Lines::InMemory).await
+}
+
+async fn concurrent_writers_end_as_one_writer(lines: Lines) -> anyhow::Result<()> {
     const LANES: usize = 3;
     let events = org_workload();
     let reference_db = PgDatabase::fresh().await?;
@@ -874,7 +949,7 @@ async fn concurrent_writers_end_as_one_writer_on_postgres() -> anyhow::Result<()
 
     for round in 0..3_u64 {
         let db = PgDatabase::fresh().await?;
-        let p = projector(db.url(), MANAGER_RULES).await?;
+        let (p, _claim) = projector_with(db.url(), MANAGER_RULES, lines).await?;
         let mut writers = tokio::task::JoinSet::new();
         for (lane, stream) in lanes.iter().cloned().enumerate() {
             let p = p.clone();
@@ -914,6 +989,7 @@ async fn concurrent_writers_end_as_one_writer_on_postgres() -> anyhow::Result<()
             0,
             "round {round}: nothing left stale"
         );
+        assert_lines_kept(&p).await?;
     }
     Ok(())
 }
@@ -970,6 +1046,74 @@ async fn a_batch_that_read_what_another_one_changed_is_retried_on_postgres() -> 
     assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
     assert_report_counts_add_up(&p).await?;
     Ok(())
+}
+
+/// Reading the reporting lines from memory, a batch is checked against
+/// what committed since it started. Here a manager becomes a lead while,
+/// beside that batch, a second report is hired under them: the hire sees
+/// the manager's old title (no group either way) and does not write them;
+/// the promotion read one report. Committed as computed, the manager
+/// would stay out of the group for leads of two. The lines fail the
+/// promotion at its commit, before the store sees it, and retried it reads
+/// two reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_read_lines_another_one_changed_is_retried_in_memory_on_postgres(
+) -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let rules = &[("Leads", r#"person.title == "Lead" && direct_reports >= 2"#)];
+    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
+    apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
+
+    let (holding, held, go) = held_before_commit(&p);
+    let promoting = tokio::spawn(async move { apply(&holding, &[title_move("M", "Lead")]).await });
+    held.notified().await;
+    apply(&p, &[hire("R2", Some("M"))]).await?;
+    go.notify_one();
+    let error = promoting
+        .await?
+        .expect_err("the promotion read M's count before the hire changed it");
+    assert!(
+        error.to_string().contains("reporting lines of M"),
+        "caught by the lines, before the store: {error:#}"
+    );
+
+    apply(&p, &[title_move("M", "Lead")]).await?;
+    assert_eq!(groups(&p, "M").await?, ["Leads"]);
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+    assert_lines_kept(&p).await
+}
+
+/// The other way round: the hire is held before its commit, and the
+/// promotion, beside it, reads one report and commits first. The hire
+/// loaded the manager (their count changes) with the old title and does
+/// not write them; the store sees only that the promotion wrote a row the
+/// hire read, which alone is no reason to stop it. The lines know the
+/// promotion read the count the hire changes, and fail the hire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_changed_lines_another_one_read_is_retried_in_memory_on_postgres(
+) -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let rules = &[("Leads", r#"person.title == "Lead" && direct_reports >= 2"#)];
+    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
+    apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
+
+    let (holding, held, go) = held_before_commit(&p);
+    let hiring = tokio::spawn(async move { apply(&holding, &[hire("R2", Some("M"))]).await });
+    held.notified().await;
+    apply(&p, &[title_move("M", "Lead")]).await?;
+    go.notify_one();
+    let error = hiring
+        .await?
+        .expect_err("the promotion read M's count, which the hire changes");
+    assert!(
+        error.to_string().contains("reporting lines of M"),
+        "caught by the lines: {error:#}"
+    );
+
+    apply(&p, &[hire("R2", Some("M"))]).await?;
+    assert_eq!(groups(&p, "M").await?, ["Leads"]);
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+    assert_lines_kept(&p).await
 }
 
 /// A batch that loaded a person another batch then wrote does not write

@@ -7,6 +7,9 @@
 //!   over a person's profile.
 //! - [`project`]: batches of events into the SQL store, with the consumed
 //!   offsets and the directory changes (outbox) in the same transaction.
+//! - `lines`: the reporting lines a batch reads besides its own persons,
+//!   from the store or, in the process that has the store to itself, from
+//!   memory.
 //! - [`run`]: the consumers (priority lane and main topic), the timer of
 //!   time-driven transitions, and the outbox publisher.
 //! - [`config`]: the `[projector]` configuration section.
@@ -15,6 +18,7 @@ mod cache;
 pub mod config;
 mod feed;
 mod gate;
+mod lines;
 pub mod project;
 pub mod rules;
 pub mod run;

@@ -16,6 +16,7 @@ use sqlx::Row;
 
 use crate::config::ProjectorConfig;
 use crate::feed::Feed;
+use crate::lines::{Changes, Lines, Lookup};
 use crate::rules::{RuleSet, Subject};
 use crate::state::PersonState;
 
@@ -297,6 +298,9 @@ pub struct Projector {
     before_commit: Option<BeforeCommit>,
     /// Persons' rows as this process last wrote them (see `crate::cache`).
     cache: Arc<std::sync::Mutex<crate::cache::PersonCache<StoredPerson>>>,
+    /// The reporting lines in memory, if this projector has the store to
+    /// itself (see `crate::lines`).
+    lines: Option<Arc<Lines>>,
 }
 
 /// What [`Projector::with_before_commit`] awaits.
@@ -330,7 +334,82 @@ impl Projector {
             feed: None,
             before_commit: None,
             cache: Arc::new(std::sync::Mutex::new(cache)),
+            lines: None,
         })
+    }
+
+    /// This projector as the only writer of its store, which `claim`
+    /// proves (see [`hrsync_store::Db::try_claim`]): it keeps the reporting
+    /// lines (managers, reports, report counts) in memory instead of
+    /// reading them from the store in every batch. Its clones share them;
+    /// nothing else may write the store while they live.
+    #[must_use]
+    pub fn with_store_to_itself(&self, claim: &hrsync_store::Claim) -> Self {
+        let _ = claim;
+        let mut owning = self.clone();
+        owning.lines = Some(Arc::new(Lines::new(self.db.clone())));
+        owning
+    }
+
+    /// Whether the reporting lines kept in memory (if any) are those
+    /// stored: `None`, or the first difference. For tests.
+    ///
+    /// # Errors
+    /// Database failures.
+    #[doc(hidden)]
+    pub async fn reporting_lines_differ(&self) -> Result<Option<String>> {
+        match &self.lines {
+            Some(lines) => lines.check().await,
+            None => Ok(None),
+        }
+    }
+
+    /// Where a batch starting now reads the reporting lines; before its
+    /// transaction begins (see `crate::lines`). Rules that read none leave
+    /// them in the store (never read).
+    async fn lookup(&self) -> Result<Lookup<'_>> {
+        Ok(match &self.lines {
+            Some(lines)
+                if self.rules.reads_direct_reports() || self.rules.reads_manager_chain() =>
+            {
+                Lookup::Memory(lines, lines.start().await?)
+            }
+            _ => Lookup::Store,
+        })
+    }
+
+    /// Commits a batch's transaction; in memory, after checking what it
+    /// read from the lines and then applying what it `wrote`.
+    async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        lookup: Lookup<'_>,
+        wrote: &[StoredPerson],
+        deltas: BTreeMap<String, i64>,
+    ) -> Result<()> {
+        match lookup {
+            Lookup::Store => Ok(tx.commit().await?),
+            Lookup::Memory(lines, reads) => {
+                let changes = Changes {
+                    managers: wrote
+                        .iter()
+                        .map(|w| (w.employee_id.clone(), w.manager_id.clone()))
+                        .collect(),
+                    deltas,
+                };
+                lines
+                    .commit(reads, &changes, async { Ok(tx.commit().await?) })
+                    .await
+            }
+        }
+    }
+
+    /// Reads the reporting lines (if kept) from the store again at next
+    /// use: the store may have been written behind them.
+    pub(crate) fn forget_lines(&self) {
+        if let Some(lines) = &self.lines {
+            lines.forget();
+        }
     }
 
     /// This projector, awaiting `hook` in every batch of
@@ -394,6 +473,7 @@ impl Projector {
     pub async fn begin_rebuild(&self) -> Result<()> {
         // What is cached is about to be deleted.
         self.cache().clear();
+        self.forget_lines();
         // (`WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON
         // CONFLICT.)
         let mut tx = self.db.begin_write().await?;
@@ -446,6 +526,7 @@ impl Projector {
         // The versions just raised are not in the cached rows (nor is the
         // revision, which the write-back checks, raised with them).
         self.cache().clear();
+        self.forget_lines();
         Ok(())
     }
 
@@ -494,6 +575,7 @@ impl Projector {
         now_ms: i64,
     ) -> Result<(BatchOutcome, Vec<OutboxRow>)> {
         let mut mark = std::time::Instant::now();
+        let mut lookup = self.lookup().await?;
         let mut tx = self.begin_batch().await?;
         let mut outcome = BatchOutcome::default();
 
@@ -581,8 +663,8 @@ impl Projector {
             }
         }
         outcome.phases.fold_us = lap(&mut mark);
-        let (rows, written) = self
-            .emit_changed(&mut tx, &mut people, now_ms, &mut outcome)
+        let (rows, written, deltas) = self
+            .emit_changed(&mut tx, &mut lookup, &mut people, now_ms, &mut outcome)
             .await?;
         outcome.changes = rows.len();
         // (emit_changed timed the inputs itself.)
@@ -592,7 +674,7 @@ impl Projector {
         if let Some(hook) = &self.before_commit {
             (hook.0)().await;
         }
-        tx.commit().await?;
+        self.commit(tx, lookup, &written, deltas).await?;
         self.remember(written);
         outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
@@ -662,6 +744,7 @@ impl Projector {
     }
 
     async fn run_due_tx(&self, now_ms: i64) -> Result<(usize, Vec<OutboxRow>)> {
+        let lookup = self.lookup().await?;
         let mut tx = self.begin_batch().await?;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 ORDER BY next_check_at_ms LIMIT 1000",
@@ -672,7 +755,7 @@ impl Projector {
         if due.is_empty() {
             return Ok((0, Vec::new()));
         }
-        self.evaluate_and_commit(tx, &due, now_ms).await
+        self.evaluate_and_commit(tx, lookup, &due, now_ms).await
     }
 
     /// Re-evaluates everyone if the rules changed since the last run; emits
@@ -713,8 +796,9 @@ impl Projector {
 
     /// Re-evaluates the persons `ids` in one transaction.
     async fn reevaluate_tx(&self, ids: &[String], now_ms: i64) -> Result<(usize, Vec<OutboxRow>)> {
+        let lookup = self.lookup().await?;
         let tx = self.begin_batch().await?;
-        self.evaluate_and_commit(tx, ids, now_ms).await
+        self.evaluate_and_commit(tx, lookup, ids, now_ms).await
     }
 
     /// Evaluates the persons `ids` as stored, emits those whose desired
@@ -722,14 +806,21 @@ impl Projector {
     async fn evaluate_and_commit(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        mut lookup: Lookup<'_>,
         ids: &[String],
         now_ms: i64,
     ) -> Result<(usize, Vec<OutboxRow>)> {
         let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
-        let (rows, written) = self
-            .emit_changed(&mut tx, &mut people, now_ms, &mut BatchOutcome::default())
+        let (rows, written, deltas) = self
+            .emit_changed(
+                &mut tx,
+                &mut lookup,
+                &mut people,
+                now_ms,
+                &mut BatchOutcome::default(),
+            )
             .await?;
-        tx.commit().await?;
+        self.commit(tx, lookup, &written, deltas).await?;
         self.remember(written);
         Ok((rows.len(), rows))
     }
@@ -741,25 +832,28 @@ impl Projector {
     /// Others whose rule inputs this batch changes are evaluated too:
     /// managers whose number of direct reports changes and, when a rule
     /// reads `manager_chain`, everyone up to the chain depth below a person
-    /// whose manager changes. Counts and chains are read from the store
-    /// with this batch's persons laid over it, so no row is written twice;
-    /// the counts themselves are kept in `projector_reports`.
+    /// whose manager changes. Counts and chains are looked up (`lookup`)
+    /// with this batch's persons laid over them, so no row is written
+    /// twice; the counts themselves are kept in `projector_reports`.
+    /// Returns the outbox rows, the persons written, and how the batch
+    /// changed managers' report counts.
     async fn emit_changed(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        lookup: &mut Lookup<'_>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
         outcome: &mut BatchOutcome,
-    ) -> Result<(Vec<OutboxRow>, Vec<StoredPerson>)> {
+    ) -> Result<(Vec<OutboxRow>, Vec<StoredPerson>, BTreeMap<String, i64>)> {
         let started = std::time::Instant::now();
-        let deltas = self.widen(tx, people, now_ms).await?;
+        let deltas = self.widen(tx, lookup, people, now_ms).await?;
         let reports = if self.rules.reads_direct_reports() {
-            report_counts(tx, people, &deltas).await?
+            report_counts(tx, lookup, people, &deltas).await?
         } else {
             HashMap::new()
         };
         let chains = if self.rules.reads_manager_chain() {
-            chains(tx, people, self.config.manager_chain_depth).await?
+            chains(tx, lookup, people, self.config.manager_chain_depth).await?
         } else {
             HashMap::new()
         };
@@ -797,7 +891,7 @@ impl Projector {
             written.extend(prepared.writes);
         }
         store_report_deltas(tx, &deltas).await?;
-        Ok((out, written))
+        Ok((out, written, deltas))
     }
 
     /// The CPU work of [`Projector::emit_changed`] for one chunk of persons:
@@ -936,6 +1030,7 @@ impl Projector {
     async fn widen(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        lookup: &mut Lookup<'_>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
     ) -> Result<BTreeMap<String, i64>> {
@@ -964,7 +1059,7 @@ impl Projector {
                     .filter(|(m, delta)| !requested.contains(*m) && checked.get(*m) != Some(*delta))
                     .map(|(m, _)| m.as_str())
                     .collect();
-                let stored = stored_report_counts(tx, &unchecked).await?;
+                let stored = lookup.counts(tx, &unchecked).await?;
                 for manager in unchecked {
                     let delta = deltas.get(manager).copied().unwrap_or(0);
                     let before = stored.get(manager).copied().unwrap_or(0);
@@ -988,7 +1083,7 @@ impl Projector {
                     .collect();
                 chain_roots.extend(roots.iter().cloned());
                 wanted.extend(
-                    reports_below(tx, people, roots, depth - 1)
+                    reports_below(tx, lookup, people, roots, depth - 1)
                         .await?
                         .into_iter()
                         .filter(|id| !requested.contains(id)),
@@ -1507,11 +1602,12 @@ fn report_deltas(people: &BTreeMap<String, PersonRow>, now_ms: i64) -> BTreeMap<
 /// batch's `deltas`.
 async fn report_counts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     deltas: &BTreeMap<String, i64>,
 ) -> Result<HashMap<String, usize>> {
     let ids: Vec<&str> = people.keys().map(String::as_str).collect();
-    let mut counts = stored_report_counts(tx, &ids).await?;
+    let mut counts = lookup.counts(tx, &ids).await?;
     for (manager, delta) in deltas {
         if people.contains_key(manager) {
             *counts.entry(manager.clone()).or_default() += delta;
@@ -1521,26 +1617,6 @@ async fn report_counts(
         .into_iter()
         .map(|(id, count)| (id, usize::try_from(count).unwrap_or(0)))
         .collect())
-}
-
-/// The stored number of direct reports of each of `ids` that has any.
-async fn stored_report_counts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ids: &[&str],
-) -> Result<HashMap<String, i64>> {
-    let mut counts: HashMap<String, i64> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS) {
-        let sql = format!(
-            "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
-            hrsync_store::placeholders(chunk.len(), 1)
-        );
-        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        counts.extend(query.fetch_all(&mut **tx).await?);
-    }
-    Ok(counts)
 }
 
 /// Adds `deltas` to the stored direct-report counts.
@@ -1566,9 +1642,10 @@ async fn store_report_deltas(
 }
 
 /// Everyone up to `levels` levels below `roots` in the reporting lines, as
-/// stored with `people` laid over it. One statement per level.
+/// looked up with `people` laid over them. One lookup per level.
 async fn reports_below(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     roots: Vec<String>,
     levels: usize,
@@ -1581,18 +1658,7 @@ async fn reports_below(
             break;
         }
         let managers: HashSet<&str> = frontier.iter().map(String::as_str).collect();
-        let mut reports: Vec<String> = Vec::new();
-        for chunk in frontier.chunks(ROWS) {
-            let sql = format!(
-                "SELECT employee_id FROM projector_person WHERE manager_id IN ({})",
-                hrsync_store::placeholders(chunk.len(), 1)
-            );
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            reports.extend(query.fetch_all(&mut **tx).await?);
-        }
+        let mut reports = lookup.reports_of(tx, &frontier).await?;
         // This batch's persons report where their new state says.
         reports.retain(|id| {
             people.get(id).is_none_or(|row| {
@@ -1621,10 +1687,11 @@ async fn reports_below(
 
 /// The manager chain of each of `people`, nearest first, at most `depth`
 /// long, stopping at a cycle. Managers are looked up in `people` first
-/// (their new state), then in the store: one statement per level of the
-/// chains for all of them at once.
+/// (their new state), then looked up: one lookup per level of the chains
+/// for all of them at once.
 async fn chains(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     depth: usize,
 ) -> Result<HashMap<String, Vec<String>>> {
@@ -1643,22 +1710,7 @@ async fn chains(
             .filter(|last| !manager.contains_key(*last))
             .collect();
         let unknown: Vec<&str> = unknown.into_iter().collect();
-        for chunk in unknown.chunks(ROWS) {
-            let sql = format!(
-                "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
-                hrsync_store::placeholders(chunk.len(), 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(&mut **tx).await? {
-                manager.insert(row.try_get(0)?, row.try_get(1)?);
-            }
-            for id in chunk {
-                manager.entry((*id).to_owned()).or_insert(None);
-            }
-        }
+        manager.extend(lookup.managers_of(tx, &unknown).await?);
         walking.retain_mut(|(person, last)| {
             let chain = chains.entry((*person).to_owned()).or_default();
             match manager.get(last.as_str()).cloned().flatten() {

@@ -152,8 +152,10 @@ pub async fn claim_store(
 /// connection holding it broke (a restart of the database, a network blip)
 /// the lock is free again, or another projector has taken it: claims it
 /// again, or fails with [`RunError::ClaimLost`] if another one has it.
+/// Claimed again, `projector` reads the reporting lines from the store
+/// afresh: while the claim was gone, another process may have written.
 async fn keep_claim(
-    db: hrsync_store::Db,
+    projector: Projector,
     mut claim: hrsync_store::Claim,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
@@ -171,9 +173,10 @@ async fn keep_claim(
         }
         tracing::warn!("the connection holding the claim on the store broke; claiming it again");
         claim = loop {
-            match db.try_claim(CLAIM_ROLE).await {
+            match projector.db().try_claim(CLAIM_ROLE).await {
                 Ok(Some(again)) => {
                     tracing::info!("the store is claimed again");
+                    projector.forget_lines();
                     break again;
                 }
                 Ok(None) => {
@@ -292,7 +295,10 @@ pub async fn run_claimed(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let claimed = keep_claim(projector.db().clone(), claim, shutdown.clone());
+    // With the store to itself, the projector keeps the reporting lines in
+    // memory.
+    let projector = projector.with_store_to_itself(&claim);
+    let claimed = keep_claim(projector.clone(), claim, shutdown.clone());
     let config = projector.config().clone();
     let producer = Producer::new(kafka)?;
     // Serving, the writers offer what they commit to the publisher.

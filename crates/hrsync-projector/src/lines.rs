@@ -1,0 +1,612 @@
+//! The reporting lines a batch reads besides its own persons: who a person
+//! reports to, who reports to a manager, and how many of those count
+//! (`projector_reports`). A batch needs them for the managers whose count
+//! it changes, for the people below a manager who moved, and for the chains
+//! above its persons.
+//!
+//! Read from the store in the batch's transaction ([`Lookup::Store`]) they
+//! took a fifth of a batch. The projector that has the store to itself
+//! (it holds the store's claim) keeps them in memory instead
+//! ([`Lines`], [`Lookup::Memory`]), read from the store once and then
+//! updated by every commit of that process.
+//!
+//! Read from memory, they are no longer among what the store's
+//! serializable transactions check, so [`Lines`] checks them itself: a
+//! batch notes the generation of the lines before its transaction begins,
+//! and every key it reads; commits go through [`Lines::commit`] one at a
+//! time, which fails a batch with a conflict when a commit since that
+//! generation changed a key it read, or read a key it changes, and
+//! otherwise commits and applies the batch's changes as the next
+//! generation. The second half matters as much as the first: a batch that
+//! read a manager's count and committed first, beside one that changes
+//! that count and read the manager's row the first one wrote, is a cycle
+//! the store sees only half of (the row), so it lets both commit, each
+//! having decided from what the other changed.
+//!
+//! The generation moves on only once a commit returned, so a batch whose
+//! transaction does not see a commit never counts it as seen.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+
+use hrsync_store::Db;
+
+use crate::project::ProjectError;
+
+type Result<T, E = ProjectError> = std::result::Result<T, E>;
+
+/// Keys per lookup statement.
+const ROWS: usize = 200;
+
+/// How many commits are remembered: a batch that started before the
+/// oldest of them conflicts whatever it read. (A main-lane batch reads a
+/// few thousand keys; batches beside it are the priority lane's.)
+const LOG: usize = 64;
+
+/// The reporting lines of the whole store, in memory (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Lines {
+    db: Db,
+    state: std::sync::Mutex<State>,
+    /// Held by a commit from its check until its changes are applied, and
+    /// while the lines are read from the store: one at a time.
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `None` until read from the store, and again once a commit ended
+    /// without telling whether it applied.
+    index: Option<Index>,
+    /// Commits applied so far.
+    generation: u64,
+    /// The last commits, oldest first.
+    log: VecDeque<Entry>,
+}
+
+/// A commit, as remembered.
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    /// The keys whose lines it changed; `None`: anything may have changed.
+    changed: Option<HashSet<String>>,
+    /// The keys it read.
+    read: HashSet<String>,
+}
+
+/// The lines themselves.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Index {
+    /// Each stored person's manager (those with none left out).
+    manager: HashMap<String, String>,
+    /// Everyone whose stored manager is the key, whatever their lifecycle.
+    reports: HashMap<String, HashSet<String>>,
+    /// The kept number of direct reports (`projector_reports`), non-zero.
+    counts: HashMap<String, i64>,
+}
+
+/// What a batch read from the lines in memory: the generation it started
+/// at and the keys (employee ids) whose counts, manager or reports it read.
+#[derive(Debug)]
+pub(crate) struct Reads {
+    since: u64,
+    keys: HashSet<String>,
+}
+
+/// What a committed batch changed: the manager of every person it wrote,
+/// and how it changed managers' counts.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) managers: Vec<(String, Option<String>)>,
+    pub(crate) deltas: BTreeMap<String, i64>,
+}
+
+impl Index {
+    /// The lines as stored.
+    async fn read(conn: &mut sqlx::AnyConnection) -> Result<Self> {
+        let mut index = Index::default();
+        let links: Vec<(String, String)> = sqlx::query_as(
+            "SELECT employee_id, manager_id FROM projector_person WHERE manager_id IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for (person, manager) in links {
+            index
+                .reports
+                .entry(manager.clone())
+                .or_default()
+                .insert(person.clone());
+            index.manager.insert(person, manager);
+        }
+        index.counts = sqlx::query_as::<_, (String, i64)>(
+            "SELECT manager_id, reports FROM projector_reports WHERE reports <> 0",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        Ok(index)
+    }
+
+    /// The keys whose lines `changes` change: a person whose manager
+    /// changes, both managers (their reports), and every manager whose
+    /// count changes.
+    fn touched(&self, changes: &Changes) -> HashSet<String> {
+        let mut touched: HashSet<String> = changes.deltas.keys().cloned().collect();
+        for (person, manager) in &changes.managers {
+            let before = self.manager.get(person);
+            if before != manager.as_ref() {
+                touched.insert(person.clone());
+                touched.extend(before.cloned());
+                touched.extend(manager.clone());
+            }
+        }
+        touched
+    }
+
+    fn apply(&mut self, changes: &Changes) {
+        for (person, manager) in &changes.managers {
+            if self.manager.get(person) == manager.as_ref() {
+                continue;
+            }
+            if let Some(before) = self.manager.remove(person) {
+                if let Some(reports) = self.reports.get_mut(&before) {
+                    reports.remove(person);
+                    if reports.is_empty() {
+                        self.reports.remove(&before);
+                    }
+                }
+            }
+            if let Some(after) = manager {
+                self.reports
+                    .entry(after.clone())
+                    .or_default()
+                    .insert(person.clone());
+                self.manager.insert(person.clone(), after.clone());
+            }
+        }
+        for (manager, delta) in &changes.deltas {
+            let count = self.counts.entry(manager.clone()).or_default();
+            *count += delta;
+            if *count == 0 {
+                self.counts.remove(manager);
+            }
+        }
+    }
+}
+
+/// A key in both sets.
+fn common<'a>(one: &'a HashSet<String>, other: &'a HashSet<String>) -> Option<&'a String> {
+    let (small, large) = if one.len() < other.len() {
+        (one, other)
+    } else {
+        (other, one)
+    };
+    small.iter().find(|k| large.contains(*k))
+}
+
+impl State {
+    /// Why a batch that read `reads` and changes `touched` (`None`: not
+    /// known) cannot commit after the commits since it started, if it
+    /// cannot: one of them changed a key it read, or read a key it
+    /// changes.
+    fn conflict(&self, reads: &Reads, touched: Option<&HashSet<String>>) -> Option<String> {
+        if self.generation == reads.since {
+            return None;
+        }
+        match self.log.front() {
+            Some(oldest) if oldest.generation <= reads.since + 1 => {}
+            _ => return Some(format!("the reporting lines ({LOG} commits since)")),
+        }
+        for entry in self.log.iter().filter(|e| e.generation > reads.since) {
+            match &entry.changed {
+                None if !reads.keys.is_empty() => {
+                    return Some("the reporting lines (read again since)".to_owned());
+                }
+                None => {}
+                Some(changed) => {
+                    if let Some(key) = common(changed, &reads.keys) {
+                        return Some(format!("the reporting lines of {key}"));
+                    }
+                }
+            }
+            match touched {
+                None if !entry.read.is_empty() => {
+                    return Some("the reporting lines (not read yet)".to_owned());
+                }
+                None => {}
+                Some(touched) => {
+                    if let Some(key) = common(touched, &entry.read) {
+                        return Some(format!(
+                            "the reporting lines of {key} (read by a batch that committed first)"
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Moves on a generation: a commit that changed `changed` (`None`:
+    /// anything) and read `read`.
+    fn record(&mut self, changed: Option<HashSet<String>>, read: HashSet<String>) {
+        self.generation += 1;
+        self.log.push_back(Entry {
+            generation: self.generation,
+            changed,
+            read,
+        });
+        while self.log.len() > LOG {
+            self.log.pop_front();
+        }
+    }
+}
+
+/// Forgets the lines if dropped still holding the batch's reads: a commit
+/// whose outcome is unknown (it failed ambiguously, or was cancelled while
+/// committing).
+struct Unsure<'a> {
+    lines: &'a Lines,
+    read: Option<HashSet<String>>,
+}
+
+impl Drop for Unsure<'_> {
+    fn drop(&mut self) {
+        if let Some(read) = self.read.take() {
+            let mut state = self.lines.state();
+            state.index = None;
+            state.record(None, read);
+        }
+    }
+}
+
+impl Lines {
+    /// Lines of the store `db`, read from it at first use.
+    pub(crate) fn new(db: Db) -> Self {
+        Lines {
+            db,
+            state: std::sync::Mutex::new(State::default()),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a batch's reads: call before the batch's transaction begins.
+    /// Reads the lines from the store first if they are not in memory.
+    pub(crate) async fn start(&self) -> Result<Reads> {
+        if self.state().index.is_none() {
+            // The connection first: whoever holds the turn has theirs.
+            let mut conn = self.db.pool().acquire().await?;
+            // Nothing commits while the store is read.
+            let _turn = self.turn.lock().await;
+            if self.state().index.is_none() {
+                let index = Index::read(&mut conn).await?;
+                self.state().index = Some(index);
+            }
+        }
+        Ok(Reads {
+            since: self.state().generation,
+            keys: HashSet::new(),
+        })
+    }
+
+    /// Forgets everything (the store was emptied or changed behind the
+    /// lines): read again at next use, and every batch under way conflicts.
+    pub(crate) fn forget(&self) {
+        let mut state = self.state();
+        state.index = None;
+        state.record(None, HashSet::new());
+    }
+
+    /// `read` applied to the lines. A conflict if they were forgotten since
+    /// the batch started: it retries, and reads them again as it starts.
+    fn read<T>(&self, read: impl FnOnce(&Index) -> T) -> Result<T> {
+        match &self.state().index {
+            Some(index) => Ok(read(index)),
+            None => Err(ProjectError::Conflict(
+                "the reporting lines (forgotten since the batch started)".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether the lines in memory are those stored (`None`), or the first
+    /// difference found. Waits for commits under way.
+    pub(crate) async fn check(&self) -> Result<Option<String>> {
+        let mut conn = self.db.pool().acquire().await?;
+        let _turn = self.turn.lock().await;
+        let stored = Index::read(&mut conn).await?;
+        let state = self.state();
+        let Some(kept) = &state.index else {
+            return Ok(None);
+        };
+        let differs = |what: &str| Some(format!("{what} differ: kept vs stored"));
+        Ok(if kept.manager != stored.manager {
+            differs("managers")
+        } else if kept.reports != stored.reports {
+            differs("reports")
+        } else if kept.counts != stored.counts {
+            differs(&format!(
+                "counts ({:?} vs {:?})",
+                sorted(&kept.counts),
+                sorted(&stored.counts)
+            ))
+        } else {
+            None
+        })
+    }
+
+    /// Commits a batch that read `reads` and makes `changes`: fails with a
+    /// conflict, without committing, if a commit since the batch started
+    /// changed a key it read or read a key it changes; otherwise awaits
+    /// `commit` and applies `changes`. If `commit` fails without telling
+    /// whether it applied (anything but a conflict, which rolled back), the
+    /// lines are read again at next use and every batch under way that
+    /// read any conflicts.
+    pub(crate) async fn commit(
+        &self,
+        reads: Reads,
+        changes: &Changes,
+        commit: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let _turn = self.turn.lock().await;
+        let touched = {
+            let state = self.state();
+            let touched = state.index.as_ref().map(|index| index.touched(changes));
+            if let Some(what) = state.conflict(&reads, touched.as_ref()) {
+                return Err(ProjectError::Conflict(what));
+            }
+            touched
+        };
+        // (Batches under way read the lines as they were until the commit
+        // is applied below: they are checked against it.)
+        let mut unsure = Unsure {
+            lines: self,
+            read: Some(reads.keys),
+        };
+        let result = commit.await;
+        if result.as_ref().is_err_and(|error| !error.is_conflict()) {
+            return result;
+        }
+        // Committed, or rolled back (a conflict).
+        let read = unsure.read.take().unwrap_or_default();
+        if result.is_ok() {
+            let mut state = self.state();
+            match state.index.as_mut() {
+                Some(index) => {
+                    index.apply(changes);
+                    state.record(touched, read);
+                }
+                // Forgotten meanwhile: read again at next start.
+                None => state.record(None, read),
+            }
+        }
+        result
+    }
+}
+
+fn sorted(counts: &HashMap<String, i64>) -> BTreeMap<&str, i64> {
+    counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+}
+
+/// Where a batch looks up the reporting lines of persons it did not load.
+#[derive(Debug)]
+pub(crate) enum Lookup<'a> {
+    /// The store, in the batch's transaction.
+    Store,
+    /// The lines in memory, noting what the batch read.
+    Memory(&'a Lines, Reads),
+}
+
+impl Lookup<'_> {
+    /// The kept number of direct reports of each of `ids` that has any.
+    pub(crate) async fn counts(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ids: &[&str],
+    ) -> Result<HashMap<String, i64>> {
+        match self {
+            Lookup::Memory(lines, reads) => {
+                reads.keys.extend(ids.iter().map(|id| (*id).to_owned()));
+                lines.read(|index| {
+                    ids.iter()
+                        .filter_map(|id| Some(((*id).to_owned(), *index.counts.get(*id)?)))
+                        .collect()
+                })
+            }
+            Lookup::Store => {
+                let mut counts = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(ROWS) {
+                    let sql = format!(
+                        "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
+                        hrsync_store::placeholders(chunk.len(), 1)
+                    );
+                    let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    counts.extend(query.fetch_all(&mut **tx).await?);
+                }
+                Ok(counts)
+            }
+        }
+    }
+
+    /// Everyone whose stored manager is one of `managers`.
+    pub(crate) async fn reports_of(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        managers: &[String],
+    ) -> Result<Vec<String>> {
+        match self {
+            Lookup::Memory(lines, reads) => {
+                reads.keys.extend(managers.iter().cloned());
+                lines.read(|index| {
+                    managers
+                        .iter()
+                        .filter_map(|m| index.reports.get(m))
+                        .flatten()
+                        .cloned()
+                        .collect()
+                })
+            }
+            Lookup::Store => {
+                let mut reports = Vec::new();
+                for chunk in managers.chunks(ROWS) {
+                    let sql = format!(
+                        "SELECT employee_id FROM projector_person WHERE manager_id IN ({})",
+                        hrsync_store::placeholders(chunk.len(), 1)
+                    );
+                    let mut query = sqlx::query_scalar::<_, String>(&sql);
+                    for id in chunk {
+                        query = query.bind(id.as_str());
+                    }
+                    reports.extend(query.fetch_all(&mut **tx).await?);
+                }
+                Ok(reports)
+            }
+        }
+    }
+
+    /// The stored manager of each of `ids` (`None`: none, or not stored).
+    pub(crate) async fn managers_of(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Option<String>>> {
+        match self {
+            Lookup::Memory(lines, reads) => {
+                reads.keys.extend(ids.iter().map(|id| (*id).to_owned()));
+                lines.read(|index| {
+                    ids.iter()
+                        .map(|id| ((*id).to_owned(), index.manager.get(*id).cloned()))
+                        .collect()
+                })
+            }
+            Lookup::Store => {
+                let mut managers: HashMap<String, Option<String>> =
+                    ids.iter().map(|id| ((*id).to_owned(), None)).collect();
+                for chunk in ids.chunks(ROWS) {
+                    let sql = format!(
+                        "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
+                        hrsync_store::placeholders(chunk.len(), 1)
+                    );
+                    let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    managers.extend(query.fetch_all(&mut **tx).await?);
+                }
+                Ok(managers)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(links: &[(&str, &str)], counts: &[(&str, i64)]) -> Index {
+        let mut index = Index::default();
+        index.apply(&Changes {
+            managers: links
+                .iter()
+                .map(|(p, m)| ((*p).to_owned(), Some((*m).to_owned())))
+                .collect(),
+            deltas: counts.iter().map(|(m, c)| ((*m).to_owned(), *c)).collect(),
+        });
+        index
+    }
+
+    fn reads(since: u64, keys: &[&str]) -> Reads {
+        Reads {
+            since,
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    fn keys(keys: &[&str]) -> Option<HashSet<String>> {
+        Some(keys.iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_move_changes_both_managers_reports_and_the_counts() {
+        let mut index = index(&[("R1", "A"), ("R2", "A")], &[("A", 2)]);
+        let changes = Changes {
+            managers: vec![
+                ("R1".to_owned(), Some("B".to_owned())),
+                ("R2".to_owned(), Some("A".to_owned())),
+            ],
+            deltas: [("A".to_owned(), -1), ("B".to_owned(), 1)].into(),
+        };
+        assert_eq!(Some(index.touched(&changes)), keys(&["R1", "A", "B"]));
+        index.apply(&changes);
+        assert_eq!(
+            index,
+            self::index(&[("R1", "B"), ("R2", "A")], &[("A", 1), ("B", 1)])
+        );
+
+        // Losing the last report and the manager: nothing left of A.
+        index.apply(&Changes {
+            managers: vec![("R2".to_owned(), None)],
+            deltas: [("A".to_owned(), -1)].into(),
+        });
+        assert_eq!(index, self::index(&[("R1", "B")], &[("B", 1)]));
+    }
+
+    #[test]
+    fn a_batch_conflicts_with_commits_since_it_started_that_changed_what_it_read() {
+        let mut state = State::default();
+        state.record(keys(&["A"]), HashSet::new());
+        state.record(keys(&["B", "C"]), HashSet::new());
+        let none = HashSet::new();
+        // Started after both.
+        assert_eq!(state.conflict(&reads(2, &["A", "B"]), Some(&none)), None);
+        // Started after the first: only the second counts.
+        assert_eq!(state.conflict(&reads(1, &["A", "D"]), Some(&none)), None);
+        assert_eq!(
+            state.conflict(&reads(1, &["D", "C"]), Some(&none)),
+            Some("the reporting lines of C".to_owned())
+        );
+        assert!(state.conflict(&reads(0, &["A"]), Some(&none)).is_some());
+        // Read again since: anything may have changed, for a batch that
+        // read any.
+        state.record(None, HashSet::new());
+        assert!(state.conflict(&reads(2, &["Z"]), Some(&none)).is_some());
+        assert_eq!(state.conflict(&reads(2, &[]), Some(&none)), None);
+        assert_eq!(state.conflict(&reads(3, &["Z"]), Some(&none)), None);
+    }
+
+    #[test]
+    fn a_batch_conflicts_with_commits_since_it_started_that_read_what_it_changes() {
+        let mut state = State::default();
+        state.record(keys(&[]), keys(&["M", "R1"]).unwrap());
+        let touching = |k: &[&str]| keys(k).unwrap();
+        assert_eq!(
+            state.conflict(&reads(0, &["X"]), Some(&touching(&["M"]))),
+            Some("the reporting lines of M (read by a batch that committed first)".to_owned())
+        );
+        assert_eq!(
+            state.conflict(&reads(0, &["X"]), Some(&touching(&["N"]))),
+            None
+        );
+        // Not known what it changes (the lines were not read yet).
+        assert!(state.conflict(&reads(0, &[]), None).is_some());
+        assert_eq!(state.conflict(&reads(1, &[]), None), None);
+    }
+
+    #[test]
+    fn a_batch_older_than_the_remembered_commits_conflicts() {
+        let mut state = State::default();
+        for _ in 0..=LOG {
+            state.record(keys(&["A"]), HashSet::new());
+        }
+        assert!(state.conflict(&reads(0, &["Z"]), None).is_some());
+        assert_eq!(state.conflict(&reads(1, &["Z"]), None), None);
+    }
+}
