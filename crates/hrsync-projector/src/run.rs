@@ -295,9 +295,13 @@ pub async fn run_claimed(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    // With the store to itself, the projector keeps the reporting lines in
-    // memory.
-    let projector = projector.with_store_to_itself(&claim);
+    // With the store to itself, the projector may keep the reporting lines
+    // in memory.
+    let projector = if projector.config().reporting_lines_in_memory {
+        projector.with_store_to_itself(&claim)
+    } else {
+        projector
+    };
     let claimed = keep_claim(projector.clone(), claim, shutdown.clone());
     let config = projector.config().clone();
     let producer = Producer::new(kafka)?;
