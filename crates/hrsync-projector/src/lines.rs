@@ -38,9 +38,9 @@ type Result<T, E = ProjectError> = std::result::Result<T, E>;
 /// Keys per lookup statement.
 const ROWS: usize = 200;
 
-/// How many commits are remembered: a batch that started before the
-/// oldest of them conflicts whatever it read. (A main-lane batch reads a
-/// few thousand keys; batches beside it are the priority lane's.)
+/// How many commits are remembered at most: a batch that started before
+/// the oldest of them conflicts whatever it read. (Commits are forgotten
+/// sooner, once no batch under way started before them.)
 const LOG: usize = 64;
 
 /// The reporting lines of the whole store, in memory (see the module docs).
@@ -60,8 +60,11 @@ struct State {
     index: Option<Index>,
     /// Commits applied so far.
     generation: u64,
-    /// The last commits, oldest first.
+    /// The last commits, oldest first: those since the oldest batch under
+    /// way started.
     log: VecDeque<Entry>,
+    /// The batches under way: how many started at each generation.
+    active: BTreeMap<u64, usize>,
 }
 
 /// A commit, as remembered.
@@ -87,10 +90,20 @@ pub(crate) struct Index {
 
 /// What a batch read from the lines in memory: the generation it started
 /// at and the keys (employee ids) whose counts, manager or reports it read.
+/// Counts as under way (see [`State::active`]) until dropped.
 #[derive(Debug)]
-pub(crate) struct Reads {
+pub(crate) struct Reads<'a> {
     since: u64,
     keys: HashSet<String>,
+    lines: Option<&'a Lines>,
+}
+
+impl Drop for Reads<'_> {
+    fn drop(&mut self) {
+        if let Some(lines) = self.lines {
+            lines.state().finish(self.since);
+        }
+    }
 }
 
 /// What a committed batch changed: the manager of every person it wrote,
@@ -190,7 +203,7 @@ impl State {
     /// known) cannot commit after the commits since it started, if it
     /// cannot: one of them changed a key it read, or read a key it
     /// changes.
-    fn conflict(&self, reads: &Reads, touched: Option<&HashSet<String>>) -> Option<String> {
+    fn conflict(&self, reads: &Reads<'_>, touched: Option<&HashSet<String>>) -> Option<String> {
         if self.generation == reads.since {
             return None;
         }
@@ -236,7 +249,34 @@ impl State {
             changed,
             read,
         });
-        while self.log.len() > LOG {
+        self.prune();
+    }
+
+    /// A batch that started at `since` is done.
+    fn finish(&mut self, since: u64) {
+        if let Some(count) = self.active.get_mut(&since) {
+            *count -= 1;
+            if *count == 0 {
+                self.active.remove(&since);
+            }
+        }
+        self.prune();
+    }
+
+    /// Forgets the commits no batch under way needs: those up to the
+    /// generation the oldest of them started at (all, if none is), and
+    /// any beyond [`LOG`].
+    fn prune(&mut self) {
+        let needed_after = self
+            .active
+            .first_key_value()
+            .map_or(self.generation, |(since, _)| *since);
+        while self
+            .log
+            .front()
+            .is_some_and(|e| e.generation <= needed_after)
+            || self.log.len() > LOG
+        {
             self.log.pop_front();
         }
     }
@@ -278,7 +318,7 @@ impl Lines {
 
     /// Starts a batch's reads: call before the batch's transaction begins.
     /// Reads the lines from the store first if they are not in memory.
-    pub(crate) async fn start(&self) -> Result<Reads> {
+    pub(crate) async fn start(&self) -> Result<Reads<'_>> {
         if self.state().index.is_none() {
             // The connection first: whoever holds the turn has theirs.
             let mut conn = self.db.pool().acquire().await?;
@@ -289,9 +329,13 @@ impl Lines {
                 self.state().index = Some(index);
             }
         }
+        let mut state = self.state();
+        let since = state.generation;
+        *state.active.entry(since).or_default() += 1;
         Ok(Reads {
-            since: self.state().generation,
+            since,
             keys: HashSet::new(),
+            lines: Some(self),
         })
     }
 
@@ -349,7 +393,7 @@ impl Lines {
     /// read any conflicts.
     pub(crate) async fn commit(
         &self,
-        reads: Reads,
+        mut reads: Reads<'_>,
         changes: &Changes,
         commit: impl Future<Output = Result<()>>,
     ) -> Result<()> {
@@ -366,7 +410,7 @@ impl Lines {
         // is applied below: they are checked against it.)
         let mut unsure = Unsure {
             lines: self,
-            read: Some(reads.keys),
+            read: Some(std::mem::take(&mut reads.keys)),
         };
         let result = commit.await;
         if result.as_ref().is_err_and(|error| !error.is_conflict()) {
@@ -399,7 +443,7 @@ pub(crate) enum Lookup<'a> {
     /// The store, in the batch's transaction.
     Store,
     /// The lines in memory, noting what the batch read.
-    Memory(&'a Lines, Reads),
+    Memory(&'a Lines, Reads<'a>),
 }
 
 impl Lookup<'_> {
@@ -523,8 +567,9 @@ mod tests {
         index
     }
 
-    fn reads(since: u64, keys: &[&str]) -> Reads {
+    fn reads(since: u64, keys: &[&str]) -> Reads<'static> {
         Reads {
+            lines: None,
             since,
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         }
@@ -559,9 +604,17 @@ mod tests {
         assert_eq!(index, self::index(&[("R1", "B")], &[("B", 1)]));
     }
 
+    /// A state with a batch under way since generation 0 (so that no
+    /// commit is forgotten).
+    fn watched() -> State {
+        let mut state = State::default();
+        state.active.insert(0, 1);
+        state
+    }
+
     #[test]
     fn a_batch_conflicts_with_commits_since_it_started_that_changed_what_it_read() {
-        let mut state = State::default();
+        let mut state = watched();
         state.record(keys(&["A"]), HashSet::new());
         state.record(keys(&["B", "C"]), HashSet::new());
         let none = HashSet::new();
@@ -584,7 +637,7 @@ mod tests {
 
     #[test]
     fn a_batch_conflicts_with_commits_since_it_started_that_read_what_it_changes() {
-        let mut state = State::default();
+        let mut state = watched();
         state.record(keys(&[]), keys(&["M", "R1"]).unwrap());
         let touching = |k: &[&str]| keys(k).unwrap();
         assert_eq!(
@@ -602,11 +655,30 @@ mod tests {
 
     #[test]
     fn a_batch_older_than_the_remembered_commits_conflicts() {
-        let mut state = State::default();
+        let mut state = watched();
         for _ in 0..=LOG {
             state.record(keys(&["A"]), HashSet::new());
         }
         assert!(state.conflict(&reads(0, &["Z"]), None).is_some());
         assert_eq!(state.conflict(&reads(1, &["Z"]), None), None);
+    }
+
+    #[test]
+    fn commits_are_forgotten_once_no_batch_under_way_needs_them() {
+        let generations =
+            |state: &State| -> Vec<u64> { state.log.iter().map(|e| e.generation).collect() };
+        let mut state = watched();
+        state.record(keys(&["A"]), keys(&["A"]).unwrap());
+        // Another batch starts after the first commit.
+        state.active.insert(1, 1);
+        state.record(keys(&["B"]), keys(&["B"]).unwrap());
+        assert_eq!(generations(&state), [1, 2]);
+        state.finish(0);
+        assert_eq!(generations(&state), [2], "the batch since 1 needs 2");
+        state.finish(1);
+        assert_eq!(generations(&state), Vec::<u64>::new());
+        // With no batch under way, a commit is forgotten at once.
+        state.record(keys(&["C"]), HashSet::new());
+        assert!(state.log.is_empty());
     }
 }
