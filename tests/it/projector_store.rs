@@ -1116,6 +1116,45 @@ async fn a_batch_that_changed_lines_another_one_read_is_retried_in_memory_on_pos
     assert_lines_kept(&p).await
 }
 
+/// Manager chains read from memory are checked too: a report becomes a
+/// lead while, beside that batch, their manager moves under E1. The move
+/// evaluates the report again (their chain changed) with the old title,
+/// and does not write them; the promotion walked the old chain. The lines
+/// fail the promotion, and retried it sees the new chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_walked_a_chain_another_one_changed_is_retried_in_memory_on_postgres(
+) -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let rules = &[(
+        "Leads under E1",
+        r#""E1" in manager_chain && person.title == "Lead""#,
+    )];
+    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
+    apply(
+        &p,
+        &[hire("E1", None), hire("B", None), hire("X", Some("B"))],
+    )
+    .await?;
+
+    let (holding, held, go) = held_before_commit(&p);
+    let promoting = tokio::spawn(async move { apply(&holding, &[title_move("X", "Lead")]).await });
+    held.notified().await;
+    apply(&p, &[manager_move("B", Some("E1"))]).await?;
+    go.notify_one();
+    let error = promoting
+        .await?
+        .expect_err("the promotion walked B's line, which the move changed");
+    assert!(
+        error.to_string().contains("reporting lines of B"),
+        "caught by the lines: {error:#}"
+    );
+
+    apply(&p, &[title_move("X", "Lead")]).await?;
+    assert_eq!(groups(&p, "X").await?, ["Leads under E1"]);
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+    assert_lines_kept(&p).await
+}
+
 /// A batch that loaded a person another batch then wrote does not write
 /// its stale copy over the other's (no lost update): it fails, and retried
 /// it folds its event into the person as written.

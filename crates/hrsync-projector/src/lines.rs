@@ -26,7 +26,7 @@
 //! The generation moves on only once a commit returned, so a batch whose
 //! transaction does not see a commit never counts it as seen.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 
 use hrsync_store::Db;
@@ -516,39 +516,101 @@ impl Lookup<'_> {
         }
     }
 
-    /// The stored manager of each of `ids` (`None`: none, or not stored).
-    pub(crate) async fn managers_of(
+    /// The manager chain of each person of `own` (their managers), nearest
+    /// first, at most `depth` long, stopping at a cycle: the managers of
+    /// `own` as given, the others' looked up. In memory, a walk up the
+    /// lines per person; from the store, one statement per level of the
+    /// chains for all of them at once.
+    pub(crate) async fn chains(
         &mut self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        ids: &[&str],
-    ) -> Result<HashMap<String, Option<String>>> {
+        own: HashMap<String, Option<String>>,
+        depth: usize,
+    ) -> Result<HashMap<String, Vec<String>>> {
         match self {
-            Lookup::Memory(lines, reads) => {
-                reads.keys.extend(ids.iter().map(|id| (*id).to_owned()));
-                lines.read(|index| {
-                    ids.iter()
-                        .map(|id| ((*id).to_owned(), index.manager.get(*id).cloned()))
-                        .collect()
-                })
-            }
-            Lookup::Store => {
-                let mut managers: HashMap<String, Option<String>> =
-                    ids.iter().map(|id| ((*id).to_owned(), None)).collect();
-                for chunk in ids.chunks(ROWS) {
-                    let sql = format!(
-                        "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
-                        hrsync_store::placeholders(chunk.len(), 1)
-                    );
-                    let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
-                    for id in chunk {
-                        query = query.bind(*id);
+            Lookup::Memory(lines, reads) => lines.read(|index| {
+                let mut chains = HashMap::with_capacity(own.len());
+                for person in own.keys() {
+                    let mut chain: Vec<String> = Vec::new();
+                    let mut last: &str = person;
+                    while chain.len() < depth {
+                        let next = match own.get(last) {
+                            Some(manager) => manager.as_deref(),
+                            None => {
+                                if !reads.keys.contains(last) {
+                                    reads.keys.insert(last.to_owned());
+                                }
+                                index.manager.get(last).map(String::as_str)
+                            }
+                        };
+                        match next {
+                            Some(m) if m != person && !chain.iter().any(|c| c == m) => {
+                                chain.push(m.to_owned());
+                                last = m;
+                            }
+                            _ => break,
+                        }
                     }
-                    managers.extend(query.fetch_all(&mut **tx).await?);
+                    chains.insert(person.clone(), chain);
                 }
-                Ok(managers)
+                chains
+            }),
+            Lookup::Store => {
+                let mut manager = own;
+                let persons: Vec<String> = manager.keys().cloned().collect();
+                let mut chains: HashMap<String, Vec<String>> =
+                    HashMap::with_capacity(persons.len());
+                // (person, the last one of their chain so far)
+                let mut walking: Vec<(&str, String)> =
+                    persons.iter().map(|id| (id.as_str(), id.clone())).collect();
+                for _ in 0..depth {
+                    let unknown: BTreeSet<&str> = walking
+                        .iter()
+                        .map(|(_, last)| last.as_str())
+                        .filter(|last| !manager.contains_key(*last))
+                        .collect();
+                    let unknown: Vec<&str> = unknown.into_iter().collect();
+                    manager.extend(stored_managers_of(tx, &unknown).await?);
+                    walking.retain_mut(|(person, last)| {
+                        let chain = chains.entry((*person).to_owned()).or_default();
+                        match manager.get(last.as_str()).cloned().flatten() {
+                            Some(m) if m != *person && !chain.contains(&m) => {
+                                chain.push(m.clone());
+                                *last = m;
+                                true
+                            }
+                            _ => false,
+                        }
+                    });
+                    if walking.is_empty() {
+                        break;
+                    }
+                }
+                Ok(chains)
             }
         }
     }
+}
+
+/// The stored manager of each of `ids` (`None`: none, or not stored).
+async fn stored_managers_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: &[&str],
+) -> Result<HashMap<String, Option<String>>> {
+    let mut managers: HashMap<String, Option<String>> =
+        ids.iter().map(|id| ((*id).to_owned(), None)).collect();
+    for chunk in ids.chunks(ROWS) {
+        let sql = format!(
+            "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
+            hrsync_store::placeholders(chunk.len(), 1)
+        );
+        let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        managers.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(managers)
 }
 
 #[cfg(test)]

@@ -1686,47 +1686,19 @@ async fn reports_below(
 }
 
 /// The manager chain of each of `people`, nearest first, at most `depth`
-/// long, stopping at a cycle. Managers are looked up in `people` first
-/// (their new state), then looked up: one lookup per level of the chains
-/// for all of them at once.
+/// long, stopping at a cycle; their own managers as their new state says,
+/// the others' looked up (see [`Lookup::chains`]).
 async fn chains(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     depth: usize,
 ) -> Result<HashMap<String, Vec<String>>> {
-    let mut manager: HashMap<String, Option<String>> = people
+    let own: HashMap<String, Option<String>> = people
         .iter()
         .map(|(id, row)| (id.clone(), manager_of(&row.state)))
         .collect();
-    let mut chains: HashMap<String, Vec<String>> = HashMap::with_capacity(people.len());
-    // (person, the last one of their chain so far)
-    let mut walking: Vec<(&str, String)> =
-        people.keys().map(|id| (id.as_str(), id.clone())).collect();
-    for _ in 0..depth {
-        let unknown: BTreeSet<&str> = walking
-            .iter()
-            .map(|(_, last)| last.as_str())
-            .filter(|last| !manager.contains_key(*last))
-            .collect();
-        let unknown: Vec<&str> = unknown.into_iter().collect();
-        manager.extend(lookup.managers_of(tx, &unknown).await?);
-        walking.retain_mut(|(person, last)| {
-            let chain = chains.entry((*person).to_owned()).or_default();
-            match manager.get(last.as_str()).cloned().flatten() {
-                Some(m) if m != *person && !chain.contains(&m) => {
-                    chain.push(m.clone());
-                    *last = m;
-                    true
-                }
-                _ => false,
-            }
-        });
-        if walking.is_empty() {
-            break;
-        }
-    }
-    Ok(chains)
+    lookup.chains(tx, own, depth).await
 }
 
 /// Upserts the consumed positions.
