@@ -1073,7 +1073,7 @@ async fn a_batch_that_read_lines_another_one_changed_is_retried_in_memory_on_pos
         .await?
         .expect_err("the promotion read M's count before the hire changed it");
     assert!(
-        error.to_string().contains("reporting lines of M"),
+        error.to_string().contains("report count of M"),
         "caught by the lines, before the store: {error:#}"
     );
 
@@ -1106,7 +1106,7 @@ async fn a_batch_that_changed_lines_another_one_read_is_retried_in_memory_on_pos
         .await?
         .expect_err("the promotion read M's count, which the hire changes");
     assert!(
-        error.to_string().contains("reporting lines of M"),
+        error.to_string().contains("report count of M"),
         "caught by the lines: {error:#}"
     );
 
@@ -1145,7 +1145,7 @@ async fn a_batch_that_walked_a_chain_another_one_changed_is_retried_in_memory_on
         .await?
         .expect_err("the promotion walked B's line, which the move changed");
     assert!(
-        error.to_string().contains("reporting lines of B"),
+        error.to_string().contains("the manager of B"),
         "caught by the lines: {error:#}"
     );
 

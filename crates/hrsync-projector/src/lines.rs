@@ -71,10 +71,42 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     generation: u64,
-    /// The keys whose lines it changed; `None`: anything may have changed.
-    changed: Option<HashSet<String>>,
-    /// The keys it read.
-    read: HashSet<String>,
+    /// The lines it changed; `None`: anything may have changed.
+    changed: Option<Keys>,
+    /// The lines it read.
+    read: Keys,
+}
+
+/// Lines read or changed, by what of them: three kinds, so that a batch
+/// that walked a chain through a manager does not conflict with one that
+/// changed that manager's count (every chain passes the top of the
+/// hierarchy, whose count a termination changes).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    /// Managers whose number of reports.
+    counts: HashSet<String>,
+    /// Persons whose manager.
+    managers: HashSet<String>,
+    /// Managers whose reports (who they are).
+    reports: HashSet<String>,
+}
+
+impl Keys {
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.managers.is_empty() && self.reports.is_empty()
+    }
+
+    /// A line in both, named.
+    fn common(&self, other: &Keys) -> Option<String> {
+        common(&self.counts, &other.counts)
+            .map(|k| format!("the report count of {k}"))
+            .or_else(|| {
+                common(&self.managers, &other.managers).map(|k| format!("the manager of {k}"))
+            })
+            .or_else(|| {
+                common(&self.reports, &other.reports).map(|k| format!("the reports of {k}"))
+            })
+    }
 }
 
 /// The lines themselves.
@@ -89,12 +121,12 @@ pub(crate) struct Index {
 }
 
 /// What a batch read from the lines in memory: the generation it started
-/// at and the keys (employee ids) whose counts, manager or reports it read.
+/// at and the lines it read.
 /// Counts as under way (see [`State::active`]) until dropped.
 #[derive(Debug)]
 pub(crate) struct Reads<'a> {
     since: u64,
-    keys: HashSet<String>,
+    keys: Keys,
     lines: Option<&'a Lines>,
 }
 
@@ -141,17 +173,20 @@ impl Index {
         Ok(index)
     }
 
-    /// The keys whose lines `changes` change: a person whose manager
-    /// changes, both managers (their reports), and every manager whose
-    /// count changes.
-    fn touched(&self, changes: &Changes) -> HashSet<String> {
-        let mut touched: HashSet<String> = changes.deltas.keys().cloned().collect();
+    /// The lines `changes` change: the manager of a person whose manager
+    /// changes, the reports of both managers, and the count of every
+    /// manager whose count changes.
+    fn touched(&self, changes: &Changes) -> Keys {
+        let mut touched = Keys {
+            counts: changes.deltas.keys().cloned().collect(),
+            ..Keys::default()
+        };
         for (person, manager) in &changes.managers {
             let before = self.manager.get(person);
             if before != manager.as_ref() {
-                touched.insert(person.clone());
-                touched.extend(before.cloned());
-                touched.extend(manager.clone());
+                touched.managers.insert(person.clone());
+                touched.reports.extend(before.cloned());
+                touched.reports.extend(manager.clone());
             }
         }
         touched
@@ -203,7 +238,7 @@ impl State {
     /// known) cannot commit after the commits since it started, if it
     /// cannot: one of them changed a key it read, or read a key it
     /// changes.
-    fn conflict(&self, reads: &Reads<'_>, touched: Option<&HashSet<String>>) -> Option<String> {
+    fn conflict(&self, reads: &Reads<'_>, touched: Option<&Keys>) -> Option<String> {
         if self.generation == reads.since {
             return None;
         }
@@ -218,8 +253,8 @@ impl State {
                 }
                 None => {}
                 Some(changed) => {
-                    if let Some(key) = common(changed, &reads.keys) {
-                        return Some(format!("the reporting lines of {key}"));
+                    if let Some(line) = changed.common(&reads.keys) {
+                        return Some(line);
                     }
                 }
             }
@@ -229,10 +264,8 @@ impl State {
                 }
                 None => {}
                 Some(touched) => {
-                    if let Some(key) = common(touched, &entry.read) {
-                        return Some(format!(
-                            "the reporting lines of {key} (read by a batch that committed first)"
-                        ));
+                    if let Some(line) = touched.common(&entry.read) {
+                        return Some(format!("{line} (read by a batch that committed first)"));
                     }
                 }
             }
@@ -242,7 +275,7 @@ impl State {
 
     /// Moves on a generation: a commit that changed `changed` (`None`:
     /// anything) and read `read`.
-    fn record(&mut self, changed: Option<HashSet<String>>, read: HashSet<String>) {
+    fn record(&mut self, changed: Option<Keys>, read: Keys) {
         self.generation += 1;
         self.log.push_back(Entry {
             generation: self.generation,
@@ -287,7 +320,7 @@ impl State {
 /// committing).
 struct Unsure<'a> {
     lines: &'a Lines,
-    read: Option<HashSet<String>>,
+    read: Option<Keys>,
 }
 
 impl Drop for Unsure<'_> {
@@ -334,7 +367,7 @@ impl Lines {
         *state.active.entry(since).or_default() += 1;
         Ok(Reads {
             since,
-            keys: HashSet::new(),
+            keys: Keys::default(),
             lines: Some(self),
         })
     }
@@ -344,7 +377,7 @@ impl Lines {
     pub(crate) fn forget(&self) {
         let mut state = self.state();
         state.index = None;
-        state.record(None, HashSet::new());
+        state.record(None, Keys::default());
     }
 
     /// `read` applied to the lines. A conflict if they were forgotten since
@@ -455,7 +488,10 @@ impl Lookup<'_> {
     ) -> Result<HashMap<String, i64>> {
         match self {
             Lookup::Memory(lines, reads) => {
-                reads.keys.extend(ids.iter().map(|id| (*id).to_owned()));
+                reads
+                    .keys
+                    .counts
+                    .extend(ids.iter().map(|id| (*id).to_owned()));
                 lines.read(|index| {
                     ids.iter()
                         .filter_map(|id| Some(((*id).to_owned(), *index.counts.get(*id)?)))
@@ -488,7 +524,7 @@ impl Lookup<'_> {
     ) -> Result<Vec<String>> {
         match self {
             Lookup::Memory(lines, reads) => {
-                reads.keys.extend(managers.iter().cloned());
+                reads.keys.reports.extend(managers.iter().cloned());
                 lines.read(|index| {
                     managers
                         .iter()
@@ -537,8 +573,8 @@ impl Lookup<'_> {
                         let next = match own.get(last) {
                             Some(manager) => manager.as_deref(),
                             None => {
-                                if !reads.keys.contains(last) {
-                                    reads.keys.insert(last.to_owned());
+                                if !reads.keys.managers.contains(last) {
+                                    reads.keys.managers.insert(last.to_owned());
                                 }
                                 index.manager.get(last).map(String::as_str)
                             }
@@ -629,16 +665,25 @@ mod tests {
         index
     }
 
-    fn reads(since: u64, keys: &[&str]) -> Reads<'static> {
+    /// Reads of the counts of `counts`.
+    fn reads(since: u64, counts: &[&str]) -> Reads<'static> {
         Reads {
             lines: None,
             since,
-            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            keys: keys(counts).unwrap(),
         }
     }
 
-    fn keys(keys: &[&str]) -> Option<HashSet<String>> {
-        Some(keys.iter().map(|k| (*k).to_owned()).collect())
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    /// The counts of `counts`.
+    fn keys(counts: &[&str]) -> Option<Keys> {
+        Some(Keys {
+            counts: set(counts),
+            ..Keys::default()
+        })
     }
 
     #[test]
@@ -651,7 +696,14 @@ mod tests {
             ],
             deltas: [("A".to_owned(), -1), ("B".to_owned(), 1)].into(),
         };
-        assert_eq!(Some(index.touched(&changes)), keys(&["R1", "A", "B"]));
+        assert_eq!(
+            index.touched(&changes),
+            Keys {
+                counts: set(&["A", "B"]),
+                managers: set(&["R1"]),
+                reports: set(&["A", "B"]),
+            }
+        );
         index.apply(&changes);
         assert_eq!(
             index,
@@ -677,21 +729,21 @@ mod tests {
     #[test]
     fn a_batch_conflicts_with_commits_since_it_started_that_changed_what_it_read() {
         let mut state = watched();
-        state.record(keys(&["A"]), HashSet::new());
-        state.record(keys(&["B", "C"]), HashSet::new());
-        let none = HashSet::new();
+        state.record(keys(&["A"]), Keys::default());
+        state.record(keys(&["B", "C"]), Keys::default());
+        let none = Keys::default();
         // Started after both.
         assert_eq!(state.conflict(&reads(2, &["A", "B"]), Some(&none)), None);
         // Started after the first: only the second counts.
         assert_eq!(state.conflict(&reads(1, &["A", "D"]), Some(&none)), None);
         assert_eq!(
             state.conflict(&reads(1, &["D", "C"]), Some(&none)),
-            Some("the reporting lines of C".to_owned())
+            Some("the report count of C".to_owned())
         );
         assert!(state.conflict(&reads(0, &["A"]), Some(&none)).is_some());
         // Read again since: anything may have changed, for a batch that
         // read any.
-        state.record(None, HashSet::new());
+        state.record(None, Keys::default());
         assert!(state.conflict(&reads(2, &["Z"]), Some(&none)).is_some());
         assert_eq!(state.conflict(&reads(2, &[]), Some(&none)), None);
         assert_eq!(state.conflict(&reads(3, &["Z"]), Some(&none)), None);
@@ -704,7 +756,7 @@ mod tests {
         let touching = |k: &[&str]| keys(k).unwrap();
         assert_eq!(
             state.conflict(&reads(0, &["X"]), Some(&touching(&["M"]))),
-            Some("the reporting lines of M (read by a batch that committed first)".to_owned())
+            Some("the report count of M (read by a batch that committed first)".to_owned())
         );
         assert_eq!(
             state.conflict(&reads(0, &["X"]), Some(&touching(&["N"]))),
@@ -719,10 +771,38 @@ mod tests {
     fn a_batch_older_than_the_remembered_commits_conflicts() {
         let mut state = watched();
         for _ in 0..=LOG {
-            state.record(keys(&["A"]), HashSet::new());
+            state.record(keys(&["A"]), Keys::default());
         }
         assert!(state.conflict(&reads(0, &["Z"]), None).is_some());
         assert_eq!(state.conflict(&reads(1, &["Z"]), None), None);
+    }
+
+    #[test]
+    fn lines_of_different_kinds_do_not_conflict() {
+        let walked = |since| Reads {
+            lines: None,
+            since,
+            keys: Keys {
+                managers: set(&["E0"]),
+                ..Keys::default()
+            },
+        };
+        // A termination changed E0's count beside a batch that walked a
+        // chain through E0...
+        let mut state = watched();
+        state.record(keys(&["E0"]), Keys::default());
+        assert_eq!(state.conflict(&walked(0), Some(&Keys::default())), None);
+        // ... or the other way round.
+        let mut state = watched();
+        state.record(Some(Keys::default()), walked(0).keys.clone());
+        assert_eq!(state.conflict(&reads(0, &[]), keys(&["E0"]).as_ref()), None);
+        // A change of E0's manager is one the walk read.
+        let mut state = watched();
+        state.record(Some(walked(0).keys.clone()), Keys::default());
+        assert_eq!(
+            state.conflict(&walked(0), Some(&Keys::default())),
+            Some("the manager of E0".to_owned())
+        );
     }
 
     #[test]
@@ -740,7 +820,7 @@ mod tests {
         state.finish(1);
         assert_eq!(generations(&state), Vec::<u64>::new());
         // With no batch under way, a commit is forgotten at once.
-        state.record(keys(&["C"]), HashSet::new());
+        state.record(keys(&["C"]), Keys::default());
         assert!(state.log.is_empty());
     }
 }

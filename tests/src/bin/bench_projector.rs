@@ -440,6 +440,8 @@ struct Collected {
     sql: BTreeMap<String, SqlStat>,
     warnings: u64,
     first_warnings: Vec<String>,
+    /// Batches rolled back by a conflict and retried: consumer, error.
+    conflicts: Vec<String>,
 }
 
 static COLLECTED: LazyLock<Mutex<Collected>> = LazyLock::new(Mutex::default);
@@ -627,6 +629,8 @@ impl tracing::Subscriber for Collector {
                 ms: fields.ms,
                 phases: fields.phases,
             });
+        } else if fields.message == "batch conflicted; retrying" {
+            collected().conflicts.push(fields.other.clone());
         } else if *meta.level() <= tracing::Level::WARN {
             let mut c = collected();
             c.warnings += 1;
@@ -1469,6 +1473,7 @@ struct Report {
     batches: Vec<BatchStat>,
     sql: BTreeMap<String, SqlStat>,
     warnings: (u64, Vec<String>),
+    conflicts: Vec<String>,
     cpu: CpuUse,
     pg: BTreeMap<String, i64>,
     offline: Offline,
@@ -1736,6 +1741,7 @@ async fn run_one(args: &Args) -> anyhow::Result<Report> {
         report.sql = std::mem::take(&mut c.sql);
         report.publisher = std::mem::take(&mut c.publisher);
         report.warnings = (c.warnings, c.first_warnings.clone());
+        report.conflicts = std::mem::take(&mut c.conflicts);
     }
     // Closing the projector's connections makes PostgreSQL flush their
     // statistics.
@@ -2122,6 +2128,15 @@ fn print_report(args: &Args, r: &Report) {
     }
     for (title, plan) in &r.plans {
         println!("\n#### {title}\n\n```\n{plan}\n```");
+    }
+    if !r.conflicts.is_empty() {
+        println!(
+            "\n{} batches were rolled back by a conflict and retried:",
+            r.conflicts.len()
+        );
+        for c in r.conflicts.iter().take(10) {
+            println!("- {c}");
+        }
     }
     if r.warnings.0 > 0 {
         println!("\n{} warnings were logged; the first:", r.warnings.0);
