@@ -1048,6 +1048,46 @@ async fn a_batch_that_read_what_another_one_changed_is_retried_on_postgres() -> 
     Ok(())
 }
 
+/// A race the reporting lines in memory must catch. With `rules`, after
+/// `setup`: `held` stops just before its commit while `beside` commits;
+/// then `held` fails with a conflict naming `line`, and applied again the
+/// store ends with `who` in `groups`, nothing stale, the lines as stored.
+async fn lines_catch(
+    rules: &[(&str, &str)],
+    setup: &[LifecycleEvent],
+    held: Vec<LifecycleEvent>,
+    beside: &[LifecycleEvent],
+    line: &str,
+    (who, groups_after): (&str, &[&str]),
+) -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
+    apply(&p, setup).await?;
+
+    let (holding, stopped, go) = held_before_commit(&p);
+    let holding = tokio::spawn({
+        let held = held.clone();
+        async move { apply(&holding, &held).await }
+    });
+    stopped.notified().await;
+    apply(&p, beside).await?;
+    go.notify_one();
+    let error = holding
+        .await?
+        .expect_err("the held batch raced the other one");
+    assert!(
+        error.to_string().contains(line),
+        "caught by the lines ({line}): {error:#}"
+    );
+
+    apply(&p, &held).await?;
+    assert_eq!(groups(&p, who).await?, groups_after);
+    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
+    assert_lines_kept(&p).await
+}
+
+const LEADS: &[(&str, &str)] = &[("Leads", r#"person.title == "Lead" && direct_reports >= 2"#)];
+
 /// Reading the reporting lines from memory, a batch is checked against
 /// what committed since it started. Here a manager becomes a lead while,
 /// beside that batch, a second report is hired under them: the hire sees
@@ -1059,28 +1099,15 @@ async fn a_batch_that_read_what_another_one_changed_is_retried_on_postgres() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_that_read_lines_another_one_changed_is_retried_in_memory_on_postgres(
 ) -> anyhow::Result<()> {
-    let db = PgDatabase::fresh().await?;
-    let rules = &[("Leads", r#"person.title == "Lead" && direct_reports >= 2"#)];
-    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
-    apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
-
-    let (holding, held, go) = held_before_commit(&p);
-    let promoting = tokio::spawn(async move { apply(&holding, &[title_move("M", "Lead")]).await });
-    held.notified().await;
-    apply(&p, &[hire("R2", Some("M"))]).await?;
-    go.notify_one();
-    let error = promoting
-        .await?
-        .expect_err("the promotion read M's count before the hire changed it");
-    assert!(
-        error.to_string().contains("report count of M"),
-        "caught by the lines, before the store: {error:#}"
-    );
-
-    apply(&p, &[title_move("M", "Lead")]).await?;
-    assert_eq!(groups(&p, "M").await?, ["Leads"]);
-    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
-    assert_lines_kept(&p).await
+    lines_catch(
+        LEADS,
+        &[hire("M", None), hire("R1", Some("M"))],
+        vec![title_move("M", "Lead")],
+        &[hire("R2", Some("M"))],
+        "the report count of M",
+        ("M", &["Leads"]),
+    )
+    .await
 }
 
 /// The other way round: the hire is held before its commit, and the
@@ -1092,28 +1119,15 @@ async fn a_batch_that_read_lines_another_one_changed_is_retried_in_memory_on_pos
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_that_changed_lines_another_one_read_is_retried_in_memory_on_postgres(
 ) -> anyhow::Result<()> {
-    let db = PgDatabase::fresh().await?;
-    let rules = &[("Leads", r#"person.title == "Lead" && direct_reports >= 2"#)];
-    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
-    apply(&p, &[hire("M", None), hire("R1", Some("M"))]).await?;
-
-    let (holding, held, go) = held_before_commit(&p);
-    let hiring = tokio::spawn(async move { apply(&holding, &[hire("R2", Some("M"))]).await });
-    held.notified().await;
-    apply(&p, &[title_move("M", "Lead")]).await?;
-    go.notify_one();
-    let error = hiring
-        .await?
-        .expect_err("the promotion read M's count, which the hire changes");
-    assert!(
-        error.to_string().contains("report count of M"),
-        "caught by the lines: {error:#}"
-    );
-
-    apply(&p, &[hire("R2", Some("M"))]).await?;
-    assert_eq!(groups(&p, "M").await?, ["Leads"]);
-    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
-    assert_lines_kept(&p).await
+    lines_catch(
+        LEADS,
+        &[hire("M", None), hire("R1", Some("M"))],
+        vec![hire("R2", Some("M"))],
+        &[title_move("M", "Lead")],
+        "the report count of M (read by a batch that committed first)",
+        ("M", &["Leads"]),
+    )
+    .await
 }
 
 /// Manager chains read from memory are checked too: a report becomes a
@@ -1124,35 +1138,18 @@ async fn a_batch_that_changed_lines_another_one_read_is_retried_in_memory_on_pos
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_that_walked_a_chain_another_one_changed_is_retried_in_memory_on_postgres(
 ) -> anyhow::Result<()> {
-    let db = PgDatabase::fresh().await?;
-    let rules = &[(
-        "Leads under E1",
-        r#""E1" in manager_chain && person.title == "Lead""#,
-    )];
-    let (p, _claim) = projector_with(db.url(), rules, Lines::InMemory).await?;
-    apply(
-        &p,
+    lines_catch(
+        &[(
+            "Leads under E1",
+            r#""E1" in manager_chain && person.title == "Lead""#,
+        )],
         &[hire("E1", None), hire("B", None), hire("X", Some("B"))],
+        vec![title_move("X", "Lead")],
+        &[manager_move("B", Some("E1"))],
+        "the manager of B",
+        ("X", &["Leads under E1"]),
     )
-    .await?;
-
-    let (holding, held, go) = held_before_commit(&p);
-    let promoting = tokio::spawn(async move { apply(&holding, &[title_move("X", "Lead")]).await });
-    held.notified().await;
-    apply(&p, &[manager_move("B", Some("E1"))]).await?;
-    go.notify_one();
-    let error = promoting
-        .await?
-        .expect_err("the promotion walked B's line, which the move changed");
-    assert!(
-        error.to_string().contains("the manager of B"),
-        "caught by the lines: {error:#}"
-    );
-
-    apply(&p, &[title_move("X", "Lead")]).await?;
-    assert_eq!(groups(&p, "X").await?, ["Leads under E1"]);
-    assert_eq!(reevaluate_everyone(&p).await?, 0, "nothing left stale");
-    assert_lines_kept(&p).await
+    .await
 }
 
 /// A batch that loaded a person another batch then wrote does not write
