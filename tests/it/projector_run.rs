@@ -287,3 +287,92 @@ async fn a_projector_whose_claim_broke_claims_the_store_again() -> anyhow::Resul
     s.running.await??;
     Ok(())
 }
+
+/// `/metrics` text: the value of the series named `name` (no labels), if
+/// any.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.split(' ').next() == Some(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Runs a projector whose rules read the reporting lines until two hires,
+/// one reporting to the other, are stored.
+async fn run_two_hires(config: ProjectorConfig) -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let kafka = broker.kafka_config();
+    let topics = projector_topics(&kafka, 1).await?;
+    let mut report = hire("R1")?;
+    if let LifecyclePayload::Hire(h) = &mut report.payload {
+        h.attributes.manager_id = Some(EmployeeId::new("M1")?);
+    }
+    publish_lifecycle(
+        &Producer::new(&kafka)?,
+        &topics.lifecycle,
+        &[hire("M1")?, report],
+    )
+    .await?;
+    let file = SqliteFile::new()?;
+    let db = Db::connect(&file.url(), 4).await?;
+    db.migrate().await?;
+    let config = ProjectorConfig {
+        rules: hrsync_projector::rules::RulesConfig {
+            groups: vec![hrsync_projector::rules::GroupConfig {
+                name: "Managers".to_owned(),
+                rule: "is_manager".to_owned(),
+                apps: vec!["managers".to_owned()],
+                description: None,
+                previous_names: Vec::new(),
+            }],
+        },
+        ..config
+    };
+    let shutdown = CancellationToken::new();
+    let running = spawn_run(
+        Projector::new(db.clone(), config)?,
+        &kafka,
+        &topics,
+        &shutdown,
+    );
+    until_persons(&db, 2, 60, &broker).await?;
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+/// The projector keeps the reporting lines in memory once it holds the
+/// store, unless `reporting_lines_in_memory` is off: then it reads them
+/// from the store in every batch and never loads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reporting_lines_are_kept_in_memory_unless_turned_off() -> anyhow::Result<()> {
+    let metrics = hrsync_telemetry::init_for_tests();
+    let loads = || {
+        metric(
+            &metrics.render(),
+            "hrsync_projector_reporting_lines_loads_total",
+        )
+    };
+
+    run_two_hires(ProjectorConfig {
+        reporting_lines_in_memory: false,
+        ..ProjectorConfig::default()
+    })
+    .await?;
+    assert_eq!(loads().unwrap_or(0.0), 0.0, "turned off: never loaded");
+
+    run_two_hires(ProjectorConfig::default()).await?;
+    assert!(
+        loads().unwrap_or(0.0) >= 1.0,
+        "loaded once the store was claimed"
+    );
+    assert_eq!(
+        metric(
+            &metrics.render(),
+            "hrsync_projector_reporting_lines_persons"
+        ),
+        Some(1.0),
+        "R1 reports to M1"
+    );
+    Ok(())
+}

@@ -359,6 +359,9 @@ impl Lines {
             let _turn = self.turn.lock().await;
             if self.state().index.is_none() {
                 let index = Index::read(&mut conn).await?;
+                metrics::counter!("hrsync_projector_reporting_lines_loads_total").increment(1);
+                metrics::gauge!("hrsync_projector_reporting_lines_persons")
+                    .set(index.manager.len() as f64);
                 self.state().index = Some(index);
             }
         }
@@ -456,6 +459,8 @@ impl Lines {
             match state.index.as_mut() {
                 Some(index) => {
                     index.apply(changes);
+                    metrics::gauge!("hrsync_projector_reporting_lines_persons")
+                        .set(index.manager.len() as f64);
                     state.record(touched, read);
                 }
                 // Forgotten meanwhile: read again at next start.
