@@ -55,8 +55,8 @@ pub(crate) struct Lines {
 
 #[derive(Debug, Default)]
 struct State {
-    /// `None` until read from the store, and again once a commit ended
-    /// without telling whether it applied.
+    /// `None` until read from the store, and again once forgotten (a
+    /// rebuild, a re-taken claim, a commit of unknown outcome).
     index: Option<Index>,
     /// Commits applied so far.
     generation: u64,
@@ -141,8 +141,8 @@ impl Drop for Reads<'_> {
 /// What a committed batch changed: the manager of every person it wrote,
 /// and how it changed managers' counts.
 #[derive(Debug, Default)]
-pub(crate) struct Changes {
-    pub(crate) managers: Vec<(String, Option<String>)>,
+pub(crate) struct Changes<'a> {
+    pub(crate) managers: Vec<(&'a str, Option<&'a str>)>,
     pub(crate) deltas: BTreeMap<String, i64>,
 }
 
@@ -176,25 +176,25 @@ impl Index {
     /// The lines `changes` change: the manager of a person whose manager
     /// changes, the reports of both managers, and the count of every
     /// manager whose count changes.
-    fn touched(&self, changes: &Changes) -> Keys {
+    fn touched(&self, changes: &Changes<'_>) -> Keys {
         let mut touched = Keys {
             counts: changes.deltas.keys().cloned().collect(),
             ..Keys::default()
         };
-        for (person, manager) in &changes.managers {
-            let before = self.manager.get(person);
-            if before != manager.as_ref() {
-                touched.managers.insert(person.clone());
-                touched.reports.extend(before.cloned());
-                touched.reports.extend(manager.clone());
+        for &(person, manager) in &changes.managers {
+            let before = self.manager.get(person).map(String::as_str);
+            if before != manager {
+                touched.managers.insert(person.to_owned());
+                touched.reports.extend(before.map(str::to_owned));
+                touched.reports.extend(manager.map(str::to_owned));
             }
         }
         touched
     }
 
-    fn apply(&mut self, changes: &Changes) {
-        for (person, manager) in &changes.managers {
-            if self.manager.get(person) == manager.as_ref() {
+    fn apply(&mut self, changes: &Changes<'_>) {
+        for &(person, manager) in &changes.managers {
+            if self.manager.get(person).map(String::as_str) == manager {
                 continue;
             }
             if let Some(before) = self.manager.remove(person) {
@@ -207,10 +207,10 @@ impl Index {
             }
             if let Some(after) = manager {
                 self.reports
-                    .entry(after.clone())
+                    .entry(after.to_owned())
                     .or_default()
-                    .insert(person.clone());
-                self.manager.insert(person.clone(), after.clone());
+                    .insert(person.to_owned());
+                self.manager.insert(person.to_owned(), after.to_owned());
             }
         }
         for (manager, delta) in &changes.deltas {
@@ -430,7 +430,7 @@ impl Lines {
     pub(crate) async fn commit(
         &self,
         mut reads: Reads<'_>,
-        changes: &Changes,
+        changes: &Changes<'_>,
         commit: impl Future<Output = Result<()>>,
     ) -> Result<()> {
         let _turn = self.turn.lock().await;
@@ -661,10 +661,7 @@ mod tests {
     fn index(links: &[(&str, &str)], counts: &[(&str, i64)]) -> Index {
         let mut index = Index::default();
         index.apply(&Changes {
-            managers: links
-                .iter()
-                .map(|(p, m)| ((*p).to_owned(), Some((*m).to_owned())))
-                .collect(),
+            managers: links.iter().map(|&(p, m)| (p, Some(m))).collect(),
             deltas: counts.iter().map(|(m, c)| ((*m).to_owned(), *c)).collect(),
         });
         index
@@ -695,10 +692,7 @@ mod tests {
     fn a_move_changes_both_managers_reports_and_the_counts() {
         let mut index = index(&[("R1", "A"), ("R2", "A")], &[("A", 2)]);
         let changes = Changes {
-            managers: vec![
-                ("R1".to_owned(), Some("B".to_owned())),
-                ("R2".to_owned(), Some("A".to_owned())),
-            ],
+            managers: vec![("R1", Some("B")), ("R2", Some("A"))],
             deltas: [("A".to_owned(), -1), ("B".to_owned(), 1)].into(),
         };
         assert_eq!(
@@ -717,7 +711,7 @@ mod tests {
 
         // Losing the last report and the manager: nothing left of A.
         index.apply(&Changes {
-            managers: vec![("R2".to_owned(), None)],
+            managers: vec![("R2", None)],
             deltas: [("A".to_owned(), -1)].into(),
         });
         assert_eq!(index, self::index(&[("R1", "B")], &[("B", 1)]));

@@ -393,7 +393,7 @@ impl Projector {
                 let changes = Changes {
                     managers: wrote
                         .iter()
-                        .map(|w| (w.employee_id.clone(), w.manager_id.clone()))
+                        .map(|w| (w.employee_id.as_str(), w.manager_id.as_deref()))
                         .collect(),
                     deltas,
                 };
