@@ -578,6 +578,56 @@ async fn a_stale_cached_person_is_read_again_on_sqlite() -> anyhow::Result<()> {
     a_stale_cached_person_is_read_again(&file.url()).await
 }
 
+/// An event is folded into a cached person while the store is still
+/// storing it, when it sorts after everything folded into that person
+/// (it cannot have been stored: see `hrsync_projector::batch_tx`). When the
+/// cached person is stale and the event was in fact stored by another
+/// writer, the batch fails with a conflict as soon as the store says so,
+/// and its retry finds the event stored already and folds nothing twice.
+async fn an_event_another_writer_stored_is_not_folded_twice(url: &str) -> anyhow::Result<()> {
+    let a = projector(url, EVERYONE).await?;
+    let b = projector(url, EVERYONE).await?;
+    apply(&a, &[hire("E1", None)]).await?;
+    let promotion = title_move("E1", "Lead");
+    apply(&b, std::slice::from_ref(&promotion)).await?;
+    let outbox = a.outbox(100).await?.len();
+
+    let error = apply(&a, std::slice::from_ref(&promotion))
+        .await
+        .expect_err("a's cached E1 lacks the promotion b stored");
+    let error = error
+        .downcast_ref::<hrsync_projector::project::ProjectError>()
+        .expect("a projector error");
+    assert!(error.is_conflict(), "{error}");
+    assert!(error.to_string().contains("was stored already"), "{error}");
+    let retried = apply(&a, &[promotion]).await?;
+    assert_eq!(
+        (retried.applied, retried.duplicates, retried.changes),
+        (0, 1, 0)
+    );
+    assert_eq!(revision(&a, "E1").await?, 2);
+    assert_eq!(a.outbox(100).await?.len(), outbox);
+    let attributes = a
+        .person("E1")
+        .await?
+        .and_then(|view| view.state.attributes)
+        .expect("E1 was hired");
+    assert_eq!(attributes.title.as_deref(), Some("Lead"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_another_writer_stored_is_not_folded_twice_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    an_event_another_writer_stored_is_not_folded_twice(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_another_writer_stored_is_not_folded_twice_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    an_event_another_writer_stored_is_not_folded_twice(&file.url()).await
+}
+
 /// The counts of persons found in the person cache and read from the
 /// store (`hrsync_projector_person_cache_total`) in `/metrics` text.
 fn person_cache_counts(text: &str) -> (u64, u64) {

@@ -14,6 +14,7 @@
 //!   time-driven transitions, and the outbox publisher.
 //! - [`config`]: the `[projector]` configuration section.
 
+mod batch_tx;
 mod cache;
 pub mod config;
 mod feed;

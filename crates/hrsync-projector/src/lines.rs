@@ -31,6 +31,7 @@ use std::future::Future;
 
 use hrsync_store::Db;
 
+use crate::batch_tx::BatchTx;
 use crate::project::ProjectError;
 
 type Result<T, E = ProjectError> = std::result::Result<T, E>;
@@ -488,7 +489,7 @@ impl Lookup<'_> {
     /// The kept number of direct reports of each of `ids` that has any.
     pub(crate) async fn counts(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut BatchTx,
         ids: &[&str],
     ) -> Result<HashMap<String, i64>> {
         match self {
@@ -504,6 +505,7 @@ impl Lookup<'_> {
                 })
             }
             Lookup::Store => {
+                let tx = tx.get().await?;
                 let mut counts = HashMap::with_capacity(ids.len());
                 for chunk in ids.chunks(ROWS) {
                     let sql = format!(
@@ -524,7 +526,7 @@ impl Lookup<'_> {
     /// Everyone whose stored manager is one of `managers`.
     pub(crate) async fn reports_of(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut BatchTx,
         managers: &[String],
     ) -> Result<Vec<String>> {
         match self {
@@ -540,6 +542,7 @@ impl Lookup<'_> {
                 })
             }
             Lookup::Store => {
+                let tx = tx.get().await?;
                 let mut reports = Vec::new();
                 for chunk in managers.chunks(ROWS) {
                     let sql = format!(
@@ -564,7 +567,7 @@ impl Lookup<'_> {
     /// chains for all of them at once.
     pub(crate) async fn chains(
         &mut self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut BatchTx,
         own: HashMap<String, Option<String>>,
         depth: usize,
     ) -> Result<HashMap<String, Vec<String>>> {
@@ -597,6 +600,7 @@ impl Lookup<'_> {
                 chains
             }),
             Lookup::Store => {
+                let tx = tx.get().await?;
                 let mut manager = own;
                 let persons: Vec<String> = manager.keys().cloned().collect();
                 let mut chains: HashMap<String, Vec<String>> =

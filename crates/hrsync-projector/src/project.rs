@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::batch_tx::{BatchTx, EventKey, NewEvent};
 use crate::config::ProjectorConfig;
 use crate::feed::Feed;
 use crate::lines::{Changes, Lines, Lookup};
@@ -144,9 +145,10 @@ pub struct BatchOutcome {
 /// Where a batch's time went, in microseconds, phase by phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Phases {
-    /// Storing the events (and learning which were new).
+    /// Waiting for the events to be stored (and to learn which were new):
+    /// what of the insert the work beside it did not hide.
     pub store_events_us: u64,
-    /// Loading their persons.
+    /// Loading their persons (from the cache, or the store).
     pub load_us: u64,
     /// Folding the events into them.
     pub fold_us: u64,
@@ -576,12 +578,12 @@ impl Projector {
     ) -> Result<(BatchOutcome, Vec<OutboxRow>)> {
         let mut mark = std::time::Instant::now();
         let mut lookup = self.lookup().await?;
-        let mut tx = self.begin_batch().await?;
+        let tx = self.begin_batch().await?;
         let mut outcome = BatchOutcome::default();
 
         // Store the events, dropping repeats within the batch and those
-        // stored already (one statement: the insert returns which ones were
-        // new). An event is known by its person and its id.
+        // stored already (see `crate::batch_tx`: the insert runs while the
+        // events are folded).
         let mut unique: HashSet<(&str, String)> = HashSet::with_capacity(events.len());
         let mut candidates: Vec<(String, &Incoming<'_>)> = Vec::with_capacity(events.len());
         for incoming in events {
@@ -590,94 +592,115 @@ impl Projector {
                 candidates.push((id, incoming));
             }
         }
-        let mut returned: Vec<(String, String)> = Vec::with_capacity(candidates.len());
-        for chunk in candidates.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
-                 VALUES {} ON CONFLICT (employee_id, event_id) DO NOTHING RETURNING employee_id, event_id",
-                hrsync_store::placeholders(chunk.len(), 5)
-            );
-            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-            for (id, incoming) in chunk {
-                let event = &incoming.event;
-                query = query
-                    .bind(id.as_str())
-                    .bind(event.employee_id.as_str())
-                    .bind(crate::state::effective_ms(event))
-                    .bind(incoming.payload)
-                    .bind(now_ms);
-            }
-            returned.extend(query.fetch_all(&mut *tx).await?);
-        }
-        let inserted: HashSet<(&str, &str)> = returned
+        let new_events = candidates
             .iter()
-            .map(|(employee, id)| (employee.as_str(), id.as_str()))
-            .collect();
-        // In consumption order.
-        let fresh: Vec<&Incoming<'_>> = candidates
-            .iter()
-            .filter(|(id, incoming)| {
-                inserted.contains(&(incoming.event.employee_id.as_str(), id.as_str()))
+            .map(|(id, incoming)| NewEvent {
+                event_id: id.clone(),
+                employee_id: incoming.event.employee_id.to_string(),
+                effective_ms: crate::state::effective_ms(&incoming.event),
+                payload: incoming.payload.to_vec(),
             })
-            .map(|(_, incoming)| *incoming)
             .collect();
-        outcome.applied = fresh.len();
-        outcome.duplicates = events.len() - fresh.len();
-        outcome.phases.store_events_us = lap(&mut mark);
+        let mut tx = BatchTx::storing(tx, new_events, now_ms);
 
-        // Fold them into the persons: those cached (as this process last
-        // wrote them), the others read from the store. (A cached row may be
-        // stale; every one of these persons has an event to fold, so is
-        // written back below, and the write checks the stored revision: see
-        // `crate::cache`.)
-        let employees: BTreeSet<&str> =
-            fresh.iter().map(|e| e.event.employee_id.as_str()).collect();
+        // Meanwhile, fold them into the persons cached (as this process
+        // last wrote them): each event that sorts after everything folded
+        // into its person. (A cached row may be stale; every one of these
+        // persons has an event to fold, so is written back below, and the
+        // write checks the stored revision: see `crate::cache`.) The rest
+        // wait for the store: the persons not cached are read from it, and
+        // an event that does not sort last may be stored already.
+        let employees: BTreeSet<&str> = candidates
+            .iter()
+            .map(|(_, e)| e.event.employee_id.as_str())
+            .collect();
         let (mut cached, missing) = self.take_cached(&employees);
         let mut parsing = Vec::new();
         while !cached.is_empty() {
             let chunk = cached.split_off(cached.len().saturating_sub(ROWS));
             parsing.push(parse_later(chunk));
         }
-        let mut people = load_people(&mut tx, missing.into_iter()).await?;
-        people.extend(parsed(parsing).await?);
+        let mut people = parsed(parsing).await?;
         outcome.phases.load_us = lap(&mut mark);
-        for incoming in &fresh {
-            let event = &incoming.event;
-            let id = event.employee_id.as_str();
-            let row = people
-                .entry(id.to_owned())
-                .or_insert_with(|| PersonRow::new(id));
-            row.changed = true;
-            row.caused_by.push(event.event_id.clone());
-            if incoming.traceparent.is_some() {
-                row.trace.clone_from(&incoming.traceparent);
+        let mut waiting: HashSet<&str> = missing.iter().copied().collect();
+        let mut folded_ahead: Vec<EventKey> = Vec::new();
+        let mut later: Vec<(&str, &Incoming<'_>)> = Vec::new();
+        for (id, incoming) in &candidates {
+            let employee = incoming.event.employee_id.as_str();
+            if !waiting.contains(employee) {
+                if let Some(row) = people
+                    .get_mut(employee)
+                    .filter(|row| row.state.is_in_order(&incoming.event))
+                {
+                    self.fold_in_order(row, incoming);
+                    folded_ahead.push((employee.to_owned(), id.clone()));
+                    continue;
+                }
+                waiting.insert(employee);
             }
-            if row.state.is_in_order(event) {
-                row.state
-                    .apply_in_order(event, &self.config.attribute_sources);
-            } else {
-                // Late arrival: refold everything stored for the person
-                // (this event is already among them).
-                let stored = person_events(&mut tx, id).await?;
-                row.state = PersonState::fold(id, &stored, &self.config.attribute_sources);
-            }
+            later.push((id.as_str(), incoming));
         }
         outcome.phases.fold_us = lap(&mut mark);
+        tx.expect_new(folded_ahead);
+        if !waiting.is_empty() {
+            people.extend(load_people(tx.get().await?, missing.into_iter()).await?);
+            outcome.phases.load_us += lap(&mut mark).saturating_sub(tx.waited_us());
+            for (id, incoming) in later {
+                let employee = incoming.event.employee_id.as_str();
+                if !tx.stored(employee, id) {
+                    continue;
+                }
+                let row = people
+                    .entry(employee.to_owned())
+                    .or_insert_with(|| PersonRow::new(employee));
+                if row.state.is_in_order(&incoming.event) {
+                    self.fold_in_order(row, incoming);
+                } else {
+                    // Late arrival: refold everything stored for the person
+                    // (this event is already among them).
+                    note_cause(row, incoming);
+                    let stored = person_events(tx.get().await?, employee).await?;
+                    row.state =
+                        PersonState::fold(employee, &stored, &self.config.attribute_sources);
+                }
+            }
+            // Cached persons whose events turn out to be stored already
+            // are left as they were.
+            people.retain(|_, row| !row.caused_by.is_empty());
+            outcome.phases.fold_us += lap(&mut mark);
+        }
+        let waited = tx.waited_us();
         let (rows, written, deltas) = self
             .emit_changed(&mut tx, &mut lookup, &mut people, now_ms, &mut outcome)
             .await?;
         outcome.changes = rows.len();
-        // (emit_changed timed the inputs itself.)
-        outcome.phases.write_us = lap(&mut mark).saturating_sub(outcome.phases.inputs_us);
-        store_positions(&mut tx, positions).await?;
+        store_positions(tx.get().await?, positions).await?;
+        // Waiting for the events to be stored is a phase of its own (the
+        // part of the insert the fold did not hide), wherever it fell
+        // (emit_changed timed the inputs itself, without it).
+        outcome.phases.store_events_us = tx.waited_us();
+        outcome.phases.write_us = lap(&mut mark)
+            .saturating_sub(outcome.phases.inputs_us)
+            .saturating_sub(tx.waited_us() - waited);
+        outcome.applied = tx.stored_count();
+        outcome.duplicates = events.len() - outcome.applied;
         hrsync_config::failpoint("projector.before_commit");
         if let Some(hook) = &self.before_commit {
             (hook.0)().await;
         }
-        self.commit(tx, lookup, &written, deltas).await?;
+        self.commit(tx.into_inner().await?, lookup, &written, deltas)
+            .await?;
         self.remember(written);
         outcome.phases.commit_us = lap(&mut mark);
         Ok((outcome, rows))
+    }
+
+    /// Applies `incoming` to a person it sorts after everything folded
+    /// into.
+    fn fold_in_order(&self, row: &mut PersonRow, incoming: &Incoming<'_>) {
+        note_cause(row, incoming);
+        row.state
+            .apply_in_order(&incoming.event, &self.config.attribute_sources);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, crate::cache::PersonCache<StoredPerson>> {
@@ -805,12 +828,13 @@ impl Projector {
     /// state changed, and commits `tx`.
     async fn evaluate_and_commit(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
         mut lookup: Lookup<'_>,
         ids: &[String],
         now_ms: i64,
     ) -> Result<(usize, Vec<OutboxRow>)> {
-        let mut people = load_people(&mut tx, ids.iter().map(String::as_str)).await?;
+        let mut tx = BatchTx::ready(tx);
+        let mut people = load_people(tx.get().await?, ids.iter().map(String::as_str)).await?;
         let (rows, written, deltas) = self
             .emit_changed(
                 &mut tx,
@@ -820,7 +844,8 @@ impl Projector {
                 &mut BatchOutcome::default(),
             )
             .await?;
-        self.commit(tx, lookup, &written, deltas).await?;
+        self.commit(tx.into_inner().await?, lookup, &written, deltas)
+            .await?;
         self.remember(written);
         Ok((rows.len(), rows))
     }
@@ -839,13 +864,14 @@ impl Projector {
     /// changed managers' report counts.
     async fn emit_changed(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut BatchTx,
         lookup: &mut Lookup<'_>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
         outcome: &mut BatchOutcome,
     ) -> Result<(Vec<OutboxRow>, Vec<StoredPerson>, BTreeMap<String, i64>)> {
         let started = std::time::Instant::now();
+        let waited = tx.waited_us();
         let deltas = self.widen(tx, lookup, people, now_ms).await?;
         let reports = if self.rules.reads_direct_reports() {
             report_counts(tx, lookup, people, &deltas).await?
@@ -858,7 +884,7 @@ impl Projector {
             HashMap::new()
         };
 
-        outcome.phases.inputs_us = elapsed_us(started);
+        outcome.phases.inputs_us = elapsed_us(started).saturating_sub(tx.waited_us() - waited);
         let context = Arc::new(Inputs { chains, reports });
         // CPU and database work overlap: while one chunk of persons is
         // written, the next one is evaluated, digested, encoded and
@@ -884,13 +910,13 @@ impl Projector {
                 Err(error) => return Err(build("(batch)", error)),
             };
             next = chunks.pop_front().map(prepare);
-            upsert_people(tx, &prepared.writes, now_ms).await?;
+            upsert_people(tx.get().await?, &prepared.writes, now_ms).await?;
             outcome.priority_changes += prepared.changes.iter().filter(|c| c.2).count();
-            out.extend(insert_outbox(tx, prepared.changes, now_ms).await?);
+            out.extend(insert_outbox(tx.get().await?, prepared.changes, now_ms).await?);
             people.extend(prepared.rows);
             written.extend(prepared.writes);
         }
-        store_report_deltas(tx, &deltas).await?;
+        store_report_deltas(tx.get().await?, &deltas).await?;
         Ok((out, written, deltas))
     }
 
@@ -1029,7 +1055,7 @@ impl Projector {
     /// each manager's number of direct reports.
     async fn widen(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut BatchTx,
         lookup: &mut Lookup<'_>,
         people: &mut BTreeMap<String, PersonRow>,
         now_ms: i64,
@@ -1092,7 +1118,7 @@ impl Projector {
             if wanted.is_empty() {
                 return Ok(deltas);
             }
-            let loaded = load_people(tx, wanted.iter().map(String::as_str)).await?;
+            let loaded = load_people(tx.get().await?, wanted.iter().map(String::as_str)).await?;
             people.extend(loaded);
             requested.extend(wanted);
         }
@@ -1432,6 +1458,16 @@ async fn insert_outbox(
         .collect()
 }
 
+/// Notes that `incoming` changes the person (their next directory change
+/// names it as a cause and carries its trace).
+fn note_cause(row: &mut PersonRow, incoming: &Incoming<'_>) {
+    row.changed = true;
+    row.caused_by.push(incoming.event.event_id.clone());
+    if incoming.traceparent.is_some() {
+        row.trace.clone_from(&incoming.traceparent);
+    }
+}
+
 fn build(employee_id: &str, e: impl std::fmt::Display) -> ProjectError {
     ProjectError::Build {
         employee_id: employee_id.to_owned(),
@@ -1601,7 +1637,7 @@ fn report_deltas(people: &BTreeMap<String, PersonRow>, now_ms: i64) -> BTreeMap<
 /// The number of direct reports of each of `people`: as stored, plus this
 /// batch's `deltas`.
 async fn report_counts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut BatchTx,
     lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     deltas: &BTreeMap<String, i64>,
@@ -1644,7 +1680,7 @@ async fn store_report_deltas(
 /// Everyone up to `levels` levels below `roots` in the reporting lines, as
 /// looked up with `people` laid over them. One lookup per level.
 async fn reports_below(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut BatchTx,
     lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     roots: Vec<String>,
@@ -1689,7 +1725,7 @@ async fn reports_below(
 /// long, stopping at a cycle; their own managers as their new state says,
 /// the others' looked up (see [`Lookup::chains`]).
 async fn chains(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut BatchTx,
     lookup: &mut Lookup<'_>,
     people: &BTreeMap<String, PersonRow>,
     depth: usize,

@@ -402,10 +402,7 @@ struct BatchStat {
 
 /// The phases of a batch the projector times (its `batch applied` fields).
 const PHASES: [(&str, &str); 6] = [
-    (
-        "store_events_us",
-        "store the events (and learn which are new)",
-    ),
+    ("store_events_us", "wait for the events to be stored"),
     ("load_us", "load their persons"),
     ("fold_us", "fold the events"),
     (

@@ -1,0 +1,188 @@
+//! A batch's transaction while the batch's events are being stored.
+//!
+//! Storing the events is a batch's first statement and its longest one
+//! (about a fifth of a batch on PostgreSQL), and the projector had nothing
+//! to do while it ran. Now it runs on a task of its own ([`BatchTx::storing`])
+//! while the batch folds its events into the persons it has in memory; the
+//! first statement after it ([`BatchTx::get`]) waits for it.
+//!
+//! Folding before the store has said which events are new is safe for
+//! events that sort after everything folded into the person's committed
+//! state: every stored event of a person is folded into their stored state
+//! (in the same transaction), so an event that sorts after all of those
+//! cannot have been stored. Which of them were folded that way is given to
+//! [`BatchTx::expect_new`]; if the store finds one of them stored already,
+//! the person the batch took from memory was not the committed one (another
+//! writer got there first), and the batch fails with a conflict, to be
+//! retried with that person read from the store.
+
+use std::collections::HashSet;
+
+use tokio::task::JoinHandle;
+
+use crate::project::ProjectError;
+
+type Result<T, E = ProjectError> = std::result::Result<T, E>;
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Events per insert statement (five binds each).
+const ROWS: usize = 200;
+
+/// (employee id, event id) of a stored event.
+pub(crate) type EventKey = (String, String);
+
+/// An event to store.
+pub(crate) struct NewEvent {
+    pub(crate) event_id: String,
+    pub(crate) employee_id: String,
+    pub(crate) effective_ms: i64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// The insert of a batch's events, run on a task of its own: the
+/// transaction, and the events it stored (those not stored before).
+type Storing = JoinHandle<(Tx, Result<Vec<EventKey>>)>;
+
+/// A batch's transaction, possibly still storing the batch's events.
+pub(crate) struct BatchTx {
+    tx: Option<Tx>,
+    storing: Option<Storing>,
+    /// Events folded before the store said they were new.
+    expected: Vec<EventKey>,
+    stored: HashSet<EventKey>,
+    waited_us: u64,
+}
+
+impl BatchTx {
+    /// A transaction with nothing under way.
+    pub(crate) fn ready(tx: Tx) -> Self {
+        BatchTx {
+            tx: Some(tx),
+            storing: None,
+            expected: Vec::new(),
+            stored: HashSet::new(),
+            waited_us: 0,
+        }
+    }
+
+    /// A transaction storing `events` (received at `now_ms`) on a task of
+    /// its own.
+    ///
+    /// If the batch is dropped before it waits for it, the task still ends
+    /// the statement, then rolls the transaction back.
+    pub(crate) fn storing(mut tx: Tx, events: Vec<NewEvent>, now_ms: i64) -> Self {
+        let task = tokio::spawn(async move {
+            let stored = store_events(&mut tx, &events, now_ms).await;
+            (tx, stored)
+        });
+        BatchTx {
+            tx: None,
+            storing: Some(task),
+            expected: Vec::new(),
+            stored: HashSet::new(),
+            waited_us: 0,
+        }
+    }
+
+    /// Events the batch folded before the store said they were new: the
+    /// store must have stored every one of them (see the module's
+    /// documentation), or [`BatchTx::get`] fails with a conflict.
+    pub(crate) fn expect_new(&mut self, events: Vec<EventKey>) {
+        self.expected = events;
+    }
+
+    /// The transaction, once the events are stored.
+    ///
+    /// # Errors
+    /// The insert's error, or a conflict if an event expected to be new
+    /// was stored before.
+    pub(crate) async fn get(&mut self) -> Result<&mut Tx> {
+        if let Some(task) = self.storing.take() {
+            let started = std::time::Instant::now();
+            let (tx, stored) = match task.await {
+                Ok(done) => done,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => {
+                    return Err(ProjectError::Build {
+                        employee_id: "(batch)".to_owned(),
+                        reason: format!("storing the events: {error}"),
+                    })
+                }
+            };
+            self.waited_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.stored = stored?.into_iter().collect();
+            if let Some((employee, event)) =
+                self.expected.iter().find(|key| !self.stored.contains(*key))
+            {
+                // (The transaction rolls back as it is dropped.)
+                return Err(ProjectError::Conflict(format!(
+                    "event {event} of {employee}, folded as new, was stored already \
+                     (the person's state in memory was not the committed one)"
+                )));
+            }
+            self.expected = Vec::new();
+            self.tx = Some(tx);
+        }
+        self.tx.as_mut().ok_or_else(|| ProjectError::Build {
+            employee_id: "(batch)".to_owned(),
+            reason: "the transaction was used after it failed".to_owned(),
+        })
+    }
+
+    /// Whether the store stored this event (it was not stored before).
+    /// Only once [`BatchTx::get`] returned.
+    pub(crate) fn stored(&self, employee_id: &str, event_id: &str) -> bool {
+        // (A lookup by borrowed pair would need another key type; batches
+        // ask this only of the events they could not fold ahead.)
+        self.stored
+            .contains(&(employee_id.to_owned(), event_id.to_owned()))
+    }
+
+    /// How many events the store stored.
+    pub(crate) fn stored_count(&self) -> usize {
+        self.stored.len()
+    }
+
+    /// How long [`BatchTx::get`] waited for the events to be stored.
+    pub(crate) fn waited_us(&self) -> u64 {
+        self.waited_us
+    }
+
+    /// The transaction, to commit.
+    ///
+    /// # Errors
+    /// As [`BatchTx::get`].
+    pub(crate) async fn into_inner(mut self) -> Result<Tx> {
+        self.get().await?;
+        self.tx.take().ok_or_else(|| ProjectError::Build {
+            employee_id: "(batch)".to_owned(),
+            reason: "the transaction was used after it failed".to_owned(),
+        })
+    }
+}
+
+/// Stores `events`, those not stored before, and returns which ones it
+/// stored (one statement per chunk: the insert returns which were new). An
+/// event is known by its person and its id.
+async fn store_events(tx: &mut Tx, events: &[NewEvent], now_ms: i64) -> Result<Vec<EventKey>> {
+    let mut stored = Vec::with_capacity(events.len());
+    for chunk in events.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
+             VALUES {} ON CONFLICT (employee_id, event_id) DO NOTHING RETURNING employee_id, event_id",
+            hrsync_store::placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query_as::<_, EventKey>(&sql);
+        for event in chunk {
+            query = query
+                .bind(event.event_id.as_str())
+                .bind(event.employee_id.as_str())
+                .bind(event.effective_ms)
+                .bind(event.payload.as_slice())
+                .bind(now_ms);
+        }
+        stored.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(stored)
+}
