@@ -913,6 +913,71 @@ async fn batching_does_not_matter_when_only_is_manager_is_read() -> anyhow::Resu
     batching_does_not_matter_either_way(IS_MANAGER_RULES).await
 }
 
+/// `events` as they might arrive: each moved up to nine places later, and
+/// every ninth one repeated up to thirty places after it (in a fixed
+/// pseudo-random order).
+fn out_of_order_with_repeats(events: &[LifecycleEvent]) -> Vec<LifecycleEvent> {
+    let mut seed: u64 = 0xfeed;
+    let mut next = move |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        usize::try_from(seed >> 33).unwrap_or(0) % n
+    };
+    let mut arriving = events.to_vec();
+    for i in 0..arriving.len() {
+        let j = (i + next(10)).min(arriving.len() - 1);
+        arriving.swap(i, j);
+    }
+    for (n, event) in events.iter().enumerate().filter(|(n, _)| n % 9 == 0) {
+        let at = (n + 1 + next(30)).min(arriving.len());
+        arriving.insert(at, event.clone());
+    }
+    arriving
+}
+
+/// The org workload arriving out of order and with repeats, in batches of
+/// 50 to a projector that keeps its persons and reporting lines in memory,
+/// ends as the same workload applied in order: batches fold some events
+/// into cached persons while the store is still storing them, refold the
+/// persons whose events arrive late, and drop the repeats.
+async fn arrival_order_and_repeats_do_not_matter(one: &str, other: &str) -> anyhow::Result<()> {
+    let events = org_workload();
+    let arriving = out_of_order_with_repeats(&events);
+    let a = projector(one, MANAGER_RULES).await?;
+    for chunk in events.chunks(64) {
+        apply(&a, chunk).await?;
+    }
+    let (b, _claim) = projector_with(other, MANAGER_RULES, Lines::InMemory).await?;
+    let (mut applied, mut duplicates) = (0, 0);
+    for chunk in arriving.chunks(50) {
+        let outcome = apply(&b, chunk).await?;
+        applied += outcome.applied;
+        duplicates += outcome.duplicates;
+    }
+    assert_eq!(applied, events.len());
+    assert_eq!(duplicates, arriving.len() - events.len());
+    for p in [&a, &b] {
+        assert_eq!(reevaluate_everyone(p).await?, 0, "nothing left stale");
+        assert_report_counts_add_up(p).await?;
+    }
+    assert_lines_kept(&b).await?;
+    assert_eq!(
+        states(&a).await?,
+        states(&b).await?,
+        "in order vs as arrived"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arrival_order_and_repeats_do_not_matter_postgres_and_sqlite() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    arrival_order_and_repeats_do_not_matter(db.url(), &file.url()).await?;
+    let db = PgDatabase::fresh().await?;
+    let file = SqliteFile::new()?;
+    arrival_order_and_repeats_do_not_matter(&file.url(), db.url()).await
+}
+
 /// The publisher finds the priority copies not yet sent without reading
 /// the rows ahead of them; once sent, the rows wait for the main topic.
 async fn priority_copies_go_first(url: &str) -> anyhow::Result<()> {
