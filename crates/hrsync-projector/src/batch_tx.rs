@@ -19,6 +19,7 @@
 use std::collections::HashSet;
 
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::project::ProjectError;
 
@@ -72,10 +73,15 @@ impl BatchTx {
     /// If the batch is dropped before it waits for it, the task still ends
     /// the statement, then rolls the transaction back.
     pub(crate) fn storing(mut tx: Tx, events: Vec<NewEvent>, now_ms: i64) -> Self {
-        let task = tokio::spawn(async move {
-            let stored = store_events(&mut tx, &events, now_ms).await;
-            (tx, stored)
-        });
+        // (In the batch's span, so that the statement's events are the
+        // batch's.)
+        let task = tokio::spawn(
+            async move {
+                let stored = store_events(&mut tx, &events, now_ms).await;
+                (tx, stored)
+            }
+            .in_current_span(),
+        );
         BatchTx {
             tx: None,
             storing: Some(task),

@@ -665,7 +665,8 @@ impl Projector {
                 }
             }
             // Cached persons whose events turn out to be stored already
-            // are left as they were.
+            // are left as they were (and out of the cache: their next batch
+            // reads them from the store).
             people.retain(|_, row| !row.caused_by.is_empty());
             outcome.phases.fold_us += lap(&mut mark);
         }
