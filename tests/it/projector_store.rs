@@ -504,11 +504,7 @@ async fn a_state_stored_as_json_is_read_and_carried_on(url: &str) -> anyhow::Res
     assert_eq!(stored.first(), Some(&1), "written in the binary format");
     // Read back by a projector without the cached row.
     let fresh = projector(url, EVERYONE).await?;
-    let attributes = fresh
-        .person("E1")
-        .await?
-        .and_then(|view| view.state.attributes)
-        .expect("E1 was hired");
+    let attributes = attributes(&fresh, "E1").await?;
     assert_eq!(attributes.title.as_deref(), Some("Lead"));
     assert_eq!(attributes.department.as_deref(), Some("Sales"));
     assert_eq!(
@@ -531,6 +527,25 @@ async fn a_state_stored_as_json_is_read_and_carried_on_on_sqlite() -> anyhow::Re
     a_state_stored_as_json_is_read_and_carried_on(&file.url()).await
 }
 
+/// The conflict a batch failed with, as text (`why`: why it must fail).
+fn conflict(result: anyhow::Result<BatchOutcome>, why: &str) -> String {
+    let error = result.expect_err(why);
+    let error = error
+        .downcast_ref::<hrsync_projector::project::ProjectError>()
+        .expect("a projector error");
+    assert!(error.is_conflict(), "{error}");
+    error.to_string()
+}
+
+/// The stored attributes of a hired person.
+async fn attributes(projector: &Projector, employee: &str) -> anyhow::Result<WorkerAttributes> {
+    Ok(projector
+        .person(employee)
+        .await?
+        .and_then(|view| view.state.attributes)
+        .expect("hired"))
+}
+
 /// A projector keeps the persons it committed in memory. One written
 /// meanwhile by another writer of the store (here a second projector, as a
 /// second process would) is stale there: the batch that uses it fails with
@@ -546,20 +561,13 @@ async fn a_stale_cached_person_is_read_again(url: &str) -> anyhow::Result<()> {
         now_ms() - 500,
         AttributeChange::set(Attribute::Department, "Support"),
     );
-    let error = apply(&a, std::slice::from_ref(&department))
-        .await
-        .expect_err("a's cached E1 is older than the stored one");
-    let error = error
-        .downcast_ref::<hrsync_projector::project::ProjectError>()
-        .expect("a projector error");
-    assert!(error.is_conflict(), "{error}");
+    conflict(
+        apply(&a, std::slice::from_ref(&department)).await,
+        "a's cached E1 is older than the stored one",
+    );
     assert_eq!(apply(&a, &[department]).await?.applied, 1);
 
-    let attributes = a
-        .person("E1")
-        .await?
-        .and_then(|view| view.state.attributes)
-        .expect("E1 was hired");
+    let attributes = attributes(&a, "E1").await?;
     assert_eq!(attributes.title.as_deref(), Some("Lead"));
     assert_eq!(attributes.department.as_deref(), Some("Support"));
     assert_eq!(revision(&a, "E1").await?, 3);
@@ -592,14 +600,11 @@ async fn an_event_another_writer_stored_is_not_folded_twice(url: &str) -> anyhow
     apply(&b, std::slice::from_ref(&promotion)).await?;
     let outbox = a.outbox(100).await?.len();
 
-    let error = apply(&a, std::slice::from_ref(&promotion))
-        .await
-        .expect_err("a's cached E1 lacks the promotion b stored");
-    let error = error
-        .downcast_ref::<hrsync_projector::project::ProjectError>()
-        .expect("a projector error");
-    assert!(error.is_conflict(), "{error}");
-    assert!(error.to_string().contains("was stored already"), "{error}");
+    let error = conflict(
+        apply(&a, std::slice::from_ref(&promotion)).await,
+        "a's cached E1 lacks the promotion b stored",
+    );
+    assert!(error.contains("was stored already"), "{error}");
     let retried = apply(&a, &[promotion]).await?;
     assert_eq!(
         (retried.applied, retried.duplicates, retried.changes),
@@ -607,11 +612,7 @@ async fn an_event_another_writer_stored_is_not_folded_twice(url: &str) -> anyhow
     );
     assert_eq!(revision(&a, "E1").await?, 2);
     assert_eq!(a.outbox(100).await?.len(), outbox);
-    let attributes = a
-        .person("E1")
-        .await?
-        .and_then(|view| view.state.attributes)
-        .expect("E1 was hired");
+    let attributes = attributes(&a, "E1").await?;
     assert_eq!(attributes.title.as_deref(), Some("Lead"));
     Ok(())
 }
