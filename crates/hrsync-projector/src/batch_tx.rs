@@ -21,14 +21,11 @@ use std::collections::HashSet;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::project::ProjectError;
+use crate::project::{ProjectError, ROWS};
 
 type Result<T, E = ProjectError> = std::result::Result<T, E>;
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
-/// Events per insert statement (five binds each).
-const ROWS: usize = 200;
 
 /// (employee id, event id) of a stored event.
 pub(crate) type EventKey = (String, String);
@@ -130,10 +127,7 @@ impl BatchTx {
             self.expected = Vec::new();
             self.tx = Some(tx);
         }
-        self.tx.as_mut().ok_or_else(|| ProjectError::Build {
-            employee_id: "(batch)".to_owned(),
-            reason: "the transaction was used after it failed".to_owned(),
-        })
+        self.tx.as_mut().ok_or_else(used_after_failure)
     }
 
     /// Whether the store stored this event (it was not stored before).
@@ -161,10 +155,15 @@ impl BatchTx {
     /// As [`BatchTx::get`].
     pub(crate) async fn into_inner(mut self) -> Result<Tx> {
         self.get().await?;
-        self.tx.take().ok_or_else(|| ProjectError::Build {
-            employee_id: "(batch)".to_owned(),
-            reason: "the transaction was used after it failed".to_owned(),
-        })
+        self.tx.take().ok_or_else(used_after_failure)
+    }
+}
+
+/// A batch went on with its transaction after an error (a bug).
+fn used_after_failure() -> ProjectError {
+    ProjectError::Build {
+        employee_id: "(batch)".to_owned(),
+        reason: "the transaction was used after it failed".to_owned(),
     }
 }
 

@@ -32,12 +32,9 @@ use std::future::Future;
 use hrsync_store::Db;
 
 use crate::batch_tx::BatchTx;
-use crate::project::ProjectError;
+use crate::project::{ProjectError, ROWS};
 
 type Result<T, E = ProjectError> = std::result::Result<T, E>;
-
-/// Keys per lookup statement.
-const ROWS: usize = 200;
 
 /// How many commits are remembered at most: a batch that started before
 /// the oldest of them conflicts whatever it read. (Commits are forgotten

@@ -21,8 +21,9 @@ use crate::lines::{Changes, Lines, Lookup};
 use crate::rules::{RuleSet, Subject};
 use crate::state::PersonState;
 
-/// Rows per multi-row statement (far below SQLite's 32766 parameters).
-const ROWS: usize = 200;
+/// Rows (or keys) per multi-row statement (far below SQLite's 32766
+/// parameters).
+pub(crate) const ROWS: usize = 200;
 
 /// Outbox rows updated or deleted per statement (one bind each).
 const SEQS_PER_STATEMENT: usize = 1000;
