@@ -1014,6 +1014,94 @@ async fn priority_copies_go_first_on_sqlite() -> anyhow::Result<()> {
     priority_copies_go_first(&file.url()).await
 }
 
+/// Outbox rows and the changes they hold.
+async fn outbox_rows(p: &Projector) -> anyhow::Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(changes), 0) AS BIGINT) FROM projector_outbox",
+    )
+    .fetch_one(p.db().pool())
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// A chunk of persons' main-topic changes is one outbox row (a pack); a
+/// priority change keeps a row of its own. The publisher reads packs
+/// whole, each change as it was encoded, and deletes them as rows.
+async fn a_chunk_of_changes_is_one_outbox_row(url: &str) -> anyhow::Result<()> {
+    let p = projector(url, EVERYONE).await?;
+    let hires: Vec<LifecycleEvent> = (0..450).map(|i| hire(&format!("H{i:03}"), None)).collect();
+    assert_eq!(apply(&p, &hires).await?.changes, 450);
+    // 200 persons per chunk.
+    assert_eq!(outbox_rows(&p).await?, (3, 450));
+
+    // Asked for 10 changes, the publisher gets the first pack whole.
+    let first = p.outbox(10).await?;
+    assert_eq!(first.len(), 200);
+    assert!(first.iter().all(|r| r.seq == first[0].seq && !r.priority));
+    // Everything, in the outbox's order, each change as encoded.
+    let all = p.outbox(1000).await?;
+    assert_eq!(all.len(), 450);
+    assert!(all.windows(2).all(|w| w[0].seq <= w[1].seq));
+    let mut hired = std::collections::BTreeSet::new();
+    for row in &all {
+        let change = hrsync_schema::decode_directory_change(&row.payload)?;
+        assert_eq!(change.person_id.as_str(), row.person_id);
+        assert_eq!(change.version, 1);
+        assert!(hired.insert(change.employee_id.as_str().to_owned()));
+    }
+    assert_eq!(hired.len(), 450);
+
+    // Two terminations and five moves: the moves packed, the terminations
+    // a row each.
+    let mut next = vec![terminate_now("H001"), terminate_now("H300")];
+    next.extend((10..15).map(|i| title_move(&format!("H{i:03}"), "Lead")));
+    assert_eq!(apply(&p, &next).await?.priority_changes, 2);
+    assert_eq!(outbox_rows(&p).await?, (3 + 1 + 2, 457));
+    let urgent: Vec<String> = p
+        .outbox_priority(10)
+        .await?
+        .iter()
+        .map(|r| hrsync_schema::decode_directory_change(&r.payload))
+        .map(|c| c.map(|c| c.employee_id.as_str().to_owned()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(urgent, ["H001", "H300"]);
+
+    // Deleting the first pack's changes deletes that row only.
+    let seqs: Vec<i64> = first.iter().map(|r| r.seq).collect();
+    p.delete_outbox(&seqs).await?;
+    assert_eq!(outbox_rows(&p).await?, (5, 257));
+    assert_eq!(p.outbox(1000).await?.len(), 257);
+
+    // A pack that no longer decodes is an error naming its row, not fewer
+    // changes.
+    let packed: i64 = sqlx::query_scalar("SELECT MIN(seq) FROM projector_outbox WHERE packed = 1")
+        .fetch_one(p.db().pool())
+        .await?;
+    sqlx::query("UPDATE projector_outbox SET payload = $1 WHERE seq = $2")
+        .bind(vec![1_u8, 200, 0, 0, 0, 9])
+        .bind(packed)
+        .execute(p.db().pool())
+        .await?;
+    let error = p.outbox(1000).await.expect_err("a damaged pack");
+    assert_eq!(
+        error.to_string(),
+        format!("outbox row {packed} is unreadable: truncated in a length")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_of_changes_is_one_outbox_row_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    a_chunk_of_changes_is_one_outbox_row(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_of_changes_is_one_outbox_row_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_chunk_of_changes_is_one_outbox_row(&file.url()).await
+}
+
 /// Writers side by side on one PostgreSQL store, more of them than the
 /// running projector has: three lanes on disjoint shares of the persons
 /// (every person's events in order on one lane), and a priority lane

@@ -86,13 +86,17 @@ impl Feed {
     }
 
     /// Up to `max` rows, oldest first, without those read from the table
-    /// since the last reset.
+    /// since the last reset; more, to end on a whole outbox row (the
+    /// changes of a pack are deleted together, so they are sent together).
     pub(crate) fn take(&self, max: usize) -> Taken {
         let mut inner = self.lock();
         if inner.broken {
             return Taken::Broken;
         }
-        let n = inner.rows.len().min(max);
+        let mut n = inner.rows.len().min(max);
+        while n > 0 && n < inner.rows.len() && inner.rows[n].seq == inner.rows[n - 1].seq {
+            n += 1;
+        }
         let rows: Vec<OutboxRow> = inner.rows.drain(..n).collect();
         let rows = if inner.read.is_empty() {
             rows
@@ -152,6 +156,15 @@ mod tests {
         assert_eq!(seqs(feed.take(2)), [2, 3]);
         assert_eq!(seqs(feed.take(10)), [4]);
         assert_eq!(seqs(feed.take(10)), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn the_changes_of_one_outbox_row_are_taken_together() {
+        let feed = Feed::new(10);
+        feed.reset();
+        feed.push(vec![row(1), row(2), row(2), row(2), row(3)]);
+        assert_eq!(seqs(feed.take(2)), [1, 2, 2, 2]);
+        assert_eq!(seqs(feed.take(2)), [3]);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - `lines`: the reporting lines a batch reads besides its own persons,
 //!   from the store or, in the process that has the store to itself, from
 //!   memory.
+//! - `outbox`: the directory changes a transaction wrote, packed a chunk of
+//!   persons to a row, until the publisher has sent them.
 //! - [`run`]: the consumers (priority lane and main topic), the timer of
 //!   time-driven transitions, and the outbox publisher.
 //! - [`config`]: the `[projector]` configuration section.
@@ -20,6 +22,7 @@ pub mod config;
 mod feed;
 mod gate;
 mod lines;
+mod outbox;
 pub mod project;
 pub mod rules;
 pub mod run;

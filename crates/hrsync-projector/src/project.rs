@@ -18,22 +18,14 @@ use crate::batch_tx::{BatchTx, EventKey, NewEvent};
 use crate::config::ProjectorConfig;
 use crate::feed::Feed;
 use crate::lines::{Changes, Lines, Lookup};
+pub use crate::outbox::OutboxRow;
+use crate::outbox::{self, Change};
 use crate::rules::{RuleSet, Subject};
 use crate::state::PersonState;
 
 /// Rows (or keys) per multi-row statement (far below SQLite's 32766
 /// parameters).
 pub(crate) const ROWS: usize = 200;
-
-/// Outbox rows updated or deleted per statement (one bind each).
-const SEQS_PER_STATEMENT: usize = 1000;
-
-/// `projector_outbox.priority`: also goes to the priority topic, not sent
-/// there yet (0: main topic only).
-const PRIORITY_UNSENT: i64 = 1;
-/// `projector_outbox.priority`: the priority copy was sent; the row waits
-/// for the main topic.
-const PRIORITY_SENT: i64 = 2;
 
 /// Projector errors.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +42,14 @@ pub enum ProjectError {
     Corrupt {
         /// The person.
         employee_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// An outbox row no longer decodes.
+    #[error("outbox row {seq} is unreadable: {reason}")]
+    CorruptOutbox {
+        /// The row.
+        seq: i64,
         /// Why.
         reason: String,
     },
@@ -171,21 +171,6 @@ fn lap(mark: &mut std::time::Instant) -> u64 {
     let us = elapsed_us(*mark);
     *mark = std::time::Instant::now();
     us
-}
-
-/// A directory change waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
-    /// Order of the outbox.
-    pub seq: i64,
-    /// Kafka key.
-    pub person_id: String,
-    /// Encoded `DirectoryChange`.
-    pub payload: Vec<u8>,
-    /// Also goes to the priority lane, and has not been sent there yet.
-    pub priority: bool,
-    /// The trace of the event that caused it (W3C `traceparent`).
-    pub traceparent: Option<String>,
 }
 
 /// The desired state last emitted for a person.
@@ -913,8 +898,8 @@ impl Projector {
             };
             next = chunks.pop_front().map(prepare);
             upsert_people(tx.get().await?, &prepared.writes, now_ms).await?;
-            outcome.priority_changes += prepared.changes.iter().filter(|c| c.2).count();
-            out.extend(insert_outbox(tx.get().await?, prepared.changes, now_ms).await?);
+            outcome.priority_changes += prepared.changes.iter().filter(|c| c.priority).count();
+            out.extend(outbox::insert(tx.get().await?, prepared.changes, now_ms).await?);
             people.extend(prepared.rows);
             written.extend(prepared.writes);
         }
@@ -1044,12 +1029,12 @@ impl Projector {
             apps: app_names,
         };
         row.changed = true;
-        Ok(Some((
-            row.person_id.clone(),
+        Ok(Some(Change {
+            person_id: row.person_id.clone(),
             payload,
             priority,
-            row.trace.take(),
-        )))
+            traceparent: row.trace.take(),
+        }))
     }
 
     /// Adds to `people` everyone else whose rule inputs this batch changes
@@ -1166,12 +1151,13 @@ impl Projector {
         }))
     }
 
-    /// The oldest outbox rows.
+    /// The oldest outbox rows' changes (those of a pack together, however
+    /// many), until there are `limit` or the outbox ends.
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; a pack that does not decode.
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
-        self.outbox_rows("", limit).await
+        outbox::oldest(self.db.pool(), limit).await
     }
 
     /// The oldest outbox rows whose priority copy has not been sent, however
@@ -1181,30 +1167,7 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
-        self.outbox_rows(&format!("WHERE priority = {PRIORITY_UNSENT}"), limit)
-            .await
-    }
-
-    async fn outbox_rows(&self, filter: &str, limit: i64) -> Result<Vec<OutboxRow>> {
-        let sql = format!(
-            "SELECT seq, person_id, payload, priority, traceparent FROM projector_outbox {filter} \
-             ORDER BY seq LIMIT $1"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(limit)
-            .fetch_all(self.db.pool())
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    seq: r.try_get(0)?,
-                    person_id: r.try_get(1)?,
-                    payload: r.try_get(2)?,
-                    priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
-                    traceparent: r.try_get(4)?,
-                })
-            })
-            .collect()
+        outbox::unsent_priority(self.db.pool(), limit).await
     }
 
     /// Records that these rows' priority copies were sent; the rows stay
@@ -1213,11 +1176,7 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn priority_sent(&self, seqs: &[i64]) -> Result<()> {
-        self.outbox_rows_by_seq(
-            &format!("UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN"),
-            seqs,
-        )
-        .await
+        outbox::mark_priority_sent(self.db.pool(), seqs).await
     }
 
     /// Removes the published outbox rows `seqs`, and only those.
@@ -1231,25 +1190,7 @@ impl Projector {
     /// # Errors
     /// Database failures.
     pub async fn delete_outbox(&self, seqs: &[i64]) -> Result<()> {
-        self.outbox_rows_by_seq("DELETE FROM projector_outbox WHERE seq IN", seqs)
-            .await
-    }
-
-    /// Runs `statement` (ending in `WHERE seq IN`) over the outbox rows
-    /// `seqs`, a chunk of them per statement.
-    async fn outbox_rows_by_seq(&self, statement: &str, seqs: &[i64]) -> Result<()> {
-        for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
-            let sql = format!(
-                "{statement} ({})",
-                hrsync_store::placeholders(chunk.len(), 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            query.execute(self.db.pool()).await?;
-        }
-        Ok(())
+        outbox::delete(self.db.pool(), seqs).await
     }
 
     /// A person's stored state, for `hrsync user show`.
@@ -1357,10 +1298,6 @@ pub struct SeenEvent {
     pub effective_ms: i64,
 }
 
-/// A directory change for the outbox: person id, encoded change, priority,
-/// trace.
-type Change = (String, Vec<u8>, bool, Option<String>);
-
 /// What rule evaluation reads besides the person: manager chains and direct
 /// report counts, by employee id.
 struct Inputs {
@@ -1416,48 +1353,6 @@ async fn upsert_people(
         }
     }
     Ok(())
-}
-
-/// Inserts `changes` into the outbox; each person has at most one change
-/// per transaction, so the returned sequence numbers are matched by person.
-async fn insert_outbox(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    changes: Vec<Change>,
-    now_ms: i64,
-) -> Result<Vec<OutboxRow>> {
-    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(changes.len());
-    for chunk in changes.chunks(ROWS) {
-        let sql = format!(
-            "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent) VALUES {} \
-             RETURNING person_id, seq",
-            hrsync_store::placeholders(chunk.len(), 5)
-        );
-        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-        for (person, payload, priority, trace) in chunk {
-            query = query
-                .bind(person.as_str())
-                .bind(payload.as_slice())
-                .bind(i64::from(*priority))
-                .bind(now_ms)
-                .bind(trace.as_deref());
-        }
-        seqs.extend(query.fetch_all(&mut **tx).await?);
-    }
-    changes
-        .into_iter()
-        .map(|(person_id, payload, priority, traceparent)| {
-            let seq = seqs.get(&person_id).copied().ok_or_else(|| {
-                build(&person_id, "the outbox insert returned no sequence number")
-            })?;
-            Ok(OutboxRow {
-                seq,
-                person_id,
-                payload,
-                priority,
-                traceparent,
-            })
-        })
-        .collect()
 }
 
 /// Notes that `incoming` changes the person (their next directory change

@@ -535,14 +535,17 @@ fn sql_label(sql: &str) -> String {
             "UPSERT direct-report count changes (200/stmt)",
         ),
         ("INSERT INTO projector_person", "UPSERT persons (200/stmt)"),
-        ("INSERT INTO projector_outbox", "INSERT outbox (200/stmt)"),
+        (
+            "INSERT INTO projector_outbox",
+            "INSERT outbox (a pack and the priority rows per 200 persons)",
+        ),
         ("INSERT INTO projector_offset", "UPSERT offsets (1/stmt)"),
         (
-            "SELECT seq, person_id, payload FROM projector_outbox WHERE priority",
+            "SELECT seq, person_id, payload, priority, traceparent, packed FROM projector_outbox WHERE priority",
             "publisher: unsent priority copies",
         ),
         ("UPDATE projector_outbox", "publisher: priority copies sent"),
-        ("SELECT seq, person_id", "publisher: read outbox"),
+        ("SELECT o.seq", "publisher: read outbox"),
         ("DELETE FROM projector_outbox", "publisher: delete outbox"),
         (
             "SELECT payload FROM projector_event",
@@ -862,7 +865,12 @@ async fn scalar(monitor: &Db, sql: &str) -> anyhow::Result<i64> {
 }
 
 async fn outbox_len(monitor: &Db) -> anyhow::Result<i64> {
-    scalar(monitor, "SELECT COUNT(*) FROM projector_outbox").await
+    // Changes, not rows: a pack holds many.
+    scalar(
+        monitor,
+        "SELECT CAST(COALESCE(SUM(changes), 0) AS BIGINT) FROM projector_outbox",
+    )
+    .await
 }
 
 async fn versions(monitor: &Db) -> anyhow::Result<i64> {

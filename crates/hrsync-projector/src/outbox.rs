@@ -1,0 +1,371 @@
+//! The transactional outbox: directory changes written in the transaction
+//! that produced them, published after it committed.
+//!
+//! A chunk of persons written together gets one outbox row for all its
+//! changes that go to the main topic only (a *pack*), and one row for each
+//! change that also goes to the priority topic. Packing is what keeps the
+//! outbox cheap: one row inserted and later deleted for up to
+//! [`ROWS`](crate::project::ROWS) changes, not one per change. Priority
+//! rows stay single so that the fast lane can send and mark them on their
+//! own, ahead of everything else.
+//!
+//! A pack's payload is a format byte, the number of changes, then each
+//! change as its person id, its encoded `DirectoryChange` and its
+//! `traceparent` (absent, or the text), each as a little-endian `u32`
+//! length and the bytes (the trace's length is stored plus one, zero for
+//! none).
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::project::{ProjectError, ROWS};
+
+/// `projector_outbox.priority`: also goes to the priority topic, not sent
+/// there yet (0: main topic only).
+const PRIORITY_UNSENT: i64 = 1;
+/// `projector_outbox.priority`: the priority copy was sent; the row waits
+/// for the main topic.
+const PRIORITY_SENT: i64 = 2;
+
+/// Outbox rows updated or deleted per statement (one bind each).
+const SEQS_PER_STATEMENT: usize = 1000;
+
+/// The first byte of a pack's payload.
+const PACK_FORMAT: u8 = 1;
+
+type Result<T, E = ProjectError> = std::result::Result<T, E>;
+
+/// A directory change waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The outbox row it is stored in: the order of the outbox. The changes
+    /// of one pack share it, and are published and deleted together.
+    pub seq: i64,
+    /// Kafka key.
+    pub person_id: String,
+    /// Encoded `DirectoryChange`.
+    pub payload: Vec<u8>,
+    /// Also goes to the priority lane, and has not been sent there yet.
+    pub priority: bool,
+    /// The trace of the event that caused it (W3C `traceparent`).
+    pub traceparent: Option<String>,
+}
+
+/// A directory change for the outbox, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Kafka key.
+    pub(crate) person_id: String,
+    /// Encoded `DirectoryChange`.
+    pub(crate) payload: Vec<u8>,
+    /// Also goes to the priority lane.
+    pub(crate) priority: bool,
+    /// The trace of the event that caused it.
+    pub(crate) traceparent: Option<String>,
+}
+
+/// Writes `changes` (at most one per person) into the outbox, in one
+/// statement: their main-topic-only changes as one pack, each priority
+/// change as a row of its own. Returns them as stored.
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    changes: Vec<Change>,
+    now_ms: i64,
+) -> Result<Vec<OutboxRow>> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    debug_assert!(changes.len() <= ROWS, "one chunk of persons at a time");
+    let (priority, main): (Vec<Change>, Vec<Change>) =
+        changes.into_iter().partition(|c| c.priority);
+    let pack = (!main.is_empty()).then(|| encode_pack(&main));
+    let rows = priority.len() + usize::from(pack.is_some());
+    let sql = format!(
+        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent, \
+         packed, changes) VALUES {} RETURNING person_id, seq",
+        hrsync_store::placeholders(rows, 7)
+    );
+    let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+    if let Some(pack) = &pack {
+        // A pack is keyed by no person (person ids are never empty).
+        query = query
+            .bind("")
+            .bind(pack.as_slice())
+            .bind(0_i64)
+            .bind(now_ms)
+            .bind(None::<String>)
+            .bind(1_i64)
+            .bind(main.len() as i64);
+    }
+    for c in &priority {
+        query = query
+            .bind(c.person_id.as_str())
+            .bind(c.payload.as_slice())
+            .bind(PRIORITY_UNSENT)
+            .bind(now_ms)
+            .bind(c.traceparent.as_deref())
+            .bind(0_i64)
+            .bind(1_i64);
+    }
+    let seqs: HashMap<String, i64> = query.fetch_all(&mut **tx).await?.into_iter().collect();
+    let seq_of = |key: &str, who: &str| {
+        seqs.get(key).copied().ok_or_else(|| ProjectError::Build {
+            employee_id: who.to_owned(),
+            reason: "the outbox insert returned no sequence number".to_owned(),
+        })
+    };
+    let mut out = Vec::with_capacity(main.len() + priority.len());
+    if !main.is_empty() {
+        let seq = seq_of("", "(pack)")?;
+        out.extend(main.into_iter().map(|c| stored(seq, c)));
+    }
+    for c in priority {
+        let seq = seq_of(&c.person_id, &c.person_id)?;
+        out.push(stored(seq, c));
+    }
+    // In the outbox's order, as the publisher reads them back.
+    out.sort_by_key(|r| r.seq);
+    Ok(out)
+}
+
+fn stored(seq: i64, c: Change) -> OutboxRow {
+    OutboxRow {
+        seq,
+        person_id: c.person_id,
+        payload: c.payload,
+        priority: c.priority,
+        traceparent: c.traceparent,
+    }
+}
+
+/// The oldest outbox rows' changes, whole rows only, until there are at
+/// least `limit` changes (or the outbox ends).
+pub(crate) async fn oldest(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
+    // The first `limit` rows hold at least `limit` changes; of them, those
+    // that begin before the `limit`th change.
+    let sql = "SELECT o.seq, o.person_id, o.payload, o.priority, o.traceparent, o.packed \
+               FROM projector_outbox o WHERE o.seq IN (\
+                 SELECT seq FROM (\
+                   SELECT seq, SUM(changes) OVER (ORDER BY seq) - changes AS before \
+                   FROM (SELECT seq, changes FROM projector_outbox ORDER BY seq LIMIT $1) head\
+                 ) counted WHERE before < $2) \
+               ORDER BY o.seq";
+    let rows = sqlx::query(sql)
+        .bind(limit)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    unpack_rows(rows)
+}
+
+/// The oldest rows whose priority copy has not been sent, however many
+/// other rows are ahead of them.
+pub(crate) async fn unsent_priority(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
+    let sql = format!(
+        "SELECT seq, person_id, payload, priority, traceparent, packed FROM projector_outbox \
+         WHERE priority = {PRIORITY_UNSENT} ORDER BY seq LIMIT $1"
+    );
+    let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
+    unpack_rows(rows)
+}
+
+fn unpack_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<OutboxRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let seq: i64 = r.try_get(0)?;
+        let payload: Vec<u8> = r.try_get(2)?;
+        if r.try_get::<i64, _>(5)? != 0 {
+            let changes = decode_pack(&payload).map_err(|reason| ProjectError::CorruptOutbox {
+                seq,
+                reason: reason.to_owned(),
+            })?;
+            out.extend(changes.into_iter().map(|c| stored(seq, c)));
+        } else {
+            out.push(OutboxRow {
+                seq,
+                person_id: r.try_get(1)?,
+                payload,
+                priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
+                traceparent: r.try_get(4)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Records that the priority copies of rows `seqs` were sent.
+pub(crate) async fn mark_priority_sent(pool: &sqlx::AnyPool, seqs: &[i64]) -> Result<()> {
+    by_seq(
+        pool,
+        &format!("UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN"),
+        seqs,
+    )
+    .await
+}
+
+/// Deletes rows `seqs` (a pack's seq may be named once per change).
+pub(crate) async fn delete(pool: &sqlx::AnyPool, seqs: &[i64]) -> Result<()> {
+    by_seq(pool, "DELETE FROM projector_outbox WHERE seq IN", seqs).await
+}
+
+/// Runs `statement` (ending in `WHERE seq IN`) over the rows `seqs`, a
+/// chunk of them per statement.
+async fn by_seq(pool: &sqlx::AnyPool, statement: &str, seqs: &[i64]) -> Result<()> {
+    let mut seqs = seqs.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
+        let sql = format!(
+            "{statement} ({})",
+            hrsync_store::placeholders(chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query.execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// A pack's payload.
+fn encode_pack(changes: &[Change]) -> Vec<u8> {
+    let size: usize = changes
+        .iter()
+        .map(|c| {
+            12 + c.person_id.len() + c.payload.len() + c.traceparent.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    let mut out = Vec::with_capacity(5 + size);
+    out.push(PACK_FORMAT);
+    put_len(&mut out, changes.len());
+    for c in changes {
+        put_len(&mut out, c.person_id.len());
+        out.extend_from_slice(c.person_id.as_bytes());
+        put_len(&mut out, c.payload.len());
+        out.extend_from_slice(&c.payload);
+        match &c.traceparent {
+            Some(trace) => {
+                put_len(&mut out, trace.len() + 1);
+                out.extend_from_slice(trace.as_bytes());
+            }
+            None => put_len(&mut out, 0),
+        }
+    }
+    out
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    // Lengths are of ids, one encoded change and a trace header: far below
+    // 4 GiB.
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// The changes in a pack's payload (all main-topic only).
+fn decode_pack(mut bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
+    let Some((&format, rest)) = bytes.split_first() else {
+        return Err("empty pack");
+    };
+    if format != PACK_FORMAT {
+        return Err("unknown pack format");
+    }
+    bytes = rest;
+    let count = take_len(&mut bytes)?;
+    let mut changes = Vec::with_capacity(count.min(ROWS));
+    for _ in 0..count {
+        let person = take(&mut bytes, "truncated in a person id")?;
+        let person_id = String::from_utf8(person.to_vec()).map_err(|_| "person id not UTF-8")?;
+        let payload = take(&mut bytes, "truncated in a payload")?.to_vec();
+        let traceparent = match take_len(&mut bytes)? {
+            0 => None,
+            n => {
+                let trace = take_n(&mut bytes, n - 1, "truncated in a traceparent")?;
+                Some(String::from_utf8(trace.to_vec()).map_err(|_| "traceparent not UTF-8")?)
+            }
+        };
+        changes.push(Change {
+            person_id,
+            payload,
+            priority: false,
+            traceparent,
+        });
+    }
+    if !bytes.is_empty() {
+        return Err("bytes after the last change");
+    }
+    Ok(changes)
+}
+
+fn take_len(bytes: &mut &[u8]) -> Result<usize, &'static str> {
+    let raw = take_n(bytes, 4, "truncated in a length")?;
+    let len = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    usize::try_from(len).map_err(|_| "length out of range")
+}
+
+/// A length and that many bytes.
+fn take<'a>(bytes: &mut &'a [u8], truncated: &'static str) -> Result<&'a [u8], &'static str> {
+    let len = take_len(bytes)?;
+    take_n(bytes, len, truncated)
+}
+
+/// The next `n` bytes; `truncated` says where they ran out.
+fn take_n<'a>(
+    bytes: &mut &'a [u8],
+    n: usize,
+    truncated: &'static str,
+) -> Result<&'a [u8], &'static str> {
+    if bytes.len() < n {
+        return Err(truncated);
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(i: usize, trace: Option<&str>) -> Change {
+        Change {
+            person_id: format!("p-{i}"),
+            payload: vec![i as u8; i],
+            priority: false,
+            traceparent: trace.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_pack_reads_back_as_written() {
+        let changes = vec![
+            change(0, None),
+            change(
+                3,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ),
+            change(7, Some("")),
+            change(1, None),
+        ];
+        assert_eq!(decode_pack(&encode_pack(&changes)), Ok(changes));
+        assert_eq!(decode_pack(&encode_pack(&[])), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_damaged_pack_is_an_error_not_a_shorter_list() {
+        let pack = encode_pack(&[change(2, Some("t")), change(5, None)]);
+        for cut in 0..pack.len() {
+            assert!(
+                decode_pack(&pack[..cut]).is_err(),
+                "cut at {cut} of {} read as whole",
+                pack.len()
+            );
+        }
+        let mut longer = pack.clone();
+        longer.push(0);
+        assert_eq!(decode_pack(&longer), Err("bytes after the last change"));
+        let mut other = pack;
+        other[0] = 9;
+        assert_eq!(decode_pack(&other), Err("unknown pack format"));
+    }
+}
