@@ -1024,9 +1024,9 @@ async fn outbox_rows(p: &Projector) -> anyhow::Result<(i64, i64)> {
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-/// A chunk of persons' main-topic changes is one outbox row (a pack); a
-/// priority change keeps a row of its own. The publisher reads packs
-/// whole, each change as it was encoded, and deletes them as rows.
+/// A chunk of persons' changes is one outbox row (a pack). The publisher
+/// reads packs whole, each change as it was encoded, finds the priority
+/// copies among them, and deletes them as rows.
 async fn a_chunk_of_changes_is_one_outbox_row(url: &str) -> anyhow::Result<()> {
     let p = projector(url, EVERYONE).await?;
     let hires: Vec<LifecycleEvent> = (0..450).map(|i| hire(&format!("H{i:03}"), None)).collect();
@@ -1051,25 +1051,32 @@ async fn a_chunk_of_changes_is_one_outbox_row(url: &str) -> anyhow::Result<()> {
     }
     assert_eq!(hired.len(), 450);
 
-    // Two terminations and five moves: the moves packed, the terminations
-    // a row each.
+    // Two terminations and five moves: one row, marked for the fast lane,
+    // from which the publisher takes the terminations' priority copies.
     let mut next = vec![terminate_now("H001"), terminate_now("H300")];
     next.extend((10..15).map(|i| title_move(&format!("H{i:03}"), "Lead")));
     assert_eq!(apply(&p, &next).await?.priority_changes, 2);
-    assert_eq!(outbox_rows(&p).await?, (3 + 1 + 2, 457));
-    let urgent: Vec<String> = p
-        .outbox_priority(10)
-        .await?
+    assert_eq!(outbox_rows(&p).await?, (4, 457));
+    let urgent = p.outbox_priority(10).await?;
+    let terminated: Vec<String> = urgent
         .iter()
         .map(|r| hrsync_schema::decode_directory_change(&r.payload))
         .map(|c| c.map(|c| c.employee_id.as_str().to_owned()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(urgent, ["H001", "H300"]);
+    assert_eq!(terminated, ["H001", "H300"]);
+    let flagged =
+        |rows: &[hrsync_projector::project::OutboxRow]| rows.iter().filter(|r| r.priority).count();
+    assert_eq!(flagged(&p.outbox(1000).await?), 2);
+    // Once sent, the row's changes wait for the main topic only.
+    p.priority_sent(&urgent.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .await?;
+    assert!(p.outbox_priority(10).await?.is_empty());
+    assert_eq!(flagged(&p.outbox(1000).await?), 0);
 
     // Deleting the first pack's changes deletes that row only.
     let seqs: Vec<i64> = first.iter().map(|r| r.seq).collect();
     p.delete_outbox(&seqs).await?;
-    assert_eq!(outbox_rows(&p).await?, (5, 257));
+    assert_eq!(outbox_rows(&p).await?, (3, 257));
     assert_eq!(p.outbox(1000).await?.len(), 257);
 
     // A pack that no longer decodes is an error naming its row, not fewer
@@ -1078,7 +1085,7 @@ async fn a_chunk_of_changes_is_one_outbox_row(url: &str) -> anyhow::Result<()> {
         .fetch_one(p.db().pool())
         .await?;
     sqlx::query("UPDATE projector_outbox SET payload = $1 WHERE seq = $2")
-        .bind(vec![1_u8, 200, 0, 0, 0, 9])
+        .bind(vec![1_u8, 200, 0, 0, 0, 0, 9])
         .bind(packed)
         .execute(p.db().pool())
         .await?;

@@ -2,20 +2,19 @@
 //! that produced them, published after it committed.
 //!
 //! A chunk of persons written together gets one outbox row for all its
-//! changes that go to the main topic only (a *pack*), and one row for each
-//! change that also goes to the priority topic. Packing is what keeps the
-//! outbox cheap: one row inserted and later deleted for up to
-//! [`ROWS`](crate::project::ROWS) changes, not one per change. Priority
-//! rows stay single so that the fast lane can send and mark them on their
-//! own, ahead of everything else.
+//! changes (a *pack*), not one per change: one row inserted and later
+//! deleted for up to [`ROWS`](crate::project::ROWS) changes. A row that
+//! holds a change flagged for the fast lane is marked (`priority` 1), so
+//! that the publisher finds it through a partial index ahead of
+//! everything else, and marked again (2) once those changes were sent to
+//! the priority topic; the whole row then waits for the main topic.
 //!
 //! A pack's payload is a format byte, the number of changes, then each
-//! change as its person id, its encoded `DirectoryChange` and its
-//! `traceparent` (absent, or the text), each as a little-endian `u32`
-//! length and the bytes (the trace's length is stored plus one, zero for
-//! none).
-
-use std::collections::HashMap;
+//! change as a flag byte (1: also to the priority topic), its person id,
+//! its encoded `DirectoryChange` and its `traceparent` (absent, or the
+//! text), each as a little-endian `u32` length and the bytes (the trace's
+//! length is stored plus one, zero for none). Rows written before packs
+//! (`packed` 0) hold one change each.
 
 use sqlx::Row;
 
@@ -65,9 +64,8 @@ pub(crate) struct Change {
     pub(crate) traceparent: Option<String>,
 }
 
-/// Writes `changes` (at most one per person) into the outbox, in one
-/// statement: their main-topic-only changes as one pack, each priority
-/// change as a row of its own. Returns them as stored.
+/// Writes `changes` (one chunk of persons, at most one change each) into
+/// the outbox as one row. Returns them as stored.
 pub(crate) async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     changes: Vec<Change>,
@@ -77,56 +75,23 @@ pub(crate) async fn insert(
         return Ok(Vec::new());
     }
     debug_assert!(changes.len() <= ROWS, "one chunk of persons at a time");
-    let (priority, main): (Vec<Change>, Vec<Change>) =
-        changes.into_iter().partition(|c| c.priority);
-    let pack = (!main.is_empty()).then(|| encode_pack(&main));
-    let rows = priority.len() + usize::from(pack.is_some());
-    let sql = format!(
-        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, traceparent, \
-         packed, changes) VALUES {} RETURNING person_id, seq",
-        hrsync_store::placeholders(rows, 7)
-    );
-    let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-    if let Some(pack) = &pack {
-        // A pack is keyed by no person (person ids are never empty).
-        query = query
-            .bind("")
-            .bind(pack.as_slice())
-            .bind(0_i64)
-            .bind(now_ms)
-            .bind(None::<String>)
-            .bind(1_i64)
-            .bind(main.len() as i64);
-    }
-    for c in &priority {
-        query = query
-            .bind(c.person_id.as_str())
-            .bind(c.payload.as_slice())
-            .bind(PRIORITY_UNSENT)
-            .bind(now_ms)
-            .bind(c.traceparent.as_deref())
-            .bind(0_i64)
-            .bind(1_i64);
-    }
-    let seqs: HashMap<String, i64> = query.fetch_all(&mut **tx).await?.into_iter().collect();
-    let seq_of = |key: &str, who: &str| {
-        seqs.get(key).copied().ok_or_else(|| ProjectError::Build {
-            employee_id: who.to_owned(),
-            reason: "the outbox insert returned no sequence number".to_owned(),
-        })
+    let priority = if changes.iter().any(|c| c.priority) {
+        PRIORITY_UNSENT
+    } else {
+        0
     };
-    let mut out = Vec::with_capacity(main.len() + priority.len());
-    if !main.is_empty() {
-        let seq = seq_of("", "(pack)")?;
-        out.extend(main.into_iter().map(|c| stored(seq, c)));
-    }
-    for c in priority {
-        let seq = seq_of(&c.person_id, &c.person_id)?;
-        out.push(stored(seq, c));
-    }
-    // In the outbox's order, as the publisher reads them back.
-    out.sort_by_key(|r| r.seq);
-    Ok(out)
+    // A pack is keyed by no person (person ids are never empty).
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, packed, \
+         changes) VALUES ('', $1, $2, $3, 1, $4) RETURNING seq",
+    )
+    .bind(encode_pack(&changes))
+    .bind(priority)
+    .bind(now_ms)
+    .bind(changes.len() as i64)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(changes.into_iter().map(|c| stored(seq, c)).collect())
 }
 
 fn stored(seq: i64, c: Change) -> OutboxRow {
@@ -142,32 +107,38 @@ fn stored(seq: i64, c: Change) -> OutboxRow {
 /// The oldest outbox rows' changes, whole rows only, until there are at
 /// least `limit` changes (or the outbox ends).
 pub(crate) async fn oldest(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
-    // The first `limit` rows hold at least `limit` changes; of them, those
-    // that begin before the `limit`th change.
-    let sql = "SELECT o.seq, o.person_id, o.payload, o.priority, o.traceparent, o.packed \
-               FROM projector_outbox o WHERE o.seq IN (\
-                 SELECT seq FROM (\
-                   SELECT seq, SUM(changes) OVER (ORDER BY seq) - changes AS before \
-                   FROM (SELECT seq, changes FROM projector_outbox ORDER BY seq LIMIT $1) head\
-                 ) counted WHERE before < $2) \
-               ORDER BY o.seq";
-    let rows = sqlx::query(sql)
+    unpack_rows(whole_rows(pool, "", limit).await?)
+}
+
+/// The changes whose priority copy has not been sent, from the oldest rows
+/// holding any, however many other rows are ahead of them; whole rows,
+/// until there are at least `limit` changes in them.
+pub(crate) async fn unsent_priority(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
+    let rows = whole_rows(pool, &format!("WHERE priority = {PRIORITY_UNSENT}"), limit).await?;
+    let mut changes = unpack_rows(rows)?;
+    changes.retain(|c| c.priority);
+    Ok(changes)
+}
+
+/// The oldest rows (of those `filter` selects) that begin before the
+/// `limit`th change: the first `limit` rows hold at least that many.
+async fn whole_rows(
+    pool: &sqlx::AnyPool,
+    filter: &str,
+    limit: i64,
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let sql = format!(
+        "WITH head AS (SELECT seq, changes FROM projector_outbox {filter} ORDER BY seq LIMIT $1), \
+         counted AS (SELECT seq, SUM(changes) OVER (ORDER BY seq) - changes AS before FROM head) \
+         SELECT o.seq, o.person_id, o.payload, o.priority, o.traceparent, o.packed \
+         FROM projector_outbox o JOIN counted c ON c.seq = o.seq WHERE c.before < $2 \
+         ORDER BY o.seq"
+    );
+    Ok(sqlx::query(&sql)
         .bind(limit)
         .bind(limit)
         .fetch_all(pool)
-        .await?;
-    unpack_rows(rows)
-}
-
-/// The oldest rows whose priority copy has not been sent, however many
-/// other rows are ahead of them.
-pub(crate) async fn unsent_priority(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
-    let sql = format!(
-        "SELECT seq, person_id, payload, priority, traceparent, packed FROM projector_outbox \
-         WHERE priority = {PRIORITY_UNSENT} ORDER BY seq LIMIT $1"
-    );
-    let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
-    unpack_rows(rows)
+        .await?)
 }
 
 fn unpack_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<OutboxRow>> {
@@ -175,18 +146,24 @@ fn unpack_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<OutboxRow>> {
     for r in rows {
         let seq: i64 = r.try_get(0)?;
         let payload: Vec<u8> = r.try_get(2)?;
+        // Once a row's priority copies were sent, its changes go to the
+        // main topic only.
+        let unsent = r.try_get::<i64, _>(3)? == PRIORITY_UNSENT;
         if r.try_get::<i64, _>(5)? != 0 {
             let changes = decode_pack(&payload).map_err(|reason| ProjectError::CorruptOutbox {
                 seq,
                 reason: reason.to_owned(),
             })?;
-            out.extend(changes.into_iter().map(|c| stored(seq, c)));
+            out.extend(changes.into_iter().map(|mut c| {
+                c.priority &= unsent;
+                stored(seq, c)
+            }));
         } else {
             out.push(OutboxRow {
                 seq,
                 person_id: r.try_get(1)?,
                 payload,
-                priority: r.try_get::<i64, _>(3)? == PRIORITY_UNSENT,
+                priority: unsent,
                 traceparent: r.try_get(4)?,
             });
         }
@@ -234,13 +211,14 @@ fn encode_pack(changes: &[Change]) -> Vec<u8> {
     let size: usize = changes
         .iter()
         .map(|c| {
-            12 + c.person_id.len() + c.payload.len() + c.traceparent.as_ref().map_or(0, String::len)
+            13 + c.person_id.len() + c.payload.len() + c.traceparent.as_ref().map_or(0, String::len)
         })
         .sum();
     let mut out = Vec::with_capacity(5 + size);
     out.push(PACK_FORMAT);
     put_len(&mut out, changes.len());
     for c in changes {
+        out.push(u8::from(c.priority));
         put_len(&mut out, c.person_id.len());
         out.extend_from_slice(c.person_id.as_bytes());
         put_len(&mut out, c.payload.len());
@@ -262,7 +240,7 @@ fn put_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-/// The changes in a pack's payload (all main-topic only).
+/// The changes in a pack's payload.
 fn decode_pack(mut bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
     let Some((&format, rest)) = bytes.split_first() else {
         return Err("empty pack");
@@ -274,6 +252,11 @@ fn decode_pack(mut bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
     let count = take_len(&mut bytes)?;
     let mut changes = Vec::with_capacity(count.min(ROWS));
     for _ in 0..count {
+        let priority = match take_n(&mut bytes, 1, "truncated in a change's flags")? {
+            [0] => false,
+            [1] => true,
+            _ => return Err("unknown change flags"),
+        };
         let person = take(&mut bytes, "truncated in a person id")?;
         let person_id = String::from_utf8(person.to_vec()).map_err(|_| "person id not UTF-8")?;
         let payload = take(&mut bytes, "truncated in a payload")?.to_vec();
@@ -287,7 +270,7 @@ fn decode_pack(mut bytes: &[u8]) -> Result<Vec<Change>, &'static str> {
         changes.push(Change {
             person_id,
             payload,
-            priority: false,
+            priority,
             traceparent,
         });
     }
@@ -331,7 +314,7 @@ mod tests {
         Change {
             person_id: format!("p-{i}"),
             payload: vec![i as u8; i],
-            priority: false,
+            priority: i % 2 == 1,
             traceparent: trace.map(str::to_owned),
         }
     }

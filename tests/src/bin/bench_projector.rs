@@ -537,15 +537,15 @@ fn sql_label(sql: &str) -> String {
         ("INSERT INTO projector_person", "UPSERT persons (200/stmt)"),
         (
             "INSERT INTO projector_outbox",
-            "INSERT outbox (a pack and the priority rows per 200 persons)",
+            "INSERT outbox (one pack per 200 persons)",
         ),
         ("INSERT INTO projector_offset", "UPSERT offsets (1/stmt)"),
         (
-            "SELECT seq, person_id, payload, priority, traceparent, packed FROM projector_outbox WHERE priority",
+            "WITH head AS (SELECT seq, changes FROM projector_outbox WHERE priority",
             "publisher: unsent priority copies",
         ),
         ("UPDATE projector_outbox", "publisher: priority copies sent"),
-        ("SELECT o.seq", "publisher: read outbox"),
+        ("WITH head", "publisher: read outbox"),
         ("DELETE FROM projector_outbox", "publisher: delete outbox"),
         (
             "SELECT payload FROM projector_event",
