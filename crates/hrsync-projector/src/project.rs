@@ -19,7 +19,7 @@ use crate::config::ProjectorConfig;
 use crate::feed::Feed;
 use crate::lines::{Changes, Lines, Lookup};
 pub use crate::outbox::OutboxRow;
-use crate::outbox::{self, Change};
+use crate::outbox::{self, Change, Pack};
 use crate::rules::{RuleSet, Subject};
 use crate::state::PersonState;
 
@@ -898,8 +898,8 @@ impl Projector {
             };
             next = chunks.pop_front().map(prepare);
             upsert_people(tx.get().await?, &prepared.writes, now_ms).await?;
-            outcome.priority_changes += prepared.changes.iter().filter(|c| c.priority).count();
-            out.extend(outbox::insert(tx.get().await?, prepared.changes, now_ms).await?);
+            outcome.priority_changes += prepared.pack.priority_changes();
+            out.extend(outbox::insert(tx.get().await?, prepared.pack, now_ms).await?);
             people.extend(prepared.rows);
             written.extend(prepared.writes);
         }
@@ -928,7 +928,7 @@ impl Projector {
         Ok(Prepared {
             rows,
             writes,
-            changes,
+            pack: Pack::new(changes),
         })
     }
 
@@ -1309,7 +1309,8 @@ struct Inputs {
 struct Prepared {
     rows: Vec<(String, PersonRow)>,
     writes: Vec<StoredPerson>,
-    changes: Vec<Change>,
+    /// Their directory changes, encoded for the outbox.
+    pack: Pack,
 }
 
 /// Writes `rows` back, with an optimistic revision check.
