@@ -85,7 +85,12 @@ impl Pack {
     /// CPU work, done beside the database's.
     pub(crate) fn new(changes: Vec<Change>) -> Self {
         debug_assert!(changes.len() <= ROWS, "one chunk of persons at a time");
-        let payload = encode_pack(&changes);
+        // A chunk without changes writes no row (see `insert`).
+        let payload = if changes.is_empty() {
+            Vec::new()
+        } else {
+            encode_pack(&changes)
+        };
         Pack { changes, payload }
     }
 

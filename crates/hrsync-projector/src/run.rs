@@ -618,13 +618,14 @@ async fn timers(
     }
 }
 
-/// Outbox rows published per cycle. Large enough that the publisher keeps
-/// up on SQLite, where each cycle's delete waits for its turn at the gate
-/// behind a main batch.
+/// Changes published per cycle (whole outbox rows: a little more when a
+/// pack ends past it). Large enough that the publisher keeps up on SQLite,
+/// where each cycle's delete waits for its turn at the gate behind a main
+/// batch.
 const PUBLISH_ROWS: usize = 5000;
 
-/// Committed outbox rows the feed holds for the publisher at most (about
-/// 1 KB each); more, and the publisher reads the table instead.
+/// Committed changes the feed holds for the publisher at most (under 1 KB
+/// each); more, and the publisher reads the table instead.
 const FEED_ROWS: usize = 20_000;
 
 /// How often the publisher reads the table although the feed is whole: a

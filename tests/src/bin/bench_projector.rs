@@ -1919,7 +1919,7 @@ fn print_report(args: &Args, r: &Report) {
         r.changes_on_topic, r.versions_total
     );
     println!(
-        "| outbox rows waiting: max / at 25, 50, 75, 100 % | {} / {} |",
+        "| outbox changes waiting: max / at 25, 50, 75, 100 % | {} / {} |",
         r.outbox_max,
         r.outbox_at
             .iter()
@@ -1954,7 +1954,7 @@ fn print_report(args: &Args, r: &Report) {
     );
 
     println!("\n### Fast lane: immediate terminations on hr.lifecycle.priority.v1\n");
-    println!("| person | sent at backlog progress | events waiting on hr.lifecycle.v1 | outbox rows waiting | produce ack | stored as deprovisioned | read from directory.changes.priority.v1 |");
+    println!("| person | sent at backlog progress | events waiting on hr.lifecycle.v1 | outbox changes waiting | produce ack | stored as deprovisioned | read from directory.changes.priority.v1 |");
     println!("|---|---|---|---|---|---|---|");
     for p in &r.probes {
         println!(
