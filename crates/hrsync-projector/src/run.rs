@@ -445,11 +445,13 @@ async fn consume(
         // Wait for the first record of a batch, then take what arrives
         // within the linger time, up to the batch size (with no linger:
         // what is already fetched; a zero timeout still polls once).
+        let waiting = Instant::now();
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
             message = consumer.recv() => message,
         };
+        let gathering = Instant::now();
         let mut records = Vec::with_capacity(shared.batch_max);
         match first {
             Ok(message) => records.push(Record::from_message(&message)),
@@ -467,9 +469,24 @@ async fn consume(
             }
         }
         shared.touch();
-        apply_records(&shared, &consumer_name, fast, &records, &shutdown).await?;
+        let received = Received {
+            wait: gathering - waiting,
+            gather: gathering.elapsed(),
+        };
+        apply_records(&shared, &consumer_name, fast, &records, received, &shutdown).await?;
         shared.touch();
     }
+}
+
+/// How a batch's records arrived, for the `batch applied` event: a consumer
+/// that waits long for its first record between busy batches is starved
+/// (its prefetch is not keeping up), not slow.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    /// From the end of the previous batch to the first record.
+    wait: Duration,
+    /// From the first record to the last one taken into the batch.
+    gather: Duration,
 }
 
 /// Decodes, dead-letters the poison, and applies the rest with the
@@ -479,6 +496,7 @@ async fn apply_records(
     consumer_name: &str,
     fast: bool,
     records: &[Record],
+    received: Received,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let started = Instant::now();
@@ -555,6 +573,8 @@ async fn apply_records(
                     duplicates = outcome.duplicates,
                     changes = outcome.changes,
                     ms = started.elapsed().as_millis() as u64,
+                    wait_us = received.wait.as_micros() as u64,
+                    gather_us = received.gather.as_micros() as u64,
                     store_events_us = outcome.phases.store_events_us,
                     load_us = outcome.phases.load_us,
                     fold_us = outcome.phases.fold_us,

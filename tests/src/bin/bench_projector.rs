@@ -398,6 +398,10 @@ struct BatchStat {
     records: u64,
     changes: u64,
     ms: u64,
+    /// Microseconds from the end of the previous batch to its first record.
+    wait_us: u64,
+    /// Microseconds from its first record to its last.
+    gather_us: u64,
     /// Microseconds per phase, in the order of [`PHASES`].
     phases: [u64; 6],
 }
@@ -460,6 +464,8 @@ struct Fields {
     records: u64,
     changes: u64,
     ms: u64,
+    wait_us: u64,
+    gather_us: u64,
     rows: u64,
     elapsed_secs: f64,
     phases: [u64; 6],
@@ -490,6 +496,8 @@ impl tracing::field::Visit for Fields {
             "records" => self.records = value,
             "changes" => self.changes = value,
             "ms" => self.ms = value,
+            "wait_us" => self.wait_us = value,
+            "gather_us" => self.gather_us = value,
             "rows_affected" | "rows_returned" => self.rows += value,
             name => {
                 if let Some(i) = PHASES.iter().position(|(field, _)| *field == name) {
@@ -630,6 +638,8 @@ impl tracing::Subscriber for Collector {
                 records: fields.records,
                 changes: fields.changes,
                 ms: fields.ms,
+                wait_us: fields.wait_us,
+                gather_us: fields.gather_us,
                 phases: fields.phases,
             });
         } else if fields.message == "batch conflicted; retrying" {
@@ -2008,6 +2018,26 @@ fn print_report(args: &Args, r: &Report) {
         "| rate while applying (records / sum of batch times) | {:.0} events/s |",
         records as f64 * 1000.0 / (busy_ms.max(1)) as f64
     );
+    if let Some((first, rest)) = main.split_first() {
+        let waited_us: u64 = rest.iter().map(|b| b.wait_us).sum();
+        let longest = rest.iter().enumerate().max_by_key(|(_, b)| b.wait_us);
+        println!(
+            "| waiting for a batch's first record: first batch / all later ones / longest (batch) | {:.0} ms / {:.0} ms / {} |",
+            first.wait_us as f64 / 1000.0,
+            waited_us as f64 / 1000.0,
+            longest.map_or("-".to_owned(), |(i, b)| format!(
+                "{:.0} ms ({} of {})",
+                b.wait_us as f64 / 1000.0,
+                i + 2,
+                main.len()
+            ))
+        );
+        let gathered_us: u64 = main.iter().map(|b| b.gather_us).sum();
+        println!(
+            "| gathering a batch after its first record: mean | {:.1} ms |",
+            gathered_us as f64 / 1000.0 / main.len() as f64
+        );
+    }
     let priority: Vec<&BatchStat> = r.batches.iter().filter(|b| b.priority).collect();
     println!(
         "| priority-lane batches (records, ms) | {} |",
