@@ -2032,6 +2032,38 @@ fn print_report(args: &Args, r: &Report) {
                 main.len()
             ))
         );
+        let tenths: Vec<String> = (0..10)
+            .filter_map(|t| {
+                let part = &main[t * main.len() / 10..(t + 1) * main.len() / 10];
+                let ms: u64 = part.iter().map(|b| b.ms).sum();
+                (!part.is_empty()).then(|| format!("{:.0}", ms as f64 / part.len() as f64))
+            })
+            .collect();
+        println!(
+            "| mean batch time by tenth of the batches, first to last | {} ms |",
+            tenths.join(" / ")
+        );
+        let mut slowest: Vec<(usize, &&BatchStat)> = main.iter().enumerate().collect();
+        slowest.sort_by_key(|(_, b)| std::cmp::Reverse(b.ms));
+        println!(
+            "| slowest batches: number, ms, changes (ms per phase, in the order of the table below) | {} |",
+            slowest
+                .iter()
+                .take(5)
+                .map(|(i, b)| format!(
+                    "{} {} ms {} ({})",
+                    i + 1,
+                    b.ms,
+                    b.changes,
+                    b.phases
+                        .iter()
+                        .map(|us| format!("{:.0}", *us as f64 / 1000.0))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
         let gathered_us: u64 = main.iter().map(|b| b.gather_us).sum();
         println!(
             "| gathering a batch after its first record: mean | {:.1} ms |",
