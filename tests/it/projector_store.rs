@@ -586,6 +586,55 @@ async fn a_stale_cached_person_is_read_again_on_sqlite() -> anyhow::Result<()> {
     a_stale_cached_person_is_read_again(&file.url()).await
 }
 
+/// Persons below a moved manager are evaluated again although nothing
+/// about them changed, and most are found unchanged and not written back.
+/// So they are read from the store, not from the rows the projector keeps
+/// in memory: a kept row can be stale (written meanwhile by another
+/// writer), and no revision check on a write would catch it. Here R's kept
+/// row has no title; evaluated from it, R would stay out of the group.
+async fn a_person_below_a_moved_manager_is_evaluated_as_stored(url: &str) -> anyhow::Result<()> {
+    const RULES: &[(&str, &str)] = &[(
+        "Leads under T",
+        r#"person.title == "Lead" && "T" in manager_chain"#,
+    )];
+    let a = projector(url, RULES).await?;
+    let b = projector(url, RULES).await?;
+    apply(
+        &a,
+        &[
+            hire("T", None),
+            hire("M", None),
+            hire("R", Some("M")),
+            hire("S", Some("M")),
+        ],
+    )
+    .await?;
+    apply(&b, &[title_move("R", "Lead")]).await?;
+    apply(&a, &[title_move("S", "Lead")]).await?;
+    for id in ["R", "S"] {
+        assert!(groups(&a, id).await?.is_empty(), "{id} is not under T yet");
+    }
+
+    apply(&a, &[manager_move("M", Some("T"))]).await?;
+    for id in ["R", "S"] {
+        assert_eq!(groups(&a, id).await?, ["Leads under T"], "{id}");
+    }
+    assert_eq!(reevaluate_everyone(&a).await?, 0, "nothing left stale");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_below_a_moved_manager_is_evaluated_as_stored_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    a_person_below_a_moved_manager_is_evaluated_as_stored(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_below_a_moved_manager_is_evaluated_as_stored_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    a_person_below_a_moved_manager_is_evaluated_as_stored(&file.url()).await
+}
+
 /// An event is folded into a cached person while the store is still
 /// storing it, when it sorts after everything folded into that person
 /// (it cannot have been stored: see `hrsync_projector::batch_tx`). When the
