@@ -1160,12 +1160,13 @@ impl Projector {
         outbox::oldest(self.db.pool(), limit).await
     }
 
-    /// The oldest outbox rows whose priority copy has not been sent, however
-    /// many other rows are ahead of them: the fast lane does not queue
-    /// behind a backlog of creates and updates.
+    /// The changes whose priority copy has not been sent, from the oldest
+    /// rows holding any (whole rows, until there are `limit`), however many
+    /// other rows are ahead of them: the fast lane does not queue behind a
+    /// backlog of creates and updates.
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; a pack that does not decode.
     pub async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
         outbox::unsent_priority(self.db.pool(), limit).await
     }
