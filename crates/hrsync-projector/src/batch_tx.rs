@@ -173,10 +173,11 @@ fn used_after_failure() -> ProjectError {
 async fn store_events(tx: &mut Tx, events: &[NewEvent], now_ms: i64) -> Result<Vec<EventKey>> {
     let mut stored = Vec::with_capacity(events.len());
     for chunk in events.chunks(ROWS) {
+        let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
             "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
-             VALUES {} ON CONFLICT (employee_id, event_id) DO NOTHING RETURNING employee_id, event_id",
-            hrsync_store::placeholders(chunk.len(), 5)
+             {} ON CONFLICT (employee_id, event_id) DO NOTHING RETURNING employee_id, event_id",
+            hrsync_store::padded_values(slots, 5)
         );
         let mut query = sqlx::query_as::<_, EventKey>(&sql);
         for event in chunk {
@@ -186,6 +187,14 @@ async fn store_events(tx: &mut Tx, events: &[NewEvent], now_ms: i64) -> Result<V
                 .bind(event.effective_ms)
                 .bind(event.payload.as_slice())
                 .bind(now_ms);
+        }
+        for _ in chunk.len()..slots {
+            query = query
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<i64>)
+                .bind(None::<&[u8]>)
+                .bind(None::<i64>);
         }
         stored.extend(query.fetch_all(&mut **tx).await?);
     }

@@ -505,12 +505,13 @@ impl Lookup<'_> {
                 let tx = tx.get().await?;
                 let mut counts = HashMap::with_capacity(ids.len());
                 for chunk in ids.chunks(ROWS) {
+                    let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
                     let sql = format!(
                         "SELECT manager_id, reports FROM projector_reports WHERE manager_id IN ({})",
-                        hrsync_store::placeholders(chunk.len(), 1)
+                        hrsync_store::placeholders(slots, 1)
                     );
                     let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-                    for id in chunk {
+                    for id in hrsync_store::repeat_last(chunk, slots) {
                         query = query.bind(*id);
                     }
                     counts.extend(query.fetch_all(&mut **tx).await?);
@@ -542,12 +543,13 @@ impl Lookup<'_> {
                 let tx = tx.get().await?;
                 let mut reports = Vec::new();
                 for chunk in managers.chunks(ROWS) {
+                    let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
                     let sql = format!(
                         "SELECT employee_id FROM projector_person WHERE manager_id IN ({})",
-                        hrsync_store::placeholders(chunk.len(), 1)
+                        hrsync_store::placeholders(slots, 1)
                     );
                     let mut query = sqlx::query_scalar::<_, String>(&sql);
-                    for id in chunk {
+                    for id in hrsync_store::repeat_last(chunk, slots) {
                         query = query.bind(id.as_str());
                     }
                     reports.extend(query.fetch_all(&mut **tx).await?);
@@ -642,12 +644,13 @@ async fn stored_managers_of(
     let mut managers: HashMap<String, Option<String>> =
         ids.iter().map(|id| ((*id).to_owned(), None)).collect();
     for chunk in ids.chunks(ROWS) {
+        let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
             "SELECT employee_id, manager_id FROM projector_person WHERE employee_id IN ({})",
-            hrsync_store::placeholders(chunk.len(), 1)
+            hrsync_store::placeholders(slots, 1)
         );
         let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
-        for id in chunk {
+        for id in hrsync_store::repeat_last(chunk, slots) {
             query = query.bind(*id);
         }
         managers.extend(query.fetch_all(&mut **tx).await?);

@@ -227,12 +227,10 @@ async fn by_seq(pool: &sqlx::AnyPool, statement: &str, seqs: &[i64]) -> Result<(
     seqs.sort_unstable();
     seqs.dedup();
     for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
-        let sql = format!(
-            "{statement} ({})",
-            hrsync_store::placeholders(chunk.len(), 1)
-        );
+        let slots = hrsync_store::padded_rows(chunk.len(), SEQS_PER_STATEMENT);
+        let sql = format!("{statement} ({})", hrsync_store::placeholders(slots, 1));
         let mut query = sqlx::query(&sql);
-        for seq in chunk {
+        for seq in hrsync_store::repeat_last(chunk, slots) {
             query = query.bind(*seq);
         }
         query.execute(pool).await?;

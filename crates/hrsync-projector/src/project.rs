@@ -1321,15 +1321,16 @@ async fn upsert_people(
     now_ms: i64,
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS) {
+        let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
                 "INSERT INTO projector_person (employee_id, person_id, revision, version, state, lifecycle, \
-                 manager_id, next_check_at_ms, emitted, updated_at_ms) VALUES {} \
+                 manager_id, next_check_at_ms, emitted, updated_at_ms) {} \
                  ON CONFLICT (employee_id) DO UPDATE SET revision = excluded.revision, \
                  version = excluded.version, state = excluded.state, lifecycle = excluded.lifecycle, \
                  manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
                  emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
                  WHERE projector_person.revision + 1 = excluded.revision",
-                hrsync_store::placeholders(chunk.len(), 10)
+                hrsync_store::padded_values(slots, 10)
             );
         let mut query = sqlx::query(&sql);
         for r in chunk {
@@ -1344,6 +1345,19 @@ async fn upsert_people(
                 .bind(r.next_check_at_ms)
                 .bind(r.emitted.as_str())
                 .bind(now_ms);
+        }
+        for _ in chunk.len()..slots {
+            query = query
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<i64>)
+                .bind(None::<i64>)
+                .bind(None::<&[u8]>)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<i64>)
+                .bind(None::<&str>)
+                .bind(None::<i64>);
         }
         let done = query.execute(&mut **tx).await?;
         if done.rows_affected() != chunk.len() as u64 {
@@ -1396,14 +1410,15 @@ async fn load_people<'a>(
     // chunk is read.
     let mut parsing = Vec::new();
     for chunk in ids.chunks(ROWS) {
+        let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
             "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, lifecycle, \
              next_check_at_ms FROM projector_person \
              WHERE employee_id IN ({})",
-            hrsync_store::placeholders(chunk.len(), 1)
+            hrsync_store::placeholders(slots, 1)
         );
         let mut query = sqlx::query_as::<_, StoredPerson>(&sql);
-        for id in chunk {
+        for id in hrsync_store::repeat_last(chunk, slots) {
             query = query.bind(*id);
         }
         parsing.push(parse_later(query.fetch_all(&mut **tx).await?));
@@ -1562,14 +1577,18 @@ async fn store_report_deltas(
     // In key order, so that two transactions lock the rows in one order.
     let deltas: Vec<(&String, &i64)> = deltas.iter().collect();
     for chunk in deltas.chunks(ROWS) {
+        let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
-            "INSERT INTO projector_reports (manager_id, reports) VALUES {} \
+            "INSERT INTO projector_reports (manager_id, reports) {} \
              ON CONFLICT (manager_id) DO UPDATE SET reports = projector_reports.reports + excluded.reports",
-            hrsync_store::placeholders(chunk.len(), 2)
+            hrsync_store::padded_values(slots, 2)
         );
         let mut query = sqlx::query(&sql);
         for (manager, delta) in chunk {
             query = query.bind(manager.as_str()).bind(**delta);
+        }
+        for _ in chunk.len()..slots {
+            query = query.bind(None::<&str>).bind(None::<i64>);
         }
         query.execute(&mut **tx).await?;
     }

@@ -361,6 +361,49 @@ fn sqlite_create_if_missing(url: &str) -> String {
     }
 }
 
+/// How many rows a statement for `rows` rows is written for: `rows` rounded
+/// up to a power of two, at most `max` (and never fewer than `rows`).
+///
+/// A statement whose row count varies from call to call (an `IN (...)`
+/// list, a multi-row insert) is otherwise a new text for every count. Each
+/// text is prepared once per connection and sqlx keeps 100 per connection,
+/// so with counts up to 200 most executions prepared their statement anew,
+/// and PostgreSQL planned every execution as if it were the first (a
+/// prepared statement gets a generic plan only from its sixth run). Rounded
+/// up, a query has at most nine texts per connection. Fill the extra slots
+/// with [`repeat_last`] (an `IN` list) or with rows of NULLs that the
+/// statement filters out ([`padded_values`]).
+pub fn padded_rows(rows: usize, max: usize) -> usize {
+    if rows == 0 {
+        return 0;
+    }
+    rows.checked_next_power_of_two()
+        .unwrap_or(rows)
+        .min(max)
+        .max(rows)
+}
+
+/// `items`, then its last item repeated until there are `slots`: an `IN
+/// (...)` list of [`padded_rows`] slots that means the same as `items`.
+pub fn repeat_last<T>(items: &[T], slots: usize) -> impl Iterator<Item = &T> {
+    let extra = slots.saturating_sub(items.len());
+    items
+        .iter()
+        .chain(std::iter::repeat_n(items.last(), extra).flatten())
+}
+
+/// `SELECT * FROM (VALUES ...)` over `slots` rows of `columns` placeholders,
+/// keeping only the rows whose first column is not NULL: for `INSERT INTO
+/// t (...) {this} ON CONFLICT ...`, with the real rows bound first and each
+/// of the other [`padded_rows`] slots bound as NULLs. Both backends name a
+/// `VALUES` list's columns `column1`, `column2`, and so on.
+pub fn padded_values(slots: usize, columns: usize) -> String {
+    format!(
+        "SELECT * FROM (VALUES {}) AS padded WHERE column1 IS NOT NULL",
+        placeholders(slots, columns)
+    )
+}
+
 /// Numbered placeholders for `rows` rows of `columns` values each:
 /// `($1, $2), ($3, $4)` for multi-row `VALUES`, or `$1, $2, $3` for an
 /// `IN (...)` list when `columns` is 1. Both backends read `$N` through the
@@ -390,6 +433,34 @@ pub fn placeholders(rows: usize, columns: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn padded_rows_round_up_to_a_power_of_two_within_the_maximum() {
+        let padded: Vec<usize> = [0, 1, 2, 3, 5, 8, 9, 100, 129, 200]
+            .iter()
+            .map(|n| super::padded_rows(*n, 200))
+            .collect();
+        assert_eq!(padded, [0, 1, 2, 4, 8, 8, 16, 128, 200, 200]);
+        assert_eq!(super::padded_rows(300, 200), 300, "never fewer than asked");
+        assert_eq!(super::padded_rows(600, 1000), 1000);
+    }
+
+    #[test]
+    fn repeat_last_fills_the_slots_with_the_last_item() {
+        let items = ["a", "b", "c"];
+        let filled: Vec<&&str> = super::repeat_last(&items, 5).collect();
+        assert_eq!(filled, [&"a", &"b", &"c", &"c", &"c"]);
+        assert_eq!(super::repeat_last(&items, 2).count(), 3);
+        assert_eq!(super::repeat_last::<&str>(&[], 4).count(), 0);
+    }
+
+    #[test]
+    fn padded_values_select_the_rows_with_a_first_column() {
+        assert_eq!(
+            super::padded_values(2, 2),
+            "SELECT * FROM (VALUES ($1, $2), ($3, $4)) AS padded WHERE column1 IS NOT NULL"
+        );
+    }
+
     #[test]
     fn placeholders_number_rows_and_columns() {
         assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
