@@ -3,6 +3,7 @@
 //! writers, direct-report counts and manager chains.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,10 +80,20 @@ fn manager_move(employee: &str, manager: Option<&str>) -> LifecycleEvent {
     moving(employee, now_ms() - 1000, change)
 }
 
+/// A title change a second ago, taking effect after every move built before
+/// it: moves built within one millisecond would tie on effective time, and
+/// the fold breaks a tie by event id, so the later one could lose.
 fn title_move(employee: &str, title: &str) -> LifecycleEvent {
+    static LAST_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+    let wanted = now_ms() - 1000;
+    let previous = LAST_MS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(wanted.max(last.saturating_add(1)))
+        })
+        .expect("the update always stores");
     moving(
         employee,
-        now_ms() - 1000,
+        wanted.max(previous.saturating_add(1)),
         AttributeChange::set(Attribute::Title, title),
     )
 }
