@@ -17,9 +17,9 @@
 //! variable or attribute name stops the process instead of silently yielding
 //! nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, SelectExpr};
 use cel::common::types::{CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
 use cel::{Env, ExecutionError, ParseErrors};
@@ -50,8 +50,9 @@ pub fn string<'a>(value: &'a str) -> Box<dyn Val + 'a> {
     Box::new(CelString::from(value))
 }
 
-/// The `person` map; unset attributes are `""`.
-pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
+/// The standard attributes' values, in the order of [`PERSON_ATTRIBUTES`];
+/// an unset one is `""`.
+pub fn attribute_values(attributes: &WorkerAttributes) -> [&str; PERSON_ATTRIBUTES.len()] {
     fn optional(value: &Option<String>) -> &str {
         value.as_deref().unwrap_or("")
     }
@@ -69,10 +70,9 @@ pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
         location,
         cost_center,
         employment_type,
-        custom,
+        custom: _,
     } = attributes;
-    // In the order of `PERSON_ATTRIBUTES`.
-    let values: [&str; PERSON_ATTRIBUTES.len()] = [
+    [
         given_name,
         family_name,
         optional(preferred_name),
@@ -86,7 +86,12 @@ pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
         optional(location),
         optional(cost_center),
         employment_type.as_str(),
-    ];
+    ]
+}
+
+/// The `person` map; unset attributes are `""`.
+pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
+    let values = attribute_values(attributes);
     let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
         HashMap::with_capacity(values.len() + 1);
     map.extend(
@@ -95,7 +100,8 @@ pub fn person(attributes: &WorkerAttributes) -> CelMap<'_> {
             .zip(values)
             .map(|(&key, value)| (CelMapKey::from(key), string(value))),
     );
-    let custom: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = custom
+    let custom: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = attributes
+        .custom
         .iter()
         .map(|(key, value)| (CelMapKey::from(key.as_str()), string(value)))
         .collect();
@@ -128,101 +134,155 @@ pub fn parse_reason(errors: &ParseErrors) -> String {
 /// # Errors
 /// The first unknown variable or `person` attribute, named.
 pub fn check_references(expr: &IdedExpr, env: &Env, variables: &[&str]) -> Result<(), String> {
-    let mut bound = Vec::new();
-    walk(expr, &Scope { env, variables }, &mut bound)
-}
-
-/// What an expression may read.
-struct Scope<'a> {
-    env: &'a Env,
-    variables: &'a [&'a str],
-}
-
-/// [`check_references`] for `expr`, inside comprehensions binding `bound`.
-fn walk<'e>(expr: &'e IdedExpr, scope: &Scope<'_>, bound: &mut Vec<&'e str>) -> Result<(), String> {
-    match &expr.expr {
+    visit(expr, &mut Vec::new(), &mut |node, bound| match &node.expr {
         Expr::Ident(name) => {
-            let known = scope.variables.contains(&name.as_str())
+            let known = variables.contains(&name.as_str())
                 || bound.contains(&name.as_str())
                 // Macros name their accumulators `@result` and the like.
                 || name.starts_with('@')
                 // Type names, as in `type(x) == string`.
-                || scope.env.types().find_type(name).is_some();
+                || env.types().find_type(name).is_some();
             if known {
                 Ok(())
             } else {
                 Err(format!(
                     "unknown variable `{name}`; an expression here can read {}",
-                    scope.variables.join(", ")
+                    variables.join(", ")
                 ))
             }
         }
-        Expr::Select(select) => {
-            let on_person = matches!(
-                &select.operand.expr,
-                Expr::Ident(name) if name == "person" && !bound.contains(&"person")
-            );
-            if on_person
-                && select.field != CUSTOM
-                && !PERSON_ATTRIBUTES.contains(&select.field.as_str())
-            {
-                return Err(format!(
-                    "unknown attribute `person.{}`; person has {} and custom",
-                    select.field,
-                    PERSON_ATTRIBUTES.join(", ")
-                ));
+        Expr::Select(select) => match person_field(select, bound) {
+            Some(field) if field != CUSTOM && !PERSON_ATTRIBUTES.contains(&field) => Err(format!(
+                "unknown attribute `person.{field}`; person has {} and custom",
+                PERSON_ATTRIBUTES.join(", ")
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    })
+}
+
+/// What an expression reads of its variables: found in its syntax tree, so
+/// it holds for every evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// The names it reads that no macro of its own binds: variables, and
+    /// type names as in `type(x) == string`.
+    pub names: BTreeSet<String>,
+    /// The fields of `person` it reads as `person.<field>` (or
+    /// `has(person.<field>)`): standard attributes, and `custom`.
+    pub person_fields: BTreeSet<String>,
+    /// Whether it also reads `person` other than through one of its fields
+    /// (`size(person)`, `person.exists(...)`, `person[key]`), so that any
+    /// attribute may decide its value.
+    pub whole_person: bool,
+}
+
+/// What `expr` reads; see [`References`].
+pub fn references(expr: &IdedExpr) -> References {
+    let mut references = References::default();
+    // Every `person.<field>` holds one `person`: more uses of `person` than
+    // fields read means it is also read as a whole.
+    let mut person_uses = 0_usize;
+    let mut person_selects = 0_usize;
+    let visited: Result<(), std::convert::Infallible> =
+        visit(expr, &mut Vec::new(), &mut |node, bound| {
+            match &node.expr {
+                Expr::Ident(name) if !name.starts_with('@') && !bound.contains(&name.as_str()) => {
+                    person_uses += usize::from(name == "person");
+                    references.names.insert(name.clone());
+                }
+                Expr::Select(select) => {
+                    if let Some(field) = person_field(select, bound) {
+                        person_selects += 1;
+                        references.person_fields.insert(field.to_owned());
+                    }
+                }
+                _ => {}
             }
-            walk(&select.operand, scope, bound)
+            Ok(())
+        });
+    match visited {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+    references.whole_person = person_uses > person_selects;
+    references
+}
+
+/// The field `select` reads of the variable `person`, if its operand is that
+/// variable (and not a macro's binding of the same name).
+fn person_field<'e>(select: &'e SelectExpr, bound: &[&str]) -> Option<&'e str> {
+    match &select.operand.expr {
+        Expr::Ident(name) if name == "person" && !bound.contains(&"person") => {
+            Some(select.field.as_str())
         }
+        _ => None,
+    }
+}
+
+/// Calls `on_node` for `expr` and then, depth first, for every expression
+/// inside it, each with the names the comprehensions around it bind; stops
+/// at the first error.
+fn visit<'e, E>(
+    expr: &'e IdedExpr,
+    bound: &mut Vec<&'e str>,
+    on_node: &mut impl FnMut(&'e IdedExpr, &[&'e str]) -> Result<(), E>,
+) -> Result<(), E> {
+    on_node(expr, bound)?;
+    match &expr.expr {
+        Expr::Select(select) => visit(&select.operand, bound, on_node),
         Expr::Call(call) => {
             if let Some(target) = &call.target {
-                walk(target, scope, bound)?;
+                visit(target, bound, on_node)?;
             }
-            call.args.iter().try_for_each(|arg| walk(arg, scope, bound))
+            call.args
+                .iter()
+                .try_for_each(|arg| visit(arg, bound, on_node))
         }
         Expr::Comprehension(comprehension) => {
-            walk(&comprehension.iter_range, scope, bound)?;
-            walk(&comprehension.accu_init, scope, bound)?;
+            visit(&comprehension.iter_range, bound, on_node)?;
+            visit(&comprehension.accu_init, bound, on_node)?;
             let depth = bound.len();
             bound.push(&comprehension.accu_var);
-            walk(&comprehension.result, scope, bound)?;
+            visit(&comprehension.result, bound, on_node)?;
             bound.push(&comprehension.iter_var);
             if let Some(second) = &comprehension.iter_var2 {
                 bound.push(second);
             }
-            walk(&comprehension.loop_cond, scope, bound)?;
-            walk(&comprehension.loop_step, scope, bound)?;
+            visit(&comprehension.loop_cond, bound, on_node)?;
+            visit(&comprehension.loop_step, bound, on_node)?;
             bound.truncate(depth);
             Ok(())
         }
         Expr::List(list) => list
             .elements
             .iter()
-            .try_for_each(|element| walk(element, scope, bound)),
+            .try_for_each(|element| visit(element, bound, on_node)),
         Expr::Map(map) => map
             .entries
             .iter()
-            .try_for_each(|entry| walk_entry(&entry.expr, scope, bound)),
+            .try_for_each(|entry| visit_entry(&entry.expr, bound, on_node)),
         Expr::Struct(structure) => structure
             .entries
             .iter()
-            .try_for_each(|entry| walk_entry(&entry.expr, scope, bound)),
-        Expr::Literal(_) | Expr::Unspecified => Ok(()),
+            .try_for_each(|entry| visit_entry(&entry.expr, bound, on_node)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Ok(()),
     }
 }
 
-/// [`walk`] for a map or struct literal entry.
-fn walk_entry<'e>(
+/// [`visit`] for a map or struct literal entry.
+fn visit_entry<'e, E>(
     entry: &'e EntryExpr,
-    scope: &Scope<'_>,
     bound: &mut Vec<&'e str>,
-) -> Result<(), String> {
+    on_node: &mut impl FnMut(&'e IdedExpr, &[&'e str]) -> Result<(), E>,
+) -> Result<(), E> {
     match entry {
         EntryExpr::MapEntry(entry) => {
-            walk(&entry.key, scope, bound)?;
-            walk(&entry.value, scope, bound)
+            visit(&entry.key, bound, on_node)?;
+            visit(&entry.value, bound, on_node)
         }
-        EntryExpr::StructField(field) => walk(&field.value, scope, bound),
+        EntryExpr::StructField(field) => visit(&field.value, bound, on_node),
     }
 }
 

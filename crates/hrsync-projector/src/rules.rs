@@ -50,15 +50,17 @@
 //! non-bool result) counts as false for that person and is reported in
 //! [`Evaluation::errors`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cel::common::types::{CelBool, CelInt, CelList};
 use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use hrsync_domain::{AppAssignment, LifecycleState, WorkerAttributes};
-use hrsync_expr::{check_references, parse_reason, person, string};
+use hrsync_expr::{
+    attribute_values, check_references, parse_reason, person, references, string, PERSON_ATTRIBUTES,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -161,6 +163,11 @@ impl RuleError {
 ///
 /// Build it once with [`RuleSet::compile`]; [`RuleSet::evaluate`] takes
 /// `&self`, so one rule set can be shared between threads.
+///
+/// Each rule keeps its outcomes for the inputs it reads (a rule on the
+/// department reads nothing else), so persons who agree on them are not
+/// evaluated again: most rules read few attributes, whose values repeat
+/// across a workforce, and running CEL is most of an evaluation's cost.
 pub struct RuleSet {
     /// The CEL environment the rules were compiled for and run in.
     env: Arc<Env>,
@@ -183,6 +190,10 @@ struct CompiledGroup {
     /// Sorted and deduplicated.
     apps: Vec<String>,
     program: Program,
+    /// What of a person the rule reads.
+    reads: Reads,
+    /// Its outcomes for the inputs seen, by [`Reads::key`].
+    memo: Mutex<Memo>,
 }
 
 // The rule set is shared by the projector's workers.
@@ -239,14 +250,17 @@ impl RuleSet {
                 .map_err(|errors| RuleError::new(name, parse_reason(&errors)))?;
             check_references(program.expression(), &env, &VARIABLES)
                 .map_err(|reason| RuleError::new(name, reason))?;
-            reads_manager_chain |= reads(&program, &env, &["manager_chain"]);
-            reads_direct_reports |= reads(&program, &env, &["direct_reports", "is_manager"]);
-            reads_report_count |= reads(&program, &env, &["direct_reports"]);
+            let reads = Reads::of(&program);
+            reads_manager_chain |= reads.manager_chain;
+            reads_direct_reports |= reads.direct_reports || reads.is_manager;
+            reads_report_count |= reads.direct_reports;
             groups.push(CompiledGroup {
                 name: name.to_owned(),
                 rule: group.rule.clone(),
                 apps: apps.into_iter().collect(),
                 program,
+                reads,
+                memo: Mutex::new(Memo::default()),
             });
         }
         let fingerprint = fingerprint(&groups);
@@ -269,28 +283,39 @@ impl RuleSet {
         if self.groups.is_empty() {
             return Evaluation::default();
         }
-        let context = self.context(subject);
+        // Built on the first rule whose outcome for these inputs is not
+        // known yet: most of an evaluation's cost.
+        let mut context = None;
+        let mut key = Vec::new();
         let mut groups = Vec::new();
         let mut errors = Vec::new();
         let mut apps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for group in &self.groups {
-            match group.program.execute(&context) {
-                Ok(Value::Bool(true)) => {
+            let known = {
+                let mut memo = lock(&group.memo);
+                if memo.off {
+                    None
+                } else {
+                    key.clear();
+                    group.reads.key(subject, &mut key);
+                    memo.get(&key)
+                }
+            };
+            let outcome = known.unwrap_or_else(|| {
+                let context = context.get_or_insert_with(|| self.context(subject));
+                let outcome = outcome(group.program.execute(context));
+                lock(&group.memo).insert(&key, &outcome);
+                outcome
+            });
+            match outcome {
+                Ok(true) => {
                     groups.push(group.name.clone());
                     for app in &group.apps {
                         apps.entry(app).or_default().push(&group.name);
                     }
                 }
-                Ok(Value::Bool(false)) => {}
-                // The value itself is left out: it may be a person's data.
-                Ok(other) => errors.push(RuleError::new(
-                    &group.name,
-                    format!("the rule's result is of type {}, not bool", other.type_of()),
-                )),
-                Err(error) => errors.push(RuleError::new(
-                    &group.name,
-                    format!("the rule failed: {}", hrsync_expr::describe_failure(&error)),
-                )),
+                Ok(false) => {}
+                Err(reason) => errors.push(RuleError::new(&group.name, reason)),
             }
         }
         // Group names are unique (checked by `compile`) and each group's
@@ -372,17 +397,158 @@ impl RuleSet {
     }
 }
 
-/// Whether `program`, which reads only [`VARIABLES`], reads one of `names`
-/// (as a variable, not a comprehension's own binding of that name): it
-/// passes the reference check with every variable, so it fails the check
-/// without `names` exactly when it reads one of them.
-fn reads(program: &Program, env: &Env, names: &[&str]) -> bool {
-    let others: Vec<&str> = VARIABLES
-        .iter()
-        .copied()
-        .filter(|v| !names.contains(v))
-        .collect();
-    check_references(program.expression(), env, &others).is_err()
+/// A rule's outcome for one person: member or not, or why it failed.
+///
+/// A failure's reason names types, never values: values are a person's data.
+type Outcome = Result<bool, String>;
+
+/// The [`Outcome`] of a rule's result.
+fn outcome(result: Result<Value, cel::ExecutionError>) -> Outcome {
+    match result {
+        Ok(Value::Bool(member)) => Ok(member),
+        Ok(other) => Err(format!(
+            "the rule's result is of type {}, not bool",
+            other.type_of()
+        )),
+        Err(error) => Err(format!(
+            "the rule failed: {}",
+            hrsync_expr::describe_failure(&error)
+        )),
+    }
+}
+
+/// What of a [`Subject`] one rule reads, found in its syntax tree: the
+/// inputs that decide its outcome. A rule is a pure function of them (the
+/// standard library and the strings extension have no clock, no randomness
+/// and no side effects), so two persons who agree on them get the same
+/// outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Reads {
+    /// Indices into [`PERSON_ATTRIBUTES`] of the standard attributes read;
+    /// all of them if `person` is read as a whole.
+    attributes: Vec<usize>,
+    /// `person.custom`, or `person` as a whole.
+    custom: bool,
+    employee_id: bool,
+    state: bool,
+    manager_chain: bool,
+    direct_reports: bool,
+    is_manager: bool,
+}
+
+impl Reads {
+    fn of(program: &Program) -> Reads {
+        let references = references(program.expression());
+        let whole = references.whole_person;
+        let reads_field = |field: &str| whole || references.person_fields.contains(field);
+        let reads_name = |name: &str| references.names.contains(name);
+        Reads {
+            attributes: (0..PERSON_ATTRIBUTES.len())
+                .filter(|&i| reads_field(PERSON_ATTRIBUTES[i]))
+                .collect(),
+            custom: reads_field(hrsync_expr::CUSTOM),
+            employee_id: reads_name("employee_id"),
+            state: reads_name("state"),
+            manager_chain: reads_name("manager_chain"),
+            direct_reports: reads_name("direct_reports"),
+            is_manager: reads_name("is_manager"),
+        }
+    }
+
+    /// Appends to `key` the inputs this rule reads of `subject`, each
+    /// length-prefixed in a fixed order, so that two subjects have equal
+    /// keys exactly when they agree on every input the rule reads.
+    fn key(&self, subject: &Subject<'_>, key: &mut Vec<u8>) {
+        fn put(key: &mut Vec<u8>, bytes: &[u8]) {
+            key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            key.extend_from_slice(bytes);
+        }
+        if !self.attributes.is_empty() {
+            let values = attribute_values(subject.attributes);
+            for &i in &self.attributes {
+                put(key, values[i].as_bytes());
+            }
+        }
+        if self.custom {
+            put(key, &(subject.attributes.custom.len() as u64).to_le_bytes());
+            for (name, value) in &subject.attributes.custom {
+                put(key, name.as_bytes());
+                put(key, value.as_bytes());
+            }
+        }
+        if self.employee_id {
+            put(key, subject.employee_id.as_bytes());
+        }
+        if self.state {
+            put(key, subject.lifecycle_state.as_str().as_bytes());
+        }
+        if self.manager_chain {
+            put(key, &(subject.manager_chain.len() as u64).to_le_bytes());
+            for id in subject.manager_chain {
+                put(key, id.as_bytes());
+            }
+        }
+        if self.direct_reports {
+            put(key, &(subject.direct_reports as u64).to_le_bytes());
+        }
+        if self.is_manager {
+            put(key, &[u8::from(subject.direct_reports > 0)]);
+        }
+    }
+}
+
+/// Most entries one rule's [`Memo`] holds before it starts over.
+const MEMO_ENTRIES: usize = 4096;
+
+/// Most key bytes one rule's [`Memo`] holds before it starts over: bounds
+/// its memory whatever the rule reads (a whole `person`, a long chain).
+const MEMO_KEY_BYTES: usize = 256 * 1024;
+
+/// One rule's outcomes for the inputs it was evaluated on, so that persons
+/// who agree on what the rule reads (a department, a title, a manager
+/// chain) are not evaluated again. Bounded: when full it starts over, and
+/// if fewer than half of its lookups since the last start found an
+/// outcome, the rule's inputs rarely repeat (it reads an employee id, say)
+/// and it stops keeping outcomes at all.
+#[derive(Debug, Default)]
+struct Memo {
+    outcomes: HashMap<Box<[u8]>, Outcome>,
+    key_bytes: usize,
+    /// Lookups that found an outcome since the memo last started over.
+    hits: usize,
+    /// Whether it gave up keeping outcomes.
+    off: bool,
+}
+
+impl Memo {
+    fn get(&mut self, key: &[u8]) -> Option<Outcome> {
+        let outcome = self.outcomes.get(key).cloned();
+        self.hits += usize::from(outcome.is_some());
+        outcome
+    }
+
+    fn insert(&mut self, key: &[u8], outcome: &Outcome) {
+        if self.off || self.outcomes.contains_key(key) {
+            return;
+        }
+        if self.outcomes.len() >= MEMO_ENTRIES || self.key_bytes + key.len() > MEMO_KEY_BYTES {
+            self.off = self.hits < self.outcomes.len();
+            self.outcomes = HashMap::new();
+            self.key_bytes = 0;
+            self.hits = 0;
+            if self.off || key.len() > MEMO_KEY_BYTES {
+                return;
+            }
+        }
+        self.key_bytes += key.len();
+        self.outcomes.insert(key.into(), outcome.clone());
+    }
+}
+
+/// Locks a rule's memo. A thread that panicked holding it left it whole
+/// (each of its writes is one map operation), so the poison is ignored.
+fn lock(memo: &Mutex<Memo>) -> std::sync::MutexGuard<'_, Memo> {
+    memo.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Why `name` cannot name a group or an app, if it cannot.

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hrsync_domain::{AppAssignment, EmployeeId, EmploymentType, LifecycleState, WorkerAttributes};
 
@@ -629,4 +629,195 @@ fn which_rules_read_the_chain_and_the_reports() {
     assert_eq!(reads(r#"person.title == "manager_chain""#), (false, false));
     let none = compile(vec![]);
     assert!(!none.reads_manager_chain() && !none.reads_direct_reports());
+}
+
+#[test]
+fn reads_name_the_inputs_that_decide_a_rule() {
+    let reads =
+        |rule: &str| super::Reads::of(&compile(vec![group("G", rule, &[])]).groups[0].program);
+    let index = |name: &str| {
+        hrsync_expr::PERSON_ATTRIBUTES
+            .iter()
+            .position(|attribute| *attribute == name)
+            .unwrap()
+    };
+    let title = reads(r#"person.title.contains("Manager") && is_manager"#);
+    assert_eq!(title.attributes, vec![index("title")]);
+    assert!(title.is_manager && !title.direct_reports && !title.custom);
+    assert!(!title.manager_chain && !title.employee_id && !title.state);
+
+    let custom = reads(r#"has(person.custom.badge) && person.department == "Sales""#);
+    assert_eq!(custom.attributes, vec![index("department")]);
+    assert!(custom.custom);
+
+    // `person` read whole: every attribute decides.
+    for rule in [
+        r#"person.exists(k, person[k] == "Boss")"#,
+        "size(person) > 3",
+        r#"person["title"] == "Boss""#,
+    ] {
+        let whole = reads(rule);
+        assert_eq!(
+            whole.attributes.len(),
+            hrsync_expr::PERSON_ATTRIBUTES.len(),
+            "{rule}"
+        );
+        assert!(whole.custom, "{rule}");
+    }
+    // A macro's own `person` is not the variable.
+    let bound = reads(r#"[1, 2].exists(person, person == 2) && person.title == "x""#);
+    assert_eq!(bound.attributes, vec![index("title")]);
+    assert!(!bound.custom);
+
+    let rest = reads(
+        r#"employee_id.startsWith("E1") && state == "ACTIVE" && size(manager_chain) < direct_reports"#,
+    );
+    assert!(rest.attributes.is_empty() && !rest.custom && !rest.is_manager);
+    assert!(rest.employee_id && rest.state && rest.manager_chain && rest.direct_reports);
+    assert_eq!(reads("true"), super::Reads::default());
+}
+
+/// Persons that agree on some inputs and differ on others, in an order that
+/// revisits earlier combinations.
+fn varied_persons() -> Vec<Person> {
+    let mut persons = Vec::new();
+    for round in 0..2 {
+        for i in 0..72_usize {
+            let mut attributes = agent();
+            attributes.department =
+                Some(["Sales", "Customer Support", "Engineering"][i % 3].to_owned());
+            attributes.title = Some(["Boss", "Support Agent"][(i / 3) % 2].to_owned());
+            if i % 4 == 1 {
+                attributes
+                    .custom
+                    .insert("badge".to_owned(), "B1".to_owned());
+            } else if i % 4 == 2 {
+                attributes
+                    .custom
+                    .insert("badge".to_owned(), "B2".to_owned());
+                attributes.custom.insert("floor".to_owned(), "3".to_owned());
+            }
+            if (i + round) % 5 == 0 {
+                attributes.given_name = "Grace".to_owned();
+            }
+            let mut person = Person::new(attributes);
+            person.employee_id = format!("E{}", 1000 + (i * 7 + round) % 4);
+            person.state = [LifecycleState::Active, LifecycleState::Pending][(i / 6) % 2];
+            person.chain = match i % 3 {
+                0 => vec!["E0001".to_owned()],
+                1 => vec!["E0002".to_owned(), "E0001".to_owned()],
+                _ => Vec::new(),
+            };
+            person.direct_reports = [0, 1, 3][(i / 2 + round) % 3];
+            persons.push(person);
+        }
+    }
+    persons
+}
+
+#[test]
+fn outcomes_kept_for_equal_inputs_are_those_of_a_fresh_evaluation() {
+    let groups = vec![
+        group("Everyone", "true", &["slack"]),
+        group("Sales", r#"person.department == "Sales""#, &["crm"]),
+        group(
+            "Badged",
+            r#""badge" in person.custom && person.custom["badge"] == "B1""#,
+            &["doors"],
+        ),
+        group("Floored", "size(person.custom) > 1", &["doors"]),
+        group("E1001", r#"employee_id == "E1001""#, &[]),
+        group("Active", r#"state == "ACTIVE""#, &[]),
+        group("Under E0002", r#""E0002" in manager_chain"#, &["wiki"]),
+        group("Big teams", "direct_reports > 2", &[]),
+        group(
+            "Managers",
+            r#"is_manager || person.title == "Boss""#,
+            &["lattice"],
+        ),
+        group(
+            "Graces",
+            r#"person.exists(k, k == "given_name" && person[k] == "Grace")"#,
+            &[],
+        ),
+        // Fails for everyone without a floor: the failure is kept too.
+        group("Third floor", r#"person.custom["floor"] == "3""#, &[]),
+    ];
+    let shared = compile(groups.clone());
+    let persons = varied_persons();
+    let mut members = 0;
+    for person in &persons {
+        let kept = shared.evaluate(&person.subject());
+        let fresh = compile(groups.clone()).evaluate(&person.subject());
+        assert_eq!(
+            kept, fresh,
+            "{} {:?}",
+            person.employee_id, person.attributes
+        );
+        members += kept.groups.len();
+    }
+    // The persons exercise both outcomes of every rule.
+    for name in groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .filter(|&n| n != "Everyone")
+    {
+        let outcomes: BTreeSet<bool> = persons
+            .iter()
+            .map(|p| {
+                compile(groups.clone())
+                    .evaluate(&p.subject())
+                    .groups
+                    .iter()
+                    .any(|g| g == name)
+            })
+            .collect();
+        assert_eq!(outcomes.len(), 2, "group {name} is always or never true");
+    }
+    assert!(members > persons.len());
+    // The rules whose inputs repeat kept their outcomes.
+    let hits: Vec<usize> = shared
+        .groups
+        .iter()
+        .map(|g| super::lock(&g.memo).hits)
+        .collect();
+    assert!(hits.iter().all(|&h| h > 0), "{hits:?}");
+}
+
+#[test]
+fn the_memo_is_bounded_and_gives_up_on_inputs_that_do_not_repeat() {
+    let key = |i: usize| i.to_le_bytes();
+    // Every input new: full once, then off.
+    let mut unique = super::Memo::default();
+    for i in 0..=super::MEMO_ENTRIES {
+        assert_eq!(unique.get(&key(i)), None);
+        unique.insert(&key(i), &Ok(true));
+    }
+    assert!(unique.off && unique.outcomes.is_empty());
+    unique.insert(&key(0), &Ok(true));
+    assert_eq!(unique.get(&key(0)), None);
+
+    // Inputs that repeat: it starts over when full and keeps going.
+    let mut repeating = super::Memo::default();
+    for i in 0..3 * super::MEMO_ENTRIES {
+        let k = key(i);
+        if repeating.get(&k).is_none() {
+            repeating.insert(&k, &Err("failed".to_owned()));
+        }
+        assert_eq!(repeating.get(&k), Some(Err("failed".to_owned())));
+    }
+    assert!(!repeating.off);
+    assert!(repeating.outcomes.len() <= super::MEMO_ENTRIES);
+
+    // Long keys: bounded by bytes, not only by entries.
+    let mut long = super::Memo::default();
+    let big = vec![7_u8; super::MEMO_KEY_BYTES / 4];
+    for i in 0..8_u8 {
+        let mut k = big.clone();
+        k.push(i);
+        long.insert(&k, &Ok(false));
+        assert_eq!(long.get(&k), Some(Ok(false)));
+        assert!(long.key_bytes <= super::MEMO_KEY_BYTES);
+    }
+    assert!(!long.off);
 }
