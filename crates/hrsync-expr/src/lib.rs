@@ -18,6 +18,7 @@
 //! nothing.
 
 use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, SelectExpr};
 use cel::common::types::{CelMap, CelMapKey, CelString};
@@ -185,27 +186,22 @@ pub fn references(expr: &IdedExpr) -> References {
     // fields read means it is also read as a whole.
     let mut person_uses = 0_usize;
     let mut person_selects = 0_usize;
-    let visited: Result<(), std::convert::Infallible> =
-        visit(expr, &mut Vec::new(), &mut |node, bound| {
-            match &node.expr {
-                Expr::Ident(name) if !name.starts_with('@') && !bound.contains(&name.as_str()) => {
-                    person_uses += usize::from(name == "person");
-                    references.names.insert(name.clone());
-                }
-                Expr::Select(select) => {
-                    if let Some(field) = person_field(select, bound) {
-                        person_selects += 1;
-                        references.person_fields.insert(field.to_owned());
-                    }
-                }
-                _ => {}
+    let Ok(()) = visit::<Infallible>(expr, &mut Vec::new(), &mut |node, bound| {
+        match &node.expr {
+            Expr::Ident(name) if !name.starts_with('@') && !bound.contains(&name.as_str()) => {
+                person_uses += usize::from(name == "person");
+                references.names.insert(name.clone());
             }
-            Ok(())
-        });
-    match visited {
-        Ok(()) => {}
-        Err(never) => match never {},
-    }
+            Expr::Select(select) => {
+                if let Some(field) = person_field(select, bound) {
+                    person_selects += 1;
+                    references.person_fields.insert(field.to_owned());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    });
     references.whole_person = person_uses > person_selects;
     references
 }
