@@ -77,23 +77,28 @@ fn manager_move(employee: &str, manager: Option<&str>) -> LifecycleEvent {
         Some(m) => AttributeChange::set(Attribute::ManagerId, m),
         None => AttributeChange::clear(Attribute::ManagerId),
     };
-    moving(employee, now_ms() - 1000, change)
+    moving(employee, a_second_ago(), change)
 }
 
-/// A title change a second ago, taking effect after every move built before
-/// it: moves built within one millisecond would tie on effective time, and
-/// the fold breaks a tie by event id, so the later one could lose.
-fn title_move(employee: &str, title: &str) -> LifecycleEvent {
+/// A second ago, but after every time this returned before: moves built
+/// within one millisecond would tie on effective time, and the fold breaks
+/// a tie by event id, so the later one could lose.
+fn a_second_ago() -> i64 {
     static LAST_MS: AtomicI64 = AtomicI64::new(i64::MIN);
     let wanted = now_ms() - 1000;
-    let previous = LAST_MS
+    let next = |last: i64| wanted.max(last.saturating_add(1));
+    let last = LAST_MS
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(wanted.max(last.saturating_add(1)))
+            Some(next(last))
         })
         .expect("the update always stores");
+    next(last)
+}
+
+fn title_move(employee: &str, title: &str) -> LifecycleEvent {
     moving(
         employee,
-        wanted.max(previous.saturating_add(1)),
+        a_second_ago(),
         AttributeChange::set(Attribute::Title, title),
     )
 }

@@ -175,12 +175,6 @@ pub struct RuleSet {
     groups: Vec<CompiledGroup>,
     /// See [`RuleSet::fingerprint`].
     fingerprint: String,
-    /// See [`RuleSet::reads_manager_chain`].
-    reads_manager_chain: bool,
-    /// See [`RuleSet::reads_direct_reports`].
-    reads_direct_reports: bool,
-    /// See [`RuleSet::reads_report_count`].
-    reads_report_count: bool,
 }
 
 /// One group with its rule compiled.
@@ -228,9 +222,6 @@ impl RuleSet {
         let env = Arc::new(hrsync_expr::env());
         let mut names = HashSet::with_capacity(config.groups.len());
         let mut groups = Vec::with_capacity(config.groups.len());
-        let mut reads_manager_chain = false;
-        let mut reads_direct_reports = false;
-        let mut reads_report_count = false;
         for group in &config.groups {
             let name = group.name.as_str();
             check_name(name).map_err(|reason| RuleError::new(name, reason))?;
@@ -251,9 +242,6 @@ impl RuleSet {
             check_references(program.expression(), &env, &VARIABLES)
                 .map_err(|reason| RuleError::new(name, reason))?;
             let reads = Reads::of(&program);
-            reads_manager_chain |= reads.manager_chain;
-            reads_direct_reports |= reads.direct_reports || reads.is_manager;
-            reads_report_count |= reads.direct_reports;
             groups.push(CompiledGroup {
                 name: name.to_owned(),
                 rule: group.rule.clone(),
@@ -268,9 +256,6 @@ impl RuleSet {
             env,
             groups,
             fingerprint,
-            reads_manager_chain,
-            reads_direct_reports,
-            reads_report_count,
         })
     }
 
@@ -354,20 +339,22 @@ impl RuleSet {
     /// Whether a rule reads `manager_chain`: then a change of someone's
     /// manager changes the input of everyone below them.
     pub fn reads_manager_chain(&self) -> bool {
-        self.reads_manager_chain
+        self.groups.iter().any(|g| g.reads.manager_chain)
     }
 
     /// Whether a rule reads `direct_reports` or `is_manager`: then a change
     /// of someone's reports changes their input.
     pub fn reads_direct_reports(&self) -> bool {
-        self.reads_direct_reports
+        self.groups
+            .iter()
+            .any(|g| g.reads.direct_reports || g.reads.is_manager)
     }
 
     /// Whether a rule reads the number `direct_reports`; if only
     /// `is_manager` is read, a manager's input changes only when their
     /// count goes from zero to more or back.
     pub fn reads_report_count(&self) -> bool {
-        self.reads_report_count
+        self.groups.iter().any(|g| g.reads.direct_reports)
     }
 
     /// Whether there are no groups, so every evaluation is empty.
