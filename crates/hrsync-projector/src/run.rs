@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hrsync_bus::{DlqPublisher, KafkaConfig, LagContext, OutgoingRecord, Producer, Record};
+use hrsync_domain::LifecycleEvent;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -441,18 +442,73 @@ async fn consume(
     // The fast lane does not linger: a termination is applied with whatever
     // arrived with it, not held back waiting for more.
     let linger = if fast { Duration::ZERO } else { shared.linger };
+    // The next batch is gathered and decoded while this one is applied:
+    // on its own task, one batch ahead at most.
+    let (batches, mut ready) = tokio::sync::mpsc::channel(1);
+    let _gatherer = AbortOnDrop(tokio::spawn(gather(
+        consumer,
+        topic.to_owned(),
+        shared.batch_max,
+        linger,
+        batches,
+        shutdown.clone(),
+    )));
     loop {
-        // Wait for the first record of a batch, then take what arrives
-        // within the linger time, up to the batch size (with no linger:
-        // what is already fetched; a zero timeout still polls once).
         let waiting = Instant::now();
-        let first = tokio::select! {
+        let batch = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
+            batch = ready.recv() => batch,
+        };
+        // (The gatherer ends only on shutdown.)
+        let Some(batch) = batch else { return Ok(()) };
+        shared.touch();
+        let received = Received {
+            wait: waiting.elapsed(),
+            gather: batch.gather,
+        };
+        apply_records(&shared, &consumer_name, fast, batch, received, &shutdown).await?;
+        shared.touch();
+    }
+}
+
+/// Aborts the task when dropped: the gatherer ends with its consumer loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A batch of records as gathered, each decoded (or why it cannot be).
+struct Gathered {
+    records: Vec<Record>,
+    decoded: Vec<Result<LifecycleEvent, String>>,
+    /// From the first record to the last one taken into the batch.
+    gather: Duration,
+}
+
+/// Takes batches from `consumer` and decodes them, for the consumer loop
+/// to apply in order: waits for a batch's first record, then takes what
+/// arrives within `linger`, up to `batch_max` (with no linger: what is
+/// already fetched; a zero timeout still polls once).
+async fn gather(
+    consumer: StreamConsumer<LagContext>,
+    topic: String,
+    batch_max: usize,
+    linger: Duration,
+    batches: tokio::sync::mpsc::Sender<Gathered>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
             message = consumer.recv() => message,
         };
         let gathering = Instant::now();
-        let mut records = Vec::with_capacity(shared.batch_max);
+        let mut records = Vec::with_capacity(batch_max);
         match first {
             Ok(message) => records.push(Record::from_message(&message)),
             Err(error) => {
@@ -461,21 +517,32 @@ async fn consume(
             }
         }
         let deadline = tokio::time::Instant::now() + linger;
-        while records.len() < shared.batch_max {
+        while records.len() < batch_max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(message)) => records.push(Record::from_message(&message)),
                 Ok(Err(error)) => tracing::warn!(topic, %error, "kafka consumer error"),
                 Err(_) => break,
             }
         }
-        shared.touch();
-        let received = Received {
-            wait: gathering - waiting,
-            gather: gathering.elapsed(),
+        let gather = gathering.elapsed();
+        let decoded = records.iter().map(decode).collect();
+        let batch = Gathered {
+            records,
+            decoded,
+            gather,
         };
-        apply_records(&shared, &consumer_name, fast, &records, received, &shutdown).await?;
-        shared.touch();
+        if batches.send(batch).await.is_err() {
+            return;
+        }
     }
+}
+
+/// A record's lifecycle event, checked against the model.
+fn decode(record: &Record) -> Result<LifecycleEvent, String> {
+    let event = hrsync_schema::decode_lifecycle(record.payload.as_deref().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    event.payload.validate().map_err(|e| e.to_string())?;
+    Ok(event)
 }
 
 /// How a batch's records arrived, for the `batch applied` event: a consumer
@@ -483,32 +550,31 @@ async fn consume(
 /// (its prefetch is not keeping up), not slow.
 #[derive(Debug, Clone, Copy)]
 struct Received {
-    /// From the end of the previous batch to the first record.
+    /// From the end of the previous batch until the next one was ready
+    /// (gathered and decoded while the previous one was applied).
     wait: Duration,
     /// From the first record to the last one taken into the batch.
     gather: Duration,
 }
 
-/// Decodes, dead-letters the poison, and applies the rest with the
-/// positions, retrying transient failures.
+/// Dead-letters the poison, and applies the rest with the positions,
+/// retrying transient failures.
 async fn apply_records(
     shared: &Shared,
     consumer_name: &str,
     fast: bool,
-    records: &[Record],
+    batch: Gathered,
     received: Received,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let started = Instant::now();
+    let Gathered {
+        records, decoded, ..
+    } = batch;
     let mut events = Vec::with_capacity(records.len());
     let mut positions: Vec<Position> = Vec::new();
-    for record in records {
-        match hrsync_schema::decode_lifecycle(record.payload.as_deref().unwrap_or_default())
-            .map_err(|e| e.to_string())
-            .and_then(|event| {
-                event.payload.validate().map_err(|e| e.to_string())?;
-                Ok(event)
-            }) {
+    for (record, decoded) in records.iter().zip(decoded) {
+        match decoded {
             Ok(event) => events.push(Incoming {
                 event,
                 payload: record.payload.as_deref().unwrap_or_default(),
