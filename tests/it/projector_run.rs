@@ -376,3 +376,82 @@ async fn the_reporting_lines_are_kept_in_memory_unless_turned_off() -> anyhow::R
     );
     Ok(())
 }
+
+/// Records the projector cannot take (bytes that are no lifecycle event, an
+/// event cut short) go to the projector's DLQ, intact and with the reason;
+/// the hire behind them on the same partition is applied, and the stored
+/// offset moves past all three.
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_records_go_to_the_dlq_and_the_projector_goes_on() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let kafka = broker.kafka_config();
+    let topics = projector_topics(&kafka, 1).await?;
+    let pg = PgDatabase::fresh().await?;
+    let db = Db::connect(pg.url(), 4).await?;
+    db.migrate().await?;
+
+    let producer = Producer::new(&kafka)?;
+    let junk: Vec<u8> = vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0xFF, 0x00];
+    let whole = hrsync_schema::encode_lifecycle(&hire("E2")?)?;
+    let cut = whole[..whole.len() / 2].to_vec();
+    for payload in [&junk, &cut] {
+        producer
+            .send(hrsync_bus::OutgoingRecord {
+                topic: &topics.lifecycle,
+                key: b"E2",
+                payload,
+                headers: &[("x-source-batch", b"payroll-9")],
+            })
+            .await?;
+    }
+    publish_lifecycle(&producer, &topics.lifecycle, &[hire("E2")?]).await?;
+
+    let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
+    let shutdown = CancellationToken::new();
+    let running = spawn_run(projector, &kafka, &topics, &shutdown);
+    until_persons(&db, 1, 30, &broker).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM projector_offset WHERE topic = $1 AND kafka_partition = 0",
+        )
+        .bind(&topics.lifecycle)
+        .fetch_optional(db.pool())
+        .await?;
+        if next == Some(3) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "stored offset {next:?}, wanted 3"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await??;
+
+    let parked = hrsync_tests::read_topic(&broker.bootstrap(), &topics.dlq)?;
+    assert_eq!(parked.len(), 2, "both bad records parked: {parked:?}");
+    let header = |record: &hrsync_tests::TopicRecord, name: &str| {
+        record
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    for (record, (sent, offset)) in parked.iter().zip([(&junk, 0), (&cut, 1)]) {
+        assert_eq!(&record.payload, sent, "payload parked intact");
+        assert_eq!(record.key, b"E2");
+        assert_eq!(header(record, "x-source-batch"), "payroll-9");
+        assert_eq!(header(record, "hrsync.dlq.stage"), "projector");
+        assert_eq!(header(record, "hrsync.dlq.topic"), topics.lifecycle);
+        assert_eq!(header(record, "hrsync.dlq.offset"), offset.to_string());
+        let reason = header(record, "hrsync.dlq.error");
+        assert!(
+            reason.starts_with("undecodable or invalid lifecycle event: ") && reason.len() > 40,
+            "the reason says why: {reason}"
+        );
+    }
+    Ok(())
+}
