@@ -445,7 +445,7 @@ async fn consume(
     // The next batch is gathered and decoded while this one is applied:
     // on its own task, one batch ahead at most.
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
-    let _gatherer = AbortOnDrop(tokio::spawn(gather(
+    let mut gatherer = AbortOnDrop(tokio::spawn(gather(
         consumer,
         topic.to_owned(),
         shared.batch_max,
@@ -460,8 +460,14 @@ async fn consume(
             () = shutdown.cancelled() => return Ok(()),
             batch = ready.recv() => batch,
         };
-        // (The gatherer ends only on shutdown.)
-        let Some(batch) = batch else { return Ok(()) };
+        let Some(batch) = batch else {
+            // The gatherer ended: on shutdown, or it panicked (which
+            // carries on here, as it would have in this loop).
+            return match (&mut gatherer.0).await {
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                _ => Ok(()),
+            };
+        };
         shared.touch();
         let received = Received {
             wait: waiting.elapsed(),
