@@ -178,13 +178,21 @@ struct Serving {
     running: tokio::task::JoinHandle<Result<(), run::RunError>>,
 }
 
-async fn serving() -> anyhow::Result<Serving> {
+/// A broker with the projector's topics (one partition each) and a fresh,
+/// migrated PostgreSQL store.
+async fn broker_and_postgres(
+) -> anyhow::Result<(Broker, hrsync_bus::KafkaConfig, run::Topics, PgDatabase, Db)> {
     let broker = Broker::start()?;
     let kafka = broker.kafka_config();
     let topics = projector_topics(&kafka, 1).await?;
     let pg = PgDatabase::fresh().await?;
     let db = Db::connect(pg.url(), 4).await?;
     db.migrate().await?;
+    Ok((broker, kafka, topics, pg, db))
+}
+
+async fn serving() -> anyhow::Result<Serving> {
+    let (broker, kafka, topics, pg, db) = broker_and_postgres().await?;
     let projector = Projector::new(db.clone(), ProjectorConfig::default())?;
     let shutdown = CancellationToken::new();
     let running = spawn_run(projector, &kafka, &topics, &shutdown);
@@ -383,12 +391,7 @@ async fn the_reporting_lines_are_kept_in_memory_unless_turned_off() -> anyhow::R
 /// offset moves past all three.
 #[tokio::test(flavor = "multi_thread")]
 async fn undecodable_records_go_to_the_dlq_and_the_projector_goes_on() -> anyhow::Result<()> {
-    let broker = Broker::start()?;
-    let kafka = broker.kafka_config();
-    let topics = projector_topics(&kafka, 1).await?;
-    let pg = PgDatabase::fresh().await?;
-    let db = Db::connect(pg.url(), 4).await?;
-    db.migrate().await?;
+    let (broker, kafka, topics, _pg, db) = broker_and_postgres().await?;
 
     let producer = Producer::new(&kafka)?;
     let junk: Vec<u8> = vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0xFF, 0x00];
