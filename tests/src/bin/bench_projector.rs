@@ -2033,7 +2033,7 @@ fn print_report(args: &Args, r: &Report) {
         sizes.last().copied().unwrap_or(0)
     );
     println!(
-        "| decode + apply_batch per batch: p50 / p95 / max | {} / {} / {} ms |",
+        "| apply_batch per batch (records decoded ahead): p50 / p95 / max | {} / {} / {} ms |",
         percentile(&main_ms, 0.5),
         percentile(&main_ms, 0.95),
         main_ms.last().copied().unwrap_or(0)
@@ -2052,7 +2052,7 @@ fn print_report(args: &Args, r: &Report) {
         let waited_us: u64 = rest.iter().map(|b| b.wait_us).sum();
         let longest = rest.iter().enumerate().max_by_key(|(_, b)| b.wait_us);
         println!(
-            "| waiting for a batch's first record: first batch / all later ones / longest (batch) | {:.0} ms / {:.0} ms / {} |",
+            "| waiting for the next batch (gathered and decoded ahead): first batch / all later ones / longest (batch) | {:.0} ms / {:.0} ms / {} |",
             first.wait_us as f64 / 1000.0,
             waited_us as f64 / 1000.0,
             longest.map_or("-".to_owned(), |(i, b)| format!(
@@ -2110,7 +2110,7 @@ fn print_report(args: &Args, r: &Report) {
             .join(" ")
     );
     if !main.is_empty() {
-        println!("\nWhere a main batch's time goes (mean per batch; the rest of a batch's time is decoding and waiting for the write gate):\n");
+        println!("\nWhere a main batch's time goes (mean per batch; the rest of a batch's time is waiting for the write gate and dead-lettering):\n");
         println!("| phase | mean ms | share of the batch |");
         println!("|---|---|---|");
         let mean_ms = busy_ms as f64 / main.len() as f64;
