@@ -276,22 +276,27 @@ impl RuleSet {
         let mut errors = Vec::new();
         let mut apps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for group in &self.groups {
-            let known = {
+            // `None`: the memo is off; `Some(None)`: no outcome kept yet
+            // for this key.
+            let kept = {
                 let mut memo = lock(&group.memo);
-                if memo.off {
-                    None
-                } else {
+                (!memo.off).then(|| {
                     key.clear();
                     group.reads.key(subject, &mut key);
                     memo.get(&key)
+                })
+            };
+            let outcome = match kept {
+                Some(Some(known)) => known,
+                kept => {
+                    let context = context.get_or_insert_with(|| self.context(subject));
+                    let outcome = outcome(group.program.execute(context));
+                    if kept.is_some() {
+                        lock(&group.memo).insert(&key, &outcome);
+                    }
+                    outcome
                 }
             };
-            let outcome = known.unwrap_or_else(|| {
-                let context = context.get_or_insert_with(|| self.context(subject));
-                let outcome = outcome(group.program.execute(context));
-                lock(&group.memo).insert(&key, &outcome);
-                outcome
-            });
             match outcome {
                 Ok(true) => {
                     groups.push(group.name.clone());

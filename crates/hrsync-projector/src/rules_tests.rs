@@ -821,3 +821,30 @@ fn the_memo_is_bounded_and_gives_up_on_inputs_that_do_not_repeat() {
     }
     assert!(!long.off);
 }
+
+#[test]
+fn a_rule_whose_memo_gave_up_is_still_evaluated_beside_one_that_keeps_outcomes() {
+    let rules = compile(vec![
+        group("Sevens", r#"employee_id.endsWith("7")"#, &["vault"]),
+        group("Sales", r#"person.department == "Sales""#, &["crm"]),
+    ]);
+    let mut person = Person::new(agent());
+    // Every employee id new: the first rule's memo fills once and gives up.
+    for i in 0..3 * super::MEMO_ENTRIES {
+        person.employee_id = format!("E{i}");
+        person.attributes.department = Some(["Sales", "Support"][i % 2].to_owned());
+        let evaluation = rules.evaluate(&person.subject());
+        let mut wanted = Vec::new();
+        if i % 2 == 0 {
+            wanted.push("Sales".to_owned());
+        }
+        if i % 10 == 7 {
+            wanted.push("Sevens".to_owned());
+        }
+        assert_eq!(evaluation.groups, wanted, "{}", person.employee_id);
+    }
+    let by_id = super::lock(&rules.groups[0].memo);
+    assert!(by_id.off && by_id.outcomes.is_empty());
+    let by_department = super::lock(&rules.groups[1].memo);
+    assert!(!by_department.off && by_department.outcomes.len() == 2);
+}
