@@ -2129,10 +2129,17 @@ fn print_report(args: &Args, r: &Report) {
         "\n### CPU from projector start until the outbox was empty ({wall:.1} s wall, {} cores)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| who | CPU s | cores busy |");
-    println!("|---|---|---|");
+    // CPU per backlog event compares machines: how many events a second a
+    // machine's cores buy is the machine's, the CPU each event costs is
+    // mostly the code's.
+    println!("| who | CPU s | cores busy | µs per backlog event |");
+    println!("|---|---|---|---|");
     let row = |name: &str, secs: f64| {
-        println!("| {name} | {secs:.1} | {:.2} |", secs / wall);
+        println!(
+            "| {name} | {secs:.1} | {:.2} | {:.0} |",
+            secs / wall,
+            secs * 1e6 / events
+        );
     };
     row("benchmark process (projector + monitoring)", r.cpu.process);
     for (name, secs) in &r.cpu.threads {
