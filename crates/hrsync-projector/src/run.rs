@@ -469,11 +469,8 @@ async fn consume(
             };
         };
         shared.touch();
-        let received = Received {
-            wait: waiting.elapsed(),
-            gather: batch.gather,
-        };
-        apply_records(&shared, &consumer_name, fast, batch, received, &shutdown).await?;
+        let wait = waiting.elapsed();
+        apply_records(&shared, &consumer_name, fast, batch, wait, &shutdown).await?;
         shared.touch();
     }
 }
@@ -551,31 +548,25 @@ fn decode(record: &Record) -> Result<LifecycleEvent, String> {
     Ok(event)
 }
 
-/// How a batch's records arrived, for the `batch applied` event: a consumer
-/// that waits long for its first record between busy batches is starved
-/// (its prefetch is not keeping up), not slow.
-#[derive(Debug, Clone, Copy)]
-struct Received {
-    /// From the end of the previous batch until the next one was ready
-    /// (gathered and decoded while the previous one was applied).
-    wait: Duration,
-    /// From the first record to the last one taken into the batch.
-    gather: Duration,
-}
-
 /// Dead-letters the poison, and applies the rest with the positions,
-/// retrying transient failures.
+/// retrying transient failures. `wait` is how long the consumer loop waited
+/// for this batch since the end of the previous one (it was gathered and
+/// decoded meanwhile), for the `batch applied` event: a consumer that waits
+/// long between busy batches is starved (its prefetch is not keeping up),
+/// not slow.
 async fn apply_records(
     shared: &Shared,
     consumer_name: &str,
     fast: bool,
     batch: Gathered,
-    received: Received,
+    wait: Duration,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let started = Instant::now();
     let Gathered {
-        records, decoded, ..
+        records,
+        decoded,
+        gather,
     } = batch;
     let mut events = Vec::with_capacity(records.len());
     let mut positions: Vec<Position> = Vec::new();
@@ -585,10 +576,9 @@ async fn apply_records(
                 event,
                 payload: record.payload.as_deref().unwrap_or_default(),
                 traceparent: record
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == TRACEPARENT)
-                    .and_then(|(_, v)| String::from_utf8(v.clone()).ok()),
+                    .header(TRACEPARENT)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned),
             }),
             Err(reason) => {
                 let reason = format!("undecodable or invalid lifecycle event: {reason}");
@@ -645,8 +635,8 @@ async fn apply_records(
                     duplicates = outcome.duplicates,
                     changes = outcome.changes,
                     ms = started.elapsed().as_millis() as u64,
-                    wait_us = received.wait.as_micros() as u64,
-                    gather_us = received.gather.as_micros() as u64,
+                    wait_us = wait.as_micros() as u64,
+                    gather_us = gather.as_micros() as u64,
                     store_events_us = outcome.phases.store_events_us,
                     load_us = outcome.phases.load_us,
                     fold_us = outcome.phases.fold_us,
