@@ -11,8 +11,12 @@
 //!   pushed while that backlog is in flight reaches both apps first. Then
 //!   SIGTERM stops the process cleanly.
 //!
+//! - `crash::killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run`:
+//!   SIGKILL under load, restarted at once and after a pause.
+//!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
+mod crash;
 mod stack;
 
 use std::time::{Duration, Instant};

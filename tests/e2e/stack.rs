@@ -100,6 +100,37 @@ impl NamedApp {
         Ok(self.client.find_user("userName", user_name).await?)
     }
 
+    /// Every account the app holds, read page by page.
+    pub(crate) async fn users(&self) -> anyhow::Result<Vec<Value>> {
+        let client = reqwest::Client::new();
+        let mut users: Vec<Value> = Vec::new();
+        loop {
+            let page = client
+                .get(format!(
+                    "{}/Users?startIndex={}&count=1000",
+                    self.base_url(),
+                    users.len() + 1
+                ))
+                .bearer_auth(self.token())
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Value>()
+                .await?;
+            let resources = page["Resources"].as_array().cloned().unwrap_or_default();
+            let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+            if resources.is_empty() {
+                anyhow::ensure!(
+                    users.len() >= total,
+                    "paging ended at {} of {total}",
+                    users.len()
+                );
+                return Ok(users);
+            }
+            users.extend(resources);
+        }
+    }
+
     /// How many accounts the app holds.
     pub(crate) async fn count(&self) -> anyhow::Result<usize> {
         if let App::Local { state, .. } = &self.app {
@@ -192,6 +223,11 @@ impl ScimApps {
         Ok(ScimApps(apps, true))
     }
 
+    /// The apps.
+    pub(crate) fn all(&self) -> &[NamedApp] {
+        &self.0
+    }
+
     /// The `traceparent` headers app `name` received (third-party apps).
     pub(crate) fn traceparents(&self, name: &str) -> Vec<String> {
         match &self.get(name).app {
@@ -265,6 +301,9 @@ impl ScimApps {
 /// config file.
 pub(crate) struct Processes {
     children: Vec<Child>,
+    roles: Vec<String>,
+    /// Each process's stderr (its log), appended to by its restarts.
+    logs: Vec<PathBuf>,
     metrics: Vec<String>,
     push: String,
     config: PathBuf,
@@ -351,6 +390,8 @@ max_backoff_ms = 2000
         )?;
         let mut processes = Processes {
             children: Vec::new(),
+            roles: Vec::new(),
+            logs: Vec::new(),
             metrics: Vec::new(),
             push: format!("http://127.0.0.1:{push_port}"),
             config,
@@ -359,37 +400,92 @@ max_backoff_ms = 2000
             _dir: dir,
         };
         for role in roles {
-            let metrics_port = free_port()?;
-            let child = Command::new(env!("CARGO_BIN_EXE_hrsync"))
-                .arg("--config")
-                .arg(&processes.config)
-                .args(["run", "--role", role])
-                .env("PUSH_TOKEN", PUSH_TOKEN)
-                .env(
-                    "HRSYNC_TELEMETRY__LISTEN",
-                    format!("127.0.0.1:{metrics_port}"),
-                )
-                .stdout(Stdio::null())
-                .spawn()?;
+            let metrics = format!("http://127.0.0.1:{}", free_port()?);
+            let log = processes.config.with_file_name(format!("{role}.log"));
+            let child = processes.spawn(role, &metrics, &log)?;
             processes.children.push(child);
-            processes
-                .metrics
-                .push(format!("http://127.0.0.1:{metrics_port}"));
+            processes.roles.push((*role).to_owned());
+            processes.logs.push(log);
+            processes.metrics.push(metrics);
         }
-        for (i, base) in processes.metrics.clone().iter().enumerate() {
-            let role = roles[i];
-            eventually_within(
-                &format!("{role} ready"),
-                Duration::from_secs(120),
-                || async {
-                    Ok(reqwest::get(format!("{base}/readyz"))
-                        .await
-                        .is_ok_and(|r| r.status().is_success()))
-                },
-            )
-            .await?;
+        for i in 0..roles.len() {
+            processes.wait_ready(i).await?;
         }
         Ok(processes)
+    }
+
+    /// Starts `hrsync run --role ROLE`, serving its endpoints at `metrics`
+    /// and appending its log to `log`.
+    fn spawn(&self, role: &str, metrics: &str, log: &std::path::Path) -> anyhow::Result<Child> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        Ok(Command::new(env!("CARGO_BIN_EXE_hrsync"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["run", "--role", role])
+            .env("PUSH_TOKEN", PUSH_TOKEN)
+            .env(
+                "HRSYNC_TELEMETRY__LISTEN",
+                metrics.trim_start_matches("http://"),
+            )
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()?)
+    }
+
+    /// Waits until process `i` answers `/readyz` with 200.
+    pub(crate) async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
+        let base = &self.metrics[i];
+        eventually_within(
+            &format!("{} ready", self.roles[i]),
+            Duration::from_secs(120),
+            || async {
+                Ok(reqwest::get(format!("{base}/readyz"))
+                    .await
+                    .is_ok_and(|r| r.status().is_success()))
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.log_tail(i)))
+    }
+
+    /// Kills process `i` with SIGKILL (no shutdown, no flushing, no commit)
+    /// and reaps it.
+    pub(crate) fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = &mut self.children[i];
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts process `i` again with the same role, config, endpoint and
+    /// log, and waits until it is ready.
+    pub(crate) async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.spawn(&self.roles[i], &self.metrics[i], &self.logs[i])?;
+        self.children[i] = child;
+        self.wait_ready(i).await
+    }
+
+    /// Everything process `i` (and its restarts) logged.
+    pub(crate) fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+
+    /// The last lines process `i` logged, for failure messages.
+    pub(crate) fn log_tail(&self, i: usize) -> String {
+        let log = self.log(i);
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The secrets of the run that no log line may hold: the push API's
+    /// token and each app's.
+    pub(crate) fn secrets<'a>(&'a self, apps: &'a ScimApps) -> Vec<&'a str> {
+        let mut secrets = vec![PUSH_TOKEN];
+        secrets.extend(apps.0.iter().map(NamedApp::token));
+        secrets
     }
 
     /// Posts one HR event to the push API; expects 202.

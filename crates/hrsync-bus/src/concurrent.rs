@@ -109,6 +109,10 @@ impl Consumer {
     /// finished work are committed and the consumer leaves the group.
     ///
     /// Poison records go to `dlq` as in [`Consumer::run`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Stalled`] if the consumer stays stuck through every
+    /// rejoin (see [`crate::StallSettings`]); the lanes finish first.
     pub async fn run_concurrent<H: SharedHandler>(
         self,
         handler: Arc<H>,
@@ -152,6 +156,10 @@ impl Consumer {
         drop(finished_tx);
 
         let mut in_flight: HashMap<(String, i32), InFlight> = HashMap::new();
+        let mut watch = self.watch()?;
+        // Records received and finished, for the stall watch.
+        let mut progress: u64 = 0;
+        let mut stalled = None;
         let store = |in_flight: &mut HashMap<(String, i32), InFlight>, f: Finished| {
             if !f.done {
                 return;
@@ -171,11 +179,21 @@ impl Consumer {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some(f) = finished_rx.recv() => {
+                    progress += 1;
                     store(&mut in_flight, f);
+                    continue;
+                }
+                Some(view) = watch.next() => {
+                    let busy = in_flight.values().map(|p| p.pending.len()).sum();
+                    if let Err(error) = self.judge(&mut watch, view, progress, busy) {
+                        stalled = Some(error);
+                        break;
+                    }
                     continue;
                 }
                 message = self.inner.recv() => message,
             };
+            progress += 1;
             let record = match message {
                 Ok(message) => Record::from_message(&message),
                 Err(error) => {
@@ -197,6 +215,7 @@ impl Consumer {
                     biased;
                     () = shutdown.cancelled() => break,
                     Some(f) = finished_rx.recv() => {
+                        progress += 1;
                         store(&mut in_flight, f);
                         item = Some(next);
                     }
@@ -215,6 +234,9 @@ impl Consumer {
         }
         commit_stored(&self.inner, &stage);
         self.inner.unsubscribe();
+        if let Some(error) = stalled {
+            return Err(error);
+        }
         tracing::info!(%stage, "consumer stopped");
         Ok(())
     }

@@ -51,6 +51,9 @@ pub struct KafkaConfig {
     pub default_partitions: i32,
     /// Replication factor for topics created at start-up.
     pub replication_factor: i32,
+    /// When a group consumer counts as stuck and is rejoined
+    /// (`[kafka.stall]`).
+    pub stall: crate::StallSettings,
     /// Further librdkafka properties passed through as they are (for example
     /// `ssl.endpoint.identification.algorithm`). Properties hrsync manages
     /// itself are rejected.
@@ -73,6 +76,7 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: 30_000,
             default_partitions: 6,
             replication_factor: 1,
+            stall: crate::StallSettings::default(),
             properties: BTreeMap::new(),
         }
     }
@@ -111,6 +115,7 @@ impl KafkaConfig {
                 "kafka.properties.{key} is managed by hrsync and cannot be overridden"
             )));
         }
+        self.stall.validate()?;
         if self.sasl_password.is_some() && self.sasl_username.is_none() {
             return Err(Error::Config(
                 "kafka.sasl_password is set but kafka.sasl_username is not".to_owned(),

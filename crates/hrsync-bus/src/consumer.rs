@@ -74,6 +74,8 @@ pub struct ConsumerSettings {
     /// when records arrive meanwhile (tansu does) otherwise add up to that
     /// wait to every record's latency.
     pub fetch_wait: Option<Duration>,
+    /// Held unready while this consumer is stuck (see [`crate::StallSettings`]).
+    pub readiness: Option<hrsync_telemetry::Readiness>,
 }
 
 impl ConsumerSettings {
@@ -88,7 +90,16 @@ impl ConsumerSettings {
             session_timeout: Duration::from_secs(10),
             max_retry_backoff: Duration::from_secs(30),
             fetch_wait: None,
+            readiness: None,
         }
+    }
+
+    /// These settings with `readiness` held unready while the consumer is
+    /// stuck.
+    #[must_use]
+    pub fn with_readiness(mut self, readiness: hrsync_telemetry::Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
     }
 
     /// These settings with `fetch.wait.max.ms` set to `wait`.
@@ -238,6 +249,7 @@ pub(crate) fn commit_stored<C: rdkafka::consumer::Consumer<GroupContext>>(
 pub struct Consumer {
     pub(crate) inner: StreamConsumer<GroupContext>,
     pub(crate) settings: ConsumerSettings,
+    pub(crate) kafka: KafkaConfig,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -278,7 +290,44 @@ impl Consumer {
             .map_err(Error::Client)?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         inner.subscribe(&topics)?;
-        Ok(Consumer { inner, settings })
+        Ok(Consumer {
+            inner,
+            settings,
+            kafka: config.clone(),
+        })
+    }
+
+    /// Starts watching this consumer for stalls.
+    pub(crate) fn watch(&self) -> Result<crate::stall::Watch> {
+        crate::stall::Watch::start(
+            &self.kafka,
+            &self.settings.stage,
+            &self.settings.group_id,
+            &self.settings.topics,
+            &self.kafka.stall,
+            self.settings.readiness.clone(),
+        )
+    }
+
+    /// Judges a reading of the group's offsets; rejoins the group if the
+    /// consumer is stuck.
+    pub(crate) fn judge(
+        &self,
+        watch: &mut crate::stall::Watch,
+        view: Result<crate::stall::GroupView>,
+        progress: u64,
+        in_flight: usize,
+    ) -> Result<()> {
+        let assigned = crate::stall::assigned(&self.inner);
+        if watch.judge(view, progress, in_flight, &assigned)? == crate::stall::Verdict::Rejoin {
+            // Nothing is in flight: every stored offset is final. Commit
+            // them, leave the group and join it again as a new member.
+            commit_stored(&self.inner, &self.settings.stage);
+            self.inner.unsubscribe();
+            let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
+            self.inner.subscribe(&topics)?;
+        }
+        Ok(())
     }
 
     /// The underlying rdkafka consumer, for stages that manage offsets
@@ -294,6 +343,10 @@ impl Consumer {
     /// A record the handler calls poison goes to `dlq`; its offset is stored
     /// only once the DLQ has acknowledged it, so nothing is lost if the DLQ is
     /// down (the loop retries it).
+    ///
+    /// # Errors
+    /// [`Error::Stalled`] if the consumer stays stuck through every rejoin
+    /// (see [`crate::StallSettings`]).
     pub async fn run<H: Handler>(
         self,
         mut handler: H,
@@ -301,12 +354,25 @@ impl Consumer {
         shutdown: CancellationToken,
     ) -> Result<H> {
         let stage = self.settings.stage.clone();
+        let mut watch = self.watch()?;
+        // Records received and finished; the handler runs inline, so nothing
+        // is in flight while the loop waits.
+        let mut progress: u64 = 0;
         loop {
             let message = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(view) = watch.next() => {
+                    if let Err(error) = self.judge(&mut watch, view, progress, 0) {
+                        commit_stored(&self.inner, &stage);
+                        self.inner.unsubscribe();
+                        return Err(error);
+                    }
+                    continue;
+                }
                 message = self.inner.recv() => message,
             };
+            progress += 1;
             let record = match message {
                 Ok(message) => Record::from_message(&message),
                 Err(error) => {

@@ -29,6 +29,17 @@ pub enum Error {
         /// Cause reported by librdkafka.
         source: KafkaError,
     },
+    /// A group consumer stayed stuck (no progress while records waited for
+    /// it) through every rejoin allowed; restarting the process may help.
+    #[error("consumer group {group} is stuck: {reason}; {rejoins} rejoin(s) did not help")]
+    Stalled {
+        /// The consumer group.
+        group: String,
+        /// What was seen.
+        reason: String,
+        /// Rejoins tried.
+        rejoins: u32,
+    },
     /// Any other client error (metadata, subscribe, commit, ...).
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -40,6 +51,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         let code = match self {
             Error::Config(_) | Error::Secret(_) | Error::Client(_) => return false,
+            Error::Stalled { .. } => return true,
             Error::CreateTopic { code, .. } => Some(*code),
             Error::Delivery { source, .. } | Error::Kafka(source) => source.rdkafka_error_code(),
         };

@@ -9,6 +9,9 @@
 //!   writes the current span's W3C trace context into record headers.
 //! - [`consumer`]: an at-least-once loop: an offset is stored only after its
 //!   record's work is done, committed on shutdown and on partition revoke.
+//! - [`stall`](StallSettings): every group consumer is watched; one stuck
+//!   (no progress while records wait for it) rejoins its group, and gives up
+//!   with an error once rejoining does not help.
 //! - [`DlqPublisher`]: parks a record that cannot be processed on a
 //!   dead-letter topic with its original bytes, key, headers and provenance.
 
@@ -20,6 +23,7 @@ mod error;
 mod metrics;
 mod producer;
 mod record;
+mod stall;
 mod topics;
 
 pub use concurrent::SharedHandler;
@@ -29,4 +33,5 @@ pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
 pub use producer::{Delivery, OutgoingRecord, Producer};
 pub use record::Record;
+pub use stall::StallSettings;
 pub use topics::{ensure_topics, TopicSpec, TopicsConfig};

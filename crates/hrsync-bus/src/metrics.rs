@@ -9,3 +9,5 @@ pub(crate) const DLQ_RECORDS: &str = "hrsync_bus_dlq_records_total";
 pub(crate) const REBALANCES: &str = "hrsync_bus_rebalances_total";
 pub(crate) const PROCESSING_SECONDS: &str = "hrsync_bus_processing_seconds";
 pub(crate) const CONSUMER_LAG: &str = "hrsync_bus_consumer_lag";
+pub(crate) const CONSUMER_STALLED: &str = "hrsync_bus_consumer_stalled";
+pub(crate) const CONSUMER_REJOINS: &str = "hrsync_bus_consumer_rejoins_total";

@@ -761,61 +761,86 @@ impl SharedHandler for ChangeHandler {
     }
 }
 
-/// Runs both consumers until `shutdown` is cancelled.
+/// Runs both consumers until `shutdown` is cancelled. `readiness`, if
+/// given, is held unready while a consumer is stuck.
 ///
 /// # Errors
-/// Kafka failures at start-up.
+/// Kafka failures at start-up; a consumer that stayed stuck through every
+/// rejoin ([`hrsync_bus::Error::Stalled`]).
 pub async fn run(
     provisioner: Arc<Provisioner>,
     kafka: &KafkaConfig,
     config: &ProvisionerConfig,
     topics: &Topics,
+    readiness: Option<hrsync_telemetry::Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), hrsync_bus::Error> {
+    let settings = |group: &str, topic: &str| {
+        let settings = ConsumerSettings::new("provisioner", group, &[topic]);
+        match &readiness {
+            Some(readiness) => settings.with_readiness(readiness.clone()),
+            None => settings,
+        }
+    };
     let dlq = DlqPublisher::new(Producer::new(kafka)?, &topics.dlq, "provisioner");
     let priority = Consumer::new(
         kafka,
-        ConsumerSettings::new(
-            "provisioner",
-            &format!("{}-priority", config.group_id),
-            &[&topics.priority],
-        )
-        .with_fetch_wait(PRIORITY_FETCH_WAIT),
+        settings(&format!("{}-priority", config.group_id), &topics.priority)
+            .with_fetch_wait(PRIORITY_FETCH_WAIT),
     )?;
-    let main = Consumer::new(
-        kafka,
-        ConsumerSettings::new("provisioner", &config.group_id, &[&topics.changes]),
-    )?;
+    let main = Consumer::new(kafka, settings(&config.group_id, &topics.changes))?;
+    // A consumer that fails (stuck for good) stops the other one and the
+    // prober, so the role ends and its process exits non-zero.
+    let stop = shutdown.child_token();
     let prober = {
         let provisioner = provisioner.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         async move {
-            while !shutdown.is_cancelled() {
+            while !stop.is_cancelled() {
                 provisioner.probe_quarantined().await;
                 tokio::select! {
-                    () = shutdown.cancelled() => {}
+                    () = stop.cancelled() => {}
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
         }
     };
+    let stopping_the_others = |result: Result<(), hrsync_bus::Error>| {
+        if result.is_err() {
+            stop.cancel();
+        }
+        result
+    };
     // Changes of different persons are applied concurrently, one person's
     // in order (the consumers lane records by key, the person id).
     let (a, b, ()) = tokio::join!(
-        priority.run_concurrent(
-            Arc::new(ChangeHandler {
-                provisioner: provisioner.clone()
-            }),
-            config.priority_in_flight,
-            dlq.clone(),
-            shutdown.clone()
-        ),
-        main.run_concurrent(
-            Arc::new(ChangeHandler { provisioner }),
-            config.in_flight,
-            dlq,
-            shutdown.clone()
-        ),
+        async {
+            stopping_the_others(
+                priority
+                    .run_concurrent(
+                        Arc::new(ChangeHandler {
+                            provisioner: provisioner.clone(),
+                        }),
+                        config.priority_in_flight,
+                        dlq.clone(),
+                        stop.clone(),
+                    )
+                    .await,
+            )
+        },
+        async {
+            stopping_the_others(
+                main.run_concurrent(
+                    Arc::new(ChangeHandler {
+                        provisioner: provisioner.clone(),
+                    }),
+                    config.in_flight,
+                    dlq.clone(),
+                    stop.clone(),
+                )
+                .await,
+            )
+        },
         prober,
     );
     a?;

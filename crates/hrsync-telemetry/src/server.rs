@@ -1,8 +1,9 @@
 //! The per-process observability endpoint: `/metrics`, `/healthz`, `/readyz`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,19 +15,51 @@ use tokio::task::JoinHandle;
 use crate::{Error, Result};
 
 /// Readiness flag a role flips once it can do its work (connected, topics
-/// present, partitions assigned). `/healthz` only says the process runs.
+/// present, partitions assigned), and the problems that make a ready process
+/// unready for a while (a consumer found stuck, until it moves again).
+/// `/healthz` only says the process runs.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    problems: Arc<Mutex<BTreeMap<String, String>>>,
+}
 
 impl Readiness {
     /// Marks the process ready (or not).
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.ready.store(ready, Ordering::Release);
     }
 
-    /// Whether the process is ready.
+    /// Whether the process is ready: set up, and no problem held.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.problems().is_empty()
+    }
+
+    /// Holds the process unready for `reason` until [`Readiness::clear`] is
+    /// called with the same `key` (a later hold under it replaces the
+    /// reason).
+    pub fn hold(&self, key: &str, reason: impl Into<String>) {
+        self.lock().insert(key.to_owned(), reason.into());
+    }
+
+    /// Drops the problem held under `key`, if any.
+    pub fn clear(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// The problems held, `key: reason` each.
+    pub fn problems(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .map(|(key, reason)| format!("{key}: {reason}"))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding it cannot leave the map half-written.
+        self.problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -80,12 +113,16 @@ async fn render_metrics(State(state): State<AppState>) -> String {
     state.metrics.render()
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     if state.readiness.get() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        return (StatusCode::OK, "ready".to_owned());
     }
+    let mut body = "not ready".to_owned();
+    for problem in state.readiness.problems() {
+        body.push('\n');
+        body.push_str(&problem);
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
 #[cfg(test)]
@@ -130,6 +167,27 @@ mod tests {
             .expect("readyz");
         assert_eq!(ready.status(), 503);
         readiness.set(true);
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200);
+
+        // A problem held makes it unready, named in the body, until cleared.
+        readiness.hold("consumer hrsync-provisioner", "stuck for 20 s");
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503);
+        let body = ready.text().await.expect("body");
+        assert!(
+            body.contains("consumer hrsync-provisioner: stuck for 20 s"),
+            "{body}"
+        );
+        readiness.clear("consumer hrsync-provisioner");
         let ready = client
             .get(format!("{base}/readyz"))
             .send()

@@ -202,6 +202,7 @@ pub(crate) async fn serve(
         &config.kafka,
         &config.provisioner,
         &topics(config),
+        Some(ready.readiness()),
         shutdown,
     )
     .await

@@ -73,6 +73,12 @@ impl Ready {
         self.readiness.get()
     }
 
+    /// The process's readiness, for roles that hold it unready while a
+    /// part of them is stuck.
+    pub(crate) fn readiness(&self) -> hrsync_telemetry::Readiness {
+        self.readiness.clone()
+    }
+
     /// One role is set up.
     pub(crate) fn role_ready(&self, role: &str) {
         tracing::info!(role, "role ready");

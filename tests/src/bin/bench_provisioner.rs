@@ -249,7 +249,9 @@ async fn start_provisioner(
             topics.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(async move { run::run(provisioner, &kafka, &config, &topics, shutdown).await })
+        tokio::spawn(async move {
+            run::run(provisioner, &kafka, &config, &topics, None, shutdown).await
+        })
     };
     Ok((shutdown, task))
 }
