@@ -2,7 +2,7 @@
 //! with the link store on PostgreSQL and SQLite: a small app's first
 //! leaver is not held by the share limit, and a flood of terminations trips
 //! the guard, lets the immediate allowance through, holds the rest durably,
-//! and `release` applies them.
+//! and `release` applies them; the allowance renews with the window.
 
 use std::time::Duration;
 
@@ -246,4 +246,69 @@ async fn a_flood_of_terminations_trips_the_guard_past_the_allowance_on_sqlite() 
 {
     let file = SqliteFile::new()?;
     flood_story(&file.url()).await
+}
+
+/// The allowance is per window: with a guard tripped and its allowance
+/// spent, an immediate termination is held; once the window has moved on,
+/// the next one passes again, while the guard stays tripped for the rest.
+async fn allowance_window_story(db_url: &str) -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let (db, provisioner) = provisioner(
+        db_url,
+        AppConfig {
+            guard_max_deactivations: Some(1),
+            guard_immediate_allowance: 1,
+            ..app(&server)
+        },
+    )
+    .await?;
+    for i in 0..5 {
+        let op = apply(&provisioner, &worker(i, 1, Active)).await?;
+        anyhow::ensure!(matches!(op, Operation::Created { .. }), "{op:?}");
+    }
+    let terminate = |i| worker(i, 2, Deprovisioned);
+    // Within the limit; the one that trips it, under the allowance; then
+    // held.
+    assert_eq!(
+        apply(&provisioner, &terminate(0)).await?,
+        Operation::Deactivated
+    );
+    assert_eq!(
+        apply(&provisioner, &terminate(1)).await?,
+        Operation::Deactivated
+    );
+    assert_eq!(apply(&provisioner, &terminate(2)).await?, Operation::Held);
+    assert!(guard_tripped(&db, "zendesk").await?);
+    // An hour (the window) passes: the window's deactivations are dated
+    // an hour and a second earlier in the store.
+    sqlx::query(
+        "UPDATE provisioner_deactivation SET at_ms = at_ms - 3601000 WHERE app = 'zendesk'",
+    )
+    .execute(db.pool())
+    .await?;
+    // A new window: one more immediate termination passes, the guard stays
+    // tripped, and a leave is still held.
+    assert_eq!(
+        apply(&provisioner, &terminate(3)).await?,
+        Operation::Deactivated
+    );
+    assert_eq!(
+        apply(&provisioner, &worker(4, 2, Suspended)).await?,
+        Operation::Held
+    );
+    assert!(guard_tripped(&db, "zendesk").await?);
+    assert_eq!(held(&db, "zendesk", HoldReason::Guard).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_immediate_allowance_renews_each_window_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    allowance_window_story(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_immediate_allowance_renews_each_window_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    allowance_window_story(&file.url()).await
 }
