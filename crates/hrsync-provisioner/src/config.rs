@@ -101,9 +101,21 @@ pub struct AppConfig {
     /// many happen within `guard_window_secs` (unset: no count limit).
     #[serde(default)]
     pub guard_max_deactivations: Option<u32>,
-    /// ... or more than this share of its active accounts (unset: none).
+    /// ... or more than this share of its accounts active at the window's
+    /// start (unset: no share limit).
     #[serde(default)]
     pub guard_max_share: Option<f64>,
+    /// The share limit is taken of at least this many accounts, so that a
+    /// small app's first leavers do not trip it (unset: 50, or
+    /// `1 / guard_max_share` if larger, so that the first deactivation in a
+    /// window always passes it).
+    #[serde(default)]
+    pub guard_min_accounts: Option<u32>,
+    /// Immediate terminations (deprovisionings on the fast lane) that are
+    /// still applied within one window once the guard is tripped or would
+    /// trip; beyond them they are held like every other deactivation.
+    #[serde(default = "default_guard_immediate_allowance")]
+    pub guard_immediate_allowance: u32,
     /// The guard's window.
     #[serde(default = "default_guard_window_secs")]
     pub guard_window_secs: u64,
@@ -141,6 +153,13 @@ fn default_guard_window_secs() -> u64 {
     3600
 }
 
+fn default_guard_immediate_allowance() -> u32 {
+    3
+}
+
+/// `guard_min_accounts` when unset.
+const DEFAULT_GUARD_MIN_ACCOUNTS: u32 = 50;
+
 fn yes() -> bool {
     true
 }
@@ -171,6 +190,8 @@ impl AppConfig {
             attributes: BTreeMap::new(),
             guard_max_deactivations: None,
             guard_max_share: None,
+            guard_min_accounts: None,
+            guard_immediate_allowance: default_guard_immediate_allowance(),
             guard_window_secs: default_guard_window_secs(),
         }
     }
@@ -210,14 +231,32 @@ impl AppConfig {
         }
     }
 
+    /// `guard_min_accounts`, or its default: 50, or the fewest accounts of
+    /// which one deactivation is within `guard_max_share` if more.
+    pub fn guard_min_accounts(&self) -> u32 {
+        self.guard_min_accounts.unwrap_or_else(|| {
+            let fewest = self
+                .guard_max_share
+                .filter(|s| *s > 0.0)
+                .map_or(0.0, |s| (1.0 / s).ceil());
+            // Saturating: a share so small that it needs more than
+            // u32::MAX accounts is rejected by `validate`.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let fewest = fewest.min(f64::from(u32::MAX)) as u32;
+            DEFAULT_GUARD_MIN_ACCOUNTS.max(fewest)
+        })
+    }
+
     /// The app's deprovision guard, if configured.
-    pub fn guard(&self) -> Option<crate::reconcile::Guard> {
+    pub fn guard(&self) -> Option<crate::guard::Guard> {
         if self.guard_max_deactivations.is_none() && self.guard_max_share.is_none() {
             return None;
         }
-        Some(crate::reconcile::Guard {
+        Some(crate::guard::Guard {
             max_count: self.guard_max_deactivations.unwrap_or(u32::MAX),
             max_share: self.guard_max_share.unwrap_or(1.0),
+            min_accounts: self.guard_min_accounts(),
+            immediate_allowance: self.guard_immediate_allowance,
             window_ms: i64::try_from(self.guard_window_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
         })
@@ -253,11 +292,32 @@ impl ProvisionerConfig {
             if !(app.base_url.starts_with("https://") || app.base_url.starts_with("http://")) {
                 return Err(format!("{} must be an http(s) URL", at("base_url")));
             }
-            if app
-                .guard_max_share
-                .is_some_and(|s| !(0.0..=1.0).contains(&s))
-            {
-                return Err(format!("{} must be between 0 and 1", at("guard_max_share")));
+            if let Some(share) = app.guard_max_share {
+                if !(share > 0.0 && share <= 1.0) {
+                    return Err(format!(
+                        "{} must be above 0 and at most 1 (a share of the app's accounts)",
+                        at("guard_max_share")
+                    ));
+                }
+                let min = app.guard_min_accounts();
+                if min == 0 {
+                    return Err(format!("{} must be at least 1", at("guard_min_accounts")));
+                }
+                // Below one account per window, the share limit would trip on
+                // the first deactivation of any app smaller than 1 / share.
+                if share * f64::from(min) < 1.0 {
+                    return Err(format!(
+                        "{} = {min} is too small for guard_max_share = {share}: the guard would \
+                         hold the first deactivation of an app with fewer than {} accounts; set it \
+                         to at least {} (or leave it unset)",
+                        at("guard_min_accounts"),
+                        (1.0 / share).ceil(),
+                        (1.0 / share).ceil(),
+                    ));
+                }
+            }
+            if app.guard_window_secs == 0 {
+                return Err(format!("{} must be at least 1", at("guard_window_secs")));
             }
             if app.timeout_ms == 0 {
                 return Err(format!("{} must be positive", at("timeout_ms")));
@@ -297,5 +357,100 @@ impl ProvisionerConfig {
                 .map_err(|e| format!("provisioner.apps[{}].attributes.{e}", app.name))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_app(app: AppConfig) -> ProvisionerConfig {
+        ProvisionerConfig {
+            apps: vec![app],
+            ..ProvisionerConfig::default()
+        }
+    }
+
+    fn app() -> AppConfig {
+        AppConfig::new(
+            "zendesk",
+            "https://zendesk.example/scim/v2",
+            Secret::inline("t0ken"),
+        )
+    }
+
+    #[test]
+    fn the_share_floor_defaults_to_50_or_one_deactivation() {
+        let guarded = |share| AppConfig {
+            guard_max_share: Some(share),
+            ..app()
+        };
+        assert_eq!(guarded(0.05).guard_min_accounts(), 50);
+        assert_eq!(guarded(0.01).guard_min_accounts(), 100);
+        let guard = guarded(0.05).guard().expect("a guard");
+        assert_eq!(guard.min_accounts, 50);
+        assert_eq!(guard.immediate_allowance, 3);
+        assert_eq!(guard.max_count, u32::MAX);
+        // The defaults pass validation at any share.
+        for share in [1.0, 0.5, 0.05, 0.013, 0.001] {
+            with_app(guarded(share)).validate().expect("valid");
+        }
+        let explicit = AppConfig {
+            guard_min_accounts: Some(20),
+            ..guarded(0.05)
+        };
+        assert_eq!(explicit.guard().expect("a guard").min_accounts, 20);
+        with_app(explicit).validate().expect("valid");
+    }
+
+    #[test]
+    fn a_share_floor_below_one_deactivation_is_refused_naming_the_key() {
+        let config = with_app(AppConfig {
+            guard_max_share: Some(0.05),
+            guard_min_accounts: Some(10),
+            ..app()
+        });
+        let error = config.validate().expect_err("refused");
+        assert!(
+            error.starts_with("provisioner.apps[zendesk].guard_min_accounts = 10 is too small"),
+            "{error}"
+        );
+        assert!(error.contains("at least 20"), "{error}");
+        let zero = with_app(AppConfig {
+            guard_max_share: Some(0.05),
+            guard_min_accounts: Some(0),
+            ..app()
+        });
+        assert_eq!(
+            zero.validate().expect_err("refused"),
+            "provisioner.apps[zendesk].guard_min_accounts must be at least 1"
+        );
+    }
+
+    #[test]
+    fn a_share_of_nothing_and_an_empty_window_are_refused() {
+        for share in [0.0, -0.1, 1.5, f64::NAN] {
+            let error = with_app(AppConfig {
+                guard_max_share: Some(share),
+                ..app()
+            })
+            .validate()
+            .expect_err("refused");
+            assert!(
+                error.starts_with("provisioner.apps[zendesk].guard_max_share must be above 0"),
+                "{share}: {error}"
+            );
+        }
+        let error = with_app(AppConfig {
+            guard_max_deactivations: Some(5),
+            guard_window_secs: 0,
+            ..app()
+        })
+        .validate()
+        .expect_err("refused");
+        assert_eq!(
+            error,
+            "provisioner.apps[zendesk].guard_window_secs must be at least 1"
+        );
     }
 }

@@ -7,12 +7,15 @@
 //! - [`mapping`]: the canonical profile as an app's SCIM User (CEL).
 //! - [`reconcile`]: one person's account in one app made to match a
 //!   directory change, with the durable (person, app) link.
+//! - [`guard`]: the deprovision guard, which holds an app's deactivations
+//!   past its limits until released.
 //! - [`run`]: the consumers (priority lane and main topic), retries, audit.
 //! - [`config`]: the `[provisioner]` configuration section.
 
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod guard;
 pub mod limit;
 pub mod mapping;
 pub mod reconcile;

@@ -14,6 +14,8 @@ use hrsync_store::Db;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+pub use crate::guard::{guard_tripped, Guard};
+use crate::guard::{Deactivation, Gate};
 use crate::mapping::Mapping;
 use crate::scim::{PatchOp, ScimClient, ScimError, ENTERPRISE_SCHEMA};
 
@@ -104,6 +106,9 @@ pub struct App {
     pub push_groups: bool,
     /// The deprovision guard, if any.
     pub guard: Option<Guard>,
+    /// Where the guard decides one deactivation at a time and counts those
+    /// under way (shared by the clones of this app).
+    pub guard_gate: Arc<Gate>,
     /// The profile as this app's SCIM User.
     pub mapping: Arc<Mapping>,
     /// Group renames: a group's current name to the names it had before. A
@@ -122,6 +127,7 @@ impl App {
             patch: true,
             push_groups: true,
             guard: None,
+            guard_gate: Arc::new(Gate::default()),
             mapping: Arc::new(Mapping::default()),
             group_renames: Arc::new(HashMap::new()),
         }
@@ -131,18 +137,6 @@ impl App {
     fn previous_names(&self, group: &str) -> &[String] {
         self.group_renames.get(group).map_or(&[], Vec::as_slice)
     }
-}
-
-/// Pauses an app's deactivations when more than `max_count` of them, or
-/// more than `max_share` of its active accounts, happen within `window_ms`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Guard {
-    /// Most deactivations allowed in the window.
-    pub max_count: u32,
-    /// Largest share of the app's active accounts deactivated in the window.
-    pub max_share: f64,
-    /// The window.
-    pub window_ms: i64,
 }
 
 /// Why a change is held.
@@ -168,7 +162,8 @@ impl HoldReason {
 pub enum Guarding {
     /// Count deactivations; hold them when the guard trips.
     Check,
-    /// Let them through (`release`).
+    /// Let them through without counting them (`release`: an admin
+    /// approved them).
     Bypass,
 }
 
@@ -463,13 +458,21 @@ pub async fn reconcile_with(
             attributes: changed,
         });
     }
+    // A deactivation admitted by the guard counts in its window from here
+    // until it is recorded (or fails and is dropped).
+    let mut ticket = None;
     if current.active && !active && guarding == Guarding::Check {
         if let Some(guard) = &app.guard {
-            if guard_trips(db, &app.name, guard).await? {
-                hold(db, &app.name, change, HoldReason::Guard).await?;
-                // Nothing else of this change is applied, and its version
-                // is not recorded: it is applied whole on release.
-                return Ok(vec![Operation::Held]);
+            let kind = Deactivation::of(change);
+            match crate::guard::admit(db, &app.name, guard, &app.guard_gate, kind).await? {
+                Some(admitted) => ticket = Some(admitted),
+                None => {
+                    hold(db, &app.name, change, HoldReason::Guard).await?;
+                    // Nothing else of this change is applied, and its
+                    // version is not recorded: it is applied whole on
+                    // release.
+                    return Ok(vec![Operation::Held]);
+                }
             }
         }
     }
@@ -483,12 +486,13 @@ pub async fn reconcile_with(
         } else {
             Operation::Deactivated
         });
-        if !active {
-            sqlx::query("INSERT INTO provisioner_deactivation (app, at_ms) VALUES ($1, $2)")
-                .bind(&app.name)
-                .bind(chrono::Utc::now().timestamp_millis())
-                .execute(db.pool())
-                .await?;
+        // Counted in the guard's window, unless an admin released it: what
+        // was approved does not count towards tripping the guard again.
+        if !active && guarding == Guarding::Check {
+            match ticket.take() {
+                Some(ticket) => ticket.record(db, &app.name).await?,
+                None => crate::guard::record_deactivation(db, &app.name, false).await?,
+            }
         }
     }
     push_groups(db, app, change, wanted, &mut current, &mut ops).await?;
@@ -808,65 +812,6 @@ async fn remember_group(db: &Db, app: &str, name: &str, id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Whether `app`'s deprovision guard is tripped (1) or not (0).
-pub(crate) const GUARD_TRIPPED: &str = "hrsync_provisioner_guard_tripped";
-
-/// Whether `app`'s deprovision guard is tripped.
-///
-/// # Errors
-/// Store failures.
-pub async fn guard_tripped(db: &Db, app: &str) -> Result<bool, ReconcileError> {
-    let tripped: Option<i64> =
-        sqlx::query_scalar("SELECT tripped_at_ms FROM provisioner_guard WHERE app = $1")
-            .bind(app)
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(tripped.is_some())
-}
-
-/// Whether one more deactivation in `app` would exceed its guard (or the
-/// guard has tripped already); trips it if so.
-async fn guard_trips(db: &Db, app: &str, guard: &Guard) -> Result<bool, ReconcileError> {
-    if guard_tripped(db, app).await? {
-        return Ok(true);
-    }
-    let now = chrono::Utc::now().timestamp_millis();
-    let recent: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
-    )
-    .bind(app)
-    .bind(now - guard.window_ms)
-    .fetch_one(db.pool())
-    .await?;
-    let active: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM provisioner_link WHERE app = $1 AND active = 1")
-            .bind(app)
-            .fetch_one(db.pool())
-            .await?;
-    let next = recent + 1;
-    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-    let share = next as f64 / (active + recent).max(1) as f64;
-    if next <= i64::from(guard.max_count) && share <= guard.max_share {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO provisioner_guard (app, tripped_at_ms) VALUES ($1, $2) ON CONFLICT (app) DO NOTHING",
-    )
-    .bind(app)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    metrics::counter!("hrsync_provisioner_guard_trips_total", "app" => app.to_owned()).increment(1);
-    metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(1.0);
-    tracing::warn!(
-        app,
-        deactivations_in_window = recent,
-        active_accounts = active,
-        "deprovision guard tripped: deactivations are held until `hrsync provisioner release {app}`"
-    );
-    Ok(true)
-}
-
 /// Keeps `change` durably for `app` until it is released or resumed.
 ///
 /// # Errors
@@ -935,7 +880,7 @@ pub async fn untrip(db: &Db, app: &str) -> Result<(), ReconcileError> {
         .bind(app)
         .execute(db.pool())
         .await?;
-    metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(0.0);
+    metrics::gauge!(crate::guard::GUARD_TRIPPED, "app" => app.to_owned()).set(0.0);
     sqlx::query("DELETE FROM provisioner_deactivation WHERE app = $1")
         .bind(app)
         .execute(db.pool())

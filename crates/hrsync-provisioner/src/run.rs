@@ -355,7 +355,7 @@ impl Provisioner {
             let tripped = crate::reconcile::guard_tripped(&self.db, &app.name)
                 .await
                 .unwrap_or(false);
-            metrics::gauge!(crate::reconcile::GUARD_TRIPPED, "app" => app.name.clone())
+            metrics::gauge!(crate::guard::GUARD_TRIPPED, "app" => app.name.clone())
                 .set(if tripped { 1.0 } else { 0.0 });
             if held(&self.db, &app.name, HoldReason::Quarantine)
                 .await

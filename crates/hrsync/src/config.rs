@@ -70,6 +70,24 @@ mod tests {
     }
 
     #[test]
+    fn a_guard_share_floor_too_small_stops_start_up_naming_the_key() {
+        let mut file = tempfile::NamedTempFile::new().expect("tmp");
+        std::io::Write::write_all(
+            &mut file,
+            b"[[provisioner.apps]]\nname = \"zendesk\"\nbase_url = \"https://z.example/scim/v2\"\n\
+              token = \"t\"\nguard_max_share = 0.05\nguard_min_accounts = 5\n",
+        )
+        .expect("write");
+        let error = hrsync_config::load_from::<Config>(Some(file.path()), no_env())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("provisioner.apps[zendesk].guard_min_accounts = 5 is too small"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn redacted_toml_hides_secrets() {
         let mut file = tempfile::NamedTempFile::new().expect("tmp");
         std::io::Write::write_all(

@@ -1,0 +1,470 @@
+//! The deprovision guard: one app's deactivations are held, once more of
+//! them happen within a window than the app's limits allow, until an admin
+//! releases them (`hrsync provisioner release APP`).
+//!
+//! The rule, decided by [`decide`] (pure) and applied by [`admit`]:
+//!
+//! - A deactivation is **over the limits** when, counting it, more than
+//!   `max_count` deactivations happened in the window, or more than
+//!   `max_share` of the app's accounts. The share is taken of the accounts
+//!   active when the window began (those still active plus those
+//!   deactivated within it, so the share does not grow as a flood shrinks
+//!   the app), but of at least `min_accounts`: in a small app the share
+//!   limit allows `max_share × min_accounts` deactivations per window
+//!   instead of tripping on the first leaver.
+//! - The first deactivation over the limits **trips** the guard; from then
+//!   on deactivations are held durably until released.
+//! - An **immediate termination** (a deprovisioning on the fast lane: the
+//!   change has `priority` set and lifecycle `DEPROVISIONED`) that would be
+//!   held passes instead while fewer than `immediate_allowance` of them
+//!   have passed that way within the window: a leaver cut off now by HR is
+//!   not left with access because of the guard, yet a flood of pushed
+//!   terminations deprovisions at most that many accounts per window
+//!   beyond the limits. Each such pass is logged, counted in
+//!   `hrsync_provisioner_guard_allowance_total` and audited as a
+//!   deactivation.
+//!
+//! Decisions for one app are taken one at a time in this process, and a
+//! deactivation admitted but not yet done (its SCIM call in flight) counts
+//! as done, so concurrent deactivations cannot overshoot the limits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hrsync_domain::{DirectoryChange, LifecycleState};
+use hrsync_store::Db;
+
+use crate::reconcile::ReconcileError;
+
+/// Whether `app`'s deprovision guard is tripped (1) or not (0).
+pub(crate) const GUARD_TRIPPED: &str = "hrsync_provisioner_guard_tripped";
+/// Guard trips, per app.
+const GUARD_TRIPS: &str = "hrsync_provisioner_guard_trips_total";
+/// Immediate terminations let through under the allowance, per app.
+const GUARD_ALLOWANCE: &str = "hrsync_provisioner_guard_allowance_total";
+
+/// One app's deprovision guard limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guard {
+    /// Most deactivations allowed in the window.
+    pub max_count: u32,
+    /// Largest share of the app's accounts deactivated in the window.
+    pub max_share: f64,
+    /// The share is taken of at least this many accounts.
+    pub min_accounts: u32,
+    /// Immediate terminations that pass per window although the guard is
+    /// tripped (or would trip).
+    pub immediate_allowance: u32,
+    /// The window.
+    pub window_ms: i64,
+}
+
+/// What kind of deactivation is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deactivation {
+    /// A leave, a removed app assignment, or a later change of a person
+    /// already deprovisioned whose deactivation is still to be done.
+    Ordinary,
+    /// A termination in effect now, on the fast lane.
+    ImmediateTermination,
+}
+
+impl Deactivation {
+    /// The kind of the deactivation `change` asks for: a deprovisioning on
+    /// the fast lane (`priority`, set by the projector when a person's
+    /// lifecycle becomes `DEPROVISIONED`, from an immediate termination or
+    /// a scheduled one reaching its effective time) is an immediate
+    /// termination.
+    pub fn of(change: &DirectoryChange) -> Self {
+        if change.priority && change.lifecycle_state == LifecycleState::Deprovisioned {
+            Deactivation::ImmediateTermination
+        } else {
+            Deactivation::Ordinary
+        }
+    }
+}
+
+/// What the guard knows of one app when it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// The guard is tripped already.
+    pub tripped: bool,
+    /// Deactivations within the window, done or under way (under the
+    /// allowance included).
+    pub in_window: u64,
+    /// Of those, the ones let through under the immediate allowance.
+    pub allowance_used: u64,
+    /// Accounts active when the window began: active now plus deactivated
+    /// within the window.
+    pub population: u64,
+}
+
+/// The guard's decision on one deactivation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within the limits: deactivate.
+    Pass,
+    /// Over the limits, but an immediate termination within the allowance:
+    /// deactivate. `trips` if this deactivation trips the guard.
+    Allowance {
+        /// The guard was not tripped before.
+        trips: bool,
+    },
+    /// Hold it until released. `trips` if this deactivation trips the
+    /// guard.
+    Hold {
+        /// The guard was not tripped before.
+        trips: bool,
+    },
+}
+
+/// Whether one more deactivation of `kind` passes `guard`, given `counts`.
+pub fn decide(guard: &Guard, counts: &Counts, kind: Deactivation) -> Verdict {
+    let over = counts.tripped || over_limits(guard, counts);
+    let trips = over && !counts.tripped;
+    if !over {
+        Verdict::Pass
+    } else if kind == Deactivation::ImmediateTermination
+        && counts.allowance_used < u64::from(guard.immediate_allowance)
+    {
+        Verdict::Allowance { trips }
+    } else {
+        Verdict::Hold { trips }
+    }
+}
+
+/// Whether one more deactivation exceeds the count or the share limit.
+fn over_limits(guard: &Guard, counts: &Counts) -> bool {
+    let next = counts.in_window + 1;
+    if next > u64::from(guard.max_count) {
+        return true;
+    }
+    let base = counts.population.max(u64::from(guard.min_accounts)).max(1);
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let share = next as f64 / base as f64;
+    share > guard.max_share
+}
+
+/// One app's deactivations under way in this process, and the lock under
+/// which its guard decides (one decision at a time per app).
+#[derive(Debug, Default)]
+pub struct Gate {
+    decide: tokio::sync::Mutex<()>,
+    under_way: Arc<UnderWay>,
+}
+
+#[derive(Debug, Default)]
+struct UnderWay {
+    all: AtomicU64,
+    allowance: AtomicU64,
+}
+
+/// A deactivation admitted by the guard. It counts as done in the app's
+/// window from admission until it is dropped; drop it only after
+/// [`Ticket::record`] (or when the deactivation failed).
+#[derive(Debug)]
+pub struct Ticket {
+    under_way: Arc<UnderWay>,
+    allowance: bool,
+}
+
+impl Ticket {
+    /// Records the deactivation as done in `app`'s window.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn record(self, db: &Db, app: &str) -> Result<(), ReconcileError> {
+        record_deactivation(db, app, self.allowance).await
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.under_way.all.fetch_sub(1, Ordering::SeqCst);
+        if self.allowance {
+            self.under_way.allowance.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Records a deactivation of `app` done now; `allowance` if it passed
+/// under the immediate allowance.
+///
+/// # Errors
+/// Store failures.
+pub(crate) async fn record_deactivation(
+    db: &Db,
+    app: &str,
+    allowance: bool,
+) -> Result<(), ReconcileError> {
+    sqlx::query("INSERT INTO provisioner_deactivation (app, at_ms, allowance) VALUES ($1, $2, $3)")
+        .bind(app)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(i64::from(allowance))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Whether `app`'s deprovision guard is tripped.
+///
+/// # Errors
+/// Store failures.
+pub async fn guard_tripped(db: &Db, app: &str) -> Result<bool, ReconcileError> {
+    let tripped: Option<i64> =
+        sqlx::query_scalar("SELECT tripped_at_ms FROM provisioner_guard WHERE app = $1")
+            .bind(app)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(tripped.is_some())
+}
+
+/// The guard's decision on one more deactivation of `kind` in `app`: a
+/// ticket to deactivate, or `None` to hold it. Trips the guard (durably,
+/// with the gauge, the trips counter and a log line) when this
+/// deactivation is the first over the limits.
+///
+/// # Errors
+/// Store failures.
+pub async fn admit(
+    db: &Db,
+    app: &str,
+    guard: &Guard,
+    gate: &Gate,
+    kind: Deactivation,
+) -> Result<Option<Ticket>, ReconcileError> {
+    let _deciding = gate.decide.lock().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let tripped = guard_tripped(db, app).await?;
+    // (COUNT, not SUM: PostgreSQL sums BIGINT into NUMERIC.)
+    let (done, done_allowance) = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT COUNT(*), COUNT(CASE WHEN allowance = 1 THEN 1 END) \
+         FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
+    )
+    .bind(app)
+    .bind(now - guard.window_ms)
+    .fetch_one(db.pool())
+    .await?;
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM provisioner_link WHERE app = $1 AND active = 1")
+            .bind(app)
+            .fetch_one(db.pool())
+            .await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    // Deactivations under way are still active in the link table, so they
+    // add to the window's count but not to the population.
+    let counts = Counts {
+        tripped,
+        in_window: count(done) + gate.under_way.all.load(Ordering::SeqCst),
+        allowance_used: count(done_allowance) + gate.under_way.allowance.load(Ordering::SeqCst),
+        population: count(active) + count(done),
+    };
+    let verdict = decide(guard, &counts, kind);
+    let trips = matches!(
+        verdict,
+        Verdict::Allowance { trips: true } | Verdict::Hold { trips: true }
+    );
+    if trips {
+        sqlx::query(
+            "INSERT INTO provisioner_guard (app, tripped_at_ms) VALUES ($1, $2) \
+             ON CONFLICT (app) DO NOTHING",
+        )
+        .bind(app)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+        metrics::counter!(GUARD_TRIPS, "app" => app.to_owned()).increment(1);
+        metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(1.0);
+        tracing::warn!(
+            app,
+            deactivations_in_window = counts.in_window,
+            accounts_at_window_start = counts.population,
+            "deprovision guard tripped: deactivations are held until `hrsync provisioner release {app}`"
+        );
+    }
+    let allowance = match verdict {
+        Verdict::Hold { .. } => return Ok(None),
+        Verdict::Pass => false,
+        Verdict::Allowance { .. } => {
+            metrics::counter!(GUARD_ALLOWANCE, "app" => app.to_owned()).increment(1);
+            tracing::warn!(
+                app,
+                used = counts.allowance_used + 1,
+                allowance = guard.immediate_allowance,
+                "deprovision guard tripped, but an immediate termination passes under the per-window allowance"
+            );
+            true
+        }
+    };
+    gate.under_way.all.fetch_add(1, Ordering::SeqCst);
+    if allowance {
+        gate.under_way.allowance.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(Some(Ticket {
+        under_way: gate.under_way.clone(),
+        allowance,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> Guard {
+        Guard {
+            max_count: 25,
+            max_share: 0.05,
+            min_accounts: 50,
+            immediate_allowance: 3,
+            window_ms: 3_600_000,
+        }
+    }
+
+    fn counts(in_window: u64, population: u64) -> Counts {
+        Counts {
+            tripped: false,
+            in_window,
+            allowance_used: 0,
+            population,
+        }
+    }
+
+    use Deactivation::{ImmediateTermination as Immediate, Ordinary};
+
+    #[test]
+    fn a_small_apps_first_leaver_passes() {
+        // 10 accounts: 1/10 is over 5 %, but the share is taken of 50.
+        assert_eq!(decide(&guard(), &counts(0, 10), Ordinary), Verdict::Pass);
+        assert_eq!(decide(&guard(), &counts(1, 10), Ordinary), Verdict::Pass);
+        // The third in the window is 3/50 = 6 %.
+        assert_eq!(
+            decide(&guard(), &counts(2, 10), Ordinary),
+            Verdict::Hold { trips: true }
+        );
+    }
+
+    #[test]
+    fn past_the_minimum_the_share_is_of_the_apps_accounts() {
+        // 200 accounts: 10 deactivations (5 %) pass, the 11th trips.
+        assert_eq!(decide(&guard(), &counts(9, 200), Ordinary), Verdict::Pass);
+        assert_eq!(
+            decide(&guard(), &counts(10, 200), Ordinary),
+            Verdict::Hold { trips: true }
+        );
+    }
+
+    #[test]
+    fn the_count_limit_applies_at_any_size() {
+        let g = Guard {
+            max_share: 1.0,
+            ..guard()
+        };
+        assert_eq!(decide(&g, &counts(24, 10_000), Ordinary), Verdict::Pass);
+        assert_eq!(
+            decide(&g, &counts(25, 10_000), Ordinary),
+            Verdict::Hold { trips: true }
+        );
+    }
+
+    #[test]
+    fn immediate_terminations_pass_under_the_allowance_then_are_held() {
+        let g = guard();
+        // Within the limits an immediate termination is an ordinary pass.
+        assert_eq!(decide(&g, &counts(0, 1000), Immediate), Verdict::Pass);
+        // The one that would trip the guard trips it and passes.
+        assert_eq!(
+            decide(&g, &counts(25, 1000), Immediate),
+            Verdict::Allowance { trips: true }
+        );
+        let tripped = |allowance_used| Counts {
+            tripped: true,
+            in_window: 26 + allowance_used,
+            allowance_used,
+            population: 1000,
+        };
+        assert_eq!(
+            decide(&g, &tripped(1), Immediate),
+            Verdict::Allowance { trips: false }
+        );
+        assert_eq!(
+            decide(&g, &tripped(2), Immediate),
+            Verdict::Allowance { trips: false }
+        );
+        assert_eq!(
+            decide(&g, &tripped(3), Immediate),
+            Verdict::Hold { trips: false }
+        );
+        // Ordinary deactivations are held while tripped, whatever the
+        // allowance.
+        assert_eq!(
+            decide(&g, &tripped(0), Ordinary),
+            Verdict::Hold { trips: false }
+        );
+    }
+
+    #[test]
+    fn a_tripped_guard_holds_even_below_the_limits() {
+        let c = Counts {
+            tripped: true,
+            ..counts(0, 1000)
+        };
+        assert_eq!(
+            decide(&guard(), &c, Ordinary),
+            Verdict::Hold { trips: false }
+        );
+    }
+
+    #[test]
+    fn no_allowance_holds_immediate_terminations_too() {
+        let g = Guard {
+            immediate_allowance: 0,
+            ..guard()
+        };
+        assert_eq!(
+            decide(&g, &counts(25, 1000), Immediate),
+            Verdict::Hold { trips: true }
+        );
+    }
+
+    #[test]
+    fn only_a_deprovisioning_on_the_fast_lane_is_an_immediate_termination() {
+        use hrsync_domain::{
+            EmployeeId, EmploymentType, PersonId, Profile, TimeZone, Timestamp, WorkerAttributes,
+        };
+        let change = |state, priority| DirectoryChange {
+            person_id: PersonId::new("p-1").unwrap(),
+            employee_id: EmployeeId::new("E1").unwrap(),
+            version: 2,
+            lifecycle_state: state,
+            profile: Profile {
+                attributes: WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee),
+                time_zone: TimeZone::new("Europe/London").unwrap(),
+                start_at: None,
+                terminate_at: None,
+            },
+            groups: vec![],
+            apps: vec![],
+            caused_by: vec![],
+            priority,
+            changed_at: Timestamp::from_millis(1_790_000_000_000).unwrap(),
+        };
+        use LifecycleState::*;
+        assert_eq!(
+            Deactivation::of(&change(Deprovisioned, true)),
+            Deactivation::ImmediateTermination
+        );
+        assert_eq!(
+            Deactivation::of(&change(Deprovisioned, false)),
+            Deactivation::Ordinary
+        );
+        assert_eq!(
+            Deactivation::of(&change(Suspended, true)),
+            Deactivation::Ordinary
+        );
+        // An app removal on the fast lane.
+        assert_eq!(
+            Deactivation::of(&change(Active, true)),
+            Deactivation::Ordinary
+        );
+    }
+}
