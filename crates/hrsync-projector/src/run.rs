@@ -106,6 +106,67 @@ pub enum RunError {
     /// projector holds it now: this one stops writing.
     #[error("another projector claimed the store after the connection holding this one's claim broke; stopping so that one projector writes at a time")]
     ClaimLost,
+    /// The lifecycle log no longer starts at offset 0: the broker removed
+    /// records a replay needs (see [`check_replayable`]).
+    #[error("{}", truncated_message(topic, starts))]
+    LogTruncated {
+        /// The lifecycle topic.
+        topic: String,
+        /// Each partition that lost records, with its earliest offset.
+        starts: Vec<(i32, i64)>,
+    },
+}
+
+fn truncated_message(topic: &str, starts: &[(i32, i64)]) -> String {
+    let partitions = starts
+        .iter()
+        .map(|(partition, start)| format!("partition {partition} starts at offset {start}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "refusing to rebuild: lifecycle topic {topic} no longer starts at offset 0 \
+         ({partitions}); the broker removed the records before those (retention), so a \
+         replay would lose the persons whose events they were. The store was left as it \
+         is. Set retention.ms=-1 and retention.bytes=-1 on the topic so no more are \
+         removed, and restore the removed records before rebuilding"
+    )
+}
+
+/// The partitions whose log no longer starts at offset 0, with their
+/// earliest offset: records a replay from the beginning would miss.
+pub fn truncated(starts: &[(i32, i64)]) -> Vec<(i32, i64)> {
+    starts.iter().copied().filter(|(_, s)| *s > 0).collect()
+}
+
+/// Checks, before a rebuild empties anything, that the lifecycle log still
+/// holds every record from offset 0 in every partition.
+///
+/// Only the main lifecycle topic decides: every event on the priority lane
+/// is a copy of one that is (or will be) on the main topic (ingest publishes
+/// both, the projector drops the second arrival), so the replay is complete
+/// from the main topic alone. Records removed from the priority lane are
+/// logged as a warning.
+///
+/// # Errors
+/// [`RunError::LogTruncated`] naming each partition of the main topic that
+/// lost records and its earliest offset; Kafka errors.
+pub async fn check_replayable(kafka: &KafkaConfig, topics: &Topics) -> Result<(), RunError> {
+    let lost = truncated(&hrsync_bus::log_start_offsets(kafka, &topics.lifecycle).await?);
+    if !lost.is_empty() {
+        return Err(RunError::LogTruncated {
+            topic: topics.lifecycle.clone(),
+            starts: lost,
+        });
+    }
+    let lost = truncated(&hrsync_bus::log_start_offsets(kafka, &topics.lifecycle_priority).await?);
+    if !lost.is_empty() {
+        tracing::warn!(
+            topic = %topics.lifecycle_priority,
+            partitions = ?lost,
+            "the priority lane no longer starts at offset 0; its events are copies of the main topic's, so the rebuild goes on"
+        );
+    }
+    Ok(())
 }
 
 /// The role a projector claims its store for (see [`claim_store`]).
@@ -864,5 +925,30 @@ async fn publish_priority_from_table(
             Ok(())
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partitions_past_offset_zero_are_truncated_and_each_is_named() {
+        assert_eq!(truncated(&[(0, 0), (1, 0)]), []);
+        let lost = truncated(&[(0, 0), (1, 57), (2, 3)]);
+        assert_eq!(lost, [(1, 57), (2, 3)]);
+        let text = RunError::LogTruncated {
+            topic: "hr.lifecycle.v1".into(),
+            starts: lost,
+        }
+        .to_string();
+        assert!(
+            text.contains(
+                "hr.lifecycle.v1 no longer starts at offset 0 (partition 1 starts at offset 57, \
+                 partition 2 starts at offset 3)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("The store was left as it is"), "{text}");
     }
 }
