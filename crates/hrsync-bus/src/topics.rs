@@ -52,8 +52,10 @@ pub struct TopicsConfig {
     /// Run even when a lifecycle topic lets the broker delete records
     /// (`retention.ms` or `retention.bytes` not -1, or `cleanup.policy`
     /// with `compact`) or its settings cannot be read: log a warning
-    /// instead of stopping the projector. For brokers that do not keep the
-    /// log; a rebuild still refuses once records are gone. Default false.
+    /// instead of stopping the projector; and a projector whose store
+    /// would resume below the log's first record goes on from there with a
+    /// warning instead of stopping. For brokers that do not keep the log; a
+    /// rebuild still refuses once records are gone. Default false.
     pub allow_finite_lifecycle_retention: bool,
 }
 

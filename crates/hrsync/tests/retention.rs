@@ -297,3 +297,128 @@ async fn rebuild_refuses_when_the_lifecycle_log_lost_its_first_records() -> anyh
     assert!(String::from_utf8_lossy(&shown.stdout).contains("employee E1 "));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_resuming_below_the_log_start_stops_the_projector_unless_allowed(
+) -> anyhow::Result<()> {
+    // The topic's settings pass the check (-1, -1), yet records go: tansu
+    // 0.6 with SQLite storage reads retention.ms=-1 with cleanup.policy
+    // delete as "remove every record", at start and every 10 minutes. So
+    // does an operator's topic whose retention was set right only after
+    // records were removed.
+    let mut broker = Broker::start_durable()?;
+    let kafka = broker.kafka_config();
+    hrsync_bus::ensure_topics(
+        &kafka,
+        &[TopicSpec::new(LIFECYCLE, 1)
+            .with_config("retention.ms", "-1")
+            .with_config("retention.bytes", "-1")
+            .with_config("cleanup.policy", "delete")],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let kept = SqliteFile::new()?;
+    let kept_config = write_config(dir.path(), "kept.toml", &broker, &kept.url(), "");
+    hrsync_tests::publish_lifecycle_at(&kafka, LIFECYCLE, &hire("E1"), now_ms()).await?;
+    let rebuilt = run_to_exit(
+        hrsync(
+            &kept_config,
+            &["projector", "rebuild", "--idle-seconds", "2"],
+        ),
+        Duration::from_secs(120),
+    )?;
+    assert!(
+        String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt: 1 persons"),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+
+    // The restart's maintenance removes E1; E2 comes after it.
+    broker.restart()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    hrsync_tests::publish_lifecycle_at(&kafka, LIFECYCLE, &hire("E2"), now_ms()).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let starts = hrsync_bus::log_start_offsets(&kafka, LIFECYCLE).await?;
+        if starts == [(0, 1)] {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the log does not start at E2's offset 1: {starts:?}; {}",
+            broker.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A fresh store would start at offset 0, which is gone.
+    let fresh = SqliteFile::new()?;
+    let fresh_config = write_config(dir.path(), "fresh.toml", &broker, &fresh.url(), "");
+    let refused = run_to_exit(
+        hrsync(&fresh_config, &["projector", "run"]),
+        Duration::from_secs(60),
+    )?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "lifecycle topic hr.lifecycle.v1 lost records this store has not applied \
+             (partition 0: the store resumes at offset 0, the log starts at 1)"
+        ),
+        "{stderr}"
+    );
+
+    // The store that applied E1 may not be rebuilt, and keeps E1.
+    let refused = run_to_exit(
+        hrsync(
+            &kept_config,
+            &["projector", "rebuild", "--idle-seconds", "2"],
+        ),
+        Duration::from_secs(60),
+    )?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no longer starts at offset 0 (partition 0 starts at offset 1)"),
+        "{stderr}"
+    );
+    let shown = run_to_exit(
+        hrsync(&kept_config, &["user", "show", "E1"]),
+        Duration::from_secs(60),
+    )?;
+    assert!(shown.status.success(), "E1 is gone from the store");
+
+    // Allowed: a fresh store goes on from the log start and projects E2.
+    let allowed = write_config(
+        dir.path(),
+        "allowed.toml",
+        &broker,
+        &fresh.url(),
+        "allow_finite_lifecycle_retention = true",
+    );
+    let _projector = Kill(
+        hrsync(&allowed, &["projector", "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let changes = read_topic_until_quiet(
+            &broker.bootstrap(),
+            "directory.changes.v1",
+            Duration::from_millis(700),
+        )?;
+        if changes.iter().any(|r| {
+            hrsync_schema::decode_directory_change(&r.payload)
+                .is_ok_and(|c| c.employee_id.as_str() == "E2")
+        }) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the allowed projector did not project E2's hire within 60 s"
+        );
+    }
+    Ok(())
+}
