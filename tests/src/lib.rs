@@ -24,7 +24,7 @@ pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
 pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
 pub use projector::projector_topics;
-pub use publish::{publish_directory_changes, publish_lifecycle};
+pub use publish::{publish_directory_changes, publish_lifecycle, publish_lifecycle_at};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
 pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};
 

@@ -61,3 +61,29 @@ pub async fn publish_directory_changes<'a>(
     }
     Ok(())
 }
+
+/// Publishes one lifecycle event to `topic` (Avro single-object encoded,
+/// keyed by employee id) with the record timestamp `timestamp_ms`, as a
+/// producer whose clock said so would: brokers remove records by this
+/// timestamp once it is older than the topic's `retention.ms`.
+pub async fn publish_lifecycle_at(
+    kafka: &hrsync_bus::KafkaConfig,
+    topic: &str,
+    event: &LifecycleEvent,
+    timestamp_ms: i64,
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = kafka.client_config("test-producer")?.create()?;
+    let payload = hrsync_schema::encode_lifecycle(event)?;
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(event.employee_id.as_str())
+                .payload(&payload)
+                .timestamp(timestamp_ms),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("publishing to {topic}: {error}"))?;
+    Ok(())
+}

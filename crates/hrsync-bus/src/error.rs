@@ -21,6 +21,22 @@ pub enum Error {
         /// Broker's error code.
         code: RDKafkaErrorCode,
     },
+    /// The broker did not describe a topic's settings (it is missing, or
+    /// the client may not `DESCRIBE_CONFIGS` it).
+    #[error("cannot read the settings of topic {topic} (DescribeConfigs): {code}; the client needs the DESCRIBE_CONFIGS permission on it")]
+    DescribeTopic {
+        /// Topic name.
+        topic: String,
+        /// Broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// A lifecycle topic lets the broker remove records (operator's fault:
+    /// the message names the topic, setting, value and the fix).
+    #[error("{0}")]
+    LifecycleRetention(String),
+    /// The topic does not exist.
+    #[error("topic {0} not found; run `hrsync topics ensure`")]
+    UnknownTopic(String),
     /// A record was not acknowledged by the broker.
     #[error("delivery to {topic} failed: {source}")]
     Delivery {
@@ -50,9 +66,13 @@ impl Error {
     /// leader changes), as opposed to configuration or authorization errors.
     pub fn is_retryable(&self) -> bool {
         let code = match self {
-            Error::Config(_) | Error::Secret(_) | Error::Client(_) => return false,
+            Error::Config(_)
+            | Error::Secret(_)
+            | Error::Client(_)
+            | Error::LifecycleRetention(_)
+            | Error::UnknownTopic(_) => return false,
             Error::Stalled { .. } => return true,
-            Error::CreateTopic { code, .. } => Some(*code),
+            Error::CreateTopic { code, .. } | Error::DescribeTopic { code, .. } => Some(*code),
             Error::Delivery { source, .. } | Error::Kafka(source) => source.rdkafka_error_code(),
         };
         !matches!(

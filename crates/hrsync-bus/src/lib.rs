@@ -4,7 +4,9 @@
 //!   passed through to librdkafka; secrets stay wrapped until the client is
 //!   built.
 //! - [`ensure_topics`]: creates missing topics with their configured partition
-//!   count at start-up (brokers may not auto-create them).
+//!   count and retention at start-up (brokers may not auto-create them);
+//!   [`check_lifecycle_retention`] checks that the lifecycle topics keep
+//!   every record, [`log_start_offsets`] that none was removed.
 //! - [`Producer`]: idempotent (`acks=all`), awaits delivery confirmation, and
 //!   writes the current span's W3C trace context into record headers.
 //! - [`consumer`]: an at-least-once loop: an offset is stored only after its
@@ -23,6 +25,7 @@ mod error;
 mod metrics;
 mod producer;
 mod record;
+mod retention;
 mod stall;
 mod topics;
 
@@ -33,5 +36,9 @@ pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
 pub use producer::{Delivery, OutgoingRecord, Producer};
 pub use record::Record;
+pub use retention::{
+    check_lifecycle_retention, describe_lifecycle_retention, log_start_offsets, RetentionProblem,
+    RetentionReport,
+};
 pub use stall::StallSettings;
-pub use topics::{ensure_topics, TopicSpec, TopicsConfig};
+pub use topics::{ensure_topics, TopicSpec, TopicsConfig, RETENTION_BYTES, RETENTION_MS};

@@ -70,6 +70,10 @@ pub struct Topics {
     pub directory_priority: String,
     /// Dead letters of this stage.
     pub dlq: String,
+    /// Go on from the log start, with a warning, when the broker removed
+    /// lifecycle records this store has not applied yet, instead of
+    /// stopping (`topics.allow_finite_lifecycle_retention`).
+    pub allow_lost_records: bool,
 }
 
 impl From<&hrsync_bus::TopicsConfig> for Topics {
@@ -80,6 +84,7 @@ impl From<&hrsync_bus::TopicsConfig> for Topics {
             directory_changes: topics.directory_changes.clone(),
             directory_priority: topics.directory_priority.clone(),
             dlq: topics.projector_dlq.clone(),
+            allow_lost_records: topics.allow_finite_lifecycle_retention,
         }
     }
 }
@@ -106,6 +111,121 @@ pub enum RunError {
     /// projector holds it now: this one stops writing.
     #[error("another projector claimed the store after the connection holding this one's claim broke; stopping so that one projector writes at a time")]
     ClaimLost,
+    /// The broker removed lifecycle records this store has not applied:
+    /// going on would skip them.
+    #[error("{}", lost_message(topic, gaps))]
+    LostRecords {
+        /// The lifecycle topic.
+        topic: String,
+        /// Each partition with a gap: where the store resumes, and where
+        /// the log now starts.
+        gaps: Vec<Gap>,
+    },
+    /// The lifecycle log no longer starts at offset 0: the broker removed
+    /// records a replay needs (see [`check_replayable`]).
+    #[error("{}", truncated_message(topic, starts))]
+    LogTruncated {
+        /// The lifecycle topic.
+        topic: String,
+        /// Each partition that lost records, with its earliest offset.
+        starts: Vec<(i32, i64)>,
+    },
+}
+
+/// A partition where the store would resume below the log's first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset the store would read (0 for a fresh store).
+    pub resume: i64,
+    /// The first offset the broker still has.
+    pub log_start: i64,
+}
+
+impl Gap {
+    /// The gap, if resuming at `stored` (`None`: from the beginning) would
+    /// skip records removed before `log_start`.
+    pub fn find(partition: i32, stored: Option<i64>, log_start: i64) -> Option<Gap> {
+        let resume = stored.unwrap_or(0);
+        (resume < log_start).then_some(Gap {
+            partition,
+            resume,
+            log_start,
+        })
+    }
+}
+
+fn lost_message(topic: &str, gaps: &[Gap]) -> String {
+    let partitions = gaps
+        .iter()
+        .map(|g| {
+            format!(
+                "partition {}: the store resumes at offset {}, the log starts at {}",
+                g.partition, g.resume, g.log_start
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "lifecycle topic {topic} lost records this store has not applied ({partitions}); the \
+         broker removed them (retention), and going on would skip them, leaving the persons \
+         whose events they were wrong or missing. The projector stops instead. Restore the \
+         records, or set topics.allow_finite_lifecycle_retention = true to go on from the log \
+         start without them"
+    )
+}
+
+fn truncated_message(topic: &str, starts: &[(i32, i64)]) -> String {
+    let partitions = starts
+        .iter()
+        .map(|(partition, start)| format!("partition {partition} starts at offset {start}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "refusing to rebuild: lifecycle topic {topic} no longer starts at offset 0 \
+         ({partitions}); the broker removed the records before those (retention), so a \
+         replay would lose the persons whose events they were. The store was left as it \
+         is. Set retention.ms=-1 and retention.bytes=-1 on the topic so no more are \
+         removed, and restore the removed records before rebuilding"
+    )
+}
+
+/// The partitions whose log no longer starts at offset 0, with their
+/// earliest offset: records a replay from the beginning would miss.
+pub fn truncated(starts: &[(i32, i64)]) -> Vec<(i32, i64)> {
+    starts.iter().copied().filter(|(_, s)| *s > 0).collect()
+}
+
+/// Checks, before a rebuild empties anything, that the lifecycle log still
+/// holds every record from offset 0 in every partition.
+///
+/// Only the main lifecycle topic decides: every event on the priority lane
+/// is a copy of one that is (or will be) on the main topic (ingest publishes
+/// both, the projector drops the second arrival), so the replay is complete
+/// from the main topic alone. Records removed from the priority lane are
+/// logged as a warning.
+///
+/// # Errors
+/// [`RunError::LogTruncated`] naming each partition of the main topic that
+/// lost records and its earliest offset; Kafka errors.
+pub async fn check_replayable(kafka: &KafkaConfig, topics: &Topics) -> Result<(), RunError> {
+    let lost = truncated(&hrsync_bus::log_start_offsets(kafka, &topics.lifecycle).await?);
+    if !lost.is_empty() {
+        return Err(RunError::LogTruncated {
+            topic: topics.lifecycle.clone(),
+            starts: lost,
+        });
+    }
+    let lost = truncated(&hrsync_bus::log_start_offsets(kafka, &topics.lifecycle_priority).await?);
+    if !lost.is_empty() {
+        tracing::warn!(
+            topic = %topics.lifecycle_priority,
+            partitions = ?lost,
+            "the priority lane no longer starts at offset 0; its events are copies of the main topic's, so the rebuild goes on"
+        );
+    }
+    Ok(())
 }
 
 /// The role a projector claims its store for (see [`claim_store`]).
@@ -339,6 +459,7 @@ pub async fn run_claimed(
         &topics.lifecycle_priority,
         format!("{}-priority", shared.group),
         true,
+        topics.allow_lost_records,
         shutdown.clone(),
     );
     let main = consume(
@@ -347,6 +468,7 @@ pub async fn run_claimed(
         &topics.lifecycle,
         shared.group.clone(),
         false,
+        topics.allow_lost_records,
         shutdown.clone(),
     );
     let timer = timers(
@@ -398,6 +520,7 @@ async fn consume(
     topic: &str,
     consumer_name: String,
     fast: bool,
+    allow_lost: bool,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let mut cfg = kafka.client_config(&format!("projector-{consumer_name}"))?;
@@ -425,16 +548,37 @@ async fn consume(
         return Err(RunError::NoTopic(topic.to_owned()));
     }
     let mut assignment = TopicPartitionList::new();
+    let mut gaps = Vec::new();
     for partition in &partitions {
-        let offset = match shared
+        let stored = shared
             .projector
             .stored_offset(&consumer_name, topic, *partition)
-            .await?
-        {
-            Some(next) => Offset::Offset(next),
-            None => Offset::Beginning,
+            .await?;
+        // Records the broker removed before this store applied them: an
+        // out-of-range offset would otherwise be reset by librdkafka
+        // (to the end, by default), skipping them without a word.
+        let (log_start, _) =
+            consumer.fetch_watermarks(topic, *partition, Duration::from_secs(30))?;
+        let offset = match Gap::find(*partition, stored, log_start) {
+            Some(gap) => {
+                gaps.push(gap);
+                Offset::Offset(log_start)
+            }
+            None => stored.map_or(Offset::Beginning, Offset::Offset),
         };
         assignment.add_partition_offset(topic, *partition, offset)?;
+    }
+    if !gaps.is_empty() {
+        let lost = RunError::LostRecords {
+            topic: topic.to_owned(),
+            gaps,
+        };
+        // The priority lane holds copies of main-topic events: a gap
+        // there loses nothing.
+        if !fast && !allow_lost {
+            return Err(lost);
+        }
+        tracing::warn!("{lost} (going on from the log start)");
     }
     consumer.assign(&assignment)?;
     tracing::info!(topic, consumer = %consumer_name, partitions = partitions.len(), "projector consuming");
@@ -864,5 +1008,52 @@ async fn publish_priority_from_table(
             Ok(())
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partitions_past_offset_zero_are_truncated_and_each_is_named() {
+        assert_eq!(truncated(&[(0, 0), (1, 0)]), []);
+        let lost = truncated(&[(0, 0), (1, 57), (2, 3)]);
+        assert_eq!(lost, [(1, 57), (2, 3)]);
+        let text = RunError::LogTruncated {
+            topic: "hr.lifecycle.v1".into(),
+            starts: lost,
+        }
+        .to_string();
+        assert!(
+            text.contains(
+                "hr.lifecycle.v1 no longer starts at offset 0 (partition 1 starts at offset 57, \
+                 partition 2 starts at offset 3)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("The store was left as it is"), "{text}");
+    }
+
+    #[test]
+    fn a_gap_is_where_the_store_resumes_below_the_log_start() {
+        assert_eq!(Gap::find(0, None, 0), None);
+        assert_eq!(Gap::find(0, Some(7), 7), None);
+        assert_eq!(Gap::find(0, Some(9), 7), None);
+        let fresh = Gap::find(1, None, 3).expect("a fresh store misses 0..3");
+        let behind = Gap::find(2, Some(4), 10).expect("resuming at 4 misses 4..10");
+        assert_eq!((fresh.resume, behind.resume), (0, 4));
+        let text = RunError::LostRecords {
+            topic: "hr.lifecycle.v1".into(),
+            gaps: vec![fresh, behind],
+        }
+        .to_string();
+        assert!(
+            text.contains(
+                "(partition 1: the store resumes at offset 0, the log starts at 3; partition 2: \
+                 the store resumes at offset 4, the log starts at 10)"
+            ),
+            "{text}"
+        );
     }
 }

@@ -123,8 +123,22 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("creating topics")?;
                 for spec in specs {
-                    println!("{} ({} partitions if created)", spec.name, spec.partitions);
+                    let settings: Vec<String> = spec
+                        .configs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    println!(
+                        "{} ({} partitions, {} if created)",
+                        spec.name,
+                        spec.partitions,
+                        settings.join(", ")
+                    );
                 }
+                // Existing lifecycle topics that let the broker remove
+                // records are reported (and fail the command, as they
+                // would stop the projector).
+                hrsync_bus::check_lifecycle_retention(&config.kafka, &config.topics).await?;
                 anyhow::Ok(())
             })
         }

@@ -18,7 +18,8 @@ pub(crate) enum ProjectorCommand {
     Run,
     /// Empty the profile store and replay the lifecycle log from the
     /// beginning; stops once caught up. Publishes nothing; versions continue
-    /// above those emitted before.
+    /// above those emitted before. Refuses, leaving the store as it is, when
+    /// a partition of the lifecycle topic no longer starts at offset 0.
     Rebuild {
         /// Quiet seconds that count as caught up.
         #[arg(long, default_value_t = 5)]
@@ -45,6 +46,17 @@ async fn projector(config: &Config) -> anyhow::Result<Projector> {
     Projector::new(db, config.projector.clone()).context("projector.rules")
 }
 
+/// Creates the missing topics, then checks that the lifecycle topics keep
+/// every record (stopping here if not, unless the config allows it).
+async fn prepare_topics(config: &Config) -> anyhow::Result<()> {
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
+    hrsync_bus::check_lifecycle_retention(&config.kafka, &config.topics).await?;
+    Ok(())
+}
+
 /// The projector until `shutdown`: the batch in flight is finished and
 /// stored with its offsets.
 pub(crate) async fn serve(
@@ -53,10 +65,7 @@ pub(crate) async fn serve(
     ready: &Ready,
 ) -> anyhow::Result<()> {
     let projector = projector(config).await?;
-    let specs = config.topics.specs(&config.kafka);
-    hrsync_bus::ensure_topics(&config.kafka, &specs)
-        .await
-        .context("creating topics")?;
+    prepare_topics(config).await?;
     ready.role_ready("projector");
     run::run(
         projector,
@@ -74,11 +83,6 @@ pub(crate) async fn run_projector(
     config: &Config,
     command: ProjectorCommand,
 ) -> anyhow::Result<()> {
-    let projector = projector(config).await?;
-    let specs = config.topics.specs(&config.kafka);
-    hrsync_bus::ensure_topics(&config.kafka, &specs)
-        .await
-        .context("creating topics")?;
     let shutdown = CancellationToken::new();
     match command {
         // `main` runs it through `roles::run`, with the endpoints.
@@ -86,6 +90,8 @@ pub(crate) async fn run_projector(
             return serve(config, crate::roles::on_signal(), &Ready::detached()).await;
         }
         ProjectorCommand::Rebuild { idle_seconds } => {
+            let projector = projector(config).await?;
+            prepare_topics(config).await?;
             // Not while a projector serves from this store: wait for it.
             let Some(claim) = run::claim_store(&projector, &shutdown)
                 .await
@@ -93,6 +99,8 @@ pub(crate) async fn run_projector(
             else {
                 return Ok(());
             };
+            // Nothing is emptied unless the log still holds every event.
+            run::check_replayable(&config.kafka, &Topics::from(&config.topics)).await?;
             projector
                 .begin_rebuild()
                 .await
