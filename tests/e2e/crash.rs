@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::stack::{eventually, eventually_every, Processes, ScimApps};
+use crate::stack::{eventually, eventually_every, Processes, ScimApps, Stores};
 
 const WORKERS: usize = 10_000;
 const HEADER: &str = "employee_id,given_name,family_name,title,department,employment_type,status,hire_date,time_zone,termination_date,termination_immediate\n";
@@ -138,12 +138,21 @@ async fn until_created(apps: &ScimApps, share: f64, limit: Duration) -> anyhow::
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run() -> anyhow::Result<()> {
+/// One crash: at `share` of the load, process `process` is killed with
+/// SIGKILL and started again after `pause` (zero: at once).
+struct Kill {
+    share: f64,
+    process: usize,
+    pause: Duration,
+}
+
+/// The load, with `kills` along the way, through `roles` over `stores`;
+/// then checks that the apps end as an uninterrupted run leaves them.
+async fn killed_under_load(roles: &[&str], stores: Stores, kills: &[Kill]) -> anyhow::Result<()> {
     let apps = ScimApps::local(&["slack", "zendesk"])
         .await?
         .without_groups();
-    let mut stack = Processes::start(&apps, &["all"]).await?;
+    let mut stack = Processes::start_on(&apps, roles, stores).await?;
     let started = Instant::now();
     stack.import(&hires())?;
     until_created(&apps, 0.15, Duration::from_secs(300)).await?;
@@ -151,38 +160,30 @@ async fn killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run() -> anyh
     // queued behind the backlog, and of people already provisioned.
     stack.import(&changes())?;
 
-    // Killed, and started again at once: inside the session timeout, its
-    // old self still a member of each consumer group.
-    until_created(&apps, 0.35, Duration::from_secs(300)).await?;
-    stack.kill(0)?;
-    let counts = apps.counts().await?;
-    println!(
-        "{:?}: killed with {counts:?}; restarting at once",
-        started.elapsed()
-    );
-    stack.restart(0).await?;
-    let restarted = Instant::now();
-    let before = apps.all()[0].count().await?;
-    eventually_every(
-        "provisioning goes on within 30 s of the restart",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async { Ok(apps.all()[0].count().await? > before) },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", stack.log_tail(0)))?;
-    println!("going on again {:?} after the restart", restarted.elapsed());
-
-    // Killed again, and started after longer than the session timeout.
-    until_created(&apps, 0.65, Duration::from_secs(300)).await?;
-    stack.kill(0)?;
-    println!(
-        "{:?}: killed with {:?}; restarting in 12 s",
-        started.elapsed(),
-        apps.counts().await?
-    );
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    stack.restart(0).await?;
+    for kill in kills {
+        until_created(&apps, kill.share, Duration::from_secs(300)).await?;
+        stack.kill(kill.process)?;
+        println!(
+            "{:?}: {} killed with {:?}; restarting after {:?}",
+            started.elapsed(),
+            roles[kill.process],
+            apps.counts().await?,
+            kill.pause
+        );
+        tokio::time::sleep(kill.pause).await;
+        stack.restart(kill.process).await?;
+        let restarted = Instant::now();
+        let before = apps.all()[0].count().await?;
+        eventually_every(
+            "provisioning goes on within 30 s of the restart",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async { Ok(apps.all()[0].count().await? > before) },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", stack.log_tail(kill.process)))?;
+        println!("going on again {:?} after the restart", restarted.elapsed());
+    }
 
     let settled = eventually_every(
         "every account as desired in both apps",
@@ -192,10 +193,11 @@ async fn killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run() -> anyh
     )
     .await;
     if let Err(error) = settled {
+        let logs: Vec<String> = (0..roles.len()).map(|i| stack.log_tail(i)).collect();
         anyhow::bail!(
             "{error}\n{:#?}\n{}",
             differences(&apps).await?,
-            stack.log_tail(0)
+            logs.join("\n")
         );
     }
     println!(
@@ -218,9 +220,65 @@ async fn killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run() -> anyh
     .await?;
 
     // Nothing the processes logged holds a secret.
-    let log = stack.log(0);
-    for secret in stack.secrets(&apps) {
-        assert!(!log.contains(secret), "a log line holds a secret");
+    for (i, role) in roles.iter().enumerate() {
+        let log = stack.log(i);
+        for secret in stack.secrets(&apps) {
+            assert!(!log.contains(secret), "a log line of {role} holds a secret");
+        }
     }
     Ok(())
+}
+
+/// All roles in one process over PostgreSQL: killed inside the consumer
+/// session timeout (its old self still a member of each group) and again
+/// after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run() -> anyhow::Result<()> {
+    killed_under_load(
+        &["all"],
+        Stores::Postgres,
+        &[
+            Kill {
+                share: 0.35,
+                process: 0,
+                pause: Duration::ZERO,
+            },
+            Kill {
+                share: 0.65,
+                process: 0,
+                pause: Duration::from_secs(12),
+            },
+        ],
+    )
+    .await
+}
+
+/// One process per role over SQLite: the projector killed and restarted at
+/// once, then the provisioner killed and restarted after the session
+/// timeout, and again at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_load_role_by_role_on_sqlite_it_ends_as_an_uninterrupted_run(
+) -> anyhow::Result<()> {
+    killed_under_load(
+        &["ingest", "projector", "provisioner"],
+        Stores::Sqlite,
+        &[
+            Kill {
+                share: 0.3,
+                process: 1,
+                pause: Duration::ZERO,
+            },
+            Kill {
+                share: 0.5,
+                process: 2,
+                pause: Duration::from_secs(12),
+            },
+            Kill {
+                share: 0.7,
+                process: 2,
+                pause: Duration::ZERO,
+            },
+        ],
+    )
+    .await
 }

@@ -308,7 +308,7 @@ pub(crate) struct Processes {
     push: String,
     config: PathBuf,
     _broker: Broker,
-    db: PgDatabase,
+    db: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -327,13 +327,47 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Where the roles keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stores {
+    /// One fresh PostgreSQL database shared by the roles.
+    Postgres,
+    /// A SQLite file per role.
+    Sqlite,
+}
+
 impl Processes {
     /// Starts one `hrsync run --role R` per role (`all` for one process),
     /// and waits until each is ready (`/readyz`).
     pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(apps, roles, Stores::Postgres).await
+    }
+
+    /// [`Processes::start`] with the roles' state in `stores`.
+    pub(crate) async fn start_on(
+        apps: &ScimApps,
+        roles: &[&str],
+        stores: Stores,
+    ) -> anyhow::Result<Self> {
         let broker = Broker::start()?;
-        let db = PgDatabase::fresh().await?;
         let dir = tempfile::tempdir()?;
+        let (db, url) = match stores {
+            Stores::Postgres => {
+                let db = PgDatabase::fresh().await?;
+                let url = |_: &str| db.url().to_owned();
+                let urls = (url("ingest"), url("projector"), url("provisioner"));
+                (Some(db), urls)
+            }
+            Stores::Sqlite => {
+                let url = |role: &str| {
+                    format!(
+                        "sqlite://{}?mode=rwc",
+                        dir.path().join(format!("{role}.db")).display()
+                    )
+                };
+                (None, (url("ingest"), url("projector"), url("provisioner")))
+            }
+        };
         let push_port = free_port()?;
         let config = dir.path().join("hrsync.toml");
         std::fs::write(
@@ -345,7 +379,7 @@ log_format = "human"
 log_filter = "warn"
 
 [ingest]
-database_url = "{db}"
+database_url = "{ingest_db}"
 
 [ingest.push]
 listen = "127.0.0.1:{push_port}"
@@ -355,7 +389,7 @@ token = {{ env = "PUSH_TOKEN" }}
 name = "hris"
 
 [projector]
-database_url = "{db}"
+database_url = "{projector_db}"
 timer_interval_ms = 200
 batch_linger_ms = 5
 
@@ -378,13 +412,15 @@ rule = 'is_manager || person.title.contains("Manager")'
 apps = ["lattice"]
 
 [provisioner]
-database_url = "{db}"
+database_url = "{provisioner_db}"
 max_backoff_ms = 2000
 
 {apps}
 "#,
                 kafka = broker.kafka_toml(),
-                db = db.url(),
+                ingest_db = url.0,
+                projector_db = url.1,
+                provisioner_db = url.2,
                 apps = apps.config(),
             ),
         )?;
@@ -540,7 +576,11 @@ max_backoff_ms = 2000
         app: &str,
         operation: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let pool = sqlx::PgPool::connect(self.db.url()).await?;
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the audit is read from PostgreSQL stores only"))?;
+        let pool = sqlx::PgPool::connect(db.url()).await?;
         let traces: Vec<Option<String>> = sqlx::query_scalar(
             "SELECT trace_id FROM provisioner_audit WHERE app = $1 AND operation = $2",
         )

@@ -91,9 +91,9 @@ async fn one_claim_per_role(url: &str) -> anyhow::Result<()> {
     );
     let other = second.try_claim("provisioner").await?;
     assert!(other.is_some(), "another role is not held");
-    drop(held);
+    held.release().await;
     let again = second.try_claim("projector").await?;
-    assert!(again.is_some(), "free once dropped");
+    assert!(again.is_some(), "free once released");
     Ok(())
 }
 

@@ -68,7 +68,10 @@ impl PgDatabase {
 
 /// Terminates the server connections holding advisory locks in `db`'s
 /// database (the claims of `hrsync_store::Db::try_claim`), as a broken
-/// connection would end them. Returns how many were terminated.
+/// connection would end them, and waits (up to 10 s each) until they are
+/// gone: a terminated backend releases its locks only as it exits, which
+/// under load can be well after the signal. Returns how many were
+/// terminated.
 ///
 /// # Errors
 /// The database is not reachable.
@@ -81,10 +84,11 @@ pub async fn break_claims(db: &hrsync_store::Db) -> anyhow::Result<usize> {
     .await?;
     let mut terminated = 0;
     for pid in holders {
-        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
-            .bind(pid)
-            .fetch_one(db.pool())
-            .await?;
+        let done: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend(CAST($1 AS INTEGER), 10000)")
+                .bind(pid)
+                .fetch_one(db.pool())
+                .await?;
         terminated += usize::from(done);
     }
     Ok(terminated)

@@ -326,6 +326,21 @@ enum Held {
 }
 
 impl Claim {
+    /// Gives the claim up now. Dropping a claim gives it up too, but on
+    /// PostgreSQL only once the server notices the connection closed, which
+    /// may take a moment; after `release` another process can take it at
+    /// once.
+    pub async fn release(self) {
+        if let Held::Postgres(mut conn) = self.0 {
+            // Either way the lock is gone once the connection is: closing it
+            // is the fallback when the unlock cannot be sent.
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await;
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+
     /// Whether the claim still holds. On PostgreSQL the lock lasts as long
     /// as the connection that took it: if that connection broke, the lock
     /// is gone and another process may have it now.
