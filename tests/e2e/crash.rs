@@ -152,7 +152,7 @@ async fn killed_under_load(roles: &[&str], stores: Stores, kills: &[Kill]) -> an
     let apps = ScimApps::local(&["slack", "zendesk"])
         .await?
         .without_groups();
-    let mut stack = Processes::start_on(&apps, roles, stores).await?;
+    let stack = Processes::start_on(&apps, roles, stores).await?;
     let started = Instant::now();
     stack.import(&hires())?;
     until_created(&apps, 0.15, Duration::from_secs(300)).await?;
@@ -281,4 +281,126 @@ async fn killed_mid_load_role_by_role_on_sqlite_it_ends_as_an_uninterrupted_run(
         ],
     )
     .await
+}
+
+/// The ingest role killed while HR pushes hires to it: each webhook retries
+/// its event with the same `Idempotency-Key` until it is accepted, as HR
+/// systems do. Every worker ends with one active account in each app, and
+/// a key retried after the restart answers the event id it answered before.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_push_api_killed_while_hr_pushes_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    const PUSHED: usize = 600;
+    const SENDERS: usize = 8;
+    let apps = ScimApps::local(&["slack", "zendesk"])
+        .await?
+        .without_groups();
+    let stack = Processes::start_on(
+        &apps,
+        &["ingest", "projector", "provisioner"],
+        Stores::Postgres,
+    )
+    .await?;
+    let hire = |i: usize| {
+        json!({"type": "hire", "employee_id": format!("P{i:04}"), "time_zone": "Europe/Paris",
+            "effective_at": "2021-03-01T00:00:00Z",
+            "attributes": {"given_name": format!("Given{i}"), "family_name": format!("Family{i}"),
+                "employment_type": "employee", "department": "Customer Support", "title": "Support Agent"}})
+    };
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stack_ref = &stack;
+    let senders = (0..SENDERS).map(|s| {
+        let accepted = accepted.clone();
+        async move {
+            let mut answers = Vec::new();
+            for i in (s..PUSHED).step_by(SENDERS) {
+                let (answer, attempts) = stack_ref
+                    .push_until_accepted(&format!("hr-{i}"), &hire(i), Duration::from_secs(120))
+                    .await?;
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answers.push((i, answer["event_id"].clone(), attempts));
+            }
+            anyhow::Ok(answers)
+        }
+    });
+    let pushing = futures::future::try_join_all(senders);
+    let killing = async {
+        for (at, pause) in [
+            (PUSHED / 3, Duration::ZERO),
+            (PUSHED * 2 / 3, Duration::from_secs(3)),
+        ] {
+            while accepted.load(std::sync::atomic::Ordering::SeqCst) < at {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stack_ref.kill(0)?;
+            println!("ingest killed with {at} hires accepted; restarting after {pause:?}");
+            tokio::time::sleep(pause).await;
+            stack_ref.restart(0).await?;
+        }
+        anyhow::Ok(())
+    };
+    let (answers, ()) = tokio::try_join!(pushing, killing)?;
+    let answers: Vec<_> = answers.into_iter().flatten().collect();
+    let retried = answers
+        .iter()
+        .filter(|(_, _, attempts)| *attempts > 1)
+        .count();
+    println!("{PUSHED} hires accepted; {retried} of them after retries");
+    anyhow::ensure!(
+        retried > 0,
+        "no push was refused: the kills did not land mid-push"
+    );
+
+    // A key retried now answers the event id it answered before.
+    for (i, event_id, _) in answers.iter().take(20) {
+        let (again, _) = stack
+            .push_until_accepted(&format!("hr-{i}"), &hire(*i), Duration::from_secs(30))
+            .await?;
+        assert_eq!(&again["event_id"], event_id, "hr-{i}");
+    }
+
+    let settled = eventually_every(
+        "one active account per pushed worker in both apps",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || async {
+            for app in apps.all() {
+                let users = app.users().await?;
+                let mut names: Vec<&str> = users
+                    .iter()
+                    .filter(|u| active(u))
+                    .filter_map(|u| u["userName"].as_str())
+                    .collect();
+                names.sort_unstable();
+                let before = names.len();
+                names.dedup();
+                anyhow::ensure!(before == names.len(), "{}: duplicate accounts", app.name);
+                if users.len() != PUSHED || names.len() != PUSHED {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await;
+    if let Err(error) = settled {
+        let users = apps.all()[0].users().await?;
+        let missing: Vec<String> = (0..PUSHED)
+            .map(|i| format!("P{i:04}"))
+            .filter(|name| !users.iter().any(|u| u["userName"] == name.as_str()))
+            .collect();
+        anyhow::bail!(
+            "{error}\n{:?}; missing in {}: {missing:?}\n{}\n{}\n{}",
+            apps.counts().await?,
+            apps.all()[0].name,
+            stack.log_tail(0),
+            stack.log_tail(1),
+            stack.log_tail(2)
+        );
+    }
+
+    let log = stack.log(0);
+    for secret in stack.secrets(&apps) {
+        assert!(!log.contains(secret), "a log line of ingest holds a secret");
+    }
+    Ok(())
 }

@@ -192,7 +192,7 @@ async fn a_snapshot_of_10000_workers_and_a_termination_that_overtakes_it() -> an
     let apps = ScimApps::local(&["slack", "zendesk"])
         .await?
         .without_groups();
-    let mut stack = Processes::start(&apps, &["all"]).await?;
+    let stack = Processes::start(&apps, &["all"]).await?;
 
     let mut csv = String::from(
         "employee_id,given_name,family_name,title,department,employment_type,status,hire_date,time_zone\n",

@@ -300,7 +300,9 @@ impl ScimApps {
 /// `hrsync run --role ...` processes sharing a broker, a database and a
 /// config file.
 pub(crate) struct Processes {
-    children: Vec<Child>,
+    /// Behind a lock, so a test can kill and restart a process while other
+    /// tasks use the stack.
+    children: std::sync::Mutex<Vec<Child>>,
     roles: Vec<String>,
     /// Each process's stderr (its log), appended to by its restarts.
     logs: Vec<PathBuf>,
@@ -314,7 +316,7 @@ pub(crate) struct Processes {
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.children().iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -425,7 +427,7 @@ max_backoff_ms = 2000
             ),
         )?;
         let mut processes = Processes {
-            children: Vec::new(),
+            children: std::sync::Mutex::new(Vec::new()),
             roles: Vec::new(),
             logs: Vec::new(),
             metrics: Vec::new(),
@@ -439,7 +441,7 @@ max_backoff_ms = 2000
             let metrics = format!("http://127.0.0.1:{}", free_port()?);
             let log = processes.config.with_file_name(format!("{role}.log"));
             let child = processes.spawn(role, &metrics, &log)?;
-            processes.children.push(child);
+            processes.children().push(child);
             processes.roles.push((*role).to_owned());
             processes.logs.push(log);
             processes.metrics.push(metrics);
@@ -489,18 +491,24 @@ max_backoff_ms = 2000
 
     /// Kills process `i` with SIGKILL (no shutdown, no flushing, no commit)
     /// and reaps it.
-    pub(crate) fn kill(&mut self, i: usize) -> anyhow::Result<()> {
-        let child = &mut self.children[i];
-        child.kill()?;
-        child.wait()?;
+    pub(crate) fn kill(&self, i: usize) -> anyhow::Result<()> {
+        let mut children = self.children();
+        children[i].kill()?;
+        children[i].wait()?;
         Ok(())
+    }
+
+    fn children(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Starts process `i` again with the same role, config, endpoint and
     /// log, and waits until it is ready.
-    pub(crate) async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+    pub(crate) async fn restart(&self, i: usize) -> anyhow::Result<()> {
         let child = self.spawn(&self.roles[i], &self.metrics[i], &self.logs[i])?;
-        self.children[i] = child;
+        self.children()[i] = child;
         self.wait_ready(i).await
     }
 
@@ -527,6 +535,53 @@ max_backoff_ms = 2000
     /// Posts one HR event to the push API; expects 202.
     pub(crate) async fn push(&self, event: Value) -> anyhow::Result<Value> {
         self.push_traced(event, None).await
+    }
+
+    /// Posts `event` with `Idempotency-Key: key` until the push API answers
+    /// 202, as an HR system's webhook retries: through refused connections,
+    /// 503s and a key still in progress, for up to `limit`. Returns the
+    /// answer and how many attempts it took.
+    pub(crate) async fn push_until_accepted(
+        &self,
+        key: &str,
+        event: &Value,
+        limit: Duration,
+    ) -> anyhow::Result<(Value, usize)> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let deadline = Instant::now() + limit;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let last = match client
+                .post(format!("{}/v1/events", self.push))
+                .bearer_auth(PUSH_TOKEN)
+                .header("Idempotency-Key", key)
+                .json(event)
+                .send()
+                .await
+            {
+                Ok(response) if response.status().as_u16() == 202 => {
+                    return Ok((response.json().await?, attempts));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    anyhow::ensure!(
+                        status.as_u16() == 409 || status.is_server_error(),
+                        "push {key}: {status} {}",
+                        response.text().await.unwrap_or_default()
+                    );
+                    format!("{status}")
+                }
+                Err(error) => error.to_string(),
+            };
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "push {key}: not accepted within {limit:?} (last: {last})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// [`Processes::push`] as part of the HR system's trace `traceparent`.
@@ -602,8 +657,9 @@ max_backoff_ms = 2000
 
     /// Sends SIGTERM to process `i` and waits up to `limit` for it to exit;
     /// returns its exit code.
-    pub(crate) fn terminate(&mut self, i: usize, limit: Duration) -> anyhow::Result<Option<i32>> {
-        let child = &mut self.children[i];
+    pub(crate) fn terminate(&self, i: usize, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let mut children = self.children();
+        let child = &mut children[i];
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()?;
