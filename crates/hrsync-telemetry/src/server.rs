@@ -154,45 +154,28 @@ mod tests {
             .expect("body");
         assert!(body.contains("hrsync_telemetry_selftest_total 3"), "{body}");
 
-        let health = client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz");
-        assert_eq!(health.status(), 200);
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 503);
+        let get = |path: &'static str| {
+            let request = client.get(format!("{base}{path}")).send();
+            async move {
+                let response = request.await.expect(path);
+                let status = response.status().as_u16();
+                (status, response.text().await.expect("body"))
+            }
+        };
+        assert_eq!(get("/healthz").await.0, 200);
+        assert_eq!(get("/readyz").await.0, 503);
         readiness.set(true);
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 200);
+        assert_eq!(get("/readyz").await.0, 200);
 
         // A problem held makes it unready, named in the body, until cleared.
         readiness.hold("consumer hrsync-provisioner", "stuck for 20 s");
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 503);
-        let body = ready.text().await.expect("body");
+        let (status, body) = get("/readyz").await;
+        assert_eq!(status, 503);
         assert!(
             body.contains("consumer hrsync-provisioner: stuck for 20 s"),
             "{body}"
         );
         readiness.clear("consumer hrsync-provisioner");
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 200);
+        assert_eq!(get("/readyz").await.0, 200);
     }
 }

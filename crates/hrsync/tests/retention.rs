@@ -180,6 +180,13 @@ async fn a_lifecycle_topic_with_finite_retention_stops_the_projector_unless_allo
     );
     let producer = Producer::new(&kafka)?;
     hrsync_tests::publish_lifecycle(&producer, LIFECYCLE, [&hire("E1")]).await?;
+    until_projected(&broker, "E1")?;
+    Ok(())
+}
+
+/// Waits up to 60 s for a directory change of employee `employee`: the
+/// (allowed) projector projected their hire.
+fn until_projected(broker: &Broker, employee: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let changes = read_topic_until_quiet(
@@ -189,16 +196,15 @@ async fn a_lifecycle_topic_with_finite_retention_stops_the_projector_unless_allo
         )?;
         if changes.iter().any(|r| {
             hrsync_schema::decode_directory_change(&r.payload)
-                .is_ok_and(|c| c.employee_id.as_str() == "E1")
+                .is_ok_and(|c| c.employee_id.as_str() == employee)
         }) {
-            break;
+            return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the allowed projector did not project E1's hire within 60 s"
+            "the allowed projector did not project {employee}'s hire within 60 s"
         );
     }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -402,23 +408,6 @@ async fn a_store_resuming_below_the_log_start_stops_the_projector_unless_allowed
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let changes = read_topic_until_quiet(
-            &broker.bootstrap(),
-            "directory.changes.v1",
-            Duration::from_millis(700),
-        )?;
-        if changes.iter().any(|r| {
-            hrsync_schema::decode_directory_change(&r.payload)
-                .is_ok_and(|c| c.employee_id.as_str() == "E2")
-        }) {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the allowed projector did not project E2's hire within 60 s"
-        );
-    }
+    until_projected(&broker, "E2")?;
     Ok(())
 }
