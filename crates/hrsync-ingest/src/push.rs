@@ -166,18 +166,8 @@ async fn handle_event(
             return Ok(accepted(&record.event_id, record.priority, true));
         }
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::status(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "body is not JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
     let now = Utc::now();
-    let event = parse_event(&value, &service.source_system, now)?;
+    let event = event_from_body(&body, &service.source_system, now)?;
     let priority = match &event.payload {
         LifecyclePayload::Terminate(t) => {
             t.immediate || event.effective_at.as_millis() <= now.timestamp_millis()
@@ -310,6 +300,49 @@ pub fn parse_event(
         error: e.error,
         path: e.path,
     })
+}
+
+/// Reads a request body into an event: the body must be JSON, and that JSON
+/// a valid event ([`parse_event`]). `now` is the event's `occurred_at` and
+/// the default `effective_at`.
+///
+/// # Errors
+/// [`BodyError::NotJson`] (answered 400) naming the line and column where
+/// the JSON breaks, or [`BodyError::Invalid`] (answered 422) naming the
+/// JSON path.
+pub fn event_from_body(
+    body: &[u8],
+    default_source: &str,
+    now: DateTime<Utc>,
+) -> Result<LifecycleEvent, BodyError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        BodyError::NotJson(format!(
+            "body is not JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(parse_event(&value, default_source, now)?)
+}
+
+/// Why a pushed body is not an event: the answer of [`event_from_body`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body is not JSON (HTTP 400); the message names line and column.
+    #[error("{0}")]
+    NotJson(String),
+    /// The JSON is not a valid event (HTTP 422).
+    #[error(transparent)]
+    Invalid(#[from] ApiErrorPublic),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::NotJson(message) => ApiError::status(StatusCode::BAD_REQUEST, message),
+            BodyError::Invalid(invalid) => invalid.into(),
+        }
+    }
 }
 
 /// A validation failure of [`parse_event`].
@@ -563,4 +596,43 @@ fn changes(object: &Map<String, Value>) -> Result<Vec<AttributeChange>, ApiError
     }
     changes.sort_by(|a, b| a.attribute.cmp(&b.attribute));
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_body_becomes_an_event_or_a_rejection_naming_where() {
+        let event = event_from_body(
+            br#"{"type":"terminate","employee_id":"E1042","time_zone":"Europe/Paris","immediate":true}"#,
+            "push",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(event.employee_id.as_str(), "E1042");
+        assert_eq!(event.source_system.as_str(), "push");
+
+        let not_json = event_from_body(b"{\"type\":\n  hire}", "push", now()).unwrap_err();
+        assert!(
+            matches!(&not_json, BodyError::NotJson(m) if m.starts_with("body is not JSON: ") && m.ends_with("(line 2, column 3)")),
+            "{not_json}"
+        );
+        assert_eq!(ApiError::from(not_json).status, StatusCode::BAD_REQUEST);
+
+        let invalid = event_from_body(
+            br#"{"type":"hire","employee_id":"E1","time_zone":"UTC","attributes":{"given_name":"Ann","employment_type":"employee"}}"#,
+            "push",
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(invalid.to_string(), "$.attributes.family_name: required");
+        let answer = ApiError::from(invalid);
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(answer.path.as_deref(), Some("$.attributes.family_name"));
+    }
 }

@@ -334,56 +334,20 @@ impl ScimClient {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .map(str::to_owned);
         let text = response.text().await.map_err(|e| ScimError::Transport {
             method: method.to_string(),
             path: path.to_owned(),
             reason: transport_reason(&e),
             maybe_applied: true,
         })?;
-        let json = if text.trim().is_empty() {
-            None
-        } else {
-            match serde_json::from_str::<Value>(&text) {
-                Ok(v) => Some(v),
-                Err(e) if status.is_success() => {
-                    return Err(ScimError::Decode {
-                        method: method.to_string(),
-                        path: path.to_owned(),
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => None,
-            }
-        };
-        if status.is_success() {
-            return Ok(json);
-        }
-        let field = |name: &str| {
-            json.as_ref()
-                .and_then(|j| j.get(name))
-                .and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Null => None,
-                    other => Some(other.to_string()),
-                })
-        };
-        Err(ScimError::Status {
-            method: method.to_string(),
-            path: path.to_owned(),
-            status: status.as_u16(),
-            scim_type: field("scimType"),
-            detail: field("detail"),
-            retry_after,
-        })
-    }
-
-    fn decode_error(method: &str, path: &str, reason: &str) -> ScimError {
-        ScimError::Decode {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            reason: reason.to_owned(),
-        }
+        read_answer(
+            method.as_str(),
+            path,
+            status.as_u16(),
+            retry_after.as_deref(),
+            &text,
+        )
     }
 
     /// Reads `/ServiceProviderConfig`.
@@ -393,13 +357,8 @@ impl ScimClient {
     pub async fn capabilities(&self) -> Result<Capabilities> {
         let config = self
             .call(Method::GET, "/ServiceProviderConfig", &[], None)
-            .await?
-            .unwrap_or(Value::Null);
-        let supported = |name: &str| config[name]["supported"].as_bool().unwrap_or(false);
-        Ok(Capabilities {
-            patch: supported("patch"),
-            filter: supported("filter"),
-        })
+            .await?;
+        Ok(read_capabilities(config.as_ref()))
     }
 
     /// The users whose `attribute` equals `value`, following pages until
@@ -414,7 +373,7 @@ impl ScimClient {
         let mut found = Vec::new();
         let mut start = 1usize;
         loop {
-            let page = match self
+            let answer = match self
                 .call(
                     Method::GET,
                     &path,
@@ -427,17 +386,16 @@ impl ScimClient {
                 )
                 .await
             {
-                Ok(page) => page.unwrap_or(Value::Null),
+                Ok(answer) => answer,
                 // Some servers answer a filter with no match with 404.
                 Err(ScimError::Status { status: 404, .. }) => return Ok(found),
                 Err(e) => return Err(e),
             };
-            let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
-            let items = page["Resources"].as_array().cloned().unwrap_or_default();
-            let got = items.len();
-            found.extend(items);
-            start += got;
-            if got == 0 || start > total || found.len() >= 10_000 {
+            let page = read_page("GET", &path, answer)?;
+            let got = page.resources.len();
+            found.extend(page.resources);
+            start = start.saturating_add(got);
+            if got == 0 || start > page.total || found.len() >= 10_000 {
                 return Ok(found);
             }
         }
@@ -462,13 +420,12 @@ impl ScimClient {
     /// A resource by id; `None` when the server says 404.
     ///
     /// # Errors
-    /// See [`ScimError`].
+    /// See [`ScimError`]; [`ScimError::Decode`] when a success carries no
+    /// resource with an id.
     pub async fn get(&self, resource: &str, id: &str) -> Result<Option<Value>> {
-        match self
-            .call(Method::GET, &format!("/{resource}/{id}"), &[], None)
-            .await
-        {
-            Ok(v) => Ok(v),
+        let path = format!("/{resource}/{id}");
+        match self.call(Method::GET, &path, &[], None).await {
+            Ok(answer) => read_resource("GET", &path, answer).map(Some),
             Err(ScimError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -480,10 +437,8 @@ impl ScimClient {
     /// See [`ScimError`].
     pub async fn create(&self, resource: &str, body: &Value) -> Result<Value> {
         let path = format!("/{resource}");
-        self.call(Method::POST, &path, &[], Some(body))
-            .await?
-            .filter(|v| v["id"].is_string())
-            .ok_or_else(|| Self::decode_error("POST", &path, "no id in the created resource"))
+        let answer = self.call(Method::POST, &path, &[], Some(body)).await?;
+        read_resource("POST", &path, answer)
     }
 
     /// Replaces a resource (PUT); returns it as stored.
@@ -577,6 +532,163 @@ impl ScimClient {
     }
 }
 
+/// Reads an app's answer to `method path`: a success's body as JSON (`None`
+/// when the body is empty), or the [`ScimError::Status`] of a failure, with
+/// the SCIM error's `scimType` and `detail` and the `Retry-After` header
+/// (`retry_after`) when given. A failure's body that is not JSON is ignored:
+/// the status says enough.
+///
+/// # Errors
+/// [`ScimError::Status`] for a status outside 200–299;
+/// [`ScimError::Decode`] for a success whose body is not JSON.
+pub fn read_answer(
+    method: &str,
+    path: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    text: &str,
+) -> Result<Option<Value>> {
+    let success = (200..300).contains(&status);
+    let json = if text.trim().is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => Some(v),
+            Err(e) if success => return Err(decode_error(method, path, &e.to_string())),
+            Err(_) => None,
+        }
+    };
+    if success {
+        return Ok(json);
+    }
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            })
+    };
+    Err(ScimError::Status {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status,
+        scim_type: field("scimType"),
+        detail: field("detail"),
+        retry_after: retry_after.and_then(parse_retry_after),
+    })
+}
+
+/// What a `/ServiceProviderConfig` answer says the app supports. A feature
+/// the answer does not mark `"supported": true` (or no answer at all) is
+/// taken as unsupported.
+pub fn read_capabilities(config: Option<&Value>) -> Capabilities {
+    let supported = |name: &str| {
+        config
+            .and_then(|c| c.get(name))
+            .and_then(|feature| feature.get("supported"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    Capabilities {
+        patch: supported("patch"),
+        filter: supported("filter"),
+    }
+}
+
+/// One page of a SCIM list answer (RFC 7644 §3.4.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// `totalResults`: matches in all pages (0 when not given).
+    pub total: usize,
+    /// `Resources`: this page's resources, each with an id.
+    pub resources: Vec<Value>,
+}
+
+/// Reads a list answer to `method path`. `Resources` may be left out when
+/// nothing matched; when given it must be an array of resources, each a
+/// JSON object with a non-empty string `id` (a resource without one could
+/// not be linked or changed).
+///
+/// # Errors
+/// [`ScimError::Decode`] naming what is wrong: an answer that is not an
+/// object, a `Resources` that is not an array, a resource without an id.
+pub fn read_page(method: &str, path: &str, answer: Option<Value>) -> Result<Page> {
+    let mut page = match answer {
+        None => {
+            return Ok(Page {
+                total: 0,
+                resources: Vec::new(),
+            })
+        }
+        Some(Value::Object(page)) => page,
+        Some(_) => {
+            return Err(decode_error(
+                method,
+                path,
+                "the list answer is not a JSON object",
+            ))
+        }
+    };
+    let total = page
+        .get("totalResults")
+        .and_then(Value::as_u64)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let resources = match page.remove("Resources") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(decode_error(method, path, "Resources is not an array")),
+    };
+    for (index, resource) in resources.iter().enumerate() {
+        if let Err(reason) = resource_id(resource) {
+            return Err(decode_error(
+                method,
+                path,
+                &format!("Resources[{index}]: {reason}"),
+            ));
+        }
+    }
+    Ok(Page { total, resources })
+}
+
+/// Reads an answer to `method path` that must carry one resource (a
+/// created or fetched User or Group): a JSON object with a non-empty string
+/// `id`.
+///
+/// # Errors
+/// [`ScimError::Decode`] naming what is missing.
+pub fn read_resource(method: &str, path: &str, answer: Option<Value>) -> Result<Value> {
+    let Some(resource) = answer else {
+        return Err(decode_error(method, path, "the answer has no body"));
+    };
+    match resource_id(&resource) {
+        Ok(_) => Ok(resource),
+        Err(reason) => Err(decode_error(method, path, reason)),
+    }
+}
+
+/// The `id` of a resource, or why it has none.
+fn resource_id(resource: &Value) -> Result<&str, &'static str> {
+    let Value::Object(object) = resource else {
+        return Err("not a JSON object");
+    };
+    match object.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(id),
+        Some(Value::String(_)) => Err("id is empty"),
+        None | Some(Value::Null) => Err("no id"),
+        Some(_) => Err("id is not a string"),
+    }
+}
+
+fn decode_error(method: &str, path: &str, reason: &str) -> ScimError {
+    ScimError::Decode {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -599,5 +711,156 @@ fn transport_reason(e: &reqwest::Error) -> String {
         "connection dropped while reading the answer".to_owned()
     } else {
         "connection dropped".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_reason(error: ScimError) -> String {
+        match error {
+            ScimError::Decode { reason, .. } => reason,
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_carries_the_scim_error_and_retry_after() {
+        let error = read_answer(
+            "POST",
+            "/Users",
+            409,
+            None,
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"409","scimType":"uniqueness","detail":"taken"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "POST /Users: HTTP 409 (uniqueness): taken"
+        );
+        assert!(!error.is_retryable());
+
+        let error =
+            read_answer("GET", "/Users", 429, Some("7"), "<html>slow down</html>").unwrap_err();
+        assert_eq!(error.to_string(), "GET /Users: HTTP 429");
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+        assert!(error.is_retryable());
+    }
+
+    #[test]
+    fn a_success_that_is_not_json_is_a_decode_error_naming_the_request() {
+        let error = read_answer("GET", "/Users/u1", 200, None, "<html>login</html>").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("GET /Users/u1: unreadable answer: expected value at line 1"),
+            "{error}"
+        );
+        assert_eq!(
+            read_answer("PATCH", "/Users/u1", 204, None, " \n").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn capabilities_are_read_as_unsupported_unless_marked_so() {
+        let config: Value = serde_json::from_str(
+            r#"{"patch":{"supported":true},"filter":{"supported":"yes"},"bulk":{"supported":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_capabilities(Some(&config)),
+            Capabilities {
+                patch: true,
+                filter: false
+            }
+        );
+        let none = Capabilities {
+            patch: false,
+            filter: false,
+        };
+        assert_eq!(read_capabilities(None), none);
+        assert_eq!(read_capabilities(Some(&json!([1, 2]))), none);
+    }
+
+    #[test]
+    fn a_list_page_gives_total_and_resources() {
+        let page = read_page(
+            "GET",
+            "/Users",
+            Some(json!({"totalResults": 3, "Resources": [{"id": "u1", "userName": "ada"}]})),
+        )
+        .unwrap();
+        assert_eq!(page.total, 3);
+        assert_eq!(page.resources, vec![json!({"id": "u1", "userName": "ada"})]);
+        // Nothing matched: Resources may be left out, or the body empty.
+        let empty = Page {
+            total: 0,
+            resources: Vec::new(),
+        };
+        assert_eq!(
+            read_page("GET", "/Users", Some(json!({"totalResults": 0}))).unwrap(),
+            empty
+        );
+        assert_eq!(read_page("GET", "/Users", None).unwrap(), empty);
+    }
+
+    /// A listed resource without a usable id used to be linked with an
+    /// empty SCIM id (and a group without one created again); a list that
+    /// is not an array read as "no match", so the user was created again.
+    #[test]
+    fn a_list_page_with_a_resource_without_id_or_no_array_is_rejected() {
+        for (answer, reason) in [
+            (
+                json!({"totalResults": 2, "Resources": [{"id": "u1"}, {"userName": "ada"}]}),
+                "Resources[1]: no id",
+            ),
+            (
+                json!({"totalResults": 1, "Resources": [{"id": ""}]}),
+                "Resources[0]: id is empty",
+            ),
+            (
+                json!({"totalResults": 1, "Resources": [{"id": 17}]}),
+                "Resources[0]: id is not a string",
+            ),
+            (
+                json!({"totalResults": 1, "Resources": ["u1"]}),
+                "Resources[0]: not a JSON object",
+            ),
+            (
+                json!({"totalResults": 1, "Resources": {"id": "u1"}}),
+                "Resources is not an array",
+            ),
+            (
+                json!([{"id": "u1"}]),
+                "the list answer is not a JSON object",
+            ),
+        ] {
+            let error = read_page("GET", "/Groups", Some(answer)).unwrap_err();
+            assert_eq!(error.request(), Some(("GET", "/Groups")));
+            assert_eq!(decode_reason(error), reason);
+        }
+    }
+
+    /// A `200 OK` with an empty body to a GET used to read as "no such
+    /// account", so the account was created again.
+    #[test]
+    fn a_resource_answer_needs_a_body_with_an_id() {
+        let user = json!({"id": "u1", "active": false});
+        assert_eq!(
+            read_resource("GET", "/Users/u1", Some(user.clone())).unwrap(),
+            user
+        );
+        for (answer, reason) in [
+            (None, "the answer has no body"),
+            (Some(json!({"userName": "ada"})), "no id"),
+            (Some(json!({"id": null})), "no id"),
+            (Some(json!("u1")), "not a JSON object"),
+        ] {
+            let error = read_resource("GET", "/Users/u1", answer).unwrap_err();
+            assert_eq!(error.request(), Some(("GET", "/Users/u1")));
+            assert_eq!(decode_reason(error), reason);
+        }
     }
 }
