@@ -581,7 +581,11 @@ fn run_query(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut page = state.store().search(&targets, spec.start, spec.count);
-    if state.quirk(Quirk::PagingRestarts) && page.items.is_empty() && spec.start > page.total {
+    if state.quirk(Quirk::PagingRestarts)
+        && page.items.is_empty()
+        && page.total > 0
+        && spec.start > page.total
+    {
         // Past the end: the first page again, as if startIndex were 1.
         page = state.store().search(&targets, 1, spec.count);
     }

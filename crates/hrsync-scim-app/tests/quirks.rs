@@ -288,6 +288,11 @@ async fn paging_restarts_answers_the_first_page_past_the_end() {
             .get("/Users?filter=userName%20sw%20%22u%22&startIndex=10&count=2")
             .await;
         assert_eq!(filtered["totalResults"], 3, "{filtered}");
+        let none = app.get("/Groups?startIndex=5").await;
+        assert_eq!(
+            (&none["totalResults"], &none["itemsPerPage"]),
+            (&json!(0), &json!(0))
+        );
         if quirk {
             assert_eq!(user_names(&past), ["u1", "u2"]);
             assert_eq!(past["itemsPerPage"], 2);
