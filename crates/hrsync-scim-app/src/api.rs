@@ -1,8 +1,9 @@
 //! The HTTP endpoints (RFC 7644 §3, §4): discovery, `/Users` and `/Groups`,
 //! searches, bearer authentication, SCIM errors and content type.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use crate::error::ScimError;
 use crate::filter::{self, AttrRef, Expr};
 use crate::oauth::{Issued, OAuthClient};
+use crate::quirks::{self, Quirk};
 use crate::resource::{self, Projection};
 use crate::schema::{self, Kind};
 use crate::store::{self, Snapshot, Store};
@@ -42,6 +44,12 @@ pub struct Options {
     /// An OAuth 2.0 client: `POST /oauth/token` then issues access tokens
     /// (client credentials grant), accepted beside the static token.
     pub oauth: Option<OAuthClient>,
+    /// The quirk modes switched on (none by default: the app is then
+    /// conformant).
+    pub quirks: BTreeSet<Quirk>,
+    /// How long a PATCH waits between reading and writing back the
+    /// resource with [`Quirk::ReadChangeWritePatch`].
+    pub patch_delay: Duration,
 }
 
 impl Default for Options {
@@ -51,6 +59,8 @@ impl Default for Options {
             max_results: 1000,
             max_body_bytes: 1 << 20,
             oauth: None,
+            quirks: BTreeSet::new(),
+            patch_delay: Duration::from_millis(100),
         }
     }
 }
@@ -96,7 +106,7 @@ impl AppState {
         }
         AppState {
             shared: Arc::new(Shared {
-                store: Store::default(),
+                store: Store::new(options.quirks.contains(&Quirk::UniqueGroupNames)),
                 token: token.into(),
                 options,
                 issued: Issued::default(),
@@ -138,6 +148,25 @@ impl AppState {
 
     fn max_results(&self) -> usize {
         self.shared.options.max_results
+    }
+
+    /// Whether `quirk` is switched on.
+    fn quirk(&self, quirk: Quirk) -> bool {
+        self.shared.options.quirks.contains(&quirk)
+    }
+
+    /// A rendered resource or list response as the quirks switched on
+    /// bend it.
+    fn bend(&self, mut body: Value) -> Value {
+        if self.quirk(Quirk::NoSchemas) {
+            if let Value::Object(fields) = &mut body {
+                fields.remove("schemas");
+            }
+        }
+        if self.quirk(Quirk::StringBooleans) {
+            quirks::stringify_booleans(&mut body);
+        }
+        body
     }
 
     /// Whether `presented` is the token, compared in constant time.
@@ -518,11 +547,12 @@ fn run_query(
         .as_deref()
         .map(filter::parse_filter)
         .transpose()?;
+    let exact = state.quirk(Quirk::CaseSensitiveFilter);
     let mut targets: Vec<(Kind, Option<Expr<AttrRef>>)> = Vec::new();
     if let Some(parsed) = &parsed {
         let strict: Vec<_> = kinds
             .iter()
-            .map(|&kind| filter::resolve_filter(kind, parsed))
+            .map(|&kind| filter::resolve_filter_as(kind, parsed, false, exact))
             .collect();
         if strict.iter().all(Result::is_err) {
             if let Some(Err(error)) = strict.into_iter().next() {
@@ -530,13 +560,13 @@ fn run_query(
             }
             return Ok(scim_json(
                 StatusCode::OK,
-                &list_response(0, spec.start, Vec::new()),
+                &state.bend(list_response(0, spec.start, Vec::new())),
             ));
         }
         for (&kind, resolved) in kinds.iter().zip(strict) {
             let resolved = match resolved {
                 Ok(resolved) => resolved,
-                Err(_) => filter::resolve_filter_leniently(kind, parsed)?,
+                Err(_) => filter::resolve_filter_as(kind, parsed, true, exact)?,
             };
             targets.push((kind, Some(resolved)));
         }
@@ -550,7 +580,15 @@ fn run_query(
                 .map(|p| (kind, p))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let page = state.store().search(&targets, spec.start, spec.count);
+    let mut page = state.store().search(&targets, spec.start, spec.count);
+    if state.quirk(Quirk::PagingRestarts)
+        && page.items.is_empty()
+        && page.total > 0
+        && spec.start > page.total
+    {
+        // Past the end: the first page again, as if startIndex were 1.
+        page = state.store().search(&targets, 1, spec.count);
+    }
     let base = state.base(headers);
     let resources = page
         .items
@@ -561,12 +599,12 @@ fn run_query(
                 .find(|(kind, _)| *kind == snapshot.kind)
                 .map(|(_, p)| p.clone())
                 .unwrap_or_else(Projection::default_set);
-            render(snapshot, &projection, &base)
+            state.bend(render(snapshot, &projection, &base))
         })
         .collect();
     Ok(scim_json(
         StatusCode::OK,
-        &list_response(page.total, spec.start, resources),
+        &state.bend(list_response(page.total, spec.start, resources)),
     ))
 }
 
@@ -594,12 +632,12 @@ fn resource_response(
         params.get("excludedAttributes"),
     )?;
     let base = state.base(headers);
-    let mut response = scim_json(status, &render(snapshot, &projection, &base));
+    let mut response = scim_json(status, &state.bend(render(snapshot, &projection, &base)));
     let response_headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&snapshot.resource.etag()) {
         response_headers.insert(header::ETAG, etag);
     }
-    if status == StatusCode::CREATED {
+    if status == StatusCode::CREATED && !state.quirk(Quirk::NoLocation) {
         let location = resource::location(&base, snapshot.kind, &snapshot.resource.id);
         if let Ok(location) = HeaderValue::from_str(&location) {
             response_headers.insert(header::LOCATION, location);
@@ -707,7 +745,20 @@ async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let if_match = header_str(&headers, header::IF_MATCH);
-    let snapshot = state.store().patch(kind, &id, body, if_match)?;
+    let snapshot = if state.quirk(Quirk::ReadChangeWritePatch) {
+        let attrs = state.store().read_and_change(kind, &id, body, if_match)?;
+        tokio::time::sleep(state.shared.options.patch_delay).await;
+        state.store().write_back(kind, &id, attrs)?
+    } else {
+        state.store().patch(kind, &id, body, if_match)?
+    };
+    if state.quirk(Quirk::Patch204) {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&snapshot.resource.etag()) {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(response);
+    }
     resource_response(&state, &headers, &params, StatusCode::OK, &snapshot)
 }
 

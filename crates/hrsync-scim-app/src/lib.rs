@@ -15,6 +15,9 @@
 //!   credentials grant, see [`OAuthClient`]); SCIM errors;
 //!   `application/scim+json`; a request body limit.
 //!
+//! - Quirk modes ([`Quirk`], off by default): departures from the RFC that
+//!   real apps make, for testing clients against them.
+//!
 //! Not supported (and announced so in `/ServiceProviderConfig`): bulk
 //! operations and sorting.
 //!
@@ -34,9 +37,11 @@ mod error;
 mod filter;
 mod oauth;
 mod patch;
+mod quirks;
 mod resource;
 mod schema;
 mod store;
 
 pub use api::{router, AppState, Options};
 pub use oauth::OAuthClient;
+pub use quirks::{Quirk, UnknownQuirk};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hrsync_scim_app::{router, AppState, OAuthClient, Options};
+use hrsync_scim_app::{router, AppState, OAuthClient, Options, Quirk};
 use tracing_subscriber::EnvFilter;
 
 /// Serve an in-memory SCIM 2.0 app (Users, Groups) behind a bearer token.
@@ -59,6 +59,22 @@ struct Args {
     /// Lifetime of an issued access token, in seconds.
     #[arg(long, default_value_t = 3600)]
     oauth_token_lifetime_s: u64,
+    /// Switch on quirk modes, departures from the RFC real apps make
+    /// (repeat the flag or separate names by commas): case-sensitive-filter,
+    /// unique-group-names, read-change-write-patch, paging-restarts,
+    /// patch-204, string-booleans, no-location, no-schemas.
+    #[arg(
+        long = "quirk",
+        visible_alias = "quirks",
+        env = "HRSYNC_SCIM_APP_QUIRKS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    quirks: Vec<Quirk>,
+    /// How long a PATCH waits between reading and writing back the
+    /// resource under the read-change-write-patch quirk, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    patch_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -94,7 +110,13 @@ async fn main() -> anyhow::Result<()> {
         max_results: args.max_results,
         max_body_bytes: args.max_body_bytes,
         oauth,
+        quirks: args.quirks.into_iter().collect(),
+        patch_delay: std::time::Duration::from_millis(args.patch_delay_ms),
     };
+    if !options.quirks.is_empty() {
+        let names: Vec<&str> = options.quirks.iter().map(|q| q.name()).collect();
+        tracing::warn!(quirks = %names.join(","), "quirk modes on: the app departs from RFC 7644");
+    }
     let state = AppState::with_options(token, options);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

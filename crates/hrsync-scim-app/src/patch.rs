@@ -244,6 +244,7 @@ fn apply_extension(
             container: Container::Ext(index),
             attr,
             sub: None,
+            exact: false,
         };
         edit(container, op, attr, Some(value))?;
     }

@@ -203,6 +203,9 @@ struct Inner {
     memberships: HashMap<String, BTreeSet<u64>>,
     next_seq: u64,
     clock: u64,
+    /// Group `displayName`s are unique, ignoring case (the
+    /// `unique-group-names` quirk).
+    unique_group_names: bool,
 }
 
 impl Inner {
@@ -251,27 +254,29 @@ impl Inner {
     }
 
     /// Refuses a `userName` another user holds (compared case-insensitively,
-    /// as `userName` is not case-exact).
+    /// as `userName` is not case-exact), and with `unique_group_names` a
+    /// group `displayName` another group holds.
     fn check_unique(
         &self,
         kind: Kind,
         attrs: &Map<String, Value>,
         own: Option<u64>,
     ) -> Result<(), ScimError> {
-        if kind != Kind::User {
+        if kind == Kind::Group && !self.unique_group_names {
             return Ok(());
         }
-        let Some(name) = attrs.get("userName").and_then(Value::as_str) else {
+        let attribute = kind.name_attribute();
+        let Some(name) = attrs.get(attribute).and_then(Value::as_str) else {
             return Ok(());
         };
         let taken = self
-            .users
+            .collection(kind)
             .names
             .get(filter::fold(name).as_ref())
             .is_some_and(|holders| holders.iter().any(|&seq| Some(seq) != own));
         if taken {
             return Err(ScimError::uniqueness(format!(
-                "userName {name:?} is already taken"
+                "{attribute} {name:?} is already taken"
             )));
         }
         Ok(())
@@ -454,6 +459,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// An empty store; with `unique_group_names`, a group `displayName`
+    /// another group holds (ignoring case) is refused.
+    pub(crate) fn new(unique_group_names: bool) -> Self {
+        Store {
+            inner: RwLock::new(Inner {
+                unique_group_names,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Stores a new resource from checked attributes.
     pub(crate) fn create(
         &self,
@@ -530,6 +546,36 @@ impl Store {
         let mut attrs = old.attrs.clone();
         crate::patch::apply(kind, &mut attrs, body)?;
         inner.update(kind, old, attrs)
+    }
+
+    /// The first half of a PATCH done as read, change, write (the
+    /// `read-change-write-patch` quirk): the attributes of `id` as read now
+    /// with the PATCH body applied, for [`Store::write_back`].
+    pub(crate) fn read_and_change(
+        &self,
+        kind: Kind,
+        id: &str,
+        body: Value,
+        if_match: Option<&str>,
+    ) -> Result<Map<String, Value>, ScimError> {
+        let old = self.inner.read().find(kind, id)?;
+        check_if_match(&old, if_match)?;
+        let mut attrs = old.attrs.clone();
+        crate::patch::apply(kind, &mut attrs, body)?;
+        Ok(attrs)
+    }
+
+    /// The second half: stores `attrs` as the whole new state of `id`, over
+    /// whatever it holds now (no version check: the last writer wins).
+    pub(crate) fn write_back(
+        &self,
+        kind: Kind,
+        id: &str,
+        attrs: Map<String, Value>,
+    ) -> Result<Snapshot, ScimError> {
+        let mut inner = self.inner.write();
+        let current = inner.find(kind, id)?;
+        inner.update(kind, current, attrs)
     }
 
     /// Deletes `id`, and takes it out of every group listing it.
