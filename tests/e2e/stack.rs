@@ -1,5 +1,6 @@
 //! The parts of an end-to-end run: SCIM apps, `hrsync` role processes over
-//! one broker and one PostgreSQL database, and polling.
+//! one broker and one PostgreSQL database (a fresh one on the shared server,
+//! or one the test gives), and polling.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -308,7 +309,10 @@ pub(crate) struct Processes {
     push: String,
     config: PathBuf,
     _broker: Broker,
-    db: PgDatabase,
+    /// The store of every role.
+    db_url: String,
+    /// The database made for this run, if the caller gave none.
+    _db: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -331,8 +335,28 @@ impl Processes {
     /// Starts one `hrsync run --role R` per role (`all` for one process),
     /// and waits until each is ready (`/readyz`).
     pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
-        let broker = Broker::start()?;
         let db = PgDatabase::fresh().await?;
+        let url = db.url().to_owned();
+        Self::start_with(apps, roles, url, Some(db)).await
+    }
+
+    /// [`Processes::start`] with every role's store in the database at
+    /// `db_url` (a private PostgreSQL server's, say).
+    pub(crate) async fn start_on(
+        apps: &ScimApps,
+        roles: &[&str],
+        db_url: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(apps, roles, db_url.to_owned(), None).await
+    }
+
+    async fn start_with(
+        apps: &ScimApps,
+        roles: &[&str],
+        db_url: String,
+        db: Option<PgDatabase>,
+    ) -> anyhow::Result<Self> {
+        let broker = Broker::start()?;
         let dir = tempfile::tempdir()?;
         let push_port = free_port()?;
         let config = dir.path().join("hrsync.toml");
@@ -384,7 +408,7 @@ max_backoff_ms = 2000
 {apps}
 "#,
                 kafka = broker.kafka_toml(),
-                db = db.url(),
+                db = db_url,
                 apps = apps.config(),
             ),
         )?;
@@ -396,7 +420,8 @@ max_backoff_ms = 2000
             push: format!("http://127.0.0.1:{push_port}"),
             config,
             _broker: broker,
-            db,
+            db_url,
+            _db: db,
             _dir: dir,
         };
         for role in roles {
@@ -460,6 +485,11 @@ max_backoff_ms = 2000
         Ok(())
     }
 
+    /// How process `i` exited, if it has.
+    pub(crate) fn exited(&mut self, i: usize) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.children[i].try_wait()?)
+    }
+
     /// Starts process `i` again with the same role, config, endpoint and
     /// log, and waits until it is ready.
     pub(crate) async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
@@ -515,15 +545,7 @@ max_backoff_ms = 2000
 
     /// Imports a snapshot of source `hris` with `hrsync ingest import`.
     pub(crate) fn import(&self, csv: &str) -> anyhow::Result<()> {
-        let file = self.config.with_file_name("snapshot.csv");
-        std::fs::write(&file, csv)?;
-        let output = Command::new(env!("CARGO_BIN_EXE_hrsync"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["ingest", "import", "--source", "hris"])
-            .arg(&file)
-            .env("PUSH_TOKEN", PUSH_TOKEN)
-            .output()?;
+        let output = self.import_command(csv)?.output()?;
         anyhow::ensure!(
             output.status.success(),
             "import failed: {}{}",
@@ -533,6 +555,23 @@ max_backoff_ms = 2000
         Ok(())
     }
 
+    /// The `hrsync ingest import --source hris` command of snapshot `csv`
+    /// (written to a file of its own), for the caller to run.
+    pub(crate) fn import_command(&self, csv: &str) -> anyhow::Result<Command> {
+        let file = self
+            .config
+            .with_file_name(format!("{}.csv", hrsync_tests::unique("snapshot")));
+        std::fs::write(&file, csv)?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(["ingest", "import", "--source", "hris"])
+            .arg(&file)
+            .env("PUSH_TOKEN", PUSH_TOKEN);
+        Ok(command)
+    }
+
     /// The trace ids of the provisioner's audit records for `app` and
     /// `operation` (`CREATE`, `DEACTIVATE`, ...).
     pub(crate) async fn audit_traces(
@@ -540,7 +579,7 @@ max_backoff_ms = 2000
         app: &str,
         operation: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let pool = sqlx::PgPool::connect(self.db.url()).await?;
+        let pool = sqlx::PgPool::connect(&self.db_url).await?;
         let traces: Vec<Option<String>> = sqlx::query_scalar(
             "SELECT trace_id FROM provisioner_audit WHERE app = $1 AND operation = $2",
         )

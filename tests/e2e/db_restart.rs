@@ -1,0 +1,186 @@
+//! PostgreSQL restarted under load: `hrsync run --role all`, every store on
+//! a private PostgreSQL server, provisions a snapshot load into two local
+//! apps while the server is crashed (`pg_ctl stop -m immediate`), kept down
+//! for 8 s and started again. Nobody restarts hrsync: it must go on by
+//! itself, and the apps must end as an uninterrupted run leaves them. An
+//! import running when the server goes down, and one started while it is
+//! down, must fail cleanly (or wait); running the import again finishes it
+//! with nothing doubled.
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use hrsync_tests::{PgServer, StopMode};
+use serde_json::json;
+
+use crate::load::Load;
+use crate::stack::{eventually, eventually_every, Processes, ScimApps};
+
+const LOAD: Load = Load { workers: 3_000 };
+
+/// How long the server stays down.
+const DOWN: Duration = Duration::from_secs(8);
+
+/// Waits up to `limit` for `child` to exit; kills it and fails if it has
+/// not (an import that hangs on a dead database).
+fn wait_bounded(what: &str, mut child: Child, limit: Duration) -> anyhow::Result<Output> {
+    let deadline = Instant::now() + limit;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            anyhow::bail!(
+                "{what}: still running {limit:?} later\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// An import that ran into the database outage either finished (it waited)
+/// or failed with an error naming the store, exit code 1, no panic.
+fn failed_cleanly_or_finished(what: &str, output: &Output) -> anyhow::Result<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    anyhow::ensure!(!stderr.contains("panicked"), "{what}: panicked\n{stderr}");
+    match output.status.code() {
+        Some(0) => Ok("finished".to_owned()),
+        Some(1) => {
+            let Some(error) = stderr.lines().find(|l| l.starts_with("Error: ")) else {
+                anyhow::bail!("{what}: failed without saying why\n{stderr}");
+            };
+            anyhow::ensure!(
+                error.contains("store"),
+                "{what}: the error does not say the store failed: {error}"
+            );
+            Ok(format!("failed cleanly: {error}"))
+        }
+        other => anyhow::bail!("{what}: exit {other:?}\n{stderr}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupted_run(
+) -> anyhow::Result<()> {
+    let mut server = PgServer::start()?;
+    let apps = ScimApps::local(&["slack", "zendesk"])
+        .await?
+        .without_groups();
+    let mut stack = Processes::start_on(&apps, &["all"], &server.url("postgres")).await?;
+    let started = Instant::now();
+    stack.import(&LOAD.hires())?;
+    LOAD.until_created(&apps, 0.2, Duration::from_secs(120))
+        .await?;
+
+    // The second snapshot's import is under way when the server crashes.
+    let during = stack.import_command(&LOAD.changes())?.output_piped()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop(StopMode::Immediate)?;
+    let down = Instant::now();
+    println!(
+        "{:?}: PostgreSQL crashed with {:?}",
+        started.elapsed(),
+        apps.counts().await?
+    );
+    // And an import started while it is down.
+    let while_down = stack.import_command(&LOAD.changes())?.output_piped()?;
+    tokio::time::sleep(DOWN.saturating_sub(down.elapsed())).await;
+    anyhow::ensure!(
+        stack.exited(0)?.is_none(),
+        "hrsync run exited while PostgreSQL was down\n{}",
+        stack.log_tail(0)
+    );
+    server.start_again()?;
+    println!(
+        "{:?}: PostgreSQL started again after {:?}",
+        started.elapsed(),
+        down.elapsed()
+    );
+
+    for (what, child) in [
+        ("the import running at the crash", during),
+        ("the import started while down", while_down),
+    ] {
+        let output = wait_bounded(what, child, Duration::from_secs(90))?;
+        println!("{what}: {}", failed_cleanly_or_finished(what, &output)?);
+    }
+
+    // The pipeline goes on by itself: provisioning resumes.
+    let before = apps.all()[0].count().await?;
+    eventually_every(
+        "provisioning goes on within 60 s of the database's return",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async { Ok(apps.all()[0].count().await? > before) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", stack.log_tail(0)))?;
+
+    // Running the import again finishes it; once more publishes nothing.
+    stack.import(&LOAD.changes())?;
+    let again = stack.import_command(&LOAD.changes())?.output()?;
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    anyhow::ensure!(
+        again.status.success() && stdout.contains("nothing published"),
+        "the third import of the same snapshot published something: {stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let settled = eventually_every(
+        "every account as desired in both apps",
+        Duration::from_secs(180),
+        Duration::from_secs(1),
+        || async { Ok(LOAD.differences(&apps).await?.is_empty()) },
+    )
+    .await;
+    if let Err(error) = settled {
+        anyhow::bail!(
+            "{error}\n{:#?}\n{}\nPostgreSQL:\n{}",
+            LOAD.differences(&apps).await?,
+            stack.log_tail(0),
+            server.log_tail()
+        );
+    }
+    println!(
+        "{} workers and their changes in place after {:?}",
+        LOAD.workers,
+        started.elapsed()
+    );
+
+    // The same process goes on: a termination pushed now reaches both apps.
+    anyhow::ensure!(stack.exited(0)?.is_none(), "hrsync run exited");
+    stack
+        .push(json!({"type": "terminate", "employee_id": "W00002",
+            "time_zone": "Europe/Paris", "immediate": true}))
+        .await?;
+    eventually("the termination after the database's return", || async {
+        Ok(apps
+            .account("W00002")
+            .await?
+            .iter()
+            .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
+    })
+    .await?;
+
+    // Nothing the process logged holds a secret.
+    let log = stack.log(0);
+    for secret in stack.secrets(&apps) {
+        assert!(!log.contains(secret), "a log line holds a secret");
+    }
+    Ok(())
+}
+
+/// Spawning a command with its output captured.
+trait OutputPiped {
+    fn output_piped(&mut self) -> anyhow::Result<Child>;
+}
+
+impl OutputPiped for std::process::Command {
+    fn output_piped(&mut self) -> anyhow::Result<Child> {
+        Ok(self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?)
+    }
+}
