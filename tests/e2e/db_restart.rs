@@ -5,7 +5,10 @@
 //! itself, and the apps must end as an uninterrupted run leaves them. An
 //! import running when the server goes down, and one started while it is
 //! down, must fail cleanly (or wait); running the import again finishes it
-//! with nothing doubled.
+//! with nothing doubled. Every account's creation must be in the audit
+//! table. Then the server is crashed again while the pipeline is idle (the
+//! pools' connections break unnoticed): a termination pushed afterwards
+//! reaches both apps, audited once, with each failed attempt audited too.
 
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
@@ -148,7 +151,48 @@ async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupt
         started.elapsed()
     );
 
-    // The same process goes on: a termination pushed now reaches both apps.
+    // Every account's creation is in the audit table: the records the
+    // provisioner was writing when the database went away were stored
+    // once it came back.
+    for app in apps.all() {
+        let accounts: Vec<String> = app
+            .users()
+            .await?
+            .iter()
+            .filter_map(|u| u["id"].as_str().map(str::to_owned))
+            .collect();
+        let unaudited = || async {
+            let audited = stack.audited_accounts(&app.name).await?;
+            anyhow::Ok(accounts.iter().filter(|id| !audited.contains(*id)).count())
+        };
+        let all_audited = eventually_every(
+            &format!("every {} account's creation audited", app.name),
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || async { Ok(unaudited().await? == 0) },
+        )
+        .await;
+        if let Err(error) = all_audited {
+            anyhow::bail!(
+                "{error}: {} of {} accounts have no audit record\n{}",
+                unaudited().await?,
+                accounts.len(),
+                stack.log_tail(0)
+            );
+        }
+    }
+
+    // Restarted again while the pipeline is idle: the connections the
+    // pools keep broke without anyone noticing. The same process goes on: a
+    // termination pushed now reaches both apps, and each deactivation is
+    // audited once.
+    server.stop(StopMode::Immediate)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.start_again()?;
+    let mut deactivations = Vec::new();
+    for app in apps.all() {
+        deactivations.push(stack.audit_count(&app.name, "DEACTIVATE").await?);
+    }
     anyhow::ensure!(stack.exited(0)?.is_none(), "hrsync run exited");
     stack
         .push(json!({"type": "terminate", "employee_id": "W00002",
@@ -161,7 +205,40 @@ async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupt
             .iter()
             .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
     })
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", stack.log_tail(0)))?;
+    for (app, before) in apps.all().iter().zip(deactivations) {
+        let audited = || stack.audit_count(&app.name, "DEACTIVATE");
+        let once = eventually("the deactivation audited", || async {
+            Ok(audited().await? > before)
+        })
+        .await;
+        if let Err(error) = once {
+            anyhow::bail!("{}: {error}\n{}", app.name, stack.log_tail(0));
+        }
+        assert_eq!(audited().await?, before + 1, "{}: audited twice", app.name);
+    }
+    // Every attempt is audited: the attempts that met a connection broken
+    // by the restart as failed, then the one that succeeded.
+    for app in apps.all() {
+        let attempts = stack
+            .audited_attempts(&app.name, "W00002", "DEACTIVATE")
+            .await?;
+        let Some((succeeded_at, failed)) = attempts else {
+            anyhow::bail!("{}: the deactivation's audit record is gone", app.name);
+        };
+        println!(
+            "{}: deactivated at attempt {succeeded_at}, {failed} failed attempts audited",
+            app.name
+        );
+        anyhow::ensure!(
+            failed >= succeeded_at - 1,
+            "{}: deactivated at attempt {succeeded_at}, but only {failed} failed attempts \
+             audited\n{}",
+            app.name,
+            stack.log_tail(0)
+        );
+    }
 
     // Nothing the process logged holds a secret.
     let log = stack.log(0);

@@ -591,6 +591,67 @@ max_backoff_ms = 2000
         Ok(traces.into_iter().flatten().collect())
     }
 
+    /// The SCIM ids of the accounts whose creation (or link to an existing
+    /// account) the provisioner's audit table records for `app`.
+    pub(crate) async fn audited_accounts(
+        &self,
+        app: &str,
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        let pool = sqlx::PgPool::connect(&self.db_url).await?;
+        let ids: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT scim_id FROM provisioner_audit WHERE app = $1 \
+             AND operation IN ('CREATE', 'LINK') AND outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(ids.into_iter().flatten().collect())
+    }
+
+    /// How many successful `operation`s (`CREATE`, `DEACTIVATE`, ...) the
+    /// provisioner's audit table records for `app`.
+    pub(crate) async fn audit_count(&self, app: &str, operation: &str) -> anyhow::Result<i64> {
+        let pool = sqlx::PgPool::connect(&self.db_url).await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM provisioner_audit WHERE app = $1 AND operation = $2 \
+             AND outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .bind(operation)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok(count)
+    }
+
+    /// For HR worker `employee_id`'s successful `operation` in `app`: the
+    /// attempt it succeeded at, and how many failed attempts of that change
+    /// the audit table records (every attempt is audited).
+    pub(crate) async fn audited_attempts(
+        &self,
+        app: &str,
+        employee_id: &str,
+        operation: &str,
+    ) -> anyhow::Result<Option<(i64, i64)>> {
+        let pool = sqlx::PgPool::connect(&self.db_url).await?;
+        let attempts: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT a.attempt, (SELECT COUNT(*) FROM provisioner_audit f \
+               WHERE f.app = a.app AND f.person_id = a.person_id AND f.version = a.version \
+               AND f.outcome IN ('RETRY', 'FAILED')) \
+             FROM provisioner_audit a JOIN provisioner_person p ON p.person_id = a.person_id \
+             WHERE a.app = $1 AND p.employee_id = $2 AND a.operation = $3 \
+             AND a.outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .bind(employee_id)
+        .bind(operation)
+        .fetch_optional(&pool)
+        .await?;
+        pool.close().await;
+        Ok(attempts)
+    }
+
     /// The `/metrics` text of process `i`.
     pub(crate) async fn metrics(&self, i: usize) -> anyhow::Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.metrics[i]))
