@@ -57,6 +57,13 @@ fn failed_cleanly_or_finished(what: &str, output: &Output) -> anyhow::Result<Str
                 error.contains("store"),
                 "{what}: the error does not say the store failed: {error}"
             );
+            // Failed on the way, the import says that running it again
+            // finishes it.
+            anyhow::ensure!(
+                !error.starts_with("Error: ingest store:")
+                    || error.contains("run the same import again"),
+                "{what}: the error does not say what to do: {error}"
+            );
             Ok(format!("failed cleanly: {error}"))
         }
         other => anyhow::bail!("{what}: exit {other:?}\n{stderr}"),
