@@ -5,7 +5,9 @@
 //! itself, and the apps must end as an uninterrupted run leaves them. An
 //! import running when the server goes down, and one started while it is
 //! down, must fail cleanly (or wait); running the import again finishes it
-//! with nothing doubled. Every account's creation must be in the audit
+//! with nothing doubled. A push with an idempotency key while it is down is
+//! accepted once the store is back, or refused with 503 and accepted when
+//! retried, as the same event. Every account's creation must be in the audit
 //! table. Then the server is crashed again while the pipeline is idle (the
 //! pools' connections break unnoticed): a termination pushed afterwards
 //! reaches both apps, audited once, with each failed attempt audited too.
@@ -93,15 +95,29 @@ async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupt
         started.elapsed(),
         apps.counts().await?
     );
-    // And an import started while it is down.
+    // And an import started while it is down, and a push of the
+    // termination that snapshot also holds, with an idempotency key.
     let while_down = stack.import_command(&LOAD.changes())?.output_piped()?;
-    tokio::time::sleep(DOWN.saturating_sub(down.elapsed())).await;
+    let leaver = json!({"type": "terminate", "employee_id": "W00007",
+        "time_zone": "Europe/Paris", "immediate": true});
+    tokio::time::sleep(DOWN.saturating_sub(down.elapsed()) / 2).await;
     anyhow::ensure!(
         stack.exited(0)?.is_none(),
         "hrsync run exited while PostgreSQL was down\n{}",
         stack.log_tail(0)
     );
-    server.start_again()?;
+    // (The push waits for the store, or answers 503.)
+    let (pushed, started_again) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            stack.push_keyed(&leaver, "e2e-db-restart-1"),
+        ),
+        async {
+            tokio::time::sleep(DOWN.saturating_sub(down.elapsed())).await;
+            server.start_again()
+        }
+    );
+    started_again?;
     println!(
         "{:?}: PostgreSQL started again after {:?}",
         started.elapsed(),
@@ -115,6 +131,23 @@ async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupt
         let output = wait_bounded(what, child, Duration::from_secs(90))?;
         println!("{what}: {}", failed_cleanly_or_finished(what, &output)?);
     }
+
+    // The push during the outage was accepted once the store was back, or
+    // refused with 503 and accepted when retried; a retry afterwards
+    // answers the same event.
+    let (status, body) = pushed.map_err(|_| anyhow::anyhow!("the push hung"))??;
+    println!("the push while down: {status} {body}");
+    let (status, first) = match status {
+        202 => (status, body),
+        503 => stack.push_keyed(&leaver, "e2e-db-restart-1").await?,
+        other => anyhow::bail!("the push while down answered {other} {body}"),
+    };
+    anyhow::ensure!(status == 202, "the push after the outage: {status} {first}");
+    let (status, again) = stack.push_keyed(&leaver, "e2e-db-restart-1").await?;
+    anyhow::ensure!(
+        status == 202 && again["event_id"] == first["event_id"] && again["replayed"] == true,
+        "the push retried under its key is not the same event: {status} {again} vs {first}"
+    );
 
     // The pipeline goes on by itself: provisioning resumes.
     let before = apps.all()[0].count().await?;

@@ -543,6 +543,24 @@ max_backoff_ms = 2000
         Ok(body)
     }
 
+    /// Posts one HR event to the push API under `Idempotency-Key: key`;
+    /// returns the status and the body, whatever they are.
+    pub(crate) async fn push_keyed(
+        &self,
+        event: &Value,
+        key: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/events", self.push))
+            .bearer_auth(PUSH_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(event)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or_default()))
+    }
+
     /// Imports a snapshot of source `hris` with `hrsync ingest import`.
     pub(crate) fn import(&self, csv: &str) -> anyhow::Result<()> {
         let output = self.import_command(csv)?.output()?;
