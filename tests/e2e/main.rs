@@ -14,9 +14,15 @@
 //! - `crash::killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run`:
 //!   SIGKILL under load, restarted at once and after a pause.
 //!
+//! - `db_restart::postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupted_run`:
+//!   the stores' PostgreSQL crashed under load and started again, and again
+//!   while idle, hrsync left running.
+//!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
 mod crash;
+mod db_restart;
+mod load;
 mod stack;
 
 use std::time::{Duration, Instant};

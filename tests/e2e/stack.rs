@@ -1,5 +1,6 @@
 //! The parts of an end-to-end run: SCIM apps, `hrsync` role processes over
-//! one broker and one PostgreSQL database, and polling.
+//! one broker and one PostgreSQL database (a fresh one on the shared server,
+//! or one the test gives), and polling.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -310,7 +311,11 @@ pub(crate) struct Processes {
     push: String,
     config: PathBuf,
     _broker: Broker,
-    db: Option<PgDatabase>,
+    /// The PostgreSQL database of every role, when they keep their state
+    /// in one (the audit is read there).
+    db_url: Option<String>,
+    /// The database made for this run, if any.
+    _db: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -330,10 +335,13 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Where the roles keep their state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stores {
     /// One fresh PostgreSQL database shared by the roles.
     Postgres,
+    /// The PostgreSQL database at this URL (a private server's, say),
+    /// shared by the roles.
+    PostgresAt(String),
     /// A SQLite file per role.
     Sqlite,
 }
@@ -356,10 +364,10 @@ impl Processes {
         let (db, url) = match stores {
             Stores::Postgres => {
                 let db = PgDatabase::fresh().await?;
-                let url = |_: &str| db.url().to_owned();
-                let urls = (url("ingest"), url("projector"), url("provisioner"));
-                (Some(db), urls)
+                let url = db.url().to_owned();
+                (Some(db), (url.clone(), url.clone(), url))
             }
+            Stores::PostgresAt(url) => (None, (url.clone(), url.clone(), url)),
             Stores::Sqlite => {
                 let url = |role: &str| {
                     format!(
@@ -434,7 +442,8 @@ max_backoff_ms = 2000
             push: format!("http://127.0.0.1:{push_port}"),
             config,
             _broker: broker,
-            db,
+            db_url: url.0.starts_with("postgres").then(|| url.0.clone()),
+            _db: db,
             _dir: dir,
         };
         for role in roles {
@@ -502,6 +511,18 @@ max_backoff_ms = 2000
         self.children
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The roles' PostgreSQL database.
+    fn pg_url(&self) -> anyhow::Result<&str> {
+        self.db_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("the audit is read from PostgreSQL stores only"))
+    }
+
+    /// How process `i` exited, if it has.
+    pub(crate) fn exited(&self, i: usize) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.children()[i].try_wait()?)
     }
 
     /// Starts process `i` again with the same role, config, endpoint and
@@ -604,17 +625,27 @@ max_backoff_ms = 2000
         Ok(body)
     }
 
+    /// Posts one HR event to the push API under `Idempotency-Key: key`;
+    /// returns the status and the body, whatever they are.
+    pub(crate) async fn push_keyed(
+        &self,
+        event: &Value,
+        key: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/events", self.push))
+            .bearer_auth(PUSH_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(event)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or_default()))
+    }
+
     /// Imports a snapshot of source `hris` with `hrsync ingest import`.
     pub(crate) fn import(&self, csv: &str) -> anyhow::Result<()> {
-        let file = self.config.with_file_name("snapshot.csv");
-        std::fs::write(&file, csv)?;
-        let output = Command::new(env!("CARGO_BIN_EXE_hrsync"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["ingest", "import", "--source", "hris"])
-            .arg(&file)
-            .env("PUSH_TOKEN", PUSH_TOKEN)
-            .output()?;
+        let output = self.import_command(csv)?.output()?;
         anyhow::ensure!(
             output.status.success(),
             "import failed: {}{}",
@@ -624,6 +655,23 @@ max_backoff_ms = 2000
         Ok(())
     }
 
+    /// The `hrsync ingest import --source hris` command of snapshot `csv`
+    /// (written to a file of its own), for the caller to run.
+    pub(crate) fn import_command(&self, csv: &str) -> anyhow::Result<Command> {
+        let file = self
+            .config
+            .with_file_name(format!("{}.csv", hrsync_tests::unique("snapshot")));
+        std::fs::write(&file, csv)?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(["ingest", "import", "--source", "hris"])
+            .arg(&file)
+            .env("PUSH_TOKEN", PUSH_TOKEN);
+        Ok(command)
+    }
+
     /// The trace ids of the provisioner's audit records for `app` and
     /// `operation` (`CREATE`, `DEACTIVATE`, ...).
     pub(crate) async fn audit_traces(
@@ -631,11 +679,7 @@ max_backoff_ms = 2000
         app: &str,
         operation: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let db = self
-            .db
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("the audit is read from PostgreSQL stores only"))?;
-        let pool = sqlx::PgPool::connect(db.url()).await?;
+        let pool = sqlx::PgPool::connect(self.pg_url()?).await?;
         let traces: Vec<Option<String>> = sqlx::query_scalar(
             "SELECT trace_id FROM provisioner_audit WHERE app = $1 AND operation = $2",
         )
@@ -645,6 +689,67 @@ max_backoff_ms = 2000
         .await?;
         pool.close().await;
         Ok(traces.into_iter().flatten().collect())
+    }
+
+    /// The SCIM ids of the accounts whose creation (or link to an existing
+    /// account) the provisioner's audit table records for `app`.
+    pub(crate) async fn audited_accounts(
+        &self,
+        app: &str,
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        let pool = sqlx::PgPool::connect(self.pg_url()?).await?;
+        let ids: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT scim_id FROM provisioner_audit WHERE app = $1 \
+             AND operation IN ('CREATE', 'LINK') AND outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(ids.into_iter().flatten().collect())
+    }
+
+    /// How many successful `operation`s (`CREATE`, `DEACTIVATE`, ...) the
+    /// provisioner's audit table records for `app`.
+    pub(crate) async fn audit_count(&self, app: &str, operation: &str) -> anyhow::Result<i64> {
+        let pool = sqlx::PgPool::connect(self.pg_url()?).await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM provisioner_audit WHERE app = $1 AND operation = $2 \
+             AND outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .bind(operation)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok(count)
+    }
+
+    /// For HR worker `employee_id`'s successful `operation` in `app`: the
+    /// attempt it succeeded at, and how many failed attempts of that change
+    /// the audit table records (every attempt is audited).
+    pub(crate) async fn audited_attempts(
+        &self,
+        app: &str,
+        employee_id: &str,
+        operation: &str,
+    ) -> anyhow::Result<Option<(i64, i64)>> {
+        let pool = sqlx::PgPool::connect(self.pg_url()?).await?;
+        let attempts: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT a.attempt, (SELECT COUNT(*) FROM provisioner_audit f \
+               WHERE f.app = a.app AND f.person_id = a.person_id AND f.version = a.version \
+               AND f.outcome IN ('RETRY', 'FAILED')) \
+             FROM provisioner_audit a JOIN provisioner_person p ON p.person_id = a.person_id \
+             WHERE a.app = $1 AND p.employee_id = $2 AND a.operation = $3 \
+             AND a.outcome = 'SUCCESS'",
+        )
+        .bind(app)
+        .bind(employee_id)
+        .bind(operation)
+        .fetch_optional(&pool)
+        .await?;
+        pool.close().await;
+        Ok(attempts)
     }
 
     /// The `/metrics` text of process `i`.

@@ -1,6 +1,6 @@
 //! The harness's own parts answer for real.
 
-use hrsync_tests::{Broker, PgDatabase, ScimServer, SqliteFile};
+use hrsync_tests::{Broker, PgDatabase, PgServer, ScimServer, SqliteFile, StopMode};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -24,6 +24,48 @@ async fn postgres_database_is_fresh_and_dropped() -> anyhow::Result<()> {
         .fetch_one(&mut admin)
         .await?;
     assert_eq!(left, 0, "database {name} was dropped");
+    Ok(())
+}
+
+#[tokio::test]
+async fn private_postgres_server_keeps_committed_data_across_a_crash_and_a_stop(
+) -> anyhow::Result<()> {
+    let mut server = PgServer::start()?;
+    let url = server.url("postgres");
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    sqlx::query("CREATE TABLE kept (n BIGINT)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("INSERT INTO kept VALUES (1)")
+        .execute(&mut conn)
+        .await?;
+
+    server.stop(StopMode::Immediate)?;
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut conn).await.is_err(),
+        "a connection survived the crash"
+    );
+    assert!(
+        sqlx::PgConnection::connect(&url).await.is_err(),
+        "a stopped server accepted a connection"
+    );
+    for mode in [StopMode::Fast, StopMode::Immediate] {
+        server.start_again()?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        let n: i64 = sqlx::query_scalar("SELECT SUM(n)::BIGINT FROM kept")
+            .fetch_one(&mut conn)
+            .await?;
+        assert_eq!(n, 1, "the committed row after a restart");
+        conn.close().await?;
+        server.stop(mode)?;
+    }
+    server.start_again()?;
+    let port = server.port();
+    drop(server);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the server still listens after its handle was dropped"
+    );
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Real parts for hrsync's integration tests.
 //!
 //! Every part is a real server over a real connection: a `tansu`
-//! Kafka-protocol broker, a fresh PostgreSQL database on 127.0.0.1:5432, a
-//! SQLite file, and the third-party `scim2-server` (PyPI). Each is started on
+//! Kafka-protocol broker, a fresh PostgreSQL database on 127.0.0.1:5432 (or
+//! a private PostgreSQL server that a test may stop and start), a SQLite
+//! file, and the third-party `scim2-server` (PyPI). Each is started on
 //! a free port and stopped (or dropped) when its handle is dropped.
 //!
 //! A missing part fails the test with a message saying how to get it; nothing
@@ -12,6 +13,7 @@
 mod broker;
 mod change;
 mod fault;
+mod pg_server;
 mod postgres;
 mod process;
 mod projector;
@@ -22,6 +24,7 @@ mod topic;
 pub use broker::{Broker, TANSU_VERSION};
 pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
+pub use pg_server::{PgServer, StopMode};
 pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
 pub use projector::projector_topics;
 pub use publish::{publish_directory_changes, publish_lifecycle, publish_lifecycle_at};

@@ -42,8 +42,11 @@ pub enum ImportError {
         /// What it would have done.
         summary: Summary,
     },
-    /// The store failed.
-    #[error("ingest store: {0}")]
+    /// The store failed. When retrying can help (a broken connection, a
+    /// restarting database) the message says to run the import again:
+    /// events recorded before the failure are published by the next run,
+    /// under the same ids.
+    #[error("ingest store: {0}{hint}", hint = store_hint(.0))]
     Store(#[from] StoreError),
     /// An event could not be encoded (a bug: the model and schema disagree).
     #[error("encoding event {event_id}: {reason}")]
@@ -57,6 +60,17 @@ pub enum ImportError {
     /// resumes on the next run.
     #[error("publishing to Kafka: {0}; the import stays open and resumes on the next run")]
     Publish(#[from] hrsync_bus::Error),
+}
+
+/// What to do about a store error: run the import again once the store is
+/// back, when retrying can help.
+fn store_hint(error: &StoreError) -> &'static str {
+    if error.is_retryable() {
+        "; the store is unreachable or restarting: run the same import again once it is back \
+         (an import that was publishing resumes where it stopped)"
+    } else {
+        ""
+    }
 }
 
 /// Where and how to publish.
@@ -292,4 +306,26 @@ async fn plan(
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_retrying_can_help_says_to_run_the_import_again() {
+        let broken = ImportError::Store(StoreError::from(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        ))));
+        let message = broken.to_string();
+        assert!(message.contains("run the same import again"), "{message}");
+        let corrupt = ImportError::Store(StoreError::Corrupt {
+            source_name: "hris".to_owned(),
+            employee_id: "E1".to_owned(),
+            reason: "not JSON".to_owned(),
+        });
+        let message = corrupt.to_string();
+        assert!(!message.contains("run the same import again"), "{message}");
+    }
 }

@@ -22,6 +22,14 @@ const ROWS: usize = 200;
 /// Requests queued at most before callers wait for the writer.
 const QUEUE: usize = 4096;
 
+/// How long a write that fails on a transient store error (a broken
+/// connection, the database restarting) is retried before its rows are
+/// given up, logged and counted: longer than a database restart or
+/// fail-over, short enough that a store gone for good does not hold the
+/// provisioner forever. Meanwhile the callers wait, as their changes are
+/// not done until their rows are stored.
+pub(crate) const STORE_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The audit writer's handle; cheap to share. The writer task ends when the
 /// last handle is dropped, after writing what was queued.
 #[derive(Debug, Clone)]
@@ -136,12 +144,23 @@ async fn writer(
         // the same time.
         let rows: Vec<Newest> = newest.into_values().collect();
         let remembered = async {
-            if let Err(error) = store_newest(&db, &rows).await {
+            let stored = hrsync_store::retry_transient(
+                "remembering the newest changes",
+                STORE_RETRY_BUDGET,
+                || store_newest(&db, &rows),
+            )
+            .await;
+            if let Err(error) = stored {
                 tracing::warn!(%error, "newest changes not remembered for provision-now");
             }
         };
         let stored = async {
-            if let Err(error) = store_audits(&db, &audits).await {
+            let stored =
+                hrsync_store::retry_transient("storing audit records", STORE_RETRY_BUDGET, || {
+                    store_audits(&db, &audits)
+                })
+                .await;
+            if let Err(error) = stored {
                 metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "table")
                     .increment(audits.len() as u64);
                 tracing::warn!(%error, records = audits.len(), "audit records not stored");
@@ -196,6 +215,8 @@ async fn publish_audits(
     }
 }
 
+/// Inserts `audits`; rows already stored (by an earlier try whose answer
+/// was lost) are left as they are.
 async fn store_audits(
     db: &Db,
     audits: &[(ProvisioningAudit, Vec<(String, String)>)],
@@ -203,7 +224,8 @@ async fn store_audits(
     for chunk in audits.chunks(ROWS) {
         let sql = format!(
             "INSERT INTO provisioner_audit (audit_id, person_id, app, operation, outcome, \
-             http_status, latency_ms, attempt, version, scim_id, error, trace_id, at_ms) VALUES {}",
+             http_status, latency_ms, attempt, version, scim_id, error, trace_id, at_ms) VALUES {} \
+             ON CONFLICT (audit_id) DO NOTHING",
             hrsync_store::placeholders(chunk.len(), 13)
         );
         let mut query = sqlx::query(&sql);

@@ -694,14 +694,22 @@ fn record_termination_latency(app: &str, change: &DirectoryChange) {
     }
 }
 
-/// The newest change of everyone whose manager is `employee_id`.
+/// The newest change of everyone whose manager is `employee_id`. A
+/// transient store error is retried (for as long as the audit writer
+/// retries its rows): the reports would otherwise keep no manager reference
+/// until their own next change.
 async fn reports_of(db: &Db, employee_id: &str) -> Result<Vec<DirectoryChange>, String> {
-    let payloads: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT payload FROM provisioner_person WHERE manager_id = $1")
-            .bind(employee_id)
-            .fetch_all(db.pool())
-            .await
-            .map_err(|e| e.to_string())?;
+    let payloads: Vec<Vec<u8>> = hrsync_store::retry_transient(
+        "reading a manager's reports",
+        crate::audit::STORE_RETRY_BUDGET,
+        || {
+            sqlx::query_scalar("SELECT payload FROM provisioner_person WHERE manager_id = $1")
+                .bind(employee_id)
+                .fetch_all(db.pool())
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     payloads
         .iter()
         .map(|p| hrsync_schema::decode_directory_change(p).map_err(|e| e.to_string()))

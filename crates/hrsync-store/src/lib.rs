@@ -91,6 +91,48 @@ pub fn is_retryable_sqlx(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Runs `attempt` again while it fails with an error retrying can help
+/// ([`is_retryable_sqlx`]: a connection that broke, the database restarting,
+/// the pool out of connections), waiting 100 ms, doubling up to 2 s, between
+/// tries, until `budget` has passed since the first try. Returns the first
+/// success, a permanent error at once, or the last error once the budget is
+/// spent.
+///
+/// For writes that must not be lost to a database restart: a pooled
+/// connection that broke fails its next statement once even when the
+/// database is back. `attempt` must be safe to repeat (an upsert, an insert
+/// that ignores rows already there): a statement whose commit reached the
+/// database but whose answer was lost is run again. `what` names the work in
+/// the warning logged before each retry.
+///
+/// # Errors
+/// A permanent error, or a transient one that lasted the whole budget.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    budget: Duration,
+    mut attempt: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error)
+                if is_retryable_sqlx(&error) && tokio::time::Instant::now() + wait < deadline =>
+            {
+                tracing::warn!(%error, what, wait_ms = wait.as_millis() as u64, "store not reachable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -485,6 +527,53 @@ mod tests {
     }
 
     use super::*;
+
+    fn broken() -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        ))
+    }
+
+    #[tokio::test]
+    async fn retry_transient_retries_a_broken_connection_until_it_works() {
+        let mut tries = 0;
+        let result = retry_transient("test", Duration::from_secs(10), || {
+            tries += 1;
+            let outcome = if tries < 3 { Err(broken()) } else { Ok(tries) };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!(result.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn retry_transient_returns_a_permanent_error_at_once() {
+        let mut tries = 0;
+        let result: Result<(), _> = retry_transient("test", Duration::from_secs(10), || {
+            tries += 1;
+            async { Err(sqlx::Error::RowNotFound) }
+        })
+        .await;
+        assert!(matches!(result, Err(sqlx::Error::RowNotFound)));
+        assert_eq!(tries, 1);
+    }
+
+    #[tokio::test]
+    async fn retry_transient_gives_up_once_the_budget_is_spent() {
+        let mut tries = 0;
+        let started = std::time::Instant::now();
+        let result: Result<(), _> = retry_transient("test", Duration::from_millis(350), || {
+            tries += 1;
+            async { Err(broken()) }
+        })
+        .await;
+        assert!(matches!(result, Err(sqlx::Error::Io(_))));
+        // Tries at 0, 100 and 300 ms; the next wait (400 ms) would end past
+        // the budget.
+        assert_eq!(tries, 3);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {
