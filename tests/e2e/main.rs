@@ -13,10 +13,15 @@
 //!
 //! - `crash::killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run`:
 //!   SIGKILL under load, restarted at once and after a pause.
+//! - `faults::*`: the broker killed and started again, a SCIM app down, and
+//!   the network to an app dropping connections, each under load; hrsync
+//!   recovers by itself with nothing lost or doubled.
 //!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
 mod crash;
+mod faults;
+mod load;
 mod stack;
 
 use std::time::{Duration, Instant};

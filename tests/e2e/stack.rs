@@ -64,11 +64,13 @@ pub(crate) enum App {
     /// The third-party `scim2-server` (a separate process), behind a proxy
     /// that records the `traceparent` of every request.
     ThirdParty(ScimServer, FaultProxy),
-    /// The local SCIM app, served in-process.
+    /// The local SCIM app, served in-process; hrsync reaches it through
+    /// `proxy` when there is one.
     Local {
         state: hrsync_scim_app::AppState,
         base: String,
         token: String,
+        proxy: Option<FaultProxy>,
         _task: tokio::task::JoinHandle<()>,
     },
 }
@@ -81,10 +83,37 @@ pub(crate) struct NamedApp {
 }
 
 impl NamedApp {
+    /// Where the test reads the app: straight at its server, never through
+    /// its proxy's faults.
     fn base_url(&self) -> String {
         match &self.app {
-            App::ThirdParty(_, proxy) => proxy.url(),
+            App::ThirdParty(server, _) => server.base_url(),
             App::Local { base, .. } => base.clone(),
+        }
+    }
+
+    /// Where hrsync reaches the app: through its proxy if it has one.
+    fn hrsync_url(&self) -> String {
+        match &self.app {
+            App::ThirdParty(_, proxy)
+            | App::Local {
+                proxy: Some(proxy), ..
+            } => proxy.url(),
+            App::Local { base, .. } => base.clone(),
+        }
+    }
+
+    /// The proxy between hrsync and the app, to inject faults with.
+    ///
+    /// # Panics
+    /// When the app has none (a local app started without one).
+    pub(crate) fn proxy(&self) -> &FaultProxy {
+        match &self.app {
+            App::ThirdParty(_, proxy)
+            | App::Local {
+                proxy: Some(proxy), ..
+            } => proxy,
+            App::Local { proxy: None, .. } => panic!("app {} has no proxy", self.name),
         }
     }
 
@@ -197,6 +226,16 @@ impl ScimApps {
 
     /// One local SCIM app per name, in-process.
     pub(crate) async fn local(names: &[&str]) -> anyhow::Result<Self> {
+        Self::local_with(names, false).await
+    }
+
+    /// One local SCIM app per name, in-process, each reached by hrsync
+    /// through a [`FaultProxy`] ([`NamedApp::proxy`]).
+    pub(crate) async fn local_behind_proxies(names: &[&str]) -> anyhow::Result<Self> {
+        Self::local_with(names, true).await
+    }
+
+    async fn local_with(names: &[&str], proxied: bool) -> anyhow::Result<Self> {
         let mut apps = Vec::new();
         for name in names {
             let token = format!("{name}-e2e-token");
@@ -209,12 +248,18 @@ impl ScimApps {
             });
             let client = ScimClient::new(&base, &token, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?;
+            let proxy = if proxied {
+                Some(FaultProxy::start(&base).await?)
+            } else {
+                None
+            };
             apps.push(NamedApp {
                 name: (*name).to_owned(),
                 app: App::Local {
                     state,
                     base,
                     token,
+                    proxy,
                     _task: task,
                 },
                 client,
@@ -287,7 +332,7 @@ impl ScimApps {
                 format!(
                     "[[provisioner.apps]]\nname = \"{}\"\nbase_url = \"{}\"\ntoken = \"{}\"\npush_groups = {}\n",
                     a.name,
-                    a.base_url(),
+                    a.hrsync_url(),
                     a.token(),
                     self.1
                 )
@@ -307,7 +352,7 @@ pub(crate) struct Processes {
     metrics: Vec<String>,
     push: String,
     config: PathBuf,
-    _broker: Broker,
+    broker: Broker,
     db: PgDatabase,
     _dir: tempfile::TempDir,
 }
@@ -331,7 +376,18 @@ impl Processes {
     /// Starts one `hrsync run --role R` per role (`all` for one process),
     /// and waits until each is ready (`/readyz`).
     pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
-        let broker = Broker::start()?;
+        Self::start_over(Broker::start()?, apps, roles).await
+    }
+
+    /// [`Processes::start`] over a broker that keeps its log in SQLite, so
+    /// that it can be killed and started again
+    /// ([`Processes::kill_broker`]) without losing anything it
+    /// acknowledged.
+    pub(crate) async fn start_durable(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
+        Self::start_over(Broker::start_durable()?, apps, roles).await
+    }
+
+    async fn start_over(broker: Broker, apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
         let db = PgDatabase::fresh().await?;
         let dir = tempfile::tempdir()?;
         let push_port = free_port()?;
@@ -395,7 +451,7 @@ max_backoff_ms = 2000
             metrics: Vec::new(),
             push: format!("http://127.0.0.1:{push_port}"),
             config,
-            _broker: broker,
+            broker,
             db,
             _dir: dir,
         };
@@ -466,6 +522,38 @@ max_backoff_ms = 2000
         let child = self.spawn(&self.roles[i], &self.metrics[i], &self.logs[i])?;
         self.children[i] = child;
         self.wait_ready(i).await
+    }
+
+    /// Kills the broker with SIGKILL; it stays down until
+    /// [`Processes::start_broker_again`].
+    pub(crate) fn kill_broker(&mut self) {
+        self.broker.kill();
+    }
+
+    /// Starts the killed broker again on the same port and storage.
+    pub(crate) fn start_broker_again(&mut self) -> anyhow::Result<()> {
+        self.broker.start_again()
+    }
+
+    /// The broker's last log lines, for failure messages.
+    pub(crate) fn broker_log_tail(&self) -> String {
+        self.broker.log_tail()
+    }
+
+    /// Fails when a line any process logged holds one of the run's
+    /// [`Processes::secrets`] (without saying which secret).
+    pub(crate) fn check_logs_hold_no_secret(&self, apps: &ScimApps) -> anyhow::Result<()> {
+        for i in 0..self.children.len() {
+            let log = self.log(i);
+            for secret in self.secrets(apps) {
+                anyhow::ensure!(
+                    !log.contains(secret),
+                    "a line logged by the {} process holds a secret",
+                    self.roles[i]
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Everything process `i` (and its restarts) logged.
