@@ -230,7 +230,9 @@ impl ScimApps {
     }
 
     /// One local SCIM app per name, in-process, each reached by hrsync
-    /// through a [`FaultProxy`] ([`NamedApp::proxy`]).
+    /// through a [`FaultProxy`] ([`NamedApp::proxy`]). These apps accept
+    /// duplicate `userName`s, so that a create hrsync gets applied twice
+    /// shows as a second account (not as a 409 the app resolves for it).
     pub(crate) async fn local_behind_proxies(names: &[&str]) -> anyhow::Result<Self> {
         Self::local_with(names, true).await
     }
@@ -239,7 +241,13 @@ impl ScimApps {
         let mut apps = Vec::new();
         for name in names {
             let token = format!("{name}-e2e-token");
-            let state = hrsync_scim_app::AppState::new(token.clone());
+            let state = hrsync_scim_app::AppState::with_options(
+                token.clone(),
+                hrsync_scim_app::Options {
+                    duplicate_user_names: proxied,
+                    ..hrsync_scim_app::Options::default()
+                },
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}", listener.local_addr()?);
             let router = hrsync_scim_app::router(state.clone());
@@ -366,6 +374,19 @@ impl Drop for Processes {
     }
 }
 
+/// The `hrsync` binary, without the test's own `HRSYNC_*` settings (such
+/// as `HRSYNC_FAULT_OUTAGE_SECS`): hrsync reads `HRSYNC_*` variables as
+/// config keys and refuses unknown ones.
+fn hrsync() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HRSYNC_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -477,11 +498,14 @@ max_backoff_ms = 2000
             .create(true)
             .append(true)
             .open(log)?;
-        Ok(Command::new(env!("CARGO_BIN_EXE_hrsync"))
+        Ok(hrsync()
             .arg("--config")
             .arg(&self.config)
             .args(["run", "--role", role])
             .env("PUSH_TOKEN", PUSH_TOKEN)
+            // An error ends the log with its causes, not a backtrace that
+            // pushes them out of the tail a failure message shows.
+            .env("RUST_LIB_BACKTRACE", "0")
             .env(
                 "HRSYNC_TELEMETRY__LISTEN",
                 metrics.trim_start_matches("http://"),
@@ -605,7 +629,7 @@ max_backoff_ms = 2000
     pub(crate) fn import(&self, csv: &str) -> anyhow::Result<()> {
         let file = self.config.with_file_name("snapshot.csv");
         std::fs::write(&file, csv)?;
-        let output = Command::new(env!("CARGO_BIN_EXE_hrsync"))
+        let output = hrsync()
             .arg("--config")
             .arg(&self.config)
             .args(["ingest", "import", "--source", "hris"])

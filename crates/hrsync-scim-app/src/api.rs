@@ -42,6 +42,10 @@ pub struct Options {
     /// An OAuth 2.0 client: `POST /oauth/token` then issues access tokens
     /// (client credentials grant), accepted beside the static token.
     pub oauth: Option<OAuthClient>,
+    /// Accept a `userName` another user already holds, as apps that do not
+    /// enforce SCIM's `server` uniqueness do: a create applied twice then
+    /// shows as a second account instead of a 409. Off by default.
+    pub duplicate_user_names: bool,
 }
 
 impl Default for Options {
@@ -51,6 +55,7 @@ impl Default for Options {
             max_results: 1000,
             max_body_bytes: 1 << 20,
             oauth: None,
+            duplicate_user_names: false,
         }
     }
 }
@@ -96,7 +101,7 @@ impl AppState {
         }
         AppState {
             shared: Arc::new(Shared {
-                store: Store::default(),
+                store: Store::new(options.duplicate_user_names),
                 token: token.into(),
                 options,
                 issued: Issued::default(),

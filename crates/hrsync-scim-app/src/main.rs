@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         max_results: args.max_results,
         max_body_bytes: args.max_body_bytes,
         oauth,
+        duplicate_user_names: false,
     };
     let state = AppState::with_options(token, options);
     let listener = tokio::net::TcpListener::bind(&args.listen)

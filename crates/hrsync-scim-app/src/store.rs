@@ -203,6 +203,8 @@ struct Inner {
     memberships: HashMap<String, BTreeSet<u64>>,
     next_seq: u64,
     clock: u64,
+    /// Users may share a `userName` (see `Options::duplicate_user_names`).
+    duplicate_user_names: bool,
 }
 
 impl Inner {
@@ -258,7 +260,7 @@ impl Inner {
         attrs: &Map<String, Value>,
         own: Option<u64>,
     ) -> Result<(), ScimError> {
-        if kind != Kind::User {
+        if kind != Kind::User || self.duplicate_user_names {
             return Ok(());
         }
         let Some(name) = attrs.get("userName").and_then(Value::as_str) else {
@@ -454,6 +456,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// An empty store; `duplicate_user_names` lets users share a
+    /// `userName`.
+    pub(crate) fn new(duplicate_user_names: bool) -> Self {
+        Store {
+            inner: RwLock::new(Inner {
+                duplicate_user_names,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Stores a new resource from checked attributes.
     pub(crate) fn create(
         &self,
@@ -674,6 +687,15 @@ mod tests {
             .expect("own name");
         let (_, found) = query(&store, Kind::User, Some(r#"userName eq "BJENSEN""#), 1, 10);
         assert_eq!(found, ["bjensen"]);
+    }
+
+    #[test]
+    fn a_store_allowing_duplicate_user_names_keeps_both_and_finds_both() {
+        let store = Store::new(true);
+        user(&store, "bjensen");
+        user(&store, "BJensen");
+        let (total, found) = query(&store, Kind::User, Some(r#"userName eq "bjensen""#), 1, 10);
+        assert_eq!((total, found.len()), (2, 2));
     }
 
     #[test]
