@@ -202,11 +202,17 @@ async fn connections_to_an_app_dropped_under_load_no_duplicate_and_nothing_lost(
         .await?
         .without_groups();
     let stack = Processes::start(&apps, &["all"]).await?;
-    // One request in ten to zendesk fails on the network: half never reach
-    // it, half are applied and their answer lost.
+    // The network loses requests: three in ten to zendesk (half never
+    // reach it, half are applied and their answer lost), and the answers of
+    // two in ten to slack. At that rate an app now and then fails a change
+    // five times running and is quarantined: its parked changes must then
+    // get through the same losses.
     let zendesk = apps.get("zendesk");
-    zendesk.proxy().fail_share(Fault::Drop, 0.05);
-    zendesk.proxy().fail_share(Fault::LoseResponse, 0.05);
+    zendesk.proxy().fail_share(Fault::Drop, 0.15);
+    zendesk.proxy().fail_share(Fault::LoseResponse, 0.15);
+    apps.get("slack")
+        .proxy()
+        .fail_share(Fault::LoseResponse, 0.2);
     let started = Instant::now();
     stack.import(&LOAD.hires())?;
     LOAD.until_created(&apps, 0.3, Duration::from_secs(120))
