@@ -1,20 +1,24 @@
-//! A snapshot load and the accounts it must end as, shared by the fault
-//! tests: a snapshot hiring `workers` support agents, a second one that
-//! promotes every 20th and terminates every 100th at once, and the check of
-//! each app's accounts against the desired state.
+//! The load the fault tests run under, and the check of its end state.
+//!
+//! A snapshot hires `workers` support agents; a second snapshot promotes
+//! every 20th and terminates every 100th at once. [`Load::differences`]
+//! compares each app's accounts with what an uninterrupted run leaves:
+//! every worker's account once, with the newest title, active unless
+//! terminated (a leaver whose account did not exist yet gets none).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::stack::{eventually_every, ScimApps};
+use crate::stack::{eventually_every, Processes, ScimApps};
 
 const HEADER: &str = "employee_id,given_name,family_name,title,department,employment_type,status,hire_date,time_zone,termination_date,termination_immediate\n";
 
-/// Two snapshots of `workers` workers of source `hris`.
+/// A snapshot load of `workers` workers, `W00001` onwards.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Load {
+    /// How many workers the snapshots hold.
     pub(crate) workers: usize,
 }
 
@@ -46,9 +50,19 @@ fn title(i: usize) -> &'static str {
     }
 }
 
+/// `active` as the app answers it (a boolean; absent means active).
+pub(crate) fn active(user: &Value) -> bool {
+    user["active"].as_bool().unwrap_or(true)
+}
+
 impl Load {
+    /// A load of `workers` workers.
+    pub(crate) const fn new(workers: usize) -> Self {
+        Load { workers }
+    }
+
     /// The first snapshot: everyone hired as a support agent.
-    pub(crate) fn hires(self) -> String {
+    pub(crate) fn hires(&self) -> String {
         let mut csv = String::from(HEADER);
         for i in 1..=self.workers {
             csv.push_str(&row(i, "Support Agent", false));
@@ -58,7 +72,7 @@ impl Load {
 
     /// The second snapshot: every 20th worker promoted, every 100th
     /// terminated immediately.
-    pub(crate) fn changes(self) -> String {
+    pub(crate) fn changes(&self) -> String {
         let mut csv = String::from(HEADER);
         for i in 1..=self.workers {
             csv.push_str(&row(i, title(i), terminated(i)));
@@ -66,20 +80,20 @@ impl Load {
         csv
     }
 
-    /// What each account must be once both snapshots are in: `userName` →
-    /// (title, active). A worker terminated before their account was
-    /// created gets none (nothing is created for a leaver), so for them no
-    /// account is as good as an inactive one.
-    fn desired(self) -> BTreeMap<String, (String, bool)> {
+    /// What each account must be in the end: `userName` → (title,
+    /// active). A worker terminated before their account was created gets
+    /// none (nothing is created for a leaver), so for them no account is as
+    /// good as an inactive one.
+    fn desired(&self) -> BTreeMap<String, (String, bool)> {
         (1..=self.workers)
             .map(|i| (format!("W{i:05}"), (title(i).to_owned(), !terminated(i))))
             .collect()
     }
 
-    /// Per app, how the accounts differ from the desired state: duplicates,
-    /// missing, unexpected, and wrong title or `active` (the first few of
-    /// each). Empty when every app is as desired.
-    pub(crate) async fn differences(self, apps: &ScimApps) -> anyhow::Result<Vec<String>> {
+    /// Per app, how the accounts differ from the desired state:
+    /// duplicates, missing, unexpected, and wrong title or `active` (the
+    /// first few of each).
+    pub(crate) async fn differences(&self, apps: &ScimApps) -> anyhow::Result<Vec<String>> {
         let want = self.desired();
         let mut problems = Vec::new();
         for app in apps.all() {
@@ -122,7 +136,7 @@ impl Load {
 
     /// Waits until the first app holds at least `share` of the workers.
     pub(crate) async fn until_created(
-        self,
+        &self,
         apps: &ScimApps,
         share: f64,
         limit: Duration,
@@ -137,9 +151,29 @@ impl Load {
         )
         .await
     }
-}
 
-/// `active` as the app answers it (a boolean; absent means active).
-pub(crate) fn active(user: &Value) -> bool {
-    user["active"].as_bool().unwrap_or(true)
+    /// Waits up to `limit` until every app's accounts are as desired; fails
+    /// with the differences and the processes' last log lines.
+    pub(crate) async fn settled(
+        &self,
+        apps: &ScimApps,
+        stack: &Processes,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let settled = eventually_every(
+            "every account as desired in every app",
+            limit,
+            Duration::from_secs(1),
+            || async { Ok(self.differences(apps).await?.is_empty()) },
+        )
+        .await;
+        if let Err(error) = settled {
+            anyhow::bail!(
+                "{error}\n{:#?}\n{}",
+                self.differences(apps).await?,
+                stack.log_tail(0)
+            );
+        }
+        Ok(())
+    }
 }

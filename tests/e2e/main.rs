@@ -13,7 +13,9 @@
 //!
 //! - `crash::killed_mid_load_and_restarted_it_ends_as_an_uninterrupted_run`:
 //!   SIGKILL under load, restarted at once and after a pause.
-//!
+//! - `faults::*`: the broker killed and started again, a SCIM app down, and
+//!   the network to an app dropping connections, each under load; hrsync
+//!   recovers by itself with nothing lost or doubled.
 //! - `db_restart::postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupted_run`:
 //!   the stores' PostgreSQL crashed under load and started again, and again
 //!   while idle, hrsync left running.
@@ -22,6 +24,7 @@
 
 mod crash;
 mod db_restart;
+mod faults;
 mod load;
 mod stack;
 

@@ -65,11 +65,13 @@ pub(crate) enum App {
     /// The third-party `scim2-server` (a separate process), behind a proxy
     /// that records the `traceparent` of every request.
     ThirdParty(ScimServer, FaultProxy),
-    /// The local SCIM app, served in-process.
+    /// The local SCIM app, served in-process; hrsync reaches it through
+    /// `proxy` when there is one.
     Local {
         state: hrsync_scim_app::AppState,
         base: String,
         token: String,
+        proxy: Option<FaultProxy>,
         _task: tokio::task::JoinHandle<()>,
     },
 }
@@ -82,10 +84,37 @@ pub(crate) struct NamedApp {
 }
 
 impl NamedApp {
+    /// Where the test reads the app: straight at its server, never through
+    /// its proxy's faults.
     fn base_url(&self) -> String {
         match &self.app {
-            App::ThirdParty(_, proxy) => proxy.url(),
+            App::ThirdParty(server, _) => server.base_url(),
             App::Local { base, .. } => base.clone(),
+        }
+    }
+
+    /// Where hrsync reaches the app: through its proxy if it has one.
+    fn hrsync_url(&self) -> String {
+        match &self.app {
+            App::ThirdParty(_, proxy)
+            | App::Local {
+                proxy: Some(proxy), ..
+            } => proxy.url(),
+            App::Local { base, .. } => base.clone(),
+        }
+    }
+
+    /// The proxy between hrsync and the app, to inject faults with.
+    ///
+    /// # Panics
+    /// When the app has none (a local app started without one).
+    pub(crate) fn proxy(&self) -> &FaultProxy {
+        match &self.app {
+            App::ThirdParty(_, proxy)
+            | App::Local {
+                proxy: Some(proxy), ..
+            } => proxy,
+            App::Local { proxy: None, .. } => panic!("app {} has no proxy", self.name),
         }
     }
 
@@ -196,12 +225,31 @@ impl ScimApps {
         Ok(ScimApps(apps, true))
     }
 
-    /// One local SCIM app per name, in-process.
+    /// One local SCIM app per name, in-process. Like every local app here it
+    /// accepts duplicate `userName`s (the `duplicate-user-names` quirk), so
+    /// that a create hrsync gets applied twice shows as a second account
+    /// instead of a 409 the app resolves for it.
     pub(crate) async fn local(names: &[&str]) -> anyhow::Result<Self> {
+        Self::local_with(names, false).await
+    }
+
+    /// One local SCIM app per name, in-process, each reached by hrsync
+    /// through a [`FaultProxy`] ([`NamedApp::proxy`]).
+    pub(crate) async fn local_behind_proxies(names: &[&str]) -> anyhow::Result<Self> {
+        Self::local_with(names, true).await
+    }
+
+    async fn local_with(names: &[&str], proxied: bool) -> anyhow::Result<Self> {
         let mut apps = Vec::new();
         for name in names {
             let token = format!("{name}-e2e-token");
-            let state = hrsync_scim_app::AppState::new(token.clone());
+            let state = hrsync_scim_app::AppState::with_options(
+                token.clone(),
+                hrsync_scim_app::Options {
+                    quirks: [hrsync_scim_app::Quirk::DuplicateUserNames].into(),
+                    ..hrsync_scim_app::Options::default()
+                },
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}", listener.local_addr()?);
             let router = hrsync_scim_app::router(state.clone());
@@ -210,12 +258,18 @@ impl ScimApps {
             });
             let client = ScimClient::new(&base, &token, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?;
+            let proxy = if proxied {
+                Some(FaultProxy::start(&base).await?)
+            } else {
+                None
+            };
             apps.push(NamedApp {
                 name: (*name).to_owned(),
                 app: App::Local {
                     state,
                     base,
                     token,
+                    proxy,
                     _task: task,
                 },
                 client,
@@ -288,7 +342,7 @@ impl ScimApps {
                 format!(
                     "[[provisioner.apps]]\nname = \"{}\"\nbase_url = \"{}\"\ntoken = \"{}\"\npush_groups = {}\n",
                     a.name,
-                    a.base_url(),
+                    a.hrsync_url(),
                     a.token(),
                     self.1
                 )
@@ -310,7 +364,7 @@ pub(crate) struct Processes {
     metrics: Vec<String>,
     push: String,
     config: PathBuf,
-    _broker: Broker,
+    broker: Broker,
     /// The PostgreSQL database of every role, when they keep their state
     /// in one (the audit is read there).
     db_url: Option<String>,
@@ -326,6 +380,19 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
+}
+
+/// The `hrsync` binary, without the test's own `HRSYNC_*` settings (such
+/// as `HRSYNC_FAULT_OUTAGE_SECS`): hrsync reads `HRSYNC_*` variables as
+/// config keys and refuses unknown ones.
+fn hrsync() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HRSYNC_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -350,7 +417,7 @@ impl Processes {
     /// Starts one `hrsync run --role R` per role (`all` for one process),
     /// and waits until each is ready (`/readyz`).
     pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
-        Self::start_on(apps, roles, Stores::Postgres).await
+        Self::start_with(Broker::start()?, apps, roles, Stores::Postgres).await
     }
 
     /// [`Processes::start`] with the roles' state in `stores`.
@@ -359,7 +426,23 @@ impl Processes {
         roles: &[&str],
         stores: Stores,
     ) -> anyhow::Result<Self> {
-        let broker = Broker::start()?;
+        Self::start_with(Broker::start()?, apps, roles, stores).await
+    }
+
+    /// [`Processes::start`] over a broker that keeps its log in SQLite, so
+    /// that it can be killed and started again
+    /// ([`Processes::kill_broker`]) without losing anything it
+    /// acknowledged.
+    pub(crate) async fn start_durable(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(Broker::start_durable()?, apps, roles, Stores::Postgres).await
+    }
+
+    async fn start_with(
+        broker: Broker,
+        apps: &ScimApps,
+        roles: &[&str],
+        stores: Stores,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (db, url) = match stores {
             Stores::Postgres => {
@@ -441,7 +524,7 @@ max_backoff_ms = 2000
             metrics: Vec::new(),
             push: format!("http://127.0.0.1:{push_port}"),
             config,
-            _broker: broker,
+            broker,
             db_url: url.0.starts_with("postgres").then(|| url.0.clone()),
             _db: db,
             _dir: dir,
@@ -468,11 +551,14 @@ max_backoff_ms = 2000
             .create(true)
             .append(true)
             .open(log)?;
-        Ok(Command::new(env!("CARGO_BIN_EXE_hrsync"))
+        Ok(hrsync()
             .arg("--config")
             .arg(&self.config)
             .args(["run", "--role", role])
             .env("PUSH_TOKEN", PUSH_TOKEN)
+            // An error ends the log with its causes, not a backtrace that
+            // pushes them out of the tail a failure message shows.
+            .env("RUST_LIB_BACKTRACE", "0")
             .env(
                 "HRSYNC_TELEMETRY__LISTEN",
                 metrics.trim_start_matches("http://"),
@@ -531,6 +617,37 @@ max_backoff_ms = 2000
         let child = self.spawn(&self.roles[i], &self.metrics[i], &self.logs[i])?;
         self.children()[i] = child;
         self.wait_ready(i).await
+    }
+
+    /// Kills the broker with SIGKILL; it stays down until
+    /// [`Processes::start_broker_again`].
+    pub(crate) fn kill_broker(&mut self) {
+        self.broker.kill();
+    }
+
+    /// Starts the killed broker again on the same port and storage.
+    pub(crate) fn start_broker_again(&mut self) -> anyhow::Result<()> {
+        self.broker.start_again()
+    }
+
+    /// The broker's last log lines, for failure messages.
+    pub(crate) fn broker_log_tail(&self) -> String {
+        self.broker.log_tail()
+    }
+
+    /// Fails when a line any process logged holds one of the run's
+    /// [`Processes::secrets`] (without saying which secret).
+    pub(crate) fn check_logs_hold_no_secret(&self, apps: &ScimApps) -> anyhow::Result<()> {
+        for (i, role) in self.roles.iter().enumerate() {
+            let log = self.log(i);
+            for secret in self.secrets(apps) {
+                anyhow::ensure!(
+                    !log.contains(secret),
+                    "a line logged by the {role} process holds a secret"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Everything process `i` (and its restarts) logged.
@@ -662,7 +779,7 @@ max_backoff_ms = 2000
             .config
             .with_file_name(format!("{}.csv", hrsync_tests::unique("snapshot")));
         std::fs::write(&file, csv)?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+        let mut command = hrsync();
         command
             .arg("--config")
             .arg(&self.config)

@@ -113,8 +113,24 @@ impl Broker {
 
     /// Kills the broker (SIGKILL) and starts it again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.launch()
+    }
+
+    /// Kills the broker (SIGKILL: no flush, no goodbye to its clients) and
+    /// leaves it down until [`Broker::start_again`]. A broker started with
+    /// [`Broker::start_durable`] keeps its log across this.
+    pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
+        }
+    }
+
+    /// Starts a killed broker again on the same port, with the same
+    /// storage; a no-op when it is running.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.process.is_some() {
+            return Ok(());
         }
         self.launch()
     }

@@ -37,20 +37,46 @@ struct Rule {
     fault: Fault,
 }
 
+/// What the accept loop shares with each connection it serves.
+#[derive(Debug, Clone)]
+struct Shared {
+    rules: Arc<Mutex<VecDeque<Rule>>>,
+    shares: Arc<Mutex<Vec<(Fault, f64)>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+    applied: Arc<Mutex<Vec<(String, Fault)>>>,
+    traces: Arc<Mutex<Vec<String>>>,
+    upstream: String,
+    http: reqwest::Client,
+}
+
 /// The proxy; stops when dropped.
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
-    rules: Arc<Mutex<VecDeque<Rule>>>,
-    seen: Arc<Mutex<Vec<String>>>,
-    traces: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
+    shared: Shared,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Ok(mut task) = self.task.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
     }
+}
+
+/// Accepts connections on `listener` and serves each on its own task.
+fn accept_loop(listener: TcpListener, shared: Shared) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _ = serve(stream, &shared).await;
+            });
+        }
+    })
 }
 
 impl FaultProxy {
@@ -59,32 +85,72 @@ impl FaultProxy {
     pub async fn start(upstream: &str) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let rules: Arc<Mutex<VecDeque<Rule>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let traces: Arc<Mutex<Vec<String>>> = Arc::default();
-        let upstream = upstream.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::new();
-        let (task_rules, task_log) = (rules.clone(), (seen.clone(), traces.clone()));
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (rules, log, upstream, http) = (
-                    task_rules.clone(),
-                    task_log.clone(),
-                    upstream.clone(),
-                    http.clone(),
-                );
-                tokio::spawn(async move {
-                    let _ = serve(stream, &rules, (&log.0, &log.1), &upstream, &http).await;
-                });
-            }
-        });
+        let shared = Shared {
+            rules: Arc::default(),
+            shares: Arc::default(),
+            seen: Arc::default(),
+            applied: Arc::default(),
+            traces: Arc::default(),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        };
+        let task = accept_loop(listener, shared.clone());
         Ok(FaultProxy {
             addr,
-            rules,
-            seen,
-            traces,
-            task,
+            shared,
+            task: Mutex::new(Some(task)),
         })
+    }
+
+    /// Stops listening: new connections are refused (requests already
+    /// received are still answered) until [`FaultProxy::listen_again`].
+    pub fn refuse_connections(&self) {
+        if let Ok(mut task) = self.task.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Listens again on the same port after
+    /// [`FaultProxy::refuse_connections`]; a no-op while listening.
+    pub async fn listen_again(&self) -> anyhow::Result<()> {
+        if self.task.lock().map(|t| t.is_some()).unwrap_or(true) {
+            return Ok(());
+        }
+        // The aborted accept loop releases the port once it has stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(anyhow::anyhow!("binding {} again: {error}", self.addr)),
+            }
+        };
+        let task = accept_loop(listener, self.shared.clone());
+        if let Ok(mut slot) = self.task.lock() {
+            *slot = Some(task);
+        }
+        Ok(())
+    }
+
+    /// Applies `fault` to a random `share` (0 to 1) of the requests that no
+    /// scripted fault ([`FaultProxy::inject`]) claims, until
+    /// [`FaultProxy::clear_shares`]. Shares add up: with 0.1 of one fault
+    /// and 0.2 of another, 30 % of the requests get one of them.
+    pub fn fail_share(&self, fault: Fault, share: f64) {
+        if let Ok(mut shares) = self.shared.shares.lock() {
+            shares.push((fault, share));
+        }
+    }
+
+    /// Ends every [`FaultProxy::fail_share`].
+    pub fn clear_shares(&self) {
+        if let Ok(mut shares) = self.shared.shares.lock() {
+            shares.clear();
+        }
     }
 
     /// `http://127.0.0.1:PORT`, to which the upstream's paths are appended.
@@ -94,7 +160,7 @@ impl FaultProxy {
 
     /// Applies `fault` to the next request with `method` (any if `None`).
     pub fn inject(&self, method: Option<&str>, fault: Fault) {
-        if let Ok(mut rules) = self.rules.lock() {
+        if let Ok(mut rules) = self.shared.rules.lock() {
             rules.push_back(Rule {
                 method: method.map(str::to_owned),
                 fault,
@@ -104,22 +170,59 @@ impl FaultProxy {
 
     /// `METHOD path` of every request received, in order.
     pub fn seen(&self) -> Vec<String> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// `METHOD path` and the fault of every request a fault was applied
+    /// to, scripted or drawn from a share, in order.
+    pub fn applied(&self) -> Vec<(String, Fault)> {
+        self.shared
+            .applied
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// The `traceparent` header of every request that had one, in order.
     pub fn traceparents(&self) -> Vec<String> {
-        self.traces.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .traces
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    rules: &Mutex<VecDeque<Rule>>,
-    (seen, traces): (&Mutex<Vec<String>>, &Mutex<Vec<String>>),
-    upstream: &str,
-    http: &reqwest::Client,
-) -> anyhow::Result<()> {
+/// The fault for a request with `method`: the first scripted rule that
+/// matches it, else one drawn from the shares.
+fn fault_for(shared: &Shared, method: &str) -> Option<Fault> {
+    let scripted = shared.rules.lock().ok().and_then(|mut rules| {
+        let i = rules
+            .iter()
+            .position(|r| r.method.as_deref().is_none_or(|m| m == method))?;
+        rules.remove(i).map(|r| r.fault)
+    });
+    if scripted.is_some() {
+        return scripted;
+    }
+    let shares = shared.shares.lock().ok()?;
+    let mut draw: f64 = rand::random();
+    for (fault, share) in shares.iter() {
+        if draw < *share {
+            return Some(fault.clone());
+        }
+        draw -= share;
+    }
+    None
+}
+
+async fn serve(mut stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
+    let (seen, traces, upstream, http) =
+        (&shared.seen, &shared.traces, &shared.upstream, &shared.http);
     // Read the head, then the body by Content-Length.
     let mut buffer = Vec::new();
     let head_end = loop {
@@ -158,18 +261,14 @@ async fn serve(
             traces.push(trace.clone());
         }
     }
-    if let Ok(mut seen) = seen.lock() {
-        seen.push(format!(
-            "{method} {}",
-            target.split('?').next().unwrap_or_default()
-        ));
+    let line = format!("{method} {}", target.split('?').next().unwrap_or_default());
+    let fault = fault_for(shared, &method);
+    if let (Some(fault), Ok(mut applied)) = (&fault, shared.applied.lock()) {
+        applied.push((line.clone(), fault.clone()));
     }
-    let fault = rules.lock().ok().and_then(|mut rules| {
-        let i = rules
-            .iter()
-            .position(|r| r.method.as_deref().is_none_or(|m| m == method))?;
-        rules.remove(i).map(|r| r.fault)
-    });
+    if let Ok(mut seen) = seen.lock() {
+        seen.push(line);
+    }
     match fault {
         Some(Fault::Status {
             status,

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use hrsync_bus::{
     Consumer, ConsumerSettings, DlqPublisher, Handler, KafkaConfig, Outcome, Producer, Record,
     SharedHandler,
@@ -412,15 +414,35 @@ impl Provisioner {
             let Some(app) = self.apps.iter().find(|a| a.name == name) else {
                 continue;
             };
-            let healthy = app.client.capabilities().await.is_ok() && self.resume(app).await;
-            if let Ok(mut q) = self.quarantine.lock() {
-                if healthy {
+            let (healthy, applied) = if app.client.capabilities().await.is_ok() {
+                self.resume(app).await
+            } else {
+                (false, 0)
+            };
+            if healthy {
+                if let Ok(mut q) = self.quarantine.lock() {
                     q.remove(&name);
-                    metrics::gauge!(QUARANTINED, "app" => name.clone()).set(0.0);
-                    tracing::info!(app = %name, "app answers again: quarantine lifted");
-                    resumed.push(name);
-                } else if let Some(p) = q.get_mut(&name) {
-                    p.every = (p.every * 2).min(Duration::from_secs(60));
+                }
+                metrics::gauge!(QUARANTINED, "app" => name.clone()).set(0.0);
+                tracing::info!(app = %name, "app answers again: quarantine lifted");
+                // Changes parked while the resume ran (the app was still
+                // quarantined) would otherwise stay parked: apply them now.
+                // (One parked after this reads the list is applied by its
+                // parker, who sees the quarantine lifted.)
+                if !self.resume(app).await.0 {
+                    self.enter_quarantine(&name);
+                }
+                resumed.push(name);
+            } else if let Ok(mut q) = self.quarantine.lock() {
+                if let Some(p) = q.get_mut(&name) {
+                    // An app that took some of its parked changes is
+                    // answering: probe it again soon. One that took none
+                    // is probed less and less often.
+                    p.every = if applied > 0 {
+                        self.probe_interval
+                    } else {
+                        (p.every * 2).min(Duration::from_secs(60))
+                    };
                     p.at = Instant::now() + p.every;
                 }
             }
@@ -428,40 +450,78 @@ impl Provisioner {
         resumed
     }
 
-    /// Applies `app`'s parked changes in order; false (the rest stay
-    /// parked) at the first that fails.
-    async fn resume(&self, app: &App) -> bool {
+    /// Applies `app`'s parked changes, each with the same retries as any
+    /// change (an app that loses a share of its requests still catches
+    /// up): one person's in order, up to [`RESUME_IN_FLIGHT`] persons at
+    /// once (the app's own request limits still apply). A person whose
+    /// change fails for good keeps it and the later ones parked. Returns
+    /// whether every change was applied, and how many were.
+    async fn resume(&self, app: &App) -> (bool, usize) {
         let Ok(parked) = held(&self.db, &app.name, HoldReason::Quarantine).await else {
-            return false;
+            return (false, 0);
         };
+        // `held` lists them by person, oldest version first.
+        let mut persons: Vec<Vec<DirectoryChange>> = Vec::new();
         for change in parked {
-            let result = {
-                let _guard = self.lock_for(&change.person_id).lock().await;
-                reconcile(&self.db, app, &change).await
-            };
-            match result {
-                Ok(ops) => {
-                    self.audit_ops(app, &change, &ops, Duration::ZERO, 1).await;
-                    if forget_held(&self.db, &app.name, &change).await.is_err() {
-                        return false;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(app = %app.name, %error, "resuming a parked change failed");
-                    return false;
-                }
+            match persons.last_mut() {
+                Some(last) if last[0].person_id == change.person_id => last.push(change),
+                _ => persons.push(vec![change]),
             }
         }
-        true
+        let outcomes: Vec<(bool, usize)> = futures::stream::iter(persons)
+            .map(|changes| async move {
+                let mut applied = 0;
+                for change in changes {
+                    let (result, _, _) = {
+                        let _guard = self.lock_for(&change.person_id).lock().await;
+                        self.with_retries(app, &change).await
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(app = %app.name, %error, "resuming a parked change failed");
+                        return (false, applied);
+                    }
+                    if forget_held(&self.db, &app.name, &change).await.is_err() {
+                        return (false, applied);
+                    }
+                    applied += 1;
+                }
+                (true, applied)
+            })
+            .buffer_unordered(RESUME_IN_FLIGHT)
+            .collect()
+            .await;
+        (
+            outcomes.iter().all(|(done, _)| *done),
+            outcomes.iter().map(|(_, n)| n).sum(),
+        )
     }
 
     /// Parks `change` for a quarantined `app`.
+    /// (The caller holds the person's lock.)
     async fn park(&self, app: &App, change: &DirectoryChange) -> AppResult {
         let result = hold(&self.db, &app.name, change, HoldReason::Quarantine)
             .await
             .map(|()| vec![Operation::Parked]);
         if let Ok(ops) = &result {
             self.audit_ops(app, change, ops, Duration::ZERO, 0).await;
+            // The quarantine was lifted while this change was being parked,
+            // perhaps after the probe read what was parked: apply it now
+            // rather than leave it parked with no probe to come.
+            if !self.is_quarantined(&app.name) {
+                let (result, attempts, exhausted) = self.with_retries(app, change).await;
+                if exhausted {
+                    self.enter_quarantine(&app.name);
+                } else {
+                    if forget_held(&self.db, &app.name, change).await.is_err() {
+                        tracing::warn!(app = %app.name, person = %change.person_id, "an applied change stays parked; the next resume finds it applied");
+                    }
+                    return AppResult {
+                        app: app.name.clone(),
+                        result,
+                        attempts,
+                    };
+                }
+            }
         }
         AppResult {
             app: app.name.clone(),
@@ -474,6 +534,29 @@ impl Provisioner {
         if self.is_quarantined(&app.name) {
             return self.park(app, change).await;
         }
+        let (result, attempts, exhausted) = self.with_retries(app, change).await;
+        if exhausted {
+            // The app keeps failing: quarantine it and park the change,
+            // so the other apps are not held up.
+            self.enter_quarantine(&app.name);
+            return self.park(app, change).await;
+        }
+        AppResult {
+            app: app.name.clone(),
+            result,
+            attempts,
+        }
+    }
+
+    /// Applies `change` to `app`, retrying what may succeed later (with
+    /// backoff, or after `Retry-After`) up to `max_attempts`; audits each
+    /// attempt. Returns the last result, the attempts made, and whether
+    /// they ran out on a retryable failure.
+    async fn with_retries(
+        &self,
+        app: &App,
+        change: &DirectoryChange,
+    ) -> (Result<Vec<Operation>, ReconcileError>, u32, bool) {
         let mut backoff = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
@@ -501,10 +584,7 @@ impl Provisioner {
                 _ => None,
             };
             if retry.is_some() && attempt >= self.max_attempts {
-                // The app keeps failing: quarantine it and park the change,
-                // so the other apps are not held up.
-                self.enter_quarantine(&app.name);
-                return self.park(app, change).await;
+                return (result, attempt, true);
             }
             match retry {
                 Some(retry_after) if attempt < self.max_attempts => {
@@ -513,13 +593,7 @@ impl Provisioner {
                     tokio::time::sleep(wait).await;
                     backoff = (backoff * 2).min(self.max_backoff);
                 }
-                _ => {
-                    return AppResult {
-                        app: app.name.clone(),
-                        result,
-                        attempts: attempt,
-                    }
-                }
+                _ => return (result, attempt, false),
             }
         }
     }
@@ -673,6 +747,9 @@ fn audit_record(
 /// The priority lane's `fetch.wait.max.ms`: it is idle most of the time and
 /// a termination on it must not wait for the broker's long poll.
 const PRIORITY_FETCH_WAIT: Duration = Duration::from_millis(10);
+
+/// Persons whose parked changes a resumed app is sent at once.
+const RESUME_IN_FLIGHT: usize = 32;
 
 /// Whether an app is quarantined (1) or not (0).
 const QUARANTINED: &str = "hrsync_provisioner_quarantined";

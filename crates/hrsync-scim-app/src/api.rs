@@ -106,7 +106,10 @@ impl AppState {
         }
         AppState {
             shared: Arc::new(Shared {
-                store: Store::new(options.quirks.contains(&Quirk::UniqueGroupNames)),
+                store: Store::new(
+                    options.quirks.contains(&Quirk::UniqueGroupNames),
+                    options.quirks.contains(&Quirk::DuplicateUserNames),
+                ),
                 token: token.into(),
                 options,
                 issued: Issued::default(),

@@ -39,11 +39,16 @@ pub enum Quirk {
     /// `no-schemas`: resources and list responses are returned without
     /// `schemas`.
     NoSchemas,
+    /// `duplicate-user-names`: a `userName` another user already holds is
+    /// accepted, as apps that do not enforce SCIM's `server` uniqueness do:
+    /// a create applied twice then shows as a second account instead of a
+    /// 409.
+    DuplicateUserNames,
 }
 
 impl Quirk {
     /// Every quirk, in the order they are listed to users.
-    pub const ALL: [Quirk; 8] = [
+    pub const ALL: [Quirk; 9] = [
         Quirk::CaseSensitiveFilter,
         Quirk::UniqueGroupNames,
         Quirk::ReadChangeWritePatch,
@@ -52,6 +57,7 @@ impl Quirk {
         Quirk::StringBooleans,
         Quirk::NoLocation,
         Quirk::NoSchemas,
+        Quirk::DuplicateUserNames,
     ];
 
     /// The name it is switched on by (`--quirk NAME`).
@@ -65,6 +71,7 @@ impl Quirk {
             Quirk::StringBooleans => "string-booleans",
             Quirk::NoLocation => "no-location",
             Quirk::NoSchemas => "no-schemas",
+            Quirk::DuplicateUserNames => "duplicate-user-names",
         }
     }
 }

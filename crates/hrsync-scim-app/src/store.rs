@@ -206,6 +206,8 @@ struct Inner {
     /// Group `displayName`s are unique, ignoring case (the
     /// `unique-group-names` quirk).
     unique_group_names: bool,
+    /// Users may share a `userName` (the `duplicate-user-names` quirk).
+    duplicate_user_names: bool,
 }
 
 impl Inner {
@@ -262,7 +264,9 @@ impl Inner {
         attrs: &Map<String, Value>,
         own: Option<u64>,
     ) -> Result<(), ScimError> {
-        if kind == Kind::Group && !self.unique_group_names {
+        if kind == Kind::Group && !self.unique_group_names
+            || kind == Kind::User && self.duplicate_user_names
+        {
             return Ok(());
         }
         let attribute = kind.name_attribute();
@@ -460,11 +464,13 @@ pub(crate) struct Store {
 
 impl Store {
     /// An empty store; with `unique_group_names`, a group `displayName`
-    /// another group holds (ignoring case) is refused.
-    pub(crate) fn new(unique_group_names: bool) -> Self {
+    /// another group holds (ignoring case) is refused; with
+    /// `duplicate_user_names`, users may share a `userName`.
+    pub(crate) fn new(unique_group_names: bool, duplicate_user_names: bool) -> Self {
         Store {
             inner: RwLock::new(Inner {
                 unique_group_names,
+                duplicate_user_names,
                 ..Inner::default()
             }),
         }
@@ -720,6 +726,15 @@ mod tests {
             .expect("own name");
         let (_, found) = query(&store, Kind::User, Some(r#"userName eq "BJENSEN""#), 1, 10);
         assert_eq!(found, ["bjensen"]);
+    }
+
+    #[test]
+    fn a_store_allowing_duplicate_user_names_keeps_both_and_finds_both() {
+        let store = Store::new(false, true);
+        user(&store, "bjensen");
+        user(&store, "BJensen");
+        let (total, found) = query(&store, Kind::User, Some(r#"userName eq "bjensen""#), 1, 10);
+        assert_eq!((total, found.len()), (2, 2));
     }
 
     #[test]
