@@ -1,7 +1,7 @@
 //! Faults of the parts around hrsync, under load: the Kafka broker killed
 //! and started again, a SCIM app down for a while, and the network to an
-//! app dropping connections. In each, `hrsync run --role all` (PostgreSQL)
-//! provisions a snapshot of `WORKERS` hires and a second snapshot of moves
+//! app dropping connections. In each, `hrsync run --role all` (PostgreSQL;
+//! the broker and app faults also over SQLite) provisions a snapshot of `WORKERS` hires and a second snapshot of moves
 //! and immediate terminations into two local apps, and must recover by
 //! itself (the test restarts no hrsync process): in the end every app holds
 //! exactly the desired accounts ([`Load::differences`]), a termination
@@ -17,7 +17,7 @@ use hrsync_tests::Fault;
 use serde_json::json;
 
 use crate::load::Load;
-use crate::stack::{eventually, eventually_every, Processes, ScimApps};
+use crate::stack::{eventually, eventually_every, Processes, ScimApps, Stores};
 
 const WORKERS: usize = 3_000;
 const LOAD: Load = Load::new(WORKERS);
@@ -69,10 +69,22 @@ async fn grows(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_broker_killed_under_load_and_started_again_hrsync_recovers_by_itself(
 ) -> anyhow::Result<()> {
+    broker_killed_under_load(Stores::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_killed_under_load_over_sqlite_stores_hrsync_recovers_by_itself(
+) -> anyhow::Result<()> {
+    broker_killed_under_load(Stores::Sqlite).await
+}
+
+/// The broker killed mid-load and started again, the roles' state in
+/// `stores`.
+async fn broker_killed_under_load(stores: Stores) -> anyhow::Result<()> {
     let apps = ScimApps::local(&["slack", "zendesk"])
         .await?
         .without_groups();
-    let mut stack = Processes::start_durable(&apps, &["all"]).await?;
+    let mut stack = Processes::start_durable(&apps, &["all"], stores).await?;
     let started = Instant::now();
     stack.import(&LOAD.hires())?;
     LOAD.until_created(&apps, 0.15, Duration::from_secs(120))
@@ -124,11 +136,23 @@ async fn the_broker_killed_under_load_and_started_again_hrsync_recovers_by_itsel
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_down_under_load_catches_up_when_it_returns_and_the_other_goes_on(
 ) -> anyhow::Result<()> {
+    app_down_under_load(Stores::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_down_under_load_over_sqlite_stores_catches_up_when_it_returns() -> anyhow::Result<()>
+{
+    app_down_under_load(Stores::Sqlite).await
+}
+
+/// zendesk down mid-load and back, slack going on meanwhile, the roles'
+/// state in `stores`.
+async fn app_down_under_load(stores: Stores) -> anyhow::Result<()> {
     let outage = outage()?;
     let apps = ScimApps::local_behind_proxies(&["slack", "zendesk"])
         .await?
         .without_groups();
-    let stack = Processes::start(&apps, &["all"]).await?;
+    let stack = Processes::start_on(&apps, &["all"], stores).await?;
     let started = Instant::now();
     stack.import(&LOAD.hires())?;
     LOAD.until_created(&apps, 0.1, Duration::from_secs(120))

@@ -429,12 +429,16 @@ impl Processes {
         Self::start_with(Broker::start()?, apps, roles, stores).await
     }
 
-    /// [`Processes::start`] over a broker that keeps its log in SQLite, so
+    /// [`Processes::start_on`] over a broker that keeps its log in SQLite, so
     /// that it can be killed and started again
     /// ([`Processes::kill_broker`]) without losing anything it
     /// acknowledged.
-    pub(crate) async fn start_durable(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with(Broker::start_durable()?, apps, roles, Stores::Postgres).await
+    pub(crate) async fn start_durable(
+        apps: &ScimApps,
+        roles: &[&str],
+        stores: Stores,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(Broker::start_durable()?, apps, roles, stores).await
     }
 
     async fn start_with(
