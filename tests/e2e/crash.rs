@@ -92,18 +92,7 @@ async fn killed_under_load(roles: &[&str], stores: Stores, kills: &[Kill]) -> an
     );
 
     // And it goes on: a termination pushed now reaches both apps.
-    stack
-        .push(json!({"type": "terminate", "employee_id": "W00002",
-            "time_zone": "Europe/Paris", "immediate": true}))
-        .await?;
-    eventually("the termination after the restarts", || async {
-        Ok(apps
-            .account("W00002")
-            .await?
-            .iter()
-            .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
-    })
-    .await?;
+    stack.termination_reaches_every_app(&apps, "W00002").await?;
 
     // Nothing the processes logged holds a secret.
     stack.check_logs_hold_no_secret(&apps)

@@ -235,19 +235,7 @@ async fn postgres_crashed_under_load_and_started_again_it_ends_as_an_uninterrupt
         deactivations.push(stack.audit_count(&app.name, "DEACTIVATE").await?);
     }
     anyhow::ensure!(stack.exited(0)?.is_none(), "hrsync run exited");
-    stack
-        .push(json!({"type": "terminate", "employee_id": "W00002",
-            "time_zone": "Europe/Paris", "immediate": true}))
-        .await?;
-    eventually("the termination after the database's return", || async {
-        Ok(apps
-            .account("W00002")
-            .await?
-            .iter()
-            .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", stack.log_tail(0)))?;
+    stack.termination_reaches_every_app(&apps, "W00002").await?;
     for (app, before) in apps.all().iter().zip(deactivations) {
         let audited = || stack.audit_count(&app.name, "DEACTIVATE");
         let once = eventually("the deactivation audited", || async {

@@ -38,18 +38,7 @@ fn outage() -> anyhow::Result<Duration> {
 
 /// A termination pushed now reaches every app: the pipeline goes on.
 async fn goes_on(stack: &Processes, apps: &ScimApps) -> anyhow::Result<()> {
-    stack
-        .push(json!({"type": "terminate", "employee_id": "W00002",
-            "time_zone": "Europe/Paris", "immediate": true}))
-        .await?;
-    eventually("a termination pushed after the fault", || async {
-        Ok(apps
-            .account("W00002")
-            .await?
-            .iter()
-            .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
-    })
-    .await
+    stack.termination_reaches_every_app(apps, "W00002").await
 }
 
 /// Waits up to `limit` until app `i` holds more than `before` accounts.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hrsync_provisioner::scim::ScimClient;
 use hrsync_tests::{Broker, FaultProxy, PgDatabase, ScimServer};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PUSH_TOKEN: &str = "e2e-push-token-5c1d";
 
@@ -762,6 +762,30 @@ max_backoff_ms = 2000
             .await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or_default()))
+    }
+
+    /// Pushes an immediate termination of `employee_id` and waits until
+    /// their account is inactive in every app: the pipeline goes on.
+    pub(crate) async fn termination_reaches_every_app(
+        &self,
+        apps: &ScimApps,
+        employee_id: &str,
+    ) -> anyhow::Result<()> {
+        self.push(json!({"type": "terminate", "employee_id": employee_id,
+            "time_zone": "Europe/Paris", "immediate": true}))
+            .await?;
+        eventually(
+            &format!("the termination of {employee_id} in every app"),
+            || async {
+                Ok(apps
+                    .account(employee_id)
+                    .await?
+                    .iter()
+                    .all(|(_, a)| a.as_ref().is_some_and(|(active, _)| !*active)))
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.log_tail(0)))
     }
 
     /// Imports a snapshot of source `hris` with `hrsync ingest import`.
