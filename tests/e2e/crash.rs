@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::load::{active, Load};
-use crate::stack::{eventually, eventually_every, Processes, ScimApps, Stores};
+use crate::stack::{eventually_every, Processes, ScimApps, Stores};
 
 const LOAD: Load = Load::new(10_000);
 

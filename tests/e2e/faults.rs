@@ -14,10 +14,9 @@
 use std::time::{Duration, Instant};
 
 use hrsync_tests::Fault;
-use serde_json::json;
 
 use crate::load::Load;
-use crate::stack::{eventually, eventually_every, Processes, ScimApps, Stores};
+use crate::stack::{eventually_every, Processes, ScimApps, Stores};
 
 const WORKERS: usize = 3_000;
 const LOAD: Load = Load::new(WORKERS);
