@@ -396,9 +396,7 @@ fn hrsync() -> Command {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    hrsync_tests::free_port()
 }
 
 /// Where the roles keep their state.

@@ -26,6 +26,7 @@ pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
 pub use pg_server::{PgServer, StopMode};
 pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
+pub use process::free_port;
 pub use projector::projector_topics;
 pub use publish::{publish_directory_changes, publish_lifecycle, publish_lifecycle_at};
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};

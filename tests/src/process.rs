@@ -8,8 +8,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// A port nobody listens on right now.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+/// A port nobody listens on right now, for a server a test starts.
+///
+/// Picked below the kernel's ephemeral range (`ip_local_port_range`), so
+/// that no outgoing connection takes it as its local port between this
+/// check and the server binding it (with many clients at once, a port the
+/// kernel handed out for `:0` and freed was seen taken that way: "Address
+/// already in use" at the server's start).
+pub fn free_port() -> anyhow::Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000_u16, ephemeral_low.max(10_001));
+    for _ in 0..200 {
+        let port = rand::random_range(low..high);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
     Ok(listener.local_addr()?.port())
 }
