@@ -769,11 +769,23 @@ max_backoff_ms = 2000
         apps: &ScimApps,
         employee_id: &str,
     ) -> anyhow::Result<()> {
+        self.termination_reaches_every_app_within(apps, employee_id, Duration::from_secs(60))
+            .await
+    }
+
+    /// [`Processes::termination_reaches_every_app`], waiting up to `limit`.
+    pub(crate) async fn termination_reaches_every_app_within(
+        &self,
+        apps: &ScimApps,
+        employee_id: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         self.push(json!({"type": "terminate", "employee_id": employee_id,
             "time_zone": "Europe/Paris", "immediate": true}))
             .await?;
-        eventually(
+        eventually_within(
             &format!("the termination of {employee_id} in every app"),
+            limit,
             || async {
                 Ok(apps
                     .account(employee_id)
