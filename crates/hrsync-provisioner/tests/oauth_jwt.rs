@@ -89,10 +89,13 @@ async fn an_account_is_provisioned_with_a_token_got_by_private_key_jwt() -> anyh
     let dir = tempfile::tempdir()?;
     let rsa = KeyPair::rsa()?;
     let p256 = KeyPair::p256()?;
-    // (key pair, the private key as the operator holds it, extra settings)
+    let p384 = KeyPair::p384()?;
+    // (key pair, the private key as the operator holds it, extra settings);
+    // the algorithm defaults by key type (RS256, ES256, ES384 by the curve).
     let cases = [
         (&rsa, rsa.private_pem.clone(), ""),
         (&p256, p256.private_pem.clone(), "key_id = \"hrsync-2026\""),
+        (&p384, p384.private_pem.clone(), ""),
         (
             &rsa,
             rsa.rsa_private_pem_pkcs1()?,
