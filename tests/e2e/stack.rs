@@ -335,12 +335,15 @@ impl ScimApps {
         Ok(out)
     }
 
+    /// The apps' `[[provisioner.apps]]` entries. Every app here runs on this
+    /// machine for the test, so none has a rate limit (`rate_limit = 0`):
+    /// the runs push thousands of workers.
     fn config(&self) -> String {
         self.0
             .iter()
             .map(|a| {
                 format!(
-                    "[[provisioner.apps]]\nname = \"{}\"\nbase_url = \"{}\"\ntoken = \"{}\"\npush_groups = {}\n",
+                    "[[provisioner.apps]]\nname = \"{}\"\nbase_url = \"{}\"\ntoken = \"{}\"\npush_groups = {}\nrate_limit = 0\n",
                     a.name,
                     a.hrsync_url(),
                     a.token(),

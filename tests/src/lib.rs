@@ -13,6 +13,7 @@
 mod broker;
 mod change;
 mod fault;
+mod keys;
 mod pg_server;
 mod postgres;
 mod process;
@@ -24,6 +25,7 @@ mod topic;
 pub use broker::{Broker, TANSU_VERSION};
 pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
+pub use keys::KeyPair;
 pub use pg_server::{PgServer, StopMode};
 pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
 pub use process::free_port;

@@ -1,12 +1,16 @@
 //! How the provisioner authenticates to an app: a static bearer token, or
 //! an access token from the OAuth 2.0 client credentials grant (RFC 6749
 //! section 4.4), cached until shortly before it expires and fetched again
-//! when the app rejects it.
+//! when the app rejects it. The client authenticates to the token endpoint
+//! with its secret (`client_secret_basic` or `client_secret_post`) or with a
+//! JWT signed by its private key (`private_key_jwt`: RFC 7523 section 2.2,
+//! OpenID Connect Core section 9).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderValue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::scim::ScimError;
@@ -30,30 +34,271 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Settings of the client credentials grant.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClientCredentials {
     /// The authorization server's token endpoint.
     pub token_url: String,
     /// Client id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: String,
     /// Space-separated scopes to ask for, if any.
     pub scope: Option<String>,
-    /// Send the client's credentials in the request body
-    /// (`client_secret_post`) instead of HTTP Basic (`client_secret_basic`,
-    /// the RFC's default).
-    pub credentials_in_body: bool,
+    /// How the client proves who it is to the token endpoint.
+    pub authentication: ClientAuthentication,
 }
 
-impl std::fmt::Debug for ClientCredentials {
+/// How a client authenticates to the token endpoint (the
+/// `token_endpoint_auth_method` of RFC 7591 section 2).
+#[derive(Clone)]
+pub enum ClientAuthentication {
+    /// `client_secret_basic`: the secret in HTTP Basic (RFC 6749 section
+    /// 2.3.1, the RFC's default).
+    SecretBasic(String),
+    /// `client_secret_post`: the secret in the request body.
+    SecretPost(String),
+    /// `private_key_jwt`: a short-lived JWT signed with the client's private
+    /// key (RFC 7523 section 2.2); the server holds the public key.
+    PrivateKeyJwt(AssertionSigner),
+}
+
+impl std::fmt::Debug for ClientAuthentication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("scope", &self.scope)
+        match self {
+            ClientAuthentication::SecretBasic(_) => f.write_str("SecretBasic(<redacted>)"),
+            ClientAuthentication::SecretPost(_) => f.write_str("SecretPost(<redacted>)"),
+            ClientAuthentication::PrivateKeyJwt(signer) => signer.fmt(f),
+        }
+    }
+}
+
+/// How long a client assertion is valid: long enough for the request to
+/// reach the token endpoint, short enough that a captured one is soon
+/// worthless (each also has a unique `jti` the server may refuse to see
+/// twice).
+pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Signs `private_key_jwt` client assertions with one private key.
+#[derive(Clone)]
+pub struct AssertionSigner {
+    key: EncodingKey,
+    algorithm: Algorithm,
+    key_id: Option<String>,
+    audience: String,
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("AssertionSigner")
+            .field("algorithm", &self.algorithm)
+            .field("key_id", &self.key_id)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
+}
+
+/// A private key or signing algorithm that cannot be used. The messages
+/// describe the key's form, never its content.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// No PEM block at all.
+    #[error("not a PEM private key (expected a `-----BEGIN PRIVATE KEY-----` block)")]
+    NotPem,
+    /// A passphrase-protected PKCS#8 key.
+    #[error(
+        "the private key is encrypted; give it unencrypted (PKCS#8), e.g. \
+         `openssl pkcs8 -in KEY -out KEY.pem`, and protect the file instead"
+    )]
+    Encrypted,
+    /// A SEC1 `EC PRIVATE KEY` block, which the signer does not read.
+    #[error(
+        "an `EC PRIVATE KEY` (SEC1) block; convert it to PKCS#8 with \
+         `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pem`"
+    )]
+    Sec1,
+    /// A public key or a certificate where the private key belongs.
+    #[error("a `{0}` block: the private key belongs here (the server holds the public one)")]
+    NotPrivate(String),
+    /// Some other PEM block.
+    #[error("a `{0}` PEM block, not an RSA or EC private key")]
+    UnknownBlock(String),
+    /// A private key block whose content is not an RSA, P-256 or P-384 key.
+    #[error("the key cannot be read as an RSA or EC (P-256, P-384) private key")]
+    Unreadable,
+    /// An algorithm name hrsync does not sign with.
+    #[error(
+        "algorithm {0:?} is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384"
+    )]
+    UnknownAlgorithm(String),
+    /// An algorithm that does not fit the key.
+    #[error("algorithm {algorithm} cannot sign with this {key} key")]
+    Mismatch {
+        /// The configured algorithm.
+        algorithm: String,
+        /// The key's type (`RSA`, `EC P-256`, ...).
+        key: &'static str,
+    },
+}
+
+impl KeyError {
+    /// Whether the configured algorithm (rather than the key) is at fault.
+    pub fn is_algorithm(&self) -> bool {
+        matches!(
+            self,
+            KeyError::UnknownAlgorithm(_) | KeyError::Mismatch { .. }
+        )
+    }
+}
+
+/// The algorithms hrsync signs with, by name.
+fn algorithm(name: &str) -> Result<Algorithm, KeyError> {
+    let algorithm = match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        other => return Err(KeyError::UnknownAlgorithm(other.to_owned())),
+    };
+    Ok(algorithm)
+}
+
+/// Checks an algorithm name without a key (for start-up checks that do not
+/// read secrets).
+///
+/// # Errors
+/// [`KeyError::UnknownAlgorithm`].
+pub fn check_algorithm(name: &str) -> Result<(), KeyError> {
+    algorithm(name).map(|_| ())
+}
+
+/// The claims of a client assertion (RFC 7523 section 3).
+#[derive(Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    jti: String,
+    iat: u64,
+    exp: u64,
+}
+
+impl AssertionSigner {
+    /// A signer for the PEM private key `pem` (PKCS#8 RSA or EC, or PKCS#1
+    /// RSA), with `algorithm` or else the key's default (RS256 for RSA,
+    /// ES256 for P-256, ES384 for P-384). `audience` is the `aud` claim,
+    /// usually the token endpoint's URL; `key_id` becomes the header's
+    /// `kid`. The key is tried once here, so that a key that cannot sign
+    /// fails now rather than at the first token request.
+    ///
+    /// # Errors
+    /// A key that is not a usable private key, or an algorithm that is
+    /// unknown or does not fit the key.
+    pub fn from_pem(
+        pem: &str,
+        algorithm_name: Option<&str>,
+        key_id: Option<String>,
+        audience: String,
+    ) -> Result<Self, KeyError> {
+        let wanted = algorithm_name.map(algorithm).transpose()?;
+        let label = pem_label(pem).ok_or(KeyError::NotPem)?;
+        let (key, kind, candidates): (EncodingKey, &'static str, &[Algorithm]) =
+            match label.as_str() {
+                "RSA PRIVATE KEY" => (
+                    EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| KeyError::Unreadable)?,
+                    "RSA",
+                    &[Algorithm::RS256],
+                ),
+                "PRIVATE KEY" => {
+                    if let Ok(key) = EncodingKey::from_rsa_pem(pem.as_bytes()) {
+                        (key, "RSA", &[Algorithm::RS256])
+                    } else if let Ok(key) = EncodingKey::from_ec_pem(pem.as_bytes()) {
+                        // The curve decides: the first algorithm that signs.
+                        (key, "EC", &[Algorithm::ES256, Algorithm::ES384])
+                    } else {
+                        return Err(KeyError::Unreadable);
+                    }
+                }
+                "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted),
+                "EC PRIVATE KEY" => return Err(KeyError::Sec1),
+                "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => {
+                    return Err(KeyError::NotPrivate(label))
+                }
+                _ => return Err(KeyError::UnknownBlock(label)),
+            };
+        let candidates: Vec<Algorithm> = match wanted {
+            Some(wanted) => vec![wanted],
+            None => candidates.to_vec(),
+        };
+        let mut signer = AssertionSigner {
+            key,
+            algorithm: candidates[0],
+            key_id,
+            audience,
+        };
+        for candidate in candidates {
+            signer.algorithm = candidate;
+            if signer.assertion("probe").is_ok() {
+                return Ok(signer);
+            }
+        }
+        match wanted {
+            Some(wanted) => Err(KeyError::Mismatch {
+                algorithm: format!("{wanted:?}"),
+                key: kind,
+            }),
+            None => Err(KeyError::Unreadable),
+        }
+    }
+
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            // `from_pem` picks only the ones above.
+            _ => "unsupported",
+        }
+    }
+
+    /// A fresh assertion for `client_id`: issuer and subject the client,
+    /// audience the token endpoint, a unique `jti`, valid from now for
+    /// [`ASSERTION_LIFETIME`].
+    fn assertion(&self, client_id: &str) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Assertion {
+            iss: client_id,
+            sub: client_id,
+            aud: &self.audience,
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: now + ASSERTION_LIFETIME.as_secs(),
+        };
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some("JWT".to_owned());
+        header.kid.clone_from(&self.key_id);
+        jsonwebtoken::encode(&header, &claims, &self.key)
+    }
+}
+
+/// The label of the first PEM block (`PRIVATE KEY` for
+/// `-----BEGIN PRIVATE KEY-----`).
+fn pem_label(pem: &str) -> Option<String> {
+    let start = pem.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let rest = &pem[start..];
+    let end = rest.find("-----")?;
+    Some(rest[..end].trim().to_owned())
 }
 
 /// Gives each request its `Authorization` header.
@@ -64,7 +309,7 @@ pub(crate) struct Authenticator {
 enum Kind {
     Static(HeaderValue),
     OAuth {
-        credentials: ClientCredentials,
+        credentials: Box<ClientCredentials>,
         http: reqwest::Client,
         cached: Mutex<Option<Token>>,
     },
@@ -97,6 +342,10 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523
+/// section 2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// Lifetime assumed when the token endpoint does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -118,7 +367,7 @@ impl Authenticator {
                         .build()
                         .map_err(|e| format!("building the HTTP client: {e}"))?;
                     Kind::OAuth {
-                        credentials,
+                        credentials: Box::new(credentials),
                         http,
                         cached: Mutex::new(None),
                     }
@@ -182,17 +431,40 @@ async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, S
         detail: Some(detail),
         retry_after: None,
     };
-    let mut form = vec![("grant_type", "client_credentials")];
+    let mut form = vec![("grant_type", "client_credentials".to_owned())];
     if let Some(scope) = &c.scope {
-        form.push(("scope", scope));
+        form.push(("scope", scope.clone()));
     }
     let mut request = http.post(&c.token_url);
-    if c.credentials_in_body {
-        form.push(("client_id", &c.client_id));
-        form.push(("client_secret", &c.client_secret));
-    } else {
-        // RFC 6749 section 2.3.1: both form-urlencoded, then Basic.
-        request = request.basic_auth(urlencode(&c.client_id), Some(urlencode(&c.client_secret)));
+    match &c.authentication {
+        ClientAuthentication::SecretBasic(secret) => {
+            // RFC 6749 section 2.3.1: both form-urlencoded, then Basic.
+            request = request.basic_auth(urlencode(&c.client_id), Some(urlencode(secret)));
+        }
+        ClientAuthentication::SecretPost(secret) => {
+            form.push(("client_id", c.client_id.clone()));
+            form.push(("client_secret", secret.clone()));
+        }
+        ClientAuthentication::PrivateKeyJwt(signer) => {
+            // RFC 7521 section 4.2; `client_id` is optional there, and
+            // some servers want it.
+            // The key signed a probe at start-up, so this is not expected
+            // to fail; if it does, nothing was sent.
+            let assertion = signer
+                .assertion(&c.client_id)
+                .map_err(|e| ScimError::Transport {
+                    method: "POST".to_owned(),
+                    path: "(OAuth token endpoint)".to_owned(),
+                    reason: format!(
+                        "signing the client assertion failed ({:?}); nothing sent",
+                        e.kind()
+                    ),
+                    maybe_applied: false,
+                })?;
+            form.push(("client_id", c.client_id.clone()));
+            form.push(("client_assertion_type", JWT_BEARER.to_owned()));
+            form.push(("client_assertion", assertion));
+        }
     }
     let started = Instant::now();
     let response = request

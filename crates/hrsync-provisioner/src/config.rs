@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use hrsync_config::Secret;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{ClientCredentials, Credentials};
+use crate::auth::{AssertionSigner, ClientAuthentication, ClientCredentials, Credentials};
 use crate::limit::Limits;
 use crate::matching::MatchChain;
 
@@ -111,10 +111,13 @@ pub struct AppConfig {
     /// again of its own).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Most SCIM requests per second to this app (unset: no limit). The
-    /// fast lane borrows ahead instead of waiting.
-    #[serde(default)]
-    pub rate_limit: Option<f64>,
+    /// Most SCIM requests per second to this app; `0` lifts the limit. When
+    /// unset, [`DEFAULT_RATE_LIMIT`] (25), the most the IPSIE SCIM profile
+    /// lets a client send an app: set `0` for a local app that should take
+    /// what it can (a test, a benchmark, a demo). The fast lane borrows ahead
+    /// instead of waiting.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: f64,
     /// SCIM attributes as CEL expressions over the profile, overriding or
     /// extending the default mapping: `"title" = 'person.title'`,
     /// `"name.givenName" = ...`, extension attributes by their full path
@@ -154,20 +157,156 @@ pub struct OAuthConfig {
     pub token_url: String,
     /// Client id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: Secret,
+    /// Client secret (`client_auth = "basic"` or `"post"`).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
     /// Scopes to ask for (space-separated), if any.
     #[serde(default)]
     pub scope: Option<String>,
     /// How the client authenticates to the token endpoint: `basic` (HTTP
-    /// Basic, `client_secret_basic`) or `post` (in the form body,
-    /// `client_secret_post`).
+    /// Basic, `client_secret_basic`), `post` (in the form body,
+    /// `client_secret_post`) or `private_key_jwt` (a JWT signed with
+    /// `private_key`, RFC 7523).
     #[serde(default = "default_client_auth")]
     pub client_auth: String,
+    /// `private_key_jwt`: the client's private key, PEM (PKCS#8 RSA or EC
+    /// P-256/P-384, or PKCS#1 RSA), usually `{ file = "..." }`. Read when
+    /// the provisioner starts.
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    /// `private_key_jwt`: the key's id, sent as the assertion's `kid`.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `private_key_jwt`: RS256, RS384, RS512, PS256, PS384, PS512, ES256
+    /// or ES384 (default: RS256 for an RSA key, ES256 or ES384 by the EC
+    /// key's curve).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// `private_key_jwt`: the assertion's audience (default: `token_url`).
+    #[serde(default)]
+    pub audience: Option<String>,
 }
+
+impl OAuthConfig {
+    /// How the client authenticates, its secret or key read (`at` names a
+    /// key in errors).
+    fn authentication(&self, at: &dyn Fn(&str) -> String) -> Result<ClientAuthentication, String> {
+        let secret = || match &self.client_secret {
+            Some(secret) => secret
+                .expose()
+                .map_err(|e| format!("{}: {e}", at("oauth.client_secret"))),
+            None => Err(format!(
+                "{} is not set (client_auth = {:?} needs it)",
+                at("oauth.client_secret"),
+                self.client_auth
+            )),
+        };
+        match self.client_auth.as_str() {
+            "basic" => Ok(ClientAuthentication::SecretBasic(secret()?)),
+            "post" => Ok(ClientAuthentication::SecretPost(secret()?)),
+            "private_key_jwt" => {
+                let pem = match &self.private_key {
+                    Some(key) => key
+                        .expose()
+                        .map_err(|e| format!("{}: {e}", at("oauth.private_key")))?,
+                    None => {
+                        return Err(format!(
+                            "{} is not set (client_auth = \"private_key_jwt\" needs it)",
+                            at("oauth.private_key")
+                        ))
+                    }
+                };
+                let signer = AssertionSigner::from_pem(
+                    &pem,
+                    self.algorithm.as_deref(),
+                    self.key_id.clone(),
+                    self.audience
+                        .clone()
+                        .unwrap_or_else(|| self.token_url.clone()),
+                )
+                .map_err(|e| {
+                    let key = if e.is_algorithm() {
+                        "oauth.algorithm"
+                    } else {
+                        "oauth.private_key"
+                    };
+                    format!("{}: {e}", at(key))
+                })?;
+                Ok(ClientAuthentication::PrivateKeyJwt(signer))
+            }
+            _ => Err(CLIENT_AUTH_VALUES.replace("KEY", &at("oauth.client_auth"))),
+        }
+    }
+
+    /// The checks that need no secret: the settings fit `client_auth`.
+    fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if !(self.token_url.starts_with("https://") || self.token_url.starts_with("http://")) {
+            return Err(format!("{} must be an http(s) URL", at("oauth.token_url")));
+        }
+        let jwt_only = [
+            ("private_key", self.private_key.is_some()),
+            ("key_id", self.key_id.is_some()),
+            ("algorithm", self.algorithm.is_some()),
+            ("audience", self.audience.is_some()),
+        ];
+        match self.client_auth.as_str() {
+            "basic" | "post" => {
+                if self.client_secret.is_none() {
+                    return Err(format!(
+                        "{} is not set (client_auth = {:?} needs it)",
+                        at("oauth.client_secret"),
+                        self.client_auth
+                    ));
+                }
+                if let Some((key, _)) = jwt_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "{} is only for client_auth = \"private_key_jwt\"",
+                        at(&format!("oauth.{key}"))
+                    ));
+                }
+            }
+            "private_key_jwt" => {
+                if self.private_key.is_none() {
+                    return Err(format!(
+                        "{} is not set (client_auth = \"private_key_jwt\" needs it)",
+                        at("oauth.private_key")
+                    ));
+                }
+                if self.client_secret.is_some() {
+                    return Err(format!(
+                        "{} is not used with client_auth = \"private_key_jwt\"; remove it",
+                        at("oauth.client_secret")
+                    ));
+                }
+                if let Some(algorithm) = &self.algorithm {
+                    crate::auth::check_algorithm(algorithm)
+                        .map_err(|e| format!("{}: {e}", at("oauth.algorithm")))?;
+                }
+                if let Some(audience) = &self.audience {
+                    if audience.trim().is_empty() {
+                        return Err(format!("{} is empty", at("oauth.audience")));
+                    }
+                }
+            }
+            _ => return Err(CLIENT_AUTH_VALUES.replace("KEY", &at("oauth.client_auth"))),
+        }
+        Ok(())
+    }
+}
+
+/// The error of an unknown `client_auth` (`KEY` is replaced by the key).
+const CLIENT_AUTH_VALUES: &str = "KEY must be \"basic\", \"post\" or \"private_key_jwt\"";
 
 fn default_client_auth() -> String {
     "basic".to_owned()
+}
+
+/// Requests per second an app gets when its `rate_limit` is unset: the IPSIE
+/// SCIM profile's most a client may send (25 per second per app).
+pub const DEFAULT_RATE_LIMIT: f64 = 25.0;
+
+fn default_rate_limit() -> f64 {
+    DEFAULT_RATE_LIMIT
 }
 
 fn default_concurrency() -> usize {
@@ -207,7 +346,10 @@ fn default_timeout_ms() -> u64 {
 
 impl AppConfig {
     /// An app at `base_url` with a bearer `token` and every other setting
-    /// at its default.
+    /// at its default, as a `[[provisioner.apps]]` entry with only these
+    /// three keys would have it (so at most [`DEFAULT_RATE_LIMIT`] requests
+    /// per second: set `rate_limit: 0.0` for a local app that should take
+    /// what it can).
     pub fn new(name: &str, base_url: &str, token: Secret) -> Self {
         AppConfig {
             name: name.to_owned(),
@@ -224,7 +366,7 @@ impl AppConfig {
             group_batch: default_group_batch(),
             group_linger_ms: default_group_linger_ms(),
             concurrency: default_concurrency(),
-            rate_limit: None,
+            rate_limit: DEFAULT_RATE_LIMIT,
             attributes: BTreeMap::new(),
             guard_max_deactivations: None,
             guard_max_share: None,
@@ -234,11 +376,15 @@ impl AppConfig {
         }
     }
 
-    /// The app's credentials, secrets read.
+    /// The app's credentials, secrets read and a `private_key_jwt` key
+    /// parsed and tried: the provisioner calls this as it starts, so a key
+    /// that is missing, unreadable or unusable stops it there. (`validate`
+    /// reads no secret: every role loads the same configuration, and only
+    /// the provisioner has the apps' secrets.)
     ///
     /// # Errors
-    /// A secret that cannot be read, or neither or both of `token` and
-    /// `oauth`.
+    /// A secret or key that cannot be read or used, or neither or both of
+    /// `token` and `oauth`; the message names the key, never its value.
     pub fn credentials(&self) -> Result<Credentials, String> {
         let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
         match (&self.token, &self.oauth) {
@@ -249,12 +395,8 @@ impl AppConfig {
             (None, Some(oauth)) => Ok(Credentials::ClientCredentials(ClientCredentials {
                 token_url: oauth.token_url.clone(),
                 client_id: oauth.client_id.clone(),
-                client_secret: oauth
-                    .client_secret
-                    .expose()
-                    .map_err(|e| format!("{}: {e}", at("oauth.client_secret")))?,
                 scope: oauth.scope.clone(),
-                credentials_in_body: oauth.client_auth == "post",
+                authentication: oauth.authentication(&at)?,
             })),
             (None, None) => Err(format!("{}: set either `token` or `oauth`", at("token"))),
             (Some(_), Some(_)) => Err(format!("{}: set `token` or `oauth`, not both", at("token"))),
@@ -281,11 +423,11 @@ impl AppConfig {
         }
     }
 
-    /// The app's request limits.
+    /// The app's request limits (`rate_limit = 0`: no rate limit).
     pub fn limits(&self) -> Limits {
         Limits {
             concurrency: Some(self.concurrency),
-            rate_per_second: self.rate_limit,
+            rate_per_second: (self.rate_limit > 0.0).then_some(self.rate_limit),
         }
     }
 
@@ -389,9 +531,9 @@ impl ProvisionerConfig {
             if app.concurrency == 0 {
                 return Err(format!("{} must be at least 1", at("concurrency")));
             }
-            if app.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            if !(app.rate_limit >= 0.0 && app.rate_limit.is_finite()) {
                 return Err(format!(
-                    "{} must be a positive number of requests per second",
+                    "{} must be a number of requests per second, or 0 for no limit",
                     at("rate_limit")
                 ));
             }
@@ -402,19 +544,7 @@ impl ProvisionerConfig {
                 (Some(_), Some(_)) => {
                     return Err(format!("{}: set `token` or `oauth`, not both", at("token")))
                 }
-                (None, Some(oauth)) => {
-                    if !(oauth.token_url.starts_with("https://")
-                        || oauth.token_url.starts_with("http://"))
-                    {
-                        return Err(format!("{} must be an http(s) URL", at("oauth.token_url")));
-                    }
-                    if !matches!(oauth.client_auth.as_str(), "basic" | "post") {
-                        return Err(format!(
-                            "{} must be \"basic\" or \"post\"",
-                            at("oauth.client_auth")
-                        ));
-                    }
-                }
+                (None, Some(oauth)) => oauth.validate(&at)?,
                 (Some(_), None) => {}
             }
             app.match_chain()?;
@@ -581,5 +711,124 @@ mod tests {
             .validate()
             .expect_err("refused")
             .starts_with("provisioner.apps[zendesk].match_attribute: "));
+    /// One app as `[[provisioner.apps]]` would give it, plus `extra` lines.
+    fn parsed(extra: &str) -> AppConfig {
+        let toml = format!(
+            "[[apps]]\nname = \"zendesk\"\nbase_url = \"https://zendesk.example/scim/v2\"\ntoken = \"t0ken\"\n{extra}"
+        );
+        let config: ProvisionerConfig = toml::from_str(&toml).expect("parses");
+        config.apps.into_iter().next().expect("one app")
+    }
+
+    #[test]
+    fn an_app_gets_the_ipsie_rate_unless_configured_and_0_lifts_it() {
+        let default = parsed("");
+        assert_eq!(default.rate_limit, 25.0);
+        assert_eq!(default.limits().rate_per_second, Some(25.0));
+        // `AppConfig::new` is the same app as the three keys in TOML.
+        assert_eq!(app(), default);
+        let unlimited = parsed("rate_limit = 0");
+        assert_eq!(unlimited.limits().rate_per_second, None);
+        with_app(unlimited).validate().expect("valid");
+        let faster = parsed("rate_limit = 100");
+        assert_eq!(faster.limits().rate_per_second, Some(100.0));
+        assert_eq!(
+            parsed("rate_limit = 2.5").limits().rate_per_second,
+            Some(2.5)
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let error = with_app(AppConfig {
+                rate_limit: bad,
+                ..app()
+            })
+            .validate()
+            .expect_err("refused");
+            assert_eq!(
+                error,
+                "provisioner.apps[zendesk].rate_limit must be a number of requests per second, \
+                 or 0 for no limit",
+                "{bad}"
+            );
+        }
+    }
+
+    fn with_oauth(lines: &str) -> Result<(), String> {
+        let toml = format!(
+            "[[apps]]\nname = \"lattice\"\nbase_url = \"https://lattice.example/scim/v2\"\n\
+             [apps.oauth]\ntoken_url = \"https://login.example/token\"\nclient_id = \"hrsync\"\n{lines}"
+        );
+        let config: ProvisionerConfig = toml::from_str(&toml).map_err(|e| e.to_string())?;
+        config.validate()
+    }
+
+    #[test]
+    fn oauth_settings_must_fit_the_client_authentication() {
+        with_oauth("client_secret = \"s\"").expect("basic by default");
+        with_oauth("client_secret = \"s\"\nclient_auth = \"post\"").expect("post");
+        with_oauth(
+            "client_auth = \"private_key_jwt\"\nprivate_key = { file = \"/absent/key.pem\" }\n\
+             key_id = \"k1\"\nalgorithm = \"ES256\"\naudience = \"https://login.example\"",
+        )
+        .expect("no secret is read by validate");
+        let cases = [
+            (
+                "client_auth = \"tls_client_auth\"",
+                "provisioner.apps[lattice].oauth.client_auth must be \"basic\", \"post\" or \
+                 \"private_key_jwt\"",
+            ),
+            (
+                "",
+                "provisioner.apps[lattice].oauth.client_secret is not set (client_auth = \"basic\" \
+                 needs it)",
+            ),
+            (
+                "client_secret = \"s\"\nkey_id = \"k1\"",
+                "provisioner.apps[lattice].oauth.key_id is only for client_auth = \"private_key_jwt\"",
+            ),
+            (
+                "client_auth = \"private_key_jwt\"",
+                "provisioner.apps[lattice].oauth.private_key is not set (client_auth = \
+                 \"private_key_jwt\" needs it)",
+            ),
+            (
+                "client_auth = \"private_key_jwt\"\nprivate_key = \"k\"\nalgorithm = \"none\"",
+                "provisioner.apps[lattice].oauth.algorithm: algorithm \"none\" is not one of RS256, \
+                 RS384, RS512, PS256, PS384, PS512, ES256, ES384",
+            ),
+            (
+                "client_auth = \"private_key_jwt\"\nprivate_key = \"k\"\naudience = \" \"",
+                "provisioner.apps[lattice].oauth.audience is empty",
+            ),
+        ];
+        for (lines, expected) in cases {
+            assert_eq!(with_oauth(lines).expect_err(lines), expected, "{lines}");
+        }
+    }
+
+    #[test]
+    fn an_inline_key_that_is_not_a_key_fails_naming_the_setting_not_the_value() {
+        let app = AppConfig {
+            token: None,
+            oauth: Some(OAuthConfig {
+                token_url: "https://login.example/token".to_owned(),
+                client_id: "hrsync".to_owned(),
+                client_secret: None,
+                scope: None,
+                client_auth: "private_key_jwt".to_owned(),
+                private_key: Some(Secret::inline(
+                    "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFBb0lCQVFD\n-----END PRIVATE KEY-----\n",
+                )),
+                key_id: None,
+                algorithm: None,
+                audience: None,
+            }),
+            ..app()
+        };
+        let error = app.credentials().expect_err("refused");
+        assert_eq!(
+            error,
+            "provisioner.apps[zendesk].oauth.private_key: the key cannot be read as an RSA or EC \
+             (P-256, P-384) private key"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hrsync_domain::LifecycleState::{Active, Deprovisioned};
-use hrsync_provisioner::auth::{ClientCredentials, Credentials};
+use hrsync_provisioner::auth::{ClientAuthentication, ClientCredentials, Credentials};
 use hrsync_provisioner::config::{AppConfig, ProvisionerConfig};
 use hrsync_provisioner::limit::Limits;
 use hrsync_provisioner::mapping::Mapping;
@@ -321,7 +321,7 @@ async fn oauth_app(
         hrsync_scim_app::Options {
             oauth: Some(hrsync_scim_app::OAuthClient {
                 client_id: "hrsync".into(),
-                client_secret: "s3cret:with spaces".into(),
+                credential: hrsync_scim_app::ClientCredential::Secret("s3cret:with spaces".into()),
                 token_lifetime: lifetime,
             }),
             ..hrsync_scim_app::Options::default()
@@ -342,9 +342,12 @@ fn oauth_client(base: &str, secret: &str, in_body: bool) -> anyhow::Result<ScimC
         Credentials::ClientCredentials(ClientCredentials {
             token_url: format!("{base}/oauth/token"),
             client_id: "hrsync".into(),
-            client_secret: secret.into(),
             scope: Some("scim".into()),
-            credentials_in_body: in_body,
+            authentication: if in_body {
+                ClientAuthentication::SecretPost(secret.into())
+            } else {
+                ClientAuthentication::SecretBasic(secret.into())
+            },
         }),
         Duration::from_secs(5),
         Limits::default(),

@@ -186,7 +186,7 @@ impl AppState {
     }
 
     /// The URL resources are located under, for this request.
-    fn base(&self, headers: &HeaderMap) -> String {
+    pub(crate) fn base(&self, headers: &HeaderMap) -> String {
         if let Some(base) = &self.shared.options.base_url {
             return base.clone();
         }

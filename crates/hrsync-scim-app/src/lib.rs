@@ -12,7 +12,8 @@
 //!   unique whatever its case, `User.groups` kept from group memberships.
 //! - A static bearer token on every endpoint but `/healthz`, and optionally
 //!   OAuth 2.0 access tokens from its own `/oauth/token` endpoint (client
-//!   credentials grant, see [`OAuthClient`]); SCIM errors;
+//!   credentials grant, the client authenticated by its secret or by a
+//!   `private_key_jwt` assertion, see [`OAuthClient`]); SCIM errors;
 //!   `application/scim+json`; a request body limit.
 //!
 //! - Quirk modes ([`Quirk`], off by default): departures from the RFC that
@@ -43,5 +44,5 @@ mod schema;
 mod store;
 
 pub use api::{router, AppState, Options};
-pub use oauth::OAuthClient;
+pub use oauth::{ClientCredential, ClientPublicKey, OAuthClient, MAX_ASSERTION_LIFETIME};
 pub use quirks::{Quirk, UnknownQuirk};

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hrsync_scim_app::{router, AppState, OAuthClient, Options, Quirk};
+use hrsync_scim_app::{
+    router, AppState, ClientCredential, ClientPublicKey, OAuthClient, Options, Quirk,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Serve an in-memory SCIM 2.0 app (Users, Groups) behind a bearer token.
@@ -42,20 +44,25 @@ struct Args {
     max_body_bytes: usize,
     /// Also accept OAuth 2.0 access tokens issued by `POST /oauth/token`
     /// (client credentials grant) to this client id...
-    #[arg(
-        long,
-        env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_ID",
-        requires = "oauth_client_secret"
-    )]
+    #[arg(long, env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_ID")]
     oauth_client_id: Option<String>,
-    /// ... with this client secret.
+    /// ... authenticated by this client secret ...
     #[arg(
         long,
         env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_SECRET",
         hide_env_values = true,
-        requires = "oauth_client_id"
+        requires = "oauth_client_id",
+        conflicts_with = "oauth_client_public_key_file"
     )]
     oauth_client_secret: Option<String>,
+    /// ... or by JWTs signed with the private key of this PEM public key
+    /// (`private_key_jwt`, RFC 7523).
+    #[arg(
+        long,
+        env = "HRSYNC_SCIM_APP_OAUTH_CLIENT_PUBLIC_KEY_FILE",
+        requires = "oauth_client_id"
+    )]
+    oauth_client_public_key_file: Option<PathBuf>,
     /// Lifetime of an issued access token, in seconds.
     #[arg(long, default_value_t = 3600)]
     oauth_token_lifetime_s: u64,
@@ -97,13 +104,27 @@ async fn main() -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("the bearer token is empty");
     }
-    let oauth = match (args.oauth_client_id, args.oauth_client_secret) {
-        (Some(client_id), Some(client_secret)) => Some(OAuthClient {
+    let credential = match (args.oauth_client_secret, &args.oauth_client_public_key_file) {
+        (Some(secret), None) => Some(ClientCredential::Secret(secret)),
+        (None, Some(path)) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the public key file {}", path.display()))?;
+            let key = ClientPublicKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("the public key file {}: {e}", path.display()))?;
+            Some(ClientCredential::PublicKey(key))
+        }
+        _ => None,
+    };
+    let oauth = match (args.oauth_client_id, credential) {
+        (Some(client_id), Some(credential)) => Some(OAuthClient {
             client_id,
-            client_secret,
+            credential,
             token_lifetime: std::time::Duration::from_secs(args.oauth_token_lifetime_s),
         }),
-        _ => None,
+        (None, _) => None,
+        (Some(_), None) => {
+            bail!("--oauth-client-id needs --oauth-client-secret or --oauth-client-public-key-file")
+        }
     };
     let options = Options {
         base_url: args.base_url,

@@ -1,10 +1,14 @@
 //! An OAuth 2.0 token endpoint for the client credentials grant (RFC 6749
 //! section 4.4), so the app can stand in for SCIM services that want access
 //! tokens instead of a static one: `POST /oauth/token` with
-//! `grant_type=client_credentials`, the client authenticated by HTTP Basic
-//! or by `client_id` and `client_secret` in the form. Tokens are random,
-//! expire after the configured lifetime, and are accepted by every SCIM
-//! endpoint beside the static bearer token.
+//! `grant_type=client_credentials`. The client authenticates with its
+//! secret (HTTP Basic or `client_id` and `client_secret` in the form) or,
+//! registered with a public key, with a signed JWT (`private_key_jwt`, RFC
+//! 7523 section 2.2): signature, `iss` and `sub` (the client id), `aud`
+//! (this token endpoint's URL, or the app's base URL), `exp` (at most
+//! [`MAX_ASSERTION_LIFETIME`] ahead) and a `jti` never seen before are all
+//! checked. Tokens are random, expire after the configured lifetime, and are
+//! accepted by every SCIM endpoint beside the static bearer token.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,36 +18,106 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::AppState;
 
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523
+/// section 2.2).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The longest a client assertion may be valid from now (a longer `exp`
+/// is refused): its `jti` is remembered that long to refuse a replay.
+pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Clock skew allowed when checking an assertion's `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
 /// The one OAuth client the app knows.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct OAuthClient {
     /// Client id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: String,
+    /// How the client authenticates to the token endpoint.
+    pub credential: ClientCredential,
     /// How long an issued access token is accepted.
     pub token_lifetime: Duration,
 }
 
-impl std::fmt::Debug for OAuthClient {
+/// What a client proves itself with.
+#[derive(Clone)]
+pub enum ClientCredential {
+    /// A shared secret (`client_secret_basic` or `client_secret_post`).
+    Secret(String),
+    /// The public key that verifies its signed assertions
+    /// (`private_key_jwt`).
+    PublicKey(ClientPublicKey),
+}
+
+impl std::fmt::Debug for ClientCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthClient")
-            .field("client_id", &self.client_id)
-            .field("token_lifetime", &self.token_lifetime)
+        match self {
+            ClientCredential::Secret(_) => f.write_str("Secret(<redacted>)"),
+            ClientCredential::PublicKey(key) => key.fmt(f),
+        }
+    }
+}
+
+/// A client's registered public key, RSA or EC.
+#[derive(Clone)]
+pub struct ClientPublicKey {
+    key: DecodingKey,
+    family: AlgorithmFamily,
+}
+
+impl std::fmt::Debug for ClientPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPublicKey")
+            .field("family", &self.family)
             .finish_non_exhaustive()
     }
 }
 
-/// Issued access tokens and when each expires.
+impl ClientPublicKey {
+    /// The public key in `pem`: an RSA (`PUBLIC KEY` or `RSA PUBLIC KEY`)
+    /// or EC P-256/P-384 (`PUBLIC KEY`) key.
+    ///
+    /// # Errors
+    /// A PEM that holds no RSA or EC public key.
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        // The library reads a private RSA key as if public: refuse it here.
+        if !(pem.contains("-----BEGIN PUBLIC KEY-----")
+            || pem.contains("-----BEGIN RSA PUBLIC KEY-----"))
+        {
+            return Err("not a PEM public key (`-----BEGIN PUBLIC KEY-----`)".to_owned());
+        }
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            return Ok(ClientPublicKey {
+                key,
+                family: AlgorithmFamily::Rsa,
+            });
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+            return Ok(ClientPublicKey {
+                key,
+                family: AlgorithmFamily::Ec,
+            });
+        }
+        Err("not a PEM RSA or EC public key".to_owned())
+    }
+}
+
+/// Issued access tokens and when each expires; the `jti` of the client
+/// assertions seen, until they expire.
 #[derive(Default)]
 pub(crate) struct Issued {
     tokens: parking_lot::Mutex<HashMap<String, Instant>>,
     count: std::sync::atomic::AtomicU64,
+    /// `jti` to the assertion's `exp` (seconds since the epoch).
+    assertions: parking_lot::Mutex<HashMap<String, u64>>,
 }
 
 impl Issued {
@@ -65,6 +139,14 @@ impl Issued {
     pub(crate) fn count(&self) -> u64 {
         self.count.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Records an assertion's `jti`; false if it was seen before (and has
+    /// not expired since, after which its `exp` refuses it anyway).
+    fn first_use(&self, jti: &str, exp: u64, now: u64) -> bool {
+        let mut seen = self.assertions.lock();
+        seen.retain(|_, expires| *expires + LEEWAY_SECS >= now);
+        seen.insert(jti.to_owned(), exp).is_none()
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,6 +154,17 @@ pub(crate) struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+/// The claims of a client assertion the checks above leave to read.
+#[derive(Deserialize)]
+struct AssertionClaims {
+    jti: Option<String>,
+    /// Required by the validation; optional here so that its absence is
+    /// reported as such rather than as an unreadable token.
+    exp: Option<u64>,
 }
 
 /// `POST /oauth/token`.
@@ -94,19 +187,33 @@ pub(crate) async fn token(
             "only client_credentials is supported",
         );
     }
-    let (id, secret) = match basic(&headers) {
-        Some(pair) => pair,
-        None => (
-            request.client_id.unwrap_or_default(),
-            request.client_secret.unwrap_or_default(),
-        ),
+    let authenticated = match &client.credential {
+        ClientCredential::Secret(expected) => {
+            if request.client_assertion.is_some() {
+                Err("this client authenticates with its secret, not an assertion".to_owned())
+            } else {
+                let (id, secret) = match basic(&headers) {
+                    Some(pair) => pair,
+                    None => (
+                        request.client_id.unwrap_or_default(),
+                        request.client_secret.unwrap_or_default(),
+                    ),
+                };
+                if constant_eq(&id, &client.client_id) & constant_eq(&secret, expected) {
+                    Ok(())
+                } else {
+                    Err("unknown client or wrong secret".to_owned())
+                }
+            }
+        }
+        ClientCredential::PublicKey(key) => {
+            let token_url = format!("{}/oauth/token", state.base(&headers));
+            let audiences = [token_url.as_str(), state.base(&headers).as_str()].map(str::to_owned);
+            check_assertion(&state, client, key, &request, &headers, &audiences)
+        }
     };
-    if !(constant_eq(&id, &client.client_id) & constant_eq(&secret, &client.client_secret)) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client or wrong secret",
-        );
+    if let Err(description) = authenticated {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client", &description);
     }
     let token = format!(
         "{}{}",
@@ -130,6 +237,105 @@ pub(crate) async fn token(
         })),
     )
         .into_response()
+}
+
+/// Checks a `private_key_jwt` client assertion (RFC 7523 section 3); the
+/// reason it is refused.
+fn check_assertion(
+    state: &AppState,
+    client: &OAuthClient,
+    key: &ClientPublicKey,
+    request: &TokenRequest,
+    headers: &HeaderMap,
+    audiences: &[String],
+) -> Result<(), String> {
+    if headers.contains_key(header::AUTHORIZATION) || request.client_secret.is_some() {
+        // RFC 6749 section 2.3: one authentication method per request.
+        return Err("this client authenticates with private_key_jwt only".to_owned());
+    }
+    if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
+        return Err(format!(
+            "this client authenticates with private_key_jwt: send client_assertion_type={JWT_BEARER} and client_assertion"
+        ));
+    }
+    let Some(assertion) = request.client_assertion.as_deref() else {
+        return Err("client_assertion is missing".to_owned());
+    };
+    if request
+        .client_id
+        .as_deref()
+        .is_some_and(|id| id != client.client_id)
+    {
+        return Err("unknown client".to_owned());
+    }
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| "the client assertion is not a signed JWT".to_owned())?;
+    let algorithms = key.family.algorithms();
+    if !algorithms.contains(&header.alg) {
+        return Err(format!(
+            "the client assertion's alg {:?} does not fit the client's registered key",
+            header.alg
+        ));
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.algorithms = algorithms.to_vec();
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    validation.set_issuer(&[&client.client_id]);
+    validation.sub = Some(client.client_id.clone());
+    validation.set_audience(audiences);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &key.key, &validation)
+        .map_err(|e| refusal(e.kind(), audiences))?
+        .claims;
+    let Some(exp) = claims.exp else {
+        return Err("the client assertion has no exp claim".to_owned());
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    if exp > now + MAX_ASSERTION_LIFETIME.as_secs() + LEEWAY_SECS {
+        return Err(format!(
+            "the client assertion is valid too long: exp at most {} s from now",
+            MAX_ASSERTION_LIFETIME.as_secs()
+        ));
+    }
+    let Some(jti) = claims.jti.filter(|j| !j.is_empty()) else {
+        return Err("the client assertion has no jti".to_owned());
+    };
+    if !state
+        .issued()
+        .first_use(&format!("{}\n{jti}", client.client_id), exp, now)
+    {
+        return Err("the client assertion's jti was used before (a replay)".to_owned());
+    }
+    Ok(())
+}
+
+/// Why an assertion failed the library's checks, for the client.
+fn refusal(kind: &ErrorKind, audiences: &[String]) -> String {
+    match kind {
+        ErrorKind::InvalidSignature => {
+            "the client assertion's signature does not verify with the client's registered key"
+                .to_owned()
+        }
+        ErrorKind::ExpiredSignature => "the client assertion has expired".to_owned(),
+        ErrorKind::ImmatureSignature => "the client assertion is not valid yet (nbf)".to_owned(),
+        ErrorKind::InvalidIssuer => "the client assertion's iss is not the client id".to_owned(),
+        ErrorKind::InvalidSubject => "the client assertion's sub is not the client id".to_owned(),
+        ErrorKind::InvalidAudience => format!(
+            "the client assertion's aud is not this token endpoint ({})",
+            audiences.first().map_or("", String::as_str)
+        ),
+        ErrorKind::MissingRequiredClaim(claim) => {
+            format!("the client assertion has no {claim} claim")
+        }
+        ErrorKind::InvalidClaimFormat(claim) => {
+            format!("the client assertion's {claim} claim is malformed")
+        }
+        ErrorKind::InvalidAlgorithm => {
+            "the client assertion's alg does not fit the client's registered key".to_owned()
+        }
+        _ => "the client assertion is not a valid signed JWT".to_owned(),
+    }
 }
 
 /// Client id and secret from `Authorization: Basic` (each form-urlencoded,

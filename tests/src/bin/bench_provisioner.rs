@@ -210,6 +210,15 @@ fn provisioner_config(
             "\n[[apps]]\nname = {name:?}\nbase_url = {:?}\ntoken = {token:?}\n",
             app.base_url
         ));
+        // A local app takes what it can: no rate limit, unless `--app-set`
+        // gives one.
+        if !args
+            .app_set
+            .iter()
+            .any(|line| line.trim_start().starts_with("rate_limit"))
+        {
+            toml.push_str("rate_limit = 0\n");
+        }
         for line in &args.app_set {
             toml.push_str(line);
             toml.push('\n');
