@@ -417,6 +417,21 @@ impl ScimClient {
         }
     }
 
+    /// One page of every `resource` (`GET /Users?startIndex=&count=`,
+    /// unfiltered), for reading all of an app's accounts.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn list(&self, resource: &str, start_index: usize, count: usize) -> Result<Page> {
+        let path = format!("/{resource}");
+        let query = [
+            ("startIndex", start_index.to_string()),
+            ("count", count.to_string()),
+        ];
+        let answer = self.call(Method::GET, &path, &query, None).await?;
+        read_page("GET", &path, answer)
+    }
+
     /// A resource by id; `None` when the server says 404.
     ///
     /// # Errors
