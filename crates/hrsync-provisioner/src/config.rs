@@ -83,6 +83,13 @@ pub struct AppConfig {
     /// Push the person's groups for this app as SCIM groups.
     #[serde(default = "yes")]
     pub push_groups: bool,
+    /// Most members joined or left per group PATCH request.
+    #[serde(default = "default_group_batch")]
+    pub group_batch: usize,
+    /// How long the group writer waits for more memberships before it sends
+    /// less than a full batch.
+    #[serde(default = "default_group_linger_ms")]
+    pub group_linger_ms: u64,
     /// Most SCIM requests in flight to this app (the fast lane has as many
     /// again of its own).
     #[serde(default = "default_concurrency")]
@@ -183,6 +190,14 @@ fn default_match_attribute() -> String {
     "userName".to_owned()
 }
 
+fn default_group_batch() -> usize {
+    crate::reconcile::DEFAULT_GROUP_BATCH
+}
+
+fn default_group_linger_ms() -> u64 {
+    u64::try_from(crate::reconcile::DEFAULT_GROUP_LINGER.as_millis()).unwrap_or(200)
+}
+
 fn default_timeout_ms() -> u64 {
     10_000
 }
@@ -200,6 +215,8 @@ impl AppConfig {
             timeout_ms: default_timeout_ms(),
             use_patch: None,
             push_groups: true,
+            group_batch: default_group_batch(),
+            group_linger_ms: default_group_linger_ms(),
             concurrency: default_concurrency(),
             rate_limit: None,
             attributes: BTreeMap::new(),
@@ -309,6 +326,12 @@ impl ProvisionerConfig {
             }
             if !(app.base_url.starts_with("https://") || app.base_url.starts_with("http://")) {
                 return Err(format!("{} must be an http(s) URL", at("base_url")));
+            }
+            if !(1..=1000).contains(&app.group_batch) {
+                return Err(format!(
+                    "{} must be between 1 and 1000 (members per group PATCH request)",
+                    at("group_batch")
+                ));
             }
             if let Some(share) = app.guard_max_share {
                 if !(share > 0.0 && share <= 1.0) {

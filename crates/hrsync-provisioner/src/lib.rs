@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod groups;
 pub mod guard;
 pub mod limit;
 pub mod mapping;

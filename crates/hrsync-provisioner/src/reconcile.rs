@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use hrsync_domain::{DirectoryChange, LifecycleState};
 use hrsync_store::Db;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::Row;
 
+use crate::groups::{GroupWriter, Membership, Target};
 pub use crate::guard::{guard_tripped, Guard};
 use crate::guard::{Deactivation, Gate};
 use crate::mapping::Mapping;
@@ -114,6 +115,13 @@ pub struct App {
     /// Group renames: a group's current name to the names it had before. A
     /// renamed group keeps its SCIM group (renamed in place) and members.
     pub group_renames: Arc<HashMap<String, Vec<String>>>,
+    /// Most members joined or left per group PATCH request.
+    pub group_batch: usize,
+    /// How long the group writer waits for more memberships before it sends
+    /// less than a full batch.
+    pub group_linger: std::time::Duration,
+    /// The app's group writer (shared by the clones of this app).
+    pub group_writer: Arc<GroupWriter>,
 }
 
 impl App {
@@ -130,7 +138,31 @@ impl App {
             guard_gate: Arc::new(Gate::default()),
             mapping: Arc::new(Mapping::default()),
             group_renames: Arc::new(HashMap::new()),
+            group_batch: DEFAULT_GROUP_BATCH,
+            group_linger: DEFAULT_GROUP_LINGER,
+            group_writer: Arc::new(GroupWriter::default()),
         }
+    }
+
+    /// The app as its group writer sees it.
+    pub fn group_target(&self) -> Target {
+        Target {
+            app: self.name.clone(),
+            client: self.client.clone(),
+            patch: self.patch,
+            renames: self.group_renames.clone(),
+            batch: self.group_batch.max(1),
+            linger: self.group_linger,
+        }
+    }
+
+    /// Applies the group memberships of this app requested so far (see
+    /// [`GroupWriter::flush`]).
+    ///
+    /// # Errors
+    /// Store failures, or the app's last failure on a group.
+    pub async fn flush_groups(&self, db: &Db) -> Result<bool, ReconcileError> {
+        self.group_writer.flush(db, &self.group_target()).await
     }
 
     /// The names `group` had before, if it was renamed.
@@ -138,6 +170,11 @@ impl App {
         self.group_renames.get(group).map_or(&[], Vec::as_slice)
     }
 }
+
+/// Members per group PATCH request unless configured.
+pub const DEFAULT_GROUP_BATCH: usize = 100;
+/// The group writer's wait for a fuller batch unless configured.
+pub const DEFAULT_GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a change is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -584,8 +621,10 @@ pub async fn reread(db: &Db, app: &App, change: &DirectoryChange) -> Result<(), 
 
 /// Brings the account's group memberships in `app` to the groups the
 /// change assigns for it (none once the app is unassigned or the person
-/// deprovisioned): groups are linked by name or created, members added and
-/// removed with PATCH (`members[value eq "…"]` paths).
+/// deprovisioned): the joins and leaves are requested of the app's group
+/// writer ([`crate::groups`]), which applies them in batches, so nothing
+/// here waits for the app to change a group. A group renamed in the rules
+/// is renamed in place now, and its members stay.
 async fn push_groups(
     db: &Db,
     app: &App,
@@ -597,10 +636,6 @@ async fn push_groups(
     if !app.push_groups || link.scim_id.is_empty() {
         return Ok(());
     }
-    let scim = |source: ScimError| ReconcileError::Scim {
-        app: app.name.clone(),
-        source: Box::new(source),
-    };
     let mut desired: Vec<String> = if wanted {
         change
             .apps
@@ -635,10 +670,11 @@ async fn push_groups(
                 .map(|old| (old.clone(), name.clone()))
         })
         .collect();
+    let target = app.group_target();
     for (old, new) in &carried {
         added.retain(|g| g != new);
         removed.retain(|g| g != old);
-        let (_, renamed) = group_id(db, app, new).await?;
+        let (_, renamed) = app.group_writer.resolve(db, &target, new).await?;
         if let Some(from) = renamed {
             ops.push(Operation::GroupRenamed {
                 from,
@@ -646,169 +682,24 @@ async fn push_groups(
             });
         }
     }
-    for name in &added {
-        let (group, renamed) = group_id(db, app, name).await?;
-        if let Some(from) = renamed {
-            ops.push(Operation::GroupRenamed {
-                from,
-                to: name.clone(),
-            });
-        }
-        let op = PatchOp::add("members", json!([{"value": link.scim_id}]));
-        app.client
-            .patch_members(&group, &[op])
-            .await
-            .map_err(scim)?;
-    }
-    for name in &removed {
-        // A group that is gone, or was never created, has nothing to leave.
-        let Some(group) = existing_group(db, app, name).await? else {
-            continue;
-        };
-        let path = format!(
-            "members[value eq {}]",
-            crate::scim::filter_value(&link.scim_id)
-        );
-        match app
-            .client
-            .patch_members(&group, &[PatchOp::remove(path)])
-            .await
-        {
-            // The group is gone from the app: nothing to leave.
-            Ok(_) | Err(ScimError::Status { status: 404, .. }) => {}
-            Err(e) => return Err(scim(e)),
-        }
-    }
-    if !added.is_empty() || !removed.is_empty() {
+    let membership = |group: &str, member: bool| Membership {
+        // A leave of a group renamed since is a leave of the renamed group.
+        group: target.current_name(group).to_owned(),
+        person_id: change.person_id.as_str().to_owned(),
+        member_id: link.scim_id.clone(),
+        member,
+    };
+    let requests: Vec<Membership> = added
+        .iter()
+        .map(|g| membership(g, true))
+        .chain(removed.iter().map(|g| membership(g, false)))
+        .collect();
+    if !requests.is_empty() {
+        crate::groups::request(db, &app.name, &requests).await?;
+        app.group_writer.wake(db, target);
         ops.push(Operation::Groups { added, removed });
     }
     link.groups = desired;
-    Ok(())
-}
-
-/// The SCIM id of group `name` in `app`: remembered, found by
-/// `displayName`, renamed in place from a name it had before, or created.
-/// Also returns the previous name if it renamed the group.
-async fn group_id(
-    db: &Db,
-    app: &App,
-    name: &str,
-) -> Result<(String, Option<String>), ReconcileError> {
-    let scim = |source: ScimError| ReconcileError::Scim {
-        app: app.name.clone(),
-        source: Box::new(source),
-    };
-    if let Some(id) = known_group(db, &app.name, name).await? {
-        return Ok((id, None));
-    }
-    let found = app
-        .client
-        .find("Groups", "displayName", name)
-        .await
-        .map_err(scim)?;
-    if let Some(id) = found.first().and_then(|g| g["id"].as_str()) {
-        remember_group(db, &app.name, name, id).await?;
-        return Ok((id.to_owned(), None));
-    }
-    for old in app.previous_names(name) {
-        let id = match known_group(db, &app.name, old).await? {
-            Some(id) => Some(id),
-            None => app
-                .client
-                .find("Groups", "displayName", old)
-                .await
-                .map_err(scim)?
-                .first()
-                .and_then(|g| g["id"].as_str().map(str::to_owned)),
-        };
-        let Some(id) = id else { continue };
-        rename_group(app, &id, name).await.map_err(scim)?;
-        sqlx::query("DELETE FROM provisioner_group WHERE app = $1 AND name = $2")
-            .bind(&app.name)
-            .bind(old)
-            .execute(db.pool())
-            .await?;
-        remember_group(db, &app.name, name, &id).await?;
-        tracing::info!(app = %app.name, from = %old, to = %name, "group renamed in place");
-        return Ok((id, Some(old.clone())));
-    }
-    let body = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": name,
-        "members": [],
-    });
-    let created = app.client.create("Groups", &body).await.map_err(scim)?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    remember_group(db, &app.name, name, &id).await?;
-    Ok((id, None))
-}
-
-/// The SCIM id of group `name` in `app` if it exists there, under this name
-/// or, if it was renamed since, under its new one. Never creates it.
-async fn existing_group(db: &Db, app: &App, name: &str) -> Result<Option<String>, ReconcileError> {
-    let renamed_to = app
-        .group_renames
-        .iter()
-        .filter(|(_, olds)| olds.iter().any(|o| o == name))
-        .map(|(new, _)| new.as_str());
-    for candidate in std::iter::once(name).chain(renamed_to) {
-        if let Some(id) = known_group(db, &app.name, candidate).await? {
-            return Ok(Some(id));
-        }
-        let found = app
-            .client
-            .find("Groups", "displayName", candidate)
-            .await
-            .map_err(|source| ReconcileError::Scim {
-                app: app.name.clone(),
-                source: Box::new(source),
-            })?;
-        if let Some(id) = found.first().and_then(|g| g["id"].as_str()) {
-            return Ok(Some(id.to_owned()));
-        }
-    }
-    Ok(None)
-}
-
-/// Renames a group: PATCH `displayName`, or GET + PUT without PATCH.
-async fn rename_group(app: &App, id: &str, name: &str) -> Result<(), ScimError> {
-    if app.patch {
-        let op = PatchOp::replace("displayName", json!(name));
-        app.client.patch("Groups", id, &[op]).await?;
-        return Ok(());
-    }
-    let Some(mut group) = app.client.get("Groups", id).await? else {
-        return Ok(());
-    };
-    group["displayName"] = json!(name);
-    if let Some(o) = group.as_object_mut() {
-        o.remove("meta");
-    }
-    app.client.replace("Groups", id, &group).await?;
-    Ok(())
-}
-
-async fn known_group(db: &Db, app: &str, name: &str) -> Result<Option<String>, ReconcileError> {
-    Ok(
-        sqlx::query_scalar("SELECT scim_id FROM provisioner_group WHERE app = $1 AND name = $2")
-            .bind(app)
-            .bind(name)
-            .fetch_optional(db.pool())
-            .await?,
-    )
-}
-
-async fn remember_group(db: &Db, app: &str, name: &str, id: &str) -> Result<(), ReconcileError> {
-    sqlx::query(
-        "INSERT INTO provisioner_group (app, name, scim_id, updated_at_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (app, name) DO UPDATE SET scim_id = excluded.scim_id, updated_at_ms = excluded.updated_at_ms",
-    )
-    .bind(app)
-    .bind(name)
-    .bind(id)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(db.pool())
-    .await?;
     Ok(())
 }
 

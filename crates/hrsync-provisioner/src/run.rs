@@ -137,6 +137,8 @@ impl Provisioner {
                 match_attribute: app.match_attribute.clone(),
                 patch,
                 push_groups: app.push_groups,
+                group_batch: app.group_batch,
+                group_linger: Duration::from_millis(app.group_linger_ms),
                 guard: app.guard(),
                 mapping: Arc::new(mapping),
                 ..App::new(&app.name, client)
@@ -159,6 +161,13 @@ impl Provisioner {
     /// The configured apps.
     pub fn apps(&self) -> &[App] {
         &self.apps
+    }
+
+    /// Starts the group writer of every app that pushes groups.
+    pub fn start_group_writers(&self) {
+        for app in self.apps.iter().filter(|a| a.push_groups) {
+            app.group_writer.wake(&self.db, app.group_target());
+        }
     }
 
     /// Sets the group renames (a group's current name to its earlier ones,
@@ -868,6 +877,9 @@ pub async fn run(
         }
     };
     let dlq = DlqPublisher::new(Producer::new(kafka)?, &topics.dlq, "provisioner");
+    // Group memberships requested before a restart (or by another process)
+    // are applied from the start, not only once a change wakes the writer.
+    provisioner.start_group_writers();
     let priority = Consumer::new(
         kafka,
         settings(&format!("{}-priority", config.group_id), &topics.priority)

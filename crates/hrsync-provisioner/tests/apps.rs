@@ -124,6 +124,7 @@ async fn a_renamed_group_is_renamed_in_place_with_its_members() -> anyhow::Resul
     let ada = directory_change("E8", "Ada Byron", 1, Active, &["zendesk"], &["Support"]);
     reconcile(&db, &before, &lucy).await?;
     reconcile(&db, &before, &ada).await?;
+    assert!(before.flush_groups(&db).await?);
     let old = scim.find("Groups", "displayName", "Support").await?;
     assert_eq!(old.len(), 1);
     let group_id = old[0]["id"].as_str().unwrap().to_owned();
@@ -173,6 +174,7 @@ async fn a_renamed_group_is_renamed_in_place_with_its_members() -> anyhow::Resul
         .find("Groups", "displayName", "Support")
         .await?
         .is_empty());
+    assert!(after.flush_groups(&db).await?);
     let group = scim.get("Groups", &group_id).await?.unwrap();
     assert_eq!(
         group["members"].as_array().map(Vec::len),
@@ -184,6 +186,7 @@ async fn a_renamed_group_is_renamed_in_place_with_its_members() -> anyhow::Resul
     // comes back.
     let ada = directory_change("E8", "Ada Byron", 3, Deprovisioned, &[], &[]);
     reconcile(&db, &after, &ada).await?;
+    assert!(after.flush_groups(&db).await?);
     let group = scim.get("Groups", &group_id).await?.unwrap();
     assert_eq!(
         group["members"].as_array().map(Vec::len),

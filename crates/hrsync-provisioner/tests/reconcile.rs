@@ -9,6 +9,7 @@ use hrsync_domain::{
 };
 use hrsync_provisioner::reconcile::{reconcile, App, Operation};
 use hrsync_provisioner::scim::{ScimClient, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use hrsync_store::Db;
 use hrsync_tests::{PgDatabase, ScimServer, SqliteFile};
 use serde_json::json;
 
@@ -50,8 +51,14 @@ fn grouped(mut change: DirectoryChange, groups: &[&str]) -> DirectoryChange {
     change
 }
 
-/// The user ids in group `name`.
-async fn members(client: &ScimClient, name: &str) -> anyhow::Result<Vec<String>> {
+/// The user ids in group `name`, once `app`'s group writer has applied what
+/// was requested.
+async fn members(db: &Db, app: &App, name: &str) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        app.flush_groups(db).await?,
+        "group writer claimed elsewhere"
+    );
+    let client = &app.client;
     let groups = client.find("Groups", "displayName", name).await?;
     anyhow::ensure!(groups.len() == 1, "group {name}: {groups:?}");
     let id = groups[0]["id"].as_str().unwrap_or_default();
@@ -99,7 +106,7 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
         }
     );
     assert_eq!(
-        members(&client, "Customer Support").await?,
+        members(&db, &app, "Customer Support").await?,
         vec![id.clone()]
     );
     let user = client.get("Users", &id).await?.unwrap();
@@ -148,7 +155,10 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
         client.get("Users", &id).await?.unwrap()["title"],
         "Support Manager"
     );
-    assert_eq!(members(&client, "People Managers").await?, vec![id.clone()]);
+    assert_eq!(
+        members(&db, &app, "People Managers").await?,
+        vec![id.clone()]
+    );
 
     // A stale change is dropped.
     let ops = reconcile(
@@ -199,8 +209,8 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
             },
         ]
     );
-    assert!(members(&client, "Customer Support").await?.is_empty());
-    assert!(members(&client, "People Managers").await?.is_empty());
+    assert!(members(&db, &app, "Customer Support").await?.is_empty());
+    assert!(members(&db, &app, "People Managers").await?.is_empty());
     // Deprovisioned at 7; an older change cannot reactivate.
     let ops = reconcile(&db, &app, &change(7, Deprovisioned, "Support Manager", &[])).await?;
     assert_eq!(ops, [Operation::Unchanged]);
@@ -228,7 +238,7 @@ async fn story(db_url: &str) -> anyhow::Result<()> {
         1
     );
     assert_eq!(
-        members(&client, "Customer Support").await?,
+        members(&db, &app, "Customer Support").await?,
         vec![id.clone()]
     );
 

@@ -155,12 +155,15 @@ fn describe(op: &Operation) -> String {
         Operation::Groups { added, removed } => {
             let mut parts = Vec::new();
             if !added.is_empty() {
-                parts.push(format!("joined {}", added.join(", ")));
+                parts.push(format!("join {}", added.join(", ")));
             }
             if !removed.is_empty() {
-                parts.push(format!("left {}", removed.join(", ")));
+                parts.push(format!("leave {}", removed.join(", ")));
             }
-            format!("groups: {}", parts.join("; "))
+            format!(
+                "group memberships requested ({}); the app's group writer applies them",
+                parts.join("; ")
+            )
         }
     }
 }
