@@ -31,8 +31,9 @@
 //! app's policy says so (`orphans = "deactivate"`; never deleted), each
 //! through the deprovision guard. An orphan deactivation the guard holds
 //! stays an orphan: the first reconciliation after `hrsync provisioner
-//! release APP` deactivates it. Group membership drift is reported, not
-//! fixed: memberships are the group writer's.
+//! release APP` deactivates it. Last, the joins and leaves of group
+//! membership drift are requested of the app's group writer
+//! ([`crate::groups`]) and flushed.
 //!
 //! The accounts of an app are read into memory in full (pages of
 //! [`Options::page_size`], `GET /Users?startIndex=&count=`), stopping at
@@ -179,6 +180,9 @@ pub enum Action {
     Reapply,
     /// Deactivate the orphan, under the deprovision guard.
     Deactivate,
+    /// Request the account's missing joins and extra leaves of the app's
+    /// group writer (only its group memberships differ).
+    Memberships,
     /// Leave it as it is; the note says why.
     Report,
 }
@@ -191,6 +195,7 @@ impl Action {
             Action::Create => "would create",
             Action::Reapply => "would re-apply",
             Action::Deactivate => "would deactivate",
+            Action::Memberships => "would fix memberships",
             Action::Report => "reported only",
         }
     }
@@ -202,6 +207,7 @@ impl Action {
             Action::Create => "created",
             Action::Reapply => "re-applied",
             Action::Deactivate => "deactivated",
+            Action::Memberships => "memberships fixed",
             Action::Report => "reported only",
         }
     }
@@ -337,6 +343,9 @@ pub struct Report {
     pub persons: usize,
     /// Pushed groups whose members were read (0 without `push_groups`).
     pub groups_read: usize,
+    /// Membership requests the group writer had still to apply when the
+    /// app was read (they show as drift until applied).
+    pub memberships_pending: u64,
     /// Findings per class.
     pub counts: BTreeMap<Class, usize>,
     /// Every account (and missing account), in sync ones included.
@@ -424,8 +433,15 @@ impl Report {
         if membership_drift > 0 {
             let _ = writeln!(
                 out,
-                "{membership_drift} account(s) with group membership drift: reported only, \
-                 memberships are not changed by reconciliation"
+                "{membership_drift} account(s) with group membership drift (see groups_to_join \
+                 and groups_to_leave in the report)"
+            );
+        }
+        if self.memberships_pending > 0 {
+            let _ = writeln!(
+                out,
+                "{} membership request(s) were still pending with the group writer",
+                self.memberships_pending
             );
         }
         let held = self.held();
@@ -598,6 +614,7 @@ async fn sweep(
         accounts_read: inputs.accounts.len(),
         persons: inputs.persons.len(),
         groups_read: inputs.memberships.as_ref().map_or(0, |m| m.groups),
+        memberships_pending: inputs.memberships.as_ref().map_or(0, |m| m.pending),
         counts,
         findings,
     };
@@ -676,6 +693,8 @@ impl Person {
 struct Memberships {
     /// Groups read.
     groups: usize,
+    /// Requests pending with the group writer.
+    pending: u64,
     /// The pushed groups (by name) each account is in.
     of: HashMap<String, BTreeSet<String>>,
 }
@@ -831,6 +850,7 @@ async fn memberships(db: &Db, app: &App) -> Result<Memberships, ReconcileError> 
             .await?;
     let mut memberships = Memberships {
         groups: groups.len(),
+        pending: crate::groups::pending(db, &app.name).await?,
         of: HashMap::new(),
     };
     for (name, id) in groups {
@@ -969,11 +989,7 @@ fn classify(app: &App, inputs: &Inputs, orphans: OrphanPolicy) -> Vec<Finding> {
                 finding.class = Class::Drifted;
                 finding.differences.push("groups".to_owned());
                 if finding.action == Action::None {
-                    finding.action = Action::Report;
-                    finding.note = Some(
-                        "only group memberships differ: reported, not changed by reconciliation"
-                            .to_owned(),
-                    );
+                    finding.action = Action::Memberships;
                 }
             }
             findings.push(finding);
@@ -1221,7 +1237,7 @@ async fn fix(
                         },
                         Ok(_) => deactivate_orphan(provisioner, app, &finding).await,
                     },
-                    Action::None | Action::Report => return (i, None),
+                    Action::None | Action::Memberships | Action::Report => return (i, None),
                 };
                 let outcome = match &result {
                     FixResult::Done { .. } => "done",
@@ -1230,8 +1246,7 @@ async fn fix(
                     FixResult::Skipped { .. } => "skipped",
                     FixResult::Failed { .. } => "failed",
                 };
-                metrics::counter!(FIXES, "app" => app.name.clone(), "action" => action.done(), "outcome" => outcome)
-                    .increment(1);
+                count_fix(app, action, outcome);
                 (i, Some(result))
             })
             .buffer_unordered(options.fix_concurrency.max(1))
@@ -1242,6 +1257,149 @@ async fn fix(
             findings[i].result = Some(result);
         }
     }
+    fix_memberships(provisioner, app, findings, changes).await;
+}
+
+/// Requests the membership drift of every linked account whose other fixes
+/// (if any) were done of the app's group writer, each under its person's
+/// lock and only while the person's newest change is the one classified
+/// against; then flushes the writer (or, when another process writes this
+/// app's groups, leaves them to it).
+async fn fix_memberships(
+    provisioner: &Provisioner,
+    app: &App,
+    findings: &mut [Finding],
+    changes: &HashMap<&str, &DirectoryChange>,
+) {
+    let db = &provisioner.db;
+    let mut requested = Vec::new();
+    for (i, finding) in findings.iter_mut().enumerate() {
+        let eligible = matches!(
+            (&finding.result, finding.action),
+            (None, Action::Memberships)
+                | (Some(FixResult::Done { .. }), Action::Reapply | Action::Link)
+        );
+        let (Some(person_id), Some(account_id)) = (&finding.person_id, &finding.account_id) else {
+            continue;
+        };
+        let drift = !finding.groups_to_join.is_empty() || !finding.groups_to_leave.is_empty();
+        let Some(change) = changes
+            .get(person_id.as_str())
+            .filter(|_| eligible && drift)
+        else {
+            continue;
+        };
+        let memberships: Vec<crate::groups::Membership> = finding
+            .groups_to_join
+            .iter()
+            .map(|g| (g, true))
+            .chain(finding.groups_to_leave.iter().map(|g| (g, false)))
+            .map(|(group, member)| crate::groups::Membership {
+                group: group.clone(),
+                person_id: person_id.clone(),
+                member_id: account_id.clone(),
+                member,
+            })
+            .collect();
+        let outcome = {
+            let _person = provisioner.lock_for(&change.person_id).lock().await;
+            match newest_version(db, person_id).await {
+                Ok(Some(version)) if u64::try_from(version).ok() == Some(change.version) => {
+                    crate::groups::request(db, &app.name, &memberships)
+                        .await
+                        .map(|()| true)
+                }
+                Ok(_) => Ok(false),
+                Err(error) => Err(error),
+            }
+        };
+        match outcome {
+            Ok(true) => requested.push(i),
+            Ok(false) if finding.action == Action::Memberships => {
+                finding.result = Some(FixResult::Skipped {
+                    reason: "a newer change of the person arrived; it brings the memberships"
+                        .to_owned(),
+                });
+            }
+            Ok(false) => {}
+            Err(error) => {
+                finding.result = Some(FixResult::Failed {
+                    error: format!("group memberships: {error}"),
+                });
+            }
+        }
+    }
+    if requested.is_empty() {
+        return;
+    }
+    let flushed = app.flush_groups(db).await;
+    let refused = match &flushed {
+        Ok(true) => crate::groups::refused(db, &app.name)
+            .await
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    for i in requested {
+        let finding = &mut findings[i];
+        let groups = format!(
+            "join [{}], leave [{}]",
+            finding.groups_to_join.join(", "),
+            finding.groups_to_leave.join(", ")
+        );
+        let refusals: Vec<String> = refused
+            .iter()
+            .filter(|(group, member, _)| {
+                finding.account_id.as_ref() == Some(member)
+                    && (finding.groups_to_join.contains(group)
+                        || finding.groups_to_leave.contains(group))
+            })
+            .map(|(group, _, error)| format!("{group}: {error}"))
+            .collect();
+        let operation = match &flushed {
+            Err(error) => {
+                finding.result = Some(FixResult::Failed {
+                    error: format!("group memberships ({groups}): {error}"),
+                });
+                count_fix(app, Action::Memberships, "failed");
+                continue;
+            }
+            Ok(_) if !refusals.is_empty() => {
+                finding.result = Some(FixResult::Failed {
+                    error: format!("the app refused: {}", refusals.join("; ")),
+                });
+                count_fix(app, Action::Memberships, "failed");
+                continue;
+            }
+            Ok(true) => format!("groups: {groups}"),
+            Ok(false) => format!(
+                "groups requested: {groups} (applied by the process that writes this app's groups)"
+            ),
+        };
+        count_fix(app, Action::Memberships, "done");
+        match &mut finding.result {
+            Some(FixResult::Done { operations }) => operations.push(operation),
+            _ => {
+                finding.result = Some(FixResult::Done {
+                    operations: vec![operation],
+                });
+            }
+        }
+    }
+}
+
+fn count_fix(app: &App, action: Action, outcome: &'static str) {
+    metrics::counter!(FIXES, "app" => app.name.clone(), "action" => action.done(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The version of the newest change stored for `person_id`.
+async fn newest_version(db: &Db, person_id: &str) -> Result<Option<i64>, ReconcileError> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM provisioner_person WHERE person_id = $1")
+            .bind(person_id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }
 
 /// The match keys of the persons whose newest change reached the

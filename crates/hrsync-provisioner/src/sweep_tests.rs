@@ -44,6 +44,7 @@ fn link(person: &Person, id: &str) -> (String, String) {
 fn everyone(ids: &[&str]) -> Option<Memberships> {
     Some(Memberships {
         groups: 1,
+        pending: 0,
         of: ids
             .iter()
             .map(|id| ((*id).to_owned(), BTreeSet::from(["Everyone".to_owned()])))
@@ -180,7 +181,7 @@ fn every_account_and_missing_person_is_classified() {
     assert_eq!((f.class, f.action), (Class::Drifted, Action::Reapply));
     assert_eq!(f.differences, ["active"]);
     let f = find(&findings, "u4");
-    assert_eq!((f.class, f.action), (Class::Drifted, Action::Report));
+    assert_eq!((f.class, f.action), (Class::Drifted, Action::Memberships));
     assert_eq!(f.differences, ["groups"]);
     assert_eq!(f.groups_to_join, ["Everyone"]);
     let f = find(&findings, "u5");
@@ -300,6 +301,7 @@ fn the_report_summarises_per_class_and_round_trips_as_json() {
         accounts_read: 3,
         persons: 2,
         groups_read: 0,
+        memberships_pending: 0,
         counts: BTreeMap::from([(Class::InSync, 1), (Class::Orphan, 2), (Class::Missing, 1)]),
         findings: vec![in_sync, held, done, failed],
     };

@@ -13,6 +13,7 @@ use hrsync_config::Secret;
 use hrsync_domain::LifecycleState::{Active, Deprovisioned};
 use hrsync_domain::{DirectoryChange, LifecycleState};
 use hrsync_provisioner::config::{AppConfig, ProvisionerConfig};
+use hrsync_provisioner::groups;
 use hrsync_provisioner::reconcile::guard_tripped;
 use hrsync_provisioner::run::Provisioner;
 use hrsync_provisioner::scim::{PatchOp, ScimClient, USER_SCHEMA};
@@ -517,13 +518,13 @@ async fn an_app_is_classified_exactly_and_fixed_on_sqlite() -> anyhow::Result<()
 }
 
 /// Group memberships that differ from the desired ones are reported per
-/// account (joins missing and memberships too many), without a change.
-#[tokio::test(flavor = "multi_thread")]
-async fn membership_drift_is_reported() -> anyhow::Result<()> {
+/// account (joins missing and memberships too many), without a change by
+/// the dry run; the fix run requests them of the group writer and flushes
+/// it, and the app is then in sync.
+async fn memberships_story(db_url: &str) -> anyhow::Result<()> {
     let app = LocalApp::start(&[]).await?;
     let client = app.client()?;
-    let file = SqliteFile::new()?;
-    let db = Db::connect(&file.url(), 4).await?;
+    let db = Db::connect(db_url, 4).await?;
     db.migrate().await?;
     let provisioner = provisioner(
         &db,
@@ -533,6 +534,7 @@ async fn membership_drift_is_reported() -> anyhow::Result<()> {
         }],
     )
     .await?;
+    let zendesk = &provisioner.apps()[0];
     let everyone = ["Everyone"];
     for (e, name, groups) in [
         ("E1", "Ada Tester", &everyone[..]),
@@ -543,10 +545,12 @@ async fn membership_drift_is_reported() -> anyhow::Result<()> {
         let results = provisioner.apply(&change, None).await;
         anyhow::ensure!(results[0].result.is_ok(), "{:?}", results[0].result);
     }
+    assert!(zendesk.flush_groups(&db).await?);
     let group = client.find("Groups", "displayName", "Everyone").await?;
     let group = group[0]["id"].as_str().unwrap_or_default().to_owned();
     let bob = id_of(&client, "bob@example.com").await?;
     let cy = id_of(&client, "cy@example.com").await?;
+    // By hand in the app: Bob out of Everyone, Cy into it; and Ada's title.
     client
         .patch_members(
             &group,
@@ -556,6 +560,26 @@ async fn membership_drift_is_reported() -> anyhow::Result<()> {
             ],
         )
         .await?;
+    let ada = id_of(&client, "ada@example.com").await?;
+    client
+        .patch(
+            "Users",
+            &ada,
+            &[PatchOp::replace("title", json!("By hand"))],
+        )
+        .await?;
+    let members = || async {
+        let group = client.get("Groups", &group).await?.expect("Everyone");
+        let mut ids: Vec<String> = group["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["value"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        anyhow::Ok(ids)
+    };
+
     let before = state_of(&db, &client).await?;
     let report = sweep::reconcile_app(
         &provisioner,
@@ -565,29 +589,85 @@ async fn membership_drift_is_reported() -> anyhow::Result<()> {
     .await?;
     assert_eq!(state_of(&db, &client).await?, before);
     assert_eq!(report.groups_read, 1);
+    assert_eq!(report.memberships_pending, 0);
     let findings = by_user(&report);
     let f = &findings["ada@example.com"];
-    assert_eq!((f.class, f.action), (Class::InSync, Action::None), "{f:?}");
+    assert_eq!(
+        (f.class, f.action),
+        (Class::Drifted, Action::Reapply),
+        "{f:?}"
+    );
+    assert_eq!(f.differences, ["title"]);
+    assert!(f.groups_to_join.is_empty() && f.groups_to_leave.is_empty());
     let f = &findings["bob@example.com"];
     assert_eq!(
         (f.class, f.action),
-        (Class::Drifted, Action::Report),
+        (Class::Drifted, Action::Memberships),
         "{f:?}"
     );
-    assert_eq!(
-        (f.differences.as_slice(), f.groups_to_join.as_slice()),
-        (&["groups".to_owned()][..], &["Everyone".to_owned()][..])
-    );
+    assert_eq!(f.differences, ["groups"]);
+    assert_eq!(f.groups_to_join, ["Everyone"]);
     let f = &findings["cy@example.com"];
     assert_eq!(
-        (f.class, f.groups_to_leave.as_slice()),
-        (Class::Drifted, &["Everyone".to_owned()][..]),
+        (f.class, f.action, f.groups_to_leave.as_slice()),
+        (
+            Class::Drifted,
+            Action::Memberships,
+            &["Everyone".to_owned()][..]
+        ),
         "{f:?}"
     );
     assert!(report
         .summary()
         .contains("2 account(s) with group membership drift"));
+
+    let report = sweep::reconcile_app(
+        &provisioner,
+        "zendesk",
+        &Options::new(false, OrphanPolicy::Report),
+    )
+    .await?;
+    let findings = by_user(&report);
+    let done = |user: &str| match &findings[user].result {
+        Some(FixResult::Done { operations }) => operations.clone(),
+        other => panic!("{user}: {other:?}"),
+    };
+    assert_eq!(
+        done("bob@example.com"),
+        ["groups: join [Everyone], leave []"]
+    );
+    assert_eq!(
+        done("cy@example.com"),
+        ["groups: join [], leave [Everyone]"]
+    );
+    let mut expected = vec![ada, bob];
+    expected.sort();
+    assert_eq!(members().await?, expected);
+    assert_eq!(groups::pending(&db, "zendesk").await?, 0);
+
+    let report = sweep::reconcile_app(
+        &provisioner,
+        "zendesk",
+        &Options::new(true, OrphanPolicy::Report),
+    )
+    .await?;
+    assert!(
+        report.findings.iter().all(|f| f.class == Class::InSync),
+        "{report:#?}"
+    );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn membership_drift_is_reported_and_fixed_on_postgres() -> anyhow::Result<()> {
+    let db = PgDatabase::fresh().await?;
+    memberships_story(db.url()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn membership_drift_is_reported_and_fixed_on_sqlite() -> anyhow::Result<()> {
+    let file = SqliteFile::new()?;
+    memberships_story(&file.url()).await
 }
 
 /// A scheduled reconciliation runs one process at a time per app (the
