@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{ClientCredentials, Credentials};
 use crate::limit::Limits;
+use crate::matching::MatchChain;
 use crate::sweep::{OrphanPolicy, ReconcileMode};
 
 /// Settings of the provisioner role.
@@ -70,9 +71,21 @@ pub struct AppConfig {
     /// OAuth 2.0 client credentials (or `token`).
     #[serde(default)]
     pub oauth: Option<OAuthConfig>,
-    /// SCIM attribute that finds an existing account.
-    #[serde(default = "default_match_attribute")]
-    pub match_attribute: String,
+    /// SCIM attribute that finds an existing account: the match chain of
+    /// this one attribute (or `match_attributes`, not both).
+    #[serde(default)]
+    pub match_attribute: Option<String>,
+    /// The match chain: SCIM attribute paths tried in order to find an
+    /// existing account, compared ignoring case (`userName`,
+    /// `emails[type eq "work"].value`, `externalId`, an extension's
+    /// `urn:…:employeeNumber`); see [`crate::matching`]. Unset (and no
+    /// `match_attribute`): `["userName"]`.
+    #[serde(default)]
+    pub match_attributes: Option<Vec<String>>,
+    /// Most users read when searching, ignoring case, for the account a
+    /// create conflicted with (409) that no filter found; 0: no search.
+    #[serde(default = "default_match_scan_limit")]
+    pub match_scan_limit: usize,
     /// Per-request timeout.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -80,6 +93,11 @@ pub struct AppConfig {
     /// `/ServiceProviderConfig`.
     #[serde(default)]
     pub use_patch: Option<bool>,
+    /// Send `If-Match` with the account's version on writes to users (true)
+    /// or never (false); by default when the app's
+    /// `/ServiceProviderConfig` says ETags are supported.
+    #[serde(default)]
+    pub use_etag: Option<bool>,
     /// Push the person's groups for this app as SCIM groups.
     #[serde(default = "yes")]
     pub push_groups: bool,
@@ -186,8 +204,8 @@ fn yes() -> bool {
     true
 }
 
-fn default_match_attribute() -> String {
-    "userName".to_owned()
+fn default_match_scan_limit() -> usize {
+    crate::reconcile::DEFAULT_MATCH_SCAN_LIMIT
 }
 
 fn default_group_batch() -> usize {
@@ -211,9 +229,12 @@ impl AppConfig {
             base_url: base_url.to_owned(),
             token: Some(token),
             oauth: None,
-            match_attribute: default_match_attribute(),
+            match_attribute: None,
+            match_attributes: None,
+            match_scan_limit: default_match_scan_limit(),
             timeout_ms: default_timeout_ms(),
             use_patch: None,
+            use_etag: None,
             push_groups: true,
             group_batch: default_group_batch(),
             group_linger_ms: default_group_linger_ms(),
@@ -255,6 +276,26 @@ impl AppConfig {
             })),
             (None, None) => Err(format!("{}: set either `token` or `oauth`", at("token"))),
             (Some(_), Some(_)) => Err(format!("{}: set `token` or `oauth`, not both", at("token"))),
+        }
+    }
+
+    /// The app's match chain: `match_attributes`, or `match_attribute`
+    /// alone, or `userName`.
+    ///
+    /// # Errors
+    /// Both keys set, or a path that is not one, naming the key.
+    pub fn match_chain(&self) -> Result<MatchChain, String> {
+        let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
+        match (&self.match_attribute, &self.match_attributes) {
+            (Some(_), Some(_)) => Err(format!(
+                "{}: set `match_attributes` or `match_attribute`, not both",
+                at("match_attributes")
+            )),
+            (Some(one), None) => MatchChain::parse(std::slice::from_ref(one))
+                .map_err(|(_, why)| format!("{}: {why}", at("match_attribute"))),
+            (None, Some(chain)) => MatchChain::parse(chain)
+                .map_err(|(i, why)| format!("{}: {why}", at(&format!("match_attributes[{i}]")))),
+            (None, None) => Ok(MatchChain::default()),
         }
     }
 
@@ -400,6 +441,7 @@ impl ProvisionerConfig {
                 }
                 (Some(_), None) => {}
             }
+            app.match_chain()?;
             crate::mapping::Mapping::compile(&app.attributes)
                 .map_err(|e| format!("provisioner.apps[{}].attributes.{e}", app.name))?;
         }
@@ -499,5 +541,69 @@ mod tests {
             error,
             "provisioner.apps[zendesk].guard_window_secs must be at least 1"
         );
+    }
+
+    #[test]
+    fn the_match_chain_defaults_to_user_name_and_takes_the_old_key() {
+        assert_eq!(app().match_chain().expect("chain").to_string(), "userName");
+        let old = AppConfig {
+            match_attribute: Some("externalId".into()),
+            ..app()
+        };
+        assert_eq!(old.match_chain().expect("chain").to_string(), "externalId");
+        let parsed: AppConfig = serde_json::from_value(serde_json::json!({
+            "name": "zendesk",
+            "base_url": "https://zendesk.example/scim/v2",
+            "token": "t0ken",
+            "match_attributes": ["userName", "emails[type eq \"work\"].value", "externalId"],
+            "match_scan_limit": 500,
+        }))
+        .expect("parses");
+        assert_eq!(
+            parsed.match_chain().expect("chain").to_string(),
+            r#"userName, emails[type eq "work"].value, externalId"#
+        );
+        assert_eq!(parsed.match_scan_limit, 500);
+        with_app(parsed).validate().expect("valid");
+    }
+
+    #[test]
+    fn a_bad_match_chain_is_refused_naming_the_key() {
+        let both = with_app(AppConfig {
+            match_attribute: Some("userName".into()),
+            match_attributes: Some(vec!["externalId".into()]),
+            ..app()
+        });
+        assert_eq!(
+            both.validate().expect_err("refused"),
+            "provisioner.apps[zendesk].match_attributes: set `match_attributes` or \
+             `match_attribute`, not both"
+        );
+        let bad = with_app(AppConfig {
+            match_attributes: Some(vec!["userName".into(), "emails[type eq work]".into()]),
+            ..app()
+        });
+        let error = bad.validate().expect_err("refused");
+        assert!(
+            error.starts_with("provisioner.apps[zendesk].match_attributes[1]: "),
+            "{error}"
+        );
+        assert!(error.contains("quoted string"), "{error}");
+        let empty = with_app(AppConfig {
+            match_attributes: Some(Vec::new()),
+            ..app()
+        });
+        assert!(empty
+            .validate()
+            .expect_err("refused")
+            .starts_with("provisioner.apps[zendesk].match_attributes[0]: "));
+        let id = with_app(AppConfig {
+            match_attribute: Some("id".into()),
+            ..app()
+        });
+        assert!(id
+            .validate()
+            .expect_err("refused")
+            .starts_with("provisioner.apps[zendesk].match_attribute: "));
     }
 }

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::reconcile::ReconcileError;
 use crate::scim::{filter_value, PatchOp, ScimClient, ScimError};
@@ -277,30 +278,37 @@ async fn supervise(shared: Arc<Shared>) {
 /// # Errors
 /// Store failures.
 pub async fn request(db: &Db, app: &str, memberships: &[Membership]) -> Result<(), ReconcileError> {
-    // 7 parameters a row: 100 rows stay far below every backend's limit.
+    // The request that applies them joins the requesting change's trace.
+    let trace_parent = hrsync_telemetry::propagation::inject(&tracing::Span::current())
+        .into_iter()
+        .find(|(name, _)| name == hrsync_telemetry::propagation::TRACEPARENT)
+        .map(|(_, value)| value);
+    // 8 parameters a row: 100 rows stay far below every backend's limit.
     for chunk in memberships.chunks(100) {
         let rows = (0..chunk.len())
             .map(|i| {
-                let p = i * 7;
+                let p = i * 8;
                 format!(
-                    "(${}, ${}, ${}, ${}, ${}, 1, ${}, NULL, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, 1, ${}, NULL, ${}, ${})",
                     p + 1,
                     p + 2,
                     p + 3,
                     p + 4,
                     p + 5,
                     p + 6,
-                    p + 7
+                    p + 7,
+                    p + 8
                 )
             })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "INSERT INTO provisioner_member (app, group_name, member_id, person_id, member, \
-             pending, seq, last_error, updated_at_ms) VALUES {rows} \
+             pending, seq, last_error, trace_parent, updated_at_ms) VALUES {rows} \
              ON CONFLICT (app, group_name, member_id) DO UPDATE SET \
              person_id = excluded.person_id, member = excluded.member, pending = 1, \
-             seq = excluded.seq, last_error = NULL, updated_at_ms = excluded.updated_at_ms"
+             seq = excluded.seq, last_error = NULL, trace_parent = excluded.trace_parent, \
+             updated_at_ms = excluded.updated_at_ms"
         );
         let now = chrono::Utc::now().timestamp_millis();
         let mut query = sqlx::query(&sql);
@@ -312,6 +320,7 @@ pub async fn request(db: &Db, app: &str, memberships: &[Membership]) -> Result<(
                 .bind(&m.person_id)
                 .bind(i64::from(m.member))
                 .bind(next_seq())
+                .bind(trace_parent.as_deref())
                 .bind(now);
         }
         query.execute(db.pool()).await?;
@@ -386,6 +395,7 @@ struct Pending {
     member_id: String,
     member: bool,
     seq: i64,
+    trace_parent: Option<String>,
 }
 
 async fn pending_rows(
@@ -395,7 +405,7 @@ async fn pending_rows(
     limit: usize,
 ) -> Result<Vec<Pending>, ReconcileError> {
     let rows = sqlx::query(
-        "SELECT member_id, member, seq FROM provisioner_member \
+        "SELECT member_id, member, seq, trace_parent FROM provisioner_member \
          WHERE app = $1 AND group_name = $2 AND pending = 1 ORDER BY seq LIMIT $3",
     )
     .bind(app)
@@ -409,6 +419,7 @@ async fn pending_rows(
                 member_id: r.try_get(0)?,
                 member: r.try_get::<i64, _>(1)? != 0,
                 seq: r.try_get(2)?,
+                trace_parent: r.try_get(3)?,
             })
         })
         .collect()
@@ -582,8 +593,28 @@ async fn one_by_one(
 }
 
 /// One PATCH of `group` with `rows`: the joins as one `add`, each leave as a
-/// `remove` of `members[value eq …]`.
+/// `remove` of `members[value eq …]`. Its requests are in the trace of the
+/// oldest request it carries.
 async fn send(
+    db: &Db,
+    target: &Target,
+    group: &str,
+    rows: &[Pending],
+) -> Result<Sent, ReconcileError> {
+    let span = tracing::info_span!("group.write", app = %target.app, group, members = rows.len());
+    if let Some(parent) = rows.iter().find_map(|r| r.trace_parent.as_deref()) {
+        hrsync_telemetry::propagation::continue_from(
+            &span,
+            [(
+                hrsync_telemetry::propagation::TRACEPARENT,
+                parent.as_bytes(),
+            )],
+        );
+    }
+    send_in(db, target, group, rows).instrument(span).await
+}
+
+async fn send_in(
     db: &Db,
     target: &Target,
     group: &str,

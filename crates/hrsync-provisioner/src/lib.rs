@@ -5,6 +5,8 @@
 //!   client credentials) and [`limit`] (per-app rate and concurrency, the
 //!   fast lane first).
 //! - [`mapping`]: the canonical profile as an app's SCIM User (CEL).
+//! - [`matching`]: an app's match chain, which finds the account a person
+//!   already has (ignoring case), also after a create that conflicted.
 //! - [`reconcile`]: one person's account in one app made to match a
 //!   directory change, with the durable (person, app) link.
 //! - [`guard`]: the deprovision guard, which holds an app's deactivations
@@ -22,6 +24,7 @@ pub mod groups;
 pub mod guard;
 pub mod limit;
 pub mod mapping;
+pub mod matching;
 pub mod reconcile;
 pub mod run;
 pub mod scim;

@@ -18,7 +18,8 @@ use crate::groups::{GroupWriter, Membership, Target};
 pub use crate::guard::{guard_tripped, Guard};
 use crate::guard::{Deactivation, Gate};
 use crate::mapping::Mapping;
-use crate::scim::{PatchOp, ScimClient, ScimError, ENTERPRISE_SCHEMA};
+use crate::matching::MatchChain;
+use crate::scim::{meta_version, read_bool, PatchOp, ScimClient, ScimError, ENTERPRISE_SCHEMA};
 
 /// What reconciling did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +28,8 @@ pub enum Operation {
     Stale,
     /// Nothing to send (no account wanted and none exists, or no change).
     Unchanged,
-    /// An existing account was found by the match attribute and linked.
+    /// An existing account was found by the match chain and linked (also
+    /// after a create that conflicted with it).
     Linked {
         /// Its SCIM id.
         scim_id: String,
@@ -99,10 +101,16 @@ pub struct App {
     pub name: String,
     /// Its SCIM server.
     pub client: ScimClient,
-    /// SCIM attribute matched to find an existing account (`userName`).
-    pub match_attribute: String,
+    /// How an existing account is found ([`crate::matching`]).
+    pub match_chain: Arc<MatchChain>,
+    /// Most users read when searching, ignoring case, for the account a
+    /// create conflicted with.
+    pub match_scan_limit: usize,
     /// The server supports PATCH (else GET + PUT).
     pub patch: bool,
+    /// The server supports ETags: writes to a user carry `If-Match` with
+    /// the version last seen, and a 412 re-reads the user and retries.
+    pub etag: bool,
     /// Push the person's groups for this app as SCIM groups.
     pub push_groups: bool,
     /// The deprovision guard, if any.
@@ -125,14 +133,16 @@ pub struct App {
 }
 
 impl App {
-    /// An app with the default mapping, PATCH, group push, no guard and no
-    /// renames.
+    /// An app with the default mapping, `userName` matching, PATCH, no
+    /// ETags, group push, no guard and no renames.
     pub fn new(name: &str, client: ScimClient) -> Self {
         App {
             name: name.to_owned(),
             client,
-            match_attribute: "userName".to_owned(),
+            match_chain: Arc::new(MatchChain::default()),
+            match_scan_limit: DEFAULT_MATCH_SCAN_LIMIT,
             patch: true,
+            etag: false,
             push_groups: true,
             guard: None,
             guard_gate: Arc::new(Gate::default()),
@@ -165,6 +175,11 @@ impl App {
         self.group_writer.flush(db, &self.group_target()).await
     }
 
+    /// The version to send as `If-Match` when writing `link`'s user.
+    fn if_match<'a>(&self, link: &'a Link) -> Option<&'a str> {
+        link.etag.as_deref().filter(|_| self.etag)
+    }
+
     /// The names `group` had before, if it was renamed.
     fn previous_names(&self, group: &str) -> &[String] {
         self.group_renames.get(group).map_or(&[], Vec::as_slice)
@@ -175,6 +190,13 @@ impl App {
 pub const DEFAULT_GROUP_BATCH: usize = 100;
 /// The group writer's wait for a fuller batch unless configured.
 pub const DEFAULT_GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Most users read by default when searching for a conflicting account.
+pub const DEFAULT_MATCH_SCAN_LIMIT: usize = 10_000;
+
+/// Times a write refused with 412 (the user changed since it was read) is
+/// re-read and tried again.
+const PRECONDITION_RETRIES: u32 = 3;
 
 /// Why a change is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +240,8 @@ pub struct Link {
     pub active: bool,
     /// Groups pushed with this account.
     pub groups: Vec<String>,
+    /// The account's version as the app last gave it (its ETag), if known.
+    pub etag: Option<String>,
 }
 
 /// The SCIM user `change` asks for in `app`, `active` as the lifecycle and
@@ -270,7 +294,7 @@ pub async fn desired_user(
 /// Store failures.
 pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, ReconcileError> {
     let row = sqlx::query(
-        "SELECT scim_id, applied_version, applied, active, groups FROM provisioner_link \
+        "SELECT scim_id, applied_version, applied, active, groups, etag FROM provisioner_link \
          WHERE person_id = $1 AND app = $2",
     )
     .bind(person_id)
@@ -285,6 +309,7 @@ pub async fn link(db: &Db, person_id: &str, app: &str) -> Result<Option<Link>, R
             applied: serde_json::from_str(&applied).unwrap_or(Value::Null),
             active: r.try_get::<i64, _>(3)? != 0,
             groups: serde_json::from_str(&r.try_get::<String, _>(4)?).unwrap_or_default(),
+            etag: r.try_get(5)?,
         })
     })
     .transpose()
@@ -298,12 +323,13 @@ async fn save(
 ) -> Result<(), ReconcileError> {
     sqlx::query(
         "INSERT INTO provisioner_link (person_id, app, scim_id, applied_version, applied, active, \
-         groups, status, last_error, updated_at_ms, employee_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', NULL, $8, $9) \
+         groups, status, last_error, updated_at_ms, employee_id, etag) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', NULL, $8, $9, $10) \
          ON CONFLICT (person_id, app) DO UPDATE SET scim_id = excluded.scim_id, \
          applied_version = excluded.applied_version, applied = excluded.applied, \
          active = excluded.active, groups = excluded.groups, status = 'ok', last_error = NULL, \
-         updated_at_ms = excluded.updated_at_ms, employee_id = excluded.employee_id",
+         updated_at_ms = excluded.updated_at_ms, employee_id = excluded.employee_id, \
+         etag = excluded.etag",
     )
     .bind(change.person_id.as_str())
     .bind(app)
@@ -314,6 +340,7 @@ async fn save(
     .bind(serde_json::to_string(&link.groups).unwrap_or_else(|_| "[]".to_owned()))
     .bind(chrono::Utc::now().timestamp_millis())
     .bind(change.employee_id.as_str())
+    .bind(link.etag.as_deref())
     .execute(db.pool())
     .await?;
     Ok(())
@@ -342,6 +369,34 @@ pub async fn reconcile_with(
     change: &DirectoryChange,
     guarding: Guarding,
 ) -> Result<Vec<Operation>, ReconcileError> {
+    let mut ops = Vec::new();
+    let mut refused = 0;
+    loop {
+        match apply(db, app, change, guarding, &mut ops).await {
+            Ok(()) => return Ok(ops),
+            // The user changed in the app since hrsync last read or wrote
+            // it (its `If-Match` was refused): read it again and apply the
+            // change to what it is now. What was done before stays in `ops`.
+            Err(ReconcileError::Scim { source, .. })
+                if source.status() == Some(412) && refused < PRECONDITION_RETRIES =>
+            {
+                refused += 1;
+                tracing::info!(app = %app.name, person = %change.person_id, "the account changed in the app meanwhile; read again");
+                reread(db, app, change).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt of [`reconcile_with`], adding what it does to `ops`.
+async fn apply(
+    db: &Db,
+    app: &App,
+    change: &DirectoryChange,
+    guarding: Guarding,
+    ops: &mut Vec<Operation>,
+) -> Result<(), ReconcileError> {
     let person = change.person_id.as_str();
     let version = i64::try_from(change.version).unwrap_or(i64::MAX);
     let scim = |source: ScimError| ReconcileError::Scim {
@@ -353,7 +408,8 @@ pub async fn reconcile_with(
         .as_ref()
         .is_some_and(|l| l.applied_version >= version)
     {
-        return Ok(vec![Operation::Stale]);
+        ops.push(Operation::Stale);
+        return Ok(());
     }
     let assigned = change.apps.iter().any(|a| a.app == app.name);
     let active = assigned && change.lifecycle_state == LifecycleState::Active;
@@ -361,7 +417,6 @@ pub async fn reconcile_with(
     // account; a deprovisioned person or a removed assignment deactivates.
     let wanted = assigned && change.lifecycle_state != LifecycleState::Deprovisioned;
     let (desired, failed) = desired_user(db, app, change, active).await?;
-    let mut ops = Vec::new();
 
     let mut current = match existing {
         Some(link) if !link.scim_id.is_empty() => link,
@@ -375,70 +430,64 @@ pub async fn reconcile_with(
                 applied: Value::Null,
                 active: false,
                 groups: Vec::new(),
+                etag: None,
             };
             save(db, change, &app.name, &tombstone).await?;
-            return Ok(vec![Operation::Unchanged]);
+            ops.push(Operation::Unchanged);
+            return Ok(());
         }
         _ => {
-            let key = desired[&app.match_attribute]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            match app
-                .client
-                .find_user(&app.match_attribute, &key)
+            let found = match crate::matching::find_account(&app.client, &app.match_chain, &desired)
                 .await
                 .map_err(scim)?
             {
-                Some(found) => {
-                    let scim_id = found["id"].as_str().unwrap_or_default().to_owned();
-                    ops.push(Operation::Linked {
-                        scim_id: scim_id.clone(),
-                    });
-                    Link {
-                        active: found["active"].as_bool().unwrap_or(true),
-                        applied: strip(found),
-                        scim_id,
-                        applied_version: 0,
-                        groups: Vec::new(),
+                Some(found) => found,
+                None => match app.client.create_versioned("Users", &desired).await {
+                    Ok((created, etag)) => {
+                        let scim_id = created["id"].as_str().unwrap_or_default().to_owned();
+                        ops.push(Operation::Created {
+                            scim_id: scim_id.clone(),
+                        });
+                        let mut link = Link {
+                            scim_id,
+                            applied_version: version,
+                            applied: desired.clone(),
+                            active,
+                            groups: Vec::new(),
+                            etag,
+                        };
+                        push_groups(db, app, change, wanted, &mut link, ops).await?;
+                        save(db, change, &app.name, &link).await?;
+                        return Ok(());
                     }
-                }
-                None => {
-                    let created = match app.client.create("Users", &desired).await {
-                        Ok(created) => created,
-                        // Taken meanwhile (or a lost earlier response): link.
-                        Err(ScimError::Status { status: 409, .. }) => app
-                            .client
-                            .find_user(&app.match_attribute, &key)
-                            .await
-                            .map_err(scim)?
-                            .ok_or_else(|| {
-                                scim(ScimError::Status {
-                                    method: "POST".into(),
-                                    path: "/Users".into(),
-                                    status: 409,
-                                    scim_type: Some("uniqueness".into()),
-                                    detail: Some("conflict, but no account matches".into()),
-                                    retry_after: None,
-                                })
-                            })?,
-                        Err(e) => return Err(scim(e)),
-                    };
-                    let scim_id = created["id"].as_str().unwrap_or_default().to_owned();
-                    ops.push(Operation::Created {
-                        scim_id: scim_id.clone(),
-                    });
-                    let mut link = Link {
-                        scim_id,
-                        applied_version: version,
-                        applied: desired.clone(),
-                        active,
-                        groups: Vec::new(),
-                    };
-                    push_groups(db, app, change, wanted, &mut link, &mut ops).await?;
-                    save(db, change, &app.name, &link).await?;
-                    return Ok(ops);
-                }
+                    // Taken meanwhile, a lost earlier answer, or an account
+                    // the server's filter missed (it compares case): link
+                    // what the chain finds after all, or fail once.
+                    Err(conflict @ ScimError::Status { status: 409, .. }) => {
+                        crate::matching::resolve_conflict(
+                            &app.client,
+                            &app.match_chain,
+                            &desired,
+                            app.match_scan_limit,
+                            &conflict,
+                        )
+                        .await
+                        .map_err(scim)?
+                    }
+                    Err(e) => return Err(scim(e)),
+                },
+            };
+            let scim_id = found["id"].as_str().unwrap_or_default().to_owned();
+            ops.push(Operation::Linked {
+                scim_id: scim_id.clone(),
+            });
+            Link {
+                active: read_bool(&found["active"]).unwrap_or(true),
+                etag: meta_version(&found),
+                applied: strip(found),
+                scim_id,
+                applied_version: 0,
+                groups: Vec::new(),
             }
         }
     };
@@ -480,15 +529,19 @@ pub async fn reconcile_with(
                 .map(|k| PatchOp::replace(k.clone(), desired[k.as_str()].clone()))
                 .chain(dropped.iter().map(|k| PatchOp::remove(k.clone())))
                 .collect();
-            app.client
-                .patch("Users", &current.scim_id, &patch)
+            let written = app
+                .client
+                .patch_versioned("Users", &current.scim_id, &patch, app.if_match(&current))
                 .await
                 .map_err(scim)?;
+            current.etag = written.version;
         } else {
-            app.client
-                .replace("Users", &current.scim_id, &desired)
+            let written = app
+                .client
+                .replace_versioned("Users", &current.scim_id, &desired, app.if_match(&current))
                 .await
                 .map_err(scim)?;
+            current.etag = written.version;
         }
         changed.extend(dropped);
         ops.push(Operation::Updated {
@@ -508,16 +561,19 @@ pub async fn reconcile_with(
                     // Nothing else of this change is applied, and its
                     // version is not recorded: it is applied whole on
                     // release.
-                    return Ok(vec![Operation::Held]);
+                    *ops = vec![Operation::Held];
+                    return Ok(());
                 }
             }
         }
     }
     if current.active != active {
-        app.client
-            .set_active(&current.scim_id, active, app.patch)
+        let written = app
+            .client
+            .set_active_versioned(&current.scim_id, active, app.patch, app.if_match(&current))
             .await
             .map_err(scim)?;
+        current.etag = written.version;
         ops.push(if active {
             Operation::Reactivated
         } else {
@@ -532,7 +588,7 @@ pub async fn reconcile_with(
             }
         }
     }
-    push_groups(db, app, change, wanted, &mut current, &mut ops).await?;
+    push_groups(db, app, change, wanted, &mut current, ops).await?;
     if ops.is_empty() {
         ops.push(Operation::Unchanged);
     }
@@ -542,7 +598,7 @@ pub async fn reconcile_with(
     }
     current.active = active;
     save(db, change, &app.name, &current).await?;
-    Ok(ops)
+    Ok(())
 }
 
 /// Gives the account of `change`'s person in `app` the manager reference
@@ -595,15 +651,17 @@ pub async fn reread(db: &Db, app: &App, change: &DirectoryChange) -> Result<(), 
     if !current.scim_id.is_empty() {
         let found = app
             .client
-            .get("Users", &current.scim_id)
+            .get_versioned("Users", &current.scim_id)
             .await
             .map_err(|source| ReconcileError::Scim {
                 app: app.name.clone(),
                 source: Box::new(source),
             })?;
         match found {
-            Some(user) => {
-                current.active = user["active"].as_bool().unwrap_or(true);
+            Some(read) => {
+                let user = read.resource.unwrap_or_default();
+                current.active = read_bool(&user["active"]).unwrap_or(true);
+                current.etag = read.version;
                 current.applied = strip(user);
             }
             None => {
@@ -611,6 +669,7 @@ pub async fn reread(db: &Db, app: &App, change: &DirectoryChange) -> Result<(), 
                 current.applied = Value::Null;
                 current.active = false;
                 current.groups.clear();
+                current.etag = None;
             }
         }
     }

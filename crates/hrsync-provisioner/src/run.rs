@@ -98,8 +98,9 @@ pub struct AppResult {
 
 impl Provisioner {
     /// Builds the apps of `config` over a migrated link store. Apps whose
-    /// PATCH support is not configured are asked (`/ServiceProviderConfig`);
-    /// an app that does not answer is assumed to support PATCH.
+    /// PATCH or ETag support is not configured are asked
+    /// (`/ServiceProviderConfig`); an app that does not answer is assumed
+    /// to support PATCH and not ETags.
     ///
     /// # Errors
     /// A secret or client that cannot be set up.
@@ -123,19 +124,22 @@ impl Provisioner {
             .map_err(setup)?
             .named(&app.name);
             let mapping = Mapping::compile(&app.attributes).map_err(setup)?;
-            let patch = match app.use_patch {
-                Some(patch) => patch,
-                None => match client.capabilities().await {
-                    Ok(c) => c.patch,
+            let match_chain = app.match_chain().map_err(setup)?;
+            let (patch, etag) = match (app.use_patch, app.use_etag) {
+                (Some(patch), Some(etag)) => (patch, etag),
+                (patch, etag) => match client.capabilities().await {
+                    Ok(c) => (patch.unwrap_or(c.patch), etag.unwrap_or(c.etag)),
                     Err(error) => {
-                        tracing::warn!(app = %app.name, %error, "no ServiceProviderConfig; assuming PATCH");
-                        true
+                        tracing::warn!(app = %app.name, %error, "no ServiceProviderConfig; assuming PATCH and no ETags");
+                        (patch.unwrap_or(true), etag.unwrap_or(false))
                     }
                 },
             };
             apps.push(App {
-                match_attribute: app.match_attribute.clone(),
+                match_chain: Arc::new(match_chain),
+                match_scan_limit: app.match_scan_limit,
                 patch,
+                etag,
                 push_groups: app.push_groups,
                 group_batch: app.group_batch,
                 group_linger: Duration::from_millis(app.group_linger_ms),

@@ -2,11 +2,21 @@
 //! test against: match with a `userName eq` filter, create with
 //! `externalId`, update with PATCH where the server supports it (PUT
 //! otherwise), deactivate with `active: false`, never DELETE.
+//!
+//! It takes real servers as they answer: `active` and `primary` as the
+//! strings `"True"`/`"False"`, PATCH answered 200 with the resource or 204
+//! without, a create without `Location`, answers without `schemas`, and
+//! list paging that answers the first page again past the end. Where the
+//! server supports ETags, writes can carry `If-Match` with the version last
+//! seen ([`Versioned`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -63,6 +73,22 @@ pub enum ScimError {
         /// How many matched.
         count: usize,
     },
+    /// A create was refused as a conflict (409), yet no strategy of the
+    /// match chain finds the account it conflicts with, not even ignoring
+    /// case; only values' attribute names are given, never the values.
+    #[error("POST /Users: HTTP 409: the app holds an account whose {attribute} conflicts with this user's, but no account matches by {strategies} even ignoring case ({scanned} accounts searched{}); link or correct that account in the app, then re-drive the change", if *complete { "" } else { ", the search stopped at the limit" })]
+    Unmatched {
+        /// The attribute the app found in conflict (as its answer names
+        /// it, else `userName`, the one SCIM makes unique).
+        attribute: String,
+        /// The match chain tried, as configured.
+        strategies: String,
+        /// Accounts read in the case-insensitive search.
+        scanned: usize,
+        /// Whether the search read every account (not stopped at the
+        /// limit).
+        complete: bool,
+    },
     /// The answer was not the JSON expected.
     #[error("{method} {path}: unreadable answer: {reason}")]
     Decode {
@@ -83,7 +109,9 @@ impl ScimError {
                 *status == 408 || *status == 429 || (500..600).contains(status)
             }
             ScimError::Transport { .. } => true,
-            ScimError::Ambiguous { .. } | ScimError::Decode { .. } => false,
+            ScimError::Ambiguous { .. }
+            | ScimError::Decode { .. }
+            | ScimError::Unmatched { .. } => false,
         }
     }
 
@@ -102,6 +130,7 @@ impl ScimError {
             ScimError::Status { method, path, .. }
             | ScimError::Transport { method, path, .. }
             | ScimError::Decode { method, path, .. } => Some((method, path)),
+            ScimError::Unmatched { .. } => Some(("POST", "/Users")),
             ScimError::Ambiguous { .. } => None,
         }
     }
@@ -110,6 +139,7 @@ impl ScimError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ScimError::Status { status, .. } => Some(*status),
+            ScimError::Unmatched { .. } => Some(409),
             _ => None,
         }
     }
@@ -125,6 +155,49 @@ pub struct Capabilities {
     pub patch: bool,
     /// Filtering is supported.
     pub filter: bool,
+    /// Versions (ETags) are supported: writes can carry `If-Match`.
+    pub etag: bool,
+}
+
+/// A resource as the server answered a read or a write, and its version
+/// (the answer's `ETag` header, else the resource's `meta.version`), for
+/// `If-Match` on the next write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    /// The resource, if the answer carried it (a PATCH answered 204 does
+    /// not).
+    pub resource: Option<Value>,
+    /// Its version, if the server gave one.
+    pub version: Option<String>,
+}
+
+/// The body and the `ETag` of a successful answer.
+struct Answer {
+    body: Option<Value>,
+    etag: Option<String>,
+}
+
+impl Answer {
+    /// The body as a [`Versioned`] resource.
+    fn versioned(self) -> Versioned {
+        let version = self
+            .etag
+            .or_else(|| self.body.as_ref().and_then(meta_version));
+        Versioned {
+            resource: self.body,
+            version,
+        }
+    }
+}
+
+/// A resource's `meta.version`, if it has one.
+pub fn meta_version(resource: &Value) -> Option<String> {
+    resource
+        .get("meta")
+        .and_then(|m| m.get("version"))
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// One RFC 7644 PATCH operation.
@@ -253,6 +326,19 @@ impl ScimClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>> {
+        Ok(self.exchange(method, path, query, body, None).await?.body)
+    }
+
+    /// One request, with `If-Match: if_match` when given; the answer's
+    /// body and `ETag`.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Answer> {
         let _admission = self.limiter.admit().await;
         let mut renewed = false;
         loop {
@@ -266,7 +352,14 @@ impl ScimClient {
                 resource = path.split('/').nth(1).unwrap_or_default(),
             );
             match self
-                .send(method.clone(), path, query, body, authorization.clone())
+                .send(
+                    method.clone(),
+                    path,
+                    query,
+                    body,
+                    if_match,
+                    authorization.clone(),
+                )
                 .instrument(span)
                 .await
             {
@@ -287,8 +380,9 @@ impl ScimClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
+        if_match: Option<&str>,
         authorization: HeaderValue,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Answer> {
         let url = format!("{}{path}", self.base);
         let mut request = self
             .http
@@ -299,6 +393,9 @@ impl ScimClient {
         }
         if !query.is_empty() {
             request = request.query(query);
+        }
+        if let Some(version) = if_match.and_then(|v| HeaderValue::from_str(v).ok()) {
+            request = request.header(IF_MATCH, version);
         }
         if let Some(body) = body {
             request = request
@@ -335,19 +432,26 @@ impl ScimClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
         let text = response.text().await.map_err(|e| ScimError::Transport {
             method: method.to_string(),
             path: path.to_owned(),
             reason: transport_reason(&e),
             maybe_applied: true,
         })?;
-        read_answer(
+        let body = read_answer(
             method.as_str(),
             path,
             status.as_u16(),
             retry_after.as_deref(),
             &text,
-        )
+        )?;
+        Ok(Answer { body, etag })
     }
 
     /// Reads `/ServiceProviderConfig`.
@@ -361,44 +465,50 @@ impl ScimClient {
         Ok(read_capabilities(config.as_ref()))
     }
 
-    /// The users whose `attribute` equals `value`, following pages until
-    /// `startIndex` passes `totalResults` (even if a server keeps returning
-    /// items).
+    /// The resources whose `attribute` equals `value` (as the server
+    /// compares them), at most 10,000; see [`ScimClient::list`] for how
+    /// pages are followed.
     ///
     /// # Errors
     /// See [`ScimError`].
     pub async fn find(&self, resource: &str, attribute: &str, value: &str) -> Result<Vec<Value>> {
         let filter = format!("{attribute} eq {}", filter_value(value));
+        self.list(resource, Some(&filter), 10_000).await
+    }
+
+    /// The resources of type `resource` that `filter` selects (every one
+    /// without), at most `limit`, read page by page. Paging stops at
+    /// `totalResults`, at an empty page, and at a page that brings no
+    /// resource not seen before (a server that answers the first page again
+    /// past the end, or ignores `startIndex`); a resource listed twice is
+    /// kept once. A 404 (some servers' "no match") is an empty list.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn list(
+        &self,
+        resource: &str,
+        filter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>> {
         let path = format!("/{resource}");
-        let mut found = Vec::new();
-        let mut start = 1usize;
-        loop {
-            let answer = match self
-                .call(
-                    Method::GET,
-                    &path,
-                    &[
-                        ("filter", filter.clone()),
-                        ("startIndex", start.to_string()),
-                        ("count", "100".to_owned()),
-                    ],
-                    None,
-                )
-                .await
-            {
+        let mut paging = Paging::new(limit);
+        while let Some(start) = paging.next_start() {
+            let mut query = vec![
+                ("startIndex", start.to_string()),
+                ("count", PAGE_SIZE.to_string()),
+            ];
+            if let Some(filter) = filter {
+                query.push(("filter", filter.to_owned()));
+            }
+            let answer = match self.call(Method::GET, &path, &query, None).await {
                 Ok(answer) => answer,
-                // Some servers answer a filter with no match with 404.
-                Err(ScimError::Status { status: 404, .. }) => return Ok(found),
+                Err(ScimError::Status { status: 404, .. }) => break,
                 Err(e) => return Err(e),
             };
-            let page = read_page("GET", &path, answer)?;
-            let got = page.resources.len();
-            found.extend(page.resources);
-            start = start.saturating_add(got);
-            if got == 0 || start > page.total || found.len() >= 10_000 {
-                return Ok(found);
-            }
+            paging.take(read_page("GET", &path, answer)?);
         }
+        Ok(paging.into_resources())
     }
 
     /// The one user whose `attribute` equals `value`, if any.
@@ -417,30 +527,35 @@ impl ScimClient {
         }
     }
 
-    /// One page of every `resource` (`GET /Users?startIndex=&count=`,
-    /// unfiltered), for reading all of an app's accounts.
-    ///
-    /// # Errors
-    /// See [`ScimError`].
-    pub async fn list(&self, resource: &str, start_index: usize, count: usize) -> Result<Page> {
-        let path = format!("/{resource}");
-        let query = [
-            ("startIndex", start_index.to_string()),
-            ("count", count.to_string()),
-        ];
-        let answer = self.call(Method::GET, &path, &query, None).await?;
-        read_page("GET", &path, answer)
-    }
-
     /// A resource by id; `None` when the server says 404.
     ///
     /// # Errors
     /// See [`ScimError`]; [`ScimError::Decode`] when a success carries no
     /// resource with an id.
     pub async fn get(&self, resource: &str, id: &str) -> Result<Option<Value>> {
+        Ok(self
+            .get_versioned(resource, id)
+            .await?
+            .and_then(|v| v.resource))
+    }
+
+    /// [`ScimClient::get`] with the resource's version.
+    ///
+    /// # Errors
+    /// See [`ScimClient::get`].
+    pub async fn get_versioned(&self, resource: &str, id: &str) -> Result<Option<Versioned>> {
         let path = format!("/{resource}/{id}");
-        match self.call(Method::GET, &path, &[], None).await {
-            Ok(answer) => read_resource("GET", &path, answer).map(Some),
+        match self.exchange(Method::GET, &path, &[], None, None).await {
+            Ok(answer) => {
+                let resource = read_resource("GET", &path, answer.body)?;
+                Ok(Some(
+                    Answer {
+                        body: Some(resource),
+                        etag: answer.etag,
+                    }
+                    .versioned(),
+                ))
+            }
             Err(ScimError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -451,9 +566,27 @@ impl ScimClient {
     /// # Errors
     /// See [`ScimError`].
     pub async fn create(&self, resource: &str, body: &Value) -> Result<Value> {
+        let (created, _) = self.create_versioned(resource, body).await?;
+        Ok(created)
+    }
+
+    /// [`ScimClient::create`] with the created resource's version. Neither
+    /// a `Location` header nor `schemas` in the answer is needed.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn create_versioned(
+        &self,
+        resource: &str,
+        body: &Value,
+    ) -> Result<(Value, Option<String>)> {
         let path = format!("/{resource}");
-        let answer = self.call(Method::POST, &path, &[], Some(body)).await?;
-        read_resource("POST", &path, answer)
+        let answer = self
+            .exchange(Method::POST, &path, &[], Some(body), None)
+            .await?;
+        let created = read_resource("POST", &path, answer.body)?;
+        let version = answer.etag.or_else(|| meta_version(&created));
+        Ok((created, version))
     }
 
     /// Replaces a resource (PUT); returns it as stored.
@@ -461,8 +594,29 @@ impl ScimClient {
     /// # Errors
     /// See [`ScimError`].
     pub async fn replace(&self, resource: &str, id: &str, body: &Value) -> Result<Option<Value>> {
-        self.call(Method::PUT, &format!("/{resource}/{id}"), &[], Some(body))
-            .await
+        Ok(self
+            .replace_versioned(resource, id, body, None)
+            .await?
+            .resource)
+    }
+
+    /// Replaces a resource (PUT) with `If-Match: if_match` when given (a
+    /// server that holds another version answers 412).
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn replace_versioned(
+        &self,
+        resource: &str,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Versioned> {
+        let path = format!("/{resource}/{id}");
+        Ok(self
+            .exchange(Method::PUT, &path, &[], Some(body), if_match)
+            .await?
+            .versioned())
     }
 
     /// Applies PATCH operations; returns the resource if the server sent it
@@ -472,6 +626,32 @@ impl ScimClient {
     /// See [`ScimError`].
     pub async fn patch(&self, resource: &str, id: &str, ops: &[PatchOp]) -> Result<Option<Value>> {
         self.patch_with(resource, id, ops, &[]).await
+    }
+
+    /// Applies PATCH operations with `If-Match: if_match` when given (a
+    /// server that holds another version answers 412); the resource if the
+    /// server sent it (200, or none with 204) and its version.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn patch_versioned(
+        &self,
+        resource: &str,
+        id: &str,
+        ops: &[PatchOp],
+        if_match: Option<&str>,
+    ) -> Result<Versioned> {
+        let body = patch_body(ops);
+        Ok(self
+            .exchange(
+                Method::PATCH,
+                &format!("/{resource}/{id}"),
+                &[],
+                Some(&body),
+                if_match,
+            )
+            .await?
+            .versioned())
     }
 
     /// Changes a group's members, asking the server to leave the members
@@ -498,10 +678,7 @@ impl ScimClient {
         ops: &[PatchOp],
         query: &[(&str, String)],
     ) -> Result<Option<Value>> {
-        let body = json!({
-            "schemas": [PATCH_OP],
-            "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
-        });
+        let body = patch_body(ops);
         self.call(
             Method::PATCH,
             &format!("/{resource}/{id}"),
@@ -517,18 +694,35 @@ impl ScimClient {
     /// # Errors
     /// See [`ScimError`].
     pub async fn set_active(&self, id: &str, active: bool, patch: bool) -> Result<()> {
+        self.set_active_versioned(id, active, patch, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`ScimClient::set_active`] with `If-Match: if_match` on the PATCH
+    /// when given; without PATCH, the PUT carries the version the GET
+    /// read (if any). Returns the user's new version.
+    ///
+    /// # Errors
+    /// See [`ScimError`].
+    pub async fn set_active_versioned(
+        &self,
+        id: &str,
+        active: bool,
+        patch: bool,
+        if_match: Option<&str>,
+    ) -> Result<Versioned> {
         if patch {
             let op = PatchOp {
                 op: "replace",
                 path: None,
                 value: Some(json!({ "active": active })),
             };
-            self.patch("Users", id, &[op]).await?;
-            return Ok(());
+            return self.patch_versioned("Users", id, &[op], if_match).await;
         }
         let path = format!("/Users/{id}");
-        let mut user = self
-            .get("Users", id)
+        let read = self
+            .get_versioned("Users", id)
             .await?
             .ok_or_else(|| ScimError::Status {
                 method: "GET".to_owned(),
@@ -538,17 +732,91 @@ impl ScimClient {
                 detail: Some("user vanished".to_owned()),
                 retry_after: None,
             })?;
+        let mut user = read.resource.unwrap_or_default();
         user["active"] = Value::Bool(active);
         if let Some(object) = user.as_object_mut() {
             object.remove("meta");
         }
-        self.replace("Users", id, &user).await?;
-        Ok(())
+        // Only when the caller uses versions: the PUT then replaces the
+        // user as just read, not a version changed in between.
+        let version = if_match.and(read.version.as_deref());
+        self.replace_versioned("Users", id, &user, version).await
+    }
+}
+
+/// Most resources asked for per list page.
+const PAGE_SIZE: usize = 100;
+
+/// The body of a PATCH request.
+fn patch_body(ops: &[PatchOp]) -> Value {
+    json!({
+        "schemas": [PATCH_OP],
+        "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Where paging through a list answer stands: the next `startIndex`, the
+/// resources read so far (each id once), and whether to stop. Pure, so
+/// that the stopping rules are tested without a server.
+#[derive(Debug)]
+pub struct Paging {
+    limit: usize,
+    next: usize,
+    done: bool,
+    seen: HashSet<String>,
+    resources: Vec<Value>,
+}
+
+impl Paging {
+    /// Paging from the first resource, keeping at most `limit`.
+    pub fn new(limit: usize) -> Self {
+        Paging {
+            limit,
+            next: 1,
+            done: limit == 0,
+            seen: HashSet::new(),
+            resources: Vec::new(),
+        }
+    }
+
+    /// The `startIndex` to ask for next, or `None` when done.
+    pub fn next_start(&self) -> Option<usize> {
+        (!self.done).then_some(self.next)
+    }
+
+    /// Takes one page. Stops at an empty page, at a page with no resource
+    /// not seen before, once `startIndex` passes `totalResults` (when
+    /// given), and at the limit.
+    pub fn take(&mut self, page: Page) {
+        let listed = page.resources.len();
+        let mut fresh = 0;
+        for resource in page.resources {
+            if self.resources.len() >= self.limit {
+                break;
+            }
+            let id = resource["id"].as_str().unwrap_or_default().to_owned();
+            if self.seen.insert(id) {
+                fresh += 1;
+                self.resources.push(resource);
+            }
+        }
+        self.next = self.next.saturating_add(listed);
+        self.done = listed == 0
+            || fresh == 0
+            || (page.total > 0 && self.next > page.total)
+            || self.resources.len() >= self.limit;
+    }
+
+    /// The resources read, in the order listed.
+    pub fn into_resources(self) -> Vec<Value> {
+        self.resources
     }
 }
 
 /// Reads an app's answer to `method path`: a success's body as JSON (`None`
-/// when the body is empty), or the [`ScimError::Status`] of a failure, with
+/// when the body is empty; `active` and `primary` given as the strings
+/// `"true"`/`"false"` in any case read as booleans, see
+/// [`normalize_booleans`]), or the [`ScimError::Status`] of a failure, with
 /// the SCIM error's `scimType` and `detail` and the `Retry-After` header
 /// (`retry_after`) when given. A failure's body that is not JSON is ignored:
 /// the status says enough.
@@ -574,7 +842,10 @@ pub fn read_answer(
         }
     };
     if success {
-        return Ok(json);
+        return Ok(json.map(|mut body| {
+            normalize_booleans(&mut body);
+            body
+        }));
     }
     let field = |name: &str| {
         json.as_ref()
@@ -595,20 +866,62 @@ pub fn read_answer(
     })
 }
 
+/// The SCIM attributes of the core schemas that are booleans and that
+/// some servers send as strings: `User.active`, and `primary` of every
+/// multi-valued attribute.
+const BOOLEAN_ATTRIBUTES: [&str; 2] = ["active", "primary"];
+
+/// A SCIM boolean as servers send it: `true`/`false`, or the strings
+/// `"true"`/`"false"` in any case (`"True"`); anything else is `None`.
+pub fn read_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Turns every `active` and `primary` in `value` given as a string that
+/// [`read_bool`] reads into that boolean, at any depth; other values are
+/// left as they are (a `title` of `"True"` stays a string).
+pub fn normalize_booleans(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if BOOLEAN_ATTRIBUTES
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(name))
+                    && field.is_string()
+                {
+                    if let Some(b) = read_bool(field) {
+                        *field = Value::Bool(b);
+                    }
+                } else {
+                    normalize_booleans(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_booleans),
+        _ => {}
+    }
+}
+
 /// What a `/ServiceProviderConfig` answer says the app supports. A feature
-/// the answer does not mark `"supported": true` (or no answer at all) is
-/// taken as unsupported.
+/// the answer does not mark `"supported": true` (or `"True"`), or no answer
+/// at all, is taken as unsupported.
 pub fn read_capabilities(config: Option<&Value>) -> Capabilities {
     let supported = |name: &str| {
         config
             .and_then(|c| c.get(name))
             .and_then(|feature| feature.get("supported"))
-            .and_then(Value::as_bool)
+            .and_then(read_bool)
             .unwrap_or(false)
     };
     Capabilities {
         patch: supported("patch"),
         filter: supported("filter"),
+        etag: supported("etag"),
     }
 }
 
@@ -781,19 +1094,21 @@ mod tests {
     #[test]
     fn capabilities_are_read_as_unsupported_unless_marked_so() {
         let config: Value = serde_json::from_str(
-            r#"{"patch":{"supported":true},"filter":{"supported":"yes"},"bulk":{"supported":true}}"#,
+            r#"{"patch":{"supported":true},"filter":{"supported":"yes"},"etag":{"supported":"True"},"bulk":{"supported":true}}"#,
         )
         .unwrap();
         assert_eq!(
             read_capabilities(Some(&config)),
             Capabilities {
                 patch: true,
-                filter: false
+                filter: false,
+                etag: true,
             }
         );
         let none = Capabilities {
             patch: false,
             filter: false,
+            etag: false,
         };
         assert_eq!(read_capabilities(None), none);
         assert_eq!(read_capabilities(Some(&json!([1, 2]))), none);
@@ -877,5 +1192,131 @@ mod tests {
             assert_eq!(error.request(), Some(("GET", "/Users/u1")));
             assert_eq!(decode_reason(error), reason);
         }
+    }
+
+    /// Servers that send booleans as strings (`"True"`): `active` and
+    /// `primary` are read as booleans wherever they are; other strings
+    /// are left alone.
+    #[test]
+    fn string_booleans_are_read_as_booleans() {
+        let answer = read_answer(
+            "GET",
+            "/Users",
+            200,
+            None,
+            r#"{"totalResults":1,"Resources":[{"id":"u1","active":"False","title":"True",
+                "emails":[{"value":"a@example.com","primary":"TRUE"}],"x":{"active":"maybe"}}]}"#,
+        )
+        .unwrap();
+        let page = read_page("GET", "/Users", answer).unwrap();
+        assert_eq!(
+            page.resources[0],
+            json!({"id": "u1", "active": false, "title": "True",
+                "emails": [{"value": "a@example.com", "primary": true}], "x": {"active": "maybe"}})
+        );
+        assert_eq!(read_bool(&json!(" false ")), Some(false));
+        assert_eq!(read_bool(&json!(1)), None);
+    }
+
+    fn page(total: usize, ids: &[&str]) -> Page {
+        Page {
+            total,
+            resources: ids.iter().map(|id| json!({ "id": id })).collect(),
+        }
+    }
+
+    fn ids(paging: Paging) -> Vec<String> {
+        paging
+            .into_resources()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Paging stops at `totalResults`, at a page that brings nothing new
+    /// (the first page answered again past the end, or `startIndex`
+    /// ignored) and at the limit; nothing is listed twice.
+    #[test]
+    fn paging_stops_by_total_by_ids_seen_and_at_the_limit() {
+        let mut paging = Paging::new(100);
+        assert_eq!(paging.next_start(), Some(1));
+        paging.take(page(3, &["a", "b"]));
+        assert_eq!(paging.next_start(), Some(3));
+        paging.take(page(3, &["c"]));
+        assert_eq!(paging.next_start(), None, "past totalResults");
+        assert_eq!(ids(paging), ["a", "b", "c"]);
+
+        // No totalResults: a server that answers the first page again past
+        // the end stops the paging, its repeats dropped.
+        let mut paging = Paging::new(100);
+        paging.take(page(0, &["a", "b"]));
+        paging.take(page(0, &["c", "a"]));
+        assert_eq!(paging.next_start(), Some(5));
+        paging.take(page(0, &["a", "b"]));
+        assert_eq!(paging.next_start(), None, "nothing new");
+        assert_eq!(ids(paging), ["a", "b", "c"]);
+
+        // Accounts removed while paging: the total shrinks, the restarted
+        // first page adds nothing twice.
+        let mut paging = Paging::new(100);
+        paging.take(page(4, &["a", "b"]));
+        paging.take(page(2, &["a", "d"]));
+        assert_eq!(paging.next_start(), None);
+        assert_eq!(ids(paging), ["a", "b", "d"]);
+
+        let mut paging = Paging::new(3);
+        paging.take(page(10, &["a", "b"]));
+        paging.take(page(10, &["c", "d"]));
+        assert_eq!(paging.next_start(), None, "at the limit");
+        assert_eq!(ids(paging), ["a", "b", "c"]);
+        assert_eq!(Paging::new(0).next_start(), None);
+
+        let mut paging = Paging::new(100);
+        paging.take(page(7, &[]));
+        assert_eq!(paging.next_start(), None, "an empty page");
+    }
+
+    #[test]
+    fn a_version_is_the_etag_else_meta_version() {
+        let user = json!({"id": "u1", "meta": {"version": "W/\"3\""}});
+        let answer = |etag: Option<&str>, body: Option<Value>| Answer {
+            body,
+            etag: etag.map(str::to_owned),
+        };
+        assert_eq!(
+            answer(Some("W/\"4\""), Some(user.clone()))
+                .versioned()
+                .version
+                .as_deref(),
+            Some("W/\"4\"")
+        );
+        assert_eq!(
+            answer(None, Some(user)).versioned().version.as_deref(),
+            Some("W/\"3\"")
+        );
+        assert_eq!(answer(None, None).versioned().version, None);
+        assert_eq!(meta_version(&json!({"meta": {"version": ""}})), None);
+    }
+
+    /// The conflict that matches no account names attribute names, never
+    /// values, and is not retried.
+    #[test]
+    fn an_unmatched_conflict_names_the_attributes_and_is_final() {
+        let error = ScimError::Unmatched {
+            attribute: "userName".into(),
+            strategies: "userName, externalId".into(),
+            scanned: 20,
+            complete: false,
+        };
+        assert_eq!(
+            error.to_string(),
+            "POST /Users: HTTP 409: the app holds an account whose userName conflicts with this \
+             user's, but no account matches by userName, externalId even ignoring case (20 \
+             accounts searched, the search stopped at the limit); link or correct that account \
+             in the app, then re-drive the change"
+        );
+        assert!(!error.is_retryable());
+        assert_eq!(error.request(), Some(("POST", "/Users")));
+        assert_eq!(error.status(), Some(409));
     }
 }

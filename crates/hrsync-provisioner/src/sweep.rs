@@ -15,7 +15,8 @@
 //!   regard to case where SCIM says so, and only the attributes the mapping
 //!   manages);
 //! - **unlinked match**: no link, but it matches an HR person by the app's
-//!   match attribute (without regard to case);
+//!   match chain (the first of its attributes that matches anyone decides;
+//!   without regard to case);
 //! - **orphan**: no link, and no HR person matches it;
 //! - **unknown**: linked to a person of whom no directory change is stored
 //!   (links from before the provisioner kept them): nothing to compare with.
@@ -35,10 +36,11 @@
 //! membership drift are requested of the app's group writer
 //! ([`crate::groups`]) and flushed.
 //!
-//! The accounts of an app are read into memory in full (pages of
-//! [`Options::page_size`], `GET /Users?startIndex=&count=`), stopping at
-//! `totalResults` or at a page that brings no account not seen before, so
-//! servers that answer the first page again past the end do not loop.
+//! The accounts of an app are read into memory in full
+//! ([`ScimClient::list`]: `GET /Users?startIndex=&count=` page by page,
+//! stopping at `totalResults` or at a page that brings no account not seen
+//! before, so servers that answer the first page again past the end do not
+//! loop).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -60,7 +62,9 @@ use crate::config::ProvisionerConfig;
 use crate::guard::Deactivation;
 use crate::reconcile::{App, Operation, ReconcileError};
 use crate::run::Provisioner;
-use crate::scim::{ScimClient, ScimError};
+#[cfg(doc)]
+use crate::scim::ScimClient;
+use crate::scim::ScimError;
 
 /// Accounts per class found by the last reconciliation of an app (missing:
 /// persons without their account).
@@ -271,9 +275,9 @@ pub struct Finding {
     pub note: Option<String>,
     /// What the fix did (none in a dry run, or when nothing was to do).
     pub result: Option<FixResult>,
-    /// The account's match key.
+    /// The account's values on each path of the match chain.
     #[serde(skip)]
-    key: Option<String>,
+    keys: Vec<(usize, String)>,
 }
 
 impl Finding {
@@ -292,7 +296,7 @@ impl Finding {
             action,
             note: None,
             result: None,
-            key: None,
+            keys: Vec::new(),
         }
     }
 
@@ -300,7 +304,7 @@ impl Finding {
         self.account_id = account["id"].as_str().map(str::to_owned);
         self.user_name = account["userName"].as_str().map(str::to_owned);
         self.active = Some(active_of(account));
-        self.key = match_key(app, account);
+        self.keys = account_keys(app, account);
         self
     }
 
@@ -473,21 +477,17 @@ pub struct Options {
     pub dry_run: bool,
     /// What is done with orphans.
     pub orphans: OrphanPolicy,
-    /// Accounts asked per page.
-    pub page_size: usize,
     /// Fixes of different persons under way at once (each app's request
     /// limits still apply).
     pub fix_concurrency: usize,
 }
 
 impl Options {
-    /// A run (`dry_run` or fixing) with `orphans`, pages of 100 and 8 fixes
-    /// at once.
+    /// A run (`dry_run` or fixing) with `orphans` and 8 fixes at once.
     pub fn new(dry_run: bool, orphans: OrphanPolicy) -> Self {
         Options {
             dry_run,
             orphans,
-            page_size: 100,
             fix_concurrency: 8,
         }
     }
@@ -567,7 +567,7 @@ async fn sweep(
     };
     let started = chrono::Utc::now();
     let db = &provisioner.db;
-    let inputs = gather(db, app, options.page_size).await.map_err(read)?;
+    let inputs = gather(db, app).await.map_err(read)?;
     let mut findings = classify(app, &inputs, options.orphans);
     tracing::info!(
         app = %app.name,
@@ -656,8 +656,8 @@ struct Person {
     failed: Vec<String>,
     /// Groups the account should be in (when groups are pushed).
     groups: BTreeSet<String>,
-    /// The match key of the desired user.
-    key: Option<String>,
+    /// The desired user's key on each path of the match chain.
+    keys: Vec<(usize, String)>,
 }
 
 impl Person {
@@ -677,7 +677,7 @@ impl Person {
             BTreeSet::new()
         };
         Person {
-            key: match_key(app, &desired),
+            keys: person_keys(app, &desired),
             failed: errors.into_iter().map(|e| e.top_key).collect(),
             change,
             wanted,
@@ -701,12 +701,14 @@ struct Memberships {
 
 /// Reads the app's accounts, the links, the persons' desired states and
 /// the pushed groups' members.
-async fn gather(db: &Db, app: &App, page_size: usize) -> Result<Inputs, ReconcileError> {
+async fn gather(db: &Db, app: &App) -> Result<Inputs, ReconcileError> {
     let scim = |source: ScimError| ReconcileError::Scim {
         app: app.name.clone(),
         source: Box::new(source),
     };
-    let mut accounts = list_all(&app.client, "Users", page_size)
+    let mut accounts = app
+        .client
+        .list("Users", None, usize::MAX)
         .await
         .map_err(scim)?;
     let rows = sqlx::query(
@@ -751,46 +753,6 @@ async fn gather(db: &Db, app: &App, page_size: usize) -> Result<Inputs, Reconcil
         persons,
         memberships,
     })
-}
-
-/// Every resource of `resource`, page by page; stops at `totalResults`, at
-/// an empty page, or at a page with no resource not seen before (a server
-/// that answers the first page again past the end).
-async fn list_all(
-    client: &ScimClient,
-    resource: &str,
-    page_size: usize,
-) -> Result<Vec<Value>, ScimError> {
-    walk_pages(|start| client.list(resource, start, page_size.max(1))).await
-}
-
-/// The paging of [`list_all`]: `fetch` reads the page at a `startIndex`.
-async fn walk_pages<F, Fut>(mut fetch: F) -> Result<Vec<Value>, ScimError>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<crate::scim::Page, ScimError>>,
-{
-    let mut seen = HashSet::new();
-    let mut all = Vec::new();
-    let mut start = 1usize;
-    loop {
-        let page = fetch(start).await?;
-        let got = page.resources.len();
-        let mut new = 0;
-        for resource in page.resources {
-            let id = resource["id"].as_str().unwrap_or_default().to_owned();
-            if seen.insert(id) {
-                all.push(resource);
-                new += 1;
-            }
-        }
-        start = start.saturating_add(got);
-        // A server that leaves `totalResults` out is read until a page
-        // brings nothing new.
-        if got == 0 || new == 0 || (page.total > 0 && start > page.total) {
-            return Ok(all);
-        }
-    }
 }
 
 /// Every person's desired state in `app`, the enterprise `manager` as the
@@ -879,15 +841,31 @@ async fn memberships(db: &Db, app: &App) -> Result<Memberships, ReconcileError> 
     Ok(memberships)
 }
 
-/// The key an account or a desired user is matched by: the app's match
-/// attribute, without regard to case. The one place that decides what
-/// matches (a match chain of several attributes belongs here).
-fn match_key(app: &App, user: &Value) -> Option<String> {
-    user.get(&app.match_attribute)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_lowercase)
+/// A person's keys: on each path of the app's match chain, the value of
+/// the desired user there, without regard to case. With
+/// [`account_keys`], the one place that decides what matches.
+fn person_keys(app: &App, desired: &Value) -> Vec<(usize, String)> {
+    app.match_chain
+        .paths()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, path)| path.key(desired).map(|key| (i, key.to_lowercase())))
+        .collect()
+}
+
+/// An account's values on each path of the app's match chain, without
+/// regard to case.
+fn account_keys(app: &App, account: &Value) -> Vec<(usize, String)> {
+    app.match_chain
+        .paths()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, path)| {
+            path.values(account)
+                .into_iter()
+                .map(move |value| (i, value.to_lowercase()))
+        })
+        .collect()
 }
 
 /// An account's `active` flag: a boolean, or the string `"true"`/`"false"`
@@ -923,12 +901,35 @@ fn classify(app: &App, inputs: &Inputs, orphans: OrphanPolicy) -> Vec<Finding> {
         .iter()
         .filter_map(|a| a["id"].as_str())
         .collect();
-    let mut by_key: HashMap<&str, Vec<&Person>> = HashMap::new();
+    let mut by_key: HashMap<(usize, &str), Vec<&Person>> = HashMap::new();
     for person in &inputs.persons {
-        if let Some(key) = &person.key {
-            by_key.entry(key.as_str()).or_default().push(person);
+        for (path, key) in &person.keys {
+            by_key
+                .entry((*path, key.as_str()))
+                .or_default()
+                .push(person);
         }
     }
+    // The persons an account matches: by the first path of the chain by
+    // which it matches anyone, as linking would find it.
+    let matching = |account: &Value| -> (Vec<&Person>, String) {
+        let keys = account_keys(app, account);
+        for (i, path) in app.match_chain.paths().iter().enumerate() {
+            let mut persons: Vec<&Person> = keys
+                .iter()
+                .filter(|(p, _)| *p == i)
+                .filter_map(|(_, key)| by_key.get(&(i, key.as_str())))
+                .flatten()
+                .copied()
+                .collect();
+            persons.sort_by_key(|p| p.change.person_id.as_str());
+            persons.dedup_by_key(|p| p.change.person_id.as_str());
+            if !persons.is_empty() {
+                return (persons, path.to_string());
+            }
+        }
+        (Vec::new(), String::new())
+    };
     let groups_of = |account: &Value, person: &Person| -> (Vec<String>, Vec<String>) {
         let Some(memberships) = &inputs.memberships else {
             return (Vec::new(), Vec::new());
@@ -995,10 +996,8 @@ fn classify(app: &App, inputs: &Inputs, orphans: OrphanPolicy) -> Vec<Finding> {
             findings.push(finding);
             continue;
         }
-        let matching = match_key(app, account)
-            .and_then(|key| by_key.get(key.as_str()))
-            .map_or(&[][..], Vec::as_slice);
-        match matching {
+        let (matching, path) = matching(account);
+        match matching.as_slice() {
             [] => {
                 let active = active_of(account);
                 let action = match (active, orphans) {
@@ -1024,9 +1023,8 @@ fn classify(app: &App, inputs: &Inputs, orphans: OrphanPolicy) -> Vec<Finding> {
                 let mut finding =
                     Finding::new(Class::UnlinkedMatch, Action::Report).of_account(account, app);
                 finding.note = Some(format!(
-                    "{} HR persons match it by {} ({}): not linked; resolve the duplicate in HR",
+                    "{} HR persons match it by {path} ({}): not linked; resolve the duplicate in HR",
                     several.len(),
-                    app.match_attribute,
                     several
                         .iter()
                         .map(|p| p.change.employee_id.as_str())
@@ -1057,10 +1055,10 @@ fn classify(app: &App, inputs: &Inputs, orphans: OrphanPolicy) -> Vec<Finding> {
             } else if accounts.len() > 1 {
                 finding.action = Action::Report;
                 finding.note = Some(format!(
-                    "{} accounts match this person by {}: none linked; resolve the duplicates \
+                    "{} accounts match this person (by {}): none linked; resolve the duplicates \
                      in the app",
                     accounts.len(),
-                    app.match_attribute
+                    app.match_chain
                 ));
             } else if !person.wanted && active_of(account) && orphans == OrphanPolicy::Report {
                 finding.action = Action::Report;
@@ -1408,7 +1406,7 @@ async fn arrived_since(
     db: &Db,
     app: &App,
     started_ms: i64,
-) -> Result<HashSet<String>, ReconcileError> {
+) -> Result<HashSet<(usize, String)>, ReconcileError> {
     let payloads: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT payload FROM provisioner_person WHERE seen_at_ms >= $1")
             .bind(started_ms)
@@ -1416,12 +1414,12 @@ async fn arrived_since(
             .await?;
     Ok(decode_persons(app, &payloads, &HashMap::new())
         .into_iter()
-        .filter_map(|p| p.key)
+        .flat_map(|p| p.keys)
         .collect())
 }
 
-fn is_claimed(finding: &Finding, keys: &HashSet<String>) -> bool {
-    finding.key.as_ref().is_some_and(|k| keys.contains(k))
+fn is_claimed(finding: &Finding, keys: &HashSet<(usize, String)>) -> bool {
+    finding.keys.iter().any(|k| keys.contains(k))
 }
 
 /// Links the finding's account to its person, unless the person got

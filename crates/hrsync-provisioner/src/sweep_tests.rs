@@ -5,7 +5,7 @@ use hrsync_tests::directory_change;
 use serde_json::json;
 
 use super::*;
-use crate::scim::ENTERPRISE_SCHEMA;
+use crate::scim::{ScimClient, ENTERPRISE_SCHEMA};
 
 fn app() -> App {
     let client =
@@ -335,44 +335,53 @@ fn the_report_summarises_per_class_and_round_trips_as_json() {
     assert_eq!(back, report);
 }
 
-/// Pages of `ids`, `size` at a time from `startIndex`; past the end the
-/// first page again (as some servers answer), `totalResults` given or not.
-fn page(ids: &[&str], size: usize, start: usize, total: bool) -> crate::scim::Page {
-    let from = if start > ids.len() { 0 } else { start - 1 };
-    crate::scim::Page {
-        total: if total { ids.len() } else { 0 },
-        resources: ids[from..(from + size).min(ids.len())]
-            .iter()
-            .map(|id| json!({ "id": id }))
-            .collect(),
-    }
-}
-
-#[tokio::test]
-async fn paging_stops_at_the_total_or_at_a_page_with_nothing_new() {
-    let ids = ["a", "b", "c", "d", "e"];
-    for total in [true, false] {
-        let mut asked = Vec::new();
-        let all = walk_pages(|start| {
-            asked.push(start);
-            std::future::ready(Ok(page(&ids, 2, start, total)))
-        })
-        .await
-        .unwrap();
-        let got: Vec<&str> = all.iter().filter_map(|r| r["id"].as_str()).collect();
-        assert_eq!(got, ids, "totalResults given: {total}");
-        // With the total the pages stop at it; without, the first page
-        // coming again past the end brings nothing new and ends it.
-        let expected: &[usize] = if total { &[1, 3, 5] } else { &[1, 3, 5, 6] };
-        assert_eq!(asked, expected);
-    }
-    let empty = walk_pages(|_| std::future::ready(Ok(page(&[], 2, 1, true))))
-        .await
-        .unwrap();
-    assert!(empty.is_empty());
-}
-
 /// A line of the summary table.
 fn row(class: &str, count: usize, action: &str) -> String {
     format!("{class:<16} {count:>7}  {action}\n")
+}
+
+#[test]
+fn an_account_matches_by_the_first_path_of_the_chain_that_finds_anyone() {
+    let chain = crate::matching::MatchChain::parse(&["userName", "emails[type eq \"work\"].value"])
+        .expect("a chain");
+    let app = App {
+        match_chain: std::sync::Arc::new(chain),
+        ..app()
+    };
+    let ada = Person::new(
+        &app,
+        directory_change("E1", "Ada Tester", 1, Active, &["zendesk"], &[]),
+        None,
+    );
+    let bob = Person::new(
+        &app,
+        directory_change("E2", "Bob Tester", 1, Active, &["zendesk"], &[]),
+        None,
+    );
+    let inputs = Inputs {
+        accounts: vec![
+            // Another userName, Ada's work e-mail in another case.
+            json!({"id": "a", "userName": "a.tester", "emails": [{"type": "work", "value": "ADA@example.com"}]}),
+            // Bob's userName: that path decides, whatever the e-mail says.
+            json!({"id": "b", "userName": "Bob@Example.com", "emails": [{"type": "work", "value": "ada@example.com"}]}),
+            // A home address is not the work e-mail.
+            json!({"id": "c", "userName": "c", "emails": [{"type": "home", "value": "ada@example.com"}]}),
+        ],
+        links: Vec::new(),
+        persons: vec![ada, bob],
+        memberships: None,
+    };
+    let findings = classify(&app, &inputs, OrphanPolicy::Report);
+    let f = find(&findings, "a");
+    // (Account b names Ada's e-mail too, but it is Bob's by userName.)
+    assert_eq!(
+        (f.class, f.person_id.as_deref(), f.action),
+        (Class::UnlinkedMatch, Some("p-E1"), Action::Link)
+    );
+    let f = find(&findings, "b");
+    assert_eq!(
+        (f.class, f.person_id.as_deref(), f.action),
+        (Class::UnlinkedMatch, Some("p-E2"), Action::Link)
+    );
+    assert_eq!(find(&findings, "c").class, Class::Orphan);
 }

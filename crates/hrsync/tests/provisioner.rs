@@ -323,3 +323,135 @@ async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A create refused as a conflict with an account the app's match chain
+/// cannot find (here it matches by `externalId`, the existing account holds
+/// the `userName` under another one) is dead-lettered once, with an error
+/// naming the attributes and not the value, after a single create: no
+/// retry loop. Once the account is corrected in the app, redrive links it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_no_account_matches_is_dead_lettered_once() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let server = ScimServer::start()?;
+    let proxy = hrsync_tests::FaultProxy::start(&server.base_url()).await?;
+    let store = SqliteFile::new()?;
+    let kafka = broker.kafka_config();
+    let specs: Vec<TopicSpec> = [CHANGES, PRIORITY, AUDIT, DLQ]
+        .into_iter()
+        .map(|t| TopicSpec::new(t, 3))
+        .collect();
+    hrsync_bus::ensure_topics(&kafka, &specs).await?;
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let existing = client
+        .create(
+            "Users",
+            &serde_json::json!({
+                "schemas": [hrsync_provisioner::scim::USER_SCHEMA],
+                "userName": "dana@example.com",
+                "externalId": "someone-else",
+            }),
+        )
+        .await?;
+    let existing_id = existing["id"].as_str().unwrap_or_default().to_owned();
+    publish(
+        &Producer::new(&kafka)?,
+        CHANGES,
+        &[change(
+            "dana",
+            1,
+            LifecycleState::Active,
+            "Agent",
+            &["zendesk"],
+        )],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hrsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\nlisten = \"127.0.0.1:0\"\n\n[provisioner]\ndatabase_url = \"{store}\"\n\n[[provisioner.apps]]\nname = \"zendesk\"\nbase_url = \"{base}\"\ntoken = {{ env = \"ZENDESK_TOKEN\" }}\nmatch_attributes = [\"externalId\"]\npush_groups = false\n",
+            kafka = broker.kafka_toml(),
+            store = store.url(),
+            base = proxy.url(),
+        ),
+    )?;
+    let hrsync = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hrsync"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("ZENDESK_TOKEN", server.token());
+        command
+    };
+    let running = Kill(
+        hrsync(&["provisioner", "run"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dlq = read_topic_until_quiet(&broker.bootstrap(), DLQ, Duration::from_millis(700))?;
+        if !dlq.is_empty() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nothing dead-lettered");
+    }
+    // Given time to loop, it does not: one record, one create.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let parked = read_topic_until_quiet(&broker.bootstrap(), DLQ, Duration::from_millis(700))?;
+    drop(running);
+    assert_eq!(parked.len(), 1, "dead-lettered once");
+    let creates = proxy
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("POST /Users"))
+        .count();
+    assert_eq!(creates, 1, "{:?}", proxy.seen());
+    let error = parked[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "hrsync.dlq.error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(
+        error.contains("HTTP 409")
+            && error.contains("whose userName conflicts")
+            && error.contains("no account matches by externalId"),
+        "{error}"
+    );
+    assert!(!error.contains("dana@example.com"), "no value: {error}");
+    assert_eq!(
+        client
+            .find("Users", "userName", "dana@example.com")
+            .await?
+            .len(),
+        1
+    );
+
+    // The admin gives the account its person id: redrive links it.
+    client
+        .patch(
+            "Users",
+            &existing_id,
+            &[hrsync_provisioner::scim::PatchOp::replace(
+                "externalId",
+                serde_json::json!("p-dana"),
+            )],
+        )
+        .await?;
+    let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"]).output()?;
+    assert!(output.status.success(), "{output:?}");
+    let dana = client.get("Users", &existing_id).await?.unwrap_or_default();
+    assert_eq!(dana["title"], "Agent", "linked and updated: {dana}");
+    assert_eq!(
+        client
+            .find("Users", "userName", "dana@example.com")
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}

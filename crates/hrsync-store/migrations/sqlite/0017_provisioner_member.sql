@@ -4,7 +4,8 @@
 -- app has applied it, 0 once applied (kept for joins; a leave that was
 -- applied is deleted), 2 when the app refused it (`last_error` says why).
 -- `seq` orders requests and tells the writer whether a row changed while
--- its request was in flight.
+-- its request was in flight. `trace_parent` is the W3C trace context of the
+-- change that requested it: the request that applies it joins that trace.
 CREATE TABLE provisioner_member (
     app           TEXT   NOT NULL,
     group_name    TEXT   NOT NULL,
@@ -14,6 +15,7 @@ CREATE TABLE provisioner_member (
     pending       BIGINT NOT NULL,
     seq           BIGINT NOT NULL,
     last_error    TEXT,
+    trace_parent  TEXT,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (app, group_name, member_id)
 );
