@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AssertionSigner, ClientAuthentication, ClientCredentials, Credentials};
 use crate::limit::Limits;
 use crate::matching::MatchChain;
+use crate::sweep::{OrphanPolicy, ReconcileMode};
 
 /// Settings of the provisioner role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +148,20 @@ pub struct AppConfig {
     /// The guard's window.
     #[serde(default = "default_guard_window_secs")]
     pub guard_window_secs: u64,
+    /// Reconcile the whole app (`hrsync provisioner reconcile`) every this
+    /// many seconds, counted from its last reconciliation (unset: never on
+    /// a schedule).
+    #[serde(default)]
+    pub reconcile_every_secs: Option<u64>,
+    /// What the scheduled reconciliation does: `fix` (default) or `report`
+    /// (classify only, as `--dry-run`).
+    #[serde(default)]
+    pub reconcile_mode: ReconcileMode,
+    /// What reconciliation does with an orphan (an account no HR person
+    /// matches): `report` (default) or `deactivate` (under the deprovision
+    /// guard; never deleted).
+    #[serde(default)]
+    pub orphans: OrphanPolicy,
 }
 
 /// The OAuth 2.0 client credentials grant of one app.
@@ -373,6 +388,9 @@ impl AppConfig {
             guard_min_accounts: None,
             guard_immediate_allowance: default_guard_immediate_allowance(),
             guard_window_secs: default_guard_window_secs(),
+            reconcile_every_secs: None,
+            reconcile_mode: ReconcileMode::default(),
+            orphans: OrphanPolicy::default(),
         }
     }
 
@@ -524,6 +542,12 @@ impl ProvisionerConfig {
             }
             if app.guard_window_secs == 0 {
                 return Err(format!("{} must be at least 1", at("guard_window_secs")));
+            }
+            if app.reconcile_every_secs == Some(0) {
+                return Err(format!(
+                    "{} must be at least 1 (or unset: no scheduled reconciliation)",
+                    at("reconcile_every_secs")
+                ));
             }
             if app.timeout_ms == 0 {
                 return Err(format!("{} must be positive", at("timeout_ms")));

@@ -149,7 +149,7 @@ fn over_limits(guard: &Guard, counts: &Counts) -> bool {
 /// which its guard decides (one decision at a time per app).
 #[derive(Debug, Default)]
 pub struct Gate {
-    decide: tokio::sync::Mutex<()>,
+    decide: Arc<tokio::sync::Mutex<()>>,
     under_way: Arc<UnderWay>,
 }
 
@@ -164,6 +164,7 @@ struct UnderWay {
 /// [`Ticket::record`] (or when the deactivation failed).
 #[derive(Debug)]
 pub struct Ticket {
+    decide: Arc<tokio::sync::Mutex<()>>,
     under_way: Arc<UnderWay>,
     allowance: bool,
 }
@@ -174,7 +175,15 @@ impl Ticket {
     /// # Errors
     /// Store failures.
     pub async fn record(self, db: &Db, app: &str) -> Result<(), ReconcileError> {
-        record_deactivation(db, app, self.allowance).await
+        // Stored and no longer under way at once for a decision, which
+        // reads both under the same lock: one that became done between its
+        // reads would be counted in neither (or in both).
+        let decide = self.decide.clone();
+        let deciding = decide.lock().await;
+        let recorded = record_deactivation(db, app, self.allowance).await;
+        drop(self);
+        drop(deciding);
+        recorded
     }
 }
 
@@ -301,6 +310,7 @@ pub async fn admit(
         gate.under_way.allowance.fetch_add(1, Ordering::SeqCst);
     }
     Ok(Some(Ticket {
+        decide: gate.decide.clone(),
         under_way: gate.under_way.clone(),
         allowance,
     }))

@@ -12,6 +12,9 @@
 //! - [`guard`]: the deprovision guard, which holds an app's deactivations
 //!   past its limits until released.
 //! - [`run`]: the consumers (priority lane and main topic), retries, audit.
+//! - [`sweep`]: app-wide reconciliation: every account of an app
+//!   classified against the desired state and fixed, by hand or on a
+//!   schedule.
 //! - [`config`]: the `[provisioner]` configuration section.
 
 pub mod audit;
@@ -25,3 +28,4 @@ pub mod matching;
 pub mod reconcile;
 pub mod run;
 pub mod scim;
+pub mod sweep;

@@ -67,12 +67,12 @@ pub enum SetupError {
 /// Applies directory changes to every configured app.
 #[derive(Debug)]
 pub struct Provisioner {
-    db: Db,
+    pub(crate) db: Db,
     apps: Vec<App>,
     locks: Vec<Mutex<()>>,
     max_attempts: u32,
     max_backoff: Duration,
-    audit: AuditLog,
+    pub(crate) audit: AuditLog,
     /// Quarantined apps and when to probe them next.
     quarantine: std::sync::Mutex<std::collections::HashMap<String, Probe>>,
     probe_interval: Duration,
@@ -185,7 +185,7 @@ impl Provisioner {
         self
     }
 
-    fn lock_for(&self, person: &PersonId) -> &Mutex<()> {
+    pub(crate) fn lock_for(&self, person: &PersonId) -> &Mutex<()> {
         let hash = person
             .as_str()
             .bytes()
@@ -612,7 +612,7 @@ impl Provisioner {
     }
 
     /// Records each of `ops` in the audit trail.
-    async fn audit_ops(
+    pub(crate) async fn audit_ops(
         &self,
         app: &App,
         change: &DirectoryChange,
@@ -912,9 +912,11 @@ pub async fn run(
         }
         result
     };
+    // Apps with `reconcile_every_secs` are reconciled on their schedule.
+    let sweeps = crate::sweep::scheduled(provisioner.clone(), config, stop.clone());
     // Changes of different persons are applied concurrently, one person's
     // in order (the consumers lane records by key, the person id).
-    let (a, b, ()) = tokio::join!(
+    let (a, b, (), ()) = tokio::join!(
         async {
             stopping_the_others(
                 priority
@@ -943,6 +945,7 @@ pub async fn run(
             )
         },
         prober,
+        sweeps,
     );
     a?;
     b?;

@@ -1,11 +1,13 @@
 //! `hrsync provisioner ...`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 use hrsync_provisioner::reconcile::Operation;
 use hrsync_provisioner::run::{self, Provisioner, Topics};
+use hrsync_provisioner::sweep::{self, Options, OrphanPolicy};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -28,6 +30,29 @@ pub(crate) enum ProvisionerCommand {
     Release {
         /// The app, as in `[[provisioner.apps]]`.
         app: String,
+    },
+    /// Reconcile every account of APP with the desired state: classify each
+    /// (in sync, drifted, unlinked match, missing, orphan), fix them (link,
+    /// create, re-apply, deactivate orphans per the app's `orphans`), print
+    /// a summary and write a JSON report. Exits non-zero if a fix failed.
+    Reconcile {
+        /// The app, as in `[[provisioner.apps]]`.
+        app: String,
+        /// Classify only: change nothing in the app or the link store.
+        #[arg(long)]
+        dry_run: bool,
+        /// What to do with orphans in this run (default: the app's
+        /// `orphans` setting).
+        #[arg(long, value_parser = ["report", "deactivate"])]
+        orphans: Option<String>,
+        /// Where to write the JSON report (default:
+        /// `hrsync-reconcile-APP-<UTC time>.json` in the current directory).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Print the JSON report on stdout instead of writing a file (the
+        /// summary goes to stderr).
+        #[arg(long, conflicts_with = "report")]
+        json: bool,
     },
 }
 
@@ -143,6 +168,55 @@ fn describe(op: &Operation) -> String {
     }
 }
 
+/// `provisioner reconcile`: runs it, prints the summary and writes the
+/// report. Fails if a fix failed (after writing the report).
+async fn reconcile(
+    config: &Config,
+    provisioner: &Provisioner,
+    app: &str,
+    dry_run: bool,
+    orphans: Option<String>,
+    report: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let configured = config
+        .provisioner
+        .apps
+        .iter()
+        .find(|a| a.name == app)
+        .with_context(|| format!("no app named {app:?} in [[provisioner.apps]]"))?;
+    let orphans = match orphans.as_deref() {
+        Some("deactivate") => OrphanPolicy::Deactivate,
+        Some(_) => OrphanPolicy::Report,
+        None => configured.orphans,
+    };
+    let outcome = sweep::reconcile_app(provisioner, app, &Options::new(dry_run, orphans))
+        .await
+        .context("reconcile")?;
+    let text = serde_json::to_string_pretty(&outcome)?;
+    if json {
+        eprint!("{}", outcome.summary());
+        println!("{text}");
+    } else {
+        print!("{}", outcome.summary());
+        let path = report.unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "hrsync-reconcile-{app}-{}.json",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            ))
+        });
+        std::fs::write(&path, text + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    let failed = outcome.failures();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} fix(es) failed in {app}; the report names each with its error"
+    );
+    Ok(())
+}
+
 pub(crate) async fn run_provisioner(
     config: &Config,
     command: ProvisionerCommand,
@@ -185,6 +259,16 @@ pub(crate) async fn run_provisioner(
             released.len()
         );
         return Ok(());
+    }
+    if let ProvisionerCommand::Reconcile {
+        app,
+        dry_run,
+        orphans,
+        report,
+        json,
+    } = command
+    {
+        return reconcile(config, &provisioner, &app, dry_run, orphans, report, json).await;
     }
     // `main` runs it through `roles::run`, with the endpoints.
     serve(config, crate::roles::on_signal(), &Ready::detached()).await
