@@ -735,6 +735,8 @@ mod tests {
             .validate()
             .expect_err("refused")
             .starts_with("provisioner.apps[zendesk].match_attribute: "));
+    }
+
     /// One app as `[[provisioner.apps]]` would give it, plus `extra` lines.
     fn parsed(extra: &str) -> AppConfig {
         let toml = format!(

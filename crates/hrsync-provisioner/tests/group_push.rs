@@ -68,6 +68,8 @@ fn config(base_url: &str, token: &str, linger: Duration) -> ProvisionerConfig {
     ProvisionerConfig {
         apps: vec![AppConfig {
             group_linger_ms: u64::try_from(linger.as_millis()).unwrap_or(u64::MAX),
+            // A local app: no request rate limit.
+            rate_limit: 0.0,
             ..AppConfig::new("zendesk", base_url, Secret::inline(token))
         }],
         ..ProvisionerConfig::default()

@@ -139,7 +139,7 @@ fn config(args: &Args, broker: &Broker, url: &str, apps: &[LocalApp], listen: u1
     let mut app_sections = String::new();
     for app in apps {
         app_sections.push_str(&format!(
-            "\n[[provisioner.apps]]\nname = {:?}\nbase_url = {:?}\ntoken = {:?}\npush_groups = {}\n",
+            "\n[[provisioner.apps]]\nname = {:?}\nbase_url = {:?}\ntoken = {:?}\npush_groups = {}\nrate_limit = 0\n",
             app.name, app.base_url, app.token, args.groups
         ));
         for line in &args.app_set {
@@ -160,6 +160,10 @@ listen = "127.0.0.1:{listen}"
 [ingest]
 database_url = "{url}"
 
+[ingest.push]
+listen = "127.0.0.1:{push}"
+token = "bench-push-token"
+
 [[ingest.sources]]
 name = "hris"
 
@@ -171,6 +175,7 @@ database_url = "{url}"
 database_url = "{url}"
 {app_sections}"#,
         brokers = broker.bootstrap(),
+        push = free_port().unwrap_or(0),
     )
 }
 
