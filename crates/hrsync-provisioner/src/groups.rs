@@ -82,7 +82,8 @@ pub struct Target {
 }
 
 impl Target {
-    fn previous_names(&self, group: &str) -> &[String] {
+    /// The names `group` had before, if it was renamed in the rules.
+    pub(crate) fn previous_names(&self, group: &str) -> &[String] {
         self.renames.get(group).map_or(&[], Vec::as_slice)
     }
 

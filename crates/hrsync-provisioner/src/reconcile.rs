@@ -6,7 +6,7 @@
 //! at version v nothing with a lower version can create or reactivate any of
 //! their accounts. A change that maps to what was last sent sends nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hrsync_domain::{DirectoryChange, LifecycleState};
@@ -178,11 +178,6 @@ impl App {
     /// The version to send as `If-Match` when writing `link`'s user.
     fn if_match<'a>(&self, link: &'a Link) -> Option<&'a str> {
         link.etag.as_deref().filter(|_| self.etag)
-    }
-
-    /// The names `group` had before, if it was renamed.
-    fn previous_names(&self, group: &str) -> &[String] {
-        self.group_renames.get(group).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -678,6 +673,17 @@ pub async fn reread(db: &Db, app: &App, change: &DirectoryChange) -> Result<(), 
     save(db, change, &app.name, &current).await
 }
 
+/// The groups `change` grants its person in `app` (whether or not the app
+/// pushes groups), sorted.
+pub(crate) fn assigned_groups(app: &App, change: &DirectoryChange) -> BTreeSet<String> {
+    change
+        .apps
+        .iter()
+        .filter(|a| a.app == app.name)
+        .flat_map(|a| a.groups.iter().cloned())
+        .collect()
+}
+
 /// Brings the account's group memberships in `app` to the groups the
 /// change assigns for it (none once the app is unassigned or the person
 /// deprovisioned): the joins and leaves are requested of the app's group
@@ -695,18 +701,11 @@ async fn push_groups(
     if !app.push_groups || link.scim_id.is_empty() {
         return Ok(());
     }
-    let mut desired: Vec<String> = if wanted {
-        change
-            .apps
-            .iter()
-            .filter(|a| a.app == app.name)
-            .flat_map(|a| a.groups.iter().cloned())
-            .collect()
+    let desired: Vec<String> = if wanted {
+        assigned_groups(app, change).into_iter().collect()
     } else {
         Vec::new()
     };
-    desired.sort();
-    desired.dedup();
     let mut added: Vec<String> = desired
         .iter()
         .filter(|g| !link.groups.contains(g))
@@ -720,16 +719,17 @@ async fn push_groups(
         .collect();
     // A group renamed since it was pushed is renamed in place and keeps its
     // members: the account neither leaves the old name nor joins the new.
+    let target = app.group_target();
     let carried: Vec<(String, String)> = added
         .iter()
         .filter_map(|name| {
-            app.previous_names(name)
+            target
+                .previous_names(name)
                 .iter()
                 .find(|old| removed.contains(old))
                 .map(|old| (old.clone(), name.clone()))
         })
         .collect();
-    let target = app.group_target();
     for (old, new) in &carried {
         added.retain(|g| g != new);
         removed.retain(|g| g != old);

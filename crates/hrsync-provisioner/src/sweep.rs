@@ -667,12 +667,7 @@ impl Person {
         let wanted = assigned && change.lifecycle_state != LifecycleState::Deprovisioned;
         let (desired, errors) = app.mapping.user(&change, &app.name, active, manager);
         let groups = if wanted && app.push_groups {
-            change
-                .apps
-                .iter()
-                .filter(|a| a.app == app.name)
-                .flat_map(|a| a.groups.iter().cloned())
-                .collect()
+            crate::reconcile::assigned_groups(app, &change)
         } else {
             BTreeSet::new()
         };
