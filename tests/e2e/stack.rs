@@ -335,6 +335,17 @@ impl ScimApps {
         Ok(out)
     }
 
+    /// A rule's `apps` list: those of `apps` this test runs (a rule naming an
+    /// app the configuration does not declare stops hrsync at start).
+    fn granted(&self, apps: &[&str]) -> String {
+        let names: Vec<String> = apps
+            .iter()
+            .filter(|name| self.0.iter().any(|a| a.name == **name))
+            .map(|name| format!("{name:?}"))
+            .collect();
+        format!("[{}]", names.join(", "))
+    }
+
     /// The apps' `[[provisioner.apps]]` entries. Every app here runs on this
     /// machine for the test, so none has a rate limit (`rate_limit = 0`):
     /// the runs push thousands of workers.
@@ -497,17 +508,17 @@ slack = 7
 [[projector.rules.groups]]
 name = "Everyone"
 rule = 'true'
-apps = ["slack"]
+apps = {everyone}
 
 [[projector.rules.groups]]
 name = "Customer Support"
 rule = 'person.department == "Customer Support"'
-apps = ["slack", "zendesk"]
+apps = {support}
 
 [[projector.rules.groups]]
 name = "People Managers"
 rule = 'is_manager || person.title.contains("Manager")'
-apps = ["lattice"]
+apps = {managers}
 
 [provisioner]
 database_url = "{provisioner_db}"
@@ -520,6 +531,9 @@ max_backoff_ms = 2000
                 projector_db = url.1,
                 provisioner_db = url.2,
                 apps = apps.config(),
+                everyone = apps.granted(&["slack"]),
+                support = apps.granted(&["slack", "zendesk"]),
+                managers = apps.granted(&["lattice"]),
             ),
         )?;
         let mut processes = Processes {

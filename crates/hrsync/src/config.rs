@@ -34,11 +34,111 @@ impl Validate for Config {
         self.ingest.validate()?;
         self.projector.validate()?;
         self.provisioner.validate()?;
+        let undeclared = self.undeclared_apps();
+        if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
+            let declared: Vec<&str> = self
+                .provisioner
+                .apps
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
+            let named: Vec<String> = undeclared.iter().map(Reference::to_string).collect();
+            return Err(format!(
+                "{}, which [[provisioner.apps]] does not declare (declared: {}): declare it, \
+                 or correct the name",
+                named.join("; "),
+                declared.join(", ")
+            ));
+        }
         Ok(())
     }
 }
 
+/// A name one section of the configuration uses for an app or a source
+/// another section declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference {
+    /// The key that holds the name, e.g. `projector.rules.groups[Everyone].apps`.
+    pub(crate) key: String,
+    /// The name as written.
+    pub(crate) name: String,
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} names {:?}", self.key, self.name)
+    }
+}
+
 impl Config {
+    /// Apps the group rules grant, or the pre-hire windows name, that
+    /// `[[provisioner.apps]]` does not declare. With apps declared, any is an
+    /// error at start (a misspelt app would silently get nothing); a
+    /// configuration declaring none (a projector whose provisioner runs with
+    /// another configuration) only warns.
+    fn undeclared_apps(&self) -> Vec<Reference> {
+        let declared = |name: &str| self.provisioner.apps.iter().any(|a| a.name == name);
+        let granted = self.projector.rules.groups.iter().flat_map(|group| {
+            group.apps.iter().map(move |app| Reference {
+                key: format!("projector.rules.groups[{}].apps", group.name),
+                name: app.clone(),
+            })
+        });
+        let windows = self.projector.prehire_days.keys().map(|app| Reference {
+            key: format!("projector.prehire_days.{app}"),
+            name: app.clone(),
+        });
+        granted
+            .chain(windows)
+            .filter(|r| !declared(&r.name))
+            .collect()
+    }
+
+    /// Sources the attribute sourcing names that no HR source of this
+    /// configuration writes: neither an `[[ingest.sources]]` table nor the
+    /// push API's `source_system`. Legitimate for a direct Kafka producer,
+    /// so only a warning.
+    fn undeclared_sources(&self) -> Vec<Reference> {
+        let declared = |name: &str| {
+            self.ingest.sources.iter().any(|s| s.name == name)
+                || self.ingest.push.source_system == name
+        };
+        self.projector
+            .attribute_sources
+            .0
+            .iter()
+            .flat_map(|(attribute, sources)| {
+                sources.iter().map(move |source| Reference {
+                    key: format!("projector.attribute_sources.{attribute}"),
+                    name: source.clone(),
+                })
+            })
+            .filter(|r| !declared(&r.name))
+            .collect()
+    }
+
+    /// What start-up should warn about: names that may be right but that
+    /// this configuration cannot confirm.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.provisioner.apps.is_empty() {
+            warnings.extend(self.undeclared_apps().into_iter().map(|r| {
+                format!(
+                    "{r}, but this configuration declares no [[provisioner.apps]]: \
+                     right only if another process provisions it"
+                )
+            }));
+        }
+        warnings.extend(self.undeclared_sources().into_iter().map(|r| {
+            format!(
+                "{r}, which is neither an [[ingest.sources]] name nor ingest.push.source_system: \
+                 right only if a direct Kafka producer writes events with source_system = {:?}",
+                r.name
+            )
+        }));
+        warnings
+    }
+
     /// The effective configuration as TOML, secrets redacted.
     pub(crate) fn to_redacted_toml(&self) -> anyhow::Result<String> {
         Ok(toml::to_string_pretty(self)?)
@@ -99,5 +199,74 @@ mod tests {
         let text = config.to_redacted_toml().expect("serializes");
         assert!(!text.contains("pa55-change-me"), "{text}");
         assert!(text.contains("sasl_password = \"<redacted>\""), "{text}");
+    }
+
+    fn load_text(text: &str) -> Result<Config, String> {
+        let mut file = tempfile::NamedTempFile::new().expect("tmp");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        hrsync_config::load_from::<Config>(Some(file.path()), no_env()).map_err(|e| e.to_string())
+    }
+
+    const SLACK: &str = "[[provisioner.apps]]\nname = \"slack\"\n\
+                         base_url = \"https://s.example/scim/v2\"\ntoken = \"t\"\n";
+
+    #[test]
+    fn the_example_names_only_what_it_declares() {
+        let config: Config =
+            hrsync_config::load_from(Some(example()), no_env()).expect("example loads");
+        assert_eq!(config.warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_rule_granting_an_undeclared_app_stops_start_up_naming_the_key() {
+        let error = load_text(&format!(
+            "[[projector.rules.groups]]\nname = \"Everyone\"\nrule = 'true'\n\
+             apps = [\"slack\", \"slak\"]\n{SLACK}"
+        ))
+        .expect_err("refused");
+        assert!(
+            error.contains(r#"projector.rules.groups[Everyone].apps names "slak""#),
+            "{error}"
+        );
+        assert!(error.contains("declared: slack"), "{error}");
+    }
+
+    #[test]
+    fn a_prehire_window_for_an_undeclared_app_stops_start_up_naming_the_key() {
+        let error = load_text(&format!("[projector.prehire_days]\nzendesk = 3\n{SLACK}"))
+            .expect_err("refused");
+        assert!(
+            error.contains(r#"projector.prehire_days.zendesk names "zendesk""#),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn without_declared_apps_an_app_named_by_a_rule_is_only_a_warning() {
+        let config = load_text(
+            "[[projector.rules.groups]]\nname = \"Everyone\"\nrule = 'true'\napps = [\"slack\"]\n",
+        )
+        .expect("a projector alone may grant apps another process provisions");
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(r#"projector.rules.groups[Everyone].apps names "slack""#),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn an_attribute_source_no_hr_source_declares_is_a_warning() {
+        let config = load_text(
+            "[[ingest.sources]]\nname = \"workday\"\n\
+             [projector.attribute_sources]\nphone = [\"directory\", \"workday\", \"push\"]\n",
+        )
+        .expect("a direct producer may write source_system = directory");
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(r#"projector.attribute_sources.phone names "directory""#),
+            "{warnings:?}"
+        );
     }
 }

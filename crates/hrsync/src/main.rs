@@ -91,7 +91,8 @@ enum SchemasCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Load and validate the configuration, then print it (secrets redacted).
+    /// Load and validate the configuration, then print it (secrets redacted);
+    /// names it cannot confirm are warned about on stderr.
     Check,
 }
 
@@ -112,6 +113,9 @@ fn main() -> anyhow::Result<()> {
     let config: Config = hrsync_config::load(cli.config.as_deref())?;
     match command {
         Command::Config(ConfigCommand::Check) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config.to_redacted_toml()?);
             Ok(())
         }
@@ -212,6 +216,9 @@ fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {
 /// Runs `role` (or all) in this process until SIGTERM or Ctrl-C.
 fn run_roles(config: &Config, role: roles::Role) -> anyhow::Result<()> {
     let telemetry = hrsync_telemetry::init(&config.telemetry)?;
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     runtime()?.block_on(roles::run(config, &telemetry, &[role]))
 }
 
