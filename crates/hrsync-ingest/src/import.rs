@@ -155,12 +155,7 @@ impl Importer {
         options: ImportOptions,
         now: DateTime<Utc>,
     ) -> Result<ImportReport, ImportError> {
-        let format = source
-            .format
-            .or_else(|| snapshot::format_of(file))
-            .ok_or_else(|| ImportError::UnknownFormat {
-                file: file.to_owned(),
-            })?;
+        let format = format_of(source, file)?;
         let plan = plan(self, source, file, bytes, format, now, options).await?;
         let plan = match plan {
             Planned::Report(report) => return Ok(report),
@@ -267,6 +262,35 @@ impl Importer {
 enum Planned {
     Report(ImportReport),
     Plan(Plan),
+}
+
+/// Plans an import of `bytes` against `source`'s last accepted snapshot in
+/// `store`, recording and publishing nothing: what a dry run reports. Needs
+/// no broker, and does not finish an import of `source` left open (a real
+/// import would finish it first, so its plan can differ).
+///
+/// # Errors
+/// The snapshot is invalid or in an unknown format, or the store failed.
+pub async fn dry_run(
+    store: &IngestStore,
+    source: &SourceConfig,
+    file: &str,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Plan, ImportError> {
+    let snapshot = snapshot::parse(source, file, bytes, format_of(source, file)?)?;
+    let baseline = store.baseline(&source.name).await?;
+    Ok(diff::diff(source, &baseline, &snapshot, now)?)
+}
+
+/// The format `file` is read in: the source's, or the file name's extension.
+fn format_of(source: &SourceConfig, file: &str) -> Result<Format, ImportError> {
+    source
+        .format
+        .or_else(|| snapshot::format_of(file))
+        .ok_or_else(|| ImportError::UnknownFormat {
+            file: file.to_owned(),
+        })
 }
 
 async fn plan(

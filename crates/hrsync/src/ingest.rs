@@ -172,17 +172,30 @@ async fn import(
     })?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let file_name = file.display().to_string();
-    let importer = importer(config).await?;
-    if !options.dry_run {
+    let result = if options.dry_run {
+        // A dry run reads the store only: it works without a broker.
+        let store = IngestStore::new(
+            crate::open_store(
+                &config.ingest.database_url,
+                config.ingest.max_connections,
+                "ingest",
+            )
+            .await?,
+        );
+        hrsync_ingest::import::dry_run(&store, source, &file_name, &bytes, chrono::Utc::now())
+            .await
+            .map(ImportReport::DryRun)
+    } else {
+        let importer = importer(config).await?;
         let specs = config.topics.specs(&config.kafka);
         hrsync_bus::ensure_topics(&config.kafka, &specs)
             .await
             .context("creating topics")?;
-    }
-    match importer
-        .import(source, &file_name, &bytes, options, chrono::Utc::now())
-        .await
-    {
+        importer
+            .import(source, &file_name, &bytes, options, chrono::Utc::now())
+            .await
+    };
+    match result {
         Ok(ImportReport::DryRun(plan)) => {
             println!("dry run of {file_name} (source {source_name}): nothing published");
             println!("{}", plan.summary);

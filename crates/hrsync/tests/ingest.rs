@@ -416,6 +416,40 @@ async fn refused_and_malformed_snapshots_change_nothing() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A dry run needs the store only: with no broker reachable it still
+/// reports the plan, and logs no error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_works_without_a_broker() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("ingest.db").display()
+    );
+    let setup = Setup::new(&url, 500)?;
+    let day0 = company(30);
+    ok(&setup.import(&setup.write("day0.csv", &csv(&day0))?, &[])?);
+    let mut day1 = day0.clone();
+    day1.get_mut("E0007").expect("worker").title = "Director".into();
+    let day1_file = setup.write("day1.csv", &csv(&day1))?;
+
+    // Nothing listens on port 9 (discard) here.
+    let output = setup.import_with_env(
+        &day1_file,
+        &["--dry-run"],
+        &[("HRSYNC_KAFKA__BROKERS", "127.0.0.1:9")],
+    )?;
+    let report = ok(&output);
+    assert!(report.contains("nothing published"), "{report}");
+    assert!(report.contains("move: 1"), "{report}");
+    assert!(report.contains("E0007"), "{report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.to_lowercase().contains("error"),
+        "a dry run logged errors: {stderr}"
+    );
+    Ok(())
+}
+
 /// The importer aborts mid-publish; the next run finishes the import with
 /// every event present exactly once by id, and accepts the snapshot.
 async fn crash_mid_publish_resumes(
