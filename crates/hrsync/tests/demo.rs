@@ -110,6 +110,12 @@ fn the_demo_tells_the_whole_story() {
     let status =
         status.unwrap_or_else(|| panic!("hrsync demo still running after 3 minutes\n{context}"));
     assert!(status.success(), "hrsync demo failed: {status}\n{context}");
+    // A first contact ends clean: no error line, not even from librdkafka
+    // as the broker stops.
+    assert!(
+        !stderr.contains("ERROR") && !stdout.contains("ERROR"),
+        "the demo logged errors\n{context}"
+    );
 
     // Each step's section, from its title to the next blank line.
     let lines: Vec<String> = stdout.lines().map(squash).collect();
