@@ -20,6 +20,17 @@ ensure_build_deps() {
   fi
 }
 
+ensure_nextest() {
+  # The tests run under cargo-nextest (one process per test, which the
+  # crash and fault tests need).
+  export PATH="$cache/tools/bin:$PATH"
+  if cargo nextest --version >/dev/null 2>&1; then
+    return
+  fi
+  say "installing cargo-nextest into $cache/tools (a few minutes, once)"
+  CARGO_TARGET_DIR="$cache/nextest-target" cargo install cargo-nextest --locked --root "$cache/tools"
+}
+
 ensure_tansu() {
   local bin="$cache/tools/bin/tansu"
   # (Outputs are captured before matching: with pipefail, `cmd | grep -q`
