@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use hrsync_ingest::diff;
 use hrsync_ingest::import::{ImportError, ImportOptions, ImportReport, Importer, PublishSettings};
+use hrsync_ingest::source::SourceConfig;
 use hrsync_ingest::store::IngestStore;
 
 use tokio_util::sync::CancellationToken;
@@ -148,13 +149,10 @@ async fn importer(config: &Config) -> anyhow::Result<Importer> {
     ))
 }
 
-async fn import(
-    config: &Config,
-    source_name: &str,
-    file: &std::path::Path,
-    options: ImportOptions,
-) -> anyhow::Result<i32> {
-    let source = config.ingest.source(source_name).with_context(|| {
+/// The `[[ingest.sources]]` entry named `name`, or an error listing those
+/// configured.
+fn source<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SourceConfig> {
+    config.ingest.source(name).with_context(|| {
         let known: Vec<&str> = config
             .ingest
             .sources
@@ -162,14 +160,51 @@ async fn import(
             .map(|s| s.name.as_str())
             .collect();
         format!(
-            "no source named {source_name:?} in [[ingest.sources]] (configured: {})",
+            "no source named {name:?} in [[ingest.sources]] (configured: {})",
             if known.is_empty() {
                 "none".to_owned()
             } else {
                 known.join(", ")
             }
         )
-    })?;
+    })
+}
+
+/// A dry run's plan: its summary, then every event by kind, and whether a
+/// real import would be refused.
+fn print_plan(plan: &diff::Plan, source: &SourceConfig) {
+    println!("{}", plan.summary);
+    for (kind, events) in diff::by_kind(plan) {
+        println!("{kind}: {}", events.len());
+        for planned in events {
+            println!(
+                "  {}  effective {}  id {}{}",
+                planned.event.employee_id,
+                planned.event.effective_at.as_datetime().to_rfc3339(),
+                planned.event.event_id,
+                if planned.priority {
+                    "  [priority lane]"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Err(refusal) = plan.check_limits(source) {
+        println!(
+            "note: a real import would be refused without --force: {}",
+            refusal.reasons.join("; ")
+        );
+    }
+}
+
+async fn import(
+    config: &Config,
+    source_name: &str,
+    file: &std::path::Path,
+    options: ImportOptions,
+) -> anyhow::Result<i32> {
+    let source = source(config, source_name)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let file_name = file.display().to_string();
     let result = if options.dry_run {
@@ -198,29 +233,7 @@ async fn import(
     match result {
         Ok(ImportReport::DryRun(plan)) => {
             println!("dry run of {file_name} (source {source_name}): nothing published");
-            println!("{}", plan.summary);
-            for (kind, events) in diff::by_kind(&plan) {
-                println!("{kind}: {}", events.len());
-                for planned in events {
-                    println!(
-                        "  {}  effective {}  id {}{}",
-                        planned.event.employee_id,
-                        planned.event.effective_at.as_datetime().to_rfc3339(),
-                        planned.event.event_id,
-                        if planned.priority {
-                            "  [priority lane]"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            if let Err(refusal) = plan.check_limits(source) {
-                println!(
-                    "note: a real import would be refused without --force: {}",
-                    refusal.reasons.join("; ")
-                );
-            }
+            print_plan(&plan, source);
             Ok(0)
         }
         Ok(ImportReport::Published { import_id, summary }) => {
