@@ -34,7 +34,7 @@ pub use publish::{publish_directory_changes, publish_lifecycle, publish_lifecycl
 pub use scim::{ScimServer, SCIM2_SERVER_VERSION};
 pub use topic::{read_topic, read_topic_until_quiet, TopicRecord};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A SQLite database file in its own temporary directory, removed on drop.
 #[derive(Debug)]
@@ -73,4 +73,25 @@ pub fn unique(prefix: &str) -> String {
 pub fn tools_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
     home.join(".cache").join("hrsync")
+}
+
+/// The release `hrsync` binary a benchmark runs: `given`, or the one beside
+/// the benchmark's own executable (both built by `cargo build --release`).
+///
+/// # Errors
+/// The binary is not there, saying how to build it.
+pub fn hrsync_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(path) => path.to_owned(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow::anyhow!("no directory of this binary"))?
+            .join("hrsync"),
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it first (`cargo build --release -p hrsync`) or pass --hrsync",
+        path.display()
+    );
+    Ok(path)
 }

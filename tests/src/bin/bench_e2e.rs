@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
 use hrsync_scim_app::{AppState, Options, Quirk};
 use hrsync_tests::{free_port, Broker, PgDatabase};
@@ -179,23 +179,6 @@ database_url = "{url}"
     )
 }
 
-fn hrsync_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    let path = match &args.hrsync {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory of this binary")?
-            .join("hrsync"),
-    };
-    if !path.exists() {
-        bail!(
-            "{} not found: build it first (`cargo build --release -p hrsync`) or pass --hrsync",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// Per group display name: the member ids (several groups of one name are
 /// listed apart).
 async fn groups(app: &LocalApp) -> anyhow::Result<Vec<(String, Vec<String>)>> {
@@ -285,7 +268,7 @@ impl Drop for Run {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let hrsync = hrsync_binary(&args)?;
+    let hrsync = hrsync_tests::hrsync_binary(args.hrsync.as_deref())?;
     let broker = Broker::start()?;
     let db = PgDatabase::fresh().await?;
     let mut apps = Vec::new();
