@@ -5,6 +5,12 @@
 //! the last applied version is dropped, so once a person is deprovisioned
 //! at version v nothing with a lower version can create or reactivate any of
 //! their accounts. A change that maps to what was last sent sends nothing.
+//!
+//! - [`plan`]: the decision, with no I/O: the desired state and the link
+//!   (and the account the match chain found) in, the steps out.
+//! - `apply`: the steps carried out (SCIM calls, the deprovision guard,
+//!   group requests, the link write).
+//! - `held`: changes kept for the guard's release or a quarantine's end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
