@@ -65,6 +65,7 @@ pub async fn held(
 pub async fn untrip(db: &Db, app: &str) -> Result<(), ReconcileError> {
     crate::store::guard::untrip(db, app).await?;
     metrics::gauge!(crate::guard::GUARD_TRIPPED, "app" => app.to_owned()).set(0.0);
+    crate::store::guard::forget_deactivations(db, app).await?;
     Ok(())
 }
 

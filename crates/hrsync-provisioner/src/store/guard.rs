@@ -66,7 +66,7 @@ pub async fn trip(db: &Db, app: &str, at_ms: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Untrips `app`'s guard and forgets the window's deactivations.
+/// Untrips `app`'s guard.
 ///
 /// # Errors
 /// Query failures.
@@ -75,6 +75,14 @@ pub async fn untrip(db: &Db, app: &str) -> sqlx::Result<()> {
         .bind(app)
         .execute(db.pool())
         .await?;
+    Ok(())
+}
+
+/// Forgets the deactivations of `app`'s window.
+///
+/// # Errors
+/// Query failures.
+pub async fn forget_deactivations(db: &Db, app: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM provisioner_deactivation WHERE app = $1")
         .bind(app)
         .execute(db.pool())
