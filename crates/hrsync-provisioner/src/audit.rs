@@ -15,9 +15,7 @@ use hrsync_domain::{DirectoryChange, ProvisioningAudit};
 use hrsync_store::Db;
 use tokio::sync::{mpsc, oneshot};
 
-/// Rows in one multi-row statement (13 columns: well below the bind
-/// limits of PostgreSQL and SQLite).
-const ROWS: usize = 200;
+use crate::store::people::Newest;
 
 /// Requests queued at most before callers wait for the writer.
 const QUEUE: usize = 4096;
@@ -44,16 +42,6 @@ enum Write {
     Audit(Vec<(ProvisioningAudit, Vec<(String, String)>)>),
     /// The newest change seen for a person (kept unless a newer one is).
     Newest(Newest),
-}
-
-#[derive(Debug)]
-struct Newest {
-    person_id: String,
-    employee_id: String,
-    manager_id: Option<String>,
-    version: i64,
-    payload: Vec<u8>,
-    seen_at_ms: i64,
 }
 
 #[derive(Debug)]
@@ -85,8 +73,11 @@ impl AuditLog {
     ///
     /// # Errors
     /// The change cannot be encoded.
-    pub async fn remember(&self, change: &DirectoryChange) -> Result<(), String> {
-        let payload = hrsync_schema::encode_directory_change(change).map_err(|e| e.to_string())?;
+    pub async fn remember(
+        &self,
+        change: &DirectoryChange,
+    ) -> Result<(), hrsync_schema::EncodeError> {
+        let payload = hrsync_schema::encode_directory_change(change)?;
         self.submit(Write::Newest(Newest {
             person_id: change.person_id.as_str().to_owned(),
             employee_id: change.employee_id.as_str().to_owned(),
@@ -147,7 +138,7 @@ async fn writer(
             let stored = hrsync_store::retry_transient(
                 "remembering the newest changes",
                 STORE_RETRY_BUDGET,
-                || store_newest(&db, &rows),
+                || crate::store::people::remember(&db, &rows),
             )
             .await;
             if let Err(error) = stored {
@@ -157,7 +148,7 @@ async fn writer(
         let stored = async {
             let stored =
                 hrsync_store::retry_transient("storing audit records", STORE_RETRY_BUDGET, || {
-                    store_audits(&db, &audits)
+                    crate::store::audit::insert(&db, &audits)
                 })
                 .await;
             if let Err(error) = stored {
@@ -213,65 +204,4 @@ async fn publish_audits(
             .increment(records.len() as u64);
         tracing::warn!(%error, records = records.len(), "audit records not published");
     }
-}
-
-/// Inserts `audits`; rows already stored (by an earlier try whose answer
-/// was lost) are left as they are.
-async fn store_audits(
-    db: &Db,
-    audits: &[(ProvisioningAudit, Vec<(String, String)>)],
-) -> Result<(), sqlx::Error> {
-    for chunk in audits.chunks(ROWS) {
-        let sql = format!(
-            "INSERT INTO provisioner_audit (audit_id, person_id, app, operation, outcome, \
-             http_status, latency_ms, attempt, version, scim_id, error, trace_id, at_ms) VALUES {} \
-             ON CONFLICT (audit_id) DO NOTHING",
-            hrsync_store::placeholders(chunk.len(), 13)
-        );
-        let mut query = sqlx::query(&sql);
-        for (a, _) in chunk {
-            query = query
-                .bind(&a.audit_id)
-                .bind(a.person_id.as_str())
-                .bind(&a.app)
-                .bind(a.operation.as_str())
-                .bind(a.outcome.as_str())
-                .bind(a.http_status.map(i64::from))
-                .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
-                .bind(i64::from(a.attempt))
-                .bind(i64::try_from(a.version).unwrap_or(i64::MAX))
-                .bind(&a.scim_id)
-                .bind(&a.error)
-                .bind(&a.trace_id)
-                .bind(a.at.as_millis());
-        }
-        query.execute(db.pool()).await?;
-    }
-    Ok(())
-}
-
-async fn store_newest(db: &Db, rows: &[Newest]) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS) {
-        let sql = format!(
-            "INSERT INTO provisioner_person (person_id, employee_id, manager_id, version, payload, \
-             seen_at_ms) VALUES {} ON CONFLICT (person_id) DO UPDATE SET \
-             employee_id = excluded.employee_id, manager_id = excluded.manager_id, \
-             version = excluded.version, \
-             payload = excluded.payload, seen_at_ms = excluded.seen_at_ms \
-             WHERE provisioner_person.version < excluded.version",
-            hrsync_store::placeholders(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for n in chunk {
-            query = query
-                .bind(&n.person_id)
-                .bind(&n.employee_id)
-                .bind(&n.manager_id)
-                .bind(n.version)
-                .bind(&n.payload)
-                .bind(n.seen_at_ms);
-        }
-        query.execute(db.pool()).await?;
-    }
-    Ok(())
 }

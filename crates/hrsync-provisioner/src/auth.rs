@@ -13,7 +13,7 @@ use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::scim::ScimError;
+use crate::scim::{ClientError, ScimError};
 
 /// An app's credentials.
 #[derive(Clone)]
@@ -350,29 +350,26 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
 impl Authenticator {
-    pub(crate) fn new(credentials: Credentials, timeout: Duration) -> Result<Self, String> {
-        let kind =
-            match credentials {
-                Credentials::Bearer(token) => Kind::Static(bearer(&token).ok_or_else(|| {
-                    "the bearer token is not a valid HTTP header value".to_owned()
-                })?),
-                Credentials::ClientCredentials(credentials) => {
-                    if !(credentials.token_url.starts_with("https://")
-                        || credentials.token_url.starts_with("http://"))
-                    {
-                        return Err("oauth.token_url must be an http(s) URL".to_owned());
-                    }
-                    let http = reqwest::Client::builder()
-                        .timeout(timeout)
-                        .build()
-                        .map_err(|e| format!("building the HTTP client: {e}"))?;
-                    Kind::OAuth {
-                        credentials: Box::new(credentials),
-                        http,
-                        cached: Mutex::new(None),
-                    }
+    pub(crate) fn new(credentials: Credentials, timeout: Duration) -> Result<Self, ClientError> {
+        let kind = match credentials {
+            Credentials::Bearer(token) => Kind::Static(bearer(&token).ok_or(ClientError::Token)?),
+            Credentials::ClientCredentials(credentials) => {
+                if !(credentials.token_url.starts_with("https://")
+                    || credentials.token_url.starts_with("http://"))
+                {
+                    return Err(ClientError::TokenUrl);
                 }
-            };
+                let http = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .map_err(ClientError::Http)?;
+                Kind::OAuth {
+                    credentials: Box::new(credentials),
+                    http,
+                    cached: Mutex::new(None),
+                }
+            }
+        };
         Ok(Authenticator { kind })
     }
 
@@ -421,16 +418,47 @@ fn bearer(token: &str) -> Option<HeaderValue> {
     Some(header)
 }
 
+/// The path named in errors of token requests (the URL may hold secrets
+/// in its query).
+const TOKEN_ENDPOINT: &str = "(OAuth token endpoint)";
+
 /// Asks the token endpoint for an access token.
 async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, ScimError> {
-    let failed = |status: u16, detail: String| ScimError::Status {
+    let request = token_request(http, c)?;
+    let started = Instant::now();
+    let response = request.send().await.map_err(|e| ScimError::Transport {
         method: "POST".to_owned(),
-        path: "(OAuth token endpoint)".to_owned(),
-        status,
-        scim_type: None,
-        detail: Some(detail),
-        retry_after: None,
-    };
+        path: TOKEN_ENDPOINT.to_owned(),
+        reason: if e.is_timeout() {
+            "timed out".to_owned()
+        } else {
+            "connection failed".to_owned()
+        },
+        maybe_applied: false,
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let (header, lifetime) = read_token(status.as_u16(), status.is_success(), &text)?;
+    // Renew a little before the end: a tenth of the lifetime, at most 60 s,
+    // counted from when the request was sent.
+    let margin = (lifetime / 10).min(Duration::from_secs(60));
+    tracing::debug!(
+        token_url = %c.token_url,
+        expires_in_s = lifetime.as_secs(),
+        "fetched an OAuth access token"
+    );
+    Ok(Token {
+        header,
+        renew_at: started + lifetime - margin,
+    })
+}
+
+/// The token request of `c`: the client credentials grant, the client
+/// authenticated as configured.
+fn token_request(
+    http: &reqwest::Client,
+    c: &ClientCredentials,
+) -> Result<reqwest::RequestBuilder, ScimError> {
     let mut form = vec![("grant_type", "client_credentials".to_owned())];
     if let Some(scope) = &c.scope {
         form.push(("scope", scope.clone()));
@@ -454,7 +482,7 @@ async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, S
                 .assertion(&c.client_id)
                 .map_err(|e| ScimError::Transport {
                     method: "POST".to_owned(),
-                    path: "(OAuth token endpoint)".to_owned(),
+                    path: TOKEN_ENDPOINT.to_owned(),
                     reason: format!(
                         "signing the client assertion failed ({:?}); nothing sent",
                         e.kind()
@@ -466,68 +494,57 @@ async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, S
             form.push(("client_assertion", assertion));
         }
     }
-    let started = Instant::now();
-    let response = request
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| ScimError::Transport {
-            method: "POST".to_owned(),
-            path: "(OAuth token endpoint)".to_owned(),
-            reason: if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                "connection failed".to_owned()
-            },
-            maybe_applied: false,
-        })?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
+    Ok(request.form(&form))
+}
+
+/// Reads a token endpoint's answer (`status`, `text`): the access token as
+/// a header, and its lifetime.
+fn read_token(
+    status: u16,
+    success: bool,
+    text: &str,
+) -> Result<(HeaderValue, Duration), ScimError> {
+    let failed = |detail: String| ScimError::Status {
+        method: "POST".to_owned(),
+        path: TOKEN_ENDPOINT.to_owned(),
+        status,
+        scim_type: None,
+        detail: Some(detail),
+        retry_after: None,
+    };
+    if !success {
         // RFC 6749 section 5.2: `error` and `error_description`; never the
         // body as a whole, which might echo credentials.
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         let error = body["error"].as_str().unwrap_or("no error code");
         let description = body["error_description"]
             .as_str()
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        return Err(failed(
-            status.as_u16(),
-            format!("token request refused ({error}{description})"),
-        ));
+        return Err(failed(format!(
+            "token request refused ({error}{description})"
+        )));
     }
-    let token: TokenResponse = serde_json::from_str(&text).map_err(|e| ScimError::Decode {
+    let token: TokenResponse = serde_json::from_str(text).map_err(|e| ScimError::Decode {
         method: "POST".to_owned(),
-        path: "(OAuth token endpoint)".to_owned(),
+        path: TOKEN_ENDPOINT.to_owned(),
         reason: format!("not a token response: {}", json_error_kind(&e)),
     })?;
     if !token.token_type.eq_ignore_ascii_case("bearer") {
-        return Err(failed(
-            status.as_u16(),
-            format!("token type {:?} is not Bearer", token.token_type),
-        ));
+        return Err(failed(format!(
+            "token type {:?} is not Bearer",
+            token.token_type
+        )));
     }
     let header = bearer(&token.access_token).ok_or_else(|| ScimError::Decode {
         method: "POST".to_owned(),
-        path: "(OAuth token endpoint)".to_owned(),
+        path: TOKEN_ENDPOINT.to_owned(),
         reason: "the access token is not a valid HTTP header value".to_owned(),
     })?;
     let lifetime = token
         .expires_in
         .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-    // Renew a little before the end: a tenth of the lifetime, at most 60 s,
-    // counted from when the request was sent.
-    let margin = (lifetime / 10).min(Duration::from_secs(60));
-    tracing::debug!(
-        token_url = %c.token_url,
-        expires_in_s = lifetime.as_secs(),
-        "fetched an OAuth access token"
-    );
-    Ok(Token {
-        header,
-        renew_at: started + lifetime - margin,
-    })
+    Ok((header, lifetime))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -205,15 +205,20 @@ pub struct OAuthConfig {
 impl OAuthConfig {
     /// How the client authenticates, its secret or key read (`at` names a
     /// key in errors).
-    fn authentication(&self, at: &dyn Fn(&str) -> String) -> Result<ClientAuthentication, String> {
+    fn authentication(
+        &self,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<ClientAuthentication, ConfigError> {
         let secret = || match &self.client_secret {
             Some(secret) => secret
                 .expose()
-                .map_err(|e| format!("{}: {e}", at("oauth.client_secret"))),
-            None => Err(format!(
-                "{} is not set (client_auth = {:?} needs it)",
+                .map_err(|e| invalid(at("oauth.client_secret"), format!(": {e}"))),
+            None => Err(invalid(
                 at("oauth.client_secret"),
-                self.client_auth
+                format!(
+                    " is not set (client_auth = {:?} needs it)",
+                    self.client_auth
+                ),
             )),
         };
         match self.client_auth.as_str() {
@@ -223,11 +228,11 @@ impl OAuthConfig {
                 let pem = match &self.private_key {
                     Some(key) => key
                         .expose()
-                        .map_err(|e| format!("{}: {e}", at("oauth.private_key")))?,
+                        .map_err(|e| invalid(at("oauth.private_key"), format!(": {e}")))?,
                     None => {
-                        return Err(format!(
-                            "{} is not set (client_auth = \"private_key_jwt\" needs it)",
-                            at("oauth.private_key")
+                        return Err(invalid(
+                            at("oauth.private_key"),
+                            " is not set (client_auth = \"private_key_jwt\" needs it)",
                         ))
                     }
                 };
@@ -245,18 +250,18 @@ impl OAuthConfig {
                     } else {
                         "oauth.private_key"
                     };
-                    format!("{}: {e}", at(key))
+                    invalid(at(key), format!(": {e}"))
                 })?;
                 Ok(ClientAuthentication::PrivateKeyJwt(signer))
             }
-            _ => Err(CLIENT_AUTH_VALUES.replace("KEY", &at("oauth.client_auth"))),
+            _ => Err(invalid(at("oauth.client_auth"), CLIENT_AUTH_VALUES)),
         }
     }
 
     /// The checks that need no secret: the settings fit `client_auth`.
-    fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+    fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !(self.token_url.starts_with("https://") || self.token_url.starts_with("http://")) {
-            return Err(format!("{} must be an http(s) URL", at("oauth.token_url")));
+            return Err(invalid(at("oauth.token_url"), " must be an http(s) URL"));
         }
         let jwt_only = [
             ("private_key", self.private_key.is_some()),
@@ -267,50 +272,72 @@ impl OAuthConfig {
         match self.client_auth.as_str() {
             "basic" | "post" => {
                 if self.client_secret.is_none() {
-                    return Err(format!(
-                        "{} is not set (client_auth = {:?} needs it)",
+                    return Err(invalid(
                         at("oauth.client_secret"),
-                        self.client_auth
+                        format!(
+                            " is not set (client_auth = {:?} needs it)",
+                            self.client_auth
+                        ),
                     ));
                 }
                 if let Some((key, _)) = jwt_only.iter().find(|(_, set)| *set) {
-                    return Err(format!(
-                        "{} is only for client_auth = \"private_key_jwt\"",
-                        at(&format!("oauth.{key}"))
+                    return Err(invalid(
+                        at(&format!("oauth.{key}")),
+                        " is only for client_auth = \"private_key_jwt\"",
                     ));
                 }
             }
             "private_key_jwt" => {
                 if self.private_key.is_none() {
-                    return Err(format!(
-                        "{} is not set (client_auth = \"private_key_jwt\" needs it)",
-                        at("oauth.private_key")
+                    return Err(invalid(
+                        at("oauth.private_key"),
+                        " is not set (client_auth = \"private_key_jwt\" needs it)",
                     ));
                 }
                 if self.client_secret.is_some() {
-                    return Err(format!(
-                        "{} is not used with client_auth = \"private_key_jwt\"; remove it",
-                        at("oauth.client_secret")
+                    return Err(invalid(
+                        at("oauth.client_secret"),
+                        " is not used with client_auth = \"private_key_jwt\"; remove it",
                     ));
                 }
                 if let Some(algorithm) = &self.algorithm {
                     crate::auth::check_algorithm(algorithm)
-                        .map_err(|e| format!("{}: {e}", at("oauth.algorithm")))?;
+                        .map_err(|e| invalid(at("oauth.algorithm"), format!(": {e}")))?;
                 }
                 if let Some(audience) = &self.audience {
                     if audience.trim().is_empty() {
-                        return Err(format!("{} is empty", at("oauth.audience")));
+                        return Err(invalid(at("oauth.audience"), " is empty"));
                     }
                 }
             }
-            _ => return Err(CLIENT_AUTH_VALUES.replace("KEY", &at("oauth.client_auth"))),
+            _ => return Err(invalid(at("oauth.client_auth"), CLIENT_AUTH_VALUES)),
         }
         Ok(())
     }
 }
 
-/// The error of an unknown `client_auth` (`KEY` is replaced by the key).
-const CLIENT_AUTH_VALUES: &str = "KEY must be \"basic\", \"post\" or \"private_key_jwt\"";
+/// The problem of an unknown `client_auth`.
+const CLIENT_AUTH_VALUES: &str = " must be \"basic\", \"post\" or \"private_key_jwt\"";
+
+/// A `[provisioner]` setting that cannot be used. The message names the
+/// key, never a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}{problem}")]
+pub struct ConfigError {
+    /// The key at fault, as written in the file
+    /// (`provisioner.apps[zendesk].token`).
+    pub key: String,
+    /// What is wrong with it: the rest of the message after the key.
+    pub problem: String,
+}
+
+/// The error of `key` with `problem` (the message's rest after the key).
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
 
 fn default_client_auth() -> String {
     "basic".to_owned()
@@ -403,21 +430,21 @@ impl AppConfig {
     /// # Errors
     /// A secret or key that cannot be read or used, or neither or both of
     /// `token` and `oauth`; the message names the key, never its value.
-    pub fn credentials(&self) -> Result<Credentials, String> {
+    pub fn credentials(&self) -> Result<Credentials, ConfigError> {
         let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
         match (&self.token, &self.oauth) {
             (Some(token), None) => token
                 .expose()
                 .map(Credentials::Bearer)
-                .map_err(|e| format!("{}: {e}", at("token"))),
+                .map_err(|e| invalid(at("token"), format!(": {e}"))),
             (None, Some(oauth)) => Ok(Credentials::ClientCredentials(ClientCredentials {
                 token_url: oauth.token_url.clone(),
                 client_id: oauth.client_id.clone(),
                 scope: oauth.scope.clone(),
                 authentication: oauth.authentication(&at)?,
             })),
-            (None, None) => Err(format!("{}: set either `token` or `oauth`", at("token"))),
-            (Some(_), Some(_)) => Err(format!("{}: set `token` or `oauth`, not both", at("token"))),
+            (None, None) => Err(invalid(at("token"), ": set either `token` or `oauth`")),
+            (Some(_), Some(_)) => Err(invalid(at("token"), ": set `token` or `oauth`, not both")),
         }
     }
 
@@ -426,17 +453,21 @@ impl AppConfig {
     ///
     /// # Errors
     /// Both keys set, or a path that is not one, naming the key.
-    pub fn match_chain(&self) -> Result<MatchChain, String> {
+    pub fn match_chain(&self) -> Result<MatchChain, ConfigError> {
         let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
         match (&self.match_attribute, &self.match_attributes) {
-            (Some(_), Some(_)) => Err(format!(
-                "{}: set `match_attributes` or `match_attribute`, not both",
-                at("match_attributes")
+            (Some(_), Some(_)) => Err(invalid(
+                at("match_attributes"),
+                ": set `match_attributes` or `match_attribute`, not both",
             )),
             (Some(one), None) => MatchChain::parse(std::slice::from_ref(one))
-                .map_err(|(_, why)| format!("{}: {why}", at("match_attribute"))),
-            (None, Some(chain)) => MatchChain::parse(chain)
-                .map_err(|(i, why)| format!("{}: {why}", at(&format!("match_attributes[{i}]")))),
+                .map_err(|e| invalid(at("match_attribute"), format!(": {e}"))),
+            (None, Some(chain)) => MatchChain::parse(chain).map_err(|e| {
+                invalid(
+                    at(&format!("match_attributes[{}]", e.index())),
+                    format!(": {e}"),
+                )
+            }),
             (None, None) => Ok(MatchChain::default()),
         }
     }
@@ -465,6 +496,89 @@ impl AppConfig {
         })
     }
 
+    /// Checks the app's settings; the error names the key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
+            return Err(invalid(at("base_url"), " must be an http(s) URL"));
+        }
+        if !(1..=1000).contains(&self.group_batch) {
+            return Err(invalid(
+                at("group_batch"),
+                " must be between 1 and 1000 (members per group PATCH request)",
+            ));
+        }
+        self.validate_guard(&at)?;
+        if self.guard_window_secs == 0 {
+            return Err(invalid(at("guard_window_secs"), " must be at least 1"));
+        }
+        if self.reconcile_every_secs == Some(0) {
+            return Err(invalid(
+                at("reconcile_every_secs"),
+                " must be at least 1 (or unset: no scheduled reconciliation)",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid(at("timeout_ms"), " must be positive"));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid(at("concurrency"), " must be at least 1"));
+        }
+        if !(self.rate_limit >= 0.0 && self.rate_limit.is_finite()) {
+            return Err(invalid(
+                at("rate_limit"),
+                " must be a number of requests per second, or 0 for no limit",
+            ));
+        }
+        match (&self.token, &self.oauth) {
+            (None, None) => return Err(invalid(at("token"), ": set either `token` or `oauth`")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(at("token"), ": set `token` or `oauth`, not both"))
+            }
+            (None, Some(oauth)) => oauth.validate(&at)?,
+            (Some(_), None) => {}
+        }
+        self.match_chain()?;
+        crate::mapping::Mapping::compile(&self.attributes).map_err(|e| {
+            invalid(
+                format!("provisioner.apps[{}].attributes.{:?}", self.name, e.key),
+                format!(": {}", e.reason),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Checks the deprovision guard's share and its floor.
+    fn validate_guard(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        if let Some(share) = self.guard_max_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(invalid(
+                    at("guard_max_share"),
+                    " must be above 0 and at most 1 (a share of the app's accounts)",
+                ));
+            }
+            let min = self.guard_min_accounts();
+            if min == 0 {
+                return Err(invalid(at("guard_min_accounts"), " must be at least 1"));
+            }
+            // Below one account per window, the share limit would trip on
+            // the first deactivation of any app smaller than 1 / share.
+            if share * f64::from(min) < 1.0 {
+                return Err(invalid(
+                    at("guard_min_accounts"),
+                    format!(
+                        " = {min} is too small for guard_max_share = {share}: the guard would \
+                     hold the first deactivation of an app with fewer than {} accounts; set it \
+                     to at least {} (or leave it unset)",
+                        (1.0 / share).ceil(),
+                        (1.0 / share).ceil(),
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The app's deprovision guard, if configured.
     pub fn guard(&self) -> Option<crate::guard::Guard> {
         if self.guard_max_deactivations.is_none() && self.guard_max_share.is_none() {
@@ -486,375 +600,32 @@ impl ProvisionerConfig {
     ///
     /// # Errors
     /// A message naming the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.in_flight == 0 || self.priority_in_flight == 0 {
-            return Err(
-                "provisioner.in_flight and provisioner.priority_in_flight must be at least 1"
-                    .to_owned(),
-            );
+            return Err(invalid(
+                "provisioner.in_flight and provisioner.priority_in_flight",
+                " must be at least 1",
+            ));
         }
         if self.max_attempts == 0 {
-            return Err("provisioner.max_attempts must be at least 1".to_owned());
+            return Err(invalid("provisioner.max_attempts", " must be at least 1"));
         }
         for (i, app) in self.apps.iter().enumerate() {
-            let at = |key: &str| format!("provisioner.apps[{}].{key}", app.name);
             if app.name.trim().is_empty() {
-                return Err("provisioner.apps[].name is empty".to_owned());
+                return Err(invalid("provisioner.apps[].name", " is empty"));
             }
             if self.apps[..i].iter().any(|a| a.name == app.name) {
-                return Err(format!(
-                    "provisioner.apps: app {:?} is defined twice",
-                    app.name
+                return Err(invalid(
+                    "provisioner.apps",
+                    format!(": app {:?} is defined twice", app.name),
                 ));
             }
-            if !(app.base_url.starts_with("https://") || app.base_url.starts_with("http://")) {
-                return Err(format!("{} must be an http(s) URL", at("base_url")));
-            }
-            if !(1..=1000).contains(&app.group_batch) {
-                return Err(format!(
-                    "{} must be between 1 and 1000 (members per group PATCH request)",
-                    at("group_batch")
-                ));
-            }
-            if let Some(share) = app.guard_max_share {
-                if !(share > 0.0 && share <= 1.0) {
-                    return Err(format!(
-                        "{} must be above 0 and at most 1 (a share of the app's accounts)",
-                        at("guard_max_share")
-                    ));
-                }
-                let min = app.guard_min_accounts();
-                if min == 0 {
-                    return Err(format!("{} must be at least 1", at("guard_min_accounts")));
-                }
-                // Below one account per window, the share limit would trip on
-                // the first deactivation of any app smaller than 1 / share.
-                if share * f64::from(min) < 1.0 {
-                    return Err(format!(
-                        "{} = {min} is too small for guard_max_share = {share}: the guard would \
-                         hold the first deactivation of an app with fewer than {} accounts; set it \
-                         to at least {} (or leave it unset)",
-                        at("guard_min_accounts"),
-                        (1.0 / share).ceil(),
-                        (1.0 / share).ceil(),
-                    ));
-                }
-            }
-            if app.guard_window_secs == 0 {
-                return Err(format!("{} must be at least 1", at("guard_window_secs")));
-            }
-            if app.reconcile_every_secs == Some(0) {
-                return Err(format!(
-                    "{} must be at least 1 (or unset: no scheduled reconciliation)",
-                    at("reconcile_every_secs")
-                ));
-            }
-            if app.timeout_ms == 0 {
-                return Err(format!("{} must be positive", at("timeout_ms")));
-            }
-            if app.concurrency == 0 {
-                return Err(format!("{} must be at least 1", at("concurrency")));
-            }
-            if !(app.rate_limit >= 0.0 && app.rate_limit.is_finite()) {
-                return Err(format!(
-                    "{} must be a number of requests per second, or 0 for no limit",
-                    at("rate_limit")
-                ));
-            }
-            match (&app.token, &app.oauth) {
-                (None, None) => {
-                    return Err(format!("{}: set either `token` or `oauth`", at("token")))
-                }
-                (Some(_), Some(_)) => {
-                    return Err(format!("{}: set `token` or `oauth`, not both", at("token")))
-                }
-                (None, Some(oauth)) => oauth.validate(&at)?,
-                (Some(_), None) => {}
-            }
-            app.match_chain()?;
-            crate::mapping::Mapping::compile(&app.attributes)
-                .map_err(|e| format!("provisioner.apps[{}].attributes.{e}", app.name))?;
+            app.validate()?;
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_app(app: AppConfig) -> ProvisionerConfig {
-        ProvisionerConfig {
-            apps: vec![app],
-            ..ProvisionerConfig::default()
-        }
-    }
-
-    fn app() -> AppConfig {
-        AppConfig::new(
-            "zendesk",
-            "https://zendesk.example/scim/v2",
-            Secret::inline("t0ken"),
-        )
-    }
-
-    #[test]
-    fn the_share_floor_defaults_to_50_or_one_deactivation() {
-        let guarded = |share| AppConfig {
-            guard_max_share: Some(share),
-            ..app()
-        };
-        assert_eq!(guarded(0.05).guard_min_accounts(), 50);
-        assert_eq!(guarded(0.01).guard_min_accounts(), 100);
-        let guard = guarded(0.05).guard().expect("a guard");
-        assert_eq!(guard.min_accounts, 50);
-        assert_eq!(guard.immediate_allowance, 3);
-        assert_eq!(guard.max_count, u32::MAX);
-        // The defaults pass validation at any share.
-        for share in [1.0, 0.5, 0.05, 0.013, 0.001] {
-            with_app(guarded(share)).validate().expect("valid");
-        }
-        let explicit = AppConfig {
-            guard_min_accounts: Some(20),
-            ..guarded(0.05)
-        };
-        assert_eq!(explicit.guard().expect("a guard").min_accounts, 20);
-        with_app(explicit).validate().expect("valid");
-    }
-
-    #[test]
-    fn a_share_floor_below_one_deactivation_is_refused_naming_the_key() {
-        let config = with_app(AppConfig {
-            guard_max_share: Some(0.05),
-            guard_min_accounts: Some(10),
-            ..app()
-        });
-        let error = config.validate().expect_err("refused");
-        assert!(
-            error.starts_with("provisioner.apps[zendesk].guard_min_accounts = 10 is too small"),
-            "{error}"
-        );
-        assert!(error.contains("at least 20"), "{error}");
-        let zero = with_app(AppConfig {
-            guard_max_share: Some(0.05),
-            guard_min_accounts: Some(0),
-            ..app()
-        });
-        assert_eq!(
-            zero.validate().expect_err("refused"),
-            "provisioner.apps[zendesk].guard_min_accounts must be at least 1"
-        );
-    }
-
-    #[test]
-    fn a_share_of_nothing_and_an_empty_window_are_refused() {
-        for share in [0.0, -0.1, 1.5, f64::NAN] {
-            let error = with_app(AppConfig {
-                guard_max_share: Some(share),
-                ..app()
-            })
-            .validate()
-            .expect_err("refused");
-            assert!(
-                error.starts_with("provisioner.apps[zendesk].guard_max_share must be above 0"),
-                "{share}: {error}"
-            );
-        }
-        let error = with_app(AppConfig {
-            guard_max_deactivations: Some(5),
-            guard_window_secs: 0,
-            ..app()
-        })
-        .validate()
-        .expect_err("refused");
-        assert_eq!(
-            error,
-            "provisioner.apps[zendesk].guard_window_secs must be at least 1"
-        );
-    }
-
-    #[test]
-    fn the_match_chain_defaults_to_user_name_and_takes_the_old_key() {
-        assert_eq!(app().match_chain().expect("chain").to_string(), "userName");
-        let old = AppConfig {
-            match_attribute: Some("externalId".into()),
-            ..app()
-        };
-        assert_eq!(old.match_chain().expect("chain").to_string(), "externalId");
-        let parsed: AppConfig = serde_json::from_value(serde_json::json!({
-            "name": "zendesk",
-            "base_url": "https://zendesk.example/scim/v2",
-            "token": "t0ken",
-            "match_attributes": ["userName", "emails[type eq \"work\"].value", "externalId"],
-            "match_scan_limit": 500,
-        }))
-        .expect("parses");
-        assert_eq!(
-            parsed.match_chain().expect("chain").to_string(),
-            r#"userName, emails[type eq "work"].value, externalId"#
-        );
-        assert_eq!(parsed.match_scan_limit, 500);
-        with_app(parsed).validate().expect("valid");
-    }
-
-    #[test]
-    fn a_bad_match_chain_is_refused_naming_the_key() {
-        let both = with_app(AppConfig {
-            match_attribute: Some("userName".into()),
-            match_attributes: Some(vec!["externalId".into()]),
-            ..app()
-        });
-        assert_eq!(
-            both.validate().expect_err("refused"),
-            "provisioner.apps[zendesk].match_attributes: set `match_attributes` or \
-             `match_attribute`, not both"
-        );
-        let bad = with_app(AppConfig {
-            match_attributes: Some(vec!["userName".into(), "emails[type eq work]".into()]),
-            ..app()
-        });
-        let error = bad.validate().expect_err("refused");
-        assert!(
-            error.starts_with("provisioner.apps[zendesk].match_attributes[1]: "),
-            "{error}"
-        );
-        assert!(error.contains("quoted string"), "{error}");
-        let empty = with_app(AppConfig {
-            match_attributes: Some(Vec::new()),
-            ..app()
-        });
-        assert!(empty
-            .validate()
-            .expect_err("refused")
-            .starts_with("provisioner.apps[zendesk].match_attributes[0]: "));
-        let id = with_app(AppConfig {
-            match_attribute: Some("id".into()),
-            ..app()
-        });
-        assert!(id
-            .validate()
-            .expect_err("refused")
-            .starts_with("provisioner.apps[zendesk].match_attribute: "));
-    }
-
-    /// One app as `[[provisioner.apps]]` would give it, plus `extra` lines.
-    fn parsed(extra: &str) -> AppConfig {
-        let toml = format!(
-            "[[apps]]\nname = \"zendesk\"\nbase_url = \"https://zendesk.example/scim/v2\"\ntoken = \"t0ken\"\n{extra}"
-        );
-        let config: ProvisionerConfig = toml::from_str(&toml).expect("parses");
-        config.apps.into_iter().next().expect("one app")
-    }
-
-    #[test]
-    fn an_app_gets_the_ipsie_rate_unless_configured_and_0_lifts_it() {
-        let default = parsed("");
-        assert_eq!(default.rate_limit, 25.0);
-        assert_eq!(default.limits().rate_per_second, Some(25.0));
-        // `AppConfig::new` is the same app as the three keys in TOML.
-        assert_eq!(app(), default);
-        let unlimited = parsed("rate_limit = 0");
-        assert_eq!(unlimited.limits().rate_per_second, None);
-        with_app(unlimited).validate().expect("valid");
-        let faster = parsed("rate_limit = 100");
-        assert_eq!(faster.limits().rate_per_second, Some(100.0));
-        assert_eq!(
-            parsed("rate_limit = 2.5").limits().rate_per_second,
-            Some(2.5)
-        );
-        for bad in [-1.0, f64::NAN, f64::INFINITY] {
-            let error = with_app(AppConfig {
-                rate_limit: bad,
-                ..app()
-            })
-            .validate()
-            .expect_err("refused");
-            assert_eq!(
-                error,
-                "provisioner.apps[zendesk].rate_limit must be a number of requests per second, \
-                 or 0 for no limit",
-                "{bad}"
-            );
-        }
-    }
-
-    fn with_oauth(lines: &str) -> Result<(), String> {
-        let toml = format!(
-            "[[apps]]\nname = \"lattice\"\nbase_url = \"https://lattice.example/scim/v2\"\n\
-             [apps.oauth]\ntoken_url = \"https://login.example/token\"\nclient_id = \"hrsync\"\n{lines}"
-        );
-        let config: ProvisionerConfig = toml::from_str(&toml).map_err(|e| e.to_string())?;
-        config.validate()
-    }
-
-    #[test]
-    fn oauth_settings_must_fit_the_client_authentication() {
-        with_oauth("client_secret = \"s\"").expect("basic by default");
-        with_oauth("client_secret = \"s\"\nclient_auth = \"post\"").expect("post");
-        with_oauth(
-            "client_auth = \"private_key_jwt\"\nprivate_key = { file = \"/absent/key.pem\" }\n\
-             key_id = \"k1\"\nalgorithm = \"ES256\"\naudience = \"https://login.example\"",
-        )
-        .expect("no secret is read by validate");
-        let cases = [
-            (
-                "client_auth = \"tls_client_auth\"",
-                "provisioner.apps[lattice].oauth.client_auth must be \"basic\", \"post\" or \
-                 \"private_key_jwt\"",
-            ),
-            (
-                "",
-                "provisioner.apps[lattice].oauth.client_secret is not set (client_auth = \"basic\" \
-                 needs it)",
-            ),
-            (
-                "client_secret = \"s\"\nkey_id = \"k1\"",
-                "provisioner.apps[lattice].oauth.key_id is only for client_auth = \"private_key_jwt\"",
-            ),
-            (
-                "client_auth = \"private_key_jwt\"",
-                "provisioner.apps[lattice].oauth.private_key is not set (client_auth = \
-                 \"private_key_jwt\" needs it)",
-            ),
-            (
-                "client_auth = \"private_key_jwt\"\nprivate_key = \"k\"\nalgorithm = \"none\"",
-                "provisioner.apps[lattice].oauth.algorithm: algorithm \"none\" is not one of RS256, \
-                 RS384, RS512, PS256, PS384, PS512, ES256, ES384",
-            ),
-            (
-                "client_auth = \"private_key_jwt\"\nprivate_key = \"k\"\naudience = \" \"",
-                "provisioner.apps[lattice].oauth.audience is empty",
-            ),
-        ];
-        for (lines, expected) in cases {
-            assert_eq!(with_oauth(lines).expect_err(lines), expected, "{lines}");
-        }
-    }
-
-    #[test]
-    fn an_inline_key_that_is_not_a_key_fails_naming_the_setting_not_the_value() {
-        let app = AppConfig {
-            token: None,
-            oauth: Some(OAuthConfig {
-                token_url: "https://login.example/token".to_owned(),
-                client_id: "hrsync".to_owned(),
-                client_secret: None,
-                scope: None,
-                client_auth: "private_key_jwt".to_owned(),
-                private_key: Some(Secret::inline(
-                    "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFBb0lCQVFD\n-----END PRIVATE KEY-----\n",
-                )),
-                key_id: None,
-                algorithm: None,
-                audience: None,
-            }),
-            ..app()
-        };
-        let error = app.credentials().expect_err("refused");
-        assert_eq!(
-            error,
-            "provisioner.apps[zendesk].oauth.private_key: the key cannot be read as an RSA or EC \
-             (P-256, P-384) private key"
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

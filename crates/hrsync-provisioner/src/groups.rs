@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use hrsync_store::{Claim, Db};
 use serde_json::{json, Value};
-use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::reconcile::ReconcileError;
 use crate::scim::{filter_value, PatchOp, ScimClient, ScimError};
+use crate::store::groups::{self as store, Pending};
 
 /// Group PATCH requests sent, per app.
 pub const GROUP_REQUESTS: &str = "hrsync_provisioner_group_requests_total";
@@ -284,48 +284,17 @@ pub async fn request(db: &Db, app: &str, memberships: &[Membership]) -> Result<(
         .into_iter()
         .find(|(name, _)| name == hrsync_telemetry::propagation::TRACEPARENT)
         .map(|(_, value)| value);
-    // 8 parameters a row: 100 rows stay far below every backend's limit.
-    for chunk in memberships.chunks(100) {
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let p = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, 1, ${}, NULL, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO provisioner_member (app, group_name, member_id, person_id, member, \
-             pending, seq, last_error, trace_parent, updated_at_ms) VALUES {rows} \
-             ON CONFLICT (app, group_name, member_id) DO UPDATE SET \
-             person_id = excluded.person_id, member = excluded.member, pending = 1, \
-             seq = excluded.seq, last_error = NULL, trace_parent = excluded.trace_parent, \
-             updated_at_ms = excluded.updated_at_ms"
-        );
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut query = sqlx::query(&sql);
-        for m in chunk {
-            query = query
-                .bind(app)
-                .bind(&m.group)
-                .bind(&m.member_id)
-                .bind(&m.person_id)
-                .bind(i64::from(m.member))
-                .bind(next_seq())
-                .bind(trace_parent.as_deref())
-                .bind(now);
-        }
-        query.execute(db.pool()).await?;
-    }
+    let requests: Vec<store::Request<'_>> = memberships
+        .iter()
+        .map(|m| store::Request {
+            group: &m.group,
+            member_id: &m.member_id,
+            person_id: &m.person_id,
+            member: m.member,
+            seq: next_seq(),
+        })
+        .collect();
+    store::request(db, app, &requests, trace_parent.as_deref()).await?;
     Ok(())
 }
 
@@ -334,12 +303,7 @@ pub async fn request(db: &Db, app: &str, memberships: &[Membership]) -> Result<(
 /// # Errors
 /// Store failures.
 pub async fn pending(db: &Db, app: &str) -> Result<u64, ReconcileError> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM provisioner_member WHERE app = $1 AND pending = 1",
-    )
-    .bind(app)
-    .fetch_one(db.pool())
-    .await?;
+    let count = store::pending_count(db, app).await?;
     Ok(u64::try_from(count).unwrap_or_default())
 }
 
@@ -348,22 +312,7 @@ pub async fn pending(db: &Db, app: &str) -> Result<u64, ReconcileError> {
 /// # Errors
 /// Store failures.
 pub async fn refused(db: &Db, app: &str) -> Result<Vec<(String, String, String)>, ReconcileError> {
-    let rows = sqlx::query(
-        "SELECT group_name, member_id, last_error FROM provisioner_member \
-         WHERE app = $1 AND pending = 2 ORDER BY group_name, member_id",
-    )
-    .bind(app)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-            ))
-        })
-        .collect()
+    Ok(store::refused(db, app).await?)
 }
 
 /// Request order: microseconds since the epoch, strictly increasing within
@@ -382,21 +331,7 @@ fn next_seq() -> i64 {
 }
 
 async fn pending_groups(db: &Db, app: &str) -> Result<Vec<String>, ReconcileError> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT group_name FROM provisioner_member WHERE app = $1 AND pending = 1",
-    )
-    .bind(app)
-    .fetch_all(db.pool())
-    .await?)
-}
-
-/// A pending request.
-#[derive(Debug, Clone)]
-struct Pending {
-    member_id: String,
-    member: bool,
-    seq: i64,
-    trace_parent: Option<String>,
+    Ok(store::pending_groups(db, app).await?)
 }
 
 async fn pending_rows(
@@ -405,54 +340,12 @@ async fn pending_rows(
     group: &str,
     limit: usize,
 ) -> Result<Vec<Pending>, ReconcileError> {
-    let rows = sqlx::query(
-        "SELECT member_id, member, seq, trace_parent FROM provisioner_member \
-         WHERE app = $1 AND group_name = $2 AND pending = 1 ORDER BY seq LIMIT $3",
-    )
-    .bind(app)
-    .bind(group)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Pending {
-                member_id: r.try_get(0)?,
-                member: r.try_get::<i64, _>(1)? != 0,
-                seq: r.try_get(2)?,
-                trace_parent: r.try_get(3)?,
-            })
-        })
-        .collect()
+    Ok(store::pending(db, app, group, limit).await?)
 }
 
-/// Records `rows` as applied, unless a newer request replaced one meanwhile
-/// (its `seq` differs: it stays pending). An applied leave is forgotten.
+/// Records `rows` as applied (see [`store::applied`]).
 async fn applied(db: &Db, app: &str, group: &str, rows: &[Pending]) -> Result<(), ReconcileError> {
-    for (member, statement) in [
-        (
-            true,
-            "UPDATE provisioner_member SET pending = 0, last_error = NULL",
-        ),
-        (false, "DELETE FROM provisioner_member"),
-    ] {
-        let chosen: Vec<&Pending> = rows.iter().filter(|r| r.member == member).collect();
-        if chosen.is_empty() {
-            continue;
-        }
-        let which = (0..chosen.len())
-            .map(|i| format!("(member_id = ${} AND seq = ${})", 3 + 2 * i, 4 + 2 * i))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let sql =
-            format!("{statement} WHERE app = $1 AND group_name = $2 AND pending = 1 AND ({which})");
-        let mut query = sqlx::query(&sql).bind(app).bind(group);
-        for row in chosen {
-            query = query.bind(&row.member_id).bind(row.seq);
-        }
-        query.execute(db.pool()).await?;
-    }
-    Ok(())
+    Ok(store::applied(db, app, group, rows).await?)
 }
 
 /// Records that the app refused `row`: kept with the error, not retried.
@@ -472,17 +365,7 @@ async fn refuse(
         "the app refused a group membership; it is kept as refused and not retried"
     );
     metrics::counter!(GROUP_REFUSED, "app" => app.to_owned()).increment(1);
-    sqlx::query(
-        "UPDATE provisioner_member SET pending = 2, last_error = $4 \
-         WHERE app = $1 AND group_name = $2 AND member_id = $3 AND seq = $5",
-    )
-    .bind(app)
-    .bind(group)
-    .bind(&row.member_id)
-    .bind(error.to_string())
-    .bind(row.seq)
-    .execute(db.pool())
-    .await?;
+    store::refuse(db, app, group, row, &error.to_string()).await?;
     Ok(())
 }
 
@@ -707,16 +590,7 @@ async fn group_id(
         remember_group(db, &target.app, name, &id).await?;
         // The memberships requested under the old name are the renamed
         // group's.
-        sqlx::query(
-            "UPDATE provisioner_member SET group_name = $3 WHERE app = $1 AND group_name = $2 \
-             AND member_id NOT IN (SELECT member_id FROM provisioner_member \
-             WHERE app = $1 AND group_name = $3)",
-        )
-        .bind(&target.app)
-        .bind(old)
-        .bind(name)
-        .execute(db.pool())
-        .await?;
+        store::rename(db, &target.app, old, name).await?;
         tracing::info!(app = %target.app, from = %old, to = %name, "group renamed in place");
         return Ok((id, Some(old.clone())));
     }
@@ -807,62 +681,19 @@ async fn rename_group(target: &Target, id: &str, name: &str) -> Result<(), ScimE
 /// # Errors
 /// Store failures.
 pub async fn known_group(db: &Db, app: &str, name: &str) -> Result<Option<String>, ReconcileError> {
-    Ok(
-        sqlx::query_scalar("SELECT scim_id FROM provisioner_group WHERE app = $1 AND name = $2")
-            .bind(app)
-            .bind(name)
-            .fetch_optional(db.pool())
-            .await?,
-    )
+    Ok(store::known(db, app, name).await?)
 }
 
 async fn remember_group(db: &Db, app: &str, name: &str, id: &str) -> Result<(), ReconcileError> {
-    sqlx::query(
-        "INSERT INTO provisioner_group (app, name, scim_id, updated_at_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (app, name) DO UPDATE SET scim_id = excluded.scim_id, updated_at_ms = excluded.updated_at_ms",
-    )
-    .bind(app)
-    .bind(name)
-    .bind(id)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(db.pool())
-    .await?;
+    store::remember(db, app, name, id).await?;
     Ok(())
 }
 
 async fn forget_group(db: &Db, app: &str, name: &str) -> Result<(), ReconcileError> {
-    sqlx::query("DELETE FROM provisioner_group WHERE app = $1 AND name = $2")
-        .bind(app)
-        .bind(name)
-        .execute(db.pool())
-        .await?;
+    store::forget(db, app, name).await?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_order_strictly_increases() {
-        let seqs: Vec<i64> = (0..1000).map(|_| next_seq()).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn a_group_renamed_is_known_by_its_new_name() {
-        let target = Target {
-            app: "zendesk".into(),
-            client: ScimClient::new("http://127.0.0.1:9", "t", Duration::from_secs(1)).unwrap(),
-            patch: true,
-            renames: Arc::new(HashMap::from([(
-                "Customer Care".to_owned(),
-                vec!["Support".to_owned()],
-            )])),
-            batch: 100,
-            linger: Duration::ZERO,
-        };
-        assert_eq!(target.current_name("Support"), "Customer Care");
-        assert_eq!(target.current_name("Sales"), "Sales");
-    }
-}
+#[path = "groups_tests.rs"]
+mod tests;

@@ -206,12 +206,7 @@ pub(crate) async fn record_deactivation(
     app: &str,
     allowance: bool,
 ) -> Result<(), ReconcileError> {
-    sqlx::query("INSERT INTO provisioner_deactivation (app, at_ms, allowance) VALUES ($1, $2, $3)")
-        .bind(app)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(i64::from(allowance))
-        .execute(db.pool())
-        .await?;
+    crate::store::guard::record_deactivation(db, app, allowance).await?;
     Ok(())
 }
 
@@ -220,12 +215,7 @@ pub(crate) async fn record_deactivation(
 /// # Errors
 /// Store failures.
 pub async fn guard_tripped(db: &Db, app: &str) -> Result<bool, ReconcileError> {
-    let tripped: Option<i64> =
-        sqlx::query_scalar("SELECT tripped_at_ms FROM provisioner_guard WHERE app = $1")
-            .bind(app)
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(tripped.is_some())
+    Ok(crate::store::guard::is_tripped(db, app).await?)
 }
 
 /// The guard's decision on one more deactivation of `kind` in `app`: a
@@ -245,20 +235,9 @@ pub async fn admit(
     let _deciding = gate.decide.lock().await;
     let now = chrono::Utc::now().timestamp_millis();
     let tripped = guard_tripped(db, app).await?;
-    // (COUNT, not SUM: PostgreSQL sums BIGINT into NUMERIC.)
-    let (done, done_allowance) = sqlx::query_as::<_, (i64, i64)>(
-        "SELECT COUNT(*), COUNT(CASE WHEN allowance = 1 THEN 1 END) \
-         FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
-    )
-    .bind(app)
-    .bind(now - guard.window_ms)
-    .fetch_one(db.pool())
-    .await?;
-    let active: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM provisioner_link WHERE app = $1 AND active = 1")
-            .bind(app)
-            .fetch_one(db.pool())
-            .await?;
+    let (done, done_allowance) =
+        crate::store::guard::deactivations_since(db, app, now - guard.window_ms).await?;
+    let active = crate::store::links::active_count(db, app).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     // Deactivations under way are still active in the link table, so they
     // add to the window's count but not to the population.
@@ -274,14 +253,7 @@ pub async fn admit(
         Verdict::Allowance { trips: true } | Verdict::Hold { trips: true }
     );
     if trips {
-        sqlx::query(
-            "INSERT INTO provisioner_guard (app, tripped_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (app) DO NOTHING",
-        )
-        .bind(app)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
+        crate::store::guard::trip(db, app, now).await?;
         metrics::counter!(GUARD_TRIPS, "app" => app.to_owned()).increment(1);
         metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(1.0);
         tracing::warn!(

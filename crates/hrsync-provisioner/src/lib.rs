@@ -8,7 +8,10 @@
 //! - [`matching`]: an app's match chain, which finds the account a person
 //!   already has (ignoring case), also after a create that conflicted.
 //! - [`reconcile`]: one person's account in one app made to match a
-//!   directory change, with the durable (person, app) link.
+//!   directory change: [`reconcile::plan`] decides (no I/O), the rest
+//!   carries the decision out.
+//! - [`store`]: the provisioner's SQL (links, people, held changes, the
+//!   guard, groups and memberships, reconciliation runs).
 //! - [`guard`]: the deprovision guard, which holds an app's deactivations
 //!   past its limits until released.
 //! - [`run`]: the consumers (priority lane and main topic), retries, audit.
@@ -28,4 +31,5 @@ pub mod matching;
 pub mod reconcile;
 pub mod run;
 pub mod scim;
+pub mod store;
 pub mod sweep;

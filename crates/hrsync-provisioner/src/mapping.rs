@@ -64,15 +64,28 @@ struct Target {
     sub_attribute: Option<String>,
 }
 
+/// An attribute of `[provisioner.apps.attributes]` that cannot be mapped;
+/// shown as `"key": why`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key:?}: {reason}")]
+pub struct CompileError {
+    /// The attribute's key, as configured.
+    pub key: String,
+    /// Why it cannot be mapped.
+    pub reason: String,
+}
+
 impl Target {
-    fn parse(key: &str) -> Result<Target, String> {
+    fn parse(key: &str) -> Result<Target, CompileError> {
+        let bad = |reason: String| CompileError {
+            key: key.to_owned(),
+            reason,
+        };
         let (schema, path) = if key.starts_with("urn:") {
             let (schema, path) = key
                 .rsplit_once(':')
                 .filter(|(schema, _)| schema.matches(':').count() >= 2)
-                .ok_or_else(|| {
-                    format!("{key:?}: an extension attribute is written URN:attribute")
-                })?;
+                .ok_or_else(|| bad("an extension attribute is written URN:attribute".to_owned()))?;
             (Some(schema.to_owned()), path)
         } else {
             (None, key)
@@ -88,15 +101,15 @@ impl Target {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
         };
         if !valid(attribute) || !sub_attribute.is_none_or(valid) {
-            return Err(format!(
-                "{key:?}: not a SCIM attribute path (attribute or attribute.subAttribute)"
+            return Err(bad(
+                "not a SCIM attribute path (attribute or attribute.subAttribute)".to_owned(),
             ));
         }
         let schema = schema.filter(|s| s != USER_SCHEMA);
         if schema.is_none() && RESERVED.contains(&attribute) {
-            return Err(format!(
-                "{key:?}: {attribute} is not mapped: the lifecycle, the person id or the server decides it"
-            ));
+            return Err(bad(format!(
+                "{attribute} is not mapped: the lifecycle, the person id or the server decides it"
+            )));
         }
         Ok(Target {
             schema,
@@ -166,20 +179,23 @@ impl Mapping {
     /// Compiles `[provisioner.apps.attributes]`.
     ///
     /// # Errors
-    /// `"key": why` for the first attribute that is not a valid path, is
-    /// reserved, is not CEL, or reads an unknown variable or attribute.
+    /// The first attribute that is not a valid path, is reserved, is not
+    /// CEL, or reads an unknown variable or attribute.
     pub fn compile<'a>(
         attributes: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Result<Mapping, String> {
+    ) -> Result<Mapping, CompileError> {
         let env = Arc::new(hrsync_expr::env());
         let mut entries = Vec::new();
         for (key, expression) in attributes {
             let target = Target::parse(key)?;
+            let bad = |reason: String| CompileError {
+                key: key.clone(),
+                reason,
+            };
             let program = env
                 .compile(expression)
-                .map_err(|errors| format!("{key:?}: {}", hrsync_expr::parse_reason(&errors)))?;
-            hrsync_expr::check_references(program.expression(), &env, &VARIABLES)
-                .map_err(|reason| format!("{key:?}: {reason}"))?;
+                .map_err(|errors| bad(hrsync_expr::parse_reason(&errors)))?;
+            hrsync_expr::check_references(program.expression(), &env, &VARIABLES).map_err(bad)?;
             entries.push(Entry {
                 key: key.clone(),
                 target,

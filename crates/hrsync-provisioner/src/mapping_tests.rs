@@ -36,7 +36,7 @@ fn change() -> DirectoryChange {
     }
 }
 
-fn mapping(pairs: &[(&str, &str)]) -> Result<Mapping, String> {
+fn mapping(pairs: &[(&str, &str)]) -> Result<Mapping, CompileError> {
     let map: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -139,7 +139,7 @@ fn bad_mappings_are_rejected_at_start_up_with_the_key() {
         (("urn:x", "''"), "URN:attribute"),
     ];
     for ((key, expression), expected) in cases {
-        let error = mapping(&[(key, expression)]).unwrap_err();
+        let error = mapping(&[(key, expression)]).unwrap_err().to_string();
         assert!(
             error.contains(expected) && error.contains(key),
             "{key} = {expression}: {error}"

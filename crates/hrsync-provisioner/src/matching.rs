@@ -25,6 +25,7 @@
 //! change fails once with [`ScimError::Unmatched`], which names the
 //! attribute and is not retried.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -57,9 +58,12 @@ impl MatchPath {
     ///
     /// # Errors
     /// Why `path` is not one of these.
-    pub fn parse(path: &str) -> Result<MatchPath, String> {
+    pub fn parse(path: &str) -> Result<MatchPath, MatchPathError> {
         let source = path.trim();
-        let bad = |why: &str| format!("{source:?}: {why}");
+        let bad = |why: &str| MatchPathError {
+            path: source.to_owned(),
+            reason: why.to_owned(),
+        };
         let (head, selector_and_rest) = match source.find('[') {
             Some(at) => (&source[..at], Some(&source[at..])),
             None => (source, None),
@@ -192,24 +196,68 @@ impl fmt::Display for MatchPath {
     }
 }
 
+/// A match path that is not one; shown as `"path": why`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path:?}: {reason}")]
+pub struct MatchPathError {
+    /// The path, as configured.
+    pub path: String,
+    /// Why it is not a match path.
+    pub reason: String,
+}
+
+/// A match chain that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchChainError {
+    /// No path at all.
+    #[error("name at least one attribute")]
+    Empty,
+    /// A path that is not one.
+    #[error("{source}")]
+    Path {
+        /// Its place in the chain.
+        index: usize,
+        /// Why.
+        source: MatchPathError,
+    },
+    /// A path listed twice.
+    #[error("{path:?} is listed twice")]
+    Twice {
+        /// The second place it is listed at.
+        index: usize,
+        /// The path.
+        path: String,
+    },
+}
+
+impl MatchChainError {
+    /// The place in the chain of the path at fault (0 for an empty chain).
+    pub fn index(&self) -> usize {
+        match self {
+            MatchChainError::Empty => 0,
+            MatchChainError::Path { index, .. } | MatchChainError::Twice { index, .. } => *index,
+        }
+    }
+}
+
 /// `name eq "value"` inside a selector.
-fn parse_selector(inner: &str) -> Result<(String, String), String> {
+fn parse_selector(inner: &str) -> Result<(String, String), Cow<'static, str>> {
     let inner = inner.trim();
     let (name, rest) = inner
         .split_once(char::is_whitespace)
-        .ok_or_else(|| "the selector is written [name eq \"value\"]".to_owned())?;
+        .ok_or(Cow::Borrowed("the selector is written [name eq \"value\"]"))?;
     let rest = rest.trim_start();
     let value = rest
         .get(..2)
         .filter(|op| op.eq_ignore_ascii_case("eq"))
         .map(|_| rest[2..].trim())
-        .ok_or_else(|| "the selector compares with eq only".to_owned())?;
+        .ok_or(Cow::Borrowed("the selector compares with eq only"))?;
     let value: String = serde_json::from_str::<Value>(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
-        .ok_or_else(|| "the selector's value is a quoted string".to_owned())?;
+        .ok_or(Cow::Borrowed("the selector's value is a quoted string"))?;
     if !is_name(name) {
-        return Err(format!("{name:?} is not a sub-attribute name"));
+        return Err(Cow::Owned(format!("{name:?} is not a sub-attribute name")));
     }
     Ok((name.to_owned(), value))
 }
@@ -256,15 +304,19 @@ impl MatchChain {
     /// # Errors
     /// The index of the first path that does not parse (or is given twice)
     /// and why; an empty chain is refused with index 0.
-    pub fn parse<S: AsRef<str>>(paths: &[S]) -> Result<MatchChain, (usize, String)> {
+    pub fn parse<S: AsRef<str>>(paths: &[S]) -> Result<MatchChain, MatchChainError> {
         if paths.is_empty() {
-            return Err((0, "name at least one attribute".to_owned()));
+            return Err(MatchChainError::Empty);
         }
         let mut parsed: Vec<MatchPath> = Vec::new();
         for (index, path) in paths.iter().enumerate() {
-            let path = MatchPath::parse(path.as_ref()).map_err(|why| (index, why))?;
+            let path = MatchPath::parse(path.as_ref())
+                .map_err(|source| MatchChainError::Path { index, source })?;
             if parsed.iter().any(|p| p.source == path.source) {
-                return Err((index, format!("{:?} is listed twice", path.source)));
+                return Err(MatchChainError::Twice {
+                    index,
+                    path: path.source,
+                });
             }
             parsed.push(path);
         }
@@ -514,14 +566,18 @@ mod tests {
             (r#"emails[type eq "work"]value"#, "only .subAttribute"),
             ("urn:x:y", "written URN:attribute"),
         ] {
-            let error = MatchPath::parse(bad).expect_err(bad);
+            let error = MatchPath::parse(bad).expect_err(bad).to_string();
             assert!(error.contains(why), "{bad}: {error}");
         }
+        let twice = MatchChain::parse(&["userName", "externalId", "userName"]).unwrap_err();
         assert_eq!(
-            MatchChain::parse(&["userName", "externalId", "userName"]),
-            Err((2, "\"userName\" is listed twice".to_owned()))
+            (twice.index(), twice.to_string()),
+            (2, "\"userName\" is listed twice".to_owned())
         );
-        assert_eq!(MatchChain::parse::<&str>(&[]).map_err(|e| e.0), Err(0));
+        assert_eq!(
+            MatchChain::parse::<&str>(&[]).map_err(|e| e.index()),
+            Err(0)
+        );
         assert_eq!(MatchChain::default().to_string(), "userName");
     }
 

@@ -295,7 +295,11 @@ async fn provision_now_puts_right_what_was_changed_in_the_app() -> anyhow::Resul
         "{results:?}"
     );
 
-    let unknown = provisioner.provision_now("E404", None).await.unwrap_err();
+    let unknown = provisioner
+        .provision_now("E404", None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         unknown.contains("E404") && unknown.contains("has reached"),
         "{unknown}"
@@ -303,7 +307,8 @@ async fn provision_now_puts_right_what_was_changed_in_the_app() -> anyhow::Resul
     let wrong_app = provisioner
         .provision_now("E7", Some("nope"))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(wrong_app.contains("nope"), "{wrong_app}");
     Ok(())
 }

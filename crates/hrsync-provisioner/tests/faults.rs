@@ -349,3 +349,36 @@ async fn a_failing_app_is_quarantined_and_resumes_by_itself() -> anyhow::Result<
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_501_is_not_retried() -> anyhow::Result<()> {
+    let rig = rig(5_000).await?;
+    rig.apply(&change(1, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    // The server does not implement the request: asking again cannot help,
+    // so the update fails after its first attempt (max_attempts is 6).
+    rig.proxy.inject(
+        Some("PATCH"),
+        Fault::Status {
+            status: 501,
+            retry_after: None,
+        },
+    );
+    let error = rig
+        .apply(&change(1, 2, LifecycleState::Active, "Lead"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("501") && error.to_string().contains("after 1 attempts"),
+        "{error}"
+    );
+    let patches = rig
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .count();
+    assert_eq!(patches, 1, "{:?}", rig.proxy.seen());
+    assert_eq!(rig.accounts(1).await?[0]["title"], "Agent");
+    Ok(())
+}

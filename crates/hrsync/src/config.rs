@@ -33,7 +33,7 @@ impl Validate for Config {
         self.topics.validate().map_err(|e| e.to_string())?;
         self.ingest.validate()?;
         self.projector.validate()?;
-        self.provisioner.validate()?;
+        self.provisioner.validate().map_err(|e| e.to_string())?;
         let undeclared = self.undeclared_apps();
         if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
             let declared: Vec<&str> = self

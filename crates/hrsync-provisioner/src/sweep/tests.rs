@@ -1,9 +1,13 @@
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hrsync_domain::LifecycleState::{self, Active, Deprovisioned, Suspended};
 use hrsync_tests::directory_change;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::classify::*;
+use super::inputs::*;
+use super::report::*;
 use super::*;
 use crate::scim::{ScimClient, ENTERPRISE_SCHEMA};
 

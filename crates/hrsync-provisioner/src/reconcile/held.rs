@@ -1,0 +1,82 @@
+//! Changes kept durably for an app: held by the deprovision guard, or
+//! parked while the app is quarantined.
+
+use hrsync_domain::DirectoryChange;
+use hrsync_store::Db;
+
+use super::{HoldReason, ReconcileError};
+use crate::store::held::{self as store, Held};
+
+/// The version of `change` as stored.
+fn version(change: &DirectoryChange) -> i64 {
+    i64::try_from(change.version).unwrap_or(i64::MAX)
+}
+
+/// Keeps `change` durably for `app` until it is released or resumed.
+///
+/// # Errors
+/// Store failures.
+pub async fn hold(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+    reason: HoldReason,
+) -> Result<(), ReconcileError> {
+    let payload = hrsync_schema::encode_directory_change(change).map_err(|e| {
+        ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Encode(Box::new(e))))
+    })?;
+    let held = Held {
+        app,
+        person_id: change.person_id.as_str(),
+        version: version(change),
+        reason: reason.as_str(),
+    };
+    Ok(store::keep(db, held, payload).await?)
+}
+
+/// The changes held for `app` for `reason`, oldest version first per person.
+///
+/// # Errors
+/// Store failures; a held change that no longer decodes is skipped with a
+/// log line.
+pub async fn held(
+    db: &Db,
+    app: &str,
+    reason: HoldReason,
+) -> Result<Vec<DirectoryChange>, ReconcileError> {
+    let payloads = store::list(db, app, reason.as_str()).await?;
+    Ok(payloads
+        .iter()
+        .filter_map(|p| match hrsync_schema::decode_directory_change(p) {
+            Ok(change) => Some(change),
+            Err(error) => {
+                tracing::error!(app, %error, "a held change no longer decodes");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Untrips `app`'s guard and forgets the window's deactivations; the held
+/// changes are removed one by one with [`forget_held`] as they are applied.
+///
+/// # Errors
+/// Store failures.
+pub async fn untrip(db: &Db, app: &str) -> Result<(), ReconcileError> {
+    crate::store::guard::untrip(db, app).await?;
+    metrics::gauge!(crate::guard::GUARD_TRIPPED, "app" => app.to_owned()).set(0.0);
+    crate::store::guard::forget_deactivations(db, app).await?;
+    Ok(())
+}
+
+/// Removes a held change once applied.
+///
+/// # Errors
+/// Store failures.
+pub async fn forget_held(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+) -> Result<(), ReconcileError> {
+    Ok(store::forget(db, app, change.person_id.as_str(), version(change)).await?)
+}

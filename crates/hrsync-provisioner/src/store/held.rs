@@ -1,0 +1,69 @@
+//! `provisioner_held`: changes kept durably for an app, by the deprovision
+//! guard or while the app is quarantined, until released or resumed.
+
+use hrsync_store::Db;
+
+use super::now_ms;
+
+/// One change to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// The person.
+    pub person_id: &'a str,
+    /// The change's version.
+    pub version: i64,
+    /// Why: `guard` or `quarantine`.
+    pub reason: &'a str,
+}
+
+/// Keeps `payload` (the encoded change); a change kept already stays.
+///
+/// # Errors
+/// Query failures.
+pub async fn keep(db: &Db, held: Held<'_>, payload: Vec<u8>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO provisioner_held (app, person_id, version, payload, held_at_ms, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, person_id, version) DO NOTHING",
+    )
+    .bind(held.app)
+    .bind(held.person_id)
+    .bind(held.version)
+    .bind(payload)
+    .bind(now_ms())
+    .bind(held.reason)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The encoded changes held for `app` for `reason`, oldest version first
+/// per person.
+///
+/// # Errors
+/// Query failures.
+pub async fn list(db: &Db, app: &str, reason: &str) -> sqlx::Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar(
+        "SELECT payload FROM provisioner_held WHERE app = $1 AND reason = $2 \
+         ORDER BY person_id, version",
+    )
+    .bind(app)
+    .bind(reason)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Removes a held change.
+///
+/// # Errors
+/// Query failures.
+pub async fn forget(db: &Db, app: &str, person_id: &str, version: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM provisioner_held WHERE app = $1 AND person_id = $2 AND version = $3")
+        .bind(app)
+        .bind(person_id)
+        .bind(version)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The provisioner's SQL, one module per thing it stores. Everything else
+//! in the crate reads and writes its state through these functions, never
+//! with SQL of its own.
+//!
+//! - [`links`]: the (person, app) links: the account, the version and user
+//!   last applied, its groups and ETag.
+//! - [`people`]: the newest directory change of each person.
+//! - [`held`]: changes held by the deprovision guard or a quarantine.
+//! - [`guard`]: the deprovision guard's trips and its window of
+//!   deactivations.
+//! - [`groups`]: the SCIM groups pushed to each app and the queue of
+//!   memberships to bring about.
+//! - [`runs`]: the last app-wide reconciliation of each app and mode.
+//! - [`audit`]: the audit trail of SCIM operations.
+//!
+//! Functions answer with `sqlx::Error`, which callers wrap in their own
+//! error (its retryability is [`hrsync_store::is_retryable_sqlx`]).
+
+pub mod audit;
+pub mod groups;
+pub mod guard;
+pub mod held;
+pub mod links;
+pub mod people;
+pub mod runs;
+
+/// Rows in one multi-row statement (13 columns at most: well below the
+/// bind limits of PostgreSQL and SQLite).
+const ROWS: usize = 200;
+
+/// Now, in ms since the epoch, as the tables record times.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

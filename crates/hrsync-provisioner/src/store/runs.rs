@@ -1,0 +1,57 @@
+//! `provisioner_reconcile_run`: the last app-wide reconciliation of each
+//! app and mode, which the schedule counts from.
+
+use hrsync_store::Db;
+
+use super::now_ms;
+
+/// A finished run.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// `dry-run` or `fix`.
+    pub mode: &'a str,
+    /// When it started (ms since the epoch); it finished now.
+    pub started_ms: i64,
+    /// The accounts per class, as JSON.
+    pub counts: &'a str,
+    /// Fixes that failed.
+    pub failures: i64,
+}
+
+/// Records `run` as the last of its app and mode.
+///
+/// # Errors
+/// Query failures.
+pub async fn record(db: &Db, run: Run<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO provisioner_reconcile_run (app, mode, started_at_ms, finished_at_ms, counts, \
+         failures) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, mode) DO UPDATE SET \
+         started_at_ms = excluded.started_at_ms, finished_at_ms = excluded.finished_at_ms, \
+         counts = excluded.counts, failures = excluded.failures",
+    )
+    .bind(run.app)
+    .bind(run.mode)
+    .bind(run.started_ms)
+    .bind(now_ms())
+    .bind(run.counts)
+    .bind(run.failures)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// When `app` was last reconciled in `mode` (ms since the epoch), if ever.
+///
+/// # Errors
+/// Query failures.
+pub async fn last(db: &Db, app: &str, mode: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT finished_at_ms FROM provisioner_reconcile_run WHERE app = $1 AND mode = $2",
+    )
+    .bind(app)
+    .bind(mode)
+    .fetch_optional(db.pool())
+    .await
+}
