@@ -71,15 +71,11 @@ pub struct AppConfig {
     /// OAuth 2.0 client credentials (or `token`).
     #[serde(default)]
     pub oauth: Option<OAuthConfig>,
-    /// SCIM attribute that finds an existing account: the match chain of
-    /// this one attribute (or `match_attributes`, not both).
-    #[serde(default)]
-    pub match_attribute: Option<String>,
     /// The match chain: SCIM attribute paths tried in order to find an
     /// existing account, compared ignoring case (`userName`,
     /// `emails[type eq "work"].value`, `externalId`, an extension's
-    /// `urn:…:employeeNumber`); see [`crate::matching`]. Unset (and no
-    /// `match_attribute`): `["userName"]`.
+    /// `urn:…:employeeNumber`); see [`crate::matching`]. Unset:
+    /// `["userName"]`.
     #[serde(default)]
     pub match_attributes: Option<Vec<String>>,
     /// Most users read when searching, ignoring case, for the account a
@@ -398,7 +394,6 @@ impl AppConfig {
             base_url: base_url.to_owned(),
             token: Some(token),
             oauth: None,
-            match_attribute: None,
             match_attributes: None,
             match_scan_limit: default_match_scan_limit(),
             timeout_ms: default_timeout_ms(),
@@ -448,28 +443,24 @@ impl AppConfig {
         }
     }
 
-    /// The app's match chain: `match_attributes`, or `match_attribute`
-    /// alone, or `userName`.
+    /// The app's match chain: `match_attributes`, or `userName`.
     ///
     /// # Errors
-    /// Both keys set, or a path that is not one, naming the key.
+    /// A path that is not one, naming the key.
     pub fn match_chain(&self) -> Result<MatchChain, ConfigError> {
-        let at = |key: &str| format!("provisioner.apps[{}].{key}", self.name);
-        match (&self.match_attribute, &self.match_attributes) {
-            (Some(_), Some(_)) => Err(invalid(
-                at("match_attributes"),
-                ": set `match_attributes` or `match_attribute`, not both",
-            )),
-            (Some(one), None) => MatchChain::parse(std::slice::from_ref(one))
-                .map_err(|e| invalid(at("match_attribute"), format!(": {e}"))),
-            (None, Some(chain)) => MatchChain::parse(chain).map_err(|e| {
-                invalid(
-                    at(&format!("match_attributes[{}]", e.index())),
-                    format!(": {e}"),
-                )
-            }),
-            (None, None) => Ok(MatchChain::default()),
-        }
+        let Some(chain) = &self.match_attributes else {
+            return Ok(MatchChain::default());
+        };
+        MatchChain::parse(chain).map_err(|e| {
+            invalid(
+                format!(
+                    "provisioner.apps[{}].match_attributes[{}]",
+                    self.name,
+                    e.index()
+                ),
+                format!(": {e}"),
+            )
+        })
     }
 
     /// The app's request limits (`rate_limit = 0`: no rate limit).

@@ -93,13 +93,8 @@ fn a_share_of_nothing_and_an_empty_window_are_refused() {
 }
 
 #[test]
-fn the_match_chain_defaults_to_user_name_and_takes_the_old_key() {
+fn the_match_chain_defaults_to_user_name() {
     assert_eq!(app().match_chain().expect("chain").to_string(), "userName");
-    let old = AppConfig {
-        match_attribute: Some("externalId".into()),
-        ..app()
-    };
-    assert_eq!(old.match_chain().expect("chain").to_string(), "externalId");
     let parsed: AppConfig = serde_json::from_value(serde_json::json!({
         "name": "zendesk",
         "base_url": "https://zendesk.example/scim/v2",
@@ -118,16 +113,6 @@ fn the_match_chain_defaults_to_user_name_and_takes_the_old_key() {
 
 #[test]
 fn a_bad_match_chain_is_refused_naming_the_key() {
-    let both = with_app(AppConfig {
-        match_attribute: Some("userName".into()),
-        match_attributes: Some(vec!["externalId".into()]),
-        ..app()
-    });
-    assert_eq!(
-        both.validate().expect_err("refused").to_string(),
-        "provisioner.apps[zendesk].match_attributes: set `match_attributes` or \
-         `match_attribute`, not both"
-    );
     let bad = with_app(AppConfig {
         match_attributes: Some(vec!["userName".into(), "emails[type eq work]".into()]),
         ..app()
@@ -148,14 +133,14 @@ fn a_bad_match_chain_is_refused_naming_the_key() {
         .to_string()
         .starts_with("provisioner.apps[zendesk].match_attributes[0]: "));
     let id = with_app(AppConfig {
-        match_attribute: Some("id".into()),
+        match_attributes: Some(vec!["id".into()]),
         ..app()
     });
     assert!(id
         .validate()
         .expect_err("refused")
         .to_string()
-        .starts_with("provisioner.apps[zendesk].match_attribute: "));
+        .starts_with("provisioner.apps[zendesk].match_attributes[0]: "));
 }
 
 /// One app as `[[provisioner.apps]]` would give it, plus `extra` lines.

@@ -148,6 +148,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::path::Path;
 
     fn example() -> &'static Path {
@@ -267,6 +268,97 @@ mod tests {
         assert!(
             warnings[0].contains(r#"projector.attribute_sources.phone names "directory""#),
             "{warnings:?}"
+        );
+    }
+
+    /// Every key path of `value`, arrays of tables as `name[]`, down to the
+    /// leaves (maps the example fills, such as columns, included).
+    fn key_paths(prefix: &str, value: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match value {
+            // A secret shows where it is read from ({ env = … }, { file = … }).
+            serde_json::Value::Object(map)
+                if !map.is_empty() && map.keys().all(|k| k == "env" || k == "file") => {}
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    out.insert(path.clone());
+                    key_paths(&path, value, out);
+                }
+            }
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => {
+                for item in items {
+                    key_paths(&format!("{prefix}[]"), item, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The key paths the example file names, set or commented out
+    /// (`# key = value` under a `[table]` or `# [table]` header).
+    fn example_paths(text: &str) -> BTreeSet<String> {
+        let mut table = String::new();
+        let mut out = BTreeSet::new();
+        for line in text.lines() {
+            let line = line.trim_start();
+            let line = line.strip_prefix('#').map_or(line, str::trim_start);
+            let header = line
+                .strip_prefix("[[")
+                .and_then(|l| l.split_once("]]"))
+                .or_else(|| line.strip_prefix('[').and_then(|l| l.split_once(']')));
+            if let Some((header, _)) = header {
+                table = header.trim().to_owned();
+                // `[a.b.c]` shows `a` and `a.b` too.
+                let mut prefix = String::new();
+                for part in table.split('.') {
+                    if !prefix.is_empty() {
+                        prefix.push('.');
+                    }
+                    prefix.push_str(part);
+                    out.insert(prefix.clone());
+                }
+            } else if let Some(quoted) = line.strip_prefix('"') {
+                if let Some((key, rest)) = quoted.split_once('"') {
+                    if rest.trim_start().starts_with('=') {
+                        out.insert(format!("{table}.{key}"));
+                    }
+                }
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let key = key.trim();
+                if !key.is_empty() && !key.contains(' ') {
+                    out.insert(format!("{table}.{key}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// A key the code accepts but the example does not show is found here;
+    /// arrays of tables are matched by name (`ingest.sources[].format` is
+    /// shown under `[[ingest.sources]]`).
+    #[test]
+    fn the_example_shows_every_key() {
+        let config: Config =
+            hrsync_config::load_from(Some(example()), no_env()).expect("example loads");
+        let mut code = BTreeSet::new();
+        key_paths("", &serde_json::to_value(&config).expect("json"), &mut code);
+        let text = std::fs::read_to_string(example()).expect("example");
+        let shown = example_paths(&text);
+        // The example's headers name nested arrays of tables without `[]`
+        // (`[provisioner.apps.attributes]` under `[[provisioner.apps]]`).
+        let normalize = |path: &str| path.replace("[]", "");
+        let shown: BTreeSet<String> = shown.iter().map(|p| normalize(p)).collect();
+        let missing: Vec<&String> = code
+            .iter()
+            .filter(|path| !shown.contains(&normalize(path)))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys the example does not show: {missing:?}"
         );
     }
 }
