@@ -139,9 +139,10 @@ pub fn sort_key(event: &LifecycleEvent) -> (i64, u8, String) {
 const STORED_BINARY_V1: u8 = 1;
 
 impl PersonState {
-    /// The state as the store keeps it: [`STORED_BINARY_V1`], then the
-    /// fields in declaration order as postcard (varints, strings with their
-    /// length, no field names): about a third of the JSON's size, and
+    /// The state as the store keeps it: a format byte
+    /// (`STORED_BINARY_V1`), then the fields in declaration order as
+    /// postcard (varints, strings with their length, no field names):
+    /// about a third of the JSON's size, and
     /// several times faster to read and write. Changing the fields or their
     /// order needs a new format byte (a test pins the encoding).
     ///
