@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::consumer::{commit_stored, consumed, settle};
-use crate::{Consumer, DlqPublisher, Handler, Outcome, Record, Result};
+use crate::{Consumer, ConsumerSettings, DlqPublisher, Handler, Outcome, Record, Result};
 
 /// Processes records; called from several lanes at once, but never for two
 /// records with the same key at the same time.
@@ -101,6 +101,107 @@ impl InFlight {
     }
 }
 
+/// The offsets in flight in every partition, storing each one below
+/// which everything is finished.
+#[derive(Default)]
+struct Offsets(HashMap<(String, i32), InFlight>);
+
+impl Offsets {
+    /// Records handed to a lane and not finished yet.
+    fn busy(&self) -> usize {
+        self.0.values().map(|p| p.pending.len()).sum()
+    }
+
+    fn dispatch(&mut self, record: &Record) {
+        self.0
+            .entry((record.topic.clone(), record.partition))
+            .or_default()
+            .dispatch(record.offset);
+    }
+
+    /// Notes `f` finished; stores the partition's offset if it moved.
+    fn finish(&mut self, consumer: &Consumer, f: Finished) {
+        if !f.done {
+            return;
+        }
+        let Some(partition) = self.0.get_mut(&(f.topic.clone(), f.partition)) else {
+            return;
+        };
+        if let Some(upto) = partition.finish(f.offset) {
+            if let Err(error) = consumer.inner.store_offset(&f.topic, f.partition, upto) {
+                // Revoked meanwhile: its new owner redoes the work.
+                let stage = &consumer.settings.stage;
+                tracing::warn!(%stage, topic = %f.topic, partition = f.partition, offset = upto, %error, "offset not stored");
+            }
+        }
+    }
+}
+
+/// The lanes: a queue and a task each, reporting finished records.
+struct Lanes {
+    senders: Vec<mpsc::Sender<(Record, tracing::Span)>>,
+    workers: tokio::task::JoinSet<()>,
+    finished: mpsc::UnboundedReceiver<Finished>,
+}
+
+impl Lanes {
+    /// Starts `lanes` lanes running `handler`.
+    fn start<H: SharedHandler>(
+        handler: &Arc<H>,
+        lanes: usize,
+        dlq: &Arc<DlqPublisher>,
+        settings: &Arc<ConsumerSettings>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let (finished_tx, finished) = mpsc::unbounded_channel::<Finished>();
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            let (tx, rx) = mpsc::channel::<(Record, tracing::Span)>(LANE_QUEUE);
+            senders.push(tx);
+            workers.spawn(run_lane(
+                rx,
+                handler.clone(),
+                dlq.clone(),
+                settings.clone(),
+                finished_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Lanes {
+            senders,
+            workers,
+            finished,
+        }
+    }
+}
+
+/// One lane: handles its records one after another, reporting each.
+async fn run_lane<H: SharedHandler>(
+    mut rx: mpsc::Receiver<(Record, tracing::Span)>,
+    handler: Arc<H>,
+    dlq: Arc<DlqPublisher>,
+    settings: Arc<ConsumerSettings>,
+    finished: mpsc::UnboundedSender<Finished>,
+    shutdown: CancellationToken,
+) {
+    while let Some((record, span)) = rx.recv().await {
+        if shutdown.is_cancelled() {
+            // Queued but not started: leave it for redelivery.
+            break;
+        }
+        let done = settle(&mut Lane(&*handler), &record, &dlq, &settings, &shutdown)
+            .instrument(span)
+            .await;
+        let _ = finished.send(Finished {
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            done,
+        });
+    }
+}
+
 impl Consumer {
     /// Runs `handler` over every record with up to `lanes` records in
     /// flight, same-key records in order (see the module docs), until
@@ -121,74 +222,51 @@ impl Consumer {
         shutdown: CancellationToken,
     ) -> Result<()> {
         let stage = self.settings.stage.clone();
-        let lanes = lanes.max(1);
-        let dlq = Arc::new(dlq);
         let settings = Arc::new(self.settings.clone());
-        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
-        let mut senders = Vec::with_capacity(lanes);
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..lanes {
-            let (tx, mut rx) = mpsc::channel::<(Record, tracing::Span)>(LANE_QUEUE);
-            senders.push(tx);
-            let handler = handler.clone();
-            let dlq = dlq.clone();
-            let settings = settings.clone();
-            let finished = finished_tx.clone();
-            let shutdown = shutdown.clone();
-            workers.spawn(async move {
-                while let Some((record, span)) = rx.recv().await {
-                    if shutdown.is_cancelled() {
-                        // Queued but not started: leave it for redelivery.
-                        break;
-                    }
-                    let done = settle(&mut Lane(&*handler), &record, &dlq, &settings, &shutdown)
-                        .instrument(span)
-                        .await;
-                    let _ = finished.send(Finished {
-                        topic: record.topic,
-                        partition: record.partition,
-                        offset: record.offset,
-                        done,
-                    });
-                }
-            });
+        let mut lanes = Lanes::start(&handler, lanes.max(1), &Arc::new(dlq), &settings, &shutdown);
+        let mut offsets = Offsets::default();
+        let stalled = self
+            .dispatch(&mut lanes, &mut offsets, &shutdown)
+            .await
+            .err();
+        // Lanes finish what they are handling; queued records are dropped.
+        drop(lanes.senders);
+        while lanes.workers.join_next().await.is_some() {}
+        while let Ok(f) = lanes.finished.try_recv() {
+            offsets.finish(&self, f);
         }
-        drop(finished_tx);
+        commit_stored(&self.inner, &stage);
+        self.inner.unsubscribe();
+        if let Some(error) = stalled {
+            return Err(error);
+        }
+        tracing::info!(%stage, "consumer stopped");
+        Ok(())
+    }
 
-        let mut in_flight: HashMap<(String, i32), InFlight> = HashMap::new();
+    /// Hands every record to its lane and stores the offsets of finished
+    /// work, until `shutdown`, or until the consumer is found stuck.
+    async fn dispatch(
+        &self,
+        lanes: &mut Lanes,
+        offsets: &mut Offsets,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let stage = &self.settings.stage;
         let mut watch = self.watch()?;
         // Records received and finished, for the stall watch.
         let mut progress: u64 = 0;
-        let mut stalled = None;
-        let store = |in_flight: &mut HashMap<(String, i32), InFlight>, f: Finished| {
-            if !f.done {
-                return;
-            }
-            let Some(partition) = in_flight.get_mut(&(f.topic.clone(), f.partition)) else {
-                return;
-            };
-            if let Some(upto) = partition.finish(f.offset) {
-                if let Err(error) = self.inner.store_offset(&f.topic, f.partition, upto) {
-                    // Revoked meanwhile: its new owner redoes the work.
-                    tracing::warn!(%stage, topic = %f.topic, partition = f.partition, offset = upto, %error, "offset not stored");
-                }
-            }
-        };
         loop {
             let message = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
-                Some(f) = finished_rx.recv() => {
+                () = shutdown.cancelled() => return Ok(()),
+                Some(f) = lanes.finished.recv() => {
                     progress += 1;
-                    store(&mut in_flight, f);
+                    offsets.finish(self, f);
                     continue;
                 }
                 Some(view) = watch.next() => {
-                    let busy = in_flight.values().map(|p| p.pending.len()).sum();
-                    if let Err(error) = self.judge(&mut watch, view, progress, busy) {
-                        stalled = Some(error);
-                        break;
-                    }
+                    self.judge(&mut watch, view, progress, offsets.busy())?;
                     continue;
                 }
                 message = self.inner.recv() => message,
@@ -201,44 +279,44 @@ impl Consumer {
                     continue;
                 }
             };
-            let span = consumed(&stage, &record);
-            in_flight
-                .entry((record.topic.clone(), record.partition))
-                .or_default()
-                .dispatch(record.offset);
-            let lane = lane_of(&record, lanes);
-            let mut item = Some((record, span));
-            // Wait for room in the lane, storing offsets of finished work
-            // meanwhile (the lanes report while this loop waits).
-            while let Some(next) = item.take() {
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    Some(f) = finished_rx.recv() => {
-                        progress += 1;
-                        store(&mut in_flight, f);
-                        item = Some(next);
-                    }
-                    permit = senders[lane].reserve() => match permit {
-                        Ok(permit) => permit.send(next),
-                        Err(_) => break,
-                    },
+            let span = consumed(stage, &record);
+            offsets.dispatch(&record);
+            let lane = lane_of(&record, lanes.senders.len());
+            progress += self
+                .send(lanes, lane, (record, span), offsets, shutdown)
+                .await;
+        }
+    }
+
+    /// Puts `item` into lane `lane` once it has room, storing offsets of
+    /// finished work meanwhile (the lanes report while this waits).
+    /// Returns how many finished records it took in.
+    async fn send(
+        &self,
+        lanes: &mut Lanes,
+        lane: usize,
+        item: (Record, tracing::Span),
+        offsets: &mut Offsets,
+        shutdown: &CancellationToken,
+    ) -> u64 {
+        let mut finished = 0;
+        let mut item = Some(item);
+        while let Some(next) = item.take() {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(f) = lanes.finished.recv() => {
+                    finished += 1;
+                    offsets.finish(self, f);
+                    item = Some(next);
                 }
+                permit = lanes.senders[lane].reserve() => match permit {
+                    Ok(permit) => permit.send(next),
+                    Err(_) => break,
+                },
             }
         }
-        // Lanes finish what they are handling; queued records are dropped.
-        drop(senders);
-        while workers.join_next().await.is_some() {}
-        while let Ok(f) = finished_rx.try_recv() {
-            store(&mut in_flight, f);
-        }
-        commit_stored(&self.inner, &stage);
-        self.inner.unsubscribe();
-        if let Some(error) = stalled {
-            return Err(error);
-        }
-        tracing::info!(%stage, "consumer stopped");
-        Ok(())
+        finished
     }
 }
 

@@ -9,8 +9,8 @@
 //! skips one.
 //!
 //! Stages that keep their state in SQL (the projector) store offsets in their
-//! own transactions instead; they use [`Consumer::raw`] and this module's
-//! settings, not [`Consumer::run`].
+//! own transactions instead: they consume at those offsets
+//! ([`Consumer::at_stored_offsets`], see `stored`), not with [`Consumer::run`].
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -118,38 +118,24 @@ pub struct GroupContext {
     group: String,
 }
 
+impl GroupContext {
+    /// The context of stage `stage`'s consumer, reporting lag as `group`.
+    pub(crate) fn new(stage: &str, group: &str) -> Self {
+        GroupContext {
+            stage: stage.to_owned(),
+            group: group.to_owned(),
+        }
+    }
+}
+
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         report_lag(&self.group, &statistics);
     }
 }
 
-/// Reports consumer lag for a consumer that is not in a group (the
-/// projector assigns partitions itself).
-#[derive(Debug)]
-pub struct LagContext {
-    group: String,
-}
-
-impl LagContext {
-    /// Lag reported as consumer group `group`.
-    pub fn new(group: &str) -> Self {
-        LagContext {
-            group: group.to_owned(),
-        }
-    }
-}
-
-impl ClientContext for LagContext {
-    fn stats(&self, statistics: Statistics) {
-        report_lag(&self.group, &statistics);
-    }
-}
-
-impl ConsumerContext for LagContext {}
-
 /// How often librdkafka reports statistics (and so consumer lag).
-pub const STATISTICS_INTERVAL_MS: &str = "5000";
+pub(crate) const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// librdkafka's bounds on prefetched records, as hrsync sets them. Its
 /// defaults (100,000 records or 64 MiB) let a consumer behind a backlog hold
@@ -174,7 +160,7 @@ const PREFETCH: [(&str, &str); 3] = [
 
 /// Bounds a consumer's prefetch ([`PREFETCH`]); a property `kafka` sets
 /// itself is left as it is.
-pub fn bound_prefetch(cfg: &mut rdkafka::ClientConfig, kafka: &KafkaConfig) {
+pub(crate) fn bound_prefetch(cfg: &mut rdkafka::ClientConfig, kafka: &KafkaConfig) {
     for (key, value) in PREFETCH {
         if !kafka.properties.contains_key(key) {
             cfg.set(key, value);
@@ -283,10 +269,7 @@ impl Consumer {
             cfg.set("fetch.wait.max.ms", wait.as_millis().to_string());
         }
         let inner: StreamConsumer<GroupContext> = cfg
-            .create_with_context(GroupContext {
-                stage: settings.stage.clone(),
-                group: settings.group_id.clone(),
-            })
+            .create_with_context(GroupContext::new(&settings.stage, &settings.group_id))
             .map_err(Error::Client)?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         inner.subscribe(&topics)?;
@@ -328,12 +311,6 @@ impl Consumer {
             self.inner.subscribe(&topics)?;
         }
         Ok(())
-    }
-
-    /// The underlying rdkafka consumer, for stages that manage offsets
-    /// themselves.
-    pub fn raw(&self) -> &StreamConsumer<GroupContext> {
-        &self.inner
     }
 
     /// Runs `handler` over every record until `shutdown` is cancelled, then

@@ -10,7 +10,11 @@
 //! - [`Producer`]: idempotent (`acks=all`), awaits delivery confirmation, and
 //!   writes the current span's W3C trace context into record headers.
 //! - [`consumer`]: an at-least-once loop: an offset is stored only after its
-//!   record's work is done, committed on shutdown and on partition revoke.
+//!   record's work is done, committed on shutdown and on partition revoke;
+//!   the same with records handled concurrently by key
+//!   ([`Consumer::run_concurrent`]); and, for stages that store offsets with
+//!   their state, batches read at those offsets
+//!   ([`Consumer::at_stored_offsets`]).
 //! - [`stall`](StallSettings): every group consumer is watched; one stuck
 //!   (no progress while records wait for it) rejoins its group, and gives up
 //!   with an error once rejoining does not help.
@@ -27,11 +31,12 @@ mod producer;
 mod record;
 mod retention;
 mod stall;
+mod stored;
 mod topics;
 
 pub use concurrent::SharedHandler;
 pub use config::KafkaConfig;
-pub use consumer::{Consumer, ConsumerSettings, Handler, LagContext, Outcome};
+pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
 pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
 pub use producer::{Delivery, OutgoingRecord, Producer};
@@ -41,4 +46,5 @@ pub use retention::{
     RetentionReport,
 };
 pub use stall::StallSettings;
+pub use stored::{Batch, BatchSettings, Batches};
 pub use topics::{ensure_topics, TopicSpec, TopicsConfig, RETENTION_BYTES, RETENTION_MS};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use hrsync_config::Secret;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
 use crate::rules::RulesConfig;
 use crate::state::AttributeSources;
 
@@ -71,27 +72,27 @@ impl Default for ProjectorConfig {
 }
 
 impl ProjectorConfig {
-    /// Checks every setting; the message names the key.
+    /// Checks every setting; the error names the key.
     ///
     /// # Errors
-    /// A message naming the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The offending key, and what is wrong with it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.batch_max == 0 {
-            return Err("projector.batch_max must be at least 1".to_owned());
+            return Err(ConfigError::BatchMax);
         }
         if self.group_id.trim().is_empty() {
-            return Err("projector.group_id is empty".to_owned());
+            return Err(ConfigError::GroupId);
         }
         for (attribute, sources) in &self.attribute_sources.0 {
-            hrsync_domain::Attribute::parse(attribute)
-                .map_err(|e| format!("projector.attribute_sources.{attribute}: {e}"))?;
+            hrsync_domain::Attribute::parse(attribute).map_err(|e| ConfigError::Attribute {
+                attribute: attribute.clone(),
+                reason: e.to_string(),
+            })?;
             if sources.is_empty() {
-                return Err(format!(
-                    "projector.attribute_sources.{attribute}: list at least one source"
-                ));
+                return Err(ConfigError::NoSources(attribute.clone()));
             }
         }
-        crate::rules::RuleSet::compile(&self.rules).map_err(|e| format!("projector.rules: {e}"))?;
+        crate::rules::RuleSet::compile(&self.rules)?;
         Ok(())
     }
 

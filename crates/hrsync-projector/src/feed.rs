@@ -13,7 +13,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
-use crate::project::OutboxRow;
+use crate::store::OutboxRow;
 
 /// The rows, and whether any row was left out since the last reset.
 #[derive(Debug, Default)]

@@ -5,27 +5,27 @@
 //!   time order; the lifecycle state as a function of that and the clock.
 //! - [`rules`]: group memberships and app assignments from CEL expressions
 //!   over a person's profile.
-//! - [`project`]: batches of events into the SQL store, with the consumed
-//!   offsets and the directory changes (outbox) in the same transaction.
-//! - `lines`: the reporting lines a batch reads besides its own persons,
-//!   from the store or, in the process that has the store to itself, from
-//!   memory.
-//! - `outbox`: the directory changes a transaction wrote, packed a chunk of
-//!   persons to a row, until the publisher has sent them.
+//! - [`project`]: batches of events: load, fold, evaluate, write, with
+//!   the consumed offsets and the directory changes (outbox) in the same
+//!   transaction.
+//! - `store`: all of the SQL: persons and their cache, events, offsets,
+//!   the reporting lines (from the store or, in the process that has the
+//!   store to itself, from memory), the outbox and its packs.
+//! - `feed`: committed outbox rows handed to the publisher in memory.
+//! - `gate`: one writer at a time, the fast lane first.
+//! - [`error`]: the errors of all of them.
 //! - [`run`]: the consumers (priority lane and main topic), the timer of
 //!   time-driven transitions, and the outbox publisher.
 //! - [`config`]: the `[projector]` configuration section.
 
-mod batch_tx;
-mod cache;
 pub mod config;
+pub mod error;
 mod feed;
 mod gate;
-mod lines;
-mod outbox;
 pub mod project;
 pub mod rules;
 pub mod run;
 pub mod state;
 #[cfg(test)]
 mod state_tests;
+mod store;

@@ -305,7 +305,7 @@ impl RuleSet {
                     }
                 }
                 Ok(false) => {}
-                Err(reason) => errors.push(RuleError::new(&group.name, reason)),
+                Err(reason) => errors.push(RuleError::new(&group.name, reason.to_string())),
             }
         }
         // Group names are unique (checked by `compile`) and each group's
@@ -390,22 +390,26 @@ impl RuleSet {
 }
 
 /// A rule's outcome for one person: member or not, or why it failed.
-///
-/// A failure's reason names types, never values: values are a person's data.
-type Outcome = Result<bool, String>;
+type Outcome = Result<bool, Failure>;
+
+/// Why a rule gave no answer for one person. Its text names types, never
+/// values: values are a person's data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Failure {
+    /// The rule's result is not a bool (the type's name).
+    #[error("the rule's result is of type {0}, not bool")]
+    NotBool(String),
+    /// Evaluating the rule failed (described without values).
+    #[error("the rule failed: {0}")]
+    Failed(String),
+}
 
 /// The [`Outcome`] of a rule's result.
 fn outcome(result: Result<Value, cel::ExecutionError>) -> Outcome {
     match result {
         Ok(Value::Bool(member)) => Ok(member),
-        Ok(other) => Err(format!(
-            "the rule's result is of type {}, not bool",
-            other.type_of()
-        )),
-        Err(error) => Err(format!(
-            "the rule failed: {}",
-            hrsync_expr::describe_failure(&error)
-        )),
+        Ok(other) => Err(Failure::NotBool(other.type_of().to_string())),
+        Err(error) => Err(Failure::Failed(hrsync_expr::describe_failure(&error))),
     }
 }
 

@@ -802,9 +802,12 @@ fn the_memo_is_bounded_and_gives_up_on_inputs_that_do_not_repeat() {
     for i in 0..3 * super::MEMO_ENTRIES {
         let k = key(i);
         if repeating.get(&k).is_none() {
-            repeating.insert(&k, &Err("failed".to_owned()));
+            repeating.insert(&k, &Err(super::Failure::Failed("failed".to_owned())));
         }
-        assert_eq!(repeating.get(&k), Some(Err("failed".to_owned())));
+        assert_eq!(
+            repeating.get(&k),
+            Some(Err(super::Failure::Failed("failed".to_owned())))
+        );
     }
     assert!(!repeating.off);
     assert!(repeating.outcomes.len() <= super::MEMO_ENTRIES);

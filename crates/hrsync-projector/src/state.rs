@@ -15,6 +15,8 @@ use hrsync_domain::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::error::StateError;
+
 /// Per attribute, the sources allowed to set it, highest precedence first.
 /// Attributes not listed accept every source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,14 +135,14 @@ pub fn sort_key(event: &LifecycleEvent) -> (i64, u8, String) {
 }
 
 /// The first byte of a state stored in the binary format of
-/// [`PersonState::to_stored`]. States stored before it are JSON objects, so
-/// they begin with `{`.
+/// [`PersonState::to_stored`].
 const STORED_BINARY_V1: u8 = 1;
 
 impl PersonState {
-    /// The state as the store keeps it: [`STORED_BINARY_V1`], then the
-    /// fields in declaration order as postcard (varints, strings with their
-    /// length, no field names): about a third of the JSON's size, and
+    /// The state as the store keeps it: a format byte
+    /// (`STORED_BINARY_V1`), then the fields in declaration order as
+    /// postcard (varints, strings with their length, no field names):
+    /// about a third of the JSON's size, and
     /// several times faster to read and write. Changing the fields or their
     /// order needs a new format byte (a test pins the encoding).
     ///
@@ -152,17 +154,17 @@ impl PersonState {
         postcard::to_extend(self, bytes)
     }
 
-    /// Reads a stored state: the binary format, or the JSON stored before it.
+    /// Reads a stored state (the binary format).
     ///
     /// # Errors
     /// What is wrong with it, for a human.
-    pub fn from_stored(bytes: &[u8]) -> Result<Self, String> {
-        match bytes.first() {
-            Some(&STORED_BINARY_V1) => postcard::from_bytes(&bytes[1..])
-                .map_err(|e| format!("binary state (format {STORED_BINARY_V1}): {e}")),
-            Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("JSON state: {e}")),
-            Some(other) => Err(format!("unknown state format {other}")),
-            None => Err("empty state".to_owned()),
+    pub fn from_stored(bytes: &[u8]) -> Result<Self, StateError> {
+        match bytes.split_first() {
+            Some((&STORED_BINARY_V1, body)) => {
+                postcard::from_bytes(body).map_err(StateError::Damaged)
+            }
+            Some((&other, _)) => Err(StateError::UnknownFormat(other)),
+            None => Err(StateError::Empty),
         }
     }
 

@@ -1239,10 +1239,7 @@ proptest! {
     fn a_stored_state_reads_back_as_it_was((events, _arrivals) in arb_history()) {
         let state = fold(&events.iter().collect::<Vec<_>>(), &property_sources());
         let stored = state.to_stored().unwrap();
-        prop_assert_eq!(PersonState::from_stored(&stored).unwrap(), state.clone());
-        // And the JSON written before the binary form.
-        let json = serde_json::to_vec(&state).unwrap();
-        prop_assert_eq!(PersonState::from_stored(&json).unwrap(), state);
+        prop_assert_eq!(PersonState::from_stored(&stored).unwrap(), state);
     }
 
     #[test]
@@ -1521,12 +1518,17 @@ const PINNED_V1: &str = concat!(
 
 #[test]
 fn an_unreadable_stored_state_says_why() {
-    let error = PersonState::from_stored(&[]).unwrap_err();
+    let error = PersonState::from_stored(&[]).unwrap_err().to_string();
     assert_eq!(error, "empty state");
-    let error = PersonState::from_stored(&[9, 1, 2]).unwrap_err();
+    let error = PersonState::from_stored(&[9, 1, 2])
+        .unwrap_err()
+        .to_string();
     assert_eq!(error, "unknown state format 9");
-    let error = PersonState::from_stored(&[1, 200]).unwrap_err();
+    let error = PersonState::from_stored(&[1, 200]).unwrap_err().to_string();
     assert!(error.starts_with("binary state (format 1): "), "{error}");
-    let error = PersonState::from_stored(b"{\"employee_id\":").unwrap_err();
-    assert!(error.starts_with("JSON state: "), "{error}");
+    // The JSON of states stored before the binary form is not read.
+    let error = PersonState::from_stored(b"{\"employee_id\":")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(error, "unknown state format 123");
 }

@@ -103,6 +103,23 @@ async fn an_event_stored_meanwhile_by_the_other_lane_is_a_duplicate() -> anyhow:
     Ok(())
 }
 
+/// An outbox pack (see the projector's `store::outbox`) holding one change
+/// for the main topic, without a trace.
+fn pack_of_one(person_id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let len = |n: usize| u32::try_from(n).expect("short").to_le_bytes();
+    body.extend(len(1));
+    body.push(0);
+    body.extend(len(person_id.len()));
+    body.extend(person_id.as_bytes());
+    body.extend(len(payload.len()));
+    body.extend(payload);
+    body.extend(len(0));
+    let mut pack = vec![2];
+    pack.extend(lz4_flex::block::compress_prepend_size(&body));
+    pack
+}
+
 /// A batch that took its outbox sequence numbers first can commit after
 /// another batch's rows were read and published: deleting the published
 /// rows must not take its rows with them (they were never published).
@@ -114,10 +131,10 @@ async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Re
     // The slower batch: its outbox row is numbered, not yet committed.
     let mut slower = db.pool().begin().await?;
     let early: i64 = sqlx::query_scalar(
-        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms) \
-         VALUES ('P-slow', $1, 0, $2) RETURNING seq",
+        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, changes) \
+         VALUES ('', $1, 0, $2, 1) RETURNING seq",
     )
-    .bind(b"change".to_vec())
+    .bind(pack_of_one("P-slow", b"change"))
     .bind(now.as_millis())
     .fetch_one(&mut *slower)
     .await?;

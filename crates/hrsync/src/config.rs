@@ -32,7 +32,7 @@ impl Validate for Config {
         self.kafka.validate().map_err(|e| e.to_string())?;
         self.topics.validate().map_err(|e| e.to_string())?;
         self.ingest.validate()?;
-        self.projector.validate()?;
+        self.projector.validate().map_err(|e| e.to_string())?;
         self.provisioner.validate().map_err(|e| e.to_string())?;
         let undeclared = self.undeclared_apps();
         if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! A chunk of persons written together gets one outbox row for all its
 //! changes (a *pack*), not one per change: one row inserted and later
-//! deleted for up to [`ROWS`](crate::project::ROWS) changes. A row that
+//! deleted for up to [`ROWS`] changes. A row that
 //! holds a change flagged for the fast lane is marked (`priority` 1), so
 //! that the publisher finds it through a partial index ahead of
 //! everything else, and marked again (2) once those changes were sent to
@@ -14,15 +14,15 @@
 //! topic), its person id, its encoded `DirectoryChange` and its
 //! `traceparent` (absent, or the text), each as a little-endian `u32`
 //! length and the bytes (the trace's length is stored plus one, zero for
-//! none). Format 1 stores the body as it is; format 2 (written now) LZ4
-//! block-compressed, its length first as a little-endian `u32`: the
-//! changes of a chunk repeat the same names, and compress about fourfold,
-//! so the database stores, logs and later deletes a quarter of the bytes.
-//! Rows written before packs (`packed` 0) hold one change each.
+//! none). The body is LZ4 block-compressed (format 2), its length first
+//! as a little-endian `u32`: the changes of a chunk repeat the same names,
+//! and compress about fourfold, so the database stores, logs and later
+//! deletes a quarter of the bytes.
 
 use sqlx::Row;
 
-use crate::project::{ProjectError, ROWS};
+use super::{BatchTx, Store, ROWS};
+use crate::error::{ProjectError, Result};
 
 /// `projector_outbox.priority`: also goes to the priority topic, not sent
 /// there yet (0: main topic only).
@@ -34,15 +34,11 @@ const PRIORITY_SENT: i64 = 2;
 /// Outbox rows updated or deleted per statement (one bind each).
 const SEQS_PER_STATEMENT: usize = 1000;
 
-/// The first byte of a pack's payload: its body as it is.
-const PACK_PLAIN: u8 = 1;
 /// The first byte of a pack's payload: its body LZ4-compressed.
 const PACK_LZ4: u8 = 2;
 /// The largest pack body read back (far above a chunk's changes): a
 /// damaged length must not allocate gigabytes.
 const MAX_PACK_BODY: usize = 64 << 20;
-
-type Result<T, E = ProjectError> = std::result::Result<T, E>;
 
 /// A directory change waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +96,15 @@ impl Pack {
     }
 }
 
-/// Writes `pack` into the outbox as one row. Returns its changes as stored.
-pub(crate) async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    pack: Pack,
-    now_ms: i64,
-) -> Result<Vec<OutboxRow>> {
+impl BatchTx {
+    /// Writes `pack` into the outbox as one row. Returns its changes as
+    /// stored.
+    pub(crate) async fn insert_pack(&mut self, pack: Pack, now_ms: i64) -> Result<Vec<OutboxRow>> {
+        insert(self.get().await?, pack, now_ms).await
+    }
+}
+
+async fn insert(tx: &mut super::Tx, pack: Pack, now_ms: i64) -> Result<Vec<OutboxRow>> {
     if pack.changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -114,10 +113,11 @@ pub(crate) async fn insert(
     } else {
         0
     };
-    // A pack is keyed by no person (person ids are never empty).
+    // (`person_id` is a column every row must fill; a pack names its
+    // persons in its payload.)
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, packed, \
-         changes) VALUES ('', $1, $2, $3, 1, $4) RETURNING seq",
+        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, changes) \
+         VALUES ('', $1, $2, $3, $4) RETURNING seq",
     )
     .bind(pack.payload)
     .bind(priority)
@@ -138,20 +138,40 @@ fn stored(seq: i64, c: Change) -> OutboxRow {
     }
 }
 
-/// The oldest outbox rows' changes, whole rows only, until there are at
-/// least `limit` changes (or the outbox ends).
-pub(crate) async fn oldest(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
-    unpack_rows(whole_rows(pool, "", limit).await?)
-}
+impl Store {
+    /// The oldest outbox rows' changes, whole rows only, until there are
+    /// at least `limit` changes (or the outbox ends).
+    pub(crate) async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        unpack_rows(whole_rows(self.db.pool(), "", limit).await?)
+    }
 
-/// The changes whose priority copy has not been sent, from the oldest rows
-/// holding any, however many other rows are ahead of them; whole rows,
-/// until there are at least `limit` changes in them.
-pub(crate) async fn unsent_priority(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxRow>> {
-    let rows = whole_rows(pool, &format!("WHERE priority = {PRIORITY_UNSENT}"), limit).await?;
-    let mut changes = unpack_rows(rows)?;
-    changes.retain(|c| c.priority);
-    Ok(changes)
+    /// The changes whose priority copy has not been sent, from the oldest
+    /// rows holding any, however many other rows are ahead of them; whole
+    /// rows, until there are at least `limit` changes in them.
+    pub(crate) async fn outbox_priority(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let filter = format!("WHERE priority = {PRIORITY_UNSENT}");
+        let rows = whole_rows(self.db.pool(), &filter, limit).await?;
+        let mut changes = unpack_rows(rows)?;
+        changes.retain(|c| c.priority);
+        Ok(changes)
+    }
+
+    /// Records that the priority copies of rows `seqs` were sent.
+    pub(crate) async fn priority_sent(&self, seqs: &[i64]) -> Result<()> {
+        let statement =
+            format!("UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN");
+        by_seq(self.db.pool(), &statement, seqs).await
+    }
+
+    /// Deletes rows `seqs` (a pack's seq may be named once per change).
+    pub(crate) async fn delete_outbox(&self, seqs: &[i64]) -> Result<()> {
+        by_seq(
+            self.db.pool(),
+            "DELETE FROM projector_outbox WHERE seq IN",
+            seqs,
+        )
+        .await
+    }
 }
 
 /// The oldest rows (of those `filter` selects) that begin before the
@@ -164,7 +184,7 @@ async fn whole_rows(
     let sql = format!(
         "WITH head AS (SELECT seq, changes FROM projector_outbox {filter} ORDER BY seq LIMIT $1), \
          counted AS (SELECT seq, SUM(changes) OVER (ORDER BY seq) - changes AS before FROM head) \
-         SELECT o.seq, o.person_id, o.payload, o.priority, o.traceparent, o.packed \
+         SELECT o.seq, o.payload, o.priority \
          FROM projector_outbox o JOIN counted c ON c.seq = o.seq WHERE c.before < $2 \
          ORDER BY o.seq"
     );
@@ -179,45 +199,20 @@ fn unpack_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<OutboxRow>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let seq: i64 = r.try_get(0)?;
-        let payload: Vec<u8> = r.try_get(2)?;
+        let payload: Vec<u8> = r.try_get(1)?;
         // Once a row's priority copies were sent, its changes go to the
         // main topic only.
-        let unsent = r.try_get::<i64, _>(3)? == PRIORITY_UNSENT;
-        if r.try_get::<i64, _>(5)? != 0 {
-            let changes = decode_pack(&payload).map_err(|reason| ProjectError::CorruptOutbox {
-                seq,
-                reason: reason.to_owned(),
-            })?;
-            out.extend(changes.into_iter().map(|mut c| {
-                c.priority &= unsent;
-                stored(seq, c)
-            }));
-        } else {
-            out.push(OutboxRow {
-                seq,
-                person_id: r.try_get(1)?,
-                payload,
-                priority: unsent,
-                traceparent: r.try_get(4)?,
-            });
-        }
+        let unsent = r.try_get::<i64, _>(2)? == PRIORITY_UNSENT;
+        let changes = decode_pack(&payload).map_err(|reason| ProjectError::CorruptOutbox {
+            seq,
+            reason: reason.to_owned(),
+        })?;
+        out.extend(changes.into_iter().map(|mut c| {
+            c.priority &= unsent;
+            stored(seq, c)
+        }));
     }
     Ok(out)
-}
-
-/// Records that the priority copies of rows `seqs` were sent.
-pub(crate) async fn mark_priority_sent(pool: &sqlx::AnyPool, seqs: &[i64]) -> Result<()> {
-    by_seq(
-        pool,
-        &format!("UPDATE projector_outbox SET priority = {PRIORITY_SENT} WHERE seq IN"),
-        seqs,
-    )
-    .await
-}
-
-/// Deletes rows `seqs` (a pack's seq may be named once per change).
-pub(crate) async fn delete(pool: &sqlx::AnyPool, seqs: &[i64]) -> Result<()> {
-    by_seq(pool, "DELETE FROM projector_outbox WHERE seq IN", seqs).await
 }
 
 /// Runs `statement` (ending in `WHERE seq IN`) over the rows `seqs`, a
@@ -284,7 +279,6 @@ fn put_len(out: &mut Vec<u8>, len: usize) {
 fn decode_pack(payload: &[u8]) -> Result<Vec<Change>, &'static str> {
     match payload.split_first() {
         None => Err("empty pack"),
-        Some((&PACK_PLAIN, body)) => decode_body(body),
         Some((&PACK_LZ4, mut compressed)) => {
             let size = take_len(&mut compressed)?;
             if size > MAX_PACK_BODY {
@@ -408,29 +402,29 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_pack_still_reads() {
-        let changes = vec![change(4, Some("t")), change(0, None)];
-        let mut plain = vec![PACK_PLAIN];
-        plain.extend(encode_body(&changes));
-        assert_eq!(decode_pack(&plain), Ok(changes));
-    }
-
-    #[test]
     fn a_damaged_pack_is_an_error_not_a_shorter_list() {
-        let mut pack = vec![PACK_PLAIN];
-        pack.extend(encode_body(&[change(2, Some("t")), change(5, None)]));
-        for cut in 0..pack.len() {
+        // A body damaged before it was compressed.
+        let body = encode_body(&[change(2, Some("t")), change(5, None)]);
+        let compressed = |body: &[u8]| {
+            let mut pack = vec![PACK_LZ4];
+            pack.extend(lz4_flex::block::compress_prepend_size(body));
+            pack
+        };
+        for cut in 0..body.len() {
             assert!(
-                decode_pack(&pack[..cut]).is_err(),
+                decode_pack(&compressed(&body[..cut])).is_err(),
                 "cut at {cut} of {} read as whole",
-                pack.len()
+                body.len()
             );
         }
-        let mut longer = pack.clone();
+        let mut longer = body.clone();
         longer.push(0);
-        assert_eq!(decode_pack(&longer), Err("bytes after the last change"));
-        let mut other = pack;
-        other[0] = 9;
+        assert_eq!(
+            decode_pack(&compressed(&longer)),
+            Err("bytes after the last change")
+        );
+        let mut other = compressed(&body);
+        other[0] = 1;
         assert_eq!(decode_pack(&other), Err("unknown pack format"));
         let compressed = encode_pack(&[change(2, Some("t")), change(5, None)]);
         for cut in 1..compressed.len() {

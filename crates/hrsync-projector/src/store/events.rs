@@ -17,13 +17,14 @@
 //! retried with that person read from the store.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::project::{ProjectError, ROWS};
-
-type Result<T, E = ProjectError> = std::result::Result<T, E>;
+use super::ROWS;
+use crate::error::{ProjectError, Result};
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -49,7 +50,24 @@ pub(crate) struct BatchTx {
     /// Events folded before the store said they were new.
     expected: Vec<EventKey>,
     stored: HashSet<EventKey>,
-    waited_us: u64,
+    waited: Waited,
+}
+
+/// How long a batch waited for its events to be stored, in microseconds,
+/// readable while the batch holds its transaction (for timing the phases
+/// around it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Waited(Arc<AtomicU64>);
+
+impl Waited {
+    /// Microseconds waited so far.
+    pub(crate) fn us(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, us: u64) {
+        self.0.fetch_add(us, Ordering::Relaxed);
+    }
 }
 
 impl BatchTx {
@@ -60,7 +78,7 @@ impl BatchTx {
             storing: None,
             expected: Vec::new(),
             stored: HashSet::new(),
-            waited_us: 0,
+            waited: Waited::default(),
         }
     }
 
@@ -84,7 +102,7 @@ impl BatchTx {
             storing: Some(task),
             expected: Vec::new(),
             stored: HashSet::new(),
-            waited_us: 0,
+            waited: Waited::default(),
         }
     }
 
@@ -107,13 +125,14 @@ impl BatchTx {
                 Ok(done) => done,
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                 Err(error) => {
-                    return Err(ProjectError::Build {
-                        employee_id: "(batch)".to_owned(),
-                        reason: format!("storing the events: {error}"),
-                    })
+                    return Err(ProjectError::build(
+                        "(batch)",
+                        format!("storing the events: {error}"),
+                    ))
                 }
             };
-            self.waited_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.waited
+                .add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
             self.stored = stored?.into_iter().collect();
             if let Some((employee, event)) =
                 self.expected.iter().find(|key| !self.stored.contains(*key))
@@ -144,9 +163,10 @@ impl BatchTx {
         self.stored.len()
     }
 
-    /// How long [`BatchTx::get`] waited for the events to be stored.
-    pub(crate) fn waited_us(&self) -> u64 {
-        self.waited_us
+    /// How long [`BatchTx::get`] waited for the events to be stored
+    /// (shared: it can be read while the transaction is in use).
+    pub(crate) fn waited(&self) -> Waited {
+        self.waited.clone()
     }
 
     /// The transaction, to commit.
@@ -161,10 +181,7 @@ impl BatchTx {
 
 /// A batch went on with its transaction after an error (a bug).
 fn used_after_failure() -> ProjectError {
-    ProjectError::Build {
-        employee_id: "(batch)".to_owned(),
-        reason: "the transaction was used after it failed".to_owned(),
-    }
+    ProjectError::build("(batch)", "the transaction was used after it failed")
 }
 
 /// Stores `events`, those not stored before, and returns which ones it

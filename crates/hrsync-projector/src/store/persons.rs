@@ -1,0 +1,220 @@
+//! Persons' rows (`projector_person`) and their stored events
+//! (`projector_event`), as a batch reads and writes them.
+
+use std::collections::BTreeMap;
+
+use hrsync_domain::LifecycleEvent;
+use sqlx::Row;
+use tokio::task::JoinHandle;
+
+use super::{BatchTx, Store, ROWS};
+use crate::error::{ProjectError, Result};
+use crate::state::PersonState;
+
+/// A `projector_person` row as read or written: employee id, person id,
+/// revision, version, state (see [`PersonState::to_stored`]), emitted JSON,
+/// manager, lifecycle, next check.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredPerson {
+    pub(crate) employee_id: String,
+    pub(crate) person_id: String,
+    pub(crate) revision: i64,
+    pub(crate) version: i64,
+    pub(crate) state: Vec<u8>,
+    pub(crate) emitted: String,
+    pub(crate) manager_id: Option<String>,
+    pub(crate) lifecycle: String,
+    pub(crate) next_check_at_ms: Option<i64>,
+}
+
+impl super::cache::Revised for StoredPerson {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// Stored rows being parsed on a blocking thread.
+pub(crate) type Parsing<T> = JoinHandle<Result<Vec<T>>>;
+
+/// Parses `rows` with `parse` on a blocking thread.
+pub(crate) fn parse_later<T: Send + 'static>(
+    rows: Vec<StoredPerson>,
+    parse: fn(StoredPerson) -> Result<T>,
+) -> Parsing<T> {
+    tokio::task::spawn_blocking(move || rows.into_iter().map(parse).collect())
+}
+
+/// What `parsing` parsed, in order.
+pub(crate) async fn parse_all<T>(parsing: Vec<Parsing<T>>) -> Result<Vec<T>> {
+    let mut parsed = Vec::new();
+    for task in parsing {
+        match task.await {
+            Ok(rows) => parsed.extend(rows?),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => return Err(ProjectError::task(error)),
+        }
+    }
+    Ok(parsed)
+}
+
+impl BatchTx {
+    /// The stored rows of `ids` (those stored), each parsed with `parse`;
+    /// a chunk's rows are parsed on a blocking thread while the next chunk
+    /// is read.
+    pub(crate) async fn load_people<'a, T: Send + 'static>(
+        &mut self,
+        ids: impl Iterator<Item = &'a str>,
+        parse: fn(StoredPerson) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let ids: Vec<&str> = ids.collect();
+        let tx = self.get().await?;
+        let mut parsing = Vec::new();
+        for chunk in ids.chunks(ROWS) {
+            let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
+            let sql = format!(
+                "SELECT employee_id, person_id, revision, version, state, emitted, manager_id, \
+                 lifecycle, next_check_at_ms FROM projector_person WHERE employee_id IN ({})",
+                hrsync_store::placeholders(slots, 1)
+            );
+            let mut query = sqlx::query_as::<_, StoredPerson>(&sql);
+            for id in hrsync_store::repeat_last(chunk, slots) {
+                query = query.bind(*id);
+            }
+            parsing.push(parse_later(query.fetch_all(&mut **tx).await?, parse));
+        }
+        parse_all(parsing).await
+    }
+
+    /// Writes `rows` back, with an optimistic revision check: a row whose
+    /// stored revision is not the one before fails the batch with a
+    /// conflict.
+    pub(crate) async fn upsert_people(&mut self, rows: &[StoredPerson], now_ms: i64) -> Result<()> {
+        let tx = self.get().await?;
+        for chunk in rows.chunks(ROWS) {
+            let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
+            let sql = format!(
+                "INSERT INTO projector_person (employee_id, person_id, revision, version, state, \
+                 lifecycle, manager_id, next_check_at_ms, emitted, updated_at_ms) {} \
+                 ON CONFLICT (employee_id) DO UPDATE SET revision = excluded.revision, \
+                 version = excluded.version, state = excluded.state, lifecycle = excluded.lifecycle, \
+                 manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
+                 emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
+                 WHERE projector_person.revision + 1 = excluded.revision",
+                hrsync_store::padded_values(slots, 10)
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.employee_id.as_str())
+                    .bind(r.person_id.as_str())
+                    .bind(r.revision)
+                    .bind(r.version)
+                    .bind(r.state.as_slice())
+                    .bind(r.lifecycle.as_str())
+                    .bind(r.manager_id.as_deref())
+                    .bind(r.next_check_at_ms)
+                    .bind(r.emitted.as_str())
+                    .bind(now_ms);
+            }
+            for _ in chunk.len()..slots {
+                query = query
+                    .bind(None::<&str>)
+                    .bind(None::<&str>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<&[u8]>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>)
+                    .bind(None::<i64>)
+                    .bind(None::<&str>)
+                    .bind(None::<i64>);
+            }
+            let done = query.execute(&mut **tx).await?;
+            if done.rows_affected() != chunk.len() as u64 {
+                return Err(ProjectError::Conflict(format!(
+                    "{} of {} persons",
+                    chunk.len() as u64 - done.rows_affected(),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored event of a person, in no particular order.
+    pub(crate) async fn person_events(&mut self, employee_id: &str) -> Result<Vec<LifecycleEvent>> {
+        let payloads: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT payload FROM projector_event WHERE employee_id = $1")
+                .bind(employee_id)
+                .fetch_all(&mut **self.get().await?)
+                .await?;
+        payloads
+            .iter()
+            .map(|p| {
+                hrsync_schema::decode_lifecycle(p).map_err(|e| ProjectError::Corrupt {
+                    employee_id: employee_id.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The persons whose next time-driven check is due at `now_ms`, the
+    /// longest due first, at most 1,000.
+    pub(crate) async fn due(&mut self, now_ms: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT employee_id FROM projector_person WHERE next_check_at_ms <= $1 \
+             ORDER BY next_check_at_ms LIMIT 1000",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut **self.get().await?)
+        .await?)
+    }
+}
+
+impl Store {
+    /// A read-only transaction over the persons, for reads outside batches.
+    pub(crate) async fn reading(&self) -> Result<BatchTx> {
+        Ok(BatchTx::ready(self.db.pool().begin().await?))
+    }
+
+    /// Every stored person's employee id, in order.
+    pub(crate) async fn employee_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT employee_id FROM projector_person ORDER BY employee_id")
+                .fetch_all(self.db.pool())
+                .await?,
+        )
+    }
+
+    /// How many persons are stored.
+    pub(crate) async fn person_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM projector_person")
+            .fetch_one(self.db.pool())
+            .await?)
+    }
+
+    /// Every stored person's version, state (as JSON) and last emitted
+    /// result, by employee id.
+    pub(crate) async fn dump(&self) -> Result<BTreeMap<String, (i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT employee_id, version, state, emitted FROM projector_person ORDER BY employee_id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let employee_id: String = r.try_get(0)?;
+                let stored: Vec<u8> = r.try_get(2)?;
+                let state = PersonState::from_stored(&stored)
+                    .map_err(|e| e.to_string())
+                    .and_then(|state| serde_json::to_string(&state).map_err(|e| e.to_string()))
+                    .map_err(|reason| ProjectError::Corrupt {
+                        employee_id: employee_id.clone(),
+                        reason,
+                    })?;
+                Ok((employee_id, (r.try_get(1)?, state, r.try_get(3)?)))
+            })
+            .collect()
+    }
+}
