@@ -56,69 +56,307 @@ impl fmt::Display for EmploymentType {
     }
 }
 
-/// The canonical name of a worker attribute, as used by
-/// `AttributeChange.attribute` in the schema.
+/// The standard attributes: the one list of them in hrsync.
 ///
-/// The declaration order is the canonical order: [`WorkerAttributes::diff`]
-/// emits changes in it, custom attributes last, sorted by key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Attribute {
-    /// `given_name` (required).
-    GivenName,
-    /// `family_name` (required).
-    FamilyName,
-    /// `preferred_name`.
-    PreferredName,
-    /// `display_name`.
-    DisplayName,
-    /// `work_email`.
-    WorkEmail,
-    /// `personal_email`.
-    PersonalEmail,
-    /// `phone`.
-    Phone,
-    /// `title`.
-    Title,
-    /// `department`.
-    Department,
-    /// `manager_id`: an employee id.
-    ManagerId,
-    /// `location`.
-    Location,
-    /// `cost_center`.
-    CostCenter,
-    /// `employment_type` (required): an [`EmploymentType`] symbol.
+/// Each line names the [`Attribute`] variant, the [`WorkerAttributes`] field
+/// (also the canonical name, the Avro field and the `person` key in
+/// expressions) and its type; the order is the canonical order. The macro
+/// below generates the enum, the struct and their tables from it; the codec,
+/// ingest and expressions iterate [`Attribute::STANDARD`]. Adding an
+/// attribute: `docs/attributes.md`.
+macro_rules! standard_attributes {
+    ($(
+        $(#[doc = $doc:literal])+
+        $variant:ident $field:ident: $ty:ty,
+    )+) => {
+        /// The canonical name of a worker attribute, as used by
+        /// `AttributeChange.attribute` in the schema.
+        ///
+        /// The declaration order is the canonical order: [`WorkerAttributes::diff`]
+        /// emits changes in it, custom attributes last, sorted by key.
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub enum Attribute {
+            $(
+                #[doc = concat!("`", stringify!($field), "`:")]
+                $(#[doc = $doc])+
+                $variant,
+            )+
+            /// `custom.<key>`: a source-specific attribute. Holds the key only.
+            Custom(String),
+        }
+
+        /// A standard attribute: an [`Attribute`] other than
+        /// [`Attribute::Custom`], as a `Copy` value (for tables keyed by
+        /// attribute, like an HR source's column mapping).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum StandardAttribute {
+            $(
+                #[doc = concat!("`", stringify!($field), "`.")]
+                $variant,
+            )+
+        }
+
+        impl StandardAttribute {
+            /// Every standard attribute, in canonical order.
+            pub const ALL: [StandardAttribute; Attribute::STANDARD.len()] = [$(Self::$variant),+];
+
+            /// The canonical name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($field),)+
+                }
+            }
+        }
+
+        impl From<StandardAttribute> for Attribute {
+            fn from(value: StandardAttribute) -> Self {
+                match value {
+                    $(StandardAttribute::$variant => Self::$variant,)+
+                }
+            }
+        }
+
+        impl Attribute {
+            /// Every attribute except [`Attribute::Custom`], in canonical order.
+            pub const STANDARD: [Attribute; [$(stringify!($field)),+].len()] =
+                [$(Self::$variant),+];
+
+            /// The canonical names of [`Attribute::STANDARD`], in the same order.
+            pub const STANDARD_NAMES: [&'static str; Self::STANDARD.len()] =
+                [$(stringify!($field)),+];
+
+            /// The standard names, comma separated (for error messages).
+            const EXPECTED: &'static str = comma_list!($($field),+);
+
+            /// The canonical name of a standard attribute; `None` for a
+            /// custom one.
+            pub fn standard_name(&self) -> Option<&'static str> {
+                match self {
+                    $(Self::$variant => Some(stringify!($field)),)+
+                    Self::Custom(_) => None,
+                }
+            }
+
+            /// The canonical name; `custom.<key>` for custom attributes (the
+            /// only case that allocates).
+            pub fn as_str(&self) -> Cow<'static, str> {
+                match self {
+                    $(Self::$variant => Cow::Borrowed(stringify!($field)),)+
+                    Self::Custom(key) => Cow::Owned(format!("{CUSTOM_PREFIX}{key}")),
+                }
+            }
+
+            /// The type of the attribute's value (custom attributes are
+            /// optional text).
+            pub fn value_type(&self) -> AttributeType {
+                match self {
+                    $(Self::$variant => <$ty as Slot>::TYPE,)+
+                    Self::Custom(_) => AttributeType::OptionalText,
+                }
+            }
+        }
+
+        /// The HR attributes of a worker, mirroring the `WorkerAttributes` record.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub struct WorkerAttributes {
+            $(
+                $(#[doc = $doc])+
+                pub $field: $ty,
+            )+
+            /// Source-specific attributes, addressed as `custom.<key>`. Sorted by key.
+            pub custom: BTreeMap<String, String>,
+        }
+
+        impl WorkerAttributes {
+            /// Every required attribute empty (or its first symbol), every
+            /// optional one unset: the start of [`WorkerAttributes::new`]
+            /// and of decoders that then [`WorkerAttributes::set`] each one.
+            pub fn blank() -> Self {
+                Self {
+                    $($field: <$ty as Slot>::blank(),)+
+                    custom: BTreeMap::new(),
+                }
+            }
+
+            /// The value of one attribute as text, `None` if unset.
+            pub fn text(&self, attribute: &Attribute) -> Option<&str> {
+                match attribute {
+                    $(Attribute::$variant => Slot::text(&self.$field),)+
+                    Attribute::Custom(key) => self.custom.get(key).map(String::as_str),
+                }
+            }
+
+            /// Sets one attribute to `value`; an unset `value` clears it.
+            ///
+            /// On error `self` is unchanged.
+            ///
+            /// # Errors
+            /// [`DomainError::RequiredAttributeCleared`] when clearing a
+            /// required attribute; [`DomainError::UnknownSymbol`] for a bad
+            /// employment type; an identifier error for a bad `manager_id`.
+            pub fn set(&mut self, attribute: &Attribute, value: AttributeValue) -> Result<()> {
+                match attribute {
+                    $(
+                        Attribute::$variant => {
+                            self.$field = Slot::from_value(value, stringify!($field))?;
+                        }
+                    )+
+                    Attribute::Custom(key) => match value.into_text() {
+                        Some(v) => {
+                            self.custom.insert(key.clone(), v);
+                        }
+                        None => {
+                            self.custom.remove(key);
+                        }
+                    },
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+/// `a, b, c` from the identifiers `a`, `b`, `c`.
+macro_rules! comma_list {
+    ($first:ident $(, $rest:ident)*) => {
+        concat!(stringify!($first) $(, ", ", stringify!($rest))*)
+    };
+}
+
+standard_attributes! {
+    /// Legal given (first) name (required).
+    GivenName given_name: String,
+    /// Legal family (last) name (required).
+    FamilyName family_name: String,
+    /// Name the worker prefers to be called.
+    PreferredName preferred_name: Option<String>,
+    /// Full name for display.
+    DisplayName display_name: Option<String>,
+    /// Work e-mail address.
+    WorkEmail work_email: Option<String>,
+    /// Personal e-mail address.
+    PersonalEmail personal_email: Option<String>,
+    /// Work phone number.
+    Phone phone: Option<String>,
+    /// Job title.
+    Title title: Option<String>,
+    /// Department name.
+    Department department: Option<String>,
+    /// Employee id of the worker's manager.
+    ManagerId manager_id: Option<EmployeeId>,
+    /// Work location.
+    Location location: Option<String>,
+    /// Cost center code.
+    CostCenter cost_center: Option<String>,
+    /// Kind of employment (required).
+    EmploymentType employment_type: EmploymentType,
+}
+
+/// The type of a standard attribute's value, as the Avro schemas carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    /// Always set: Avro `string`.
+    Text,
+    /// May be unset: Avro `["null", "string"]`.
+    OptionalText,
+    /// Always set: the Avro enum `EmploymentType`, in [`EmploymentType::ALL`]
+    /// order.
     EmploymentType,
-    /// `custom.<key>`: a source-specific attribute. Holds the key only.
-    Custom(String),
+}
+
+/// A new value for a standard attribute, in the form a decoder holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeValue {
+    /// Text; `None` clears the attribute.
+    Text(Option<String>),
+    /// An employment type.
+    EmploymentType(EmploymentType),
+}
+
+impl AttributeValue {
+    fn into_text(self) -> Option<String> {
+        match self {
+            Self::Text(v) => v,
+            Self::EmploymentType(t) => Some(t.as_str().to_owned()),
+        }
+    }
+}
+
+/// A field type of [`WorkerAttributes`]: how it holds an attribute's value.
+trait Slot: Sized {
+    /// The value's type in the schemas.
+    const TYPE: AttributeType;
+    /// The value of [`WorkerAttributes::blank`].
+    fn blank() -> Self;
+    /// The value as text, `None` if unset.
+    fn text(&self) -> Option<&str>;
+    /// The field holding `value`, validated; `attribute` names it in errors.
+    fn from_value(value: AttributeValue, attribute: &'static str) -> Result<Self>;
+}
+
+impl Slot for String {
+    const TYPE: AttributeType = AttributeType::Text;
+    fn blank() -> Self {
+        String::new()
+    }
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+    fn from_value(value: AttributeValue, attribute: &'static str) -> Result<Self> {
+        value
+            .into_text()
+            .ok_or(DomainError::RequiredAttributeCleared { attribute })
+    }
+}
+
+impl Slot for Option<String> {
+    const TYPE: AttributeType = AttributeType::OptionalText;
+    fn blank() -> Self {
+        None
+    }
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+    fn from_value(value: AttributeValue, _: &'static str) -> Result<Self> {
+        Ok(value.into_text())
+    }
+}
+
+impl Slot for Option<EmployeeId> {
+    const TYPE: AttributeType = AttributeType::OptionalText;
+    fn blank() -> Self {
+        None
+    }
+    fn text(&self) -> Option<&str> {
+        self.as_ref().map(EmployeeId::as_str)
+    }
+    fn from_value(value: AttributeValue, _: &'static str) -> Result<Self> {
+        value.into_text().map(EmployeeId::new).transpose()
+    }
+}
+
+impl Slot for EmploymentType {
+    const TYPE: AttributeType = AttributeType::EmploymentType;
+    fn blank() -> Self {
+        EmploymentType::ALL[0]
+    }
+    fn text(&self) -> Option<&str> {
+        Some(self.as_str())
+    }
+    fn from_value(value: AttributeValue, attribute: &'static str) -> Result<Self> {
+        match value {
+            AttributeValue::EmploymentType(t) => Ok(t),
+            AttributeValue::Text(Some(s)) => EmploymentType::parse(&s),
+            AttributeValue::Text(None) => Err(DomainError::RequiredAttributeCleared { attribute }),
+        }
+    }
 }
 
 /// Prefix of custom attribute names.
 const CUSTOM_PREFIX: &str = "custom.";
 
 impl Attribute {
-    /// Every attribute except [`Attribute::Custom`], in canonical order.
-    pub const STANDARD: [Attribute; 13] = [
-        Self::GivenName,
-        Self::FamilyName,
-        Self::PreferredName,
-        Self::DisplayName,
-        Self::WorkEmail,
-        Self::PersonalEmail,
-        Self::Phone,
-        Self::Title,
-        Self::Department,
-        Self::ManagerId,
-        Self::Location,
-        Self::CostCenter,
-        Self::EmploymentType,
-    ];
-
-    const EXPECTED: &'static str = "given_name, family_name, preferred_name, display_name, \
-        work_email, personal_email, phone, title, department, manager_id, location, cost_center, \
-        employment_type";
-
     /// Parses a canonical attribute name or `custom.<key>`.
     ///
     /// The key of a custom attribute follows the identifier rules
@@ -133,39 +371,18 @@ impl Attribute {
         }
         Self::STANDARD
             .into_iter()
-            .find(|a| a.as_str() == name)
+            .find(|a| a.standard_name() == Some(name))
             .ok_or_else(|| DomainError::UnknownAttribute {
                 value: name.to_owned(),
                 expected: Self::EXPECTED,
             })
     }
 
-    /// The canonical name; `custom.<key>` for custom attributes (the only
-    /// case that allocates).
-    pub fn as_str(&self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Self::GivenName => "given_name",
-            Self::FamilyName => "family_name",
-            Self::PreferredName => "preferred_name",
-            Self::DisplayName => "display_name",
-            Self::WorkEmail => "work_email",
-            Self::PersonalEmail => "personal_email",
-            Self::Phone => "phone",
-            Self::Title => "title",
-            Self::Department => "department",
-            Self::ManagerId => "manager_id",
-            Self::Location => "location",
-            Self::CostCenter => "cost_center",
-            Self::EmploymentType => "employment_type",
-            Self::Custom(key) => return Cow::Owned(format!("{CUSTOM_PREFIX}{key}")),
-        })
-    }
-
     /// Whether every worker must have this attribute (it cannot be cleared).
     pub fn is_required(&self) -> bool {
         matches!(
-            self,
-            Self::GivenName | Self::FamilyName | Self::EmploymentType
+            self.value_type(),
+            AttributeType::Text | AttributeType::EmploymentType
         )
     }
 }
@@ -217,39 +434,6 @@ impl AttributeChange {
     }
 }
 
-/// The HR attributes of a worker, mirroring the `WorkerAttributes` record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WorkerAttributes {
-    /// Legal given (first) name.
-    pub given_name: String,
-    /// Legal family (last) name.
-    pub family_name: String,
-    /// Name the worker prefers to be called.
-    pub preferred_name: Option<String>,
-    /// Full name for display.
-    pub display_name: Option<String>,
-    /// Work e-mail address.
-    pub work_email: Option<String>,
-    /// Personal e-mail address.
-    pub personal_email: Option<String>,
-    /// Work phone number.
-    pub phone: Option<String>,
-    /// Job title.
-    pub title: Option<String>,
-    /// Department name.
-    pub department: Option<String>,
-    /// Employee id of the worker's manager.
-    pub manager_id: Option<EmployeeId>,
-    /// Work location.
-    pub location: Option<String>,
-    /// Cost center code.
-    pub cost_center: Option<String>,
-    /// Kind of employment.
-    pub employment_type: EmploymentType,
-    /// Source-specific attributes, addressed as `custom.<key>`. Sorted by key.
-    pub custom: BTreeMap<String, String>,
-}
-
 impl WorkerAttributes {
     /// A worker with the required attributes and nothing else.
     pub fn new(
@@ -260,42 +444,14 @@ impl WorkerAttributes {
         Self {
             given_name: given_name.into(),
             family_name: family_name.into(),
-            preferred_name: None,
-            display_name: None,
-            work_email: None,
-            personal_email: None,
-            phone: None,
-            title: None,
-            department: None,
-            manager_id: None,
-            location: None,
-            cost_center: None,
             employment_type,
-            custom: BTreeMap::new(),
+            ..Self::blank()
         }
     }
 
     /// The value of one attribute as text, `None` if unset.
     pub fn get(&self, attribute: &Attribute) -> Option<Cow<'_, str>> {
-        fn text(v: &Option<String>) -> Option<Cow<'_, str>> {
-            v.as_deref().map(Cow::Borrowed)
-        }
-        match attribute {
-            Attribute::GivenName => Some(Cow::Borrowed(&self.given_name)),
-            Attribute::FamilyName => Some(Cow::Borrowed(&self.family_name)),
-            Attribute::PreferredName => text(&self.preferred_name),
-            Attribute::DisplayName => text(&self.display_name),
-            Attribute::WorkEmail => text(&self.work_email),
-            Attribute::PersonalEmail => text(&self.personal_email),
-            Attribute::Phone => text(&self.phone),
-            Attribute::Title => text(&self.title),
-            Attribute::Department => text(&self.department),
-            Attribute::ManagerId => self.manager_id.as_ref().map(|m| Cow::Borrowed(m.as_str())),
-            Attribute::Location => text(&self.location),
-            Attribute::CostCenter => text(&self.cost_center),
-            Attribute::EmploymentType => Some(Cow::Borrowed(self.employment_type.as_str())),
-            Attribute::Custom(key) => self.custom.get(key).map(|v| Cow::Borrowed(v.as_str())),
-        }
+        self.text(attribute).map(Cow::Borrowed)
     }
 
     /// Every set attribute with its text value, in canonical order (standard
@@ -316,42 +472,12 @@ impl WorkerAttributes {
     /// On error `self` is unchanged.
     ///
     /// # Errors
-    /// [`DomainError::RequiredAttributeCleared`] when clearing `given_name`,
-    /// `family_name` or `employment_type`; [`DomainError::UnknownSymbol`] for
-    /// a bad employment type; an identifier error for a bad `manager_id`.
+    /// As [`WorkerAttributes::set`].
     pub fn apply(&mut self, change: &AttributeChange) -> Result<()> {
-        let value = change.value.clone();
-        let required = |v: Option<String>, attribute: &'static str| {
-            v.ok_or(DomainError::RequiredAttributeCleared { attribute })
-        };
-        match &change.attribute {
-            Attribute::GivenName => self.given_name = required(value, "given_name")?,
-            Attribute::FamilyName => self.family_name = required(value, "family_name")?,
-            Attribute::EmploymentType => {
-                self.employment_type = EmploymentType::parse(&required(value, "employment_type")?)?;
-            }
-            Attribute::ManagerId => {
-                self.manager_id = value.map(EmployeeId::new).transpose()?;
-            }
-            Attribute::PreferredName => self.preferred_name = value,
-            Attribute::DisplayName => self.display_name = value,
-            Attribute::WorkEmail => self.work_email = value,
-            Attribute::PersonalEmail => self.personal_email = value,
-            Attribute::Phone => self.phone = value,
-            Attribute::Title => self.title = value,
-            Attribute::Department => self.department = value,
-            Attribute::Location => self.location = value,
-            Attribute::CostCenter => self.cost_center = value,
-            Attribute::Custom(key) => match value {
-                Some(v) => {
-                    self.custom.insert(key.clone(), v);
-                }
-                None => {
-                    self.custom.remove(key);
-                }
-            },
-        }
-        Ok(())
+        self.set(
+            &change.attribute,
+            AttributeValue::Text(change.value.clone()),
+        )
     }
 
     /// Applies every change in order, all or nothing.
@@ -424,6 +550,44 @@ mod tests {
         assert_eq!(custom, Attribute::Custom("shirt_size".into()));
         assert_eq!(custom.as_str(), "custom.shirt_size");
         assert_eq!(custom.to_string(), "custom.shirt_size");
+    }
+
+    #[test]
+    fn the_generated_tables_follow_the_list() {
+        assert_eq!(Attribute::STANDARD.len(), StandardAttribute::ALL.len());
+        for ((attribute, name), standard) in Attribute::STANDARD
+            .iter()
+            .zip(Attribute::STANDARD_NAMES)
+            .zip(StandardAttribute::ALL)
+        {
+            assert_eq!(attribute.as_str(), name);
+            assert_eq!(attribute.standard_name(), Some(name));
+            assert_eq!(standard.name(), name);
+            assert_eq!(&Attribute::from(standard), attribute);
+            assert!(Attribute::EXPECTED.contains(name));
+        }
+        let required: Vec<&str> = Attribute::STANDARD
+            .iter()
+            .filter(|a| a.is_required())
+            .map(|a| a.standard_name().unwrap())
+            .collect();
+        assert_eq!(required, ["given_name", "family_name", "employment_type"]);
+        assert!(!Attribute::Custom("x".into()).is_required());
+    }
+
+    #[test]
+    fn set_then_text_reads_every_attribute_back() {
+        let mut a = WorkerAttributes::blank();
+        for (i, attribute) in Attribute::STANDARD.iter().enumerate() {
+            let value = match attribute.value_type() {
+                AttributeType::EmploymentType => "INTERN".to_owned(),
+                AttributeType::Text | AttributeType::OptionalText => format!("E{i}"),
+            };
+            a.set(attribute, AttributeValue::Text(Some(value.clone())))
+                .unwrap();
+            assert_eq!(a.text(attribute), Some(value.as_str()), "{attribute}");
+        }
+        assert_eq!(a.values().len(), Attribute::STANDARD.len());
     }
 
     #[test]
