@@ -74,6 +74,9 @@ class LifecycleCodec:
             raise ValueError(f"unexpected CRC-64-AVRO fingerprint {self.fingerprint.hex()}")
         self.header = SINGLE_OBJECT_MARKER + self.fingerprint
         self.schema = fastavro.parse_schema(raw)
+        self.standard_attributes = standard_attributes(raw)
+        if not self.standard_attributes:
+            raise ValueError(f"{schema_path} has no WorkerAttributes record")
 
     @property
     def fingerprint_u64(self) -> int:
@@ -110,23 +113,26 @@ class LifecycleCodec:
 EVENT_ID_NAMESPACE = uuid.UUID("d67891f5-435a-43c4-85b0-33243ef24473")
 EVENT_ID_SCHEME = b"hrsync-event-id/1"
 
-# WorkerAttributes fields in canonical order (custom.<key> attributes follow,
-# sorted by key).
-STANDARD_ATTRIBUTES = (
-    "given_name",
-    "family_name",
-    "preferred_name",
-    "display_name",
-    "work_email",
-    "personal_email",
-    "phone",
-    "title",
-    "department",
-    "manager_id",
-    "location",
-    "cost_center",
-    "employment_type",
-)
+
+def standard_attributes(schema: Any) -> tuple[str, ...]:
+    """The standard attribute names in canonical order: the fields of the
+    schema's WorkerAttributes record, `custom` left out (custom.<key>
+    attributes follow them, sorted by key). hrsync's tests check that its own
+    list of attributes is exactly this record, in this order."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "record" and schema.get("name") == "WorkerAttributes":
+            return tuple(f["name"] for f in schema["fields"] if f["name"] != "custom")
+        children = list(schema.values())
+    elif isinstance(schema, list):
+        children = schema
+    else:
+        children = []
+    for child in children:
+        found = standard_attributes(child)
+        if found:
+            return found
+    return ()
+
 
 # Union branch name -> the kind name used in the id.
 KINDS = {
@@ -165,27 +171,32 @@ def _date(value: date | int | None) -> str | None:
     return value.isoformat()
 
 
-def _attribute_order(name: str) -> tuple[int, str]:
+def _attribute_order(name: str, standard: tuple[str, ...]) -> tuple[int, str]:
     """Sort key of attribute names: canonical order, then custom.* by key."""
-    if name in STANDARD_ATTRIBUTES:
-        return (STANDARD_ATTRIBUTES.index(name), "")
-    return (len(STANDARD_ATTRIBUTES), name)
+    if name in standard:
+        return (standard.index(name), "")
+    return (len(standard), name)
 
 
-def canonical_content(branch: str, payload: dict[str, Any]) -> bytes:
-    """The canonical bytes of a payload (hrsync's LifecyclePayload::canonical_bytes)."""
+def canonical_content(branch: str, payload: dict[str, Any], standard: tuple[str, ...]) -> bytes:
+    """The canonical bytes of a payload (hrsync's LifecyclePayload::canonical_bytes).
+
+    `standard` is the standard attributes in canonical order
+    (`standard_attributes` of the schema)."""
     kind = KINDS[branch]
     if kind in ("hire", "rehire"):
         attributes = payload["attributes"]
         out = b"".join(
             _entry(name, attributes[name])
-            for name in STANDARD_ATTRIBUTES
+            for name in standard
             if attributes.get(name) is not None
         )
         custom = attributes.get("custom") or {}
         return out + b"".join(_entry(f"custom.{k}", custom[k]) for k in sorted(custom))
     if kind == "move":
-        changes = sorted(payload["changes"], key=lambda c: _attribute_order(c["attribute"]))
+        changes = sorted(
+            payload["changes"], key=lambda c: _attribute_order(c["attribute"], standard)
+        )
         return b"".join(_entry(c["attribute"], c.get("value")) for c in changes)
     if kind == "terminate":
         return (
@@ -201,7 +212,12 @@ def canonical_content(branch: str, payload: dict[str, Any]) -> bytes:
 
 
 def derive_event_id(
-    source_system: str, employee_id: str, branch: str, effective_at_ms: int, payload: dict[str, Any]
+    source_system: str,
+    employee_id: str,
+    branch: str,
+    effective_at_ms: int,
+    payload: dict[str, Any],
+    standard: tuple[str, ...],
 ) -> str:
     """The deterministic event id hrsync itself would give this change."""
     name = b"".join(
@@ -212,7 +228,7 @@ def derive_event_id(
             employee_id.encode(),
             KINDS[branch].encode(),
             struct.pack(">q", effective_at_ms),
-            canonical_content(branch, payload),
+            canonical_content(branch, payload, standard),
         )
     )
     # uuid.uuid5 only takes text names before Python 3.12; this is the same
@@ -245,6 +261,7 @@ def lifecycle_event(
     time_zone: str,
     branch: str,
     payload: dict[str, Any],
+    standard: tuple[str, ...],
 ) -> dict[str, Any]:
     """A LifecycleEvent record ready for the Avro writer.
 
@@ -254,7 +271,9 @@ def lifecycle_event(
     """
     effective_ms = millis(effective_at)
     return {
-        "event_id": derive_event_id(source_system, employee_id, branch, effective_ms, payload),
+        "event_id": derive_event_id(
+            source_system, employee_id, branch, effective_ms, payload, standard
+        ),
         "employee_id": employee_id,
         "source_system": source_system,
         # timestamp-millis fields carry plain UTC milliseconds.
@@ -265,8 +284,12 @@ def lifecycle_event(
     }
 
 
-def example_events(employee_id: str, source_system: str) -> list[dict[str, Any]]:
+def example_events(
+    employee_id: str, source_system: str, standard: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """A hire and an immediate termination of one worker.
+
+    `standard` is the schema's standard attributes (`standard_attributes`).
 
     A real producer reads these values from its HR records. The effective
     times here are fixed so that running the example twice produces the same
@@ -300,6 +323,7 @@ def example_events(employee_id: str, source_system: str) -> list[dict[str, Any]]
         time_zone="Europe/Berlin",
         branch="hrsync.v1.Hire",
         payload={"attributes": attributes},
+        standard=standard,
     )
     terminate = lifecycle_event(
         source_system=source_system,
@@ -313,6 +337,7 @@ def example_events(employee_id: str, source_system: str) -> list[dict[str, Any]]
             "last_day_worked": date(2026, 9, 30),  # a `date`: calendar day, no time
             "reason": "for cause",
         },
+        standard=standard,
     )
     return [hire, terminate]
 
@@ -410,7 +435,7 @@ def main() -> int:
     codec = LifecycleCodec(args.schema)
     print(f"schema fingerprint 0x{codec.fingerprint_u64:016x}", file=sys.stderr)
 
-    events = example_events(args.employee_id, args.source_system)
+    events = example_events(args.employee_id, args.source_system, codec.standard_attributes)
     # Key = employee id, value = single-object encoded event.
     records = [(event["employee_id"], codec.encode(event)) for event in events]
 

@@ -14,8 +14,8 @@ use hrsync_bus::{
     OutgoingRecord, Producer, Record, TopicSpec,
 };
 use hrsync_domain::{
-    EmployeeId, EmploymentType, EventId, EventKind, Hire, LifecycleEvent, LifecyclePayload,
-    NaiveDate, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
+    Attribute, AttributeValue, EmployeeId, EventId, EventKind, Hire, LifecycleEvent,
+    LifecyclePayload, NaiveDate, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
 };
 use hrsync_schema::Contract;
 use hrsync_tests::{tools_dir, unique, Broker};
@@ -149,26 +149,16 @@ fn expected_event(json: &Value) -> anyhow::Result<LifecycleEvent> {
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), v.as_str().context("custom value")?.to_owned())))
                 .collect::<anyhow::Result<_>>()?;
-            LifecyclePayload::Hire(Hire {
-                attributes: WorkerAttributes {
-                    given_name: text(a, "given_name")?.to_owned(),
-                    family_name: text(a, "family_name")?.to_owned(),
-                    preferred_name: optional(a, "preferred_name")?,
-                    display_name: optional(a, "display_name")?,
-                    work_email: optional(a, "work_email")?,
-                    personal_email: optional(a, "personal_email")?,
-                    phone: optional(a, "phone")?,
-                    title: optional(a, "title")?,
-                    department: optional(a, "department")?,
-                    manager_id: optional(a, "manager_id")?
-                        .map(EmployeeId::new)
-                        .transpose()?,
-                    location: optional(a, "location")?,
-                    cost_center: optional(a, "cost_center")?,
-                    employment_type: EmploymentType::parse(text(a, "employment_type")?)?,
-                    custom,
-                },
-            })
+            // Every standard attribute of the domain's list, by name.
+            let mut attributes = WorkerAttributes::blank();
+            for attribute in Attribute::STANDARD {
+                let value = optional(a, &attribute.as_str())?;
+                attributes
+                    .set(&attribute, AttributeValue::Text(value))
+                    .with_context(|| format!("attribute {attribute}"))?;
+            }
+            attributes.custom = custom;
+            LifecyclePayload::Hire(Hire { attributes })
         }
         "hrsync.v1.Terminate" => LifecyclePayload::Terminate(Terminate {
             immediate: payload["immediate"]

@@ -15,7 +15,10 @@ mod event;
 mod ids;
 mod time;
 
-pub use attributes::{Attribute, AttributeChange, EmploymentType, WorkerAttributes};
+pub use attributes::{
+    Attribute, AttributeChange, AttributeType, AttributeValue, EmploymentType, StandardAttribute,
+    WorkerAttributes,
+};
 pub use audit::{AuditOperation, AuditOutcome, ProvisioningAudit};
 pub use directory::{AppAssignment, DirectoryChange, LifecycleState, Profile};
 pub use error::{DomainError, Result};

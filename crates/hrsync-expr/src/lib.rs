@@ -4,11 +4,10 @@
 //! The projector's group rules and the provisioner's SCIM attribute mappings
 //! both read a person as the same `person` map, built here:
 //!
-//! `person` has every standard attribute as a **string**, always present:
-//! `given_name`, `family_name`, `preferred_name`, `display_name`,
-//! `work_email`, `personal_email`, `phone`, `title`, `department`,
-//! `manager_id`, `location`, `cost_center` and `employment_type`
-//! (`"EMPLOYEE"`, `"CONTRACTOR"` or `"INTERN"`). An attribute that is not set
+//! `person` has every standard attribute ([`PERSON_ATTRIBUTES`]: the
+//! domain's list, `given_name`, `family_name`, `title`, `manager_id`, ...) as
+//! a **string**, always present; `employment_type` is `"EMPLOYEE"`,
+//! `"CONTRACTOR"` or `"INTERN"`. An attribute that is not set
 //! is the empty string `""`. `person.custom` is a `map(string, string)` of the
 //! source-specific attributes, holding only the keys that are set.
 //!
@@ -24,24 +23,11 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr, SelectExpr};
 use cel::common::types::{CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
 use cel::{Env, ExecutionError, ParseErrors};
-use hrsync_domain::WorkerAttributes;
+use hrsync_domain::{Attribute, WorkerAttributes};
 
-/// The standard attributes of `person`.
-pub const PERSON_ATTRIBUTES: [&str; 13] = [
-    "given_name",
-    "family_name",
-    "preferred_name",
-    "display_name",
-    "work_email",
-    "personal_email",
-    "phone",
-    "title",
-    "department",
-    "manager_id",
-    "location",
-    "cost_center",
-    "employment_type",
-];
+/// The standard attributes of `person`: the domain's list
+/// ([`Attribute::STANDARD_NAMES`]).
+pub const PERSON_ATTRIBUTES: [&str; Attribute::STANDARD.len()] = Attribute::STANDARD_NAMES;
 
 /// The map of source-specific attributes inside `person`.
 pub const CUSTOM: &str = "custom";
@@ -54,40 +40,7 @@ pub fn string<'a>(value: &'a str) -> Box<dyn Val + 'a> {
 /// The standard attributes' values, in the order of [`PERSON_ATTRIBUTES`];
 /// an unset one is `""`.
 pub fn attribute_values(attributes: &WorkerAttributes) -> [&str; PERSON_ATTRIBUTES.len()] {
-    fn optional(value: &Option<String>) -> &str {
-        value.as_deref().unwrap_or("")
-    }
-    let WorkerAttributes {
-        given_name,
-        family_name,
-        preferred_name,
-        display_name,
-        work_email,
-        personal_email,
-        phone,
-        title,
-        department,
-        manager_id,
-        location,
-        cost_center,
-        employment_type,
-        custom: _,
-    } = attributes;
-    [
-        given_name,
-        family_name,
-        optional(preferred_name),
-        optional(display_name),
-        optional(work_email),
-        optional(personal_email),
-        optional(phone),
-        optional(title),
-        optional(department),
-        manager_id.as_ref().map_or("", |id| id.as_str()),
-        optional(location),
-        optional(cost_center),
-        employment_type.as_str(),
-    ]
+    Attribute::STANDARD.map(|a| attributes.text(&a).unwrap_or(""))
 }
 
 /// The `person` map; unset attributes are `""`.
@@ -133,8 +86,13 @@ pub fn parse_reason(errors: &ParseErrors) -> String {
 /// and type names, and only standard attributes of `person`.
 ///
 /// # Errors
-/// The first unknown variable or `person` attribute, named.
-pub fn check_references(expr: &IdedExpr, env: &Env, variables: &[&str]) -> Result<(), String> {
+/// A [`ReferenceError`] naming the first unknown variable or `person`
+/// attribute.
+pub fn check_references(
+    expr: &IdedExpr,
+    env: &Env,
+    variables: &[&str],
+) -> Result<(), ReferenceError> {
     visit(expr, &mut Vec::new(), &mut |node, bound| match &node.expr {
         Expr::Ident(name) => {
             let known = variables.contains(&name.as_str())
@@ -146,21 +104,53 @@ pub fn check_references(expr: &IdedExpr, env: &Env, variables: &[&str]) -> Resul
             if known {
                 Ok(())
             } else {
-                Err(format!(
-                    "unknown variable `{name}`; an expression here can read {}",
-                    variables.join(", ")
-                ))
+                Err(ReferenceError::UnknownVariable {
+                    name: name.clone(),
+                    known: variables.iter().map(|v| (*v).to_owned()).collect(),
+                })
             }
         }
         Expr::Select(select) => match person_field(select, bound) {
-            Some(field) if field != CUSTOM && !PERSON_ATTRIBUTES.contains(&field) => Err(format!(
-                "unknown attribute `person.{field}`; person has {} and custom",
-                PERSON_ATTRIBUTES.join(", ")
-            )),
+            Some(field) if field != CUSTOM && !PERSON_ATTRIBUTES.contains(&field) => {
+                Err(ReferenceError::UnknownAttribute {
+                    field: field.to_owned(),
+                })
+            }
             _ => Ok(()),
         },
         _ => Ok(()),
     })
+}
+
+/// An expression reads something that does not exist: a typo in the
+/// configuration, caught at start-up. The message names it and lists what
+/// exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// A variable the expression's context does not have.
+    #[error("unknown variable `{name}`; an expression here can read {}", .known.join(", "))]
+    UnknownVariable {
+        /// The variable read.
+        name: String,
+        /// The variables the context has.
+        known: Vec<String>,
+    },
+    /// A `person.<field>` that is neither a standard attribute nor `custom`.
+    #[error(
+        "unknown attribute `person.{field}`; person has {} and custom",
+        PERSON_ATTRIBUTES.join(", ")
+    )]
+    UnknownAttribute {
+        /// The field read.
+        field: String,
+    },
+}
+
+/// The message, for callers that keep configuration errors as text.
+impl From<ReferenceError> for String {
+    fn from(error: ReferenceError) -> Self {
+        error.to_string()
+    }
 }
 
 /// What an expression reads of its variables: found in its syntax tree, so
@@ -363,5 +353,60 @@ mod tests {
             }
             assert!(!reason.is_empty());
         }
+    }
+
+    /// `person` has every attribute of the domain's list, holding its value
+    /// (the list is `standard_attributes!` in `hrsync-domain`).
+    #[test]
+    fn person_has_every_standard_attribute() {
+        use hrsync_domain::{AttributeType, AttributeValue};
+
+        let mut attributes = WorkerAttributes::new("Lucy", "Lee", EmploymentType::Intern);
+        for (i, attribute) in Attribute::STANDARD.iter().enumerate() {
+            if attribute.value_type() == AttributeType::OptionalText {
+                let value = AttributeValue::Text(Some(format!("E{i}")));
+                attributes.set(attribute, value).unwrap();
+            }
+        }
+        let env = Arc::new(env());
+        let mut context = Context::with_env(Arc::clone(&env));
+        context.add_variable_as_val("person", Box::new(person(&attributes)));
+        for attribute in &Attribute::STANDARD {
+            let expected = attributes.text(attribute).unwrap();
+            let expression = format!("person.{attribute} == {expected:?}");
+            let program = env.compile(&expression).expect("compiles");
+            check_references(program.expression(), &env, &["person"])
+                .unwrap_or_else(|e| panic!("{expression}: {e}"));
+            assert_eq!(
+                program.execute(&context).expect(&expression),
+                cel::Value::Bool(true),
+                "{expression}"
+            );
+        }
+        assert_eq!(
+            attribute_values(&attributes).to_vec(),
+            Attribute::STANDARD
+                .iter()
+                .map(|a| attributes.text(a).unwrap())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn unknown_attributes_and_variables_are_named() {
+        let env = env();
+        let program = env.compile("person.favourite_colour").unwrap();
+        let error = check_references(program.expression(), &env, &["person"]).unwrap_err();
+        assert!(matches!(
+            &error,
+            ReferenceError::UnknownAttribute { field } if field == "favourite_colour"
+        ));
+        assert!(error.to_string().contains("person has given_name"));
+        let program = env.compile("employee.title").unwrap();
+        let error = check_references(program.expression(), &env, &["person"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown variable `employee`; an expression here can read person"
+        );
     }
 }

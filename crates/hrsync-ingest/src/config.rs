@@ -68,26 +68,86 @@ impl IngestConfig {
         self.sources.iter().find(|s| s.name == name)
     }
 
-    /// Checks every setting; the message names the key.
+    /// Checks every setting.
     ///
     /// # Errors
-    /// A message naming the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// A [`ConfigError`] naming the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.publish_batch == 0 {
-            return Err("ingest.publish_batch must be at least 1".to_owned());
+            return Err(ConfigError::TooSmall {
+                key: "ingest.publish_batch",
+                min: 1,
+            });
         }
         if self.push.body_limit_bytes < 1024 {
-            return Err("ingest.push.body_limit_bytes must be at least 1024".to_owned());
+            return Err(ConfigError::TooSmall {
+                key: "ingest.push.body_limit_bytes",
+                min: 1024,
+            });
         }
         for (i, source) in self.sources.iter().enumerate() {
             source.validate()?;
             if self.sources[..i].iter().any(|s| s.name == source.name) {
-                return Err(format!(
-                    "ingest.sources: source {:?} is defined twice",
-                    source.name
-                ));
+                return Err(ConfigError::DuplicateSource {
+                    name: source.name.clone(),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// A setting of the `[ingest]` section that cannot work; the message names
+/// the key to fix in the configuration file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A number below its minimum.
+    #[error("{key} must be at least {min}")]
+    TooSmall {
+        /// The key, e.g. `ingest.publish_batch`.
+        key: &'static str,
+        /// The smallest accepted value.
+        min: usize,
+    },
+    /// Two sources with one name.
+    #[error("ingest.sources: source {name:?} is defined twice")]
+    DuplicateSource {
+        /// The name given twice.
+        name: String,
+    },
+    /// A source without a name.
+    #[error("ingest.sources[].name is empty")]
+    EmptySourceName,
+    /// A share outside 0..=1.
+    #[error("{key} must be between 0 and 1")]
+    NotAShare {
+        /// The key.
+        key: String,
+    },
+    /// A list that must not be empty.
+    #[error("{key} is empty")]
+    Empty {
+        /// The key.
+        key: String,
+    },
+    /// An employment type mapped to something other than the three types.
+    #[error("{key} = {value:?}: expected employee, contractor or intern")]
+    UnknownEmploymentType {
+        /// The key, ending with HR's worker type.
+        key: String,
+        /// The value given.
+        value: String,
+    },
+    /// One column read as two fields.
+    #[error("{key}: column {column:?} is mapped to both {first} and {second}")]
+    ColumnMappedTwice {
+        /// The `columns` key of the source.
+        key: String,
+        /// The column name.
+        column: String,
+        /// The field listed first.
+        first: &'static str,
+        /// The other field.
+        second: &'static str,
+    },
 }

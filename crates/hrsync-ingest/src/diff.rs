@@ -188,10 +188,7 @@ pub fn attributes_of(worker: &Worker) -> Result<WorkerAttributes, DomainError> {
     );
     for (name, value) in &worker.attributes {
         let attribute = Attribute::parse(name)?;
-        if matches!(
-            attribute,
-            Attribute::GivenName | Attribute::FamilyName | Attribute::EmploymentType
-        ) {
+        if attribute.is_required() {
             continue;
         }
         attributes.apply(&AttributeChange::set(attribute, value.clone()))?;
@@ -265,6 +262,17 @@ pub fn diff(
         next_baseline: Snapshot { workers: next },
         summary,
     })
+}
+
+/// One worker of the new snapshot against the baseline.
+struct Change<'a> {
+    old: Option<&'a Worker>,
+    new: &'a Worker,
+    /// Not employed before: new, or terminated in the baseline.
+    was_out: bool,
+    /// Start of the hire date in the worker's time zone.
+    start: Timestamp,
+    tz: Tz,
 }
 
 struct Planner<'a> {
@@ -373,19 +381,40 @@ impl<'a> Planner<'a> {
         let (tz, _) = Self::tz(&new.time_zone)?;
         let attributes = attributes_of(new)?;
         let start = Self::start_of(new.hire_date, tz)?;
-        let was_out = old.is_none_or(|o| o.status == WorkerStatus::Terminated);
-        match (old, new.status) {
+        if old.is_none() && new.status == WorkerStatus::Terminated {
             // Never hired here and already gone: nothing to provision.
-            (None, WorkerStatus::Terminated) => return Ok(()),
+            return Ok(());
+        }
+        let change = Change {
+            old,
+            new,
+            was_out: old.is_none_or(|o| o.status == WorkerStatus::Terminated),
+            start,
+            tz,
+        };
+        self.profile(&change, attributes, out)?;
+        self.leave(&change, out)?;
+        self.termination(&change, out)
+    }
+
+    /// The hire, rehire or move of a worker's profile.
+    fn profile(
+        &self,
+        c: &Change<'_>,
+        attributes: WorkerAttributes,
+        out: &mut Vec<PlannedEvent>,
+    ) -> Result<(), DomainError> {
+        let new = c.new;
+        match (c.old, new.status) {
             (None, _) => {
-                out.push(self.event(new, start, LifecyclePayload::Hire(Hire { attributes }))?);
+                out.push(self.event(new, c.start, LifecyclePayload::Hire(Hire { attributes }))?);
             }
-            (Some(_), WorkerStatus::Terminated) if was_out => {}
-            (Some(old), _) if was_out => {
+            (Some(_), WorkerStatus::Terminated) if c.was_out => {}
+            (Some(old), _) if c.was_out => {
                 // A rehire takes effect on the new start date when HR moved
                 // it forward, otherwise now.
                 let effective = if new.hire_date > old.hire_date {
-                    start
+                    c.start
                 } else {
                     self.now_ts
                 };
@@ -397,16 +426,14 @@ impl<'a> Planner<'a> {
             }
             (Some(old), _) => {
                 let before = attributes_of(old)?;
-                let today = self.now.with_timezone(&tz).date_naive();
+                let today = self.now.with_timezone(&c.tz).date_naive();
                 if new.hire_date != old.hire_date && old.hire_date > today {
                     // Start date of a pre-hire moved: hire again at the new
                     // date, with the current attributes.
                     out.push(self.event(
                         new,
-                        start,
-                        LifecyclePayload::Hire(Hire {
-                            attributes: attributes.clone(),
-                        }),
+                        c.start,
+                        LifecyclePayload::Hire(Hire { attributes }),
                     )?);
                 } else {
                     let changes = WorkerAttributes::diff(&before, &attributes);
@@ -420,20 +447,25 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let old_status = if was_out {
+        Ok(())
+    }
+
+    /// A leave that starts or ends.
+    fn leave(&self, c: &Change<'_>, out: &mut Vec<PlannedEvent>) -> Result<(), DomainError> {
+        let old_status = if c.was_out {
             WorkerStatus::Active
         } else {
-            old.map_or(WorkerStatus::Active, |o| o.status)
+            c.old.map_or(WorkerStatus::Active, |o| o.status)
         };
-        match (old_status, new.status) {
+        match (old_status, c.new.status) {
             (WorkerStatus::Active, WorkerStatus::OnLeave) => {
-                let effective = if was_out && start > self.now_ts {
-                    start
+                let effective = if c.was_out && c.start > self.now_ts {
+                    c.start
                 } else {
                     self.now_ts
                 };
                 out.push(self.event(
-                    new,
+                    c.new,
                     effective,
                     LifecyclePayload::LeaveStarted(LeaveStarted {
                         leave_type: None,
@@ -443,42 +475,49 @@ impl<'a> Planner<'a> {
             }
             (WorkerStatus::OnLeave, WorkerStatus::Active) => {
                 out.push(self.event(
-                    new,
+                    c.new,
                     self.now_ts,
                     LifecyclePayload::LeaveEnded(LeaveEnded { reason: None }),
                 )?);
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A new or changed termination.
+    fn termination(&self, c: &Change<'_>, out: &mut Vec<PlannedEvent>) -> Result<(), DomainError> {
         // A returning worker's old termination is history; otherwise only a
         // new or changed termination is published.
-        let before = if was_out && new.status != WorkerStatus::Terminated {
+        let before = if c.was_out && c.new.status != WorkerStatus::Terminated {
             None
         } else {
-            old.and_then(termination)
+            c.old.and_then(termination)
         };
-        if let Some(spec) = termination(new) {
-            if before.as_ref() != Some(&spec) {
-                let effective = match spec.date {
-                    Some(date) => match self.source.termination_time {
-                        TerminationTime::EndOfDay => {
-                            Self::start_of(date.checked_add_days(Days::new(1)).unwrap_or(date), tz)?
-                        }
-                        TerminationTime::StartOfDay => Self::start_of(date, tz)?,
-                    },
-                    None => self.now_ts,
-                };
-                out.push(self.event(
-                    new,
-                    effective,
-                    LifecyclePayload::Terminate(Terminate {
-                        immediate: spec.immediate,
-                        last_day_worked: spec.last_day_worked,
-                        reason: spec.reason.map(str::to_owned),
-                    }),
-                )?);
-            }
+        let Some(spec) = termination(c.new) else {
+            return Ok(());
+        };
+        if before.as_ref() == Some(&spec) {
+            return Ok(());
         }
+        let effective = match spec.date {
+            Some(date) => match self.source.termination_time {
+                TerminationTime::EndOfDay => {
+                    Self::start_of(date.checked_add_days(Days::new(1)).unwrap_or(date), c.tz)?
+                }
+                TerminationTime::StartOfDay => Self::start_of(date, c.tz)?,
+            },
+            None => self.now_ts,
+        };
+        out.push(self.event(
+            c.new,
+            effective,
+            LifecyclePayload::Terminate(Terminate {
+                immediate: spec.immediate,
+                last_day_worked: spec.last_day_worked,
+                reason: spec.reason.map(str::to_owned),
+            }),
+        )?);
         Ok(())
     }
 

@@ -128,42 +128,11 @@ async fn handle_event(
 ) -> Result<Response, ApiError> {
     let service = service.clone();
     authorize(&service.token, headers)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
-            Some(key.ok_or_else(|| {
-                ApiError::status(
-                    StatusCode::BAD_REQUEST,
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                )
-            })?)
-        }
-    };
+    let key = idempotency_key(headers)?;
     let digest = format!("{:x}", Sha256::digest(&body));
     if let Some(key) = key {
         if let Some(record) = service.store.push_record(key).await.map_err(unavailable)? {
-            if record.request_digest != digest {
-                return Err(ApiError::status(
-                    StatusCode::CONFLICT,
-                    "Idempotency-Key was already used with a different request body",
-                ));
-            }
-            if record.published_at_ms.is_none() {
-                publish(
-                    &service,
-                    &record.record_key,
-                    &record.payload,
-                    record.priority,
-                )
-                .await?;
-                service
-                    .store
-                    .mark_push_published(key, Utc::now().timestamp_millis())
-                    .await
-                    .map_err(unavailable)?;
-            }
-            return Ok(accepted(&record.event_id, record.priority, true));
+            return replay(&service, key, record, &digest).await;
         }
     }
     let now = Utc::now();
@@ -213,6 +182,54 @@ async fn handle_event(
     }
     tracing::info!(%event_id, kind = %event.kind(), priority, "pushed event published");
     Ok(accepted(&event_id, priority, false))
+}
+
+/// The `Idempotency-Key` header, if the request has one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255);
+    key.map(Some).ok_or_else(|| {
+        ApiError::status(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    })
+}
+
+/// The answer to a request whose `Idempotency-Key` was seen before: the
+/// first answer again, publishing first if that request did not get to.
+async fn replay(
+    service: &PushService,
+    key: &str,
+    record: PushRecord,
+    digest: &str,
+) -> Result<Response, ApiError> {
+    if record.request_digest != digest {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "Idempotency-Key was already used with a different request body",
+        ));
+    }
+    if record.published_at_ms.is_none() {
+        publish(
+            service,
+            &record.record_key,
+            &record.payload,
+            record.priority,
+        )
+        .await?;
+        service
+            .store
+            .mark_push_published(key, Utc::now().timestamp_millis())
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(accepted(&record.event_id, record.priority, true))
 }
 
 fn accepted(event_id: &str, priority: bool, replayed: bool) -> Response {
@@ -417,6 +434,25 @@ fn parse(
             })?
             .with_timezone(&Utc),
     };
+    check_fields(object, kind)?;
+    let payload = payload(object, kind)?;
+    let at = |dt: DateTime<Utc>, path: &str| {
+        Timestamp::from_millis(dt.timestamp_millis())
+            .map_err(|e| ApiError::bad(path, e.to_string()))
+    };
+    LifecycleEvent::new(
+        source_system,
+        employee_id,
+        at(now, "$")?,
+        at(effective, "$.effective_at")?,
+        time_zone,
+        payload,
+    )
+    .map_err(|e| ApiError::bad("$", e.to_string()))
+}
+
+/// Checks that `kind` is an event type and `object` has only its fields.
+fn check_fields(object: &Map<String, Value>, kind: &str) -> Result<(), ApiError> {
     let allowed: &[&str] = match kind {
         "hire" | "rehire" => &["attributes"],
         "move" => &["changes"],
@@ -449,7 +485,12 @@ fn parse(
             format!("not a field of a {kind} event"),
         ));
     }
-    let payload = match kind {
+    Ok(())
+}
+
+/// The payload of an event of type `kind` (checked by [`check_fields`]).
+fn payload(object: &Map<String, Value>, kind: &str) -> Result<LifecyclePayload, ApiError> {
+    Ok(match kind {
         "hire" => LifecyclePayload::Hire(Hire {
             attributes: attributes(object)?,
         }),
@@ -475,20 +516,7 @@ fn parse(
         _ => LifecyclePayload::LeaveEnded(LeaveEnded {
             reason: string(object, "reason")?.map(str::to_owned),
         }),
-    };
-    let at = |dt: DateTime<Utc>, path: &str| {
-        Timestamp::from_millis(dt.timestamp_millis())
-            .map_err(|e| ApiError::bad(path, e.to_string()))
-    };
-    LifecycleEvent::new(
-        source_system,
-        employee_id,
-        at(now, "$")?,
-        at(effective, "$.effective_at")?,
-        time_zone,
-        payload,
-    )
-    .map_err(|e| ApiError::bad("$", e.to_string()))
+    })
 }
 
 fn string<'a>(object: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
@@ -552,10 +580,7 @@ fn attributes(object: &Map<String, Value>) -> Result<WorkerAttributes, ApiError>
         employment_type,
     );
     for (attribute, value) in values {
-        if matches!(
-            attribute,
-            Attribute::GivenName | Attribute::FamilyName | Attribute::EmploymentType
-        ) {
+        if attribute.is_required() {
             continue;
         }
         let path = format!("$.attributes.{}", attribute.as_str());

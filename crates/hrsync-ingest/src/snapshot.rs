@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use hrsync_domain::StandardAttribute;
 use serde::{Deserialize, Serialize};
 
 use crate::source::{ExtraColumns, Field, Format, SourceConfig, WorkerStatus};
@@ -19,8 +20,8 @@ const MAX_REPORTED: usize = 200;
 /// Fields every row must have.
 const REQUIRED: [Field; 5] = [
     Field::EmployeeId,
-    Field::GivenName,
-    Field::FamilyName,
+    Field::Attribute(StandardAttribute::GivenName),
+    Field::Attribute(StandardAttribute::FamilyName),
     Field::Status,
     Field::HireDate,
 ];
@@ -335,13 +336,16 @@ fn validate(source: &SourceConfig, rows: Vec<RawRow>, problems: &mut Problems) -
             continue;
         }
         lines.insert(worker.employee_id.clone(), row.line);
-        if let Some(manager) = worker.attributes.get(Field::ManagerId.name()) {
+        if let Some(manager) = worker
+            .attributes
+            .get(Field::Attribute(StandardAttribute::ManagerId).name())
+        {
             managers.push((row.line, worker.employee_id.clone(), manager.clone()));
         }
         workers.insert(worker.employee_id.clone(), worker);
     }
     for (line, employee, manager) in managers {
-        let column = Some(source.column(Field::ManagerId));
+        let column = Some(source.column(Field::Attribute(StandardAttribute::ManagerId)));
         if manager == employee {
             problems.add(line, column, "a worker cannot be their own manager");
         } else if !workers.contains_key(&manager) {
@@ -362,140 +366,31 @@ fn validate_row(
     problems: &mut Problems,
 ) -> Option<Worker> {
     let before = problems.errors.len() + problems.more;
-    let get = |field: Field| row.values.get(source.column(field)).map(String::as_str);
-    let mut required = |field: Field| {
-        let value = get(field);
-        if value.is_none() {
-            problems.add(
-                row.line,
-                Some(source.column(field)),
-                format!("required value is missing (field {})", field.name()),
-            );
-        }
-        value
+    let mut check = RowCheck {
+        source,
+        row,
+        problems,
     };
-    let employee_id = required(Field::EmployeeId);
-    let given_name = required(Field::GivenName);
-    let family_name = required(Field::FamilyName);
-    let status_text = required(Field::Status);
-    let hire_text = required(Field::HireDate);
-
-    let status = status_text.and_then(|s| {
-        let status = source.status(s);
-        if status.is_none() {
-            problems.add(
-                row.line,
-                Some(source.column(Field::Status)),
-                format!("unknown status {s:?}; map it in status_values"),
-            );
-        }
-        status
-    });
-    let mut date = |field: Field| {
-        let text = get(field)?;
-        let parsed = source
-            .date_formats
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(text, f).ok());
-        if parsed.is_none() {
-            problems.add(
-                row.line,
-                Some(source.column(field)),
-                format!(
-                    "{text:?} is not a date in the format(s) {}",
-                    source.date_formats.join(", ")
-                ),
-            );
-        }
-        parsed
-    };
-    let hire_date = hire_text.and_then(|_| date(Field::HireDate));
-    let termination_date = date(Field::TerminationDate);
-    let last_day_worked = date(Field::LastDayWorked);
+    let employee_id = check.required(Field::EmployeeId);
+    let given_name = check.required(Field::Attribute(StandardAttribute::GivenName));
+    let family_name = check.required(Field::Attribute(StandardAttribute::FamilyName));
+    let status_text = check.required(Field::Status);
+    let hire_text = check.required(Field::HireDate);
+    let status = status_text.and_then(|s| check.status(s));
+    let hire_date = hire_text.and_then(|_| check.date(Field::HireDate));
+    let termination_date = check.date(Field::TerminationDate);
+    let last_day_worked = check.date(Field::LastDayWorked);
     if let (Some(hire), Some(end)) = (hire_date, termination_date) {
         if end < hire {
-            problems.add(
-                row.line,
-                Some(source.column(Field::TerminationDate)),
+            check.problem(
+                Field::TerminationDate,
                 format!("termination date {end} is before the hire date {hire}"),
             );
         }
     }
-
-    let time_zone = match get(Field::TimeZone).or(source.default_time_zone.as_deref()) {
-        Some(tz) if chrono_tz::Tz::from_str(tz).is_ok() => Some(tz.to_owned()),
-        Some(tz) => {
-            problems.add(
-                row.line,
-                Some(source.column(Field::TimeZone)),
-                format!("{tz:?} is not an IANA time zone (like Europe/Paris)"),
-            );
-            None
-        }
-        None => {
-            problems.add(
-                row.line,
-                Some(source.column(Field::TimeZone)),
-                "no time zone, and the source has no default_time_zone",
-            );
-            None
-        }
-    };
-    let termination_immediate = match get(Field::TerminationImmediate) {
-        None => false,
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "y" | "1" => true,
-            "false" | "no" | "n" | "0" => false,
-            _ => {
-                problems.add(
-                    row.line,
-                    Some(source.column(Field::TerminationImmediate)),
-                    format!("{v:?} is not a boolean (true/false, yes/no, 1/0)"),
-                );
-                false
-            }
-        },
-    };
-
-    let mut attributes = BTreeMap::new();
-    for field in Field::ALL.into_iter().filter(|f| f.is_attribute()) {
-        let Some(value) = get(field) else { continue };
-        let value = if field == Field::EmploymentType {
-            match source.employment_type(value) {
-                Some(canonical) => canonical.to_owned(),
-                None => {
-                    problems.add(
-                        row.line,
-                        Some(source.column(field)),
-                        format!(
-                            "unknown employment type {value:?}; map it in employment_type_values"
-                        ),
-                    );
-                    continue;
-                }
-            }
-        } else {
-            value.to_owned()
-        };
-        if matches!(field, Field::WorkEmail | Field::PersonalEmail) && !looks_like_email(&value) {
-            problems.add(
-                row.line,
-                Some(source.column(field)),
-                format!("{value:?} is not an email address"),
-            );
-        }
-        attributes.insert(field.name().to_owned(), value);
-    }
-    attributes
-        .entry(Field::EmploymentType.name().to_owned())
-        .or_insert_with(|| "employee".to_owned());
-    if source.extra_columns == ExtraColumns::Custom {
-        for (column, value) in &row.values {
-            if !known.contains(&column.as_str()) {
-                attributes.insert(format!("custom.{column}"), value.clone());
-            }
-        }
-    }
+    let time_zone = check.time_zone();
+    let termination_immediate = check.termination_immediate();
+    let attributes = check.attributes(known);
 
     if problems.errors.len() + problems.more > before {
         return None;
@@ -517,7 +412,7 @@ fn validate_row(
         termination_date,
         last_day_worked,
         time_zone,
-        termination_reason: get(Field::TerminationReason).map(str::to_owned),
+        termination_reason: get(source, row, Field::TerminationReason).map(str::to_owned),
         termination_immediate,
         attributes,
     };
@@ -536,6 +431,161 @@ fn validate_row(
         return None;
     }
     Some(worker)
+}
+
+/// The value of `field` in `row`, if the row has it.
+fn get<'a>(source: &SourceConfig, row: &'a RawRow, field: Field) -> Option<&'a str> {
+    row.values.get(source.column(field)).map(String::as_str)
+}
+
+/// One row being validated: each check reads a field and records what is
+/// wrong with it at the field's column.
+struct RowCheck<'a, 'p> {
+    source: &'a SourceConfig,
+    row: &'a RawRow,
+    problems: &'p mut Problems,
+}
+
+impl<'a> RowCheck<'a, '_> {
+    fn get(&self, field: Field) -> Option<&'a str> {
+        get(self.source, self.row, field)
+    }
+
+    fn problem(&mut self, field: Field, reason: impl Into<String>) {
+        self.problems
+            .add(self.row.line, Some(self.source.column(field)), reason);
+    }
+
+    /// The value of a field every row must have.
+    fn required(&mut self, field: Field) -> Option<&'a str> {
+        let value = self.get(field);
+        if value.is_none() {
+            self.problem(
+                field,
+                format!("required value is missing (field {})", field.name()),
+            );
+        }
+        value
+    }
+
+    fn status(&mut self, text: &str) -> Option<WorkerStatus> {
+        let status = self.source.status(text);
+        if status.is_none() {
+            self.problem(
+                Field::Status,
+                format!("unknown status {text:?}; map it in status_values"),
+            );
+        }
+        status
+    }
+
+    /// A date in one of the source's formats.
+    fn date(&mut self, field: Field) -> Option<NaiveDate> {
+        let text = self.get(field)?;
+        let parsed = self
+            .source
+            .date_formats
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(text, f).ok());
+        if parsed.is_none() {
+            self.problem(
+                field,
+                format!(
+                    "{text:?} is not a date in the format(s) {}",
+                    self.source.date_formats.join(", ")
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// The row's time zone, or the source's default.
+    fn time_zone(&mut self) -> Option<String> {
+        match self
+            .get(Field::TimeZone)
+            .or(self.source.default_time_zone.as_deref())
+        {
+            Some(tz) if chrono_tz::Tz::from_str(tz).is_ok() => Some(tz.to_owned()),
+            Some(tz) => {
+                self.problem(
+                    Field::TimeZone,
+                    format!("{tz:?} is not an IANA time zone (like Europe/Paris)"),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    Field::TimeZone,
+                    "no time zone, and the source has no default_time_zone",
+                );
+                None
+            }
+        }
+    }
+
+    fn termination_immediate(&mut self) -> bool {
+        let Some(v) = self.get(Field::TerminationImmediate) else {
+            return false;
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => true,
+            "false" | "no" | "n" | "0" => false,
+            _ => {
+                self.problem(
+                    Field::TerminationImmediate,
+                    format!("{v:?} is not a boolean (true/false, yes/no, 1/0)"),
+                );
+                false
+            }
+        }
+    }
+
+    /// The profile attributes by canonical name: every standard attribute
+    /// the row has, then (unless the source ignores them) the columns no
+    /// field maps as `custom.<column>`.
+    fn attributes(&mut self, known: &[&str]) -> BTreeMap<String, String> {
+        let mut attributes = BTreeMap::new();
+        for field in Field::ALL.into_iter().filter(|f| f.is_attribute()) {
+            let Some(value) = self.get(field) else {
+                continue;
+            };
+            let value = if field == Field::Attribute(StandardAttribute::EmploymentType) {
+                match self.source.employment_type(value) {
+                    Some(canonical) => canonical.to_owned(),
+                    None => {
+                        self.problem(
+                            field,
+                            format!(
+                                "unknown employment type {value:?}; map it in employment_type_values"
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                value.to_owned()
+            };
+            let email = matches!(
+                field,
+                Field::Attribute(StandardAttribute::WorkEmail | StandardAttribute::PersonalEmail)
+            );
+            if email && !looks_like_email(&value) {
+                self.problem(field, format!("{value:?} is not an email address"));
+            }
+            attributes.insert(field.name().to_owned(), value);
+        }
+        attributes
+            .entry(StandardAttribute::EmploymentType.name().to_owned())
+            .or_insert_with(|| "employee".to_owned());
+        if self.source.extra_columns == ExtraColumns::Custom {
+            for (column, value) in &self.row.values {
+                if !known.contains(&column.as_str()) {
+                    attributes.insert(format!("custom.{column}"), value.clone());
+                }
+            }
+        }
+        attributes
+    }
 }
 
 fn looks_like_email(value: &str) -> bool {

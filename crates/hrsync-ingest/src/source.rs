@@ -3,42 +3,26 @@
 
 use std::collections::BTreeMap;
 
+use hrsync_domain::StandardAttribute;
 use serde::{Deserialize, Serialize};
 
-/// A canonical field of a worker row. The default column name of each field
-/// is its snake_case name, so an export with canonical headers needs no
-/// mapping at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+use crate::config::ConfigError;
+
+/// A canonical field of a worker row: the employee id, a standard
+/// attribute, or a lifecycle field (status, dates). The default column name
+/// of each field is its snake_case name, so an export with canonical headers
+/// needs no mapping at all.
+///
+/// The attribute fields are the domain's [`StandardAttribute`] list, so a
+/// new standard attribute is a column without any change here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
     /// HR's employee id (required; the Kafka key).
     EmployeeId,
-    /// Legal first name (required).
-    GivenName,
-    /// Legal last name (required).
-    FamilyName,
-    /// Preferred first name.
-    PreferredName,
-    /// Display name.
-    DisplayName,
-    /// Work email.
-    WorkEmail,
-    /// Personal email.
-    PersonalEmail,
-    /// Phone number.
-    Phone,
-    /// Job title.
-    Title,
-    /// Department.
-    Department,
-    /// The manager's employee id; must be a worker of the same snapshot.
-    ManagerId,
-    /// Work location.
-    Location,
-    /// Cost centre.
-    CostCenter,
-    /// Employee, contractor or intern (see `employment_type_values`).
-    EmploymentType,
+    /// A standard attribute. `given_name` and `family_name` are required;
+    /// `manager_id` must be a worker of the same snapshot; `employment_type`
+    /// is mapped by `employment_type_values`.
+    Attribute(StandardAttribute),
     /// Active, on leave or terminated (see `status_values`; required).
     Status,
     /// Hire or start date (required).
@@ -56,49 +40,53 @@ pub enum Field {
     TerminationImmediate,
 }
 
+/// The fields after the attributes, in the order reports list them.
+const LIFECYCLE_FIELDS: [Field; 7] = [
+    Field::Status,
+    Field::HireDate,
+    Field::TerminationDate,
+    Field::LastDayWorked,
+    Field::TimeZone,
+    Field::TerminationReason,
+    Field::TerminationImmediate,
+];
+
+const FIELD_COUNT: usize = 1 + StandardAttribute::ALL.len() + LIFECYCLE_FIELDS.len();
+
 impl Field {
-    /// Every field, in the order reports list them.
-    pub const ALL: [Field; 21] = [
-        Field::EmployeeId,
-        Field::GivenName,
-        Field::FamilyName,
-        Field::PreferredName,
-        Field::DisplayName,
-        Field::WorkEmail,
-        Field::PersonalEmail,
-        Field::Phone,
-        Field::Title,
-        Field::Department,
-        Field::ManagerId,
-        Field::Location,
-        Field::CostCenter,
-        Field::EmploymentType,
-        Field::Status,
-        Field::HireDate,
-        Field::TerminationDate,
-        Field::LastDayWorked,
-        Field::TimeZone,
-        Field::TerminationReason,
-        Field::TerminationImmediate,
-    ];
+    /// Every field, in the order reports list them: the employee id, the
+    /// standard attributes in canonical order, then the lifecycle fields.
+    pub const ALL: [Field; FIELD_COUNT] = {
+        let mut all = [Field::EmployeeId; FIELD_COUNT];
+        let mut i = 0;
+        while i < StandardAttribute::ALL.len() {
+            all[1 + i] = Field::Attribute(StandardAttribute::ALL[i]);
+            i += 1;
+        }
+        let mut j = 0;
+        while j < LIFECYCLE_FIELDS.len() {
+            all[1 + StandardAttribute::ALL.len() + j] = LIFECYCLE_FIELDS[j];
+            j += 1;
+        }
+        all
+    };
+
+    /// The canonical names of [`Field::ALL`], in the same order.
+    pub const NAMES: [&'static str; FIELD_COUNT] = {
+        let mut names = [""; FIELD_COUNT];
+        let mut i = 0;
+        while i < FIELD_COUNT {
+            names[i] = Field::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
 
     /// The canonical name, also the default column name.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Field::EmployeeId => "employee_id",
-            Field::GivenName => "given_name",
-            Field::FamilyName => "family_name",
-            Field::PreferredName => "preferred_name",
-            Field::DisplayName => "display_name",
-            Field::WorkEmail => "work_email",
-            Field::PersonalEmail => "personal_email",
-            Field::Phone => "phone",
-            Field::Title => "title",
-            Field::Department => "department",
-            Field::ManagerId => "manager_id",
-            Field::Location => "location",
-            Field::CostCenter => "cost_center",
-            Field::EmploymentType => "employment_type",
+            Field::Attribute(attribute) => attribute.name(),
             Field::Status => "status",
             Field::HireDate => "hire_date",
             Field::TerminationDate => "termination_date",
@@ -109,25 +97,30 @@ impl Field {
         }
     }
 
+    /// The field named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// Fields that are profile attributes (they travel in hire and move
     /// events), as opposed to lifecycle fields (status, dates).
     pub fn is_attribute(self) -> bool {
-        matches!(
-            self,
-            Field::GivenName
-                | Field::FamilyName
-                | Field::PreferredName
-                | Field::DisplayName
-                | Field::WorkEmail
-                | Field::PersonalEmail
-                | Field::Phone
-                | Field::Title
-                | Field::Department
-                | Field::ManagerId
-                | Field::Location
-                | Field::CostCenter
-                | Field::EmploymentType
-        )
+        matches!(self, Field::Attribute(_))
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    /// A field name; an unknown one is an unknown variant, so that the
+    /// configuration error lists the known names.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Field::parse(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &Field::NAMES))
     }
 }
 
@@ -298,39 +291,42 @@ impl SourceConfig {
             .find(|t| t.eq_ignore_ascii_case(canonical))
     }
 
-    /// Checks the source's settings; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the source's settings.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let at = |key: &str| format!("ingest.sources[{}].{key}", self.name);
         if self.name.trim().is_empty() {
-            return Err("ingest.sources[].name is empty".to_owned());
+            return Err(ConfigError::EmptySourceName);
         }
         if !(0.0..=1.0).contains(&self.max_termination_share) {
-            return Err(format!(
-                "{} must be between 0 and 1",
-                at("max_termination_share")
-            ));
+            return Err(ConfigError::NotAShare {
+                key: at("max_termination_share"),
+            });
         }
         if self.date_formats.is_empty() {
-            return Err(format!("{} is empty", at("date_formats")));
+            return Err(ConfigError::Empty {
+                key: at("date_formats"),
+            });
         }
         for (hr, canonical) in &self.employment_type_values {
             if !["employee", "contractor", "intern"].contains(&canonical.as_str()) {
-                return Err(format!(
-                    "{}.{hr} = {canonical:?}: expected employee, contractor or intern",
-                    at("employment_type_values")
-                ));
+                return Err(ConfigError::UnknownEmploymentType {
+                    key: format!("{}.{hr}", at("employment_type_values")),
+                    value: canonical.clone(),
+                });
             }
         }
         let mut seen = BTreeMap::new();
         for field in Field::ALL {
             if let Some(other) = seen.insert(self.column(field), field) {
-                return Err(format!(
-                    "{}: column {:?} is mapped to both {} and {}",
-                    at("columns"),
-                    self.column(field),
-                    other.name(),
-                    field.name()
-                ));
+                return Err(ConfigError::ColumnMappedTwice {
+                    key: at("columns"),
+                    column: self.column(field).to_owned(),
+                    first: other.name(),
+                    second: field.name(),
+                });
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Parser tests: every rejection names file, line and column; nothing panics.
 
+use hrsync_domain::StandardAttribute;
 use proptest::prelude::*;
 
 use crate::snapshot::{parse, Snapshot, SnapshotError};
@@ -48,9 +49,10 @@ fn column_mapping_and_value_maps_apply() {
     source
         .columns
         .insert(Field::Status, "Employment Status".into());
-    source
-        .columns
-        .insert(Field::EmploymentType, "Worker Type".into());
+    source.columns.insert(
+        Field::Attribute(StandardAttribute::EmploymentType),
+        "Worker Type".into(),
+    );
     source
         .status_values
         .insert("Working".into(), WorkerStatus::Active);
@@ -178,14 +180,105 @@ fn jsonl_parses_and_reports_bad_lines() {
 #[test]
 fn source_validation_names_keys() {
     let mut s = SourceConfig::new("w");
-    s.columns.insert(Field::Title, "employee_id".into());
-    assert!(s.validate().expect_err("clash").contains("mapped to both"));
+    s.columns.insert(
+        Field::Attribute(StandardAttribute::Title),
+        "employee_id".into(),
+    );
+    assert!(s
+        .validate()
+        .expect_err("clash")
+        .to_string()
+        .contains("mapped to both"));
     let mut s = SourceConfig::new("w");
     s.max_termination_share = 2.0;
     assert!(s
         .validate()
         .expect_err("share")
+        .to_string()
         .contains("max_termination_share"));
+}
+
+/// Every attribute of the domain's list is a field, a column and a
+/// `columns` key (the list is `standard_attributes!` in `hrsync-domain`).
+#[test]
+fn every_standard_attribute_is_a_field() {
+    for attribute in StandardAttribute::ALL {
+        let field = Field::Attribute(attribute);
+        assert!(
+            Field::ALL.contains(&field),
+            "{} is in Field::ALL",
+            attribute.name()
+        );
+        assert!(field.is_attribute());
+        assert_eq!(Field::parse(attribute.name()), Some(field));
+        let key = format!("{{{:?}: \"Column\"}}", attribute.name());
+        let columns: std::collections::BTreeMap<Field, String> =
+            serde_json::from_str(&key).expect("a columns key");
+        assert_eq!(columns.keys().copied().collect::<Vec<_>>(), [field]);
+        assert_eq!(
+            serde_json::to_string(&columns).unwrap(),
+            key.replace(": ", ":")
+        );
+    }
+    let unknown = serde_json::from_str::<std::collections::BTreeMap<Field, String>>(
+        r#"{"favourite_colour": "x"}"#,
+    )
+    .expect_err("unknown field");
+    assert!(unknown
+        .to_string()
+        .contains("unknown variant `favourite_colour`"));
+    assert!(unknown.to_string().contains("`cost_center`"));
+}
+
+/// A snapshot with a column for every attribute of the list carries each
+/// one into the worker and its event attributes.
+#[test]
+fn a_snapshot_carries_every_standard_attribute() {
+    let value = |attribute: StandardAttribute| match attribute {
+        StandardAttribute::ManagerId => "E2".to_owned(),
+        StandardAttribute::EmploymentType => "contractor".to_owned(),
+        StandardAttribute::WorkEmail | StandardAttribute::PersonalEmail => {
+            format!("{}@example.com", attribute.name())
+        }
+        other => format!("{} value", other.name()),
+    };
+    let names: Vec<&str> = StandardAttribute::ALL.iter().map(|a| a.name()).collect();
+    let values: Vec<String> = StandardAttribute::ALL.into_iter().map(value).collect();
+    let manager: Vec<String> = StandardAttribute::ALL
+        .into_iter()
+        .map(|a| match a {
+            StandardAttribute::ManagerId => String::new(),
+            other => value(other),
+        })
+        .collect();
+    let text = format!(
+        "employee_id,status,hire_date,time_zone,{}\nE1,active,2026-01-05,UTC,{}\nE2,active,2026-01-05,UTC,{}\n",
+        names.join(","),
+        values.join(","),
+        manager.join(",")
+    );
+    let snap = parse(&source(), "all.csv", text.as_bytes(), Format::Csv).expect("valid");
+    let worker = &snap.workers["E1"];
+    let attributes = crate::diff::attributes_of(worker).expect("event attributes");
+    for attribute in StandardAttribute::ALL {
+        let expected = value(attribute);
+        assert_eq!(
+            worker.attributes.get(attribute.name()),
+            Some(&expected),
+            "{}",
+            attribute.name()
+        );
+        let expected = match attribute {
+            StandardAttribute::EmploymentType => "CONTRACTOR".to_owned(),
+            _ => expected,
+        };
+        assert_eq!(
+            attributes.text(&attribute.into()),
+            Some(expected.as_str()),
+            "{}",
+            attribute.name()
+        );
+    }
 }
 
 proptest! {

@@ -11,7 +11,7 @@
 //! apache-avro writes them in its hash map's order, so its bytes for a
 //! change with several custom attributes differ from run to run.)
 
-use hrsync_domain::{DirectoryChange, WorkerAttributes};
+use hrsync_domain::{Attribute, AttributeType, DirectoryChange, WorkerAttributes};
 
 use crate::EncodeError;
 
@@ -85,21 +85,18 @@ impl Datum {
     }
 }
 
-/// `WorkerAttributes`, as embedded in `Profile` (and in `hr.lifecycle.v1`).
+/// `WorkerAttributes`, as embedded in `Profile` (and in `hr.lifecycle.v1`):
+/// the standard attributes in canonical order (the schema's field order; a
+/// test checks it), then `custom`.
 fn worker_attributes(d: &mut Datum, a: &WorkerAttributes) {
-    d.string(&a.given_name);
-    d.string(&a.family_name);
-    d.opt_string(a.preferred_name.as_deref());
-    d.opt_string(a.display_name.as_deref());
-    d.opt_string(a.work_email.as_deref());
-    d.opt_string(a.personal_email.as_deref());
-    d.opt_string(a.phone.as_deref());
-    d.opt_string(a.title.as_deref());
-    d.opt_string(a.department.as_deref());
-    d.opt_string(a.manager_id.as_ref().map(|m| m.as_str()));
-    d.opt_string(a.location.as_deref());
-    d.opt_string(a.cost_center.as_deref());
-    d.len(crate::mapping::employment_type_index(a.employment_type));
+    for attribute in Attribute::STANDARD {
+        let text = a.text(&attribute);
+        match attribute.value_type() {
+            AttributeType::Text => d.string(text.unwrap_or_default()),
+            AttributeType::OptionalText => d.opt_string(text),
+            AttributeType::EmploymentType => d.len(crate::mapping::employment_type_index(text)),
+        }
+    }
     d.block(a.custom.iter(), |d, (k, v)| {
         d.string(k);
         d.string(v);
@@ -212,25 +209,10 @@ mod tests {
             names(&profile),
             ["attributes", "time_zone", "start_at", "terminate_at"]
         );
-        assert_eq!(
-            names(&fields(profile[0].1)),
-            [
-                "given_name",
-                "family_name",
-                "preferred_name",
-                "display_name",
-                "work_email",
-                "personal_email",
-                "phone",
-                "title",
-                "department",
-                "manager_id",
-                "location",
-                "cost_center",
-                "employment_type",
-                "custom"
-            ]
-        );
+        // The attributes before `custom` are the domain's list, which the
+        // writer iterates (checked in `tests/attributes.rs`).
+        let attributes = names(&fields(profile[0].1));
+        assert_eq!(attributes.last().map(String::as_str), Some("custom"));
         let Schema::Array(apps) = root[6].1 else {
             panic!("apps is an array");
         };

@@ -14,9 +14,9 @@
 //! event.
 
 use hrsync_domain::{
-    Attribute, AttributeChange, EmployeeId, EmploymentType, EventId, EventKind, Hire, LeaveEnded,
-    LeaveStarted, LifecycleEvent, LifecyclePayload, Move, NaiveDate, Rehire, SourceSystem,
-    Terminate, TimeZone, Timestamp, WorkerAttributes,
+    Attribute, AttributeChange, AttributeType, AttributeValue, EmployeeId, EmploymentType, EventId,
+    EventKind, Hire, LeaveEnded, LeaveStarted, LifecycleEvent, LifecyclePayload, Move, NaiveDate,
+    Rehire, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
 };
 
 use crate::contract::{self, Contract};
@@ -152,45 +152,26 @@ impl Reader<'_> {
         }
     }
 
+    /// `WorkerAttributes`: the standard attributes in canonical order (the
+    /// schema's field order), then `custom`.
     fn attributes(&mut self) -> Option<WorkerAttributes> {
-        let given_name = self.string()?;
-        let family_name = self.string()?;
-        let preferred_name = self.opt_string()?;
-        let display_name = self.opt_string()?;
-        let work_email = self.opt_string()?;
-        let personal_email = self.opt_string()?;
-        let phone = self.opt_string()?;
-        let title = self.opt_string()?;
-        let department = self.opt_string()?;
-        let manager_id = match self.opt_string()? {
-            Some(id) => Some(EmployeeId::new(id).ok()?),
-            None => None,
-        };
-        let location = self.opt_string()?;
-        let cost_center = self.opt_string()?;
-        let employment_type = *EmploymentType::ALL.get(self.branch(EmploymentType::ALL.len())?)?;
-        let mut custom = std::collections::BTreeMap::new();
+        let mut attributes = WorkerAttributes::blank();
+        for attribute in Attribute::STANDARD {
+            let value = match attribute.value_type() {
+                AttributeType::Text => AttributeValue::Text(Some(self.string()?)),
+                AttributeType::OptionalText => AttributeValue::Text(self.opt_string()?),
+                AttributeType::EmploymentType => AttributeValue::EmploymentType(
+                    *EmploymentType::ALL.get(self.branch(EmploymentType::ALL.len())?)?,
+                ),
+            };
+            attributes.set(&attribute, value).ok()?;
+        }
         self.blocks(|r| {
             let key = r.string()?;
-            custom.insert(key, r.string()?);
+            attributes.custom.insert(key, r.string()?);
             Some(())
         })?;
-        Some(WorkerAttributes {
-            given_name,
-            family_name,
-            preferred_name,
-            display_name,
-            work_email,
-            personal_email,
-            phone,
-            title,
-            department,
-            manager_id,
-            location,
-            cost_center,
-            employment_type,
-            custom,
-        })
+        Some(attributes)
     }
 
     fn payload(&mut self) -> Option<LifecyclePayload> {

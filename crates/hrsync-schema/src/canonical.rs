@@ -15,6 +15,10 @@ use apache_avro::rabin::Rabin;
 use digest::Digest;
 use serde_json::{Map, Value};
 
+use crate::error::CanonicalFormError;
+
+type Result<T, E = CanonicalFormError> = std::result::Result<T, E>;
+
 const PRIMITIVES: [&str; 8] = [
     "null", "boolean", "int", "long", "float", "double", "bytes", "string",
 ];
@@ -27,10 +31,10 @@ const KEPT: [&str; 7] = [
 /// The Parsing Canonical Form of a schema given as JSON text.
 ///
 /// # Errors
-/// A description of why the text is not a well-formed schema.
-pub fn parsing_canonical_form(schema_json: &str) -> Result<String, String> {
-    let json: Value =
-        serde_json::from_str(schema_json).map_err(|e| format!("not valid JSON: {e}"))?;
+/// A [`CanonicalFormError`] saying why the text is not a well-formed schema.
+pub fn parsing_canonical_form(schema_json: &str) -> Result<String> {
+    let json: Value = serde_json::from_str(schema_json)
+        .map_err(|e| CanonicalFormError::NotJson(e.to_string()))?;
     let mut out = String::new();
     write_schema(&json, None, &mut out)?;
     Ok(out)
@@ -41,7 +45,7 @@ pub fn parsing_canonical_form(schema_json: &str) -> Result<String, String> {
 ///
 /// # Errors
 /// As [`parsing_canonical_form`].
-pub fn fingerprint(schema_json: &str) -> Result<u64, String> {
+pub fn fingerprint(schema_json: &str) -> Result<u64> {
     parsing_canonical_form(schema_json).map(|pcf| rabin(&pcf))
 }
 
@@ -66,7 +70,7 @@ fn write_string(s: &str, out: &mut String) {
     out.push_str(&Value::String(s.to_owned()).to_string());
 }
 
-fn write_schema(schema: &Value, namespace: Option<&str>, out: &mut String) -> Result<(), String> {
+fn write_schema(schema: &Value, namespace: Option<&str>, out: &mut String) -> Result<()> {
     match schema {
         Value::String(name) if PRIMITIVES.contains(&name.as_str()) => write_string(name, out),
         // A reference to a named type.
@@ -82,17 +86,17 @@ fn write_schema(schema: &Value, namespace: Option<&str>, out: &mut String) -> Re
             out.push(']');
         }
         Value::Object(map) => write_object(map, namespace, out)?,
-        other => return Err(format!("{other} is not a schema")),
+        other => {
+            return Err(CanonicalFormError::NotASchema {
+                found: other.to_string(),
+            })
+        }
     }
     Ok(())
 }
 
-fn write_object(
-    map: &Map<String, Value>,
-    namespace: Option<&str>,
-    out: &mut String,
-) -> Result<(), String> {
-    let ty = map.get("type").ok_or("schema object without \"type\"")?;
+fn write_object(map: &Map<String, Value>, namespace: Option<&str>, out: &mut String) -> Result<()> {
+    let ty = map.get("type").ok_or(CanonicalFormError::NoType)?;
     let ty_name = match ty {
         Value::String(t) => t.as_str(),
         // {"type": {...}} or {"type": [...]}: the inner schema is the schema.
@@ -105,10 +109,12 @@ fn write_object(
     }
     let named = matches!(ty_name, "record" | "enum" | "fixed");
     let (name, inner_ns) = if named {
-        let raw = map
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("{ty_name} without a name"))?;
+        let raw =
+            map.get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CanonicalFormError::Unnamed {
+                    kind: ty_name.to_owned(),
+                })?;
         let ns = map.get("namespace").and_then(Value::as_str).or(namespace);
         let full = full_name(raw, ns);
         let inner_ns = full.rsplit_once('.').map(|(ns, _)| ns.to_owned());
@@ -145,7 +151,9 @@ fn write_object(
                 let size = value
                     .as_u64()
                     .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-                    .ok_or_else(|| format!("fixed size {value} is not an integer"))?;
+                    .ok_or_else(|| CanonicalFormError::BadFixedSize {
+                        size: value.to_string(),
+                    })?;
                 out.push_str(&size.to_string());
             }
             _ => {}
@@ -155,8 +163,10 @@ fn write_object(
     Ok(())
 }
 
-fn write_fields(fields: &Value, namespace: Option<&str>, out: &mut String) -> Result<(), String> {
-    let fields = fields.as_array().ok_or("record fields is not an array")?;
+fn write_fields(fields: &Value, namespace: Option<&str>, out: &mut String) -> Result<()> {
+    let fields = fields
+        .as_array()
+        .ok_or(CanonicalFormError::FieldsNotAnArray)?;
     out.push('[');
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -165,10 +175,12 @@ fn write_fields(fields: &Value, namespace: Option<&str>, out: &mut String) -> Re
         let name = field
             .get("name")
             .and_then(Value::as_str)
-            .ok_or("record field without a name")?;
+            .ok_or(CanonicalFormError::UnnamedField)?;
         let ty = field
             .get("type")
-            .ok_or_else(|| format!("record field {name} without a type"))?;
+            .ok_or_else(|| CanonicalFormError::UntypedField {
+                name: name.to_owned(),
+            })?;
         out.push_str("{\"name\":");
         write_string(name, out);
         out.push_str(",\"type\":");

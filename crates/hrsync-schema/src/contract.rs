@@ -210,7 +210,7 @@ impl Version {
     fn parse(path: &'static str, text: &str) -> Result<Self, SchemaError> {
         let err = |reason: String| SchemaError { file: path, reason };
         let schema = Schema::parse_str(text).map_err(|e| err(e.to_string()))?;
-        let fingerprint = canonical::fingerprint(text).map_err(err)?;
+        let fingerprint = canonical::fingerprint(text).map_err(|e| err(e.to_string()))?;
         let names = Names::collect(&schema);
         let reader =
             GenericSingleObjectReader::new_with_header_builder(schema.clone(), Header(fingerprint))

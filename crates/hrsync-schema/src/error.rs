@@ -14,6 +14,48 @@ pub struct SchemaError {
     pub reason: String,
 }
 
+/// Why a schema's JSON text has no Parsing Canonical Form: it is not a
+/// well-formed Avro schema. Fix the schema file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalFormError {
+    /// The text is not JSON.
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// A JSON value that is no schema (a number, `true`, ...).
+    #[error("{found} is not a schema")]
+    NotASchema {
+        /// The value, as JSON.
+        found: String,
+    },
+    /// A schema object without its `type` attribute.
+    #[error("schema object without \"type\"")]
+    NoType,
+    /// A record, enum or fixed without a `name`.
+    #[error("{kind} without a name")]
+    Unnamed {
+        /// `record`, `enum` or `fixed`.
+        kind: String,
+    },
+    /// A fixed whose `size` is not a whole number.
+    #[error("fixed size {size} is not an integer")]
+    BadFixedSize {
+        /// The size given, as JSON.
+        size: String,
+    },
+    /// A record whose `fields` is not an array.
+    #[error("record fields is not an array")]
+    FieldsNotAnArray,
+    /// A record field without a `name`.
+    #[error("record field without a name")]
+    UnnamedField,
+    /// A record field without a `type`.
+    #[error("record field {name} without a type")]
+    UntypedField {
+        /// The field's name.
+        name: String,
+    },
+}
+
 /// Why a message could not be decoded.
 ///
 /// Every variant except [`DecodeError::Schema`] is *poison*: the bytes

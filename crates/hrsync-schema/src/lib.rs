@@ -32,7 +32,7 @@ mod value;
 
 pub use canonical::{fingerprint as fingerprint_of_json, parsing_canonical_form};
 pub use contract::{fingerprint, schemas, Contract, HistoryFile, SchemaFile};
-pub use error::{DecodeError, EncodeError, Result, SchemaError};
+pub use error::{CanonicalFormError, DecodeError, EncodeError, Result, SchemaError};
 
 /// Largest length the Avro decoder accepts for one length-prefixed item
 /// (string or bytes length, array or map block count). A corrupt length

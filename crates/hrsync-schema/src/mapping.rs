@@ -5,10 +5,10 @@
 
 use apache_avro::types::Value;
 use hrsync_domain::{
-    AppAssignment, Attribute, AttributeChange, AuditOperation, AuditOutcome, DirectoryChange,
-    EmployeeId, EmploymentType, EventId, EventKind, Hire, LeaveEnded, LeaveStarted, LifecycleEvent,
-    LifecyclePayload, LifecycleState, Move, PersonId, Profile, ProvisioningAudit, Rehire,
-    SourceSystem, Terminate, TimeZone, WorkerAttributes,
+    AppAssignment, Attribute, AttributeChange, AttributeType, AttributeValue, AuditOperation,
+    AuditOutcome, DirectoryChange, EmployeeId, EmploymentType, EventId, EventKind, Hire,
+    LeaveEnded, LeaveStarted, LifecycleEvent, LifecyclePayload, LifecycleState, Move, PersonId,
+    Profile, ProvisioningAudit, Rehire, SourceSystem, Terminate, TimeZone, WorkerAttributes,
 };
 
 use crate::error::{DecodeError, EncodeError};
@@ -23,87 +23,69 @@ fn time_zone(s: String) -> Result<TimeZone, hrsync_domain::DomainError> {
 
 // ---- WorkerAttributes ---------------------------------------------------
 
-pub(crate) fn employment_type_index(t: EmploymentType) -> usize {
+/// The index of an employment type symbol given as text (the schema's enum
+/// has the symbols in [`EmploymentType::ALL`] order).
+pub(crate) fn employment_type_index(text: Option<&str>) -> usize {
     EmploymentType::ALL
         .iter()
-        .position(|x| *x == t)
+        .position(|t| Some(t.as_str()) == text)
         .unwrap_or_default()
 }
 
+/// The value of one standard attribute.
+fn attribute_to_value(attribute: &Attribute, a: &WorkerAttributes) -> Value {
+    let text = a.text(attribute);
+    match attribute.value_type() {
+        AttributeType::Text => string(text.unwrap_or_default()),
+        AttributeType::OptionalText => opt_string(text),
+        AttributeType::EmploymentType => {
+            symbol(employment_type_index(text), text.unwrap_or_default())
+        }
+    }
+}
+
+/// `WorkerAttributes`: the standard attributes in canonical order (the
+/// schema's field order; a test checks it), then `custom`.
 pub(crate) fn worker_attributes_to_value(a: &WorkerAttributes) -> Value {
-    Value::Record(vec![
-        ("given_name".into(), string(&a.given_name)),
-        ("family_name".into(), string(&a.family_name)),
-        (
-            "preferred_name".into(),
-            opt_string(a.preferred_name.as_deref()),
-        ),
-        ("display_name".into(), opt_string(a.display_name.as_deref())),
-        ("work_email".into(), opt_string(a.work_email.as_deref())),
-        (
-            "personal_email".into(),
-            opt_string(a.personal_email.as_deref()),
-        ),
-        ("phone".into(), opt_string(a.phone.as_deref())),
-        ("title".into(), opt_string(a.title.as_deref())),
-        ("department".into(), opt_string(a.department.as_deref())),
-        (
-            "manager_id".into(),
-            opt_string(a.manager_id.as_ref().map(EmployeeId::as_str)),
-        ),
-        ("location".into(), opt_string(a.location.as_deref())),
-        ("cost_center".into(), opt_string(a.cost_center.as_deref())),
-        (
-            "employment_type".into(),
-            symbol(
-                employment_type_index(a.employment_type),
-                a.employment_type.as_str(),
-            ),
-        ),
-        (
-            "custom".into(),
-            Value::Map(
-                a.custom
-                    .iter()
-                    .map(|(k, v)| (k.clone(), string(v)))
-                    .collect(),
-            ),
-        ),
-    ])
+    let standard = Attribute::STANDARD
+        .iter()
+        .zip(Attribute::STANDARD_NAMES)
+        .map(|(attribute, name)| (name.to_owned(), attribute_to_value(attribute, a)));
+    let custom = Value::Map(
+        a.custom
+            .iter()
+            .map(|(k, v)| (k.clone(), string(v)))
+            .collect(),
+    );
+    Value::Record(
+        standard
+            .chain(std::iter::once(("custom".to_owned(), custom)))
+            .collect(),
+    )
 }
 
 pub(crate) fn worker_attributes_from_value(mut r: Record) -> Result<WorkerAttributes, DecodeError> {
-    let manager_path = r.path("manager_id");
+    let mut attributes = WorkerAttributes::blank();
+    for (attribute, name) in Attribute::STANDARD.iter().zip(Attribute::STANDARD_NAMES) {
+        let value = match attribute.value_type() {
+            AttributeType::Text => AttributeValue::Text(Some(r.string(name)?)),
+            AttributeType::OptionalText => AttributeValue::Text(r.opt_string(name)?),
+            AttributeType::EmploymentType => AttributeValue::Text(Some(r.symbol(name)?)),
+        };
+        attributes
+            .set(attribute, value)
+            .map_err(invalid(&r.path(name)))?;
+    }
     let custom_path = r.path("custom");
-    let employment_type_path = r.path("employment_type");
-    Ok(WorkerAttributes {
-        given_name: r.string("given_name")?,
-        family_name: r.string("family_name")?,
-        preferred_name: r.opt_string("preferred_name")?,
-        display_name: r.opt_string("display_name")?,
-        work_email: r.opt_string("work_email")?,
-        personal_email: r.opt_string("personal_email")?,
-        phone: r.opt_string("phone")?,
-        title: r.opt_string("title")?,
-        department: r.opt_string("department")?,
-        manager_id: r
-            .opt_string("manager_id")?
-            .map(EmployeeId::new)
-            .transpose()
-            .map_err(invalid(&manager_path))?,
-        location: r.opt_string("location")?,
-        cost_center: r.opt_string("cost_center")?,
-        employment_type: EmploymentType::parse(&r.symbol("employment_type")?)
-            .map_err(invalid(&employment_type_path))?,
-        custom: r
-            .map("custom")?
-            .into_iter()
-            .map(|(k, v)| {
-                let path = format!("{custom_path}[{k:?}]");
-                Ok((k, as_string(&path, v)?))
-            })
-            .collect::<Result<_, DecodeError>>()?,
-    })
+    attributes.custom = r
+        .map("custom")?
+        .into_iter()
+        .map(|(k, v)| {
+            let path = format!("{custom_path}[{k:?}]");
+            Ok((k, as_string(&path, v)?))
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(attributes)
 }
 
 // ---- LifecycleEvent -----------------------------------------------------

@@ -16,6 +16,48 @@ use apache_avro::schema::{Name, RecordSchema, Schema, UnionSchema};
 use apache_avro::types::Value;
 use serde_json::Value as Json;
 
+/// Why data written with one schema cannot be read with another: the schemas
+/// are incompatible (a release broke the evolution rule in
+/// `schemas/README.md`) or the datum does not match its writer schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResolveError {
+    /// A named type used but never defined.
+    #[error("reference to undefined type {name}")]
+    UndefinedType { name: String },
+    /// The writer's schema is a union, the datum is not.
+    #[error("union value expected")]
+    UnionExpected,
+    /// A union branch index beyond the writer's union.
+    #[error("union index {index} out of range")]
+    UnionIndex { index: u32 },
+    /// A symbol the reader's enum lacks, without an enum default.
+    #[error("symbol {symbol} is not in enum {enum_name} and it has no default")]
+    UnknownSymbol { symbol: String, enum_name: String },
+    /// A writer field absent from the datum.
+    #[error("field {field} missing from the data")]
+    MissingField { field: String },
+    /// A reader field the writer lacks, without a default.
+    #[error("field {record}.{field} is not in the writer's schema and has no default")]
+    NoDefault { record: String, field: String },
+    /// No reader union branch accepts the writer's type.
+    #[error("no branch of the reader's union matches the writer's type")]
+    NoMatchingBranch,
+    /// An enum default that is not one of the enum's symbols.
+    #[error("default symbol {symbol} is not in the enum")]
+    DefaultSymbol { symbol: String },
+    /// Bytes read as a string that are not UTF-8.
+    #[error("bytes are not valid UTF-8")]
+    NotUtf8,
+    /// A value the reader's type cannot hold, even by promotion.
+    #[error("cannot read {value} as {reader}")]
+    Incompatible { value: String, reader: String },
+    /// A field default that does not fit its field's type.
+    #[error("default {default} does not match {schema}")]
+    BadDefault { default: String, schema: String },
+}
+
+type Result<T, E = ResolveError> = std::result::Result<T, E>;
+
 /// The named types of a schema, by full name, so `Schema::Ref`s can be
 /// followed.
 #[derive(Debug, Default)]
@@ -53,12 +95,12 @@ impl Names {
         }
     }
 
-    fn deref<'a>(&'a self, schema: &'a Schema) -> Result<&'a Schema, String> {
+    fn deref<'a>(&'a self, schema: &'a Schema) -> Result<&'a Schema> {
         match schema {
             Schema::Ref { name } => self
                 .0
                 .get(&full(name))
-                .ok_or_else(|| format!("reference to undefined type {}", full(name))),
+                .ok_or_else(|| ResolveError::UndefinedType { name: full(name) }),
             other => Ok(other),
         }
     }
@@ -77,7 +119,7 @@ pub(crate) struct Pair<'a> {
 ///
 /// # Errors
 /// Why the data cannot be read with the reader schema.
-pub(crate) fn resolve(value: Value, pair: Pair<'_>) -> Result<Value, String> {
+pub(crate) fn resolve(value: Value, pair: Pair<'_>) -> Result<Value> {
     let w = pair.writer_names.deref(pair.writer)?;
     let r = pair.reader_names.deref(pair.reader)?;
     let at = |writer, reader| Pair {
@@ -89,12 +131,12 @@ pub(crate) fn resolve(value: Value, pair: Pair<'_>) -> Result<Value, String> {
     // The writer's union branch is in the data.
     if let Schema::Union(wu) = w {
         let Value::Union(i, inner) = value else {
-            return Err("union value expected".into());
+            return Err(ResolveError::UnionExpected);
         };
         let branch = wu
             .variants()
             .get(i as usize)
-            .ok_or_else(|| format!("union index {i} out of range"))?;
+            .ok_or(ResolveError::UnionIndex { index: i })?;
         return resolve(*inner, at(branch, r));
     }
     if let Schema::Union(ru) = r {
@@ -114,10 +156,10 @@ pub(crate) fn resolve(value: Value, pair: Pair<'_>) -> Result<Value, String> {
                 Some(i) => Ok(Value::Enum(i as u32, symbol)),
                 None => match &re.default {
                     Some(d) => enum_value(&re.symbols, d),
-                    None => Err(format!(
-                        "symbol {symbol} is not in enum {} and it has no default",
-                        full(&re.name)
-                    )),
+                    None => Err(ResolveError::UnknownSymbol {
+                        symbol,
+                        enum_name: full(&re.name),
+                    }),
                 },
             }
         }
@@ -129,7 +171,7 @@ pub(crate) fn resolve(value: Value, pair: Pair<'_>) -> Result<Value, String> {
         (Schema::Map(wm), Schema::Map(rm), Value::Map(entries)) => entries
             .into_iter()
             .map(|(k, v)| Ok((k, resolve(v, at(&wm.types, &rm.types))?)))
-            .collect::<Result<_, String>>()
+            .collect::<Result<_>>()
             .map(Value::Map),
         (Schema::Fixed(wf), Schema::Fixed(rf), v @ Value::Fixed(..)) if wf.size == rf.size => Ok(v),
         (_, r, v) => primitive(v, r),
@@ -141,7 +183,7 @@ fn record(
     rr: &RecordSchema,
     mut fields: Vec<(String, Value)>,
     pair: Pair<'_>,
-) -> Result<Value, String> {
+) -> Result<Value> {
     let mut out = Vec::with_capacity(rr.fields.len());
     for rf in &rr.fields {
         let aliases = rf.aliases.as_deref().unwrap_or_default();
@@ -154,7 +196,9 @@ fn record(
                 let pos = fields
                     .iter()
                     .position(|(n, _)| *n == wf.name)
-                    .ok_or_else(|| format!("field {} missing from the data", wf.name))?;
+                    .ok_or_else(|| ResolveError::MissingField {
+                        field: wf.name.clone(),
+                    })?;
                 let (_, v) = fields.swap_remove(pos);
                 resolve(
                     v,
@@ -166,12 +210,9 @@ fn record(
                 )?
             }
             None => {
-                let default = rf.default.as_ref().ok_or_else(|| {
-                    format!(
-                        "field {}.{} is not in the writer's schema and has no default",
-                        full(&rr.name),
-                        rf.name
-                    )
+                let default = rf.default.as_ref().ok_or_else(|| ResolveError::NoDefault {
+                    record: full(&rr.name),
+                    field: rf.name.clone(),
                 })?;
                 from_default(default, &rf.schema, pair.reader_names)?
             }
@@ -218,11 +259,7 @@ fn matches(w: &Schema, r: &Schema) -> Option<Match> {
     }
 }
 
-fn pick_branch<'a>(
-    w: &Schema,
-    ru: &'a UnionSchema,
-    pair: Pair<'a>,
-) -> Result<(usize, &'a Schema), String> {
+fn pick_branch<'a>(w: &Schema, ru: &'a UnionSchema, pair: Pair<'a>) -> Result<(usize, &'a Schema)> {
     let mut best: Option<(Match, usize, &Schema)> = None;
     for (j, branch) in ru.variants().iter().enumerate() {
         let branch = pair.reader_names.deref(branch)?;
@@ -233,20 +270,22 @@ fn pick_branch<'a>(
         }
     }
     best.map(|(_, j, b)| (j, b))
-        .ok_or_else(|| "no branch of the reader's union matches the writer's type".into())
+        .ok_or(ResolveError::NoMatchingBranch)
 }
 
-fn enum_value(symbols: &[String], symbol: &str) -> Result<Value, String> {
+fn enum_value(symbols: &[String], symbol: &str) -> Result<Value> {
     symbols
         .iter()
         .position(|s| s == symbol)
         .map(|i| Value::Enum(i as u32, symbol.to_owned()))
-        .ok_or_else(|| format!("default symbol {symbol} is not in the enum"))
+        .ok_or_else(|| ResolveError::DefaultSymbol {
+            symbol: symbol.to_owned(),
+        })
 }
 
 /// Converts a primitive (or logical) value to the reader's primitive type,
 /// applying the promotions the specification allows.
-fn primitive(value: Value, r: &Schema) -> Result<Value, String> {
+fn primitive(value: Value, r: &Schema) -> Result<Value> {
     use Schema as S;
     use Value as V;
     Ok(match (value, r) {
@@ -267,20 +306,28 @@ fn primitive(value: Value, r: &Schema) -> Result<Value, String> {
         (V::Double(d), S::Double) => V::Double(d),
         (V::String(s), S::String) => V::String(s),
         (V::Bytes(b), S::String) => {
-            V::String(String::from_utf8(b).map_err(|_| "bytes are not valid UTF-8".to_owned())?)
+            V::String(String::from_utf8(b).map_err(|_| ResolveError::NotUtf8)?)
         }
         (V::String(s), S::Bytes) => V::Bytes(s.into_bytes()),
         (V::Bytes(b), S::Bytes) => V::Bytes(b),
-        (v, r) => return Err(format!("cannot read {v:?} as {r:?}")),
+        (v, r) => {
+            return Err(ResolveError::Incompatible {
+                value: format!("{v:?}"),
+                reader: format!("{r:?}"),
+            })
+        }
     })
 }
 
 /// The value of a field default (JSON, as in the schema) for the reader's
 /// field schema.
-fn from_default(json: &Json, schema: &Schema, names: &Names) -> Result<Value, String> {
+fn from_default(json: &Json, schema: &Schema, names: &Names) -> Result<Value> {
     use Schema as S;
     let schema = names.deref(schema)?;
-    let bad = || format!("default {json} does not match {schema:?}");
+    let bad = || ResolveError::BadDefault {
+        default: json.to_string(),
+        schema: format!("{schema:?}"),
+    };
     Ok(match (schema, json) {
         (S::Null, Json::Null) => Value::Null,
         (S::Boolean, Json::Bool(b)) => Value::Boolean(*b),
@@ -309,7 +356,7 @@ fn from_default(json: &Json, schema: &Schema, names: &Names) -> Result<Value, St
             entries
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), from_default(v, &m.types, names)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_>>()?,
         ),
         (S::Record(r), Json::Object(entries)) => Value::Record(
             r.fields
@@ -321,7 +368,7 @@ fn from_default(json: &Json, schema: &Schema, names: &Names) -> Result<Value, St
                         .ok_or_else(bad)?;
                     Ok((f.name.clone(), from_default(v, &f.schema, names)?))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_>>()?,
         ),
         // A union's default is for one of its branches; the first that
         // accepts it (the specification says the first branch).
@@ -344,7 +391,7 @@ mod tests {
     use super::*;
     use apache_avro::{from_avro_datum, to_avro_datum};
 
-    fn resolve_datum(writer: &str, reader: &str, value: Value) -> Result<Value, String> {
+    fn resolve_datum(writer: &str, reader: &str, value: Value) -> Result<Value> {
         let w = Schema::parse_str(writer).unwrap();
         let r = Schema::parse_str(reader).unwrap();
         let bytes = to_avro_datum(&w, value).unwrap();
@@ -442,8 +489,14 @@ mod tests {
         let w = r#"{"type":"record","name":"R","fields":[{"name":"e","type":{"type":"enum","name":"E","symbols":["A","NEW"]}}]}"#;
         let r = r#"{"type":"record","name":"R","fields":[{"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}},{"name":"req","type":"string"}]}"#;
         let v = Value::Record(vec![("e".into(), Value::Enum(1, "NEW".into()))]);
-        assert!(resolve_datum(w, r, v).unwrap_err().contains("NEW"));
+        assert!(resolve_datum(w, r, v)
+            .unwrap_err()
+            .to_string()
+            .contains("NEW"));
         let v = Value::Record(vec![("e".into(), Value::Enum(0, "A".into()))]);
-        assert!(resolve_datum(w, r, v).unwrap_err().contains("no default"));
+        assert!(resolve_datum(w, r, v)
+            .unwrap_err()
+            .to_string()
+            .contains("no default"));
     }
 }

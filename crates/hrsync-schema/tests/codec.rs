@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use apache_avro::types::Value;
 use apache_avro::{from_avro_datum, to_avro_datum};
 use hrsync_domain::{
-    AppAssignment, Attribute, AttributeChange, AuditOperation, AuditOutcome, DirectoryChange,
-    EmployeeId, EmploymentType, EventId, Hire, LeaveEnded, LeaveStarted, LifecycleEvent,
-    LifecyclePayload, LifecycleState, Move, NaiveDate, PersonId, Profile, ProvisioningAudit,
-    Rehire, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
+    AppAssignment, Attribute, AttributeChange, AttributeType, AttributeValue, AuditOperation,
+    AuditOutcome, DirectoryChange, EmployeeId, EmploymentType, EventId, Hire, LeaveEnded,
+    LeaveStarted, LifecycleEvent, LifecyclePayload, LifecycleState, Move, NaiveDate, PersonId,
+    Profile, ProvisioningAudit, Rehire, SourceSystem, Terminate, TimeZone, Timestamp,
+    WorkerAttributes,
 };
 use hrsync_schema::{
     decode_audit, decode_directory_change, decode_lifecycle, encode_audit, encode_directory_change,
@@ -25,26 +26,30 @@ fn minimal_attributes() -> WorkerAttributes {
     WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee)
 }
 
+/// Every attribute set (one the list gains is set to a sample value).
 fn full_attributes() -> WorkerAttributes {
-    WorkerAttributes {
-        given_name: "Grace".into(),
-        family_name: "Hopper".into(),
-        preferred_name: Some("Amazing Grace".into()),
-        display_name: Some("Grace B. Hopper".into()),
-        work_email: Some("grace@example.com".into()),
-        personal_email: Some("grace@home.example".into()),
-        phone: Some("+1 555 0100".into()),
-        title: Some("Rear Admiral".into()),
-        department: Some("Navy".into()),
-        manager_id: Some(EmployeeId::new("E0001").unwrap()),
-        location: Some("Arlington".into()),
-        cost_center: Some("CC-42".into()),
-        employment_type: EmploymentType::Contractor,
-        custom: BTreeMap::from([
-            ("badge".to_owned(), "1906".to_owned()),
-            ("ünïcode".to_owned(), "✓".to_owned()),
-        ]),
+    let mut a = WorkerAttributes::new("Grace", "Hopper", EmploymentType::Contractor);
+    a.preferred_name = Some("Amazing Grace".into());
+    a.display_name = Some("Grace B. Hopper".into());
+    a.work_email = Some("grace@example.com".into());
+    a.personal_email = Some("grace@home.example".into());
+    a.phone = Some("+1 555 0100".into());
+    a.title = Some("Rear Admiral".into());
+    a.department = Some("Navy".into());
+    a.manager_id = Some(EmployeeId::new("E0001").unwrap());
+    a.location = Some("Arlington".into());
+    a.cost_center = Some("CC-42".into());
+    for attribute in Attribute::STANDARD {
+        if a.text(&attribute).is_none() {
+            let value = AttributeValue::Text(Some(format!("{attribute} value")));
+            a.set(&attribute, value).unwrap();
+        }
     }
+    a.custom = BTreeMap::from([
+        ("badge".to_owned(), "1906".to_owned()),
+        ("ünïcode".to_owned(), "✓".to_owned()),
+    ]);
+    a
 }
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -623,34 +628,30 @@ fn naive_date() -> impl Strategy<Value = NaiveDate> {
 prop_compose! {
     fn attributes()(
         names in (text(), text()),
-        opts in proptest::collection::vec(opt_text(), 10),
+        opts in proptest::collection::vec(opt_text(), Attribute::STANDARD.len()),
         manager in proptest::option::of(id()),
         et in 0usize..3,
         custom in proptest::collection::btree_map(text(), text(), 0..4),
     ) -> WorkerAttributes {
-        WorkerAttributes {
-            given_name: names.0,
-            family_name: names.1,
-            preferred_name: opts[0].clone(),
-            display_name: opts[1].clone(),
-            work_email: opts[2].clone(),
-            personal_email: opts[3].clone(),
-            phone: opts[4].clone(),
-            title: opts[5].clone(),
-            department: opts[6].clone(),
-            location: opts[7].clone(),
-            cost_center: opts[8].clone(),
-            manager_id: manager.map(|m| EmployeeId::new(m).unwrap()),
-            employment_type: EmploymentType::ALL[et],
-            custom,
+        let mut a = WorkerAttributes::new(names.0, names.1, EmploymentType::ALL[et]);
+        // Free text for every optional attribute but `manager_id`, an id.
+        for (attribute, value) in Attribute::STANDARD.iter().zip(opts) {
+            if attribute.value_type() == AttributeType::OptionalText
+                && *attribute != Attribute::ManagerId
+            {
+                a.set(attribute, AttributeValue::Text(value)).unwrap();
+            }
         }
+        a.manager_id = manager.map(|m| EmployeeId::new(m).unwrap());
+        a.custom = custom;
+        a
     }
 }
 
 fn change() -> impl Strategy<Value = AttributeChange> {
     (
         prop_oneof![
-            (0usize..13).prop_map(|i| Attribute::STANDARD[i].clone()),
+            (0..Attribute::STANDARD.len()).prop_map(|i| Attribute::STANDARD[i].clone()),
             id().prop_map(Attribute::Custom),
         ],
         opt_text(),

@@ -44,5 +44,5 @@ mod schema;
 mod store;
 
 pub use api::{router, AppState, Options};
-pub use oauth::{ClientCredential, ClientPublicKey, OAuthClient, MAX_ASSERTION_LIFETIME};
+pub use oauth::{ClientCredential, ClientPublicKey, KeyError, OAuthClient, MAX_ASSERTION_LIFETIME};
 pub use quirks::{Quirk, UnknownQuirk};

@@ -81,18 +81,79 @@ impl std::fmt::Debug for ClientPublicKey {
     }
 }
 
+/// Why a client's public key file cannot be used: give a PEM public key
+/// (`openssl pkey -pubout`) of an RSA or EC P-256/P-384 key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not a PEM public key (perhaps the private key).
+    #[error("not a PEM public key (`-----BEGIN PUBLIC KEY-----`)")]
+    NotPublic,
+    /// A PEM public key of another kind.
+    #[error("not a PEM RSA or EC public key")]
+    Unsupported,
+}
+
+/// Why the token endpoint refuses a client's authentication: the
+/// `error_description` of its `invalid_client` answer, for the client's
+/// developer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ClientAuthError {
+    #[error("this client authenticates with its secret, not an assertion")]
+    AssertionNotExpected,
+    #[error("unknown client or wrong secret")]
+    WrongSecret,
+    #[error("this client authenticates with private_key_jwt only")]
+    SecretNotExpected,
+    #[error("this client authenticates with private_key_jwt: send client_assertion_type={JWT_BEARER} and client_assertion")]
+    NoAssertionType,
+    #[error("client_assertion is missing")]
+    NoAssertion,
+    #[error("unknown client")]
+    UnknownClient,
+    #[error("the client assertion is not a signed JWT")]
+    NotAJwt,
+    #[error("the client assertion's alg {0:?} does not fit the client's registered key")]
+    AlgorithmNotRegistered(jsonwebtoken::Algorithm),
+    #[error("the client assertion's signature does not verify with the client's registered key")]
+    BadSignature,
+    #[error("the client assertion has expired")]
+    Expired,
+    #[error("the client assertion is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the client assertion's iss is not the client id")]
+    WrongIssuer,
+    #[error("the client assertion's sub is not the client id")]
+    WrongSubject,
+    #[error("the client assertion's aud is not this token endpoint ({expected})")]
+    WrongAudience { expected: String },
+    #[error("the client assertion has no {0} claim")]
+    MissingClaim(String),
+    #[error("the client assertion's {0} claim is malformed")]
+    MalformedClaim(String),
+    #[error("the client assertion's alg does not fit the client's registered key")]
+    AlgorithmMismatch,
+    #[error("the client assertion is not a valid signed JWT")]
+    InvalidJwt,
+    #[error("the client assertion is valid too long: exp at most {} s from now", MAX_ASSERTION_LIFETIME.as_secs())]
+    TooLong,
+    #[error("the client assertion has no jti")]
+    NoJti,
+    #[error("the client assertion's jti was used before (a replay)")]
+    Replay,
+}
+
 impl ClientPublicKey {
     /// The public key in `pem`: an RSA (`PUBLIC KEY` or `RSA PUBLIC KEY`)
     /// or EC P-256/P-384 (`PUBLIC KEY`) key.
     ///
     /// # Errors
-    /// A PEM that holds no RSA or EC public key.
-    pub fn from_pem(pem: &str) -> Result<Self, String> {
+    /// [`KeyError`] for a PEM that holds no RSA or EC public key.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         // The library reads a private RSA key as if public: refuse it here.
         if !(pem.contains("-----BEGIN PUBLIC KEY-----")
             || pem.contains("-----BEGIN RSA PUBLIC KEY-----"))
         {
-            return Err("not a PEM public key (`-----BEGIN PUBLIC KEY-----`)".to_owned());
+            return Err(KeyError::NotPublic);
         }
         if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
             return Ok(ClientPublicKey {
@@ -106,7 +167,7 @@ impl ClientPublicKey {
                 family: AlgorithmFamily::Ec,
             });
         }
-        Err("not a PEM RSA or EC public key".to_owned())
+        Err(KeyError::Unsupported)
     }
 }
 
@@ -190,7 +251,7 @@ pub(crate) async fn token(
     let authenticated = match &client.credential {
         ClientCredential::Secret(expected) => {
             if request.client_assertion.is_some() {
-                Err("this client authenticates with its secret, not an assertion".to_owned())
+                Err(ClientAuthError::AssertionNotExpected)
             } else {
                 let (id, secret) = match basic(&headers) {
                     Some(pair) => pair,
@@ -202,7 +263,7 @@ pub(crate) async fn token(
                 if constant_eq(&id, &client.client_id) & constant_eq(&secret, expected) {
                     Ok(())
                 } else {
-                    Err("unknown client or wrong secret".to_owned())
+                    Err(ClientAuthError::WrongSecret)
                 }
             }
         }
@@ -212,8 +273,12 @@ pub(crate) async fn token(
             check_assertion(&state, client, key, &request, &headers, &audiences)
         }
     };
-    if let Err(description) = authenticated {
-        return error(StatusCode::UNAUTHORIZED, "invalid_client", &description);
+    if let Err(refused) = authenticated {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            &refused.to_string(),
+        );
     }
     let token = format!(
         "{}{}",
@@ -248,34 +313,28 @@ fn check_assertion(
     request: &TokenRequest,
     headers: &HeaderMap,
     audiences: &[String],
-) -> Result<(), String> {
+) -> Result<(), ClientAuthError> {
     if headers.contains_key(header::AUTHORIZATION) || request.client_secret.is_some() {
         // RFC 6749 section 2.3: one authentication method per request.
-        return Err("this client authenticates with private_key_jwt only".to_owned());
+        return Err(ClientAuthError::SecretNotExpected);
     }
     if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
-        return Err(format!(
-            "this client authenticates with private_key_jwt: send client_assertion_type={JWT_BEARER} and client_assertion"
-        ));
+        return Err(ClientAuthError::NoAssertionType);
     }
     let Some(assertion) = request.client_assertion.as_deref() else {
-        return Err("client_assertion is missing".to_owned());
+        return Err(ClientAuthError::NoAssertion);
     };
     if request
         .client_id
         .as_deref()
         .is_some_and(|id| id != client.client_id)
     {
-        return Err("unknown client".to_owned());
+        return Err(ClientAuthError::UnknownClient);
     }
-    let header = jsonwebtoken::decode_header(assertion)
-        .map_err(|_| "the client assertion is not a signed JWT".to_owned())?;
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| ClientAuthError::NotAJwt)?;
     let algorithms = key.family.algorithms();
     if !algorithms.contains(&header.alg) {
-        return Err(format!(
-            "the client assertion's alg {:?} does not fit the client's registered key",
-            header.alg
-        ));
+        return Err(ClientAuthError::AlgorithmNotRegistered(header.alg));
     }
     let mut validation = Validation::new(header.alg);
     validation.algorithms = algorithms.to_vec();
@@ -289,52 +348,39 @@ fn check_assertion(
         .map_err(|e| refusal(e.kind(), audiences))?
         .claims;
     let Some(exp) = claims.exp else {
-        return Err("the client assertion has no exp claim".to_owned());
+        return Err(ClientAuthError::MissingClaim("exp".to_owned()));
     };
     let now = jsonwebtoken::get_current_timestamp();
     if exp > now + MAX_ASSERTION_LIFETIME.as_secs() + LEEWAY_SECS {
-        return Err(format!(
-            "the client assertion is valid too long: exp at most {} s from now",
-            MAX_ASSERTION_LIFETIME.as_secs()
-        ));
+        return Err(ClientAuthError::TooLong);
     }
     let Some(jti) = claims.jti.filter(|j| !j.is_empty()) else {
-        return Err("the client assertion has no jti".to_owned());
+        return Err(ClientAuthError::NoJti);
     };
     if !state
         .issued()
         .first_use(&format!("{}\n{jti}", client.client_id), exp, now)
     {
-        return Err("the client assertion's jti was used before (a replay)".to_owned());
+        return Err(ClientAuthError::Replay);
     }
     Ok(())
 }
 
 /// Why an assertion failed the library's checks, for the client.
-fn refusal(kind: &ErrorKind, audiences: &[String]) -> String {
+fn refusal(kind: &ErrorKind, audiences: &[String]) -> ClientAuthError {
     match kind {
-        ErrorKind::InvalidSignature => {
-            "the client assertion's signature does not verify with the client's registered key"
-                .to_owned()
-        }
-        ErrorKind::ExpiredSignature => "the client assertion has expired".to_owned(),
-        ErrorKind::ImmatureSignature => "the client assertion is not valid yet (nbf)".to_owned(),
-        ErrorKind::InvalidIssuer => "the client assertion's iss is not the client id".to_owned(),
-        ErrorKind::InvalidSubject => "the client assertion's sub is not the client id".to_owned(),
-        ErrorKind::InvalidAudience => format!(
-            "the client assertion's aud is not this token endpoint ({})",
-            audiences.first().map_or("", String::as_str)
-        ),
-        ErrorKind::MissingRequiredClaim(claim) => {
-            format!("the client assertion has no {claim} claim")
-        }
-        ErrorKind::InvalidClaimFormat(claim) => {
-            format!("the client assertion's {claim} claim is malformed")
-        }
-        ErrorKind::InvalidAlgorithm => {
-            "the client assertion's alg does not fit the client's registered key".to_owned()
-        }
-        _ => "the client assertion is not a valid signed JWT".to_owned(),
+        ErrorKind::InvalidSignature => ClientAuthError::BadSignature,
+        ErrorKind::ExpiredSignature => ClientAuthError::Expired,
+        ErrorKind::ImmatureSignature => ClientAuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => ClientAuthError::WrongIssuer,
+        ErrorKind::InvalidSubject => ClientAuthError::WrongSubject,
+        ErrorKind::InvalidAudience => ClientAuthError::WrongAudience {
+            expected: audiences.first().cloned().unwrap_or_default(),
+        },
+        ErrorKind::MissingRequiredClaim(claim) => ClientAuthError::MissingClaim(claim.clone()),
+        ErrorKind::InvalidClaimFormat(claim) => ClientAuthError::MalformedClaim(claim.clone()),
+        ErrorKind::InvalidAlgorithm => ClientAuthError::AlgorithmMismatch,
+        _ => ClientAuthError::InvalidJwt,
     }
 }
 

@@ -31,7 +31,7 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.kafka.validate().map_err(|e| e.to_string())?;
         self.topics.validate().map_err(|e| e.to_string())?;
-        self.ingest.validate()?;
+        self.ingest.validate().map_err(|e| e.to_string())?;
         self.projector.validate().map_err(|e| e.to_string())?;
         self.provisioner.validate().map_err(|e| e.to_string())?;
         let undeclared = self.undeclared_apps();
