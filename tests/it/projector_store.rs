@@ -432,59 +432,6 @@ async fn an_event_repeats_only_for_its_person_on_sqlite() -> anyhow::Result<()> 
     an_event_repeats_only_for_its_person(&file.url()).await
 }
 
-/// Events stored before migration 13 changed the event table's key (from
-/// the event id to the person and the event id) are kept by it: consumed
-/// again, they are repeats, and a refold still finds them.
-async fn events_stored_before_the_key_change_are_kept(url: &str) -> anyhow::Result<()> {
-    let earlier = Db::connect(url, 1).await?;
-    earlier.migrate_until(12).await?;
-    let stored = hire("E1", None);
-    let payload = hrsync_schema::encode_lifecycle(&stored)?;
-    sqlx::query(
-        "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(stored.event_id.to_string())
-    .bind("E1")
-    .bind(stored.effective_at.as_millis())
-    .bind(payload)
-    .bind(now_ms())
-    .execute(earlier.pool())
-    .await?;
-    earlier.pool().close().await;
-
-    let p = projector(url, EVERYONE).await?;
-    let outcome = apply(&p, &[stored]).await?;
-    assert_eq!((outcome.applied, outcome.duplicates), (0, 1));
-    // A move, then an older one: the older one refolds E1 from the stored
-    // events, and only the hire stored before the migration makes E1 a
-    // hired, active person in a group.
-    apply(&p, &[title_move("E1", "Lead")]).await?;
-    let older = moving(
-        "E1",
-        now_ms() - 2000,
-        AttributeChange::set(Attribute::Title, "Analyst"),
-    );
-    assert_eq!(apply(&p, &[older]).await?.applied, 1);
-    let view = p.person("E1").await?.expect("E1 is stored");
-    assert_eq!(view.recent.len(), 3);
-    assert_eq!(view.lifecycle.as_deref(), Some("ACTIVE"));
-    assert_eq!(groups(&p, "E1").await?, ["Everyone"]);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn events_stored_before_the_key_change_are_kept_on_postgres() -> anyhow::Result<()> {
-    let db = PgDatabase::fresh().await?;
-    events_stored_before_the_key_change_are_kept(db.url()).await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn events_stored_before_the_key_change_are_kept_on_sqlite() -> anyhow::Result<()> {
-    let file = SqliteFile::new()?;
-    events_stored_before_the_key_change_are_kept(&file.url()).await
-}
-
 /// Only the binary state is read: a state in any other form (the JSON of
 /// early development builds, never released) is reported as unreadable,
 /// naming the person, not taken for an empty one.

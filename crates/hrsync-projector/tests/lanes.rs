@@ -131,8 +131,8 @@ async fn rows_committed_after_the_publisher_read_are_not_deleted() -> anyhow::Re
     // The slower batch: its outbox row is numbered, not yet committed.
     let mut slower = db.pool().begin().await?;
     let early: i64 = sqlx::query_scalar(
-        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, changes) \
-         VALUES ('', $1, 0, $2, 1) RETURNING seq",
+        "INSERT INTO projector_outbox (payload, priority, created_at_ms, changes) \
+         VALUES ($1, 0, $2, 1) RETURNING seq",
     )
     .bind(pack_of_one("P-slow", b"change"))
     .bind(now.as_millis())

@@ -195,7 +195,8 @@ impl Mapping {
             let program = env
                 .compile(expression)
                 .map_err(|errors| bad(hrsync_expr::parse_reason(&errors)))?;
-            hrsync_expr::check_references(program.expression(), &env, &VARIABLES).map_err(bad)?;
+            hrsync_expr::check_references(program.expression(), &env, &VARIABLES)
+                .map_err(|e| bad(e.to_string()))?;
             entries.push(Entry {
                 key: key.clone(),
                 target,

@@ -228,31 +228,6 @@ impl Db {
         Ok(())
     }
 
-    /// Applies the migrations up to and including `version` only, as a
-    /// store of an earlier release would have them: for tests of a
-    /// migration over data written before it.
-    ///
-    /// # Errors
-    /// As [`Db::migrate`].
-    #[doc(hidden)]
-    pub async fn migrate_until(&self, version: i64) -> Result<()> {
-        let all = match self.backend {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        // (sqlx 0.8 has no "run up to"; its migrator's list is a public,
-        // if doc-hidden, field.)
-        let mut earlier = Migrator::DEFAULT;
-        earlier.migrations = all
-            .iter()
-            .filter(|m| m.version <= version)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        earlier.run(&self.pool).await?;
-        Ok(())
-    }
-
     /// Begins a write transaction that is serializable on both backends:
     /// on PostgreSQL `SERIALIZABLE` isolation, where a transaction whose
     /// reads another one changed concurrently fails (code 40001,

@@ -1373,7 +1373,7 @@ fn offline_profile(plan: &Plan, rules: &RulesConfig) -> anyhow::Result<Offline> 
     }
     rows.push((
         format!(
-            "person state to JSON and back (avg {} bytes; the stored form before migration 14)",
+            "person state to JSON and back (avg {} bytes; for comparison with the binary form)",
             json_len / states.len().max(1)
         ),
         per(started, states.len()),

@@ -113,11 +113,9 @@ async fn insert(tx: &mut super::Tx, pack: Pack, now_ms: i64) -> Result<Vec<Outbo
     } else {
         0
     };
-    // (`person_id` is a column every row must fill; a pack names its
-    // persons in its payload.)
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO projector_outbox (person_id, payload, priority, created_at_ms, changes) \
-         VALUES ('', $1, $2, $3, $4) RETURNING seq",
+        "INSERT INTO projector_outbox (payload, priority, created_at_ms, changes) \
+         VALUES ($1, $2, $3, $4) RETURNING seq",
     )
     .bind(pack.payload)
     .bind(priority)
