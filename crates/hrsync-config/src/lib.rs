@@ -44,17 +44,21 @@ pub enum Error {
     /// The values parse, but contradict each other (checked by the caller's
     /// [`Validate`] implementation).
     #[error("invalid configuration: {0}")]
-    Inconsistent(String),
+    Inconsistent(Inconsistency),
 }
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a configuration is not usable as a whole: the error of the section
+/// that found it, whose message names the offending keys.
+pub type Inconsistency = Box<dyn std::error::Error + Send + Sync>;
+
 /// Cross-field checks that run once the layers are merged.
 pub trait Validate {
-    /// Returns a message naming the offending keys when the config is not
+    /// Returns an error naming the offending keys when the config is not
     /// usable as a whole.
-    fn validate(&self) -> Result<(), String>;
+    fn validate(&self) -> Result<(), Inconsistency>;
 }
 
 /// Loads `T` from its defaults, then `file` (if any), then `HRSYNC_*`
@@ -214,7 +218,7 @@ mod tests {
     }
 
     impl Validate for Sample {
-        fn validate(&self) -> Result<(), String> {
+        fn validate(&self) -> Result<(), Inconsistency> {
             if self.inner.port == 0 {
                 return Err("inner.port must not be 0".into());
             }

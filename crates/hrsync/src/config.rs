@@ -1,7 +1,7 @@
 //! The one typed configuration of an hrsync process.
 
 use hrsync_bus::{KafkaConfig, TopicsConfig};
-use hrsync_config::Validate;
+use hrsync_config::{Inconsistency, Validate};
 use hrsync_ingest::config::IngestConfig;
 use hrsync_projector::config::ProjectorConfig;
 use hrsync_provisioner::config::ProvisionerConfig;
@@ -28,30 +28,44 @@ pub(crate) struct Config {
 }
 
 impl Validate for Config {
-    fn validate(&self) -> Result<(), String> {
-        self.kafka.validate().map_err(|e| e.to_string())?;
-        self.topics.validate().map_err(|e| e.to_string())?;
-        self.ingest.validate().map_err(|e| e.to_string())?;
-        self.projector.validate().map_err(|e| e.to_string())?;
-        self.provisioner.validate().map_err(|e| e.to_string())?;
+    fn validate(&self) -> Result<(), Inconsistency> {
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        self.ingest.validate()?;
+        self.projector.validate()?;
+        self.provisioner.validate()?;
         let undeclared = self.undeclared_apps();
         if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
-            let declared: Vec<&str> = self
-                .provisioner
-                .apps
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect();
-            let named: Vec<String> = undeclared.iter().map(Reference::to_string).collect();
-            return Err(format!(
-                "{}, which [[provisioner.apps]] does not declare (declared: {}): declare it, \
-                 or correct the name",
-                named.join("; "),
-                declared.join(", ")
-            ));
+            return Err(Box::new(UndeclaredApps {
+                named: undeclared,
+                declared: self
+                    .provisioner
+                    .apps
+                    .iter()
+                    .map(|a| a.name.clone())
+                    .collect(),
+            }));
         }
         Ok(())
     }
+}
+
+/// Apps named by the rules or the pre-hire windows that `[[provisioner.apps]]`
+/// does not declare.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}, which [[provisioner.apps]] does not declare (declared: {}): declare it, or correct the name",
+    list(named),
+    declared.join(", ")
+)]
+pub(crate) struct UndeclaredApps {
+    named: Vec<Reference>,
+    declared: Vec<String>,
+}
+
+fn list(references: &[Reference]) -> String {
+    let named: Vec<String> = references.iter().map(Reference::to_string).collect();
+    named.join("; ")
 }
 
 /// A name one section of the configuration uses for an app or a source

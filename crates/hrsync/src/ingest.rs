@@ -71,16 +71,8 @@ pub(crate) async fn serve(
         .context("ingest.push.token is not set; the push API needs a bearer token")?
         .expose()
         .context("ingest.push.token")?;
-    let db = crate::open_store(
-        &config.ingest.database_url,
-        config.ingest.max_connections,
-        "ingest",
-    )
-    .await?;
-    let specs = config.topics.specs(&config.kafka);
-    hrsync_bus::ensure_topics(&config.kafka, &specs)
-        .await
-        .context("creating topics")?;
+    let db = ingest_db(config).await?;
+    crate::ensure_topics(config).await?;
     let service = hrsync_ingest::push::PushService {
         store: IngestStore::new(db),
         producer: hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?,
@@ -130,13 +122,18 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-async fn importer(config: &Config) -> anyhow::Result<Importer> {
-    let db = crate::open_store(
+/// The ingest store, migrated.
+async fn ingest_db(config: &Config) -> anyhow::Result<hrsync_store::Db> {
+    crate::open_store(
         &config.ingest.database_url,
         config.ingest.max_connections,
         "ingest",
     )
-    .await?;
+    .await
+}
+
+async fn importer(config: &Config) -> anyhow::Result<Importer> {
+    let db = ingest_db(config).await?;
     let producer = hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?;
     Ok(Importer::new(
         IngestStore::new(db),
@@ -209,23 +206,13 @@ async fn import(
     let file_name = file.display().to_string();
     let result = if options.dry_run {
         // A dry run reads the store only: it works without a broker.
-        let store = IngestStore::new(
-            crate::open_store(
-                &config.ingest.database_url,
-                config.ingest.max_connections,
-                "ingest",
-            )
-            .await?,
-        );
+        let store = IngestStore::new(ingest_db(config).await?);
         hrsync_ingest::import::dry_run(&store, source, &file_name, &bytes, chrono::Utc::now())
             .await
             .map(ImportReport::DryRun)
     } else {
         let importer = importer(config).await?;
-        let specs = config.topics.specs(&config.kafka);
-        hrsync_bus::ensure_topics(&config.kafka, &specs)
-            .await
-            .context("creating topics")?;
+        crate::ensure_topics(config).await?;
         importer
             .import(source, &file_name, &bytes, options, chrono::Utc::now())
             .await

@@ -240,6 +240,15 @@ pub(crate) async fn open_store(
     Ok(db)
 }
 
+/// Creates every hrsync topic that does not exist yet (brokers may not
+/// create them on their own).
+pub(crate) async fn ensure_topics(config: &Config) -> anyhow::Result<()> {
+    let specs = config.topics.specs(&config.kafka);
+    hrsync_bus::ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -49,10 +49,7 @@ async fn projector(config: &Config) -> anyhow::Result<Projector> {
 /// Creates the missing topics, then checks that the lifecycle topics keep
 /// every record (stopping here if not, unless the config allows it).
 async fn prepare_topics(config: &Config) -> anyhow::Result<()> {
-    let specs = config.topics.specs(&config.kafka);
-    hrsync_bus::ensure_topics(&config.kafka, &specs)
-        .await
-        .context("creating topics")?;
+    crate::ensure_topics(config).await?;
     hrsync_bus::check_lifecycle_retention(&config.kafka, &config.topics).await?;
     Ok(())
 }

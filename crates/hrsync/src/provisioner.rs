@@ -84,10 +84,7 @@ async fn provisioner(config: &Config) -> anyhow::Result<Provisioner> {
         "provisioner",
     )
     .await?;
-    let specs = config.topics.specs(&config.kafka);
-    hrsync_bus::ensure_topics(&config.kafka, &specs)
-        .await
-        .context("creating topics")?;
+    crate::ensure_topics(config).await?;
     let producer = hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?;
     let renames = config
         .projector

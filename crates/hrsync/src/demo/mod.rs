@@ -113,9 +113,7 @@ async fn demo(tansu: &Path, interrupted: &CancellationToken) -> anyhow::Result<(
     ];
     let config = config(&broker, dir.path(), &apps)?;
     let hr = introduce(&config, &apps)?;
-    hrsync_bus::ensure_topics(&config.kafka, &config.topics.specs(&config.kafka))
-        .await
-        .context("creating the topics")?;
+    crate::ensure_topics(&config).await?;
 
     let shutdown = CancellationToken::new();
     let ready = Ready::new(&[Role::All], hrsync_telemetry::Readiness::default());
