@@ -223,13 +223,7 @@ pub async fn log_start_offsets(config: &KafkaConfig, topic: &str) -> Result<Vec<
     // librdkafka's metadata and watermark calls block: off the runtime.
     tokio::task::spawn_blocking(move || {
         let client = admin.inner();
-        let metadata = client.fetch_metadata(Some(&topic), TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let partitions = crate::topics::partition_ids(client, &topic, TIMEOUT)?;
         if partitions.is_empty() {
             return Err(Error::UnknownTopic(topic));
         }

@@ -207,11 +207,8 @@ impl Observer {
     fn view(&self) -> Result<GroupView> {
         let mut list = TopicPartitionList::new();
         for topic in &self.topics {
-            let metadata = self.client.fetch_metadata(Some(topic), OBSERVE_TIMEOUT)?;
-            for t in metadata.topics() {
-                for p in t.partitions() {
-                    list.add_partition(t.name(), p.id());
-                }
+            for id in crate::topics::partition_ids(self.client.client(), topic, OBSERVE_TIMEOUT)? {
+                list.add_partition(topic, id);
             }
         }
         let committed = self.client.committed_offsets(list, OBSERVE_TIMEOUT)?;

@@ -121,13 +121,8 @@ impl Consumer {
     /// The broker cannot be asked.
     pub fn log_starts(&self) -> Result<Vec<(i32, i64)>> {
         let topic = self.topic();
-        let metadata = self.inner.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let partitions =
+            crate::topics::partition_ids(self.inner.client(), topic, METADATA_TIMEOUT)?;
         partitions
             .into_iter()
             .map(|partition| {

@@ -264,6 +264,22 @@ fn warn_on_fewer_partitions(admin: &AdminClient<DefaultClientContext>, topics: &
     }
 }
 
+/// The partition ids of `topic` as the broker reports them; none when it
+/// does not know the topic. Blocking: call it off the async workers.
+pub(crate) fn partition_ids<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<Vec<i32>> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
