@@ -189,11 +189,12 @@ pub fn parse(
             return Err(problems.into_error());
         }
     };
-    let rows = match format {
-        Format::Csv => read_csv(source, text, &mut problems),
-        Format::Jsonl => read_jsonl(text, &mut problems),
-    };
-    let snapshot = validate(source, rows, &mut problems);
+    let mut validator = Validator::new(source);
+    match format {
+        Format::Csv => read_csv(source, text, &mut problems, &mut validator),
+        Format::Jsonl => read_jsonl(text, &mut problems, &mut validator),
+    }
+    let snapshot = validator.finish(&mut problems);
     if problems.is_empty() {
         Ok(snapshot)
     } else {
@@ -201,7 +202,7 @@ pub fn parse(
     }
 }
 
-fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<RawRow> {
+fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems, rows: &mut Validator) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -210,12 +211,12 @@ fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<R
         Ok(h) => h.iter().map(str::to_owned).collect(),
         Err(e) => {
             problems.add(1, None, format!("unreadable header row: {e}"));
-            return Vec::new();
+            return;
         }
     };
     if headers.iter().all(String::is_empty) {
         problems.add(1, None, "the file is empty or has no header row");
-        return Vec::new();
+        return;
     }
     for (i, header) in headers.iter().enumerate() {
         if headers[..i].contains(header) {
@@ -233,9 +234,8 @@ fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<R
         }
     }
     if !problems.is_empty() {
-        return Vec::new();
+        return;
     }
-    let mut rows = Vec::new();
     for record in reader.records() {
         match record {
             Ok(record) => {
@@ -248,7 +248,7 @@ fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<R
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(h, v)| (h.clone(), v.to_owned()))
                     .collect();
-                rows.push(RawRow { line, values });
+                rows.row(RawRow { line, values }, problems);
             }
             Err(e) => {
                 let line = e
@@ -266,11 +266,9 @@ fn read_csv(source: &SourceConfig, text: &str, problems: &mut Problems) -> Vec<R
             }
         }
     }
-    rows
 }
 
-fn read_jsonl(text: &str, problems: &mut Problems) -> Vec<RawRow> {
-    let mut rows = Vec::new();
+fn read_jsonl(text: &str, problems: &mut Problems, rows: &mut Validator) {
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         if raw.trim().is_empty() {
@@ -307,24 +305,45 @@ fn read_jsonl(text: &str, problems: &mut Problems) -> Vec<RawRow> {
                 values.insert(key, text);
             }
         }
-        rows.push(RawRow { line, values });
+        rows.row(RawRow { line, values }, problems);
     }
-    if rows.is_empty() && problems.is_empty() {
+    if rows.rows == 0 && problems.is_empty() {
         problems.add(1, None, "the file has no worker rows");
     }
-    rows
 }
 
-fn validate(source: &SourceConfig, rows: Vec<RawRow>, problems: &mut Problems) -> Snapshot {
-    let known: Vec<&str> = Field::ALL.iter().map(|f| source.column(*f)).collect();
-    let mut workers = BTreeMap::new();
-    let mut lines: BTreeMap<String, usize> = BTreeMap::new();
-    let mut managers: Vec<(usize, String, String)> = Vec::new();
-    for row in rows {
-        let Some(worker) = validate_row(source, &row, &known, problems) else {
-            continue;
+/// Validates an export's rows as they are read, so that the export is never
+/// held twice in memory (read and validated); then checks what spans rows
+/// (duplicate ids, managers).
+struct Validator<'s> {
+    source: &'s SourceConfig,
+    known: Vec<&'s str>,
+    workers: BTreeMap<String, Worker>,
+    lines: BTreeMap<String, usize>,
+    managers: Vec<(usize, String, String)>,
+    /// Rows read, valid or not.
+    rows: usize,
+}
+
+impl<'s> Validator<'s> {
+    fn new(source: &'s SourceConfig) -> Self {
+        Validator {
+            source,
+            known: Field::ALL.iter().map(|f| source.column(*f)).collect(),
+            workers: BTreeMap::new(),
+            lines: BTreeMap::new(),
+            managers: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn row(&mut self, row: RawRow, problems: &mut Problems) {
+        self.rows += 1;
+        let source = self.source;
+        let Some(worker) = validate_row(source, &row, &self.known, problems) else {
+            return;
         };
-        if let Some(first) = lines.get(&worker.employee_id) {
+        if let Some(first) = self.lines.get(&worker.employee_id) {
             problems.add(
                 row.line,
                 Some(source.column(Field::EmployeeId)),
@@ -333,30 +352,39 @@ fn validate(source: &SourceConfig, rows: Vec<RawRow>, problems: &mut Problems) -
                     worker.employee_id
                 ),
             );
-            continue;
+            return;
         }
-        lines.insert(worker.employee_id.clone(), row.line);
+        self.lines.insert(worker.employee_id.clone(), row.line);
         if let Some(manager) = worker
             .attributes
             .get(Field::Attribute(StandardAttribute::ManagerId).name())
         {
-            managers.push((row.line, worker.employee_id.clone(), manager.clone()));
+            self.managers
+                .push((row.line, worker.employee_id.clone(), manager.clone()));
         }
-        workers.insert(worker.employee_id.clone(), worker);
+        self.workers.insert(worker.employee_id.clone(), worker);
     }
-    for (line, employee, manager) in managers {
-        let column = Some(source.column(Field::Attribute(StandardAttribute::ManagerId)));
-        if manager == employee {
-            problems.add(line, column, "a worker cannot be their own manager");
-        } else if !workers.contains_key(&manager) {
-            problems.add(
-                line,
-                column,
-                format!("manager {manager:?} is not a worker of this snapshot"),
-            );
+
+    fn finish(self, problems: &mut Problems) -> Snapshot {
+        let column = Some(
+            self.source
+                .column(Field::Attribute(StandardAttribute::ManagerId)),
+        );
+        for (line, employee, manager) in self.managers {
+            if manager == employee {
+                problems.add(line, column, "a worker cannot be their own manager");
+            } else if !self.workers.contains_key(&manager) {
+                problems.add(
+                    line,
+                    column,
+                    format!("manager {manager:?} is not a worker of this snapshot"),
+                );
+            }
+        }
+        Snapshot {
+            workers: self.workers,
         }
     }
-    Snapshot { workers }
 }
 
 fn validate_row(
