@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let plan = diff(source, &Snapshot::default(), &snapshot, now())
+    let plan = diff(source, &Snapshot::default(), snapshot.clone(), now())
         .unwrap_or_else(|e| panic!("an accepted snapshot cannot be planned: {e}"));
     for planned in &plan.events {
         let bytes = hrsync_schema::encode_lifecycle(&planned.event)
@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("a planned event does not decode: {e}"));
         assert_eq!(decoded, planned.event, "the event changed through Avro");
     }
-    let again = diff(source, &plan.next_baseline, &snapshot, now())
+    let again = diff(source, &plan.next_baseline, snapshot, now())
         .unwrap_or_else(|e| panic!("the same snapshot cannot be planned again: {e}"));
     assert!(
         again.events.is_empty(),

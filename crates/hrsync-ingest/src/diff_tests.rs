@@ -51,7 +51,7 @@ fn day0() -> Snapshot {
 
 #[test]
 fn day_zero_hires_everyone_not_terminated_at_their_local_start() {
-    let plan = diff(&source(), &Snapshot::default(), &day0(), now()).unwrap();
+    let plan = diff(&source(), &Snapshot::default(), day0(), now()).unwrap();
     let e = |id: &str| (id.to_owned(), EventKind::Hire);
     assert_eq!(
         kinds(&plan),
@@ -78,16 +78,16 @@ fn day_zero_hires_everyone_not_terminated_at_their_local_start() {
 
 #[test]
 fn the_same_snapshot_again_plans_nothing() {
-    let plan = diff(&source(), &day0(), &day0(), now()).unwrap();
+    let plan = diff(&source(), &day0(), day0(), now()).unwrap();
     assert!(plan.events.is_empty(), "{:?}", kinds(&plan));
     assert_eq!(plan.next_baseline, day0());
 }
 
 #[test]
 fn event_ids_are_deterministic() {
-    let a = diff(&source(), &Snapshot::default(), &day0(), now()).unwrap();
+    let a = diff(&source(), &Snapshot::default(), day0(), now()).unwrap();
     let later = now() + chrono::Duration::hours(5);
-    let b = diff(&source(), &Snapshot::default(), &day0(), later).unwrap();
+    let b = diff(&source(), &Snapshot::default(), day0(), later).unwrap();
     // Hires carry their own dates: same change, same id, whenever planned.
     let ids = |p: &Plan| -> Vec<String> {
         p.events
@@ -97,7 +97,7 @@ fn event_ids_are_deterministic() {
             .collect()
     };
     assert_eq!(ids(&a), ids(&b));
-    let again = diff(&source(), &Snapshot::default(), &day0(), now()).unwrap();
+    let again = diff(&source(), &Snapshot::default(), day0(), now()).unwrap();
     assert_eq!(a.events, again.events);
     assert!(a.events.iter().all(|e| e.event.has_derived_id()));
 }
@@ -108,7 +108,7 @@ fn a_move_carries_only_the_changed_attributes() {
     let ana = day1.workers.get_mut("E1").unwrap();
     ana.attributes.insert("title".into(), "Team Lead".into());
     ana.attributes.remove("manager_id");
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E1".to_owned(), EventKind::Move)]);
     let LifecyclePayload::Move(m) = &plan.events[0].event.payload else {
         panic!("move expected")
@@ -134,7 +134,7 @@ fn contractor_conversion_is_a_move_not_a_terminate_and_hire() {
         .unwrap()
         .attributes
         .insert("employment_type".into(), "employee".into());
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E3".to_owned(), EventKind::Move)]);
     let LifecyclePayload::Move(m) = &plan.events[0].event.payload else {
         panic!("move expected")
@@ -152,7 +152,7 @@ fn a_dated_termination_takes_effect_at_the_end_of_that_day_locally() {
     ben.status = WorkerStatus::Terminated;
     ben.termination_date = Some("2026-11-30".parse().unwrap());
     ben.termination_reason = Some("resigned".into());
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E2".to_owned(), EventKind::Terminate)]);
     let planned = &plan.events[0];
     assert_eq!(
@@ -169,7 +169,7 @@ fn a_dated_termination_takes_effect_at_the_end_of_that_day_locally() {
 
     let mut start_of_day = source();
     start_of_day.termination_time = TerminationTime::StartOfDay;
-    let plan = diff(&start_of_day, &day0(), &day1, now()).unwrap();
+    let plan = diff(&start_of_day, &day0(), day1.clone(), now()).unwrap();
     assert_eq!(
         plan.events[0].event.effective_at,
         ts("2026-11-30T00:00:00-05:00")
@@ -186,7 +186,7 @@ fn immediate_or_past_terminations_take_the_priority_lane() {
     let cy = day1.workers.get_mut("E3").unwrap();
     cy.status = WorkerStatus::Terminated;
     cy.termination_date = Some("2026-11-20".parse().unwrap());
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(plan.summary.terminations, 2);
     assert_eq!(plan.summary.priority, 2);
     assert!(plan.events.iter().all(|p| p.priority));
@@ -196,7 +196,7 @@ fn immediate_or_past_terminations_take_the_priority_lane() {
 fn a_future_termination_date_on_an_active_worker_is_announced_once() {
     let mut day1 = day0();
     day1.workers.get_mut("E1").unwrap().termination_date = Some("2027-01-15".parse().unwrap());
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E1".to_owned(), EventKind::Terminate)]);
     assert_eq!(
         plan.events[0].event.effective_at,
@@ -205,7 +205,7 @@ fn a_future_termination_date_on_an_active_worker_is_announced_once() {
     // When the status later flips to terminated on that date: nothing new.
     let mut day2 = day1.clone();
     day2.workers.get_mut("E1").unwrap().status = WorkerStatus::Terminated;
-    let plan = diff(&source(), &day1, &day2, now()).unwrap();
+    let plan = diff(&source(), &day1, day2.clone(), now()).unwrap();
     assert!(plan.events.is_empty(), "{:?}", kinds(&plan));
 }
 
@@ -216,7 +216,7 @@ fn a_terminated_worker_active_again_is_rehired() {
     ed.status = WorkerStatus::Active;
     ed.hire_date = "2026-12-07".parse().unwrap();
     ed.termination_date = None;
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E5".to_owned(), EventKind::Rehire)]);
     assert_eq!(
         plan.events[0].event.effective_at,
@@ -229,7 +229,7 @@ fn leave_starts_and_ends() {
     let mut day1 = day0();
     day1.workers.get_mut("E1").unwrap().status = WorkerStatus::OnLeave;
     day1.workers.get_mut("E4").unwrap().status = WorkerStatus::Active;
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(
         kinds(&plan),
         vec![
@@ -244,7 +244,7 @@ fn a_worker_missing_from_a_full_snapshot_is_terminated_now_and_remembered() {
     let mut day1 = day0();
     day1.workers.remove("E1");
     day1.workers.remove("E5"); // already terminated: nothing
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E1".to_owned(), EventKind::Terminate)]);
     assert!(plan.events[0].priority);
     assert_eq!(plan.summary.dropped, 1);
@@ -257,13 +257,13 @@ fn a_worker_missing_from_a_full_snapshot_is_terminated_now_and_remembered() {
     assert!(plan.next_baseline.workers.contains_key("E5"));
 
     // Listed again as active later: a rehire.
-    let plan = diff(&source(), &plan.next_baseline, &day0(), now()).unwrap();
+    let plan = diff(&source(), &plan.next_baseline, day0(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E1".to_owned(), EventKind::Rehire)]);
 
     // A partial export terminates nobody.
     let mut partial = source();
     partial.full_snapshot = false;
-    let plan = diff(&partial, &day0(), &day1, now()).unwrap();
+    let plan = diff(&partial, &day0(), day1.clone(), now()).unwrap();
     assert!(plan.events.is_empty());
     assert_eq!(plan.next_baseline, day0());
 }
@@ -272,7 +272,7 @@ fn a_worker_missing_from_a_full_snapshot_is_terminated_now_and_remembered() {
 fn a_pre_hire_whose_start_moves_is_hired_again_at_the_new_date() {
     let mut day1 = day0();
     day1.workers.get_mut("E6").unwrap().hire_date = "2027-01-04".parse().unwrap();
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E6".to_owned(), EventKind::Hire)]);
     assert_eq!(
         plan.events[0].event.effective_at,
@@ -288,7 +288,7 @@ fn limits_refuse_mass_terminations_and_mass_drops() {
         w.status = WorkerStatus::Terminated;
         w.termination_date = Some("2026-11-21".parse().unwrap());
     }
-    let plan = diff(&source(), &day0(), &day1, now()).unwrap();
+    let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     let refusal = plan.check_limits(&source()).unwrap_err();
     assert_eq!(refusal.reasons.len(), 1, "{:?}", refusal.reasons);
     assert!(
@@ -303,7 +303,7 @@ fn limits_refuse_mass_terminations_and_mass_drops() {
 
     let mut dropped = day0();
     dropped.workers.retain(|id, _| id == "E5");
-    let plan = diff(&lenient, &day0(), &dropped, now()).unwrap();
+    let plan = diff(&lenient, &day0(), dropped.clone(), now()).unwrap();
     lenient.max_dropped = 3;
     let refusal = plan.check_limits(&lenient).unwrap_err();
     assert!(refusal

@@ -280,7 +280,7 @@ pub async fn dry_run(
 ) -> Result<Plan, ImportError> {
     let snapshot = snapshot::parse(source, file, bytes, format_of(source, file)?)?;
     let baseline = store.baseline(&source.name).await?;
-    Ok(diff::diff(source, &baseline, &snapshot, now)?)
+    Ok(diff::diff(source, &baseline, snapshot, now)?)
 }
 
 /// The format `file` is read in: the source's, or the file name's extension.
@@ -309,7 +309,7 @@ async fn plan(
         importer.resume(&source.name).await?;
     }
     let baseline = importer.store.baseline(&source.name).await?;
-    let plan = diff::diff(source, &baseline, &snapshot, now)?;
+    let plan = diff::diff(source, &baseline, snapshot, now)?;
     if options.dry_run {
         // The report says whether a real import would be refused.
         return Ok(Planned::Report(ImportReport::DryRun(plan)));
