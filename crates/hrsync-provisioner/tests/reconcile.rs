@@ -334,6 +334,42 @@ async fn nothing_older_than_a_deprovisioning_creates_an_account() -> anyhow::Res
     Ok(())
 }
 
+/// A hire's create reached the app, then a crash lost its link (the link
+/// store here is a second one, which never saw it), and the termination
+/// took the fast lane ahead of the create's replay: the account is found,
+/// linked and deactivated, not left active for a leaver.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaver_whose_link_was_lost_is_deactivated_all_the_same() -> anyhow::Result<()> {
+    let server = ScimServer::start()?;
+    let (before, after) = (SqliteFile::new()?, SqliteFile::new()?);
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let app = App {
+        push_groups: false,
+        ..App::new("zendesk", client.clone())
+    };
+    use LifecycleState::*;
+    let crashed = hrsync_store::Db::connect(&before.url(), 2).await?;
+    crashed.migrate().await?;
+    let ops = reconcile(&crashed, &app, &change(1, Active, "Agent", &["zendesk"])).await?;
+    assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+
+    let restarted = hrsync_store::Db::connect(&after.url(), 2).await?;
+    restarted.migrate().await?;
+    let ops = reconcile(&restarted, &app, &change(2, Deprovisioned, "Agent", &[])).await?;
+    assert!(matches!(ops[0], Operation::Linked { .. }), "{ops:?}");
+    assert!(ops.contains(&Operation::Deactivated), "{ops:?}");
+    let accounts = client.find("Users", "userName", "ada@example.com").await?;
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert_eq!(accounts[0]["active"], json!(false), "{accounts:?}");
+    // The create, replayed now, is stale: the account stays inactive.
+    assert_eq!(
+        reconcile(&restarted, &app, &change(1, Active, "Agent", &["zendesk"])).await?,
+        [Operation::Stale]
+    );
+    Ok(())
+}
+
 /// More deactivations than the guard allows: the rest are held durably, the
 /// accounts stay active, and `release` lets them through.
 #[tokio::test(flavor = "multi_thread")]

@@ -127,9 +127,14 @@ pub fn is_stale(link: Option<&Link>, version: i64) -> bool {
 }
 
 /// Whether the app must be searched for an existing account (with the
-/// match chain) before deciding: one is wanted and none is linked.
+/// match chain) before deciding: one is wanted and none is linked, or
+/// nothing at all is recorded for the person in this app. A leaver with no
+/// link may still have an account: created just before a crash lost its
+/// link, with the termination then taking the fast lane ahead of the
+/// create's replay. It is found and deactivated, not left active.
 pub fn needs_search(desired: &Desired, link: Option<&Link>) -> bool {
-    !is_stale(link, desired.version) && desired.wanted && link.is_none_or(|l| l.scim_id.is_empty())
+    !is_stale(link, desired.version)
+        && (link.is_none() || desired.wanted && link.is_some_and(|l| l.scim_id.is_empty()))
 }
 
 /// The link of an account found in the app, as the decision compares it:
@@ -170,7 +175,18 @@ pub fn plan(
     let found;
     let account = match link {
         Some(link) if !link.scim_id.is_empty() => link,
-        _ if !desired.wanted => return vec![Step::RecordAbsence],
+        // No account wanted: one the app has anyway is linked (and so
+        // deactivated below); without one, only the version is recorded.
+        _ if !desired.wanted => match matched {
+            Some(matched) => {
+                found = found_link(matched);
+                steps.push(Step::Link {
+                    scim_id: found.scim_id.clone(),
+                });
+                &found
+            }
+            None => return vec![Step::RecordAbsence],
+        },
         _ => match matched {
             Some(matched) => {
                 found = found_link(matched);

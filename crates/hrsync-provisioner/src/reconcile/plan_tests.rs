@@ -202,13 +202,43 @@ fn a_leaver_is_deactivated_and_leaves_every_group() {
 #[test]
 fn a_leaver_without_an_account_records_the_version_only() {
     let leaver = ada(4, Deprovisioned, true, &[], None);
-    assert!(!needs_search(&leaver, None));
+    // Nothing recorded: the app is searched first (see the next test).
+    assert!(needs_search(&leaver, None));
     assert_eq!(decide(&leaver, None, None), [Step::RecordAbsence]);
+    // Once the absence is recorded, a later change does not search again.
+    assert!(!needs_search(&leaver, Some(&Link::absent(4))));
     // A create queued behind that termination is stale.
     let absent = Link::absent(4);
     let joiner = ada(3, Active, true, &[], None);
     assert!(!needs_search(&joiner, Some(&absent)));
     assert_eq!(decide(&joiner, Some(&absent), None), [Step::Stale]);
+}
+
+/// The create of a hire reached the app, then a crash lost its link, and
+/// the termination took the fast lane ahead of the create's replay: the
+/// account the app holds is found, linked and deactivated, not left active.
+#[test]
+fn a_leaver_whose_link_was_lost_has_the_account_found_and_deactivated() {
+    let leaver = ada(4, Deprovisioned, true, &[], None);
+    assert!(needs_search(&leaver, None));
+    let hired = ada(3, Active, true, &[], None);
+    let mut account = hired.user.clone();
+    account["id"] = json!("u-9");
+    account["active"] = json!(true);
+    let steps = decide(&leaver, None, Some(&account));
+    assert_eq!(
+        steps[..2],
+        [
+            Step::Link {
+                scim_id: "u-9".into()
+            },
+            Step::Deactivate
+        ]
+    );
+    assert!(
+        matches!(steps.last(), Some(Step::Record { .. })),
+        "{steps:?}"
+    );
 }
 
 #[test]
