@@ -155,8 +155,12 @@ impl Importer {
         options: ImportOptions,
         now: DateTime<Utc>,
     ) -> Result<ImportReport, ImportError> {
-        let format = format_of(source, file)?;
-        let plan = plan(self, source, file, bytes, format, now, options).await?;
+        if options.dry_run {
+            return dry_run(&self.store, source, file, bytes, now)
+                .await
+                .map(ImportReport::DryRun);
+        }
+        let plan = plan(self, source, file, bytes, now, options).await?;
         let plan = match plan {
             Planned::Report(report) => return Ok(report),
             Planned::Plan(plan) => plan,
@@ -265,8 +269,8 @@ enum Planned {
 }
 
 /// Plans an import of `bytes` against `source`'s last accepted snapshot in
-/// `store`, recording and publishing nothing: what a dry run reports. Needs
-/// no broker, and does not finish an import of `source` left open (a real
+/// `store`, recording and publishing nothing: what a dry run reports (the
+/// plan says whether a real import would be refused). Needs no broker, and does not finish an import of `source` left open (a real
 /// import would finish it first, so its plan can differ).
 ///
 /// # Errors
@@ -298,22 +302,15 @@ async fn plan(
     source: &SourceConfig,
     file: &str,
     bytes: &[u8],
-    format: Format,
     now: DateTime<Utc>,
     options: ImportOptions,
 ) -> Result<Planned, ImportError> {
-    let snapshot = snapshot::parse(source, file, bytes, format)?;
-    if !options.dry_run {
-        // An earlier import of this source that did not finish goes first:
-        // the new snapshot must be compared with its result.
-        importer.resume(&source.name).await?;
-    }
+    let snapshot = snapshot::parse(source, file, bytes, format_of(source, file)?)?;
+    // An earlier import of this source that did not finish goes first: the
+    // new snapshot must be compared with its result.
+    importer.resume(&source.name).await?;
     let baseline = importer.store.baseline(&source.name).await?;
     let plan = diff::diff(source, &baseline, snapshot, now)?;
-    if options.dry_run {
-        // The report says whether a real import would be refused.
-        return Ok(Planned::Report(ImportReport::DryRun(plan)));
-    }
     if !options.force {
         if let Err(Refusal { reasons }) = plan.check_limits(source) {
             return Err(ImportError::Refused {
