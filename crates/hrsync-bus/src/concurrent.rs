@@ -256,17 +256,19 @@ impl Consumer {
         let mut watch = self.watch()?;
         // Records received and finished, for the stall watch.
         let mut progress: u64 = 0;
-        loop {
+        let outcome = loop {
             let message = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => break Ok(()),
                 Some(f) = lanes.finished.recv() => {
                     progress += 1;
                     offsets.finish(self, f);
                     continue;
                 }
                 Some(view) = watch.next() => {
-                    self.judge(&mut watch, view, progress, offsets.busy())?;
+                    if let Err(error) = self.judge(&mut watch, view, progress, offsets.busy()) {
+                        break Err(error);
+                    }
                     continue;
                 }
                 message = self.inner.recv() => message,
@@ -285,7 +287,9 @@ impl Consumer {
             progress += self
                 .send(lanes, lane, (record, span), offsets, shutdown)
                 .await;
-        }
+        };
+        watch.stop().await;
+        outcome
     }
 
     /// Puts `item` into lane `lane` once it has room, storing offsets of

@@ -335,15 +335,13 @@ impl Consumer {
         // Records received and finished; the handler runs inline, so nothing
         // is in flight while the loop waits.
         let mut progress: u64 = 0;
-        loop {
+        let outcome = loop {
             let message = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break Ok(()),
                 Some(view) = watch.next() => {
                     if let Err(error) = self.judge(&mut watch, view, progress, 0) {
-                        commit_stored(&self.inner, &stage);
-                        self.inner.unsubscribe();
-                        return Err(error);
+                        break Err(error);
                     }
                     continue;
                 }
@@ -367,7 +365,7 @@ impl Consumer {
             if !finished {
                 // Shutdown arrived while the record was still failing: leave
                 // its offset unstored so it is redelivered.
-                break;
+                break Ok(());
             }
             if let Err(error) =
                 self.inner
@@ -377,9 +375,11 @@ impl Consumer {
                 // process the record again (at-least-once).
                 tracing::warn!(%stage, position = %record.position(), %error, "offset not stored");
             }
-        }
+        };
+        watch.stop().await;
         commit_stored(&self.inner, &stage);
         self.inner.unsubscribe();
+        outcome?;
         tracing::info!(%stage, "consumer stopped");
         Ok(handler)
     }

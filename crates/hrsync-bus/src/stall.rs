@@ -251,7 +251,10 @@ pub(crate) struct Watch {
     /// Rejoins since the consumer last moved.
     rejoins: u32,
     stalled: bool,
-    _stop: tokio_util::sync::DropGuard,
+    /// Stops the reading task when the watch is dropped.
+    stop: tokio_util::sync::DropGuard,
+    /// The reading task, which holds a Kafka client of its own.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -288,7 +291,7 @@ impl Watch {
         let stop = CancellationToken::new();
         let every = settings.check_every();
         let cancelled = stop.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -317,8 +320,21 @@ impl Watch {
             seen: 0,
             rejoins: 0,
             stalled: false,
-            _stop: stop.drop_guard(),
+            stop: stop.drop_guard(),
+            task: Some(task),
         })
+    }
+
+    /// Stops the reading task and waits until it has ended, its Kafka
+    /// client closed with it: a role that returns leaves no client behind.
+    pub(crate) async fn stop(mut self) {
+        self.stop.disarm().cancel();
+        if let Some(task) = self.task.take() {
+            // A reading in progress is finished first (a blocking call).
+            if let Err(error) = task.await {
+                tracing::warn!(stage = %self.stage, group = %self.group, %error, "stall watch task failed");
+            }
+        }
     }
 
     /// The next reading (for the consumer loop's `select!`).
@@ -518,7 +534,8 @@ mod tests {
             seen: 0,
             rejoins: 0,
             stalled: false,
-            _stop: CancellationToken::new().drop_guard(),
+            stop: CancellationToken::new().drop_guard(),
+            task: None,
         };
         let waiting = view(&[("t", 0, 0, 5)]);
         // The first reading starts the clock; the next one (limit zero) is

@@ -28,11 +28,14 @@ const QUEUE: usize = 4096;
 /// not done until their rows are stored.
 pub(crate) const STORE_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The audit writer's handle; cheap to share. The writer task ends when the
-/// last handle is dropped, after writing what was queued.
+/// The audit writer's handle; cheap to share. The writer task ends once
+/// [`AuditLog::close`] is called or the last handle is dropped, after
+/// writing what was queued.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     queue: mpsc::Sender<Request>,
+    /// The writer task, until [`AuditLog::close`] waits for it.
+    task: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 /// One caller's rows.
@@ -42,6 +45,8 @@ enum Write {
     Audit(Vec<(ProvisioningAudit, Vec<(String, String)>)>),
     /// The newest change seen for a person (kept unless a newer one is).
     Newest(Newest),
+    /// Nothing more: the writer ends once what was queued is written.
+    Close,
 }
 
 #[derive(Debug)]
@@ -55,8 +60,29 @@ impl AuditLog {
     /// given.
     pub fn start(db: Db, publish: Option<(Producer, String)>) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, publish, requests));
-        AuditLog { queue }
+        let task = tokio::spawn(writer(db, publish, requests));
+        AuditLog {
+            queue,
+            task: std::sync::Arc::new(std::sync::Mutex::new(Some(task))),
+        }
+    }
+
+    /// Writes what was queued, then stops the writer and waits until it has
+    /// ended (its producer closed with it). Records sent afterwards are
+    /// logged as lost. For the end of a role: nothing is left running.
+    pub async fn close(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(task) = task else {
+            return;
+        };
+        self.submit(Write::Close).await;
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "audit writer task failed");
+        }
     }
 
     /// Stores and publishes `records` (each with its operation's trace
@@ -97,9 +123,21 @@ impl AuditLog {
 
     async fn submit(&self, write: Write) {
         let (done, written) = oneshot::channel();
-        if self.queue.send(Request { write, done }).await.is_ok() {
+        match self.queue.send(Request { write, done }).await {
             // The writer answers every request it takes, also on failure.
-            let _ = written.await;
+            Ok(()) => {
+                let _ = written.await;
+            }
+            Err(mpsc::error::SendError(request)) => {
+                if let Write::Audit(records) = request.write {
+                    metrics::counter!("hrsync_provisioner_audit_failures_total", "sink" => "closed")
+                        .increment(records.len() as u64);
+                    tracing::warn!(
+                        records = records.len(),
+                        "audit records not written: the audit writer is closed"
+                    );
+                }
+            }
         }
     }
 }
@@ -118,6 +156,8 @@ async fn writer(
         for request in group.drain(..) {
             match request.write {
                 Write::Audit(records) => audits.extend(records),
+                // Takes no more; what is queued is still written.
+                Write::Close => requests.close(),
                 Write::Newest(n) => {
                     // One row per person per statement (an upsert cannot
                     // touch a row twice): the highest version wins.

@@ -118,6 +118,7 @@ pub async fn run(
         prober,
         sweeps,
     );
+    provisioner.close().await;
     a?;
     b?;
     Ok(())

@@ -161,6 +161,14 @@ impl Provisioner {
         .await)
     }
 
+    /// Ends the provisioner's background work: what the audit writer has
+    /// queued is written, then it stops with its Kafka producer. Changes
+    /// applied afterwards are not audited (their records are logged as
+    /// lost), so call it once nothing is applied any more.
+    pub async fn close(&self) {
+        self.audit.close().await;
+    }
+
     /// The configured apps.
     pub fn apps(&self) -> &[App] {
         &self.apps

@@ -121,52 +121,6 @@ impl ScimApp {
     }
 }
 
-/// Waits (at most `limit`) until no Kafka client holds a connection to
-/// `broker`: the roles' background tasks (audit writer, stall watches) end
-/// shortly after the roles return, and their clients with them. Stopping
-/// the broker before would have librdkafka log errors about a broker that
-/// is gone. Reads the kernel's table of TCP connections (Linux); elsewhere
-/// it waits a second.
-pub(super) async fn clients_gone(broker: SocketAddr, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        match connections_to(broker) {
-            Some(0) => return,
-            // Not Linux: give the clients a second.
-            None => return tokio::time::sleep(Duration::from_secs(1)).await,
-            Some(_) if Instant::now() >= deadline => return,
-            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// Established TCP connections to `addr` (IPv4) on this machine, from
-/// `/proc/net/tcp`; `None` where it cannot be read.
-fn connections_to(addr: SocketAddr) -> Option<usize> {
-    let SocketAddr::V4(v4) = addr else {
-        return None;
-    };
-    // The kernel writes an IPv4 address as the hex of its bytes read as a
-    // native integer, then the port in hex.
-    let remote = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(v4.ip().octets()),
-        v4.port()
-    );
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    Some(
-        table
-            .lines()
-            .skip(1)
-            .filter(|line| {
-                let mut fields = line.split_whitespace().skip(2);
-                // rem_address, then st (01: established).
-                fields.next() == Some(remote.as_str()) && fields.next() == Some("01")
-            })
-            .count(),
-    )
-}
-
 /// A spawned tansu broker keeping its data in memory.
 pub(super) struct Broker {
     child: tokio::process::Child,
