@@ -13,6 +13,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use hrsync_domain::StandardAttribute;
 use hrsync_ingest::diff::diff;
 use hrsync_ingest::snapshot::{parse, Snapshot};
 use hrsync_ingest::source::{ExtraColumns, Field, Format, SourceConfig, WorkerStatus};
@@ -29,7 +30,7 @@ static SOURCES: LazyLock<[SourceConfig; 2]> = LazyLock::new(|| {
         .insert(Field::Status, "Employment Status".into());
     mapped
         .columns
-        .insert(Field::EmploymentType, "Worker Type".into());
+        .insert(Field::Attribute(StandardAttribute::EmploymentType), "Worker Type".into());
     mapped
         .status_values
         .insert("Working".into(), WorkerStatus::Active);

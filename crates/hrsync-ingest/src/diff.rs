@@ -29,9 +29,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use hrsync_domain::{
-    Attribute, AttributeChange, DomainError, EmployeeId, EventKind, Hire, LeaveEnded, LeaveStarted,
-    LifecycleEvent, LifecyclePayload, Move, Rehire, SourceSystem, Terminate, TimeZone, Timestamp,
-    WorkerAttributes,
+    DomainError, EmployeeId, EventKind, Hire, LeaveEnded, LeaveStarted, LifecycleEvent,
+    LifecyclePayload, Move, Rehire, SourceSystem, Terminate, TimeZone, Timestamp, WorkerAttributes,
 };
 use serde::Serialize;
 
@@ -108,12 +107,14 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// What importing a snapshot would do.
+/// What importing a snapshot would do. `E` is the form its events are kept
+/// in: as planned ([`diff`]), or already encoded for the outbox (an import,
+/// through [`diff_into`], so a large export's events are never held twice).
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Plan<E = PlannedEvent> {
     /// Events in publishing order (per worker in the order of the module
     /// docs; workers by employee id).
-    pub events: Vec<PlannedEvent>,
+    pub events: Vec<E>,
     /// The baseline once the events are published.
     pub next_baseline: Snapshot,
     /// Counts.
@@ -127,7 +128,7 @@ pub struct Refusal {
     pub reasons: Vec<String>,
 }
 
-impl Plan {
+impl<E> Plan<E> {
     /// Checks the source's safety limits; `Err` lists every limit exceeded.
     pub fn check_limits(&self, source: &SourceConfig) -> Result<(), Refusal> {
         let s = &self.summary;
@@ -169,31 +170,13 @@ pub struct DiffError {
     pub reason: String,
 }
 
-/// The event-model attributes of a snapshot worker.
-///
-/// # Errors
-/// A value the model rejects (an id with control characters, a custom column
-/// name that is not a valid key, ...).
-pub fn attributes_of(worker: &Worker) -> Result<WorkerAttributes, DomainError> {
-    let text = |name: &str| worker.attributes.get(name).cloned();
-    let employment_type = hrsync_domain::EmploymentType::parse(
-        &text("employment_type")
-            .unwrap_or_else(|| "employee".to_owned())
-            .to_ascii_uppercase(),
-    )?;
-    let mut attributes = WorkerAttributes::new(
-        text("given_name").unwrap_or_default(),
-        text("family_name").unwrap_or_default(),
-        employment_type,
-    );
-    for (name, value) in &worker.attributes {
-        let attribute = Attribute::parse(name)?;
-        if attribute.is_required() {
-            continue;
+impl DiffError {
+    fn of(employee_id: &str, error: &DomainError) -> Self {
+        DiffError {
+            employee_id: employee_id.to_owned(),
+            reason: error.to_string(),
         }
-        attributes.apply(&AttributeChange::set(attribute, value.clone()))?;
     }
-    Ok(attributes)
 }
 
 /// Compares `new` with `baseline` and plans the events, as of `now`.
@@ -206,64 +189,98 @@ pub fn diff(
     new: Snapshot,
     now: DateTime<Utc>,
 ) -> Result<Plan, DiffError> {
+    diff_into(source, baseline, new, now, Ok)
+}
+
+/// [`diff`], with each event handed to `keep` as it is planned and the plan
+/// holding what `keep` makes of it (an import encodes it at once).
+///
+/// # Errors
+/// The first worker whose values the event model rejects, or the first
+/// error of `keep`; nothing is planned.
+pub fn diff_into<E, Error: From<DiffError>>(
+    source: &SourceConfig,
+    baseline: &Snapshot,
+    new: Snapshot,
+    now: DateTime<Utc>,
+    mut keep: impl FnMut(PlannedEvent) -> Result<E, Error>,
+) -> Result<Plan<E>, Error> {
     let planner = Planner::new(source, now)?;
-    let mut events = Vec::new();
-    let mut summary = Summary {
-        workers: new.workers.len(),
-        active_before: baseline
-            .workers
-            .values()
-            .filter(|w| w.status != WorkerStatus::Terminated)
-            .count(),
-        ..Summary::default()
+    let mut kept = Kept {
+        events: Vec::new(),
+        summary: Summary {
+            workers: new.workers.len(),
+            active_before: baseline
+                .workers
+                .values()
+                .filter(|w| w.status != WorkerStatus::Terminated)
+                .count(),
+            ..Summary::default()
+        },
+        pending: Vec::new(),
     };
     for (id, worker) in &new.workers {
-        let at = |e: DomainError| DiffError {
-            employee_id: id.clone(),
-            reason: e.to_string(),
-        };
         planner
-            .worker(baseline.workers.get(id), worker, &mut events)
-            .map_err(at)?;
+            .worker(baseline.workers.get(id), worker, &mut kept.pending)
+            .map_err(|e| DiffError::of(id, &e))?;
+        kept.flush(&mut keep)?;
     }
-    // The new snapshot becomes the next baseline (moved, not copied: an
-    // export of 100,000 workers is about 200 MB in memory).
+    // The new snapshot becomes the next baseline (moved, not copied).
     let mut next = new.workers;
     for (id, old) in &baseline.workers {
         if next.contains_key(id) {
             continue;
         }
-        let mut kept = old.clone();
+        let mut gone = old.clone();
         if source.full_snapshot && old.status != WorkerStatus::Terminated {
-            planner.dropped(old, &mut events).map_err(|e| DiffError {
-                employee_id: id.clone(),
-                reason: e.to_string(),
-            })?;
-            summary.dropped += 1;
-            kept.status = WorkerStatus::Terminated;
-            kept.termination_date = Some(planner.today_in(&old.time_zone));
-            kept.termination_reason = Some(DROPPED_REASON.to_owned());
-            kept.termination_immediate = false;
+            planner
+                .dropped(old, &mut kept.pending)
+                .map_err(|e| DiffError::of(id, &e))?;
+            kept.flush(&mut keep)?;
+            kept.summary.dropped += 1;
+            gone.status = WorkerStatus::Terminated;
+            gone.termination_date = Some(planner.today_in(&old.time_zone));
+            gone.termination_reason = Some(DROPPED_REASON.to_owned());
+            gone.termination_immediate = false;
         }
         // Workers HR no longer lists stay known, so a return is a rehire.
-        next.insert(id.clone(), kept);
-    }
-    for planned in &events {
-        match planned.event.kind() {
-            EventKind::Hire => summary.hires += 1,
-            EventKind::Move => summary.moves += 1,
-            EventKind::Terminate => summary.terminations += 1,
-            EventKind::Rehire => summary.rehires += 1,
-            EventKind::LeaveStarted => summary.leaves_started += 1,
-            EventKind::LeaveEnded => summary.leaves_ended += 1,
-        }
-        summary.priority += usize::from(planned.priority);
+        next.insert(id.clone(), gone);
     }
     Ok(Plan {
-        events,
+        events: kept.events,
         next_baseline: Snapshot { workers: next },
-        summary,
+        summary: kept.summary,
     })
+}
+
+/// The events of a plan being made, counted as they are kept.
+struct Kept<E> {
+    events: Vec<E>,
+    summary: Summary,
+    /// The current worker's events, not yet counted or kept.
+    pending: Vec<PlannedEvent>,
+}
+
+impl<E> Kept<E> {
+    fn flush<Error>(
+        &mut self,
+        keep: &mut impl FnMut(PlannedEvent) -> Result<E, Error>,
+    ) -> Result<(), Error> {
+        for planned in self.pending.drain(..) {
+            let count = match planned.event.kind() {
+                EventKind::Hire => &mut self.summary.hires,
+                EventKind::Move => &mut self.summary.moves,
+                EventKind::Terminate => &mut self.summary.terminations,
+                EventKind::Rehire => &mut self.summary.rehires,
+                EventKind::LeaveStarted => &mut self.summary.leaves_started,
+                EventKind::LeaveEnded => &mut self.summary.leaves_ended,
+            };
+            *count += 1;
+            self.summary.priority += usize::from(planned.priority);
+            self.events.push(keep(planned)?);
+        }
+        Ok(())
+    }
 }
 
 /// One worker of the new snapshot against the baseline.
@@ -381,7 +398,7 @@ impl<'a> Planner<'a> {
         out: &mut Vec<PlannedEvent>,
     ) -> Result<(), DomainError> {
         let (tz, _) = Self::tz(&new.time_zone)?;
-        let attributes = attributes_of(new)?;
+        let attributes = new.attributes.clone();
         let start = Self::start_of(new.hire_date, tz)?;
         if old.is_none() && new.status == WorkerStatus::Terminated {
             // Never hired here and already gone: nothing to provision.
@@ -427,7 +444,7 @@ impl<'a> Planner<'a> {
                 )?);
             }
             (Some(old), _) => {
-                let before = attributes_of(old)?;
+                let before = &old.attributes;
                 let today = self.now.with_timezone(&c.tz).date_naive();
                 if new.hire_date != old.hire_date && old.hire_date > today {
                     // Start date of a pre-hire moved: hire again at the new
@@ -438,7 +455,7 @@ impl<'a> Planner<'a> {
                         LifecyclePayload::Hire(Hire { attributes }),
                     )?);
                 } else {
-                    let changes = WorkerAttributes::diff(&before, &attributes);
+                    let changes = WorkerAttributes::diff(before, &attributes);
                     if !changes.is_empty() {
                         out.push(self.event(
                             new,

@@ -1,7 +1,9 @@
 //! Diff rules, one behaviour per test.
 
 use chrono::{DateTime, TimeZone as _, Utc};
-use hrsync_domain::{Attribute, AttributeChange, EventKind, LifecyclePayload, Timestamp};
+use hrsync_domain::{
+    Attribute, AttributeChange, EmploymentType, EventKind, LifecyclePayload, Timestamp,
+};
 
 use crate::diff::{diff, Plan, DROPPED_REASON};
 use crate::snapshot::{parse, Snapshot};
@@ -106,8 +108,8 @@ fn event_ids_are_deterministic() {
 fn a_move_carries_only_the_changed_attributes() {
     let mut day1 = day0();
     let ana = day1.workers.get_mut("E1").unwrap();
-    ana.attributes.insert("title".into(), "Team Lead".into());
-    ana.attributes.remove("manager_id");
+    ana.attributes.title = Some("Team Lead".into());
+    ana.attributes.manager_id = None;
     let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E1".to_owned(), EventKind::Move)]);
     let LifecyclePayload::Move(m) = &plan.events[0].event.payload else {
@@ -133,7 +135,7 @@ fn contractor_conversion_is_a_move_not_a_terminate_and_hire() {
         .get_mut("E3")
         .unwrap()
         .attributes
-        .insert("employment_type".into(), "employee".into());
+        .employment_type = EmploymentType::Employee;
     let plan = diff(&source(), &day0(), day1.clone(), now()).unwrap();
     assert_eq!(kinds(&plan), vec![("E3".to_owned(), EventKind::Move)]);
     let LifecyclePayload::Move(m) = &plan.events[0].event.payload else {

@@ -13,7 +13,7 @@ use hrsync_bus::{OutgoingRecord, Producer};
 use hrsync_config::failpoint;
 use sha2::{Digest, Sha256};
 
-use crate::diff::{self, DiffError, Plan, Refusal, Summary};
+use crate::diff::{self, DiffError, Plan, PlannedEvent, Refusal, Summary};
 use crate::snapshot::{self, SnapshotError};
 use crate::source::{Format, SourceConfig};
 use crate::store::{IngestStore, OpenImport, OutboxEvent, StoreError};
@@ -160,51 +160,37 @@ impl Importer {
                 .await
                 .map(ImportReport::DryRun);
         }
-        let plan = plan(self, source, file, bytes, now, options).await?;
-        let plan = match plan {
+        let plan = match plan(self, source, file, bytes, now, options).await? {
             Planned::Report(report) => return Ok(report),
             Planned::Plan(plan) => plan,
         };
         let digest = format!("{:x}", Sha256::digest(bytes));
         let import_id = uuid::Uuid::new_v4().to_string();
-        let mut outbox = Vec::with_capacity(plan.events.len());
-        for (seq, planned) in plan.events.iter().enumerate() {
-            let payload = hrsync_schema::encode_lifecycle(&planned.event).map_err(|e| {
-                ImportError::Encode {
-                    event_id: planned.event.event_id.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
-            outbox.push(OutboxEvent {
-                seq: i64::try_from(seq).unwrap_or(i64::MAX),
-                event_id: planned.event.event_id.to_string(),
-                key: planned.event.employee_id.as_str().to_owned(),
-                payload,
-                priority: planned.priority,
-            });
-        }
+        let Plan {
+            events,
+            next_baseline,
+            summary,
+        } = plan;
         self.store
             .record_import(
                 &source.name,
                 &import_id,
                 &digest,
                 now_ms(),
-                &outbox,
-                &plan.next_baseline,
+                &events,
+                &next_baseline,
             )
             .await?;
-        drop(outbox);
-        tracing::info!(source = %source.name, %import_id, summary = %plan.summary, "import recorded");
+        // Published from the store from here on.
+        drop((events, next_baseline));
+        tracing::info!(source = %source.name, %import_id, %summary, "import recorded");
         failpoint("ingest.after_record");
         self.publish(&import_id).await?;
         self.store
             .accept(&source.name, &import_id, now_ms())
             .await?;
         tracing::info!(source = %source.name, %import_id, "import accepted");
-        Ok(ImportReport::Published {
-            import_id,
-            summary: plan.summary,
-        })
+        Ok(ImportReport::Published { import_id, summary })
     }
 
     /// Publishes the unacknowledged events of `import_id`: first every
@@ -265,7 +251,7 @@ impl Importer {
 
 enum Planned {
     Report(ImportReport),
-    Plan(Plan),
+    Plan(Plan<OutboxEvent>),
 }
 
 /// Plans an import of `bytes` against `source`'s last accepted snapshot in
@@ -310,7 +296,12 @@ async fn plan(
     // new snapshot must be compared with its result.
     importer.resume(&source.name).await?;
     let baseline = importer.store.baseline(&source.name).await?;
-    let plan = diff::diff(source, &baseline, snapshot, now)?;
+    let mut seq = 0;
+    let plan = diff::diff_into(source, &baseline, snapshot, now, |planned| {
+        let event = encode(seq, &planned)?;
+        seq += 1;
+        Ok::<_, ImportError>(event)
+    })?;
     if !options.force {
         if let Err(Refusal { reasons }) = plan.check_limits(source) {
             return Err(ImportError::Refused {
@@ -323,6 +314,22 @@ async fn plan(
         return Ok(Planned::Report(ImportReport::Unchanged));
     }
     Ok(Planned::Plan(plan))
+}
+
+/// A planned event as the outbox keeps it, `seq`-th of its import.
+fn encode(seq: i64, planned: &PlannedEvent) -> Result<OutboxEvent, ImportError> {
+    let event = &planned.event;
+    let payload = hrsync_schema::encode_lifecycle(event).map_err(|e| ImportError::Encode {
+        event_id: event.event_id.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(OutboxEvent {
+        seq,
+        event_id: event.event_id.to_string(),
+        key: event.employee_id.as_str().to_owned(),
+        payload,
+        priority: planned.priority,
+    })
 }
 
 fn now_ms() -> i64 {

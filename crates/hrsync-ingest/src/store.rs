@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::TryStreamExt;
 use hrsync_store::Db;
 use sqlx::Row;
 
@@ -113,21 +114,21 @@ impl IngestStore {
     }
 
     /// The last accepted snapshot of `source` (empty before the first).
+    /// Rows are read as a stream, so only the parsed workers are held.
     pub async fn baseline(&self, source: &str) -> Result<Snapshot> {
-        let rows = sqlx::query("SELECT employee_id, record FROM ingest_baseline WHERE source = $1")
-            .bind(source)
-            .fetch_all(self.db.pool())
-            .await?;
+        let mut rows =
+            sqlx::query("SELECT employee_id, record FROM ingest_baseline WHERE source = $1")
+                .bind(source)
+                .fetch(self.db.pool());
         let mut workers = BTreeMap::new();
-        for row in rows {
+        while let Some(row) = rows.try_next().await? {
             let employee_id: String = row.try_get(0)?;
-            let record: String = row.try_get(1)?;
-            let worker: Worker =
-                serde_json::from_str(&record).map_err(|e| StoreError::Corrupt {
-                    source_name: source.to_owned(),
-                    employee_id: employee_id.clone(),
-                    reason: e.to_string(),
-                })?;
+            let record: &str = row.try_get(1)?;
+            let worker: Worker = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
+                source_name: source.to_owned(),
+                employee_id: employee_id.clone(),
+                reason: e.to_string(),
+            })?;
             workers.insert(employee_id, worker);
         }
         Ok(Snapshot { workers })

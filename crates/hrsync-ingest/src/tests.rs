@@ -1,9 +1,9 @@
 //! Parser tests: every rejection names file, line and column; nothing panics.
 
-use hrsync_domain::StandardAttribute;
+use hrsync_domain::{Attribute, StandardAttribute};
 use proptest::prelude::*;
 
-use crate::snapshot::{parse, Snapshot, SnapshotError};
+use crate::snapshot::{parse, Snapshot, SnapshotError, Worker};
 use crate::source::{Field, Format, SourceConfig, WorkerStatus};
 
 const HEADER: &str = "employee_id,given_name,family_name,work_email,title,department,manager_id,status,hire_date,termination_date,time_zone,badge";
@@ -20,6 +20,13 @@ fn csv(rows: &[&str]) -> Result<Snapshot, SnapshotError> {
     parse(&source(), "day0.csv", text.as_bytes(), Format::Csv)
 }
 
+/// The worker's value of the attribute named `name`.
+fn value_of<'w>(worker: &'w Worker, name: &str) -> Option<&'w str> {
+    worker
+        .attributes
+        .text(&Attribute::parse(name).expect("attribute name"))
+}
+
 fn messages(err: &SnapshotError) -> Vec<String> {
     err.errors.iter().map(ToString::to_string).collect()
 }
@@ -33,11 +40,11 @@ fn valid_csv_parses_with_custom_columns_and_defaults() {
     .expect("valid");
     let lucy = &snap.workers["E1"];
     assert_eq!(lucy.status, WorkerStatus::Active);
-    assert_eq!(lucy.attributes["department"], "Customer Support");
-    assert_eq!(lucy.attributes["manager_id"], "E2");
-    assert_eq!(lucy.attributes["custom.badge"], "B-1");
-    assert_eq!(lucy.attributes["employment_type"], "employee");
-    assert!(!snap.workers["E2"].attributes.contains_key("custom.badge"));
+    assert_eq!(value_of(lucy, "department"), Some("Customer Support"));
+    assert_eq!(value_of(lucy, "manager_id"), Some("E2"));
+    assert_eq!(value_of(lucy, "custom.badge"), Some("B-1"));
+    assert_eq!(value_of(lucy, "employment_type"), Some("EMPLOYEE"));
+    assert_eq!(value_of(&snap.workers["E2"], "custom.badge"), None);
 }
 
 #[test]
@@ -65,7 +72,7 @@ fn column_mapping_and_value_maps_apply() {
     let snap = parse(&source, "b.csv", text.as_bytes(), Format::Csv).expect("valid");
     let ann = &snap.workers["7"];
     assert_eq!(ann.status, WorkerStatus::Active);
-    assert_eq!(ann.attributes["employment_type"], "contractor");
+    assert_eq!(value_of(ann, "employment_type"), Some("CONTRACTOR"));
     assert_eq!(ann.time_zone, "UTC");
 }
 
@@ -173,8 +180,8 @@ fn jsonl_parses_and_reports_bad_lines() {
 
     let ok = r#"{"employee_id": 1001, "given_name": "Lucy", "family_name": "Lee", "status": "active", "hire_date": "2026-01-05", "time_zone": "UTC", "extra": "x", "phone": null}"#;
     let snap = parse(&source(), "w.jsonl", ok.as_bytes(), Format::Jsonl).expect("valid");
-    assert_eq!(snap.workers["1001"].attributes["custom.extra"], "x");
-    assert!(!snap.workers["1001"].attributes.contains_key("phone"));
+    assert_eq!(value_of(&snap.workers["1001"], "custom.extra"), Some("x"));
+    assert_eq!(value_of(&snap.workers["1001"], "phone"), None);
 }
 
 #[test]
@@ -231,7 +238,7 @@ fn every_standard_attribute_is_a_field() {
 }
 
 /// A snapshot with a column for every attribute of the list carries each
-/// one into the worker and its event attributes.
+/// one into the worker.
 #[test]
 fn a_snapshot_carries_every_standard_attribute() {
     let value = |attribute: StandardAttribute| match attribute {
@@ -259,21 +266,13 @@ fn a_snapshot_carries_every_standard_attribute() {
     );
     let snap = parse(&source(), "all.csv", text.as_bytes(), Format::Csv).expect("valid");
     let worker = &snap.workers["E1"];
-    let attributes = crate::diff::attributes_of(worker).expect("event attributes");
     for attribute in StandardAttribute::ALL {
-        let expected = value(attribute);
-        assert_eq!(
-            worker.attributes.get(attribute.name()),
-            Some(&expected),
-            "{}",
-            attribute.name()
-        );
         let expected = match attribute {
             StandardAttribute::EmploymentType => "CONTRACTOR".to_owned(),
-            _ => expected,
+            _ => value(attribute),
         };
         assert_eq!(
-            attributes.text(&attribute.into()),
+            worker.attributes.text(&attribute.into()),
             Some(expected.as_str()),
             "{}",
             attribute.name()
@@ -301,4 +300,16 @@ proptest! {
             Err(err) => prop_assert!(!err.errors.is_empty()),
         }
     }
+}
+
+/// A value the event model rejects is reported at its column, like any other
+/// problem, and the worker is not imported.
+#[test]
+fn values_the_event_model_rejects_are_named_by_column() {
+    let row = r#"{"employee_id": "E1", "given_name": "Lucy", "family_name": "Lee", "status": "active", "hire_date": "2026-01-05", "time_zone": "UTC", "manager_id": "E\u0007", "bad\tkey": "x"}"#;
+    let err = parse(&source(), "w.jsonl", row.as_bytes(), Format::Jsonl).expect_err("invalid");
+    let all = messages(&err).join("\n");
+    assert!(all.contains("w.jsonl:1: manager_id: "), "{all}");
+    assert!(all.contains("w.jsonl:1: bad\tkey: "), "{all}");
+    assert!(all.contains("control character"), "{all}");
 }
