@@ -66,6 +66,7 @@ pub(crate) async fn serve(
     ready.role_ready("projector");
     run::run(
         projector,
+        None,
         &config.kafka,
         &Topics::from(&config.topics),
         Mode::Serve,
@@ -102,9 +103,9 @@ pub(crate) async fn run_projector(
                 .begin_rebuild()
                 .await
                 .context("emptying the store")?;
-            run::run_claimed(
-                claim,
+            run::run(
                 projector.clone(),
+                Some(claim),
                 &config.kafka,
                 &Topics::from(&config.topics),
                 Mode::Replay {
