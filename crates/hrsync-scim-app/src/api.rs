@@ -490,17 +490,7 @@ impl QuerySpec {
                 .map(|(_, value)| value)
         };
         if let Some(schemas) = field("schemas") {
-            let listed = schemas.as_array().is_some_and(|urns| {
-                urns.iter()
-                    .filter_map(Value::as_str)
-                    .any(|urn| urn.eq_ignore_ascii_case(schema::SEARCH_REQUEST))
-            });
-            if !listed {
-                return Err(ScimError::invalid_syntax(format!(
-                    "schemas must list {}",
-                    schema::SEARCH_REQUEST
-                )));
-            }
+            schema::require_listed(schemas, schema::SEARCH_REQUEST)?;
         }
         let names = |name: &str| -> Result<Option<String>, ScimError> {
             match field(name) {
