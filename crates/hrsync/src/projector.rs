@@ -171,22 +171,14 @@ pub(crate) async fn run_user(config: &Config, command: UserCommand) -> anyhow::R
             println!("  {} = {value}{owner}", attribute.as_str());
         }
     }
-    println!(
-        "groups: {}",
-        if view.groups.is_empty() {
+    for (label, names) in [("groups", &view.groups), ("apps", &view.apps)] {
+        let names = if names.is_empty() {
             "-".to_owned()
         } else {
-            view.groups.join(", ")
-        }
-    );
-    println!(
-        "apps: {}",
-        if view.apps.is_empty() {
-            "-".to_owned()
-        } else {
-            view.apps.join(", ")
-        }
-    );
+            names.join(", ")
+        };
+        println!("{label}: {names}");
+    }
     println!("last events:");
     for event in &view.recent {
         println!(
