@@ -31,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -314,30 +315,29 @@ def example_events(
         # Source-specific attributes, sorted by key (hrsync keeps them sorted).
         "custom": {"badge": "B-42", "building": "HQ-2"},
     }
-    hire = lifecycle_event(
+    # Both events are this worker's, in Berlin, sent now.
+    worker_event = functools.partial(
+        lifecycle_event,
         source_system=source_system,
         employee_id=employee_id,
         occurred_at=now,
-        # First day, 09:00 in Berlin.
-        effective_at=datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc),
         time_zone="Europe/Berlin",
-        branch="hrsync.v1.Hire",
-        payload={"attributes": attributes},
         standard=standard,
     )
-    terminate = lifecycle_event(
-        source_system=source_system,
-        employee_id=employee_id,
-        occurred_at=now,
+    hire = worker_event(
+        # First day, 09:00 in Berlin.
+        effective_at=datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc),
+        branch="hrsync.v1.Hire",
+        payload={"attributes": attributes},
+    )
+    terminate = worker_event(
         effective_at=datetime(2026, 9, 30, 16, 0, tzinfo=timezone.utc),
-        time_zone="Europe/Berlin",
         branch="hrsync.v1.Terminate",
         payload={
             "immediate": True,  # cut access now, whatever effective_at says
             "last_day_worked": date(2026, 9, 30),  # a `date`: calendar day, no time
             "reason": "for cause",
         },
-        standard=standard,
     )
     return [hire, terminate]
 

@@ -98,7 +98,9 @@ fn spawn_run(
     shutdown: &CancellationToken,
 ) -> tokio::task::JoinHandle<Result<(), run::RunError>> {
     let (kafka, topics, shutdown) = (kafka.clone(), topics.clone(), shutdown.clone());
-    tokio::spawn(async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await })
+    tokio::spawn(
+        async move { run::run(projector, None, &kafka, &topics, Mode::Serve, shutdown).await },
+    )
 }
 
 /// The number of persons stored.

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{commit_stored, consumed, settle};
+use crate::consumer::{commit_stored, received, settle};
 use crate::{Consumer, ConsumerSettings, DlqPublisher, Handler, Outcome, Record, Result};
 
 /// Processes records; called from several lanes at once, but never for two
@@ -274,14 +274,9 @@ impl Consumer {
                 message = self.inner.recv() => message,
             };
             progress += 1;
-            let record = match message {
-                Ok(message) => Record::from_message(&message),
-                Err(error) => {
-                    tracing::warn!(%stage, %error, "kafka consumer error");
-                    continue;
-                }
+            let Some((record, span)) = received(stage, message) else {
+                continue;
             };
-            let span = consumed(stage, &record);
             offsets.dispatch(&record);
             let lane = lane_of(&record, lanes.senders.len());
             progress += self

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
@@ -348,16 +349,9 @@ impl Consumer {
                 message = self.inner.recv() => message,
             };
             progress += 1;
-            let record = match message {
-                Ok(message) => Record::from_message(&message),
-                Err(error) => {
-                    // Broker/transport errors are reported here but the client
-                    // reconnects by itself; keep polling.
-                    tracing::warn!(%stage, %error, "kafka consumer error");
-                    continue;
-                }
+            let Some((record, span)) = received(&stage, message) else {
+                continue;
             };
-            let span = consumed(&stage, &record);
             let finished = self
                 .process(&mut handler, &record, dlq, &shutdown)
                 .instrument(span)
@@ -397,9 +391,30 @@ impl Consumer {
     }
 }
 
+/// The record the consumer received, counted and with its span open
+/// ([`consumed`]); `None` for an error, which is logged: broker and
+/// transport errors are reported here but the client reconnects by itself,
+/// so the loop keeps polling.
+pub(crate) fn received(
+    stage: &str,
+    message: KafkaResult<BorrowedMessage<'_>>,
+) -> Option<(Record, tracing::Span)> {
+    match message {
+        Ok(message) => {
+            let record = Record::from_message(&message);
+            let span = consumed(stage, &record);
+            Some((record, span))
+        }
+        Err(error) => {
+            tracing::warn!(%stage, %error, "kafka consumer error");
+            None
+        }
+    }
+}
+
 /// Counts a consumed record and opens its span, continuing the trace its
 /// producer wrote into the headers.
-pub(crate) fn consumed(stage: &str, record: &Record) -> tracing::Span {
+fn consumed(stage: &str, record: &Record) -> tracing::Span {
     metrics::counter!(RECORDS_CONSUMED, "topic" => record.topic.clone()).increment(1);
     let span = tracing::info_span!(
         "kafka.consume",

@@ -96,18 +96,16 @@ impl RetentionReport {
     /// setting with its value, and the `kafka-configs` command that sets
     /// them right on the brokers `bootstrap`.
     pub fn explain(&self, bootstrap: &str) -> String {
-        let found = self
-            .problems
-            .iter()
-            .map(|p| format!("{}={}", p.setting, p.value))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let fix = self
-            .problems
-            .iter()
-            .map(|p| format!("{}={}", p.setting, p.wanted))
-            .collect::<Vec<_>>()
-            .join(",");
+        // Each problem's setting as `setting=value`, joined by `separator`.
+        let settings = |value: fn(&RetentionProblem) -> &str, separator: &str| {
+            self.problems
+                .iter()
+                .map(|p| format!("{}={}", p.setting, value(p)))
+                .collect::<Vec<_>>()
+                .join(separator)
+        };
+        let found = settings(|p| p.value.as_str(), ", ");
+        let fix = settings(|p| p.wanted, ",");
         format!(
             "lifecycle topic {topic} has {found}: the broker removes its records, but the \
              lifecycle log is the source of truth that a rebuild replays from offset 0. \

@@ -353,23 +353,13 @@ mod tests {
 
     #[test]
     fn invalid_and_duplicate_names_are_named() {
-        let topics = TopicsConfig {
-            audit: "bad name".into(),
-            ..TopicsConfig::default()
-        };
-        assert!(topics
-            .validate()
-            .expect_err("bad")
-            .to_string()
-            .contains("bad name"));
-        let topics = TopicsConfig {
-            audit: "hr.lifecycle.v1".into(),
-            ..TopicsConfig::default()
-        };
-        assert!(topics
-            .validate()
-            .expect_err("dup")
-            .to_string()
-            .contains("two topics"));
+        for (audit, says) in [("bad name", "bad name"), ("hr.lifecycle.v1", "two topics")] {
+            let topics = TopicsConfig {
+                audit: audit.into(),
+                ..TopicsConfig::default()
+            };
+            let error = topics.validate().expect_err(audit).to_string();
+            assert!(error.contains(says), "{error}");
+        }
     }
 }

@@ -70,47 +70,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn priority_overtakes_every_waiting_normal_writer() {
+    /// Lets each writer queue, in the order given, behind one holding the
+    /// gate on `holder`'s lane, then releases the gate and returns the
+    /// order in which they got their turns.
+    async fn turn_order(holder: Lane, writers: &[(&'static str, Lane)]) -> Vec<&'static str> {
         let gate = Arc::new(WriteGate::default());
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let holder = gate.enter(Lane::Normal).await;
+        let holder = gate.enter(holder).await;
         let mut tasks = Vec::new();
-        for (name, lane) in [
-            ("normal 1", Lane::Normal),
-            ("normal 2", Lane::Normal),
-            ("normal 3", Lane::Normal),
-            ("priority", Lane::Priority),
-        ] {
-            let gate = gate.clone();
-            let order = order.clone();
-            tasks.push(tokio::spawn(async move {
-                let _turn = gate.enter(lane).await;
-                order.lock().unwrap().push(name);
-            }));
-            settle().await;
-        }
-        drop(holder);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        assert_eq!(
-            *order.lock().unwrap(),
-            ["priority", "normal 1", "normal 2", "normal 3"]
-        );
-    }
-
-    #[tokio::test]
-    async fn priority_writers_keep_their_order_and_normal_ones_get_through() {
-        let gate = Arc::new(WriteGate::default());
-        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let holder = gate.enter(Lane::Priority).await;
-        let mut tasks = Vec::new();
-        for (name, lane) in [
-            ("normal", Lane::Normal),
-            ("priority 1", Lane::Priority),
-            ("priority 2", Lane::Priority),
-        ] {
+        for &(name, lane) in writers {
             let gate = gate.clone();
             let order = order.clone();
             tasks.push(tokio::spawn(async move {
@@ -126,11 +94,40 @@ mod tests {
                 .expect("no writer starves")
                 .unwrap();
         }
+        Arc::try_unwrap(order)
+            .expect("every writer is done")
+            .into_inner()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn priority_overtakes_every_waiting_normal_writer() {
+        let order = turn_order(
+            Lane::Normal,
+            &[
+                ("normal 1", Lane::Normal),
+                ("normal 2", Lane::Normal),
+                ("normal 3", Lane::Normal),
+                ("priority", Lane::Priority),
+            ],
+        )
+        .await;
+        assert_eq!(order, ["priority", "normal 1", "normal 2", "normal 3"]);
+    }
+
+    #[tokio::test]
+    async fn priority_writers_keep_their_order_and_normal_ones_get_through() {
+        let order = turn_order(
+            Lane::Priority,
+            &[
+                ("normal", Lane::Normal),
+                ("priority 1", Lane::Priority),
+                ("priority 2", Lane::Priority),
+            ],
+        )
+        .await;
         // The normal writer queued on `next` before the priority writers:
         // it goes first, then they follow in order.
-        assert_eq!(
-            *order.lock().unwrap(),
-            ["normal", "priority 1", "priority 2"]
-        );
+        assert_eq!(order, ["normal", "priority 1", "priority 2"]);
     }
 }

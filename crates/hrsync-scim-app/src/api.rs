@@ -326,6 +326,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
+/// What a request about one resource (`/Users/{id}`) names, read from its
+/// head: the kind (the route's), the id, the headers and the query string.
+struct ResourceRequest {
+    kind: Kind,
+    id: String,
+    headers: HeaderMap,
+    params: Params,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ResourceRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A bad query string is reported before a bad path.
+        let (Extension(kind), params, Path(id)) =
+            <(Extension<Kind>, Params, Path<String>)>::from_request_parts(parts, state).await?;
+        Ok(ResourceRequest {
+            kind,
+            id,
+            headers: parts.headers.clone(),
+            params,
+        })
+    }
+}
+
+impl ResourceRequest {
+    /// `200 OK` with the resource as this request asks for it.
+    fn answer(&self, state: &AppState, snapshot: &Snapshot) -> Result<Response, ScimError> {
+        resource_response(state, &self.headers, &self.params, StatusCode::OK, snapshot)
+    }
+}
+
 /// A JSON request body, whatever its declared type (`application/scim+json`
 /// or `application/json`), within the body limit.
 struct ScimBody(Value);
@@ -490,17 +522,7 @@ impl QuerySpec {
                 .map(|(_, value)| value)
         };
         if let Some(schemas) = field("schemas") {
-            let listed = schemas.as_array().is_some_and(|urns| {
-                urns.iter()
-                    .filter_map(Value::as_str)
-                    .any(|urn| urn.eq_ignore_ascii_case(schema::SEARCH_REQUEST))
-            });
-            if !listed {
-                return Err(ScimError::invalid_syntax(format!(
-                    "schemas must list {}",
-                    schema::SEARCH_REQUEST
-                )));
-            }
+            schema::require_listed(schemas, schema::SEARCH_REQUEST)?;
         }
         let names = |name: &str| -> Result<Option<String>, ScimError> {
             match field(name) {
@@ -649,6 +671,16 @@ fn resource_response(
     Ok(response)
 }
 
+/// A bodiless answer (`304 Not Modified`, the quirky `204` to a PATCH)
+/// that still names the resource's version.
+fn etag_only(status: StatusCode, etag: &str) -> Response {
+    let mut response = status.into_response();
+    if let Ok(etag) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -704,65 +736,54 @@ async fn create(
 }
 
 async fn read(
-    Extension(kind): Extension<Kind>,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Params,
-    Path(id): Path<String>,
+    request: ResourceRequest,
 ) -> Result<Response, ScimError> {
+    let (kind, id) = (request.kind, request.id.as_str());
     let snapshot = state
         .store()
-        .get(kind, &id)
+        .get(kind, id)
         .ok_or_else(|| ScimError::not_found(format!("no {} with id {id:?}", kind.name())))?;
     let etag = snapshot.resource.etag();
-    if header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| store::etag_matches(h, &etag)) {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(etag) = HeaderValue::from_str(&etag) {
-            response.headers_mut().insert(header::ETAG, etag);
-        }
-        return Ok(response);
+    if header_str(&request.headers, header::IF_NONE_MATCH)
+        .is_some_and(|h| store::etag_matches(h, &etag))
+    {
+        return Ok(etag_only(StatusCode::NOT_MODIFIED, &etag));
     }
-    resource_response(&state, &headers, &params, StatusCode::OK, &snapshot)
+    request.answer(&state, &snapshot)
 }
 
 async fn replace(
-    Extension(kind): Extension<Kind>,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Params,
-    Path(id): Path<String>,
+    request: ResourceRequest,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
-    let attrs = resource::normalize_body(kind, body)?;
-    let if_match = header_str(&headers, header::IF_MATCH);
-    let snapshot = state.store().replace(kind, &id, attrs, if_match)?;
-    resource_response(&state, &headers, &params, StatusCode::OK, &snapshot)
+    let attrs = resource::normalize_body(request.kind, body)?;
+    let if_match = header_str(&request.headers, header::IF_MATCH);
+    let snapshot = state
+        .store()
+        .replace(request.kind, &request.id, attrs, if_match)?;
+    request.answer(&state, &snapshot)
 }
 
 async fn patch(
-    Extension(kind): Extension<Kind>,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Params,
-    Path(id): Path<String>,
+    request: ResourceRequest,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
-    let if_match = header_str(&headers, header::IF_MATCH);
+    let (kind, id) = (request.kind, request.id.as_str());
+    let if_match = header_str(&request.headers, header::IF_MATCH);
     let snapshot = if state.quirk(Quirk::ReadChangeWritePatch) {
-        let attrs = state.store().read_and_change(kind, &id, body, if_match)?;
+        let attrs = state.store().read_and_change(kind, id, body, if_match)?;
         tokio::time::sleep(state.shared.options.patch_delay).await;
-        state.store().write_back(kind, &id, attrs)?
+        state.store().write_back(kind, id, attrs)?
     } else {
-        state.store().patch(kind, &id, body, if_match)?
+        state.store().patch(kind, id, body, if_match)?
     };
     if state.quirk(Quirk::Patch204) {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        if let Ok(etag) = HeaderValue::from_str(&snapshot.resource.etag()) {
-            response.headers_mut().insert(header::ETAG, etag);
-        }
-        return Ok(response);
+        return Ok(etag_only(StatusCode::NO_CONTENT, &snapshot.resource.etag()));
     }
-    resource_response(&state, &headers, &params, StatusCode::OK, &snapshot)
+    request.answer(&state, &snapshot)
 }
 
 async fn delete(

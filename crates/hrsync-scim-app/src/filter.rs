@@ -145,6 +145,9 @@ struct Parser<'a> {
     pos: usize,
 }
 
+/// Builds `a and b` or `a or b` (`Expr::And`, `Expr::Or`).
+type JoinFn = fn(Box<Expr<RawPath>>, Box<Expr<RawPath>>) -> Expr<RawPath>;
+
 impl<'a> Parser<'a> {
     fn new(input: &'a str) -> Self {
         Parser { input, pos: 0 }
@@ -210,28 +213,28 @@ impl<'a> Parser<'a> {
     }
 
     fn or_expr(&mut self, depth: usize) -> Result<Expr<RawPath>, ScimError> {
-        let mut left = self.and_expr(depth)?;
-        loop {
-            let save = self.pos;
-            self.skip_ws();
-            if self.keyword("or") {
-                let right = self.and_expr(depth)?;
-                left = Expr::Or(Box::new(left), Box::new(right));
-            } else {
-                self.pos = save;
-                return Ok(left);
-            }
-        }
+        self.joined(depth, "or", Self::and_expr, Expr::Or)
     }
 
     fn and_expr(&mut self, depth: usize) -> Result<Expr<RawPath>, ScimError> {
-        let mut left = self.unary(depth)?;
+        self.joined(depth, "and", Self::unary, Expr::And)
+    }
+
+    /// `operand (keyword operand)*`, joined from the left with `join`.
+    fn joined(
+        &mut self,
+        depth: usize,
+        keyword: &str,
+        operand: fn(&mut Self, usize) -> Result<Expr<RawPath>, ScimError>,
+        join: JoinFn,
+    ) -> Result<Expr<RawPath>, ScimError> {
+        let mut left = operand(self, depth)?;
         loop {
             let save = self.pos;
             self.skip_ws();
-            if self.keyword("and") {
-                let right = self.unary(depth)?;
-                left = Expr::And(Box::new(left), Box::new(right));
+            if self.keyword(keyword) {
+                let right = operand(self, depth)?;
+                left = join(Box::new(left), Box::new(right));
             } else {
                 self.pos = save;
                 return Ok(left);

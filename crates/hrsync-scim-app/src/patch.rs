@@ -40,17 +40,7 @@ pub(crate) fn apply(
     let mut operations = None;
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
-            let listed = value.as_array().is_some_and(|urns| {
-                urns.iter()
-                    .filter_map(Value::as_str)
-                    .any(|urn| urn.eq_ignore_ascii_case(schema::PATCH_OP))
-            });
-            if !listed {
-                return Err(ScimError::invalid_syntax(format!(
-                    "schemas must list {}",
-                    schema::PATCH_OP
-                )));
-            }
+            schema::require_listed(&value, schema::PATCH_OP)?;
         } else if key.eq_ignore_ascii_case("Operations") {
             operations = Some(value);
         }

@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
+use crate::error::ScimError;
+
 mod served;
 
 use served::DISCOVERY_SCHEMAS;
@@ -412,6 +414,26 @@ pub(crate) static ABSENT: LazyLock<Attribute> = LazyLock::new(|| {
     )
     .mutability(Mutability::ReadOnly)
 });
+
+/// Checks a request message's `schemas`: they must list `urn`, the
+/// message's own (compared case-insensitively).
+///
+/// # Errors
+/// `invalidSyntax` when they do not.
+pub(crate) fn require_listed(schemas: &Value, urn: &str) -> Result<(), ScimError> {
+    let listed = schemas.as_array().is_some_and(|urns| {
+        urns.iter()
+            .filter_map(Value::as_str)
+            .any(|listed| listed.eq_ignore_ascii_case(urn))
+    });
+    if listed {
+        Ok(())
+    } else {
+        Err(ScimError::invalid_syntax(format!(
+            "schemas must list {urn}"
+        )))
+    }
+}
 
 /// Every schema served by `/Schemas`, in order.
 pub(crate) fn all_schemas() -> impl Iterator<Item = &'static Schema> {

@@ -428,13 +428,70 @@ pub fn repeat_last<T>(items: &[T], slots: usize) -> impl Iterator<Item = &T> {
 /// `SELECT * FROM (VALUES ...)` over `slots` rows of `columns` placeholders,
 /// keeping only the rows whose first column is not NULL: for `INSERT INTO
 /// t (...) {this} ON CONFLICT ...`, with the real rows bound first and each
-/// of the other [`padded_rows`] slots bound as NULLs. Both backends name a
+/// of the other [`padded_rows`] slots bound as NULLs
+/// ([`BindPadding::bind_padding`]). Both backends name a
 /// `VALUES` list's columns `column1`, `column2`, and so on.
 pub fn padded_values(slots: usize, columns: usize) -> String {
     format!(
         "SELECT * FROM (VALUES {}) AS padded WHERE column1 IS NOT NULL",
         placeholders(slots, columns)
     )
+}
+
+/// The SQL type of one column of a [`padded_values`] padding row.
+/// PostgreSQL gives each `VALUES` column one type from all its rows, so a
+/// padding NULL is bound as the type of the real values above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Null {
+    /// Text (`&str`).
+    Text,
+    /// A 64-bit integer (`i64`).
+    BigInt,
+    /// Bytes (`&[u8]`).
+    Blob,
+}
+
+/// A query the padding rows of [`padded_values`] can be bound to: sqlx's
+/// `Query` and `QueryAs` over the Any driver.
+pub trait BindPadding: Sized {
+    /// Binds one NULL typed as `null`.
+    #[must_use]
+    fn bind_null(self, null: Null) -> Self;
+
+    /// Binds `rows` rows of NULLs, column by column typed as `columns`:
+    /// the padding after the real rows of a [`padded_values`] statement.
+    #[must_use]
+    fn bind_padding(mut self, rows: usize, columns: &[Null]) -> Self {
+        for _ in 0..rows {
+            for &null in columns {
+                self = self.bind_null(null);
+            }
+        }
+        self
+    }
+}
+
+/// [`BindPadding::bind_null`] for either query type.
+macro_rules! bind_null {
+    ($query:expr, $null:expr) => {
+        match $null {
+            Null::Text => $query.bind(None::<&str>),
+            Null::BigInt => $query.bind(None::<i64>),
+            Null::Blob => $query.bind(None::<&[u8]>),
+        }
+    };
+}
+
+impl<'q> BindPadding for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_null(self, null: Null) -> Self {
+        bind_null!(self, null)
+    }
+}
+
+impl<'q, O> BindPadding for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    fn bind_null(self, null: Null) -> Self {
+        bind_null!(self, null)
+    }
 }
 
 /// Numbered placeholders for `rows` rows of `columns` values each:
@@ -492,6 +549,30 @@ mod tests {
             super::padded_values(2, 2),
             "SELECT * FROM (VALUES ($1, $2), ($3, $4)) AS padded WHERE column1 IS NOT NULL"
         );
+    }
+
+    #[tokio::test]
+    async fn padding_rows_are_typed_nulls_the_statement_leaves_out() {
+        let db = super::Db::connect("sqlite::memory:", 1)
+            .await
+            .expect("sqlite");
+        let sql = super::padded_values(4, 3);
+        let columns = [Null::Text, Null::BigInt, Null::Blob];
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(&sql)
+            .bind("a")
+            .bind(1_i64)
+            .bind(&b"x"[..])
+            .bind_padding(3, &columns)
+            .fetch_all(db.pool())
+            .await
+            .expect("query_as");
+        assert_eq!(rows, [("a".to_owned(), 1, b"x".to_vec())]);
+        let rows = sqlx::query(&sql)
+            .bind_padding(4, &columns)
+            .fetch_all(db.pool())
+            .await
+            .expect("query");
+        assert!(rows.is_empty());
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) async fn serve(
     ready.role_ready("projector");
     run::run(
         projector,
+        None,
         &config.kafka,
         &Topics::from(&config.topics),
         Mode::Serve,
@@ -102,9 +103,9 @@ pub(crate) async fn run_projector(
                 .begin_rebuild()
                 .await
                 .context("emptying the store")?;
-            run::run_claimed(
-                claim,
+            run::run(
                 projector.clone(),
+                Some(claim),
                 &config.kafka,
                 &Topics::from(&config.topics),
                 Mode::Replay {
@@ -170,22 +171,14 @@ pub(crate) async fn run_user(config: &Config, command: UserCommand) -> anyhow::R
             println!("  {} = {value}{owner}", attribute.as_str());
         }
     }
-    println!(
-        "groups: {}",
-        if view.groups.is_empty() {
+    for (label, names) in [("groups", &view.groups), ("apps", &view.apps)] {
+        let names = if names.is_empty() {
             "-".to_owned()
         } else {
-            view.groups.join(", ")
-        }
-    );
-    println!(
-        "apps: {}",
-        if view.apps.is_empty() {
-            "-".to_owned()
-        } else {
-            view.apps.join(", ")
-        }
-    );
+            names.join(", ")
+        };
+        println!("{label}: {names}");
+    }
     println!("last events:");
     for event in &view.recent {
         println!(

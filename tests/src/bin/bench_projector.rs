@@ -1293,7 +1293,9 @@ fn spawn_projector(
         topics.clone(),
         shutdown.clone(),
     );
-    tokio::spawn(async move { run::run(projector, &kafka, &topics, Mode::Serve, shutdown).await })
+    tokio::spawn(
+        async move { run::run(projector, None, &kafka, &topics, Mode::Serve, shutdown).await },
+    )
 }
 
 #[derive(Debug, Clone, Default)]

@@ -194,38 +194,29 @@ pub enum Mode {
     },
 }
 
-/// Claims the store ([`claim_store`], waiting while another projector
-/// holds it), then runs until `shutdown` is cancelled (or, replaying, until
-/// caught up).
+/// Runs until `shutdown` is cancelled (or, replaying, until caught up),
+/// with the store `claim`ed already, or with `None` claiming it first
+/// ([`claim_store`], waiting while another projector holds it); stops with
+/// [`RunError::ClaimLost`] if another projector takes the store.
 ///
 /// # Errors
 /// A failure no retry can fix.
 pub async fn run(
     projector: Projector,
+    claim: Option<hrsync_store::Claim>,
     kafka: &KafkaConfig,
     topics: &Topics,
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let Some(claim) = claim_store(&projector, &shutdown).await? else {
+    let claim = match claim {
+        Some(claim) => Some(claim),
+        None => claim_store(&projector, &shutdown).await?,
+    };
+    // None: shut down while waiting for the store.
+    let Some(claim) = claim else {
         return Ok(());
     };
-    run_claimed(claim, projector, kafka, topics, mode, shutdown).await
-}
-
-/// [`run`] with the store claimed already (see [`claim_store`]); stops with
-/// [`RunError::ClaimLost`] if another projector takes the store.
-///
-/// # Errors
-/// A failure no retry can fix.
-pub async fn run_claimed(
-    claim: hrsync_store::Claim,
-    projector: Projector,
-    kafka: &KafkaConfig,
-    topics: &Topics,
-    mode: Mode,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
     // With the store to itself, the projector may keep the reporting lines
     // in memory.
     let projector = if projector.config().reporting_lines_in_memory {

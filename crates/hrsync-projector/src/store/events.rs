@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hrsync_store::{BindPadding, Null};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -222,6 +223,16 @@ enum Insert {
     SkippingStored,
 }
 
+/// The column types of a `projector_event` row as [`insert_events`] writes
+/// it, for its padding rows.
+const EVENT_ROW: [Null; 5] = [
+    Null::Text,   // event_id
+    Null::Text,   // employee_id
+    Null::BigInt, // effective_at_ms
+    Null::Blob,   // payload
+    Null::BigInt, // received_at_ms
+];
+
 /// Inserts `events` (one statement per chunk); with
 /// [`Insert::SkippingStored`], returns those it inserted.
 async fn insert_events(
@@ -236,7 +247,7 @@ async fn insert_events(
         let sql = format!(
             "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
              {}{}",
-            hrsync_store::padded_values(slots, 5),
+            hrsync_store::padded_values(slots, EVENT_ROW.len()),
             match insert {
                 Insert::Plain => "",
                 Insert::SkippingStored => {
@@ -253,14 +264,7 @@ async fn insert_events(
                 .bind(event.payload.as_slice())
                 .bind(now_ms);
         }
-        for _ in chunk.len()..slots {
-            query = query
-                .bind(None::<&str>)
-                .bind(None::<&str>)
-                .bind(None::<i64>)
-                .bind(None::<&[u8]>)
-                .bind(None::<i64>);
-        }
+        query = query.bind_padding(slots - chunk.len(), &EVENT_ROW);
         match insert {
             Insert::Plain => {
                 query.fetch_optional(&mut *conn).await?;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use hrsync_domain::LifecycleEvent;
+use hrsync_store::{BindPadding, Null};
 use sqlx::Row;
 use tokio::task::JoinHandle;
 
@@ -57,6 +58,21 @@ pub(crate) async fn parse_all<T>(parsing: Vec<Parsing<T>>) -> Result<Vec<T>> {
     Ok(parsed)
 }
 
+/// The column types of a `projector_person` row as [`BatchTx::upsert_people`]
+/// writes it, for its padding rows.
+const PERSON_ROW: [Null; 10] = [
+    Null::Text,   // employee_id
+    Null::Text,   // person_id
+    Null::BigInt, // revision
+    Null::BigInt, // version
+    Null::Blob,   // state
+    Null::Text,   // lifecycle
+    Null::Text,   // manager_id
+    Null::BigInt, // next_check_at_ms
+    Null::Text,   // emitted
+    Null::BigInt, // updated_at_ms
+];
+
 impl BatchTx {
     /// The stored rows of `ids` (those stored), each parsed with `parse`;
     /// a chunk's rows are parsed on a blocking thread while the next chunk
@@ -100,7 +116,7 @@ impl BatchTx {
                  manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
                  emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
                  WHERE projector_person.revision + 1 = excluded.revision",
-                hrsync_store::padded_values(slots, 10)
+                hrsync_store::padded_values(slots, PERSON_ROW.len())
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
@@ -116,19 +132,7 @@ impl BatchTx {
                     .bind(r.emitted.as_str())
                     .bind(now_ms);
             }
-            for _ in chunk.len()..slots {
-                query = query
-                    .bind(None::<&str>)
-                    .bind(None::<&str>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<&[u8]>)
-                    .bind(None::<&str>)
-                    .bind(None::<&str>)
-                    .bind(None::<i64>)
-                    .bind(None::<&str>)
-                    .bind(None::<i64>);
-            }
+            query = query.bind_padding(slots - chunk.len(), &PERSON_ROW);
             let done = query.execute(&mut **tx).await?;
             if done.rows_affected() != chunk.len() as u64 {
                 return Err(ProjectError::Conflict(format!(

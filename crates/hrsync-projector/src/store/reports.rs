@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use hrsync_store::{BindPadding, Null};
+
 use super::{BatchTx, ROWS};
 use crate::error::Result;
 
@@ -26,9 +28,7 @@ impl BatchTx {
             for (manager, delta) in chunk {
                 query = query.bind(manager.as_str()).bind(**delta);
             }
-            for _ in chunk.len()..slots {
-                query = query.bind(None::<&str>).bind(None::<i64>);
-            }
+            query = query.bind_padding(slots - chunk.len(), &[Null::Text, Null::BigInt]);
             query.execute(&mut **tx).await?;
         }
         Ok(())

@@ -39,6 +39,47 @@ impl Answer {
     }
 }
 
+/// One request to the app.
+struct Request<'a> {
+    method: Method,
+    /// Below the base URL: `/Users/{id}`.
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    /// Sent as `If-Match` when given.
+    if_match: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// `method` on `path`, with no query, no body and no `If-Match`.
+    fn new(method: Method, path: &'a str) -> Self {
+        Request {
+            method,
+            path,
+            query: &[],
+            body: None,
+            if_match: None,
+        }
+    }
+
+    /// The resource type (`Users` in `/Users/{id}`): low cardinality, for
+    /// spans and metrics.
+    fn resource(&self) -> &'a str {
+        self.path.split('/').nth(1).unwrap_or_default()
+    }
+
+    /// The request failed in transit; `maybe_applied` if the app may have
+    /// received it.
+    fn transport_error(&self, error: &reqwest::Error, maybe_applied: bool) -> ScimError {
+        ScimError::Transport {
+            method: self.method.to_string(),
+            path: self.path.to_owned(),
+            reason: transport_reason(error),
+            maybe_applied,
+        }
+    }
+}
+
 /// A SCIM server of one app.
 #[derive(Debug, Clone)]
 pub struct ScimClient {
@@ -109,19 +150,17 @@ impl ScimClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>> {
-        Ok(self.exchange(method, path, query, body, None).await?.body)
+        let request = Request {
+            query,
+            body,
+            ..Request::new(method, path)
+        };
+        Ok(self.exchange(&request).await?.body)
     }
 
-    /// One request, with `If-Match: if_match` when given; the answer's
-    /// body and `ETag`.
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
-    ) -> Result<Answer> {
+    /// One request, renewing the access token once if the app rejects it;
+    /// the answer's body and `ETag`.
+    async fn exchange(&self, request: &Request<'_>) -> Result<Answer> {
         let _admission = self.limiter.admit().await;
         let mut renewed = false;
         loop {
@@ -131,18 +170,11 @@ impl ScimClient {
             let span = tracing::info_span!(
                 "scim.request",
                 app = %self.app,
-                method = %method,
-                resource = path.split('/').nth(1).unwrap_or_default(),
+                method = %request.method,
+                resource = request.resource(),
             );
             match self
-                .send(
-                    method.clone(),
-                    path,
-                    query,
-                    body,
-                    if_match,
-                    authorization.clone(),
-                )
+                .send(request, authorization.clone())
                 .instrument(span)
                 .await
             {
@@ -157,58 +189,51 @@ impl ScimClient {
         }
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
-        authorization: HeaderValue,
-    ) -> Result<Answer> {
+    async fn send(&self, request: &Request<'_>, authorization: HeaderValue) -> Result<Answer> {
+        let &Request {
+            ref method,
+            path,
+            query,
+            body,
+            if_match,
+        } = request;
         let url = format!("{}{path}", self.base);
-        let mut request = self
+        let mut builder = self
             .http
             .request(method.clone(), &url)
             .header(AUTHORIZATION, authorization);
         for (name, value) in hrsync_telemetry::propagation::inject(&tracing::Span::current()) {
-            request = request.header(name, value);
+            builder = builder.header(name, value);
         }
         if !query.is_empty() {
-            request = request.query(query);
+            builder = builder.query(query);
         }
         if let Some(version) = if_match.and_then(|v| HeaderValue::from_str(v).ok()) {
-            request = request.header(IF_MATCH, version);
+            builder = builder.header(IF_MATCH, version);
         }
         if let Some(body) = body {
-            request = request
+            builder = builder
                 .header(CONTENT_TYPE, SCIM_JSON)
                 .body(body.to_string());
         }
         let started = std::time::Instant::now();
-        let sent = request.send().await;
+        let sent = builder.send().await;
         let status = match &sent {
             Ok(response) => response.status().as_str().to_owned(),
             Err(e) if e.is_timeout() => "timeout".to_owned(),
             Err(_) => "connection".to_owned(),
         };
         // Low cardinality: the method and the resource type, never an id.
-        let resource = path.split('/').nth(1).unwrap_or_default();
         metrics::histogram!(
             "hrsync_provisioner_scim_request_seconds",
             "app" => self.app.to_string(),
-            "operation" => format!("{method} {resource}"),
+            "operation" => format!("{method} {}", request.resource()),
             "status" => status,
         )
         .record(started.elapsed().as_secs_f64());
-        let response = sent.map_err(|e| ScimError::Transport {
-            method: method.to_string(),
-            path: path.to_owned(),
-            reason: transport_reason(&e),
-            // A request that timed out or was cut after sending may have
-            // been applied.
-            maybe_applied: !e.is_connect(),
-        })?;
+        // A request that timed out or was cut after sending may have been
+        // applied.
+        let response = sent.map_err(|e| request.transport_error(&e, !e.is_connect()))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -221,12 +246,10 @@ impl ScimClient {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
-        let text = response.text().await.map_err(|e| ScimError::Transport {
-            method: method.to_string(),
-            path: path.to_owned(),
-            reason: transport_reason(&e),
-            maybe_applied: true,
-        })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| request.transport_error(&e, true))?;
         let body = read_answer(
             method.as_str(),
             path,
@@ -328,7 +351,7 @@ impl ScimClient {
     /// See [`ScimClient::get`].
     pub async fn get_versioned(&self, resource: &str, id: &str) -> Result<Option<Versioned>> {
         let path = format!("/{resource}/{id}");
-        match self.exchange(Method::GET, &path, &[], None, None).await {
+        match self.exchange(&Request::new(Method::GET, &path)).await {
             Ok(answer) => {
                 let resource = read_resource("GET", &path, answer.body)?;
                 Ok(Some(
@@ -364,9 +387,11 @@ impl ScimClient {
         body: &Value,
     ) -> Result<(Value, Option<String>)> {
         let path = format!("/{resource}");
-        let answer = self
-            .exchange(Method::POST, &path, &[], Some(body), None)
-            .await?;
+        let request = Request {
+            body: Some(body),
+            ..Request::new(Method::POST, &path)
+        };
+        let answer = self.exchange(&request).await?;
         let created = read_resource("POST", &path, answer.body)?;
         let version = answer.etag.or_else(|| meta_version(&created));
         Ok((created, version))
@@ -396,10 +421,12 @@ impl ScimClient {
         if_match: Option<&str>,
     ) -> Result<Versioned> {
         let path = format!("/{resource}/{id}");
-        Ok(self
-            .exchange(Method::PUT, &path, &[], Some(body), if_match)
-            .await?
-            .versioned())
+        let request = Request {
+            body: Some(body),
+            if_match,
+            ..Request::new(Method::PUT, &path)
+        };
+        Ok(self.exchange(&request).await?.versioned())
     }
 
     /// Applies PATCH operations; returns the resource if the server sent it
@@ -424,17 +451,14 @@ impl ScimClient {
         ops: &[PatchOp],
         if_match: Option<&str>,
     ) -> Result<Versioned> {
+        let path = format!("/{resource}/{id}");
         let body = patch_body(ops);
-        Ok(self
-            .exchange(
-                Method::PATCH,
-                &format!("/{resource}/{id}"),
-                &[],
-                Some(&body),
-                if_match,
-            )
-            .await?
-            .versioned())
+        let request = Request {
+            body: Some(&body),
+            if_match,
+            ..Request::new(Method::PATCH, &path)
+        };
+        Ok(self.exchange(&request).await?.versioned())
     }
 
     /// Changes a group's members, asking the server to leave the members
