@@ -30,7 +30,7 @@ impl Default for IngestConfig {
         IngestConfig {
             database_url: Secret::inline("sqlite://hrsync-ingest.db"),
             max_connections: 4,
-            publish_batch: 2000,
+            publish_batch: 10_000,
             sources: Vec::new(),
             push: PushConfig::default(),
         }

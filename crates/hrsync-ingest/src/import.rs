@@ -137,7 +137,8 @@ impl Importer {
             return Ok(None);
         };
         tracing::info!(source, import_id = %open.import_id, "resuming an unfinished import");
-        self.publish(&open.import_id).await?;
+        let events = self.store.unpublished(&open.import_id).await?;
+        self.publish(&open.import_id, &events).await?;
         self.store.accept(source, &open.import_id, now_ms()).await?;
         Ok(Some(open))
     }
@@ -181,11 +182,12 @@ impl Importer {
                 &next_baseline,
             )
             .await?;
-        // Published from the store from here on.
-        drop((events, next_baseline));
+        drop(next_baseline);
         tracing::info!(source = %source.name, %import_id, %summary, "import recorded");
         failpoint("ingest.after_record");
-        self.publish(&import_id).await?;
+        // Published as recorded, without reading them back.
+        self.publish(&import_id, &events).await?;
+        drop(events);
         self.store
             .accept(&source.name, &import_id, now_ms())
             .await?;
@@ -193,12 +195,12 @@ impl Importer {
         Ok(ImportReport::Published { import_id, summary })
     }
 
-    /// Publishes the unacknowledged events of `import_id`: first every
-    /// priority copy (so urgent terminations never wait behind the bulk),
-    /// then the lifecycle topic in order, batch by batch, marking each batch
-    /// in the store once the broker has acknowledged all of it.
-    async fn publish(&self, import_id: &str) -> Result<(), ImportError> {
-        let events = self.store.unpublished(import_id).await?;
+    /// Publishes `events`, the unacknowledged events of `import_id` in
+    /// order: first every priority copy (so urgent terminations never wait
+    /// behind the bulk), then the lifecycle topic in order, batch by batch,
+    /// marking each batch in the store once the broker has acknowledged all
+    /// of it.
+    async fn publish(&self, import_id: &str, events: &[OutboxEvent]) -> Result<(), ImportError> {
         if events.is_empty() {
             return Ok(());
         }

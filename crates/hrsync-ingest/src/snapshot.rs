@@ -50,7 +50,44 @@ pub struct Worker {
     /// The termination takes effect at once.
     pub termination_immediate: bool,
     /// Profile attributes (standard ones, then `custom.<column>` ones).
+    #[serde(with = "stored_attributes")]
     pub attributes: WorkerAttributes,
+}
+
+/// A worker's attributes as the stored baseline keeps them: only the set
+/// ones, by canonical name (`title`, `custom.badge`), as text. Half the size
+/// of every field written out, and independent of the struct's layout.
+mod stored_attributes {
+    use std::collections::BTreeMap;
+
+    use hrsync_domain::{Attribute, AttributeValue, WorkerAttributes};
+    use serde::de::Error as _;
+    use serde::ser::SerializeMap as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        attributes: &WorkerAttributes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let values = attributes.values();
+        let mut map = serializer.serialize_map(Some(values.len()))?;
+        for (attribute, value) in &values {
+            map.serialize_entry(&attribute.as_str(), value)?;
+        }
+        map.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<WorkerAttributes, D::Error> {
+        let mut attributes = WorkerAttributes::blank();
+        for (name, value) in BTreeMap::<String, String>::deserialize(deserializer)? {
+            Attribute::parse(&name)
+                .and_then(|attribute| attributes.set(&attribute, AttributeValue::Text(Some(value))))
+                .map_err(|e| D::Error::custom(format!("attribute {name:?}: {e}")))?;
+        }
+        Ok(attributes)
+    }
 }
 
 /// The workers of one export, by employee id.

@@ -2,10 +2,12 @@
 //! and the outbox of an import being published.
 //!
 //! An import is recorded in one transaction (its events in the outbox, its
-//! snapshot staged) before anything is published. Its snapshot replaces the
-//! source's baseline only once every event is acknowledged by the broker, in
-//! a second transaction. A crash in between leaves an open import, which
-//! [`IngestStore::open_import`] finds on restart so publishing can resume.
+//! snapshot beside them) before anything is published. Its snapshot becomes
+//! the source's baseline only once every event is acknowledged by the
+//! broker, in a second transaction that changes the import's state (nothing
+//! is copied) and drops the previous baseline's rows. A crash in between
+//! leaves an open import, which [`IngestStore::open_import`] finds on
+//! restart so publishing can resume.
 
 use std::collections::BTreeMap;
 
@@ -51,7 +53,7 @@ impl From<sqlx::Error> for StoreError {
 
 /// Rows per multi-row INSERT (SQLite allows 32766 parameters per
 /// statement; PostgreSQL 65535).
-const INSERT_ROWS: usize = 500;
+const INSERT_ROWS: usize = 2000;
 
 /// Result type of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -116,10 +118,13 @@ impl IngestStore {
     /// The last accepted snapshot of `source` (empty before the first).
     /// Rows are read as a stream, so only the parsed workers are held.
     pub async fn baseline(&self, source: &str) -> Result<Snapshot> {
-        let mut rows =
-            sqlx::query("SELECT employee_id, record FROM ingest_baseline WHERE source = $1")
-                .bind(source)
-                .fetch(self.db.pool());
+        let mut rows = sqlx::query(
+            "SELECT s.employee_id, s.record FROM ingest_snapshot s \
+                 JOIN ingest_import i ON i.import_id = s.import_id \
+                 WHERE i.source = $1 AND i.state = 'baseline'",
+        )
+        .bind(source)
+        .fetch(self.db.pool());
         let mut workers = BTreeMap::new();
         while let Some(row) = rows.try_next().await? {
             let employee_id: String = row.try_get(0)?;
@@ -154,7 +159,7 @@ impl IngestStore {
     }
 
     /// Records an import in one transaction: its events in the outbox and
-    /// its snapshot staged as the next baseline.
+    /// its snapshot, the next baseline once they are published.
     pub async fn record_import(
         &self,
         source: &str,
@@ -208,7 +213,7 @@ impl IngestStore {
                 );
             }
             let sql = format!(
-                "INSERT INTO ingest_staged (import_id, employee_id, record) VALUES {}",
+                "INSERT INTO ingest_snapshot (import_id, employee_id, record) VALUES {}",
                 hrsync_store::placeholders(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
@@ -263,9 +268,9 @@ impl IngestStore {
         Ok(())
     }
 
-    /// Makes the import's staged snapshot the source's baseline, once every
-    /// event is acknowledged. Returns false (and changes nothing) if some
-    /// event is still unpublished.
+    /// Makes the import's snapshot the source's baseline, once every event
+    /// is acknowledged, and drops the previous baseline's rows. Returns false
+    /// (and changes nothing) if some event is still unpublished.
     pub async fn accept(&self, source: &str, import_id: &str, now_ms: i64) -> Result<bool> {
         let mut tx = self.db.pool().begin().await?;
         let left: i64 = sqlx::query_scalar(
@@ -277,24 +282,21 @@ impl IngestStore {
         if left > 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM ingest_baseline WHERE source = $1")
-            .bind(source)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
-            "INSERT INTO ingest_baseline (source, employee_id, record) \
-             SELECT $1, employee_id, record FROM ingest_staged WHERE import_id = $2",
+            "DELETE FROM ingest_snapshot WHERE import_id IN \
+             (SELECT import_id FROM ingest_import WHERE source = $1 AND state = 'baseline')",
         )
         .bind(source)
-        .bind(import_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM ingest_staged WHERE import_id = $1")
-            .bind(import_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
-            "UPDATE ingest_import SET state = 'accepted', accepted_at_ms = $1 WHERE import_id = $2",
+            "UPDATE ingest_import SET state = 'accepted' WHERE source = $1 AND state = 'baseline'",
+        )
+        .bind(source)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE ingest_import SET state = 'baseline', accepted_at_ms = $1 WHERE import_id = $2",
         )
         .bind(now_ms)
         .bind(import_id)

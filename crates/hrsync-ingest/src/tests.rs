@@ -313,3 +313,30 @@ fn values_the_event_model_rejects_are_named_by_column() {
     assert!(all.contains("w.jsonl:1: bad\tkey: "), "{all}");
     assert!(all.contains("control character"), "{all}");
 }
+
+/// The stored baseline keeps a worker's set attributes only, by name, and
+/// reads back the same worker.
+#[test]
+fn a_worker_is_stored_compactly_and_read_back_the_same() {
+    let snap = csv(&[
+        "E1,Lucy,Lee,lucy@acme.test,Agent,Customer Support,E2,Active,2026-01-05,,Europe/Paris,B-1",
+        "E2,Max,Moe,max@acme.test,Lead,Customer Support,,active,2020-03-01,,America/New_York,",
+    ])
+    .expect("valid");
+    let lucy = &snap.workers["E1"];
+    let stored = serde_json::to_value(lucy).expect("serializes");
+    assert_eq!(
+        stored["attributes"],
+        serde_json::json!({
+            "given_name": "Lucy", "family_name": "Lee", "work_email": "lucy@acme.test",
+            "title": "Agent", "department": "Customer Support", "manager_id": "E2",
+            "employment_type": "EMPLOYEE", "custom.badge": "B-1",
+        })
+    );
+    let back: Worker = serde_json::from_value(stored).expect("reads back");
+    assert_eq!(&back, lucy);
+    let mut bad = serde_json::to_value(lucy).expect("serializes");
+    bad["attributes"]["favourite_colour"] = "blue".into();
+    let err = serde_json::from_value::<Worker>(bad).expect_err("unknown attribute");
+    assert!(err.to_string().contains("favourite_colour"), "{err}");
+}

@@ -3,36 +3,35 @@
 -- in step with migrations/sqlite: the same tables, columns and keys.
 
 ---------------------------------------------------------------------------
--- Ingest: the last accepted snapshot per source, the outbox of events still
--- to publish, and push-API idempotency keys.
+-- Ingest: the imports and their snapshots (the last accepted one per
+-- source is its baseline), the outbox of events still to publish, and
+-- push-API idempotency keys.
 ---------------------------------------------------------------------------
 
--- One row per worker of the last accepted snapshot of a source.
-CREATE TABLE ingest_baseline (
-    source      TEXT   NOT NULL,
-    employee_id TEXT   NOT NULL,
-    record      TEXT   NOT NULL, -- the worker as accepted, JSON
-    PRIMARY KEY (source, employee_id)
-);
-
--- An import whose events are being published. Its snapshot waits in
--- ingest_staged and becomes the baseline only once every outbox row of the
--- import is acknowledged by the broker.
+-- An import of a source's snapshot. Its events are published from
+-- ingest_outbox; its snapshot (ingest_snapshot) becomes the source's
+-- baseline only once every outbox row of the import is acknowledged by the
+-- broker, and stays it until the next import is: accepting one is a change
+-- of state, not a copy.
 CREATE TABLE ingest_import (
     import_id      TEXT   PRIMARY KEY,
     source         TEXT   NOT NULL,
     file_digest    TEXT   NOT NULL,
-    state          TEXT   NOT NULL, -- 'publishing' | 'accepted'
+    -- 'publishing', then 'baseline' (its snapshot is the source's
+    -- baseline), then 'accepted' (a later import's is; its rows are gone)
+    state          TEXT   NOT NULL,
     event_count    BIGINT NOT NULL,
     created_at_ms  BIGINT NOT NULL,
     accepted_at_ms BIGINT
 );
 CREATE INDEX ingest_import_open ON ingest_import (source, state);
 
-CREATE TABLE ingest_staged (
+-- One row per worker of an import's snapshot (of the imports publishing or
+-- the baseline).
+CREATE TABLE ingest_snapshot (
     import_id   TEXT NOT NULL REFERENCES ingest_import (import_id),
     employee_id TEXT NOT NULL,
-    record      TEXT NOT NULL,
+    record      TEXT NOT NULL, -- the worker, JSON
     PRIMARY KEY (import_id, employee_id)
 );
 
