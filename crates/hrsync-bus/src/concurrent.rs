@@ -252,23 +252,32 @@ impl Consumer {
         offsets: &mut Offsets,
         shutdown: &CancellationToken,
     ) -> Result<()> {
+        self.watched(async |watch| self.dispatch_watched(lanes, offsets, shutdown, watch).await)
+            .await
+    }
+
+    /// [`Self::dispatch`] under the stall watch `watch`.
+    async fn dispatch_watched(
+        &self,
+        lanes: &mut Lanes,
+        offsets: &mut Offsets,
+        shutdown: &CancellationToken,
+        watch: &mut crate::stall::Watch,
+    ) -> Result<()> {
         let stage = &self.settings.stage;
-        let mut watch = self.watch()?;
         // Records received and finished, for the stall watch.
         let mut progress: u64 = 0;
-        let outcome = loop {
+        loop {
             let message = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break Ok(()),
+                () = shutdown.cancelled() => return Ok(()),
                 Some(f) = lanes.finished.recv() => {
                     progress += 1;
                     offsets.finish(self, f);
                     continue;
                 }
                 Some(view) = watch.next() => {
-                    if let Err(error) = self.judge(&mut watch, view, progress, offsets.busy()) {
-                        break Err(error);
-                    }
+                    self.judge(watch, view, progress, offsets.busy())?;
                     continue;
                 }
                 message = self.inner.recv() => message,
@@ -282,9 +291,7 @@ impl Consumer {
             progress += self
                 .send(lanes, lane, (record, span), offsets, shutdown)
                 .await;
-        };
-        watch.stop().await;
-        outcome
+        }
     }
 
     /// Puts `item` into lane `lane` once it has room, storing offsets of

@@ -281,8 +281,21 @@ impl Consumer {
         })
     }
 
+    /// Runs `body` under a stall watch of this consumer, then stops the
+    /// watch (its reading task and Kafka client with it), whatever `body`
+    /// returned.
+    pub(crate) async fn watched<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut crate::stall::Watch) -> Result<T>,
+    ) -> Result<T> {
+        let mut watch = self.watch()?;
+        let outcome = body(&mut watch).await;
+        watch.stop().await;
+        outcome
+    }
+
     /// Starts watching this consumer for stalls.
-    pub(crate) fn watch(&self) -> Result<crate::stall::Watch> {
+    fn watch(&self) -> Result<crate::stall::Watch> {
         crate::stall::Watch::start(
             &self.kafka,
             &self.settings.stage,
@@ -332,34 +345,51 @@ impl Consumer {
         shutdown: CancellationToken,
     ) -> Result<H> {
         let stage = self.settings.stage.clone();
-        let mut watch = self.watch()?;
+        let outcome = self
+            .watched(async |watch| self.consume(&mut handler, dlq, &shutdown, watch).await)
+            .await;
+        commit_stored(&self.inner, &stage);
+        self.inner.unsubscribe();
+        outcome?;
+        tracing::info!(%stage, "consumer stopped");
+        Ok(handler)
+    }
+
+    /// [`Consumer::run`]'s loop: each record to `handler`, inline, until
+    /// `shutdown` or until the consumer is found stuck.
+    async fn consume<H: Handler>(
+        &self,
+        handler: &mut H,
+        dlq: &DlqPublisher,
+        shutdown: &CancellationToken,
+        watch: &mut crate::stall::Watch,
+    ) -> Result<()> {
+        let stage = &self.settings.stage;
         // Records received and finished; the handler runs inline, so nothing
         // is in flight while the loop waits.
         let mut progress: u64 = 0;
-        let outcome = loop {
+        loop {
             let message = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break Ok(()),
+                () = shutdown.cancelled() => return Ok(()),
                 Some(view) = watch.next() => {
-                    if let Err(error) = self.judge(&mut watch, view, progress, 0) {
-                        break Err(error);
-                    }
+                    self.judge(watch, view, progress, 0)?;
                     continue;
                 }
                 message = self.inner.recv() => message,
             };
             progress += 1;
-            let Some((record, span)) = received(&stage, message) else {
+            let Some((record, span)) = received(stage, message) else {
                 continue;
             };
             let finished = self
-                .process(&mut handler, &record, dlq, &shutdown)
+                .process(handler, &record, dlq, shutdown)
                 .instrument(span)
                 .await;
             if !finished {
                 // Shutdown arrived while the record was still failing: leave
                 // its offset unstored so it is redelivered.
-                break Ok(());
+                return Ok(());
             }
             if let Err(error) =
                 self.inner
@@ -369,13 +399,7 @@ impl Consumer {
                 // process the record again (at-least-once).
                 tracing::warn!(%stage, position = %record.position(), %error, "offset not stored");
             }
-        };
-        watch.stop().await;
-        commit_stored(&self.inner, &stage);
-        self.inner.unsubscribe();
-        outcome?;
-        tracing::info!(%stage, "consumer stopped");
-        Ok(handler)
+        }
     }
 
     /// Handles one record to completion. Returns false if shutdown interrupted

@@ -407,14 +407,13 @@ async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    let kind = Kind::ALL
-        .into_iter()
-        .find(|k| k.name() == id)
-        .ok_or_else(|| ScimError::not_found(format!("no resource type {id:?}")))?;
-    Ok(scim_json(
-        StatusCode::OK,
-        &kind.resource_type_json(&state.base(&headers)),
-    ))
+    let base = state.base(&headers);
+    let found = Kind::ALL.into_iter().find(|k| k.name() == id);
+    discovered(
+        found.map(|k| k.resource_type_json(&base)),
+        "resource type",
+        &id,
+    )
 }
 
 async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -428,13 +427,16 @@ async fn schema_by_id(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    let found = schema::all_schemas()
-        .find(|s| s.id == id)
-        .ok_or_else(|| ScimError::not_found(format!("no schema {id:?}")))?;
-    Ok(scim_json(
-        StatusCode::OK,
-        &found.to_json(&state.base(&headers)),
-    ))
+    let base = state.base(&headers);
+    let found = schema::all_schemas().find(|s| s.id == id);
+    discovered(found.map(|s| s.to_json(&base)), "schema", &id)
+}
+
+/// A discovery resource found by its id, or a 404 naming `what` was not.
+fn discovered(found: Option<Value>, what: &str, id: &str) -> Result<Response, ScimError> {
+    found
+        .map(|json| scim_json(StatusCode::OK, &json))
+        .ok_or_else(|| ScimError::not_found(format!("no {what} {id:?}")))
 }
 
 /// What a query asks for, from a query string or a search request.
