@@ -350,7 +350,7 @@ impl ScimClient {
     /// # Errors
     /// See [`ScimClient::get`].
     pub async fn get_versioned(&self, resource: &str, id: &str) -> Result<Option<Versioned>> {
-        let path = format!("/{resource}/{id}");
+        let path = resource_path("GET", resource, id)?;
         match self.exchange(&Request::new(Method::GET, &path)).await {
             Ok(answer) => {
                 let resource = read_resource("GET", &path, answer.body)?;
@@ -420,7 +420,7 @@ impl ScimClient {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Versioned> {
-        let path = format!("/{resource}/{id}");
+        let path = resource_path("PUT", resource, id)?;
         let request = Request {
             body: Some(body),
             if_match,
@@ -451,7 +451,7 @@ impl ScimClient {
         ops: &[PatchOp],
         if_match: Option<&str>,
     ) -> Result<Versioned> {
-        let path = format!("/{resource}/{id}");
+        let path = resource_path("PATCH", resource, id)?;
         let body = patch_body(ops);
         let request = Request {
             body: Some(&body),
@@ -488,7 +488,7 @@ impl ScimClient {
         let body = patch_body(ops);
         self.call(
             Method::PATCH,
-            &format!("/{resource}/{id}"),
+            &resource_path("PATCH", resource, id)?,
             query,
             Some(&body),
         )
@@ -527,7 +527,7 @@ impl ScimClient {
             };
             return self.patch_versioned("Users", id, &[op], if_match).await;
         }
-        let path = format!("/Users/{id}");
+        let path = resource_path("GET", "Users", id)?;
         let read = self
             .get_versioned("Users", id)
             .await?
@@ -560,4 +560,31 @@ fn patch_body(ops: &[PatchOp]) -> Value {
         "schemas": [PATCH_OP],
         "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
     })
+}
+
+/// `/{resource}/{id}`, the id percent-encoded as one path segment: an id is
+/// the app's, and may hold `/`, `?`, `#` or spaces, which must not change
+/// the request's target. An id of `.` or `..` cannot be sent at all (a URL
+/// reads it as a step up or in place, encoded or not).
+///
+/// # Errors
+/// [`ScimError::Decode`] for such an id.
+pub(crate) fn resource_path(method: &str, resource: &str, id: &str) -> Result<String> {
+    use std::fmt::Write as _;
+    let mut path = format!("/{resource}/");
+    if id.is_empty() || (id.len() <= 2 && id.bytes().all(|b| b == b'.')) {
+        return Err(ScimError::Decode {
+            method: method.to_owned(),
+            path: format!("{path}{id}"),
+            reason: format!("the app's resource id {id:?} cannot name a resource in a URL"),
+        });
+    }
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            let _ = write!(path, "%{byte:02X}");
+        }
+    }
+    Ok(path)
 }

@@ -292,3 +292,27 @@ fn an_unmatched_conflict_names_the_attributes_and_is_final() {
     assert_eq!(error.request(), Some(("POST", "/Users")));
     assert_eq!(error.status(), Some(409));
 }
+
+/// An app's resource id is one path segment whatever it holds: characters
+/// that would change the request's target are percent-encoded, and an id a
+/// URL cannot hold is an error, not a request elsewhere.
+#[test]
+fn a_resource_id_stays_one_path_segment() {
+    use super::client::resource_path;
+    let path = |id: &str| resource_path("GET", "Users", id);
+    assert_eq!(path("2819c223-7f76").unwrap(), "/Users/2819c223-7f76");
+    assert_eq!(path("a.b_c~d").unwrap(), "/Users/a.b_c~d");
+    assert_eq!(path("../Groups/7").unwrap(), "/Users/..%2FGroups%2F7");
+    assert_eq!(path("x?filter=y#z").unwrap(), "/Users/x%3Ffilter%3Dy%23z");
+    assert_eq!(path("Lucy Lee").unwrap(), "/Users/Lucy%20Lee");
+    assert_eq!(path("é").unwrap(), "/Users/%C3%A9");
+    for id in ["", ".", ".."] {
+        let error = path(id).expect_err("cannot be sent");
+        assert!(!error.is_retryable(), "{error}");
+        assert!(
+            error.to_string().contains("cannot name a resource"),
+            "{error}"
+        );
+    }
+    assert_eq!(path("...").unwrap(), "/Users/...");
+}
