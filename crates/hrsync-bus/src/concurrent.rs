@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{commit_stored, received, settle};
+use crate::consumer::{commit_stored, settle};
 use crate::{Consumer, ConsumerSettings, DlqPublisher, Handler, Outcome, Record, Result};
 
 /// Processes records; called from several lanes at once, but never for two
@@ -264,11 +264,11 @@ impl Consumer {
         shutdown: &CancellationToken,
         watch: &mut crate::stall::Watch,
     ) -> Result<()> {
-        let stage = &self.settings.stage;
         // Records received and finished, for the stall watch.
         let mut progress: u64 = 0;
         loop {
-            let message = tokio::select! {
+            let busy = offsets.busy();
+            let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 Some(f) = lanes.finished.recv() => {
@@ -276,15 +276,10 @@ impl Consumer {
                     offsets.finish(self, f);
                     continue;
                 }
-                Some(view) = watch.next() => {
-                    self.judge(watch, view, progress, offsets.busy())?;
-                    continue;
-                }
-                message = self.inner.recv() => message,
+                next = self.next_record(watch, shutdown, &mut progress, busy) => next?,
             };
-            progress += 1;
-            let Some((record, span)) = received(stage, message) else {
-                continue;
+            let Some((record, span)) = next else {
+                return Ok(());
             };
             offsets.dispatch(&record);
             let lane = lane_of(&record, lanes.senders.len());

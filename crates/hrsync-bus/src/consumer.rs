@@ -368,20 +368,8 @@ impl Consumer {
         // Records received and finished; the handler runs inline, so nothing
         // is in flight while the loop waits.
         let mut progress: u64 = 0;
-        loop {
-            let message = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Ok(()),
-                Some(view) = watch.next() => {
-                    self.judge(watch, view, progress, 0)?;
-                    continue;
-                }
-                message = self.inner.recv() => message,
-            };
-            progress += 1;
-            let Some((record, span)) = received(stage, message) else {
-                continue;
-            };
+        while let Some((record, span)) = self.next_record(watch, shutdown, &mut progress, 0).await?
+        {
             let finished = self
                 .process(handler, &record, dlq, shutdown)
                 .instrument(span)
@@ -398,6 +386,36 @@ impl Consumer {
                 // The partition was revoked meanwhile; its new owner will
                 // process the record again (at-least-once).
                 tracing::warn!(%stage, position = %record.position(), %error, "offset not stored");
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record received, counted in `progress` (with every error
+    /// received), and its span; `None` on shutdown. Meanwhile the stall
+    /// watch's readings are judged, with `in_flight` records being handled.
+    ///
+    /// Cancel-safe: a loop may wait for this beside its own work.
+    pub(crate) async fn next_record(
+        &self,
+        watch: &mut crate::stall::Watch,
+        shutdown: &CancellationToken,
+        progress: &mut u64,
+        in_flight: usize,
+    ) -> Result<Option<(Record, tracing::Span)>> {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(None),
+                Some(view) = watch.next() => {
+                    self.judge(watch, view, *progress, in_flight)?;
+                    continue;
+                }
+                message = self.inner.recv() => message,
+            };
+            *progress += 1;
+            if let Some(received) = received(&self.settings.stage, message) {
+                return Ok(Some(received));
             }
         }
     }
@@ -419,7 +437,7 @@ impl Consumer {
 /// ([`consumed`]); `None` for an error, which is logged: broker and
 /// transport errors are reported here but the client reconnects by itself,
 /// so the loop keeps polling.
-pub(crate) fn received(
+fn received(
     stage: &str,
     message: KafkaResult<BorrowedMessage<'_>>,
 ) -> Option<(Record, tracing::Span)> {
