@@ -84,6 +84,9 @@ pub enum ClientError {
     Http(#[source] reqwest::Error),
 }
 
+/// The longest a server's `Retry-After` is waited for before an attempt.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 impl ScimError {
     /// Whether a retry may succeed: 408, 429, 5xx except 501, and transport
     /// failures.
@@ -101,10 +104,12 @@ impl ScimError {
         }
     }
 
-    /// The server's `Retry-After`, if any.
+    /// The server's `Retry-After`, if any, at most [`MAX_RETRY_AFTER`]: a
+    /// change waiting longer would hold its person (a termination too)
+    /// behind one app's say-so; after its attempts it is parked instead.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ScimError::Status { retry_after, .. } => *retry_after,
+            ScimError::Status { retry_after, .. } => retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
             _ => None,
         }
     }

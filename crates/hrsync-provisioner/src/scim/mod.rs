@@ -20,7 +20,7 @@ mod error;
 mod resource;
 
 pub use client::ScimClient;
-pub use error::{ClientError, ScimError};
+pub use error::{ClientError, ScimError, MAX_RETRY_AFTER};
 pub use resource::{
     filter_value, meta_version, normalize_booleans, parse_retry_after, read_answer, read_bool,
     read_capabilities, read_page, read_resource, Capabilities, Page, Paging, PatchOp, Versioned,

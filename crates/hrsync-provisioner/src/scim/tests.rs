@@ -32,6 +32,10 @@ fn a_failure_carries_the_scim_error_and_retry_after() {
     assert_eq!(error.to_string(), "GET /Users: HTTP 429");
     assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
     assert!(error.is_retryable());
+
+    // A day is more than a change may wait for one app: cut to the ceiling.
+    let error = read_answer("GET", "/Users", 503, Some("86400"), "").unwrap_err();
+    assert_eq!(error.retry_after(), Some(MAX_RETRY_AFTER));
 }
 
 #[test]
