@@ -28,6 +28,15 @@ pub enum Fault {
     Drop,
     /// Forward (the server applies it), then close without answering.
     LoseResponse,
+    /// Answer 200 without forwarding, with a body of `bytes` spaces: its
+    /// length declared in `Content-Length` when `declared`, else read until
+    /// the connection closes.
+    Oversized {
+        /// The body's size.
+        bytes: usize,
+        /// Whether `Content-Length` says so.
+        declared: bool,
+    },
 }
 
 /// One scripted fault: applies to the next request whose method matches.
@@ -285,6 +294,28 @@ async fn serve(mut stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
                 body.len()
             );
             stream.write_all(response.as_bytes()).await?;
+            return Ok(());
+        }
+        Some(Fault::Oversized { bytes, declared }) => {
+            let length = if declared {
+                format!("Content-Length: {bytes}\r\n")
+            } else {
+                String::new()
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\n{length}Connection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            let chunk = vec![b' '; 1 << 16];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                // The client may hang up as soon as it has seen enough.
+                if stream.write_all(&chunk[..n]).await.is_err() {
+                    return Ok(());
+                }
+                left -= n;
+            }
             return Ok(());
         }
         Some(Fault::Drop) => return Ok(()),

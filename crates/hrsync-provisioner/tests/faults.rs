@@ -382,3 +382,31 @@ async fn a_501_is_not_retried() -> anyhow::Result<()> {
     assert_eq!(rig.accounts(1).await?[0]["title"], "Agent");
     Ok(())
 }
+
+/// An answer larger than the client reads (declared so, or found so while
+/// reading) fails the change at once, without holding it in memory or
+/// asking again; the app answers normally afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_answer_is_refused_not_read() -> anyhow::Result<()> {
+    use hrsync_provisioner::scim::MAX_ANSWER_BYTES;
+    let rig = rig(30_000).await?;
+    for (person, declared, bytes) in [(1, true, 1 << 30), (2, false, MAX_ANSWER_BYTES + 1)] {
+        rig.proxy
+            .inject(Some("GET"), Fault::Oversized { bytes, declared });
+        let error = rig
+            .apply(&change(person, 1, LifecycleState::Active, "Agent"))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("answer larger than 64 MiB")
+                && error.to_string().contains("after 1 attempts"),
+            "declared {declared}: {error}"
+        );
+        assert!(rig.accounts(person).await?.is_empty(), "nothing created");
+    }
+    let ops = rig
+        .apply(&change(3, 1, LifecycleState::Active, "Agent"))
+        .await?;
+    assert!(matches!(ops[0], Operation::Created { .. }), "{ops:?}");
+    Ok(())
+}

@@ -246,10 +246,19 @@ impl ScimClient {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
-        let text = response
-            .text()
+        let text = read_body(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| request.transport_error(&e, true))?;
+            .map_err(|e| match e {
+                BodyError::Transport(e) => request.transport_error(&e, true),
+                BodyError::TooLarge => ScimError::Decode {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    reason: format!(
+                        "answer larger than {} MiB; not read",
+                        MAX_ANSWER_BYTES >> 20
+                    ),
+                },
+            })?;
         let body = read_answer(
             method.as_str(),
             path,
@@ -587,4 +596,35 @@ pub(crate) fn resource_path(method: &str, resource: &str, id: &str) -> Result<St
         }
     }
     Ok(path)
+}
+
+/// The largest answer read from an app (a page of users, a group with
+/// every member): a larger one is refused rather than held in memory, so a
+/// broken or hostile app cannot exhaust the provisioner that serves every
+/// other app too.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// Why an answer's body was not read.
+enum BodyError {
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+    /// It is (or says it is) larger than the limit.
+    TooLarge,
+}
+
+/// The body of `response` as text (invalid UTF-8 replaced), read chunk by
+/// chunk up to `limit` bytes.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<String, BodyError> {
+    let declared = response.content_length().unwrap_or(0);
+    if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }

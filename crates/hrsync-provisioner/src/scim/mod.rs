@@ -19,7 +19,7 @@ mod client;
 mod error;
 mod resource;
 
-pub use client::ScimClient;
+pub use client::{ScimClient, MAX_ANSWER_BYTES};
 pub use error::{ClientError, ScimError, MAX_RETRY_AFTER};
 pub use resource::{
     filter_value, meta_version, normalize_booleans, parse_retry_after, read_answer, read_bool,
