@@ -20,8 +20,11 @@
 //!   the stores' PostgreSQL crashed under load and started again, and again
 //!   while idle, hrsync left running.
 //!
+//! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
+//!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
+mod admin;
 mod crash;
 mod db_restart;
 mod faults;

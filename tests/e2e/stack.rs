@@ -377,6 +377,8 @@ pub(crate) struct Processes {
     logs: Vec<PathBuf>,
     metrics: Vec<String>,
     push: String,
+    /// The admin API's base URL (served only when started with an issuer).
+    pub(crate) admin: String,
     config: PathBuf,
     broker: Broker,
     /// The PostgreSQL database of every role, when they keep their state
@@ -429,7 +431,24 @@ impl Processes {
     /// Starts one `hrsync run --role R` per role (`all` for one process),
     /// and waits until each is ready (`/readyz`).
     pub(crate) async fn start(apps: &ScimApps, roles: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with(Broker::start()?, apps, roles, Stores::Postgres).await
+        Self::start_with(Broker::start()?, apps, roles, Stores::Postgres, None).await
+    }
+
+    /// [`Processes::start`] with the admin API served (by the process of
+    /// role `all` or `admin`) and tokens of `issuer` accepted.
+    pub(crate) async fn start_admin(
+        apps: &ScimApps,
+        roles: &[&str],
+        issuer: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(
+            Broker::start()?,
+            apps,
+            roles,
+            Stores::Postgres,
+            Some(issuer),
+        )
+        .await
     }
 
     /// [`Processes::start`] with the roles' state in `stores`.
@@ -438,7 +457,7 @@ impl Processes {
         roles: &[&str],
         stores: Stores,
     ) -> anyhow::Result<Self> {
-        Self::start_with(Broker::start()?, apps, roles, stores).await
+        Self::start_with(Broker::start()?, apps, roles, stores, None).await
     }
 
     /// [`Processes::start_on`] over a broker that keeps its log in SQLite, so
@@ -450,7 +469,7 @@ impl Processes {
         roles: &[&str],
         stores: Stores,
     ) -> anyhow::Result<Self> {
-        Self::start_with(Broker::start_durable()?, apps, roles, stores).await
+        Self::start_with(Broker::start_durable()?, apps, roles, stores, None).await
     }
 
     async fn start_with(
@@ -458,8 +477,17 @@ impl Processes {
         apps: &ScimApps,
         roles: &[&str],
         stores: Stores,
+        issuer: Option<&str>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let admin_port = free_port()?;
+        let admin = issuer.map_or_else(String::new, |issuer| {
+            format!(
+                "[oauth]\nissuer = \"{issuer}\"\naudience = \"{}\"\n\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+                hrsync_tests::HRSYNC_AUDIENCE
+            )
+        });
         let (db, url) = match stores {
             Stores::Postgres => {
                 let db = PgDatabase::fresh().await?;
@@ -525,6 +553,8 @@ database_url = "{provisioner_db}"
 max_backoff_ms = 2000
 
 {apps}
+
+{admin}
 "#,
                 kafka = broker.kafka_toml(),
                 ingest_db = url.0,
@@ -542,6 +572,7 @@ max_backoff_ms = 2000
             logs: Vec::new(),
             metrics: Vec::new(),
             push: format!("http://127.0.0.1:{push_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
             config,
             broker,
             db_url: url.0.starts_with("postgres").then(|| url.0.clone()),

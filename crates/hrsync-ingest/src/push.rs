@@ -1,6 +1,8 @@
 //! The push API: HR webhooks `POST` single lifecycle events as JSON.
 //!
-//! `POST /v1/events` with `Authorization: Bearer <token>` and optionally
+//! `POST /v1/events` with `Authorization: Bearer <token>` (an OAuth access
+//! token granting `oauth.scopes.events_write`, or the static
+//! `ingest.push.token`) and optionally
 //! `Idempotency-Key: <key>`. The body names the event `type` (`hire`,
 //! `move`, `terminate`, `rehire`, `leave_started`, `leave_ended`), the
 //! `employee_id`, the worker's `time_zone`, optionally `effective_at`
@@ -48,8 +50,10 @@ pub struct PushService {
     pub topic: String,
     /// The priority lane.
     pub priority_topic: String,
-    /// Expected bearer token.
-    pub token: String,
+    /// Who may push: OAuth access tokens, a static token, or both.
+    pub authorizer: hrsync_auth::Authorizer,
+    /// The scope an access token must grant to push (`oauth.scopes.events_write`).
+    pub scope: String,
     /// Default `source_system`.
     pub source_system: String,
     /// Largest accepted body.
@@ -105,20 +109,30 @@ async fn post_event(
     State(service): State<Arc<PushService>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
+) -> Response {
     // The HR system's trace (a W3C `traceparent` header) continues here and
     // travels with the event: the producer writes it into the record's
     // headers, and every later stage continues it.
-    let span = tracing::info_span!("push.event");
+    let span = tracing::info_span!("push.event", subject = tracing::field::Empty);
     hrsync_telemetry::propagation::continue_from(
         &span,
         headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
+    match service.authorizer.authorize(&headers, &service.scope).await {
+        Ok(principal) => {
+            span.record("subject", principal.subject.as_str());
+        }
+        Err(rejection) => {
+            tracing::info!(parent: &span, reason = %rejection, "push refused");
+            return rejection.into_response();
+        }
+    }
     handle_event(&service, &headers, body)
         .instrument(span)
         .await
+        .into_response()
 }
 
 async fn handle_event(
@@ -127,7 +141,6 @@ async fn handle_event(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let service = service.clone();
-    authorize(&service.token, headers)?;
     let key = idempotency_key(headers)?;
     let digest = format!("{:x}", Sha256::digest(&body));
     if let Some(key) = key {
@@ -278,30 +291,6 @@ async fn publish(
         .await
         .map_err(fail)?;
     Ok(())
-}
-
-/// Constant-time comparison of the presented bearer token.
-fn authorize(token: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(token.as_bytes());
-    let same = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0;
-    if same && !presented.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::status(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ))
-    }
 }
 
 /// Parses and validates one pushed event; errors name the JSON path.

@@ -1,5 +1,7 @@
 //! The one typed configuration of an hrsync process.
 
+use anyhow::Context;
+use hrsync_auth::{Authorizer, OAuthConfig, Verifier};
 use hrsync_bus::{KafkaConfig, TopicsConfig};
 use hrsync_config::{Inconsistency, Validate};
 use hrsync_ingest::config::IngestConfig;
@@ -25,6 +27,11 @@ pub(crate) struct Config {
     pub(crate) projector: ProjectorConfig,
     /// The provisioner role: link store, apps.
     pub(crate) provisioner: ProvisionerConfig,
+    /// hrsync as an OAuth 2.0 resource server: the issuer whose access
+    /// tokens the admin API and the push API accept.
+    pub(crate) oauth: Option<OAuthConfig>,
+    /// The admin API's listener; served by `hrsync run` when set.
+    pub(crate) admin: Option<hrsync_admin::AdminConfig>,
 }
 
 impl Validate for Config {
@@ -34,6 +41,16 @@ impl Validate for Config {
         self.ingest.validate()?;
         self.projector.validate()?;
         self.provisioner.validate()?;
+        if let Some(oauth) = &self.oauth {
+            oauth.validate()?;
+        }
+        if self.admin.is_some() && self.oauth.is_none() {
+            return Err(
+                "[admin] is set but [oauth] is not: the admin API accepts only access tokens \
+                 from a configured issuer"
+                    .into(),
+            );
+        }
         let undeclared = self.undeclared_apps();
         if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
             return Err(Box::new(UndeclaredApps {
@@ -85,6 +102,14 @@ impl std::fmt::Display for Reference {
 }
 
 impl Config {
+    /// The scope a token must grant to push events.
+    pub(crate) fn events_write_scope(&self) -> String {
+        self.oauth
+            .as_ref()
+            .map(|o| o.scopes.events_write.clone())
+            .unwrap_or_default()
+    }
+
     /// Apps the group rules grant, or the pre-hire windows name, that
     /// `[[provisioner.apps]]` does not declare. With apps declared, any is an
     /// error at start (a misspelt app would silently get nothing); a
@@ -159,6 +184,25 @@ impl Config {
     }
 }
 
+/// The access-token check `[oauth]` configures (none without it). Its keys
+/// are read at once, so a wrong issuer shows at start; an issuer down at
+/// start only warns, as tokens are checked again when it is back.
+pub(crate) async fn authorizer(config: &Config) -> anyhow::Result<Authorizer> {
+    let Some(oauth) = &config.oauth else {
+        return Ok(Authorizer::default());
+    };
+    let verifier = Verifier::new(oauth.clone()).context("[oauth]")?;
+    match verifier.warm().await {
+        Ok(keys) => {
+            tracing::info!(issuer = %oauth.issuer, keys, "accepting the issuer's access tokens")
+        }
+        Err(error) => {
+            tracing::warn!(issuer = %oauth.issuer, %error, "the issuer's keys cannot be read yet; tokens are refused (503) until they can")
+        }
+    }
+    Ok(Authorizer::oauth(std::sync::Arc::new(verifier)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +226,24 @@ mod tests {
             hrsync_config::load_from(Some(example()), no_env()).expect("example loads");
         assert_ne!(config, Config::default(), "the example sets real values");
         assert_eq!(config.topics.lifecycle, "hr.lifecycle.v1");
+    }
+
+    #[test]
+    fn the_examples_oauth_section_works_once_uncommented() {
+        let text = std::fs::read_to_string(example()).expect("example");
+        let start = text.find("# [oauth]").expect("an [oauth] example");
+        let section: String = text[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# "))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let config = load_text(&section).expect("the uncommented section loads");
+        let oauth = config.oauth.expect("[oauth] set");
+        assert_eq!(oauth.audience, "https://hrsync.example.com/api");
+        assert_eq!(oauth.scopes.events_write, "hrsync:events.write");
+        let insecure = section.replace("https://login", "http://login");
+        let error = load_text(&insecure).expect_err("keys over http are refused");
+        assert!(error.contains("oauth.issuer"), "{error}");
     }
 
     #[test]

@@ -65,12 +65,16 @@ pub(crate) async fn serve(
     ready: &Ready,
 ) -> anyhow::Result<()> {
     let push = &config.ingest.push;
-    let token = push
-        .token
-        .as_ref()
-        .context("ingest.push.token is not set; the push API needs a bearer token")?
-        .expose()
-        .context("ingest.push.token")?;
+    let mut authorizer = crate::config::authorizer(config).await?;
+    if let Some(token) = &push.token {
+        authorizer = authorizer.with_static_token(token.expose().context("ingest.push.token")?);
+    }
+    if !authorizer.is_configured() {
+        anyhow::bail!(
+            "the push API accepts no credential: configure [oauth] (access tokens) \
+             or ingest.push.token (a static token), or both"
+        );
+    }
     let db = ingest_db(config).await?;
     crate::ensure_topics(config).await?;
     let service = hrsync_ingest::push::PushService {
@@ -78,7 +82,8 @@ pub(crate) async fn serve(
         producer: hrsync_bus::Producer::new(&config.kafka).context("creating the producer")?,
         topic: config.topics.lifecycle.clone(),
         priority_topic: config.topics.lifecycle_priority.clone(),
-        token,
+        authorizer,
+        scope: config.events_write_scope(),
         source_system: push.source_system.clone(),
         body_limit_bytes: push.body_limit_bytes,
     };

@@ -28,7 +28,9 @@ pub(crate) enum Role {
     Projector,
     /// Directory changes to SCIM calls.
     Provisioner,
-    /// All three in one process.
+    /// The admin API (when `[admin]` is configured).
+    Admin,
+    /// Every role in one process.
     All,
 }
 
@@ -38,6 +40,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Projector => "projector",
             Role::Provisioner => "provisioner",
+            Role::Admin => "admin",
             Role::All => "all",
         }
     }
@@ -105,7 +108,12 @@ fn expand(roles: &[Role]) -> Vec<Role> {
     let mut expanded: Vec<Role> = roles
         .iter()
         .flat_map(|r| match r {
-            Role::All => vec![Role::Ingest, Role::Projector, Role::Provisioner],
+            Role::All => vec![
+                Role::Ingest,
+                Role::Projector,
+                Role::Provisioner,
+                Role::Admin,
+            ],
             one => vec![*one],
         })
         .collect();
@@ -159,6 +167,7 @@ pub(crate) async fn run_until(
                 Role::Provisioner => {
                     crate::provisioner::serve(config, shutdown.clone(), ready).await
                 }
+                Role::Admin => crate::admin::serve(config, shutdown.clone(), ready).await,
                 Role::All => unreachable!("expanded above"),
             };
             if let Err(error) = &result {

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hrsync_domain::{EventKind, LifecyclePayload};
-use hrsync_tests::{read_topic, Broker, PgDatabase};
+use hrsync_tests::{read_topic, Broker, Issuer, PgDatabase, HRSYNC_AUDIENCE};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "push-test-token-3f9a";
@@ -32,6 +32,11 @@ fn free_port() -> u16 {
 }
 
 fn start(broker: &Broker, db_url: &str) -> anyhow::Result<Server> {
+    start_with(broker, db_url, "")
+}
+
+/// The push API with `extra` TOML appended to its configuration.
+fn start_with(broker: &Broker, db_url: &str, extra: &str) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let port = free_port();
     let metrics_port = free_port();
@@ -54,6 +59,7 @@ listen = "127.0.0.1:{port}"
 token = {{ env = "PUSH_TOKEN" }}
 body_limit_bytes = 4096
 source_system = "successfactors"
+{extra}
 "#,
             kafka = broker.kafka_toml()
         ),
@@ -261,6 +267,71 @@ async fn pushed_events_are_validated_published_and_idempotent() -> anyhow::Resul
             .text()
             .await?,
         "ok"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_push_api_takes_the_issuers_access_tokens_beside_its_static_token() -> anyhow::Result<()>
+{
+    let issuer = Issuer::start()?;
+    let broker = Broker::start()?;
+    let db = PgDatabase::fresh().await?;
+    let oauth = format!(
+        "[oauth]\nissuer = \"{}\"\naudience = \"{HRSYNC_AUDIENCE}\"\n",
+        issuer.issuer()
+    );
+    let server = start_with(&broker, db.url(), &oauth)?;
+    let http = reqwest::Client::new();
+    let push = |token: String| {
+        http.post(format!("{}/v1/events", server.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(hire().to_string())
+            .send()
+    };
+
+    // A client granted hrsync:events.write pushes.
+    let pusher = issuer
+        .token("pusher", "hrsync:events.write", HRSYNC_AUDIENCE)
+        .await?;
+    let answer = push(pusher).await?;
+    assert_eq!(answer.status(), 202, "{}", answer.text().await?);
+
+    // A reader may not: 403, the challenge naming the missing scope, the
+    // body a problem document.
+    let viewer = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    let answer = push(viewer).await?;
+    assert_eq!(answer.status(), 403);
+    let challenge = answer.headers()["www-authenticate"].to_str()?.to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"hrsync:events.write\""),
+        "{challenge}"
+    );
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+    let problem: Value = answer.json().await?;
+    assert_eq!(problem["status"], 403);
+
+    // A token for another audience: 401 invalid_token.
+    let elsewhere = issuer
+        .token("pusher", "hrsync:events.write", "https://other.test/")
+        .await?;
+    let answer = push(elsewhere).await?;
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers()["www-authenticate"]
+        .to_str()?
+        .contains("invalid_token"));
+
+    // The static token still works beside OAuth.
+    let answer = push(TOKEN.to_owned()).await?;
+    assert_eq!(answer.status(), 202);
+    assert_eq!(
+        read_topic(&broker.bootstrap(), "hr.lifecycle.v1")?.len(),
+        2,
+        "only the two accepted pushes were published"
     );
     Ok(())
 }

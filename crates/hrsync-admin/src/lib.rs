@@ -1,0 +1,80 @@
+//! The admin API: what hrsync knows, for admins and the console, as JSON
+//! under `/api/v1` on a listener of its own.
+//!
+//! Every route but the OpenAPI document needs a bearer access token from the
+//! configured issuer granting the read scope (`oauth.scopes.read`); the
+//! document itself (`GET /api/v1/openapi.json`, also committed as
+//! `crates/hrsync-admin/openapi.json`) holds no data. Refusals and errors are
+//! RFC 9457 problem details.
+
+mod persons;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use hrsync_auth::{require_scope, Authorizer, Problem, RequireScope, Scopes};
+use hrsync_projector::project::Projector;
+use serde::{Deserialize, Serialize};
+
+/// The OpenAPI document of this API, as committed and served.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The `[admin]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address the admin API listens on.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// What the admin API reads.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    /// The projector's store and rules: persons, their events and groups.
+    pub projector: Arc<Projector>,
+}
+
+/// The API's routes: `authorizer` checks every request but the OpenAPI
+/// document, against `scopes`.
+pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router {
+    let read = RequireScope::new(authorizer, scopes.read.clone());
+    let data = Router::new()
+        .route("/api/v1/persons/{employee_id}", get(persons::get_person))
+        .route_layer(axum::middleware::from_fn_with_state(read, require_scope))
+        .with_state(Arc::new(api));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(data)
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_openapi_document_is_json_and_names_every_route() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let paths = document["paths"].as_object().unwrap();
+        for path in ["/api/v1/persons/{employee_id}", "/api/v1/openapi.json"] {
+            assert!(paths.contains_key(path), "{path} is not documented");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The admin role: the admin API on `admin.listen`, behind `[oauth]`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use hrsync_projector::project::Projector;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::roles::Ready;
+
+/// The admin API until `shutdown`; without `[admin]` there is nothing to
+/// serve and the role is done at once.
+pub(crate) async fn serve(
+    config: &Config,
+    shutdown: CancellationToken,
+    ready: &Ready,
+) -> anyhow::Result<()> {
+    let (Some(admin), Some(oauth)) = (&config.admin, &config.oauth) else {
+        tracing::info!("admin API not served: [admin] is not configured");
+        ready.role_ready("admin");
+        return Ok(());
+    };
+    let authorizer = crate::config::authorizer(config).await?;
+    let db = crate::open_store(
+        &config.projector.database_url,
+        config.projector.max_connections,
+        "projector",
+    )
+    .await?;
+    let projector = Projector::new(db, config.projector.clone()).context("projector.rules")?;
+    let api = hrsync_admin::AdminApi {
+        projector: Arc::new(projector),
+    };
+    let listener = tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .with_context(|| format!("binding the admin API to {} (admin.listen)", admin.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+    ready.role_ready("admin");
+    axum::serve(
+        listener,
+        hrsync_admin::router(api, authorizer, &oauth.scopes),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .context("admin API server")?;
+    tracing::info!("admin API stopped");
+    Ok(())
+}
