@@ -2,7 +2,10 @@
 //! issuer (`tests/oidc-provider/issuer.mjs`): a pushed hire is seen in full
 //! with a reader's token; no token, another audience and a token without
 //! the read scope are refused with problem details; the OpenAPI document
-//! is served as committed.
+//! is served as committed. A termination held by the deprovision guard is
+//! released by an admin (and refused to a reader), provision-now runs, and
+//! each action is recorded with the token's subject; the audit is searched
+//! and paged.
 
 use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
 use serde_json::{json, Value};
@@ -13,7 +16,7 @@ use crate::stack::{eventually, Processes, ScimApps};
 async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow::Result<()> {
     let issuer = Issuer::start()?;
     let apps = ScimApps::third_party(&["slack"]).await?;
-    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer()).await?;
+    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), "").await?;
     let http = reqwest::Client::new();
     let person = format!("{}/api/v1/persons/E7", stack.admin);
 
@@ -101,6 +104,253 @@ async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow
     assert_eq!(
         served,
         serde_json::from_str::<Value>(hrsync_admin::OPENAPI)?
+    );
+    Ok(())
+}
+
+/// GET `url` with `token`, expecting 200; the JSON body.
+async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
+    let answer = http.get(url).bearer_auth(token).send().await?;
+    let status = answer.status();
+    let body: Value = answer.json().await?;
+    anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
+    Ok(body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_actions_are_scoped_and_recorded_with_their_subject() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?;
+    // Every deactivation of slack is held by its guard.
+    let guard = "guard_max_deactivations = 0\nguard_immediate_allowance = 0";
+    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), guard).await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", stack.admin);
+    let reader = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    let admin = issuer
+        .token("admin", "hrsync:read hrsync:admin", HRSYNC_AUDIENCE)
+        .await?;
+
+    stack
+        .push(json!({
+            "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
+            "attributes": {"given_name": "Lucy", "family_name": "Gray",
+                "work_email": "lucy@example.com", "employment_type": "employee",
+                "department": "Customer Support"}}))
+        .await?;
+    eventually("hired: a slack account", || async {
+        Ok(apps.account("lucy@example.com").await?[0].1.is_some())
+    })
+    .await?;
+    stack
+        .push(json!({"type": "terminate", "employee_id": "E7",
+            "time_zone": "Europe/London", "immediate": true}))
+        .await?;
+    eventually("the deactivation held by the guard", || async {
+        let health = get(&http, &api("/apps/slack"), &reader).await?;
+        Ok(health["guard_tripped"] == true && health["held_by_guard"] == 1)
+    })
+    .await?;
+    assert_eq!(
+        apps.account("lucy@example.com").await?[0]
+            .1
+            .as_ref()
+            .map(|a| a.0),
+        Some(true),
+        "still active while held"
+    );
+    let listed = get(&http, &api("/apps"), &reader).await?;
+    assert_eq!(listed[0]["name"], "slack");
+    assert_eq!(listed[0]["guard_tripped"], true);
+
+    // A reader may not release; an admin may.
+    let release = api("/apps/slack/guard/release");
+    let answer = http.post(&release).bearer_auth(&reader).send().await?;
+    assert_eq!(answer.status(), 403);
+    assert!(answer.headers()["www-authenticate"]
+        .to_str()?
+        .contains("scope=\"hrsync:admin\""));
+    let answer = http.post(&release).bearer_auth(&admin).send().await?;
+    assert_eq!(answer.status(), 200);
+    let released: Value = answer.json().await?;
+    assert_eq!(released["released"][0]["ok"], true, "{released}");
+    assert_eq!(released["released"][0]["operations"][0], "deactivated");
+    assert_eq!(
+        apps.account("lucy@example.com").await?[0]
+            .1
+            .as_ref()
+            .map(|a| a.0),
+        Some(false),
+        "deactivated once released"
+    );
+    // Nothing is held any more: releasing again is a conflict.
+    let answer = http.post(&release).bearer_auth(&admin).send().await?;
+    assert_eq!(answer.status(), 409);
+
+    // Provision-now, for one app, and for an app that does not exist.
+    let provision = api("/persons/E7/provision");
+    let answer = http
+        .post(&provision)
+        .bearer_auth(&admin)
+        .json(&json!({"app": "slack"}))
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    let provisioned: Value = answer.json().await?;
+    assert_eq!(provisioned["lifecycle"], "DEPROVISIONED", "{provisioned}");
+    assert_eq!(provisioned["apps"][0]["app"], "slack");
+    let answer = http
+        .post(&provision)
+        .bearer_auth(&admin)
+        .json(&json!({"app": "nope"}))
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 422);
+
+    // Each action is recorded with who ran it, newest first.
+    let actions = get(&http, &api("/actions"), &reader).await?;
+    let summary: Vec<(String, String, String, String)> = actions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (
+                field("action"),
+                field("target"),
+                field("subject"),
+                field("outcome"),
+            )
+        })
+        .collect();
+    let row = |action: &str, outcome: &str| {
+        (
+            action.to_owned(),
+            if action == "guard.release" {
+                "slack"
+            } else {
+                "E7"
+            }
+            .to_owned(),
+            "admin".to_owned(),
+            outcome.to_owned(),
+        )
+    };
+    assert_eq!(
+        summary,
+        vec![
+            row("provision_now", "failed"),
+            row("provision_now", "ok"),
+            row("guard.release", "ok"),
+        ]
+    );
+    assert_eq!(actions["items"][0]["client_id"], "admin");
+    assert_eq!(actions["items"][0]["via"], "api");
+
+    // The audit, searched by person and app, newest first, paged.
+    let audit = get(&http, &api("/audit?person=E7&app=slack&limit=1"), &reader).await?;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+    let cursor = audit["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let next = get(
+        &http,
+        &api(&format!(
+            "/audit?person=E7&app=slack&limit=1&cursor={cursor}"
+        )),
+        &reader,
+    )
+    .await?;
+    assert_ne!(next["items"][0]["audit_id"], audit["items"][0]["audit_id"]);
+    assert!(next["items"][0]["at"].as_str() <= audit["items"][0]["at"].as_str());
+    let creates = get(&http, &api("/audit?person=E7&operation=CREATE"), &reader).await?;
+    assert_eq!(
+        creates["items"].as_array().map(Vec::len),
+        Some(1),
+        "{creates}"
+    );
+    assert_eq!(creates["items"][0]["outcome"], "SUCCESS");
+    let answer = http
+        .get(api("/audit?operation=EXPLODE"))
+        .bearer_auth(&reader)
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 400);
+
+    // The person's view shows the account and its last operations.
+    let person = get(&http, &api("/persons/E7"), &reader).await?;
+    let account = &person["accounts"][0];
+    assert_eq!(account["app"], "slack");
+    assert_eq!(account["active"], false);
+    assert!(
+        account["last_operations"]
+            .as_array()
+            .is_some_and(|ops| !ops.is_empty()),
+        "{person}"
+    );
+    Ok(())
+}
+
+/// schemathesis (PyPI) generates requests from the served OpenAPI document
+/// to every operation, with an admin's token, and checks each answer: no
+/// 5xx, and status, content type, headers and body as documented.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_answers_as_its_openapi_document_says() -> anyhow::Result<()> {
+    let schemathesis = hrsync_tests::tools_dir().join("venv/bin/schemathesis");
+    anyhow::ensure!(
+        schemathesis.is_file(),
+        "{} is missing: scripts/test installs it (pip install schemathesis into the venv)",
+        schemathesis.display()
+    );
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?;
+    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), "").await?;
+    stack
+        .push(json!({
+            "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
+            "attributes": {"given_name": "Lucy", "family_name": "Gray",
+                "work_email": "lucy@example.com", "employment_type": "employee"}}))
+        .await?;
+    let admin = issuer
+        .token("admin", "hrsync:read hrsync:admin", HRSYNC_AUDIENCE)
+        .await?;
+    // The token works and the example person exists, so the generated
+    // requests reach real data, not only refusals.
+    let http = reqwest::Client::new();
+    eventually("E7 seen through the admin API", || async {
+        let person = format!("{}/api/v1/persons/E7", stack.admin);
+        Ok(http.get(person).bearer_auth(&admin).send().await?.status() == 200)
+    })
+    .await?;
+    // Its cache of found failures goes to a directory of its own.
+    let workdir = tempfile::tempdir()?;
+    let output = tokio::process::Command::new(&schemathesis)
+        .current_dir(workdir.path())
+        .arg("run")
+        .arg(format!("{}/api/v1/openapi.json", stack.admin))
+        .args(["--url", &stack.admin])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", "30", "--workers", "1", "--seed", "1"])
+        .args(["--header", &format!("Authorization: Bearer {admin}")])
+        .env("NO_COLOR", "1")
+        .output()
+        .await?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}"
     );
     Ok(())
 }

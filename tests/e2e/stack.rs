@@ -435,18 +435,20 @@ impl Processes {
     }
 
     /// [`Processes::start`] with the admin API served (by the process of
-    /// role `all` or `admin`) and tokens of `issuer` accepted.
+    /// role `all` or `admin`) and tokens of `issuer` accepted; `app_settings`
+    /// (TOML keys) are added to every `[[provisioner.apps]]` entry.
     pub(crate) async fn start_admin(
         apps: &ScimApps,
         roles: &[&str],
         issuer: &str,
+        app_settings: &str,
     ) -> anyhow::Result<Self> {
         Self::start_with(
             Broker::start()?,
             apps,
             roles,
             Stores::Postgres,
-            Some(issuer),
+            Some((issuer, app_settings)),
         )
         .await
     }
@@ -477,11 +479,12 @@ impl Processes {
         apps: &ScimApps,
         roles: &[&str],
         stores: Stores,
-        issuer: Option<&str>,
+        admin: Option<(&str, &str)>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let admin_port = free_port()?;
-        let admin = issuer.map_or_else(String::new, |issuer| {
+        let app_settings = admin.map_or("", |(_, settings)| settings);
+        let admin = admin.map_or_else(String::new, |(issuer, _)| {
             format!(
                 "[oauth]\nissuer = \"{issuer}\"\naudience = \"{}\"\n\n\
                  [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
@@ -560,7 +563,10 @@ max_backoff_ms = 2000
                 ingest_db = url.0,
                 projector_db = url.1,
                 provisioner_db = url.2,
-                apps = apps.config(),
+                apps = apps.config().replace(
+                    "rate_limit = 0\n",
+                    &format!("rate_limit = 0\n{app_settings}\n")
+                ),
                 everyone = apps.granted(&["slack"]),
                 support = apps.granted(&["slack", "zendesk"]),
                 managers = apps.granted(&["lattice"]),

@@ -7,6 +7,10 @@
 //! `crates/hrsync-admin/openapi.json`) holds no data. Refusals and errors are
 //! RFC 9457 problem details.
 
+mod actions;
+mod apps;
+mod audit;
+mod paging;
 mod persons;
 
 use std::net::SocketAddr;
@@ -14,10 +18,11 @@ use std::sync::Arc;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hrsync_auth::{require_scope, Authorizer, Problem, RequireScope, Scopes};
 use hrsync_projector::project::Projector;
+use hrsync_provisioner::run::Provisioner;
 use serde::{Deserialize, Serialize};
 
 /// The OpenAPI document of this API, as committed and served.
@@ -39,25 +44,50 @@ impl Default for AdminConfig {
     }
 }
 
-/// What the admin API reads.
+/// What the admin API reads and acts through.
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     /// The projector's store and rules: persons, their events and groups.
     pub projector: Arc<Projector>,
+    /// The provisioner over its link store: accounts, the audit, the apps'
+    /// health; guard release and provision-now; the admin action log.
+    pub provisioner: Arc<Provisioner>,
 }
 
 /// The API's routes: `authorizer` checks every request but the OpenAPI
-/// document, against `scopes`.
+/// document, against `scopes` (reading needs `read`, acting `admin`).
 pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router {
-    let read = RequireScope::new(authorizer, scopes.read.clone());
-    let data = Router::new()
+    let api = Arc::new(api);
+    let read = RequireScope::new(authorizer.clone(), scopes.read.clone());
+    let act = RequireScope::new(authorizer, scopes.admin.clone());
+    let reading = Router::new()
         .route("/api/v1/persons/{employee_id}", get(persons::get_person))
+        .route("/api/v1/audit", get(audit::search))
+        .route("/api/v1/apps", get(apps::list))
+        .route("/api/v1/apps/{app}", get(apps::one))
+        .route("/api/v1/actions", get(actions::search))
         .route_layer(axum::middleware::from_fn_with_state(read, require_scope))
-        .with_state(Arc::new(api));
+        .with_state(api.clone());
+    let acting = Router::new()
+        .route(
+            "/api/v1/persons/{employee_id}/provision",
+            post(persons::provision),
+        )
+        .route("/api/v1/apps/{app}/guard/release", post(apps::release))
+        .route_layer(axum::middleware::from_fn_with_state(act, require_scope))
+        .with_state(api);
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
-        .merge(data)
+        .merge(reading)
+        .merge(acting)
         .fallback(|| async { Problem::not_found("no such endpoint") })
+}
+
+/// A store (or app) that cannot answer now: logged with its cause, answered
+/// as a 503 that says only that.
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> Problem {
+    tracing::warn!(%error, "admin API request failed");
+    Problem::unavailable("a store hrsync reads cannot answer now; try again shortly")
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -73,7 +103,16 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         assert_eq!(document["openapi"], "3.1.0");
         let paths = document["paths"].as_object().unwrap();
-        for path in ["/api/v1/persons/{employee_id}", "/api/v1/openapi.json"] {
+        for path in [
+            "/api/v1/openapi.json",
+            "/api/v1/persons/{employee_id}",
+            "/api/v1/persons/{employee_id}/provision",
+            "/api/v1/audit",
+            "/api/v1/apps",
+            "/api/v1/apps/{app}",
+            "/api/v1/apps/{app}/guard/release",
+            "/api/v1/actions",
+        ] {
             assert!(paths.contains_key(path), "{path} is not documented");
         }
     }

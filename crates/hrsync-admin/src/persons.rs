@@ -1,16 +1,26 @@
 //! Persons: one person in full (profile with each attribute's source,
-//! lifecycle, groups, apps, the latest events).
+//! lifecycle, groups, apps, each app's account with its last operations,
+//! the latest events), and provision-now (an admin action).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
-use hrsync_auth::Problem;
+use hrsync_auth::{Principal, Problem};
 use hrsync_projector::project::PersonView;
+use hrsync_provisioner::run::AdminError;
+use hrsync_provisioner::store::accounts::{self, Account as StoredAccount};
+use serde::Deserialize;
 use serde::Serialize;
+use serde_json::json;
 
-use crate::AdminApi;
+use crate::apps::Applied;
+use crate::audit::{last_operations, AuditItem};
+use crate::{actions, unavailable, AdminApi};
+
+/// How many operations per app a person's view lists.
+const OPERATIONS_PER_APP: i64 = 5;
 
 /// A person as the API answers.
 #[derive(Debug, Serialize)]
@@ -30,8 +40,27 @@ pub(crate) struct Person {
     attributes: Vec<AttributeValue>,
     groups: Vec<String>,
     apps: Vec<String>,
+    /// Each app's account as the provisioner last left it.
+    accounts: Vec<Account>,
     /// The latest events, newest first.
     events: Vec<Event>,
+}
+
+/// A person's account in one app.
+#[derive(Debug, Serialize)]
+struct Account {
+    app: String,
+    /// `null` when the person has no account there (any more, or yet).
+    scim_id: Option<String>,
+    active: bool,
+    /// `ok`, or `failed` when the last change could not be applied.
+    status: String,
+    last_error: Option<String>,
+    applied_version: i64,
+    groups: Vec<String>,
+    updated_at: Option<String>,
+    /// The latest SCIM operations for it, newest first.
+    last_operations: Vec<AuditItem>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,19 +84,42 @@ pub(crate) async fn get_person(
     State(api): State<Arc<AdminApi>>,
     Path(employee_id): Path<String>,
 ) -> Result<Json<Person>, Problem> {
-    let view = api.projector.person(&employee_id).await.map_err(|e| {
-        tracing::warn!(error = %e, "reading a person failed");
-        Problem::unavailable("the projector's store cannot be read now")
-    })?;
+    let view = api
+        .projector
+        .person(&employee_id)
+        .await
+        .map_err(unavailable)?;
     let Some(view) = view else {
         return Err(Problem::not_found(format!(
             "no person with employee id {employee_id:?}"
         )));
     };
-    Ok(Json(person(view, Utc::now().timestamp_millis())))
+    let stored = accounts::of_person(api.provisioner.store(), &view.person_id)
+        .await
+        .map_err(unavailable)?;
+    let mut accounts = Vec::new();
+    for account in stored {
+        let last = last_operations(&api, &view.person_id, &account.app, OPERATIONS_PER_APP).await?;
+        accounts.push(account_view(account, last));
+    }
+    Ok(Json(person(view, accounts, Utc::now().timestamp_millis())))
 }
 
-fn person(view: PersonView, now_ms: i64) -> Person {
+fn account_view(account: StoredAccount, last_operations: Vec<AuditItem>) -> Account {
+    Account {
+        scim_id: Some(account.scim_id).filter(|id| !id.is_empty()),
+        app: account.app,
+        active: account.active,
+        status: account.status,
+        last_error: account.last_error,
+        applied_version: account.applied_version,
+        groups: account.groups,
+        updated_at: time(Some(account.updated_at_ms)),
+        last_operations,
+    }
+}
+
+fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
     let state = &view.state;
     let attributes = state
         .attributes
@@ -95,6 +147,7 @@ fn person(view: PersonView, now_ms: i64) -> Person {
         attributes,
         groups: view.groups.clone(),
         apps: view.apps.clone(),
+        accounts,
         events: view
             .recent
             .iter()
@@ -112,4 +165,73 @@ fn person(view: PersonView, now_ms: i64) -> Person {
 fn time(ms: Option<i64>) -> Option<String> {
     ms.and_then(DateTime::from_timestamp_millis)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// The body of a provision-now request (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProvisionRequest {
+    /// Only this app.
+    app: Option<String>,
+}
+
+/// The answer to provision-now.
+#[derive(Debug, Serialize)]
+pub(crate) struct Provisioned {
+    action_id: String,
+    person_id: String,
+    version: u64,
+    lifecycle: String,
+    apps: Vec<Applied>,
+}
+
+/// `POST /api/v1/persons/{employee_id}/provision`: the person's newest
+/// desired state applied to each app now, each account read back first.
+pub(crate) async fn provision(
+    State(api): State<Arc<AdminApi>>,
+    Extension(principal): Extension<Principal>,
+    Path(employee_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Provisioned>, Problem> {
+    let request: ProvisionRequest = if body.is_empty() {
+        ProvisionRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::unprocessable("$", format!("not a provision request: {e}")))?
+    };
+    let outcome = api
+        .provisioner
+        .provision_now(&employee_id, request.app.as_deref())
+        .await;
+    let (ok, detail) = match &outcome {
+        Ok((change, results)) => {
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| r.result.is_err())
+                .map(|r| r.app.as_str())
+                .collect();
+            (
+                failed.is_empty(),
+                json!({ "version": change.version, "app": request.app, "failed": failed }),
+            )
+        }
+        Err(e) => (false, json!({ "app": request.app, "error": e.to_string() })),
+    };
+    let action_id =
+        actions::record(&api, &principal, "provision_now", &employee_id, ok, detail).await;
+    let (change, results) = outcome.map_err(|e| match e {
+        AdminError::UnknownPerson(_) => Problem::not_found(e.to_string()),
+        AdminError::UnknownApp(_) => Problem::unprocessable("$.app", e.to_string()),
+        other => unavailable(other),
+    })?;
+    Ok(Json(Provisioned {
+        action_id,
+        person_id: change.person_id.as_str().to_owned(),
+        version: change.version,
+        lifecycle: change.lifecycle_state.to_string(),
+        apps: results
+            .iter()
+            .map(|r| Applied::new(change.person_id.as_str(), change.version, r))
+            .collect(),
+    }))
 }

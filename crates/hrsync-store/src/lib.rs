@@ -7,6 +7,11 @@
 //! live in the two migration directories, `migrations/postgres` and
 //! `migrations/sqlite`, which must describe the same tables.
 
+pub mod actions;
+mod filter;
+
+pub use filter::Where;
+
 use std::str::FromStr;
 use std::time::Duration;
 

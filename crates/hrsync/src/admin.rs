@@ -29,8 +29,10 @@ pub(crate) async fn serve(
     )
     .await?;
     let projector = Projector::new(db, config.projector.clone()).context("projector.rules")?;
+    let provisioner = crate::provisioner::provisioner(config).await?;
     let api = hrsync_admin::AdminApi {
         projector: Arc::new(projector),
+        provisioner: Arc::new(provisioner),
     };
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await

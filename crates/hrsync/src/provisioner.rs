@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
-use hrsync_provisioner::reconcile::Operation;
 use hrsync_provisioner::run::{self, Provisioner, Topics};
 use hrsync_provisioner::sweep::{self, Options, OrphanPolicy};
 use tokio_util::sync::CancellationToken;
@@ -77,7 +76,7 @@ pub(crate) struct ProvisionNow {
 
 /// The provisioner over its store, with the audit topic and the group
 /// renames of the rules.
-async fn provisioner(config: &Config) -> anyhow::Result<Provisioner> {
+pub(crate) async fn provisioner(config: &Config) -> anyhow::Result<Provisioner> {
     let db = crate::open_store(
         &config.provisioner.database_url,
         config.provisioner.max_connections,
@@ -121,7 +120,7 @@ pub(crate) async fn provision_now(config: &Config, args: ProvisionNow) -> anyhow
         match &result.result {
             Ok(ops) => {
                 for op in ops {
-                    println!("  {}: {}", result.app, describe(op));
+                    println!("  {}: {}", result.app, op);
                 }
             }
             Err(error) => {
@@ -134,35 +133,6 @@ pub(crate) async fn provision_now(config: &Config, args: ProvisionNow) -> anyhow
         }
     }
     Ok(i32::from(failed > 0))
-}
-
-/// One operation as a line for people.
-fn describe(op: &Operation) -> String {
-    match op {
-        Operation::Stale => "skipped: a newer change was applied already".to_owned(),
-        Operation::Unchanged => "in sync, nothing sent".to_owned(),
-        Operation::Linked { scim_id } => format!("linked existing account {scim_id}"),
-        Operation::Created { scim_id } => format!("created account {scim_id}"),
-        Operation::Updated { attributes } => format!("updated {}", attributes.join(", ")),
-        Operation::Deactivated => "deactivated".to_owned(),
-        Operation::Reactivated => "reactivated".to_owned(),
-        Operation::Held => "deactivation held by the deprovision guard".to_owned(),
-        Operation::Parked => "app quarantined: change parked until it answers".to_owned(),
-        Operation::GroupRenamed { from, to } => format!("group {from:?} renamed to {to:?}"),
-        Operation::Groups { added, removed } => {
-            let mut parts = Vec::new();
-            if !added.is_empty() {
-                parts.push(format!("join {}", added.join(", ")));
-            }
-            if !removed.is_empty() {
-                parts.push(format!("leave {}", removed.join(", ")));
-            }
-            format!(
-                "group memberships requested ({}); the app's group writer applies them",
-                parts.join("; ")
-            )
-        }
-    }
 }
 
 /// `provisioner reconcile`: runs it, prints the summary and writes the
@@ -242,7 +212,7 @@ pub(crate) async fn run_provisioner(
             match &result.result {
                 Ok(ops) => {
                     for op in ops {
-                        println!("{} v{}: {}", change.person_id, change.version, describe(op));
+                        println!("{} v{}: {}", change.person_id, change.version, op);
                     }
                 }
                 Err(error) => println!(

@@ -84,6 +84,39 @@ pub enum Operation {
     },
 }
 
+/// One operation as a line for people (`hrsync provision-now` prints it,
+/// the admin API answers it).
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Operation::Stale => "skipped: a newer change was applied already".to_owned(),
+            Operation::Unchanged => "in sync, nothing sent".to_owned(),
+            Operation::Linked { scim_id } => format!("linked existing account {scim_id}"),
+            Operation::Created { scim_id } => format!("created account {scim_id}"),
+            Operation::Updated { attributes } => format!("updated {}", attributes.join(", ")),
+            Operation::Deactivated => "deactivated".to_owned(),
+            Operation::Reactivated => "reactivated".to_owned(),
+            Operation::Held => "deactivation held by the deprovision guard".to_owned(),
+            Operation::Parked => "app quarantined: change parked until it answers".to_owned(),
+            Operation::GroupRenamed { from, to } => format!("group {from:?} renamed to {to:?}"),
+            Operation::Groups { added, removed } => {
+                let mut parts = Vec::new();
+                if !added.is_empty() {
+                    parts.push(format!("join {}", added.join(", ")));
+                }
+                if !removed.is_empty() {
+                    parts.push(format!("leave {}", removed.join(", ")));
+                }
+                format!(
+                    "group memberships requested ({}); the app's group writer applies them",
+                    parts.join("; ")
+                )
+            }
+        };
+        f.write_str(&text)
+    }
+}
+
 /// Reconcile failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {

@@ -174,6 +174,12 @@ impl Provisioner {
         &self.apps
     }
 
+    /// The link store (the admin API reads the accounts, the audit and the
+    /// apps' health there, and records admin actions).
+    pub fn store(&self) -> &Db {
+        &self.db
+    }
+
     /// Starts the group writer of every app that pushes groups.
     pub fn start_group_writers(&self) {
         for app in self.apps.iter().filter(|a| a.push_groups) {

@@ -2,6 +2,8 @@
 //! in the crate reads and writes its state through these functions, never
 //! with SQL of its own.
 //!
+//! - [`accounts`]: what the admin API reads: a person's accounts, the
+//!   audit searched, an app's health.
 //! - [`links`]: the (person, app) links: the account, the version and user
 //!   last applied, its groups and ETag.
 //! - [`people`]: the newest directory change of each person.
@@ -16,6 +18,7 @@
 //! Functions answer with `sqlx::Error`, which callers wrap in their own
 //! error (its retryability is [`hrsync_store::is_retryable_sqlx`]).
 
+pub mod accounts;
 pub mod audit;
 pub mod groups;
 pub mod guard;

@@ -1,0 +1,109 @@
+//! Admin actions: each one recorded with who ran it (`admin_action`), and
+//! listed by `GET /api/v1/actions`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use hrsync_auth::{Principal, Problem};
+use hrsync_store::actions::{self, ActionFilter, AdminAction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::paging::{self, Page, Params};
+use crate::{unavailable, AdminApi};
+
+/// Records an admin action made through the API by `principal`; returns
+/// its id. A failure to record is logged, not hidden: the action has
+/// happened either way.
+pub(crate) async fn record(
+    api: &AdminApi,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    ok: bool,
+    detail: Value,
+) -> String {
+    let record = AdminAction {
+        action_id: uuid::Uuid::new_v4().to_string(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        subject: principal.subject.clone(),
+        client_id: principal.client_id.clone(),
+        via: "api".to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: if ok { "ok" } else { "failed" }.to_owned(),
+        detail: detail.to_string(),
+    };
+    if let Err(error) = actions::record(api.provisioner.store(), &record).await {
+        tracing::error!(%error, action, target, subject = %principal.subject, "an admin action could not be recorded");
+    }
+    record.action_id
+}
+
+/// The query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionQuery {
+    action: Option<String>,
+    target: Option<String>,
+    subject: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// One admin action as the API answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct ActionItem {
+    action_id: String,
+    at: Option<String>,
+    subject: String,
+    client_id: Option<String>,
+    via: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: Value,
+    #[serde(skip)]
+    at_ms: i64,
+}
+
+/// `GET /api/v1/actions`.
+pub(crate) async fn search(
+    State(api): State<Arc<AdminApi>>,
+    Params(query): Params<ActionQuery>,
+) -> Result<Json<Page<ActionItem>>, Problem> {
+    let limit = paging::limit(query.limit)?;
+    let filter = ActionFilter {
+        action: query.action,
+        target: query.target,
+        subject: query.subject,
+        from_ms: paging::time("from", query.from.as_deref())?,
+        to_ms: paging::time("to", query.to.as_deref())?,
+        before: paging::cursor(query.cursor.as_deref())?,
+        limit,
+    };
+    let rows = actions::search(api.provisioner.store(), &filter)
+        .await
+        .map_err(unavailable)?;
+    let items: Vec<ActionItem> = rows
+        .into_iter()
+        .map(|a| ActionItem {
+            at: paging::rfc3339(a.at_ms),
+            at_ms: a.at_ms,
+            detail: serde_json::from_str(&a.detail).unwrap_or(Value::String(a.detail)),
+            action_id: a.action_id,
+            subject: a.subject,
+            client_id: a.client_id,
+            via: a.via,
+            action: a.action,
+            target: a.target,
+            outcome: a.outcome,
+        })
+        .collect();
+    Ok(Json(Page::new(items, limit, |i| {
+        (i.at_ms, i.action_id.as_str())
+    })))
+}

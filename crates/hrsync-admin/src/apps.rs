@@ -1,0 +1,174 @@
+//! Apps: their health (`GET /api/v1/apps`, `GET /api/v1/apps/{app}`) and
+//! the deprovision guard's release (`POST /api/v1/apps/{app}/guard/release`,
+//! an admin action).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use hrsync_auth::{Principal, Problem};
+use hrsync_provisioner::run::AppResult;
+use hrsync_provisioner::store::accounts;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{last_errors, AuditItem};
+use crate::{actions, paging, unavailable, AdminApi};
+
+/// How far back an app's error count looks.
+const ERROR_WINDOW_MS: i64 = 3_600_000;
+
+/// One app's health.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppHealth {
+    name: String,
+    /// Its deprovision guard tripped: deactivations are held until an
+    /// admin releases them.
+    guard_tripped: bool,
+    guard_tripped_at: Option<String>,
+    /// Deactivations the guard holds.
+    held_by_guard: i64,
+    /// Changes parked while the app was quarantined (not answering).
+    parked: i64,
+    active_accounts: i64,
+    /// Accounts whose last change failed.
+    failed_accounts: i64,
+    /// Operations in the last hour, and how many of them failed.
+    operations_last_hour: i64,
+    errors_last_hour: i64,
+    /// The latest failed operations.
+    last_errors: Vec<AuditItem>,
+}
+
+async fn health(api: &AdminApi, app: &str, errors: i64) -> Result<AppHealth, Problem> {
+    let since = chrono::Utc::now().timestamp_millis() - ERROR_WINDOW_MS;
+    let state = accounts::app_state(api.provisioner.store(), app, since)
+        .await
+        .map_err(unavailable)?;
+    Ok(AppHealth {
+        name: app.to_owned(),
+        guard_tripped: state.guard_tripped_at_ms.is_some(),
+        guard_tripped_at: state.guard_tripped_at_ms.and_then(paging::rfc3339),
+        held_by_guard: state.held_by_guard,
+        parked: state.parked,
+        active_accounts: state.active_accounts,
+        failed_accounts: state.failed_accounts,
+        operations_last_hour: state.operations,
+        errors_last_hour: state.errors,
+        last_errors: last_errors(api, app, None, errors).await?,
+    })
+}
+
+fn known(api: &AdminApi, app: &str) -> Result<(), Problem> {
+    if api.provisioner.apps().iter().any(|a| a.name == app) {
+        Ok(())
+    } else {
+        Err(Problem::not_found(format!(
+            "no app named {app:?} in [[provisioner.apps]]"
+        )))
+    }
+}
+
+/// `GET /api/v1/apps`.
+pub(crate) async fn list(
+    State(api): State<Arc<AdminApi>>,
+) -> Result<Json<Vec<AppHealth>>, Problem> {
+    let mut out = Vec::new();
+    for app in api.provisioner.apps() {
+        out.push(health(&api, &app.name, 3).await?);
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/apps/{app}`.
+pub(crate) async fn one(
+    State(api): State<Arc<AdminApi>>,
+    Path(app): Path<String>,
+) -> Result<Json<AppHealth>, Problem> {
+    known(&api, &app)?;
+    Ok(Json(health(&api, &app, 20).await?))
+}
+
+/// What one app did with one change.
+#[derive(Debug, Serialize)]
+pub(crate) struct Applied {
+    person_id: String,
+    version: u64,
+    app: String,
+    ok: bool,
+    operations: Vec<String>,
+    error: Option<String>,
+    attempts: u32,
+}
+
+impl Applied {
+    pub(crate) fn new(person_id: &str, version: u64, result: &AppResult) -> Self {
+        let (operations, error) = match &result.result {
+            Ok(ops) => (ops.iter().map(ToString::to_string).collect(), None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        Applied {
+            person_id: person_id.to_owned(),
+            version,
+            app: result.app.clone(),
+            ok: error.is_none(),
+            operations,
+            error,
+            attempts: result.attempts,
+        }
+    }
+}
+
+/// The answer to a release.
+#[derive(Debug, Serialize)]
+pub(crate) struct Released {
+    action_id: String,
+    /// Each held change and what applying it did; a change that failed
+    /// stays held.
+    released: Vec<Applied>,
+}
+
+/// `POST /api/v1/apps/{app}/guard/release`: untrips the guard and applies
+/// what it held. 409 when the guard is not tripped and holds nothing.
+pub(crate) async fn release(
+    State(api): State<Arc<AdminApi>>,
+    Extension(principal): Extension<Principal>,
+    Path(app): Path<String>,
+) -> Result<Json<Released>, Problem> {
+    known(&api, &app)?;
+    let since = chrono::Utc::now().timestamp_millis();
+    let state = accounts::app_state(api.provisioner.store(), &app, since)
+        .await
+        .map_err(unavailable)?;
+    if state.guard_tripped_at_ms.is_none() && state.held_by_guard == 0 {
+        return Err(Problem::conflict(format!(
+            "the deprovision guard of {app} is not tripped and holds nothing"
+        )));
+    }
+    let outcome = api.provisioner.release(&app).await;
+    let (ok, detail, released) = match &outcome {
+        Ok(done) => {
+            let released: Vec<Applied> = done
+                .iter()
+                .map(|(change, result)| {
+                    Applied::new(change.person_id.as_str(), change.version, result)
+                })
+                .collect();
+            let failed = released.iter().filter(|r| !r.ok).count();
+            (
+                true,
+                json!({ "released": released.len(), "still_held": failed }),
+                released,
+            )
+        }
+        Err(e) => (false, json!({ "error": e.to_string() }), Vec::new()),
+    };
+    let action_id = actions::record(&api, &principal, "guard.release", &app, ok, detail).await;
+    match outcome {
+        Ok(_) => Ok(Json(Released {
+            action_id,
+            released,
+        })),
+        Err(e) => Err(unavailable(e)),
+    }
+}
