@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, SelectExpr};
+use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr, LiteralValue, SelectExpr};
 use cel::common::types::{CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
 use cel::{Env, ExecutionError, ParseErrors};
@@ -167,6 +167,15 @@ pub struct References {
     /// (`size(person)`, `person.exists(...)`, `person[key]`), so that any
     /// attribute may decide its value.
     pub whole_person: bool,
+    /// The keys of `person.custom` it reads by a name written in it:
+    /// `person.custom.badge`, `has(person.custom.badge)`,
+    /// `person.custom["badge"]` and `"badge" in person.custom`.
+    pub custom_keys: BTreeSet<String>,
+    /// Whether it reads `person.custom` other than by such a key
+    /// (`size(person.custom)`, `person.custom[k]` with a computed `k`,
+    /// `person.custom.exists(...)`), or `person` as a whole, so that any
+    /// key may decide its value.
+    pub whole_custom: bool,
 }
 
 /// What `expr` reads; see [`References`].
@@ -176,7 +185,14 @@ pub fn references(expr: &IdedExpr) -> References {
     // fields read means it is also read as a whole.
     let mut person_uses = 0_usize;
     let mut person_selects = 0_usize;
+    // Likewise every keyed read of `person.custom` holds one `person.custom`.
+    let mut custom_uses = 0_usize;
+    let mut custom_keyed = 0_usize;
     let Ok(()) = visit::<Infallible>(expr, &mut Vec::new(), &mut |node, bound| {
+        if let Some(key) = custom_key(node, bound) {
+            custom_keyed += 1;
+            references.custom_keys.insert(key.to_owned());
+        }
         match &node.expr {
             Expr::Ident(name) if !name.starts_with('@') && !bound.contains(&name.as_str()) => {
                 person_uses += usize::from(name == "person");
@@ -185,6 +201,7 @@ pub fn references(expr: &IdedExpr) -> References {
             Expr::Select(select) => {
                 if let Some(field) = person_field(select, bound) {
                     person_selects += 1;
+                    custom_uses += usize::from(is_custom(node, bound));
                     references.person_fields.insert(field.to_owned());
                 }
             }
@@ -193,7 +210,37 @@ pub fn references(expr: &IdedExpr) -> References {
         Ok(())
     });
     references.whole_person = person_uses > person_selects;
+    references.whole_custom = references.whole_person || custom_uses > custom_keyed;
     references
+}
+
+/// Whether `expr` is `person.custom` (the variable `person`, not a
+/// macro's binding of that name).
+fn is_custom(expr: &IdedExpr, bound: &[&str]) -> bool {
+    matches!(&expr.expr, Expr::Select(select)
+        if !select.test && person_field(select, bound) == Some(CUSTOM))
+}
+
+/// The key of `person.custom` that `expr` reads by name, if it is one of
+/// `person.custom.<key>`, `has(person.custom.<key>)`,
+/// `person.custom["<key>"]` or `"<key>" in person.custom`.
+fn custom_key<'e>(expr: &'e IdedExpr, bound: &[&str]) -> Option<&'e str> {
+    let literal = |arg: &'e IdedExpr| match &arg.expr {
+        Expr::Literal(LiteralValue::String(key)) => Some(key.inner()),
+        _ => None,
+    };
+    match &expr.expr {
+        Expr::Select(select) if is_custom(&select.operand, bound) => Some(select.field.as_str()),
+        Expr::Call(call) if call.target.is_none() && call.args.len() == 2 => {
+            let (map, key) = match call.func_name.as_str() {
+                operators::INDEX => (&call.args[0], &call.args[1]),
+                operators::IN => (&call.args[1], &call.args[0]),
+                _ => return None,
+            };
+            literal(key).filter(|_| is_custom(map, bound))
+        }
+        _ => None,
+    }
 }
 
 /// The field `select` reads of the variable `person`, if its operand is that
@@ -408,5 +455,53 @@ mod tests {
             error.to_string(),
             "unknown variable `employee`; an expression here can read person"
         );
+    }
+
+    fn references_of(expression: &str) -> References {
+        let program = env().compile(expression).expect(expression);
+        references(program.expression())
+    }
+
+    fn keys(references: &References) -> Vec<&str> {
+        references.custom_keys.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn custom_keys_read_by_name_are_found() {
+        for (expression, expected) in [
+            ("person.custom.badge == 'B-1'", vec!["badge"]),
+            ("has(person.custom.badge)", vec!["badge"]),
+            (r#"person.custom["badge"].startsWith("B-")"#, vec!["badge"]),
+            (
+                r#""badge" in person.custom && person.custom.floor == "2""#,
+                vec!["badge", "floor"],
+            ),
+        ] {
+            let read = references_of(expression);
+            assert_eq!(keys(&read), expected, "{expression}");
+            assert!(!read.whole_custom, "{expression}");
+            assert!(!read.whole_person, "{expression}");
+            assert!(read.person_fields.contains(CUSTOM), "{expression}");
+        }
+    }
+
+    #[test]
+    fn custom_read_otherwise_is_read_whole() {
+        for expression in [
+            "size(person.custom) > 0",
+            "person.custom.exists(k, k.startsWith('b'))",
+            "person.custom[person.title] == 'x'",
+            "person.custom.badge == 'x' || size(person.custom) == 0",
+            "size(person) > 0",
+        ] {
+            let read = references_of(expression);
+            assert!(read.whole_custom, "{expression}");
+        }
+        // A macro's own `person` is not the variable.
+        let read = references_of("[{'custom': {'a': 'b'}}].exists(person, person.custom.a == 'b')");
+        assert!(read.custom_keys.is_empty() && !read.whole_custom);
+        // No custom read at all.
+        let read = references_of("person.department == 'Sales' && is_manager");
+        assert!(read.custom_keys.is_empty() && !read.whole_custom);
     }
 }

@@ -38,6 +38,28 @@ pub enum ProjectError {
     },
 }
 
+/// Why a preview of proposed rules failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    /// A proposed group is not valid (it names the group and why): the
+    /// proposal's fault; previewing it again fails the same way.
+    #[error("the proposed rules do not compile: {0}")]
+    Rules(#[from] crate::rules::RuleError),
+    /// Reading the store failed: see [`ProjectError::is_retryable`].
+    #[error("previewing the rules: {0}")]
+    Store(#[from] ProjectError),
+}
+
+impl PreviewError {
+    /// Whether previewing the same rules again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PreviewError::Rules(_) => false,
+            PreviewError::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ProjectError {
     fn from(e: sqlx::Error) -> Self {
         ProjectError::Db(hrsync_store::Error::Query(e))

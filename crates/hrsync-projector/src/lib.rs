@@ -5,6 +5,8 @@
 //!   time order; the lifecycle state as a function of that and the clock.
 //! - [`rules`]: group memberships and app assignments from CEL expressions
 //!   over a person's profile.
+//! - [`explain`]: why a person is in each group: each rule with what it
+//!   read of them.
 //! - [`project`]: batches of events: load, fold, evaluate, write, with
 //!   the consumed offsets and the directory changes (outbox) in the same
 //!   transaction.
@@ -20,6 +22,7 @@
 
 pub mod config;
 pub mod error;
+pub mod explain;
 mod feed;
 mod gate;
 pub mod project;

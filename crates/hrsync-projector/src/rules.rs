@@ -59,13 +59,14 @@ use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use hrsync_domain::{AppAssignment, LifecycleState, WorkerAttributes};
 use hrsync_expr::{
-    attribute_values, check_references, parse_reason, person, references, string, PERSON_ATTRIBUTES,
+    attribute_values, check_references, parse_reason, person, references, string, References,
+    PERSON_ATTRIBUTES,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The variables a rule may read, besides the ones its own macros bind.
-const VARIABLES: [&str; 6] = [
+pub(crate) const VARIABLES: [&str; 6] = [
     "person",
     "employee_id",
     "state",
@@ -184,6 +185,8 @@ struct CompiledGroup {
     /// Sorted and deduplicated.
     apps: Vec<String>,
     program: Program,
+    /// What the rule reads, as found in its syntax tree.
+    references: References,
     /// What of a person the rule reads.
     reads: Reads,
     /// Its outcomes for the inputs seen, by [`Reads::key`].
@@ -241,12 +244,14 @@ impl RuleSet {
                 .map_err(|errors| RuleError::new(name, parse_reason(&errors)))?;
             check_references(program.expression(), &env, &VARIABLES)
                 .map_err(|reason| RuleError::new(name, reason))?;
-            let reads = Reads::of(&program);
+            let references = references(program.expression());
+            let reads = Reads::of(&references);
             groups.push(CompiledGroup {
                 name: name.to_owned(),
                 rule: group.rule.clone(),
                 apps: apps.into_iter().collect(),
                 program,
+                references,
                 reads,
                 memo: Mutex::new(Memo::default()),
             });
@@ -367,6 +372,26 @@ impl RuleSet {
         self.groups.is_empty()
     }
 
+    /// What of the reporting lines the rules read.
+    pub(crate) fn line_reads(&self) -> LineReads {
+        LineReads {
+            manager_chain: self.reads_manager_chain(),
+            direct_reports: self.reads_direct_reports(),
+            report_count: self.reads_report_count(),
+        }
+    }
+
+    /// The groups as configured, in config order, each with what its rule
+    /// reads.
+    pub fn groups(&self) -> impl ExactSizeIterator<Item = GroupRule<'_>> {
+        self.groups.iter().map(|group| GroupRule {
+            name: &group.name,
+            rule: &group.rule,
+            apps: &group.apps,
+            references: &group.references,
+        })
+    }
+
     /// The CEL activation for one person: the variables of the module docs.
     ///
     /// Strings are borrowed from `subject`, not copied: building the
@@ -386,6 +411,40 @@ impl RuleSet {
             Box::new(CelBool::from(subject.direct_reports > 0)),
         );
         context
+    }
+}
+
+/// One group of a [`RuleSet`], as [`RuleSet::groups`] lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRule<'a> {
+    /// The group's name.
+    pub name: &'a str,
+    /// Its rule, the CEL source as configured.
+    pub rule: &'a str,
+    /// The apps it grants, sorted and deduplicated.
+    pub apps: &'a [String],
+    /// What its rule reads, found in its syntax tree.
+    pub references: &'a References,
+}
+
+/// What of the reporting lines rules read besides the person, so what an
+/// evaluation must look up: see [`RuleSet::reads_manager_chain`],
+/// [`RuleSet::reads_direct_reports`] and [`RuleSet::reads_report_count`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LineReads {
+    pub(crate) manager_chain: bool,
+    pub(crate) direct_reports: bool,
+    pub(crate) report_count: bool,
+}
+
+impl LineReads {
+    /// What either of two rule sets reads.
+    pub(crate) fn union(self, other: LineReads) -> LineReads {
+        LineReads {
+            manager_chain: self.manager_chain || other.manager_chain,
+            direct_reports: self.direct_reports || other.direct_reports,
+            report_count: self.report_count || other.report_count,
+        }
     }
 }
 
@@ -433,8 +492,7 @@ struct Reads {
 }
 
 impl Reads {
-    fn of(program: &Program) -> Reads {
-        let references = references(program.expression());
+    fn of(references: &References) -> Reads {
         let whole = references.whole_person;
         let reads_field = |field: &str| whole || references.person_fields.contains(field);
         let reads_name = |name: &str| references.names.contains(name);

@@ -634,7 +634,7 @@ fn which_rules_read_the_chain_and_the_reports() {
 #[test]
 fn reads_name_the_inputs_that_decide_a_rule() {
     let reads =
-        |rule: &str| super::Reads::of(&compile(vec![group("G", rule, &[])]).groups[0].program);
+        |rule: &str| super::Reads::of(&compile(vec![group("G", rule, &[])]).groups[0].references);
     let index = |name: &str| {
         hrsync_expr::PERSON_ATTRIBUTES
             .iter()

@@ -13,7 +13,8 @@ use super::inputs::Inputs;
 use super::person::{Emitted, PersonRow};
 use super::Projector;
 use crate::error::{ProjectError, Result};
-use crate::rules::Subject;
+use crate::rules::{Evaluation, Subject};
+use crate::state::PersonState;
 use crate::store::{Change, Pack, StoredPerson};
 
 /// A person's desired state, as far as it decides whether a directory
@@ -118,9 +119,8 @@ impl Projector {
         emit(id, row, change, digest).map(Some)
     }
 
-    /// The groups and apps the rules give a person in `lifecycle`: none
-    /// once deprovisioned; before the start, only the apps whose pre-hire
-    /// window is open.
+    /// The groups and apps the rules give a person in `lifecycle` (see
+    /// [`Projector::grant`]).
     fn assignments(
         &self,
         id: &str,
@@ -130,35 +130,69 @@ impl Projector {
         inputs: &Inputs,
         now_ms: i64,
     ) -> (Vec<String>, Vec<AppAssignment>) {
-        let evaluation = self.rules.evaluate(&Subject {
-            employee_id: id,
-            attributes,
-            lifecycle_state: lifecycle,
-            manager_chain: inputs.chains.get(id).map_or(&[], Vec::as_slice),
-            direct_reports: inputs.reports.get(id).copied().unwrap_or(0),
-        });
+        let evaluation = self
+            .rules
+            .evaluate(&subject(id, attributes, lifecycle, inputs));
         for error in &evaluation.errors {
             // The reason may quote profile values: log the group only.
             tracing::warn!(employee_id = %id, group = %error.group, "group rule failed to evaluate; treated as false");
             metrics::counter!("hrsync_projector_rule_errors_total", "group" => error.group.clone())
                 .increment(1);
         }
+        self.grant(&row.state, lifecycle, evaluation, now_ms)
+    }
+
+    /// The groups and apps `evaluation` (of the rules, for a person in
+    /// `state` and `lifecycle`) gives the person at `now_ms`: none once
+    /// deprovisioned; before the start, only the apps whose pre-hire
+    /// window is open. The projector's, its explanations' and its rule
+    /// previews' one decision of who gets what.
+    pub(super) fn grant(
+        &self,
+        state: &PersonState,
+        lifecycle: LifecycleState,
+        evaluation: Evaluation,
+        now_ms: i64,
+    ) -> (Vec<String>, Vec<AppAssignment>) {
         match lifecycle {
             LifecycleState::Deprovisioned => (Vec::new(), Vec::new()),
             LifecycleState::Pending => {
-                let start = row.state.employed_from_ms.unwrap_or(now_ms);
                 let apps = evaluation
                     .apps
                     .into_iter()
-                    .filter(|a| {
-                        let days = self.config.prehire_days.get(&a.app).copied().unwrap_or(0);
-                        now_ms >= start - i64::from(days) * 86_400_000
-                    })
+                    .filter(|a| now_ms >= self.prehire_opens_ms(&a.app, state, now_ms))
                     .collect();
                 (evaluation.groups, apps)
             }
             _ => (evaluation.groups, evaluation.apps),
         }
+    }
+
+    /// When `app`'s pre-hire window opens for a person in `state` (its
+    /// `prehire_days` before their start; a start not known counts as
+    /// `now_ms`).
+    pub(super) fn prehire_opens_ms(&self, app: &str, state: &PersonState, now_ms: i64) -> i64 {
+        let start = state.employed_from_ms.unwrap_or(now_ms);
+        let days = self.config.prehire_days.get(app).copied().unwrap_or(0);
+        start - i64::from(days) * 86_400_000
+    }
+}
+
+/// What the rules see of person `id` in `lifecycle` with `attributes`: their
+/// manager chain and direct report count as looked up in `inputs` (none if
+/// the rules read none).
+pub(super) fn subject<'a>(
+    id: &'a str,
+    attributes: &'a WorkerAttributes,
+    lifecycle: LifecycleState,
+    inputs: &'a Inputs,
+) -> Subject<'a> {
+    Subject {
+        employee_id: id,
+        attributes,
+        lifecycle_state: lifecycle,
+        manager_chain: inputs.chains.get(id).map_or(&[], Vec::as_slice),
+        direct_reports: inputs.reports.get(id).copied().unwrap_or(0),
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::person::{lifecycle_of, manager_of, PersonRow};
 use super::Projector;
 use crate::error::Result;
+use crate::rules::LineReads;
 use crate::store::{BatchTx, Lookup};
 
 /// The persons of a batch, by employee id.
@@ -39,13 +40,27 @@ impl Projector {
         people: &mut People,
         now_ms: i64,
     ) -> Result<Inputs> {
-        let deltas = self.widen(tx, lookup, people, now_ms).await?;
-        let reports = if self.rules.reads_direct_reports() {
+        let reads = self.rules.line_reads();
+        self.inputs_for(reads, tx, lookup, people, now_ms).await
+    }
+
+    /// [`Projector::inputs`] for rules that read `reads` of the reporting
+    /// lines (the projector's own, or those with rules an admin proposes).
+    pub(super) async fn inputs_for(
+        &self,
+        reads: LineReads,
+        tx: &mut BatchTx,
+        lookup: &mut Lookup<'_>,
+        people: &mut People,
+        now_ms: i64,
+    ) -> Result<Inputs> {
+        let deltas = self.widen(reads, tx, lookup, people, now_ms).await?;
+        let reports = if reads.direct_reports {
             report_counts(tx, lookup, people, &deltas).await?
         } else {
             HashMap::new()
         };
-        let chains = if self.rules.reads_manager_chain() {
+        let chains = if reads.manager_chain {
             let own = people
                 .iter()
                 .map(|(id, row)| (id.clone(), manager_of(&row.state)))
@@ -67,6 +82,7 @@ impl Projector {
     /// manager's number of direct reports.
     async fn widen(
         &self,
+        reads: LineReads,
         tx: &mut BatchTx,
         lookup: &mut Lookup<'_>,
         people: &mut People,
@@ -84,10 +100,10 @@ impl Projector {
         loop {
             let deltas = report_deltas(people, now_ms);
             let mut wanted = self
-                .managers_to_evaluate(tx, lookup, &deltas, &mut seen)
+                .managers_to_evaluate(reads, tx, lookup, &deltas, &mut seen)
                 .await?;
             let depth = self.config.manager_chain_depth;
-            if self.rules.reads_manager_chain() && depth > 1 {
+            if reads.manager_chain && depth > 1 {
                 wanted
                     .extend(below_moved_managers(tx, lookup, people, &mut seen, depth - 1).await?);
             }
@@ -104,20 +120,21 @@ impl Projector {
     /// looked for yet.
     async fn managers_to_evaluate(
         &self,
+        reads: LineReads,
         tx: &mut BatchTx,
         lookup: &mut Lookup<'_>,
         deltas: &BTreeMap<String, i64>,
         seen: &mut Widened,
     ) -> Result<BTreeSet<String>> {
         let mut wanted = BTreeSet::new();
-        if self.rules.reads_report_count() {
+        if reads.report_count {
             wanted.extend(
                 deltas
                     .keys()
                     .filter(|m| !seen.requested.contains(*m))
                     .cloned(),
             );
-        } else if self.rules.reads_direct_reports() {
+        } else if reads.direct_reports {
             // Only `is_manager` is read: a manager whose count stays above
             // zero (or at zero) evaluates as before. Their stored counts are
             // looked up (again only if their delta moved).

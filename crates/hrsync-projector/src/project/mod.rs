@@ -10,11 +10,15 @@
 //!   their desired state changed.
 //! - `timing`: where a batch's time goes, timed around each phase.
 //! - `view`: a person for `hrsync user show`.
+//! - `explain`: why a person is in each group, for the admin API.
+//! - `preview`: what a change of the rules would do, for the admin API.
 
 mod batch;
 mod evaluate;
+mod explain;
 mod inputs;
 mod person;
+mod preview;
 mod timing;
 mod view;
 
@@ -29,10 +33,13 @@ use crate::feed::Feed;
 use crate::rules::RuleSet;
 use crate::store::{BatchTx, Lookup, Store};
 
-pub use crate::error::ProjectError;
 use crate::error::Result;
+pub use crate::error::{PreviewError, ProjectError};
+pub use crate::explain::{AppExplanation, GroupExplanation, RuleInput};
 pub use crate::store::{OutboxRow, Position};
+pub use explain::Explanation;
 pub use person::person_id_of;
+pub use preview::{Movement, PersonChange, PreviewOptions, RulesPreview, PREVIEW_LIMIT};
 pub use timing::Phases;
 pub use view::{PersonView, SeenEvent};
 

@@ -145,6 +145,38 @@ impl BatchTx {
         Ok(())
     }
 
+    /// Up to `limit` stored persons' rows after employee id `after` (from
+    /// the first if `None`), in employee id order: one page of a scan over
+    /// every person, read by the primary key.
+    pub(crate) async fn people_after(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredPerson>> {
+        let tx = self.get().await?;
+        let columns = "SELECT employee_id, person_id, revision, version, state, emitted, \
+                       manager_id, lifecycle, next_check_at_ms FROM projector_person";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match after {
+            Some(after) => {
+                let sql = format!("{columns} WHERE employee_id > $1 ORDER BY employee_id LIMIT $2");
+                sqlx::query_as::<_, StoredPerson>(&sql)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            None => {
+                let sql = format!("{columns} ORDER BY employee_id LIMIT $1");
+                sqlx::query_as::<_, StoredPerson>(&sql)
+                    .bind(limit)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
     /// Every stored event of a person, in no particular order.
     pub(crate) async fn person_events(&mut self, employee_id: &str) -> Result<Vec<LifecycleEvent>> {
         let payloads: Vec<Vec<u8>> =
@@ -180,6 +212,20 @@ impl Store {
     /// A read-only transaction over the persons, for reads outside batches.
     pub(crate) async fn reading(&self) -> Result<BatchTx> {
         Ok(BatchTx::ready(self.db.pool().begin().await?))
+    }
+
+    /// A read-only transaction that sees one snapshot of the store
+    /// throughout, for reads that span many statements (a scan over every
+    /// person and their reporting lines): on PostgreSQL `REPEATABLE READ
+    /// READ ONLY`, where a write fails; on SQLite a deferred transaction,
+    /// whose reads share one snapshot (WAL) and which takes no write lock.
+    /// Roll it back (or drop it) when done.
+    pub(crate) async fn snapshot(&self) -> Result<BatchTx> {
+        let begin = match self.db.backend() {
+            hrsync_store::Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            hrsync_store::Backend::Sqlite => "BEGIN DEFERRED",
+        };
+        Ok(BatchTx::ready(self.db.pool().begin_with(begin).await?))
     }
 
     /// Every stored person's employee id, in order.
