@@ -57,6 +57,27 @@ async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow
     );
     assert_eq!(seen["events"][0]["kind"], "hire", "{seen}");
 
+    // Why: the group by its rule and the value the rule read; the app by
+    // the groups granting it.
+    let why = |group: &str| {
+        seen["why"]["groups"]
+            .as_array()
+            .and_then(|groups| groups.iter().find(|g| g["group"] == group))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let support = why("Customer Support");
+    assert_eq!(support["rule"], "person.department == \"Customer Support\"");
+    assert_eq!(support["member"], true);
+    assert_eq!(
+        support["inputs"],
+        json!([{"name": "person.department", "value": "Customer Support"}])
+    );
+    assert_eq!(why("People Managers")["member"], false, "{seen}");
+    let slack = &seen["why"]["apps"][0];
+    assert_eq!(slack["app"], "slack");
+    assert_eq!(slack["granted_by"], json!(["Customer Support", "Everyone"]));
+
     // Refusals: problem details, with the challenge RFC 6750 asks for.
     let answer = http.get(&person).send().await?;
     assert_eq!(answer.status(), 401);
@@ -352,5 +373,97 @@ async fn the_api_answers_as_its_openapi_document_says() -> anyhow::Result<()> {
         output.status.success(),
         "schemathesis found problems:\n{report}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rules_preview_reports_exactly_who_moves_and_changes_nothing() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?;
+    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), "").await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", stack.admin);
+    let reader = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    for (id, name, department) in [
+        ("E7", "lucy", "Customer Support"),
+        ("E8", "tom", "Engineering"),
+    ] {
+        stack
+            .push(json!({
+                "type": "hire", "employee_id": id, "time_zone": "Europe/London",
+                "attributes": {"given_name": name, "family_name": "Gray",
+                    "work_email": format!("{name}@example.com"), "employment_type": "employee",
+                    "department": department}}))
+            .await?;
+    }
+    eventually("both hired into slack", || async {
+        Ok(apps.get("slack").count().await? == 2)
+    })
+    .await?;
+    let before = get(&http, &api("/persons/E7"), &reader).await?;
+    let current = get(&http, &api("/rules"), &reader).await?;
+    assert_eq!(current["groups"][0]["name"], "Everyone");
+
+    // Only engineers keep slack; Customer Support and People Managers go.
+    let proposed = json!({"groups": [
+        {"name": "Everyone", "rule": "person.department == \"Engineering\"", "apps": ["slack"]}
+    ]});
+    let answer = http
+        .post(api("/rules/preview"))
+        .bearer_auth(&reader)
+        .json(&proposed)
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    let preview: Value = answer.json().await?;
+    assert_eq!(preview["persons"], 2, "{preview}");
+    assert_eq!(preview["persons_changed"], 1);
+    assert_eq!(
+        preview["changes"],
+        json!([{"employee_id": "E7",
+                "groups_gained": [], "groups_lost": ["Customer Support", "Everyone"],
+                "apps_gained": [], "apps_lost": ["slack"]}])
+    );
+    assert_eq!(preview["apps"]["slack"], json!({"gaining": 0, "losing": 1}));
+    assert_eq!(
+        preview["groups"]["Customer Support"],
+        json!({"gaining": 0, "losing": 1})
+    );
+
+    // Nothing was applied: the person and the app are as before.
+    let after = get(&http, &api("/persons/E7"), &reader).await?;
+    assert_eq!(after["groups"], before["groups"]);
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(
+        apps.account("lucy@example.com").await?[0]
+            .1
+            .as_ref()
+            .map(|a| a.0),
+        Some(true)
+    );
+
+    // A rule that does not compile, and an app nobody declared: 422, naming where.
+    for (rules, path) in [
+        (
+            json!({"groups": [{"name": "Broken", "rule": "person.nope == 1", "apps": []}]}),
+            "$.groups[0].rule",
+        ),
+        (
+            json!({"groups": [{"name": "X", "rule": "true", "apps": ["nope"]}]}),
+            "$.groups[0].apps",
+        ),
+    ] {
+        let answer = http
+            .post(api("/rules/preview"))
+            .bearer_auth(&reader)
+            .json(&rules)
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 422);
+        let problem: Value = answer.json().await?;
+        assert_eq!(problem["path"], path, "{problem}");
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod apps;
 mod audit;
 mod paging;
 mod persons;
+mod rules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use hrsync_auth::{require_scope, Authorizer, Problem, RequireScope, Scopes};
 use hrsync_projector::project::Projector;
+use hrsync_projector::rules::RulesConfig;
 use hrsync_provisioner::run::Provisioner;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,8 @@ pub struct AdminApi {
     /// The provisioner over its link store: accounts, the audit, the apps'
     /// health; guard release and provision-now; the admin action log.
     pub provisioner: Arc<Provisioner>,
+    /// The group rules in force, as configured.
+    pub rules: RulesConfig,
 }
 
 /// The API's routes: `authorizer` checks every request but the OpenAPI
@@ -66,6 +70,8 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/apps", get(apps::list))
         .route("/api/v1/apps/{app}", get(apps::one))
         .route("/api/v1/actions", get(actions::search))
+        .route("/api/v1/rules", get(rules::current))
+        .route("/api/v1/rules/preview", post(rules::preview))
         .route_layer(axum::middleware::from_fn_with_state(read, require_scope))
         .with_state(api.clone());
     let acting = Router::new()
@@ -112,6 +118,8 @@ mod tests {
             "/api/v1/apps/{app}",
             "/api/v1/apps/{app}/guard/release",
             "/api/v1/actions",
+            "/api/v1/rules",
+            "/api/v1/rules/preview",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");
         }

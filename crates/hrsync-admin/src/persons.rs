@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hrsync_auth::{Principal, Problem};
-use hrsync_projector::project::PersonView;
+use hrsync_projector::project::{AppExplanation, GroupExplanation, PersonView};
 use hrsync_provisioner::run::AdminError;
 use hrsync_provisioner::store::accounts::{self, Account as StoredAccount};
 use serde::Deserialize;
@@ -40,10 +40,22 @@ pub(crate) struct Person {
     attributes: Vec<AttributeValue>,
     groups: Vec<String>,
     apps: Vec<String>,
+    /// Why the person is, or is not, in each group (the rule, and the value
+    /// of each input it read) and has each app (the groups granting it),
+    /// under the rules in force.
+    why: Option<Why>,
     /// Each app's account as the provisioner last left it.
     accounts: Vec<Account>,
     /// The latest events, newest first.
     events: Vec<Event>,
+}
+
+/// The rules' view of a person.
+#[derive(Debug, Serialize)]
+struct Why {
+    rules_fingerprint: String,
+    groups: Vec<GroupExplanation>,
+    apps: Vec<AppExplanation>,
 }
 
 /// A person's account in one app.
@@ -94,6 +106,16 @@ pub(crate) async fn get_person(
             "no person with employee id {employee_id:?}"
         )));
     };
+    let why = api
+        .projector
+        .explain(&employee_id)
+        .await
+        .map_err(unavailable)?
+        .map(|e| Why {
+            rules_fingerprint: e.rules_fingerprint,
+            groups: e.groups,
+            apps: e.apps,
+        });
     let stored = accounts::of_person(api.provisioner.store(), &view.person_id)
         .await
         .map_err(unavailable)?;
@@ -102,7 +124,9 @@ pub(crate) async fn get_person(
         let last = last_operations(&api, &view.person_id, &account.app, OPERATIONS_PER_APP).await?;
         accounts.push(account_view(account, last));
     }
-    Ok(Json(person(view, accounts, Utc::now().timestamp_millis())))
+    let mut person = person(view, accounts, Utc::now().timestamp_millis());
+    person.why = why;
+    Ok(Json(person))
 }
 
 fn account_view(account: StoredAccount, last_operations: Vec<AuditItem>) -> Account {
@@ -147,6 +171,7 @@ fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
         attributes,
         groups: view.groups.clone(),
         apps: view.apps.clone(),
+        why: None,
         accounts,
         events: view
             .recent

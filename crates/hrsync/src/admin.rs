@@ -33,6 +33,7 @@ pub(crate) async fn serve(
     let api = hrsync_admin::AdminApi {
         projector: Arc::new(projector),
         provisioner: Arc::new(provisioner),
+        rules: config.projector.rules.clone(),
     };
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await
