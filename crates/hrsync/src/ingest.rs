@@ -218,9 +218,28 @@ async fn import(
     } else {
         let importer = importer(config).await?;
         crate::ensure_topics(config).await?;
-        importer
+        let result = importer
             .import(source, &file_name, &bytes, options, chrono::Utc::now())
-            .await
+            .await;
+        if options.force {
+            // Importing past the source's safety limits is an admin action.
+            let detail = match &result {
+                Ok(ImportReport::Published { import_id, .. }) => {
+                    serde_json::json!({ "file": file_name, "import_id": import_id })
+                }
+                Ok(_) => serde_json::json!({ "file": file_name, "published": false }),
+                Err(e) => serde_json::json!({ "file": file_name, "error": e.to_string() }),
+            };
+            crate::actions::record(
+                &ingest_db(config).await?,
+                "import.force",
+                source_name,
+                result.is_ok(),
+                detail,
+            )
+            .await;
+        }
+        result
     };
     match result {
         Ok(ImportReport::DryRun(plan)) => {

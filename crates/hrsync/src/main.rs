@@ -1,6 +1,7 @@
 //! `hrsync`: the one binary hosting every role of the pipeline and its admin
 //! commands.
 
+mod actions;
 mod admin;
 mod config;
 mod demo;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use hrsync_provisioner::run::{self, Provisioner, Topics};
 use hrsync_provisioner::sweep::{self, Options, OrphanPolicy};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -107,10 +108,29 @@ pub(crate) async fn provisioner(config: &Config) -> anyhow::Result<Provisioner> 
 /// Returns the exit code: 0 if every app succeeded.
 pub(crate) async fn provision_now(config: &Config, args: ProvisionNow) -> anyhow::Result<i32> {
     let provisioner = provisioner(config).await?;
-    let (change, results) = provisioner
+    let outcome = provisioner
         .provision_now(&args.person, args.app.as_deref())
-        .await
-        .map_err(anyhow::Error::msg)?;
+        .await;
+    let detail = match &outcome {
+        Ok((change, results)) => json!({
+            "version": change.version,
+            "app": args.app,
+            "failed": results.iter().filter(|r| r.result.is_err()).map(|r| &r.app).collect::<Vec<_>>(),
+        }),
+        Err(e) => json!({ "app": args.app, "error": e.to_string() }),
+    };
+    let ok = outcome
+        .as_ref()
+        .is_ok_and(|(_, results)| results.iter().all(|r| r.result.is_ok()));
+    crate::actions::record(
+        provisioner.store(),
+        "provision_now",
+        &args.person,
+        ok,
+        detail,
+    )
+    .await;
+    let (change, results) = outcome.map_err(anyhow::Error::msg)?;
     println!(
         "{} ({}) version {}: {}",
         change.person_id, change.employee_id, change.version, change.lifecycle_state
@@ -157,9 +177,16 @@ async fn reconcile(
         Some(_) => OrphanPolicy::Report,
         None => configured.orphans,
     };
-    let outcome = sweep::reconcile_app(provisioner, app, &Options::new(dry_run, orphans))
-        .await
-        .context("reconcile")?;
+    let outcome = sweep::reconcile_app(provisioner, app, &Options::new(dry_run, orphans)).await;
+    if !dry_run {
+        let detail = match &outcome {
+            Ok(done) => json!({ "orphans": format!("{orphans:?}"), "failures": done.failures() }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        let ok = outcome.as_ref().is_ok_and(|done| done.failures() == 0);
+        crate::actions::record(provisioner.store(), "reconcile", app, ok, detail).await;
+    }
+    let outcome = outcome.context("reconcile")?;
     let text = serde_json::to_string_pretty(&outcome)?;
     if json {
         eprint!("{}", outcome.summary());
@@ -191,23 +218,49 @@ pub(crate) async fn run_provisioner(
     let provisioner = provisioner(config).await?;
     let topics = topics(config);
     if let ProvisionerCommand::Redrive { idle_seconds } = command {
-        let replayed = run::redrive(
-            Arc::new(provisioner),
+        let provisioner = Arc::new(provisioner);
+        let outcome = run::redrive(
+            provisioner.clone(),
             &config.kafka,
             &config.provisioner,
             &topics,
             std::time::Duration::from_secs(idle_seconds),
         )
-        .await
-        .context("redrive")?;
+        .await;
+        let detail = match &outcome {
+            Ok(replayed) => json!({ "replayed": replayed }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        crate::actions::record(
+            provisioner.store(),
+            "dlq.redrive",
+            &topics.dlq,
+            outcome.is_ok(),
+            detail,
+        )
+        .await;
+        let replayed = outcome.context("redrive")?;
         println!("redrive: {replayed} dead-lettered change(s) replayed");
         return Ok(());
     }
     if let ProvisionerCommand::Release { app } = command {
-        let released = provisioner
-            .release(&app)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let outcome = provisioner.release(&app).await;
+        let detail = match &outcome {
+            Ok(done) => json!({
+                "released": done.len(),
+                "still_held": done.iter().filter(|(_, r)| r.result.is_err()).count(),
+            }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        crate::actions::record(
+            provisioner.store(),
+            "guard.release",
+            &app,
+            outcome.is_ok(),
+            detail,
+        )
+        .await;
+        let released = outcome.map_err(anyhow::Error::msg)?;
         for (change, result) in &released {
             match &result.result {
                 Ok(ops) => {

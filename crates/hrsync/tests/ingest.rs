@@ -408,11 +408,32 @@ async fn refused_and_malformed_snapshots_change_nothing() -> anyhow::Result<()> 
     assert_eq!(read_topic(&setup.broker.bootstrap(), TOPIC)?, published);
     assert_eq!(setup.baseline().await?, baseline);
 
-    // Forced, the mass termination is published.
-    ok(&setup.import(&mass_file, &["--force"])?);
+    // Forced, the mass termination is published, and the forcing recorded
+    // as an admin action with who ran it.
+    ok(&setup.import_with_env(&mass_file, &["--force"], &[("USER", "ops-bob")])?);
     let after = setup.events(TOPIC)?;
     assert_eq!(after.len(), published.len() + 20);
     assert_ne!(setup.baseline().await?, baseline);
+    let db = hrsync_store::Db::connect(&setup.store_url, 1).await?;
+    let recorded = hrsync_store::actions::search(
+        &db,
+        &hrsync_store::actions::ActionFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (
+            recorded[0].action.as_str(),
+            recorded[0].target.as_str(),
+            recorded[0].subject.as_str(),
+            recorded[0].outcome.as_str()
+        ),
+        ("import.force", "workday", "ops-bob", "ok")
+    );
+    assert!(recorded[0].detail.contains("import_id"), "{recorded:?}");
     Ok(())
 }
 

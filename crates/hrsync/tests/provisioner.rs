@@ -309,12 +309,38 @@ async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
         .is_none());
 
     // The app accepts it now: redrive applies it.
-    let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"]).output()?;
+    let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"])
+        .env("USER", "ops-alice")
+        .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(
         stdout.contains("1 dead-lettered change(s) replayed"),
         "{stdout}"
+    );
+    // The redrive is an admin action, recorded with who ran it.
+    let db = hrsync_store::Db::connect(&store.url(), 1).await?;
+    let recorded = hrsync_store::actions::search(
+        &db,
+        &hrsync_store::actions::ActionFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (
+            recorded[0].action.as_str(),
+            recorded[0].subject.as_str(),
+            recorded[0].via.as_str(),
+            recorded[0].outcome.as_str(),
+        ),
+        ("dlq.redrive", "ops-alice", "cli", "ok")
+    );
+    assert!(
+        recorded[0].detail.contains("\"replayed\":1"),
+        "{recorded:?}"
     );
     let carol = client.find_user("userName", "carol@example.com").await?;
     assert_eq!(
