@@ -211,6 +211,46 @@ async fn reconcile(
     Ok(())
 }
 
+/// `provisioner release APP`: untrips the guard, applies what it held,
+/// prints each change, and records the action.
+async fn release(provisioner: &Provisioner, app: &str) -> anyhow::Result<()> {
+    let outcome = provisioner.release(app).await;
+    let detail = match &outcome {
+        Ok(done) => json!({
+            "released": done.len(),
+            "still_held": done.iter().filter(|(_, r)| r.result.is_err()).count(),
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    crate::actions::record(
+        provisioner.store(),
+        "guard.release",
+        app,
+        outcome.is_ok(),
+        detail,
+    )
+    .await;
+    let released = outcome.map_err(anyhow::Error::msg)?;
+    for (change, result) in &released {
+        match &result.result {
+            Ok(ops) => {
+                for op in ops {
+                    println!("{} v{}: {}", change.person_id, change.version, op);
+                }
+            }
+            Err(error) => println!(
+                "{} v{}: still held: {error}",
+                change.person_id, change.version
+            ),
+        }
+    }
+    println!(
+        "{app}: guard released, {} held change(s) applied",
+        released.len()
+    );
+    Ok(())
+}
+
 pub(crate) async fn run_provisioner(
     config: &Config,
     command: ProvisionerCommand,
@@ -244,41 +284,7 @@ pub(crate) async fn run_provisioner(
         return Ok(());
     }
     if let ProvisionerCommand::Release { app } = command {
-        let outcome = provisioner.release(&app).await;
-        let detail = match &outcome {
-            Ok(done) => json!({
-                "released": done.len(),
-                "still_held": done.iter().filter(|(_, r)| r.result.is_err()).count(),
-            }),
-            Err(e) => json!({ "error": e.to_string() }),
-        };
-        crate::actions::record(
-            provisioner.store(),
-            "guard.release",
-            &app,
-            outcome.is_ok(),
-            detail,
-        )
-        .await;
-        let released = outcome.map_err(anyhow::Error::msg)?;
-        for (change, result) in &released {
-            match &result.result {
-                Ok(ops) => {
-                    for op in ops {
-                        println!("{} v{}: {}", change.person_id, change.version, op);
-                    }
-                }
-                Err(error) => println!(
-                    "{} v{}: still held: {error}",
-                    change.person_id, change.version
-                ),
-            }
-        }
-        println!(
-            "{app}: guard released, {} held change(s) applied",
-            released.len()
-        );
-        return Ok(());
+        return release(&provisioner, &app).await;
     }
     if let ProvisionerCommand::Reconcile {
         app,
