@@ -402,6 +402,36 @@ async fn a_rules_preview_reports_exactly_who_moves_and_changes_nothing() -> anyh
         Ok(apps.get("slack").count().await? == 2)
     })
     .await?;
+    // Person search: by text in any case, group, app and lifecycle, paged.
+    let found = |query: &'static str| {
+        let http = http.clone();
+        let url = api(&format!("/persons?{query}"));
+        let reader = reader.clone();
+        async move {
+            let page = get(&http, &url, &reader).await?;
+            let ids: Vec<String> = page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["employee_id"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            anyhow::Ok((ids, page["next_cursor"].clone()))
+        }
+    };
+    assert_eq!(found("q=GRAY").await?.0, ["E7", "E8"]);
+    assert_eq!(found("q=tom%40example").await?.0, ["E8"]);
+    assert_eq!(found("q=e7").await?.0, ["E7"]);
+    assert_eq!(found("q=100%25").await?.0, Vec::<String>::new());
+    assert_eq!(found("group=Customer%20Support").await?.0, ["E7"]);
+    assert_eq!(found("app=slack&lifecycle=ACTIVE").await?.0, ["E7", "E8"]);
+    let (first, cursor) = found("limit=1").await?;
+    assert_eq!(first, ["E7"]);
+    assert_eq!(cursor, "E7");
+    assert_eq!(found("limit=1&cursor=E7").await?.0, ["E8"]);
+    let lucy = get(&http, &api("/persons?q=lucy"), &reader).await?;
+    assert_eq!(lucy["items"][0]["name"], "lucy Gray");
+    assert_eq!(lucy["items"][0]["work_email"], "lucy@example.com");
+
     let before = get(&http, &api("/persons/E7"), &reader).await?;
     let current = get(&http, &api("/rules"), &reader).await?;
     assert_eq!(current["groups"][0]["name"], "Everyone");

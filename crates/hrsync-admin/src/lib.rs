@@ -65,6 +65,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
     let read = RequireScope::new(authorizer.clone(), scopes.read.clone());
     let act = RequireScope::new(authorizer, scopes.admin.clone());
     let reading = Router::new()
+        .route("/api/v1/persons", get(persons::search))
         .route("/api/v1/persons/{employee_id}", get(persons::get_person))
         .route("/api/v1/audit", get(audit::search))
         .route("/api/v1/apps", get(apps::list))
@@ -111,6 +112,7 @@ mod tests {
         let paths = document["paths"].as_object().unwrap();
         for path in [
             "/api/v1/openapi.json",
+            "/api/v1/persons",
             "/api/v1/persons/{employee_id}",
             "/api/v1/persons/{employee_id}/provision",
             "/api/v1/audit",

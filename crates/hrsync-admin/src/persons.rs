@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hrsync_auth::{Principal, Problem};
-use hrsync_projector::project::{AppExplanation, GroupExplanation, PersonView};
+use hrsync_projector::project::{
+    AppExplanation, GroupExplanation, PersonQuery, PersonSummary, PersonView,
+};
 use hrsync_provisioner::run::AdminError;
 use hrsync_provisioner::store::accounts::{self, Account as StoredAccount};
 use serde::Deserialize;
@@ -17,6 +19,7 @@ use serde_json::json;
 
 use crate::apps::Applied;
 use crate::audit::{last_operations, AuditItem};
+use crate::paging::{self, Params};
 use crate::{actions, unavailable, AdminApi};
 
 /// How many operations per app a person's view lists.
@@ -258,5 +261,58 @@ pub(crate) async fn provision(
             .iter()
             .map(|r| Applied::new(change.person_id.as_str(), change.version, r))
             .collect(),
+    }))
+}
+
+/// The query parameters of a person search.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchQuery {
+    /// Part of the employee id, a name or an e-mail address.
+    q: Option<String>,
+    lifecycle: Option<String>,
+    group: Option<String>,
+    app: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// A page of persons, by employee id.
+#[derive(Debug, Serialize)]
+pub(crate) struct PersonList {
+    items: Vec<PersonSummary>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/persons`.
+pub(crate) async fn search(
+    State(api): State<Arc<AdminApi>>,
+    Params(query): Params<SearchQuery>,
+) -> Result<Json<PersonList>, Problem> {
+    const LIFECYCLES: [&str; 5] = ["PENDING", "ACTIVE", "SUSPENDED", "DEPROVISIONED", "NONE"];
+    if let Some(lifecycle) = &query.lifecycle {
+        if !LIFECYCLES.contains(&lifecycle.as_str()) {
+            return Err(Problem::bad_request(format!(
+                "lifecycle: {lifecycle:?} is not one of {}",
+                LIFECYCLES.join(", ")
+            )));
+        }
+    }
+    let query = PersonQuery {
+        text: query.q.filter(|q| !q.trim().is_empty()),
+        lifecycle: query.lifecycle,
+        group: query.group,
+        app: query.app,
+        after: query.cursor,
+        limit: paging::limit(query.limit)?,
+    };
+    let page = api
+        .projector
+        .search_persons(&query)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(PersonList {
+        items: page.persons,
+        next_cursor: page.next_after,
     }))
 }

@@ -34,6 +34,22 @@ impl Where {
         }
     }
 
+    /// `column LIKE pattern`, the backslash escaping `%`, `_` and itself.
+    pub fn like(&mut self, column: &str, pattern: &str) {
+        let p = self.next(Value::Text(pattern.to_owned()));
+        self.conditions
+            .push(format!("{column} LIKE {p} ESCAPE '\\'"));
+    }
+
+    /// `column_and_operator value` for a text value (e.g.
+    /// `"employee_id >"`), if `value` is given.
+    pub fn compare_text(&mut self, column_and_operator: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            let p = self.next(Value::Text(value.to_owned()));
+            self.conditions.push(format!("{column_and_operator} {p}"));
+        }
+    }
+
     /// `column = value` for an integer column, if `value` is given.
     pub fn equals_int(&mut self, column: &str, value: Option<i64>) {
         self.compare(&format!("{column} ="), value);

@@ -19,6 +19,7 @@ mod explain;
 mod inputs;
 mod person;
 mod preview;
+mod search;
 mod timing;
 mod view;
 
@@ -36,10 +37,12 @@ use crate::store::{BatchTx, Lookup, Store};
 use crate::error::Result;
 pub use crate::error::{PreviewError, ProjectError};
 pub use crate::explain::{AppExplanation, GroupExplanation, RuleInput};
+pub use crate::store::PersonQuery;
 pub use crate::store::{OutboxRow, Position};
 pub use explain::Explanation;
 pub use person::person_id_of;
 pub use preview::{Movement, PersonChange, PreviewOptions, RulesPreview, PREVIEW_LIMIT};
+pub use search::{PersonPage, PersonSummary};
 pub use timing::Phases;
 pub use view::{PersonView, SeenEvent};
 

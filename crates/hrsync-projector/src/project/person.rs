@@ -154,6 +154,7 @@ impl PersonRow {
             manager_id: manager,
             lifecycle: lifecycle.to_owned(),
             next_check_at_ms: next,
+            search: crate::store::search_text(&self.state),
         }))
     }
 }

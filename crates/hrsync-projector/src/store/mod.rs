@@ -16,6 +16,7 @@ mod offsets;
 mod outbox;
 mod persons;
 mod reports;
+mod search;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,7 +32,8 @@ pub(crate) use lines::Lookup;
 pub use offsets::Position;
 pub use outbox::OutboxRow;
 pub(crate) use outbox::{Change, Pack};
-pub(crate) use persons::{parse_all, parse_later, StoredPerson};
+pub(crate) use persons::{parse_all, parse_later, search_text, StoredPerson};
+pub use search::PersonQuery;
 
 /// Rows (or keys) per multi-row statement (far below SQLite's 32766
 /// parameters); also the persons of one outbox pack.

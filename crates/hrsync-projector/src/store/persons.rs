@@ -26,6 +26,10 @@ pub(crate) struct StoredPerson {
     pub(crate) manager_id: Option<String>,
     pub(crate) lifecycle: String,
     pub(crate) next_check_at_ms: Option<i64>,
+    /// What a person search matches (see [`search_text`]); written, never
+    /// read back by a batch.
+    #[sqlx(default)]
+    pub(crate) search: String,
 }
 
 impl super::cache::Revised for StoredPerson {
@@ -60,7 +64,7 @@ pub(crate) async fn parse_all<T>(parsing: Vec<Parsing<T>>) -> Result<Vec<T>> {
 
 /// The column types of a `projector_person` row as [`BatchTx::upsert_people`]
 /// writes it, for its padding rows.
-const PERSON_ROW: [Null; 10] = [
+const PERSON_ROW: [Null; 11] = [
     Null::Text,   // employee_id
     Null::Text,   // person_id
     Null::BigInt, // revision
@@ -71,6 +75,7 @@ const PERSON_ROW: [Null; 10] = [
     Null::BigInt, // next_check_at_ms
     Null::Text,   // emitted
     Null::BigInt, // updated_at_ms
+    Null::Text,   // search
 ];
 
 impl BatchTx {
@@ -110,11 +115,12 @@ impl BatchTx {
             let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
             let sql = format!(
                 "INSERT INTO projector_person (employee_id, person_id, revision, version, state, \
-                 lifecycle, manager_id, next_check_at_ms, emitted, updated_at_ms) {} \
+                 lifecycle, manager_id, next_check_at_ms, emitted, updated_at_ms, search) {} \
                  ON CONFLICT (employee_id) DO UPDATE SET revision = excluded.revision, \
                  version = excluded.version, state = excluded.state, lifecycle = excluded.lifecycle, \
                  manager_id = excluded.manager_id, next_check_at_ms = excluded.next_check_at_ms, \
-                 emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms \
+                 emitted = excluded.emitted, updated_at_ms = excluded.updated_at_ms, \
+                 search = excluded.search \
                  WHERE projector_person.revision + 1 = excluded.revision",
                 hrsync_store::padded_values(slots, PERSON_ROW.len())
             );
@@ -130,7 +136,8 @@ impl BatchTx {
                     .bind(r.manager_id.as_deref())
                     .bind(r.next_check_at_ms)
                     .bind(r.emitted.as_str())
-                    .bind(now_ms);
+                    .bind(now_ms)
+                    .bind(r.search.as_str());
             }
             query = query.bind_padding(slots - chunk.len(), &PERSON_ROW);
             let done = query.execute(&mut **tx).await?;
@@ -267,4 +274,25 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// What a person search matches of `state`: the employee id, the names and
+/// the e-mail addresses, lower-cased, one per line.
+pub(crate) fn search_text(state: &PersonState) -> String {
+    let mut parts = vec![state.employee_id.as_str()];
+    if let Some(a) = &state.attributes {
+        parts.extend([a.given_name.as_str(), a.family_name.as_str()]);
+        parts.extend(
+            [
+                &a.preferred_name,
+                &a.display_name,
+                &a.work_email,
+                &a.personal_email,
+            ]
+            .into_iter()
+            .flatten()
+            .map(String::as_str),
+        );
+    }
+    parts.join("\n").to_lowercase()
 }
