@@ -78,6 +78,32 @@ async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow
     assert_eq!(slack["app"], "slack");
     assert_eq!(slack["granted_by"], json!(["Customer Support", "Everyone"]));
 
+    // A pre-hire's view says when they start.
+    let start = (chrono::Utc::now() + chrono::Duration::days(5)).to_rfc3339();
+    stack
+        .push(json!({
+            "type": "hire", "employee_id": "E9", "time_zone": "Europe/London",
+            "effective_at": start,
+            "attributes": {"given_name": "Tom", "family_name": "Lee",
+                "work_email": "tom@example.com", "employment_type": "employee"}}))
+        .await?;
+    let tom = format!("{}/api/v1/persons/E9", stack.admin);
+    eventually("the pre-hire seen", || async {
+        let answer = http.get(&tom).bearer_auth(&reader).send().await?;
+        Ok(answer.status() == 200)
+    })
+    .await?;
+    let tom: Value = http
+        .get(&tom)
+        .bearer_auth(&reader)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(tom["lifecycle"], "PENDING");
+    assert_eq!(tom["upcoming"][0]["transition"], "start", "{tom}");
+    assert!(tom["events"][0]["occurred_at"].is_string());
+
     // Refusals: problem details, with the challenge RFC 6750 asks for.
     let answer = http.get(&person).send().await?;
     assert_eq!(answer.status(), 401);
@@ -230,6 +256,35 @@ async fn admin_actions_are_scoped_and_recorded_with_their_subject() -> anyhow::R
         .await?;
     assert_eq!(answer.status(), 422);
 
+    // Reconciliation: not for readers; a dry run by default, changing
+    // nothing and recording no action; a fix is an action.
+    let reconcile = api("/apps/slack/reconcile");
+    let answer = http.post(&reconcile).bearer_auth(&reader).send().await?;
+    assert_eq!(answer.status(), 403);
+    let answer = http.post(&reconcile).bearer_auth(&admin).send().await?;
+    assert_eq!(answer.status(), 200);
+    let report: Value = answer.json().await?;
+    assert_eq!(
+        (report["app"].as_str(), report["dry_run"].as_bool()),
+        (Some("slack"), Some(true))
+    );
+    assert_eq!(report["accounts_read"], 1, "{report}");
+    let answer = http
+        .post(&reconcile)
+        .bearer_auth(&admin)
+        .json(&json!({"dry_run": false}))
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    let health = get(&http, &api("/apps/slack"), &reader).await?;
+    let modes: Vec<&str> = health["reconcile_runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["mode"].as_str())
+        .collect();
+    assert_eq!(modes, ["fix", "report"], "{health}");
+
     // Each action is recorded with who ran it, newest first.
     let actions = get(&http, &api("/actions"), &reader).await?;
     let summary: Vec<(String, String, String, String)> = actions["items"]
@@ -262,6 +317,12 @@ async fn admin_actions_are_scoped_and_recorded_with_their_subject() -> anyhow::R
     assert_eq!(
         summary,
         vec![
+            (
+                "reconcile".to_owned(),
+                "slack".to_owned(),
+                "admin".to_owned(),
+                "ok".to_owned()
+            ),
             row("provision_now", "failed"),
             row("provision_now", "ok"),
             row("guard.release", "ok"),
@@ -344,6 +405,31 @@ async fn the_api_answers_as_its_openapi_document_says() -> anyhow::Result<()> {
     eventually("E7 seen through the admin API", || async {
         let person = format!("{}/api/v1/persons/E7", stack.admin);
         Ok(http.get(person).bearer_auth(&admin).send().await?.status() == 200)
+    })
+    .await?;
+    // A termination and an import, so that their lists answer with items.
+    eventually("E7's slack account", || async {
+        Ok(apps.account("lucy@example.com").await?[0].1.is_some())
+    })
+    .await?;
+    stack
+        .push(json!({"type": "terminate", "employee_id": "E7",
+            "time_zone": "Europe/London", "immediate": true}))
+        .await?;
+    stack.import(
+        "employee_id,given_name,family_name,employment_type,status,hire_date,time_zone\n\
+         W1,Ada,Gray,employee,active,2021-03-01,Europe/Paris\n",
+    )?;
+    eventually("E7's termination listed", || async {
+        let list = format!("{}/api/v1/terminations", stack.admin);
+        let page: Value = http
+            .get(list)
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(page["items"][0]["apps"][0]["status"] == "deactivated")
     })
     .await?;
     // Its cache of found failures goes to a directory of its own.

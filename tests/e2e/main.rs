@@ -21,10 +21,13 @@
 //!   while idle, hrsync left running.
 //!
 //! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
+//! - `admin_history::*`: its terminations (with each app's deactivation
+//!   and latency) and snapshot imports.
 //!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
 mod admin;
+mod admin_history;
 mod crash;
 mod db_restart;
 mod faults;

@@ -9,7 +9,8 @@ use axum::{Extension, Json};
 use hrsync_auth::{Principal, Problem};
 use hrsync_provisioner::run::AppResult;
 use hrsync_provisioner::store::accounts;
-use serde::Serialize;
+use hrsync_provisioner::sweep::{self, Options, OrphanPolicy, SweepError};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::{last_errors, AuditItem};
@@ -38,6 +39,20 @@ pub(crate) struct AppHealth {
     errors_last_hour: i64,
     /// The latest failed operations.
     last_errors: Vec<AuditItem>,
+    /// The last reconciliation of each mode (`fix`, `report`).
+    reconcile_runs: Vec<RunView>,
+}
+
+/// An app's last reconciliation in one mode.
+#[derive(Debug, Serialize)]
+struct RunView {
+    mode: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    /// Accounts per class (in sync, drifted, unlinked match, missing,
+    /// orphan, ...).
+    counts: serde_json::Value,
+    failures: i64,
 }
 
 async fn health(api: &AdminApi, app: &str, errors: i64) -> Result<AppHealth, Problem> {
@@ -56,6 +71,18 @@ async fn health(api: &AdminApi, app: &str, errors: i64) -> Result<AppHealth, Pro
         operations_last_hour: state.operations,
         errors_last_hour: state.errors,
         last_errors: last_errors(api, app, None, errors).await?,
+        reconcile_runs: accounts::reconcile_runs(api.provisioner.store(), app)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|run| RunView {
+                started_at: paging::rfc3339(run.started_at_ms),
+                finished_at: paging::rfc3339(run.finished_at_ms),
+                counts: serde_json::from_str(&run.counts).unwrap_or(serde_json::Value::Null),
+                mode: run.mode,
+                failures: run.failures,
+            })
+            .collect(),
     })
 }
 
@@ -169,6 +196,53 @@ pub(crate) async fn release(
             action_id,
             released,
         })),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// The body of a reconciliation request (optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReconcileRequest {
+    /// Classify only, change nothing (the default).
+    #[serde(default = "yes")]
+    dry_run: bool,
+    /// What to do with orphans in this run (default `report`).
+    #[serde(default)]
+    orphans: OrphanPolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/apps/{app}/reconcile`: classifies every account of the
+/// app against the desired state and, unless a dry run, fixes them;
+/// answers the report. 409 while another process reconciles the app.
+pub(crate) async fn reconcile(
+    State(api): State<Arc<AdminApi>>,
+    Extension(principal): Extension<Principal>,
+    Path(app): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, Problem> {
+    known(&api, &app)?;
+    let request: ReconcileRequest =
+        serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }).map_err(|e| {
+            Problem::unprocessable("$", format!("not a reconciliation request: {e}"))
+        })?;
+    let options = Options::new(request.dry_run, request.orphans);
+    let outcome = sweep::reconcile_app(&api.provisioner, &app, &options).await;
+    if !request.dry_run {
+        let detail = match &outcome {
+            Ok(report) => json!({ "orphans": request.orphans, "failures": report.failures() }),
+            Err(e) => json!({ "orphans": request.orphans, "error": e.to_string() }),
+        };
+        let ok = outcome.as_ref().is_ok_and(|r| r.failures() == 0);
+        actions::record(&api, &principal, "reconcile", &app, ok, detail).await;
+    }
+    match outcome {
+        Ok(report) => serde_json::to_value(&report).map(Json).map_err(unavailable),
+        Err(e @ SweepError::Busy(_)) => Err(Problem::conflict(e.to_string())),
         Err(e) => Err(unavailable(e)),
     }
 }

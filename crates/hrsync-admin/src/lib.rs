@@ -10,18 +10,23 @@
 mod actions;
 mod apps;
 mod audit;
+mod imports;
 mod paging;
 mod persons;
 mod rules;
+mod terminations;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use hrsync_auth::{require_scope, Authorizer, Problem, RequireScope, Scopes};
+use hrsync_ingest::source::SourceConfig;
+use hrsync_ingest::store::IngestStore;
 use hrsync_projector::project::Projector;
 use hrsync_projector::rules::RulesConfig;
 use hrsync_provisioner::run::Provisioner;
@@ -56,6 +61,11 @@ pub struct AdminApi {
     pub provisioner: Arc<Provisioner>,
     /// The group rules in force, as configured.
     pub rules: RulesConfig,
+    /// The ingest store: the history of snapshot imports, and each
+    /// source's baseline that a dry run compares an export with.
+    pub ingest: IngestStore,
+    /// The HR sources, `[[ingest.sources]]`.
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The API's routes: `authorizer` checks every request but the OpenAPI
@@ -71,6 +81,12 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/apps", get(apps::list))
         .route("/api/v1/apps/{app}", get(apps::one))
         .route("/api/v1/actions", get(actions::search))
+        .route("/api/v1/terminations", get(terminations::latest))
+        .route("/api/v1/imports", get(imports::history))
+        .route(
+            "/api/v1/imports/{source}/dry-run",
+            post(imports::dry_run).layer(DefaultBodyLimit::max(imports::DRY_RUN_BODY_LIMIT)),
+        )
         .route("/api/v1/rules", get(rules::current))
         .route("/api/v1/rules/preview", post(rules::preview))
         .route_layer(axum::middleware::from_fn_with_state(read, require_scope))
@@ -81,6 +97,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
             post(persons::provision),
         )
         .route("/api/v1/apps/{app}/guard/release", post(apps::release))
+        .route("/api/v1/apps/{app}/reconcile", post(apps::reconcile))
         .route_layer(axum::middleware::from_fn_with_state(act, require_scope))
         .with_state(api);
     Router::new()
@@ -119,7 +136,11 @@ mod tests {
             "/api/v1/apps",
             "/api/v1/apps/{app}",
             "/api/v1/apps/{app}/guard/release",
+            "/api/v1/apps/{app}/reconcile",
             "/api/v1/actions",
+            "/api/v1/terminations",
+            "/api/v1/imports",
+            "/api/v1/imports/{source}/dry-run",
             "/api/v1/rules",
             "/api/v1/rules/preview",
         ] {

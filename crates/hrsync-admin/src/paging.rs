@@ -26,10 +26,17 @@ impl<T> Page<T> {
     /// item's `(time, id)` when the page is full.
     pub(crate) fn new(items: Vec<T>, limit: i64, key: impl Fn(&T) -> (i64, &str)) -> Self {
         let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
-        let next_cursor = items.last().filter(|_| full).map(|last| {
+        let next = items.last().filter(|_| full).map(|last| {
             let (at, id) = key(last);
-            format!("{at}~{id}")
+            (at, id.to_owned())
         });
+        Page::with_next(items, next)
+    }
+
+    /// A page of `items` whose next page starts after `next`, a `(time,
+    /// id)` the store gave (a page may then hold fewer items than asked).
+    pub(crate) fn with_next(items: Vec<T>, next: Option<(i64, String)>) -> Self {
+        let next_cursor = next.map(|(at, id)| format!("{at}~{id}"));
         Page { items, next_cursor }
     }
 }

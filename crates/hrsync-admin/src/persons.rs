@@ -11,6 +11,7 @@ use hrsync_auth::{Principal, Problem};
 use hrsync_projector::project::{
     AppExplanation, GroupExplanation, PersonQuery, PersonSummary, PersonView,
 };
+use hrsync_projector::state::PersonState;
 use hrsync_provisioner::run::AdminError;
 use hrsync_provisioner::store::accounts::{self, Account as StoredAccount};
 use serde::Deserialize;
@@ -40,6 +41,8 @@ pub(crate) struct Person {
     employed_from: Option<String>,
     terminates_at: Option<String>,
     terminate_immediate: bool,
+    /// What will change by itself, soonest first.
+    upcoming: Vec<Upcoming>,
     attributes: Vec<AttributeValue>,
     groups: Vec<String>,
     apps: Vec<String>,
@@ -92,6 +95,17 @@ struct Event {
     kind: String,
     source: String,
     effective_at: Option<String>,
+    /// When it happened in the HR system.
+    occurred_at: Option<String>,
+}
+
+/// A change the person's state will go through by itself, with time.
+#[derive(Debug, Serialize)]
+struct Upcoming {
+    /// `start` (a pre-hire becomes active), `leave_start`, `leave_end` or
+    /// `termination`.
+    transition: &'static str,
+    at: Option<String>,
 }
 
 /// `GET /api/v1/persons/{employee_id}`.
@@ -171,6 +185,7 @@ fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
         employed_from: time(state.employed_from_ms),
         terminates_at: time(state.terminate_at_ms),
         terminate_immediate: state.terminate_immediate,
+        upcoming: upcoming(state, now_ms),
         attributes,
         groups: view.groups.clone(),
         apps: view.apps.clone(),
@@ -184,9 +199,31 @@ fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
                 kind: e.kind.clone(),
                 source: e.source.clone(),
                 effective_at: time(Some(e.effective_ms)),
+                occurred_at: time(Some(e.occurred_ms)),
             })
             .collect(),
     }
+}
+
+/// The transitions of `state` after `now_ms`, soonest first.
+fn upcoming(state: &PersonState, now_ms: i64) -> Vec<Upcoming> {
+    let leave = state.leave.as_ref();
+    let mut at: Vec<(i64, &'static str)> = [
+        (state.employed_from_ms, "start"),
+        (leave.map(|l| l.from_ms), "leave_start"),
+        (leave.and_then(|l| l.until_ms), "leave_end"),
+        (state.terminate_at_ms, "termination"),
+    ]
+    .into_iter()
+    .filter_map(|(ms, transition)| ms.filter(|ms| *ms > now_ms).map(|ms| (ms, transition)))
+    .collect();
+    at.sort();
+    at.into_iter()
+        .map(|(ms, transition)| Upcoming {
+            transition,
+            at: time(Some(ms)),
+        })
+        .collect()
 }
 
 /// RFC 3339 in UTC, milliseconds.

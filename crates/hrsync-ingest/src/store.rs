@@ -7,12 +7,13 @@
 //! broker, in a second transaction that changes the import's state (nothing
 //! is copied) and drops the previous baseline's rows. A crash in between
 //! leaves an open import, which [`IngestStore::open_import`] finds on
-//! restart so publishing can resume.
+//! restart so publishing can resume. [`IngestStore::imports`] lists the
+//! imports, newest first (the admin API's history of imports).
 
 use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
-use hrsync_store::Db;
+use hrsync_store::{Db, Where};
 use sqlx::Row;
 
 use crate::snapshot::{Snapshot, Worker};
@@ -101,6 +102,37 @@ pub struct OpenImport {
     pub file_digest: String,
     /// Events it holds.
     pub event_count: i64,
+}
+
+/// One import as recorded, for the history of imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// Import id.
+    pub import_id: String,
+    /// The source it was imported for.
+    pub source: String,
+    /// Digest of the file it came from.
+    pub file_digest: String,
+    /// `publishing`, `baseline` (its snapshot is the source's baseline) or
+    /// `accepted` (a later import's is).
+    pub state: String,
+    /// Events it implied.
+    pub event_count: i64,
+    /// When it was recorded, ms since the epoch.
+    pub created_at_ms: i64,
+    /// When its events were all published and it became the baseline.
+    pub accepted_at_ms: Option<i64>,
+}
+
+/// Which imports to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ImportFilter {
+    /// Only this source's.
+    pub source: Option<String>,
+    /// Keyset paging: only imports before this `(created_at_ms, import_id)`.
+    pub before: Option<(i64, String)>,
+    /// At most this many.
+    pub limit: i64,
 }
 
 /// The ingest tables of the hrsync store.
@@ -304,6 +336,40 @@ impl IngestStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The imports `filter` selects, newest first (by when they were
+    /// recorded, then by id).
+    pub async fn imports(&self, filter: &ImportFilter) -> Result<Vec<ImportRecord>> {
+        let mut sql = Where::default();
+        sql.equals("source", filter.source.as_deref());
+        if let Some((at, id)) = &filter.before {
+            sql.before("created_at_ms", *at, "import_id", id);
+        }
+        let text = format!(
+            "SELECT import_id, source, file_digest, state, event_count, created_at_ms, \
+             accepted_at_ms FROM ingest_import{} ORDER BY created_at_ms DESC, import_id DESC \
+             LIMIT {}",
+            sql.clause(),
+            filter.limit.max(0)
+        );
+        let rows = sql
+            .bind(sqlx::query(&text))
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ImportRecord {
+                    import_id: row.try_get(0)?,
+                    source: row.try_get(1)?,
+                    file_digest: row.try_get(2)?,
+                    state: row.try_get(3)?,
+                    event_count: row.try_get(4)?,
+                    created_at_ms: row.try_get(5)?,
+                    accepted_at_ms: row.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     /// The push request recorded under `key`, if any.

@@ -18,6 +18,9 @@
 //! - [`sweep`]: app-wide reconciliation: every account of an app
 //!   classified against the desired state and fixed, by hand or on a
 //!   schedule.
+//! - [`terminations`]: the latest terminations and how far each got in
+//!   every app, measured from the same HR event time as the termination
+//!   latency histogram.
 //! - [`config`]: the `[provisioner]` configuration section.
 
 pub mod audit;
@@ -33,3 +36,4 @@ pub mod run;
 pub mod scim;
 pub mod store;
 pub mod sweep;
+pub mod terminations;

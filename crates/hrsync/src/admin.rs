@@ -30,10 +30,19 @@ pub(crate) async fn serve(
     .await?;
     let projector = Projector::new(db, config.projector.clone()).context("projector.rules")?;
     let provisioner = crate::provisioner::provisioner(config).await?;
+    // The history of imports is read in the ingest store.
+    let ingest = crate::open_store(
+        &config.ingest.database_url,
+        config.ingest.max_connections,
+        "ingest",
+    )
+    .await?;
     let api = hrsync_admin::AdminApi {
         projector: Arc::new(projector),
         provisioner: Arc::new(provisioner),
         rules: config.projector.rules.clone(),
+        ingest: hrsync_ingest::store::IngestStore::new(ingest),
+        sources: config.ingest.sources.clone(),
     };
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await

@@ -38,6 +38,9 @@ pub struct SeenEvent {
     pub source: String,
     /// Effective time as the fold uses it, ms since the epoch.
     pub effective_ms: i64,
+    /// When it happened in the HR system (its `occurred_at`), ms since the
+    /// epoch.
+    pub occurred_ms: i64,
 }
 
 impl Projector {
@@ -65,6 +68,7 @@ impl Projector {
                 kind: e.kind().as_str().to_owned(),
                 source: e.source_system.as_str().to_owned(),
                 effective_ms: crate::state::effective_ms(e),
+                occurred_ms: e.occurred_at.as_millis(),
             })
             .collect();
         Ok(Some(PersonView {

@@ -338,16 +338,14 @@ impl Provisioner {
     }
 }
 
-/// For a termination, the time from its effective moment in HR to the app
-/// acknowledging the deactivation.
+/// For a termination, the time from its effective moment in HR
+/// ([`crate::terminations::hr_event_ms`], as the admin API's list of
+/// terminations measures it) to the app acknowledging the deactivation.
 fn record_termination_latency(app: &str, change: &DirectoryChange) {
-    if change.lifecycle_state != hrsync_domain::LifecycleState::Deprovisioned {
-        return;
-    }
-    let Some(effective) = change.profile.terminate_at else {
+    let Some(effective_ms) = crate::terminations::hr_event_ms(change) else {
         return;
     };
-    let latency_ms = chrono::Utc::now().timestamp_millis() - effective.as_millis();
+    let latency_ms = chrono::Utc::now().timestamp_millis() - effective_ms;
     if latency_ms >= 0 {
         #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
         metrics::histogram!("hrsync_termination_latency_seconds", "app" => app.to_owned())

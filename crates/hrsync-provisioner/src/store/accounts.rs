@@ -216,3 +216,43 @@ pub async fn app_state(db: &Db, app: &str, since_ms: i64) -> sqlx::Result<AppSta
         errors,
     })
 }
+
+/// An app's last reconciliation in one mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileRun {
+    /// `fix` or `report`.
+    pub mode: String,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// When it finished, ms since the epoch.
+    pub finished_at_ms: i64,
+    /// The accounts per class, JSON.
+    pub counts: String,
+    /// Fixes that failed.
+    pub failures: i64,
+}
+
+/// `app`'s last reconciliation of each mode.
+///
+/// # Errors
+/// Query failures.
+pub async fn reconcile_runs(db: &Db, app: &str) -> sqlx::Result<Vec<ReconcileRun>> {
+    let rows = sqlx::query(
+        "SELECT mode, started_at_ms, finished_at_ms, counts, failures \
+         FROM provisioner_reconcile_run WHERE app = $1 ORDER BY mode",
+    )
+    .bind(app)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ReconcileRun {
+                mode: r.try_get(0)?,
+                started_at_ms: r.try_get(1)?,
+                finished_at_ms: r.try_get(2)?,
+                counts: r.try_get(3)?,
+                failures: r.try_get(4)?,
+            })
+        })
+        .collect()
+}

@@ -14,6 +14,8 @@
 //!   memberships to bring about.
 //! - [`runs`]: the last app-wide reconciliation of each app and mode.
 //! - [`audit`]: the audit trail of SCIM operations.
+//! - [`terminations`]: what the list of terminations reads of a page of
+//!   persons: accounts, deactivations and failures, held changes.
 //!
 //! Functions answer with `sqlx::Error`, which callers wrap in their own
 //! error (its retryability is [`hrsync_store::is_retryable_sqlx`]).
@@ -26,6 +28,7 @@ pub mod held;
 pub mod links;
 pub mod people;
 pub mod runs;
+pub mod terminations;
 
 /// Rows in one multi-row statement (13 columns at most: well below the
 /// bind limits of PostgreSQL and SQLite).

@@ -1,7 +1,8 @@
 //! `provisioner_person`: the newest directory change of each person, as
 //! encoded on the topic (written by [`crate::audit`] as changes arrive).
 
-use hrsync_store::Db;
+use hrsync_store::{Db, Where};
+use sqlx::Row;
 
 use super::ROWS;
 
@@ -42,6 +43,42 @@ pub async fn seen_since(db: &Db, since_ms: i64) -> sqlx::Result<Vec<Vec<u8>>> {
         .bind(since_ms)
         .fetch_all(db.pool())
         .await
+}
+
+/// Up to `limit` persons' newest changes, the most recently seen first
+/// (by `seen_at_ms`, then person id), only those before `before` (a
+/// `(seen_at_ms, person_id)` of an earlier call) when given.
+///
+/// # Errors
+/// Query failures.
+pub async fn newest_first(
+    db: &Db,
+    before: Option<(i64, &str)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Newest>> {
+    let mut sql = Where::default();
+    if let Some((at, id)) = before {
+        sql.before("seen_at_ms", at, "person_id", id);
+    }
+    let text = format!(
+        "SELECT person_id, employee_id, manager_id, version, payload, seen_at_ms \
+         FROM provisioner_person{} ORDER BY seen_at_ms DESC, person_id DESC LIMIT {}",
+        sql.clause(),
+        limit.max(0)
+    );
+    let rows = sql.bind(sqlx::query(&text)).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Newest {
+                person_id: r.try_get(0)?,
+                employee_id: r.try_get(1)?,
+                manager_id: r.try_get(2)?,
+                version: r.try_get(3)?,
+                payload: r.try_get(4)?,
+                seen_at_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
 }
 
 /// The version of the newest change of `person_id`.
