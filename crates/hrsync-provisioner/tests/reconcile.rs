@@ -457,6 +457,22 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
         2
     );
 
+    // The same change arriving again (its other lane's copy) while an admin
+    // releases the guard (untripped, its changes not yet applied) stays
+    // held, counted once: it does not trip the guard again.
+    hrsync_provisioner::reconcile::untrip(&db, "zendesk").await?;
+    let again = provisioner
+        .apply(&person(2, 2, Deprovisioned, &[]), None)
+        .await;
+    assert_eq!(
+        again[0]
+            .result
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        &vec![Operation::Held]
+    );
+    assert!(!hrsync_provisioner::guard::guard_tripped(&db, "zendesk").await?);
+
     // Released: the held deactivations go through, nothing is left held.
     let released = provisioner
         .release("zendesk")
@@ -486,7 +502,8 @@ async fn the_deprovision_guard_holds_and_releases() -> anyhow::Result<()> {
         }
     };
     assert_eq!(count("CREATE", "SUCCESS").await?, 5);
-    assert_eq!(count("GUARD_HOLD", "HELD").await?, 2);
+    // Two holds, and the copy that found its change held already.
+    assert_eq!(count("GUARD_HOLD", "HELD").await?, 3);
     assert_eq!(count("DEACTIVATE", "SUCCESS").await?, 4);
     Ok(())
 }

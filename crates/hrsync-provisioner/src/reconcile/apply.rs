@@ -222,6 +222,12 @@ impl Run<'_> {
         if self.guarding == Guarding::Check {
             if let Some(guard) = &self.app.guard {
                 let (db, app) = (self.db, self.app);
+                // Held already (this is its other lane's copy, or it arrived
+                // while an admin releases it): it stays held, counted once.
+                if super::held::is_held(db, &app.name, self.change, HoldReason::Guard).await? {
+                    *self.ops = vec![Operation::Held];
+                    return Ok(Flow::Stop);
+                }
                 let kind = Deactivation::of(self.change);
                 match crate::guard::admit(db, &app.name, guard, &app.guard_gate, kind).await? {
                     Some(admitted) => self.ticket = Some(admitted),

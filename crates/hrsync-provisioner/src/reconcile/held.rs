@@ -34,6 +34,27 @@ pub async fn hold(
     Ok(store::keep(db, held, payload).await?)
 }
 
+/// Whether `change` is held for `app` for `reason` already: the same change
+/// arriving again (its copy on the priority lane and on the main topic)
+/// is the same deactivation, not another one for the guard to count.
+///
+/// # Errors
+/// Store failures.
+pub(super) async fn is_held(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+    reason: HoldReason,
+) -> Result<bool, ReconcileError> {
+    let held = Held {
+        app,
+        person_id: change.person_id.as_str(),
+        version: version(change),
+        reason: reason.as_str(),
+    };
+    Ok(store::contains(db, held).await?)
+}
+
 /// The changes held for `app` for `reason`, oldest version first per person.
 ///
 /// # Errors

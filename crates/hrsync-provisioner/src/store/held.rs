@@ -38,6 +38,24 @@ pub async fn keep(db: &Db, held: Held<'_>, payload: Vec<u8>) -> sqlx::Result<()>
     Ok(())
 }
 
+/// Whether `held` (app, person, version) is kept already.
+///
+/// # Errors
+/// Query failures.
+pub async fn contains(db: &Db, held: Held<'_>) -> sqlx::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM provisioner_held \
+         WHERE app = $1 AND person_id = $2 AND version = $3 AND reason = $4",
+    )
+    .bind(held.app)
+    .bind(held.person_id)
+    .bind(held.version)
+    .bind(held.reason)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(found.is_some())
+}
+
 /// The encoded changes held for `app` for `reason`, oldest version first
 /// per person.
 ///
