@@ -38,45 +38,12 @@ impl Issuer {
     /// # Errors
     /// Node.js or the npm packages are missing, or it does not start.
     pub fn start() -> anyhow::Result<Self> {
-        let fixture = fixture();
-        if !fixture.join("node_modules/oidc-provider").is_dir() {
-            bail!(
-                "the oidc-provider package is not installed: run `npm ci --prefix {}` \
-                 (scripts/test does)",
-                fixture.display()
-            );
-        }
-        let mut child = Command::new("node")
-            .arg(fixture.join("issuer.mjs"))
-            .current_dir(&fixture)
-            .stdout(Stdio::piped())
-            // Why it refused a token request, into the test's output.
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context(
-                "starting `node tests/oidc-provider/issuer.mjs` (is Node.js 20+ installed?)",
-            )?;
-        let stdout = child.stdout.take().context("the issuer's stdout")?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let mut started = Issuer {
+        let (child, issuer) = start_fixture("issuer.mjs", &[])?;
+        Ok(Issuer {
             child,
-            issuer: String::new(),
+            issuer,
             http: reqwest::Client::new(),
-        };
-        let line = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .context("the issuer did not start within 30 s")?;
-        started.issuer = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("the issuer printed {line:?}"))?
-            .to_owned();
-        Ok(started)
+        })
     }
 
     /// Its issuer identifier (`iss`), `http://127.0.0.1:PORT`.
@@ -153,6 +120,59 @@ impl Issuer {
             .as_str()
             .map(str::to_owned)
             .with_context(|| format!("no token in {body}"))
+    }
+}
+
+/// Starts `node tests/oidc-provider/SCRIPT ARGS...` and waits for its
+/// `listening on ISSUER` line; returns the process and the issuer.
+///
+/// # Errors
+/// Node.js or the npm packages are missing, or it does not start.
+pub fn start_fixture(script: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<(Child, String)> {
+    let fixture = fixture();
+    if !fixture.join("node_modules/oidc-provider").is_dir() {
+        bail!(
+            "the oidc-provider package is not installed: run `npm ci --prefix {}` \
+             (scripts/test does)",
+            fixture.display()
+        );
+    }
+    let mut child = Command::new("node")
+        .arg(fixture.join(script))
+        .args(args)
+        .current_dir(&fixture)
+        .stdout(Stdio::piped())
+        // Why it refused a token request, into the test's output.
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!("starting `node tests/oidc-provider/{script}` (is Node.js 20+ installed?)")
+        })?;
+    let stdout = child.stdout.take().context("the fixture's stdout")?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let started = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .context("the fixture did not start within 30 s");
+    let line = match started {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    match line.trim().strip_prefix("listening on ") {
+        Some(issuer) => Ok((child, issuer.to_owned())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the fixture printed {line:?}")
+        }
     }
 }
 

@@ -131,10 +131,7 @@ pub(crate) async fn last_operations(
         limit: n,
         ..AuditFilter::default()
     };
-    let rows = accounts::audit(api.provisioner.store(), &filter)
-        .await
-        .map_err(unavailable)?;
-    Ok(rows.into_iter().map(AuditItem::from).collect())
+    items(api, &filter).await
 }
 
 /// The last `n` failed operations of an app since `since_ms`.
@@ -151,7 +148,12 @@ pub(crate) async fn last_errors(
         limit: n,
         ..AuditFilter::default()
     };
-    let rows = accounts::audit(api.provisioner.store(), &filter)
+    items(api, &filter).await
+}
+
+/// The audit records `filter` selects, as the API answers them.
+async fn items(api: &AdminApi, filter: &AuditFilter) -> Result<Vec<AuditItem>, Problem> {
+    let rows = accounts::audit(api.provisioner.store(), filter)
         .await
         .map_err(unavailable)?;
     Ok(rows.into_iter().map(AuditItem::from).collect())
