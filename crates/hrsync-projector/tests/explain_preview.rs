@@ -6,7 +6,6 @@
 //! neither may change the store. On real PostgreSQL and SQLite.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use hrsync_domain::{
     EmployeeId, EmploymentType, Hire, LeaveStarted, LifecycleEvent, LifecyclePayload, SourceSystem,
@@ -534,48 +533,5 @@ async fn a_proposed_rule_that_does_not_compile_is_named() -> anyhow::Result<()> 
         }
     }
     assert_eq!(store_contents(&db).await?, before);
-    Ok(())
-}
-
-/// How long a preview of 100,000 persons takes, half of whom change
-/// (`cargo test -p hrsync-projector --test explain_preview
-/// preview_of_many_persons -- --ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "timing: stores 100,000 persons"]
-async fn preview_of_many_persons() -> anyhow::Result<()> {
-    const PERSONS: usize = 100_000;
-    let pg = PgDatabase::fresh().await?;
-    let db = Db::connect(pg.url(), 4).await?;
-    db.migrate().await?;
-    let projector = Projector::new(db.clone(), config(current_rules()))?;
-    let departments = ["Customer Support", "Sales", "Engineering", "Finance"];
-    let started = Instant::now();
-    let mut events = Vec::with_capacity(1000);
-    for i in 0..PERSONS {
-        let manager = (i > 0).then(|| format!("E{:06}", (i - 1) / 10));
-        let id = format!("E{i:06}");
-        let department = departments[i % departments.len()];
-        events.push(hire(&id, T0 - DAY, "Many", department, manager.as_deref())?);
-        if events.len() == 1000 {
-            apply(&projector, &events, T0).await?;
-            events.clear();
-        }
-    }
-    apply(&projector, &events, T0).await?;
-    println!("stored {PERSONS} persons in {:?}", started.elapsed());
-    for _ in 0..3 {
-        let started = Instant::now();
-        let preview = projector
-            .preview_rules_with(&proposed_rules(), at_t0(100))
-            .await?;
-        println!(
-            "preview of {} persons ({} change): {:?}",
-            preview.persons,
-            preview.persons_changed,
-            started.elapsed()
-        );
-        assert_eq!(preview.persons, PERSONS as u64);
-        assert_eq!(preview.persons_changed, (PERSONS / 2) as u64);
-    }
     Ok(())
 }
