@@ -13,9 +13,50 @@ use serde_json::Value;
 use crate::paging::{self, Page, Params};
 use crate::{unavailable, AdminApi};
 
+/// Who ran an admin action.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// The access token's subject, or the operating-system user of a CLI
+    /// command.
+    pub subject: &'a str,
+    /// The OAuth client of the token, if any.
+    pub client_id: Option<&'a str>,
+    /// `api` or `cli`.
+    pub via: &'a str,
+}
+
+/// Records in `db` that `actor` ran `action` on `target`, how it ended
+/// (`ok`) and its `detail`; returns the record's id. The admin API and the
+/// CLI's admin commands record through this one function.
+///
+/// # Errors
+/// The record could not be written (the action has happened either way).
+pub async fn record_action(
+    db: &hrsync_store::Db,
+    actor: Actor<'_>,
+    action: &str,
+    target: &str,
+    ok: bool,
+    detail: &Value,
+) -> Result<String, hrsync_store::Error> {
+    let record = AdminAction {
+        action_id: uuid::Uuid::new_v4().to_string(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        subject: actor.subject.to_owned(),
+        client_id: actor.client_id.map(str::to_owned),
+        via: actor.via.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: if ok { "ok" } else { "failed" }.to_owned(),
+        detail: detail.to_string(),
+    };
+    actions::record(db, &record).await?;
+    Ok(record.action_id)
+}
+
 /// Records an admin action made through the API by `principal`; returns
-/// its id. A failure to record is logged, not hidden: the action has
-/// happened either way.
+/// its id (empty if it could not be recorded: logged, not hidden, as the
+/// action has happened either way).
 pub(crate) async fn record(
     api: &AdminApi,
     principal: &Principal,
@@ -24,21 +65,17 @@ pub(crate) async fn record(
     ok: bool,
     detail: Value,
 ) -> String {
-    let record = AdminAction {
-        action_id: uuid::Uuid::new_v4().to_string(),
-        at_ms: chrono::Utc::now().timestamp_millis(),
-        subject: principal.subject.clone(),
-        client_id: principal.client_id.clone(),
-        via: "api".to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        outcome: if ok { "ok" } else { "failed" }.to_owned(),
-        detail: detail.to_string(),
+    let actor = Actor {
+        subject: &principal.subject,
+        client_id: principal.client_id.as_deref(),
+        via: "api",
     };
-    if let Err(error) = actions::record(api.provisioner.store(), &record).await {
-        tracing::error!(%error, action, target, subject = %principal.subject, "an admin action could not be recorded");
-    }
-    record.action_id
+    record_action(api.provisioner.store(), actor, action, target, ok, &detail)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, action, target, subject = %principal.subject, "an admin action could not be recorded");
+            String::new()
+        })
 }
 
 /// The query parameters.

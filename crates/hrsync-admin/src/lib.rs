@@ -32,6 +32,8 @@ use hrsync_projector::rules::RulesConfig;
 use hrsync_provisioner::run::Provisioner;
 use serde::{Deserialize, Serialize};
 
+pub use actions::{record_action, Actor};
+
 /// The OpenAPI document of this API, as committed and served.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 

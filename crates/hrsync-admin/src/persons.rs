@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use hrsync_auth::{Principal, Problem};
 use hrsync_projector::project::{
     AppExplanation, GroupExplanation, PersonQuery, PersonSummary, PersonView,
@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::apps::Applied;
 use crate::audit::{last_operations, AuditItem};
-use crate::paging::{self, Params};
+use crate::paging::{self, Page, Params};
 use crate::{actions, unavailable, AdminApi};
 
 /// How many operations per app a person's view lists.
@@ -228,8 +228,7 @@ fn upcoming(state: &PersonState, now_ms: i64) -> Vec<Upcoming> {
 
 /// RFC 3339 in UTC, milliseconds.
 fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(DateTime::from_timestamp_millis)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    ms.and_then(paging::rfc3339)
 }
 
 /// The body of a provision-now request (optional).
@@ -314,18 +313,11 @@ pub(crate) struct SearchQuery {
     cursor: Option<String>,
 }
 
-/// A page of persons, by employee id.
-#[derive(Debug, Serialize)]
-pub(crate) struct PersonList {
-    items: Vec<PersonSummary>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /api/v1/persons`.
 pub(crate) async fn search(
     State(api): State<Arc<AdminApi>>,
     Params(query): Params<SearchQuery>,
-) -> Result<Json<PersonList>, Problem> {
+) -> Result<Json<Page<PersonSummary>>, Problem> {
     const LIFECYCLES: [&str; 5] = ["PENDING", "ACTIVE", "SUSPENDED", "DEPROVISIONED", "NONE"];
     if let Some(lifecycle) = &query.lifecycle {
         if !LIFECYCLES.contains(&lifecycle.as_str()) {
@@ -348,7 +340,7 @@ pub(crate) async fn search(
         .search_persons(&query)
         .await
         .map_err(unavailable)?;
-    Ok(Json(PersonList {
+    Ok(Json(Page {
         items: page.persons,
         next_cursor: page.next_after,
     }))

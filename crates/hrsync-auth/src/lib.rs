@@ -147,11 +147,6 @@ impl Authorizer {
         self.verifier.is_some() || self.static_token.is_some()
     }
 
-    /// The verifier, if OAuth is configured.
-    pub fn verifier(&self) -> Option<&Arc<Verifier>> {
-        self.verifier.as_ref()
-    }
-
     /// Checks the request's bearer token and that it grants `scope`.
     ///
     /// # Errors

@@ -110,11 +110,6 @@ impl Verifier {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &OAuthConfig {
-        &self.config
-    }
-
     /// Reads the issuer's keys now (at start, so a wrong issuer shows in
     /// the log before the first request).
     ///

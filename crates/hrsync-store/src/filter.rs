@@ -50,11 +50,6 @@ impl Where {
         }
     }
 
-    /// `column = value` for an integer column, if `value` is given.
-    pub fn equals_int(&mut self, column: &str, value: Option<i64>) {
-        self.compare(&format!("{column} ="), value);
-    }
-
     /// `column_and_operator value` (e.g. `"at_ms >="`), if `value` is given.
     pub fn compare(&mut self, column_and_operator: &str, value: Option<i64>) {
         if let Some(value) = value {
