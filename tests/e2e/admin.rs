@@ -20,12 +20,17 @@ async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow
     let http = reqwest::Client::new();
     let person = format!("{}/api/v1/persons/E7", stack.admin);
 
+    // Pushed as part of the HR system's trace.
+    let trace = "5f1e0c8a9b7d4e3f8a2b1c0d9e8f7a6b";
     stack
-        .push(json!({
+        .push_traced(
+            json!({
             "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
             "attributes": {"given_name": "Lucy", "family_name": "Gray",
                 "work_email": "lucy@example.com", "employment_type": "employee",
-                "department": "Customer Support", "title": "Support Agent"}}))
+                "department": "Customer Support", "title": "Support Agent"}}),
+            Some(&format!("00-{trace}-1a2b3c4d5e6f7081-01")),
+        )
         .await?;
     let reader = issuer
         .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
@@ -56,6 +61,13 @@ async fn a_reader_sees_a_hired_person_in_full_and_others_are_refused() -> anyhow
         json!({"name": "department", "value": "Customer Support", "source": "push"})
     );
     assert_eq!(seen["events"][0]["kind"], "hire", "{seen}");
+    // The event leads to its trace, and says when hrsync recorded it.
+    assert_eq!(seen["events"][0]["trace_id"], trace, "{seen}");
+    let recorded = seen["events"][0]["recorded_at"]
+        .as_str()
+        .unwrap_or_default();
+    let recorded = chrono::DateTime::parse_from_rfc3339(recorded)?;
+    assert!(recorded <= chrono::Utc::now(), "{seen}");
 
     // Why: the group by its rule and the value the rule read; the app by
     // the groups granting it.

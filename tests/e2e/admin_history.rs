@@ -2,14 +2,15 @@
 //! real OAuth 2.0 issuer: the latest terminations, each with when every
 //! app deactivated the account and how long after the HR event (as the
 //! audit recorded it), newest first and paged; a termination the
-//! deprovision guard holds listed as held until released; and the snapshot
-//! imports, newest first, by source and paged.
+//! deprovision guard holds listed as held until released; the snapshot
+//! imports, newest first, by source and paged; and the provisioner's
+//! dead letters, listed and redriven.
 
 use chrono::DateTime;
-use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
+use hrsync_tests::{Fault, Issuer, HRSYNC_AUDIENCE};
 use serde_json::{json, Value};
 
-use crate::stack::{eventually, Processes, ScimApps};
+use crate::stack::{eventually, Processes, ScimApps, Stores};
 
 /// GET `url` with `token`, expecting 200; the JSON body.
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
@@ -376,5 +377,196 @@ async fn imports_are_listed_newest_first_by_source_and_paged() -> anyhow::Result
         400
     );
     assert_eq!(status(&http, &api("/imports?nope=1"), &reader).await?, 400);
+    Ok(())
+}
+
+/// POSTs to `url` with `token`; the status and the JSON body.
+async fn post(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<(u16, Value)> {
+    let answer = http.post(url).bearer_auth(token).send().await?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.json().await.unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_change_is_listed_and_an_admin_redrives_it() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?.without_groups();
+    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), "").await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", stack.admin);
+    let reader = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    let admin = issuer
+        .token("admin", "hrsync:read hrsync:admin", HRSYNC_AUDIENCE)
+        .await?;
+    let empty = get(&http, &api("/dlq/provisioner"), &reader).await?;
+    assert_eq!(
+        (&empty["items"], &empty["pending"], &empty["topic"]),
+        (&json!([]), &json!(0), &json!("hrsync.provisioner.dlq")),
+        "{empty}"
+    );
+
+    // Slack refuses Lucy's and Tom's creates once (400, not retried): both
+    // dead-lettered.
+    for _ in 0..2 {
+        apps.get("slack").proxy().inject(
+            Some("POST"),
+            Fault::Status {
+                status: 400,
+                retry_after: None,
+            },
+        );
+    }
+    hire(&stack, "E7", "lucy").await?;
+    hire(&stack, "E8", "tom").await?;
+    eventually("both creates dead-lettered", || async {
+        Ok(get(&http, &api("/dlq/provisioner"), &reader).await?["pending"] == 2)
+    })
+    .await?;
+    // Paged one at a time.
+    let first = get(&http, &api("/dlq/provisioner?limit=1"), &reader).await?;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = get(
+        &http,
+        &api(&format!("/dlq/provisioner?limit=1&cursor={cursor}")),
+        &reader,
+    )
+    .await?;
+    assert_eq!(second["next_cursor"], Value::Null, "{second}");
+    let mut keyed: Vec<Value> = [&first, &second]
+        .into_iter()
+        .map(|p| p["items"][0]["summary"]["employee_id"].clone())
+        .collect();
+    keyed.sort_by_key(Value::to_string);
+    assert_eq!(keyed, [json!("E7"), json!("E8")]);
+    let page = get(&http, &api("/dlq/provisioner"), &reader).await?;
+    let letter = page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|l| l["summary"]["employee_id"] == "E7"))
+        .cloned()
+        .unwrap_or_default();
+    let letter = &letter;
+    assert_eq!(letter["replayed"], false, "{page}");
+    assert_eq!(letter["stage"], "provisioner");
+    let error = letter["error"].as_str().unwrap_or_default();
+    assert!(error.contains("slack") && error.contains("400"), "{page}");
+    assert!(letter["from"]
+        .as_str()
+        .is_some_and(|f| f.starts_with("directory.changes")));
+    assert_eq!(letter["summary"]["kind"], "directory_change", "{page}");
+    assert_eq!(letter["summary"]["apps"], json!(["slack"]));
+    assert_eq!(page["next_cursor"], Value::Null);
+    assert!(apps.account("lucy@example.com").await?[0].1.is_none());
+
+    // Redriving is an admin action: a reader is refused.
+    let redrive = api("/dlq/provisioner/redrive");
+    assert_eq!(post(&http, &redrive, &reader).await?.0, 403);
+    let (code, redriven) = post(&http, &redrive, &admin).await?;
+    assert_eq!(code, 200, "{redriven}");
+    assert_eq!(
+        (&redriven["replayed"], &redriven["pending"]),
+        (&json!(2), &json!(0)),
+        "{redriven}"
+    );
+    assert!(slack_active(&apps, "lucy@example.com", true).await?);
+    assert!(slack_active(&apps, "tom@example.com", true).await?);
+
+    // Nothing pending; the letter is still listed, as replayed.
+    let pending = get(&http, &api("/dlq/provisioner"), &reader).await?;
+    assert_eq!(pending["items"], json!([]), "{pending}");
+    let all = get(&http, &api("/dlq/provisioner?state=all"), &reader).await?;
+    assert_eq!(all["items"][0]["replayed"], true, "{all}");
+    assert_eq!(all["items"][1]["replayed"], true, "{all}");
+    assert_eq!((&all["stored"], &all["pending"]), (&json!(2), &json!(0)));
+
+    // The redrive is recorded with who ran it.
+    let actions = get(&http, &api("/actions?action=dlq.redrive"), &reader).await?;
+    let action = &actions["items"][0];
+    assert_eq!(
+        (&action["subject"], &action["target"], &action["outcome"]),
+        (
+            &json!("admin"),
+            &json!("hrsync.provisioner.dlq"),
+            &json!("ok")
+        ),
+        "{actions}"
+    );
+    assert_eq!(action["action_id"], redriven["action_id"]);
+    assert_eq!(action["detail"], json!({"replayed": 2}));
+
+    // The other stages' topics are listed too; anything else is refused.
+    let projector = get(&http, &api("/dlq/projector"), &reader).await?;
+    assert_eq!(projector["topic"], "hrsync.projector.dlq");
+    assert_eq!(status(&http, &api("/dlq/billing"), &reader).await?, 404);
+    assert_eq!(
+        status(&http, &api("/dlq/provisioner?state=some"), &reader).await?,
+        400
+    );
+    assert_eq!(
+        status(&http, &api("/dlq/provisioner?cursor=0~x"), &reader).await?,
+        400
+    );
+    Ok(())
+}
+
+/// Each role keeps its own SQLite store here: `import --force` is recorded
+/// in the ingest store, and listed among the admin actions with those the
+/// provisioner's store holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_import_is_listed_among_the_admin_actions() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?.without_groups();
+    let stack = Processes::start_admin_on(&apps, &["all"], Stores::Sqlite, issuer.issuer()).await?;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", stack.admin);
+    let reader = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    let admin = issuer
+        .token("admin", "hrsync:read hrsync:admin", HRSYNC_AUDIENCE)
+        .await?;
+    hire(&stack, "E7", "lucy").await?;
+    eventually("lucy in slack", || async {
+        slack_active(&apps, "lucy@example.com", true).await
+    })
+    .await?;
+    let (code, _) = post(&http, &api("/persons/E7/provision"), &admin).await?;
+    assert_eq!(code, 200);
+    let output = stack
+        .import_command(&snapshot(&[("W1", "Ada")]))?
+        .arg("--force")
+        .env("USER", "ops-alice")
+        .output()?;
+    assert!(output.status.success(), "{output:?}");
+
+    let actions = get(&http, &api("/actions"), &reader).await?;
+    let listed: Vec<(&str, &str, &str)> = actions["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default();
+            (field("action"), field("subject"), field("via"))
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("import.force", "ops-alice", "cli"),
+            ("provision_now", "admin", "api")
+        ],
+        "newest first, from both stores: {actions}"
+    );
+    // Paged across both stores.
+    let first = get(&http, &api("/actions?limit=1"), &reader).await?;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = get(
+        &http,
+        &api(&format!("/actions?limit=1&cursor={cursor}")),
+        &reader,
+    )
+    .await?;
+    assert_eq!(second["items"][0]["action"], "provision_now", "{second}");
     Ok(())
 }

@@ -28,6 +28,7 @@
 
 mod admin;
 mod admin_history;
+mod console;
 mod crash;
 mod db_restart;
 mod faults;

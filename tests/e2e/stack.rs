@@ -453,6 +453,16 @@ impl Processes {
         .await
     }
 
+    /// [`Processes::start_admin`] with the roles' state in `stores`.
+    pub(crate) async fn start_admin_on(
+        apps: &ScimApps,
+        roles: &[&str],
+        stores: Stores,
+        issuer: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(Broker::start()?, apps, roles, stores, Some((issuer, ""))).await
+    }
+
     /// [`Processes::start`] with the roles' state in `stores`.
     pub(crate) async fn start_on(
         apps: &ScimApps,
@@ -487,7 +497,10 @@ impl Processes {
         let admin = admin.map_or_else(String::new, |(issuer, _)| {
             format!(
                 "[oauth]\nissuer = \"{issuer}\"\naudience = \"{}\"\n\n\
-                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+                 [console]\nclient_id = \"console\"\n\
+                 public_url = \"http://127.0.0.1:{admin_port}\"\n\
+                 trace_url = \"http://traces.test/trace/{{trace_id}}\"\n",
                 hrsync_tests::HRSYNC_AUDIENCE
             )
         });

@@ -123,6 +123,69 @@ impl Issuer {
     }
 }
 
+/// Signs `username` (`ada`, an admin, or `vic`, a viewer) in to the
+/// console at `console` (`http://127.0.0.1:PORT`) through this issuer's
+/// login form, as a browser would: following redirects, carrying cookies.
+/// Returns the `Cookie` header value of the signed-in session.
+///
+/// # Errors
+/// A step answered something a sign-in does not.
+pub async fn console_sign_in(console: &str, username: &str) -> anyhow::Result<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    // Every host here is 127.0.0.1, and cookies do not tell ports apart.
+    let mut jar: std::collections::BTreeMap<String, String> = Default::default();
+    let mut url = reqwest::Url::parse(&format!("{console}/console/login?return_to=/console/"))?;
+    let mut login_form = false;
+    for _ in 0..20 {
+        let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let request = if login_form {
+            http.post(url.clone()).form(&[("username", username)])
+        } else {
+            http.get(url.clone())
+        };
+        let answer = request
+            .header(reqwest::header::COOKIE, cookies.join("; "))
+            .send()
+            .await?;
+        for set in answer.headers().get_all(reqwest::header::SET_COOKIE) {
+            let pair = set.to_str()?.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() {
+                    jar.remove(name);
+                } else {
+                    jar.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        if let Some(session) = jar.get("hrsync_console") {
+            return Ok(format!("hrsync_console={session}"));
+        }
+        let status = answer.status();
+        if status.is_redirection() {
+            let location = answer
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .context("a redirect without Location")?
+                .to_str()?
+                .to_owned();
+            url = url.join(&location)?;
+            login_form = false;
+            continue;
+        }
+        let body = answer.text().await?;
+        let action = body
+            .split_once("action=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(action, _)| action.to_owned())
+            .with_context(|| format!("{url} answered {status} without a form: {body}"))?;
+        url = url.join(&action)?;
+        login_form = true;
+    }
+    bail!("the sign-in of {username} did not finish in 20 steps (at {url})")
+}
+
 /// Starts `node tests/oidc-provider/SCRIPT ARGS...` and waits for its
 /// `listening on ISSUER` line; returns the process and the issuer.
 ///

@@ -122,9 +122,21 @@ pub(crate) async fn search(
         before: paging::cursor(query.cursor.as_deref())?,
         limit,
     };
-    let rows = actions::search(api.provisioner.store(), &filter)
+    // Actions are recorded in the store of the stage they act on: the
+    // provisioner's, and the ingest store for `import --force`. Both are
+    // read (they are often one database: a row is listed once) and merged
+    // newest first, which keeps the keyset cursor valid for both.
+    let mut rows = actions::search(api.provisioner.store(), &filter)
         .await
         .map_err(unavailable)?;
+    rows.extend(
+        actions::search(api.ingest.db(), &filter)
+            .await
+            .map_err(unavailable)?,
+    );
+    rows.sort_by(|a, b| (b.at_ms, &b.action_id).cmp(&(a.at_ms, &a.action_id)));
+    rows.dedup_by(|a, b| a.action_id == b.action_id);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let items: Vec<ActionItem> = rows
         .into_iter()
         .map(|a| ActionItem {

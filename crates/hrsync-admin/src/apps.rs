@@ -29,8 +29,15 @@ pub(crate) struct AppHealth {
     guard_tripped_at: Option<String>,
     /// Deactivations the guard holds.
     held_by_guard: i64,
+    /// The app stopped answering: its changes are parked (and probed for
+    /// its return) rather than tried.
+    quarantined: bool,
     /// Changes parked while the app was quarantined (not answering).
     parked: i64,
+    /// Directory changes the provisioner has not read yet, on the main and
+    /// the priority topic (shared by every app: the provisioner reads one
+    /// stream of changes); null when Kafka does not answer in time.
+    changes_waiting: Option<i64>,
     active_accounts: i64,
     /// Accounts whose last change failed.
     failed_accounts: i64,
@@ -55,7 +62,43 @@ struct RunView {
     failures: i64,
 }
 
-async fn health(api: &AdminApi, app: &str, errors: i64) -> Result<AppHealth, Problem> {
+/// How long the broker gets to say how far behind the provisioner is.
+const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Directory changes the provisioner's consumer group has not read yet,
+/// both topics together; none when Kafka does not answer in time.
+async fn changes_waiting(api: &AdminApi) -> Option<i64> {
+    let dead = &api.dead_letters;
+    let mut waiting = 0;
+    for topic in [
+        &dead.topics.directory_changes,
+        &dead.topics.directory_priority,
+    ] {
+        let request = hrsync_bus::PeekRequest {
+            topic: topic.clone(),
+            done_by: Some(dead.provisioner.group_id.clone()),
+            only_pending: true,
+            after: None,
+            limit: 0,
+        };
+        match tokio::time::timeout(LAG_TIMEOUT, hrsync_bus::peek(&dead.kafka, request)).await {
+            Ok(Ok(page)) => waiting += page.pending,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, topic, "the provisioner's lag cannot be read");
+                return None;
+            }
+            Err(_) => return None,
+        }
+    }
+    Some(waiting)
+}
+
+async fn health(
+    api: &AdminApi,
+    app: &str,
+    errors: i64,
+    changes_waiting: Option<i64>,
+) -> Result<AppHealth, Problem> {
     let since = chrono::Utc::now().timestamp_millis() - ERROR_WINDOW_MS;
     let state = accounts::app_state(api.provisioner.store(), app, since)
         .await
@@ -65,7 +108,9 @@ async fn health(api: &AdminApi, app: &str, errors: i64) -> Result<AppHealth, Pro
         guard_tripped: state.guard_tripped_at_ms.is_some(),
         guard_tripped_at: state.guard_tripped_at_ms.and_then(paging::rfc3339),
         held_by_guard: state.held_by_guard,
+        quarantined: state.parked > 0,
         parked: state.parked,
+        changes_waiting,
         active_accounts: state.active_accounts,
         failed_accounts: state.failed_accounts,
         operations_last_hour: state.operations,
@@ -100,9 +145,10 @@ fn known(api: &AdminApi, app: &str) -> Result<(), Problem> {
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
 ) -> Result<Json<Vec<AppHealth>>, Problem> {
+    let waiting = changes_waiting(&api).await;
     let mut out = Vec::new();
     for app in api.provisioner.apps() {
-        out.push(health(&api, &app.name, 3).await?);
+        out.push(health(&api, &app.name, 3, waiting).await?);
     }
     Ok(Json(out))
 }
@@ -113,7 +159,8 @@ pub(crate) async fn one(
     Path(app): Path<String>,
 ) -> Result<Json<AppHealth>, Problem> {
     known(&api, &app)?;
-    Ok(Json(health(&api, &app, 20).await?))
+    let waiting = changes_waiting(&api).await;
+    Ok(Json(health(&api, &app, 20, waiting).await?))
 }
 
 /// What one app did with one change.

@@ -10,6 +10,7 @@
 mod actions;
 mod apps;
 mod audit;
+mod dlq;
 mod imports;
 mod paging;
 mod persons;
@@ -33,6 +34,7 @@ use hrsync_provisioner::run::Provisioner;
 use serde::{Deserialize, Serialize};
 
 pub use actions::{record_action, Actor};
+pub use dlq::DeadLetters;
 
 /// The OpenAPI document of this API, as committed and served.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -68,6 +70,8 @@ pub struct AdminApi {
     pub ingest: IngestStore,
     /// The HR sources, `[[ingest.sources]]`.
     pub sources: Vec<SourceConfig>,
+    /// The dead-letter topics, and the provisioner's redrive of its own.
+    pub dead_letters: DeadLetters,
 }
 
 /// The API's routes: `authorizer` checks every request but the OpenAPI
@@ -89,6 +93,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
             "/api/v1/imports/{source}/dry-run",
             post(imports::dry_run).layer(DefaultBodyLimit::max(imports::DRY_RUN_BODY_LIMIT)),
         )
+        .route("/api/v1/dlq/{stage}", get(dlq::list))
         .route("/api/v1/rules", get(rules::current))
         .route("/api/v1/rules/preview", post(rules::preview))
         .route_layer(axum::middleware::from_fn_with_state(read, require_scope))
@@ -100,6 +105,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         )
         .route("/api/v1/apps/{app}/guard/release", post(apps::release))
         .route("/api/v1/apps/{app}/reconcile", post(apps::reconcile))
+        .route("/api/v1/dlq/provisioner/redrive", post(dlq::redrive))
         .route_layer(axum::middleware::from_fn_with_state(act, require_scope))
         .with_state(api);
     Router::new()
@@ -143,6 +149,8 @@ mod tests {
             "/api/v1/terminations",
             "/api/v1/imports",
             "/api/v1/imports/{source}/dry-run",
+            "/api/v1/dlq/{stage}",
+            "/api/v1/dlq/provisioner/redrive",
             "/api/v1/rules",
             "/api/v1/rules/preview",
         ] {

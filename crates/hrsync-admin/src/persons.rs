@@ -97,6 +97,11 @@ struct Event {
     effective_at: Option<String>,
     /// When it happened in the HR system.
     occurred_at: Option<String>,
+    /// When hrsync's projector recorded it.
+    recorded_at: Option<String>,
+    /// The W3C trace id it was produced in (look it up in the tracing
+    /// backend to follow it from ingest to each app).
+    trace_id: Option<String>,
 }
 
 /// A change the person's state will go through by itself, with time.
@@ -200,6 +205,8 @@ fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
                 source: e.source.clone(),
                 effective_at: time(Some(e.effective_ms)),
                 occurred_at: time(Some(e.occurred_ms)),
+                recorded_at: time(Some(e.recorded_ms)),
+                trace_id: e.trace_id.clone(),
             })
             .collect(),
     }

@@ -92,15 +92,43 @@ pub(crate) async fn read(
     Ok((uri, keys))
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    issuer: String,
-    jwks_uri: Option<String>,
+/// What an issuer publishes about itself (OpenID Connect discovery, or
+/// RFC 8414 authorization server metadata): the parts hrsync uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IssuerMetadata {
+    /// The issuer, exactly as tokens name it.
+    pub issuer: String,
+    /// Its signing keys.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Where a browser is sent to sign in (authorization code flow).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Where codes are exchanged for tokens.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// Where a browser is sent to sign out at the issuer (RP-initiated
+    /// logout), if it offers that.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
-/// The `jwks_uri` of the issuer's metadata (OpenID Connect discovery, then
-/// RFC 8414), after checking the metadata names the same issuer.
+/// The `jwks_uri` of the issuer's metadata.
 async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, KeysError> {
+    let (url, metadata) = metadata(http, issuer).await?;
+    let uri = metadata
+        .jwks_uri
+        .ok_or_else(|| KeysError(format!("{url} names no jwks_uri")))?;
+    secure_url("jwks_uri", &uri).map_err(|e| KeysError(format!("{url}: {e}")))?;
+    Ok(uri)
+}
+
+/// The issuer's metadata (OpenID Connect discovery, then RFC 8414) and
+/// where it was read, after checking it names the same issuer.
+pub(crate) async fn metadata(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<(String, IssuerMetadata), KeysError> {
     let base = issuer.trim_end_matches('/');
     let mut tried = Vec::new();
     for well_known in ["openid-configuration", "oauth-authorization-server"] {
@@ -112,7 +140,7 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, KeysEr
                 continue;
             }
         };
-        let metadata: Metadata = serde_json::from_slice(&body)
+        let metadata: IssuerMetadata = serde_json::from_slice(&body)
             .map_err(|e| KeysError(format!("{url}: not issuer metadata: {e}")))?;
         if metadata.issuer != issuer {
             return Err(KeysError(format!(
@@ -120,11 +148,7 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, KeysEr
                 metadata.issuer
             )));
         }
-        let uri = metadata
-            .jwks_uri
-            .ok_or_else(|| KeysError(format!("{url} names no jwks_uri")))?;
-        secure_url("jwks_uri", &uri).map_err(|e| KeysError(format!("{url}: {e}")))?;
-        return Ok(uri);
+        return Ok((url, metadata));
     }
     Err(KeysError(format!(
         "the issuer's metadata cannot be read: {}",

@@ -28,8 +28,9 @@ use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
 pub use config::{OAuthConfig, OAuthConfigError, Scopes};
+pub use keys::IssuerMetadata;
 pub use problem::{Problem, PROBLEM_JSON};
-pub use verify::{Principal, Verifier};
+pub use verify::{Identity, Principal, Verifier};
 
 /// The signature algorithms accepted: asymmetric only, so a key published
 /// for verifying can never be used to forge (no `HS*`, no `none`).
@@ -163,6 +164,7 @@ impl Authorizer {
                     subject: STATIC_TOKEN_SUBJECT.to_owned(),
                     client_id: None,
                     scopes: std::iter::once(scope.to_owned()).collect(),
+                    expires_at: None,
                 });
             }
         }

@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::config::OAuthConfig;
-use crate::keys::{self, Cache, Key};
+use crate::keys::{self, Cache, IssuerMetadata, Key};
 use crate::Rejection;
 
 /// The longest token looked at; real access tokens are a few KiB.
@@ -26,6 +26,32 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// The scopes granted (`scope`, space-separated, or `scp`).
     pub scopes: BTreeSet<String>,
+    /// When the token expires (`exp`, seconds since the epoch); none for
+    /// the push API's static token.
+    pub expires_at: Option<u64>,
+}
+
+/// Who signed in, as an ID token says (OpenID Connect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `sub`.
+    pub subject: String,
+    /// `name`, if the issuer gives it.
+    pub name: Option<String>,
+    /// `email`, if the issuer gives it.
+    pub email: Option<String>,
+}
+
+/// The claims of an ID token hrsync reads.
+#[derive(Deserialize)]
+struct IdClaims {
+    sub: String,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 impl Principal {
@@ -66,6 +92,8 @@ struct Claims {
     scope: Option<String>,
     #[serde(default)]
     scp: Option<Scp>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// `scp` as Okta (an array) and Entra (a space-separated string) write it.
@@ -126,6 +154,58 @@ impl Verifier {
     /// [`Rejection::Invalid`] naming why, or [`Rejection::KeysUnavailable`]
     /// when the issuer's keys cannot be read.
     pub async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
+        let claims = self
+            .decode::<Claims>(token, &self.config.audience, &["exp", "iss", "aud", "sub"])
+            .await?;
+        principal(claims)
+    }
+
+    /// Checks an ID token the issuer's token endpoint answered to the
+    /// OpenID client `client_id` (its signature, `iss`, `aud`, `exp`), and
+    /// that it carries the `nonce` the sign-in started with.
+    ///
+    /// # Errors
+    /// [`Rejection::Invalid`] naming why, or [`Rejection::KeysUnavailable`].
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Identity, Rejection> {
+        let claims = self
+            .decode::<IdClaims>(token, client_id, &["exp", "iss", "aud", "sub"])
+            .await?;
+        if claims.nonce.as_deref() != Some(nonce) {
+            return Err(Rejection::invalid(
+                "the ID token does not carry the sign-in's nonce",
+            ));
+        }
+        Ok(Identity {
+            subject: claims.sub,
+            name: claims.name,
+            email: claims.email,
+        })
+    }
+
+    /// What the issuer publishes about itself (read anew each time).
+    ///
+    /// # Errors
+    /// Why it cannot be read, naming the URL.
+    pub async fn metadata(&self) -> Result<IssuerMetadata, String> {
+        keys::metadata(&self.http, &self.config.issuer)
+            .await
+            .map(|(_, metadata)| metadata)
+            .map_err(|e| e.0)
+    }
+
+    /// The claims of `token` once its signature, issuer, `audience`, times
+    /// and `required` claims check out.
+    async fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        required: &[&str],
+    ) -> Result<C, Rejection> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Rejection::invalid("the token is longer than 16 KiB"));
         }
@@ -140,14 +220,14 @@ impl Verifier {
         let candidates = self.keys_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[&self.config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(required);
         validation.leeway = self.config.leeway_seconds;
         validation.validate_nbf = true;
         let mut refusal = Rejection::invalid("the signature does not verify");
         for key in &candidates {
-            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return principal(data.claims),
+            match jsonwebtoken::decode::<C>(token, &key.key, &validation) {
+                Ok(data) => return Ok(data.claims),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
                 Err(e) => {
                     refusal = Rejection::invalid(reason(e.kind()));
@@ -237,6 +317,7 @@ fn principal(claims: Claims) -> Result<Principal, Rejection> {
         subject,
         client_id: claims.client_id.or(claims.azp).or(claims.appid),
         scopes,
+        expires_at: claims.exp,
     })
 }
 

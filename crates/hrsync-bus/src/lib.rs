@@ -19,7 +19,9 @@
 //!   (no progress while records wait for it) rejoins its group, and gives up
 //!   with an error once rejoining does not help.
 //! - [`DlqPublisher`]: parks a record that cannot be processed on a
-//!   dead-letter topic with its original bytes, key, headers and provenance.
+//!   dead-letter topic with its original bytes, key, headers and provenance;
+//!   [`peek`] reads a page of one, with which records a group (the
+//!   redrive's) has been through.
 
 mod concurrent;
 mod config;
@@ -27,6 +29,7 @@ pub mod consumer;
 mod dlq;
 mod error;
 mod metrics;
+mod peek;
 mod producer;
 mod record;
 mod retention;
@@ -39,6 +42,7 @@ pub use config::KafkaConfig;
 pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
 pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
+pub use peek::{peek, PeekRequest, Peeked, Position};
 pub use producer::{Delivery, OutgoingRecord, Producer};
 pub use record::Record;
 pub use retention::{

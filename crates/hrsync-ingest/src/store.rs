@@ -147,6 +147,12 @@ impl IngestStore {
         IngestStore { db }
     }
 
+    /// The database under it (where the CLI's `import --force` is
+    /// recorded as an admin action).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The last accepted snapshot of `source` (empty before the first).
     /// Rows are read as a stream, so only the parsed workers are held.
     pub async fn baseline(&self, source: &str) -> Result<Snapshot> {

@@ -49,6 +49,32 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// The trace id of a `traceparent` header value
+/// (`00-<trace id>-<parent id>-<flags>`), if the value is well formed and
+/// the ids are not all zeros.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    // Version 00 has exactly four fields; later versions may add some.
+    let fields_fit = version != "00" || parts.next().is_none();
+    (hex(version, 2)
+        && version != "ff"
+        && fields_fit
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && nonzero(trace)
+        && nonzero(parent))
+    .then_some(trace)
+}
+
 struct PairInjector(Vec<(String, String)>);
 
 impl Injector for PairInjector {
@@ -74,6 +100,27 @@ impl Extractor for PairExtractor<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -21,7 +21,10 @@ pub(crate) async fn serve(
         ready.role_ready("admin");
         return Ok(());
     };
-    let authorizer = crate::config::authorizer(config).await?;
+    let verifier = crate::config::verifier(config)
+        .await?
+        .context("[admin] needs [oauth]")?;
+    let authorizer = hrsync_auth::Authorizer::oauth(verifier.clone());
     let db = crate::open_store(
         &config.projector.database_url,
         config.projector.max_connections,
@@ -43,19 +46,28 @@ pub(crate) async fn serve(
         rules: config.projector.rules.clone(),
         ingest: hrsync_ingest::store::IngestStore::new(ingest),
         sources: config.ingest.sources.clone(),
+        dead_letters: hrsync_admin::DeadLetters {
+            kafka: config.kafka.clone(),
+            topics: config.topics.clone(),
+            provisioner: config.provisioner.clone(),
+        },
     };
+    let mut routes = hrsync_admin::router(api, authorizer, &oauth.scopes);
+    if let Some(console) = &config.console {
+        let console =
+            hrsync_console::Console::new(console.clone(), oauth.clone(), verifier, routes.clone())
+                .context("[console]")?;
+        routes = routes.merge(hrsync_console::router(console));
+    }
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await
         .with_context(|| format!("binding the admin API to {} (admin.listen)", admin.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "admin API listening");
     ready.role_ready("admin");
-    axum::serve(
-        listener,
-        hrsync_admin::router(api, authorizer, &oauth.scopes),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
-    .context("admin API server")?;
+    axum::serve(listener, routes)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("admin API server")?;
     tracing::info!("admin API stopped");
     Ok(())
 }

@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) oauth: Option<OAuthConfig>,
     /// The admin API's listener; served by `hrsync run` when set.
     pub(crate) admin: Option<hrsync_admin::AdminConfig>,
+    /// The admin console, on the admin API's listener; served when set.
+    pub(crate) console: Option<hrsync_console::ConsoleConfig>,
 }
 
 impl Validate for Config {
@@ -50,6 +52,16 @@ impl Validate for Config {
                  from a configured issuer"
                     .into(),
             );
+        }
+        if let Some(console) = &self.console {
+            if self.admin.is_none() {
+                return Err(
+                    "[console] is set but [admin] is not: the console is served on the admin \
+                     API's listener"
+                        .into(),
+                );
+            }
+            console.validate()?;
         }
         let undeclared = self.undeclared_apps();
         if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
@@ -188,8 +200,16 @@ impl Config {
 /// are read at once, so a wrong issuer shows at start; an issuer down at
 /// start only warns, as tokens are checked again when it is back.
 pub(crate) async fn authorizer(config: &Config) -> anyhow::Result<Authorizer> {
+    Ok(verifier(config)
+        .await?
+        .map_or_else(Authorizer::default, Authorizer::oauth))
+}
+
+/// The checker of `[oauth]`'s access tokens, its keys read once now (so a
+/// wrong issuer shows in the log at start); none without `[oauth]`.
+pub(crate) async fn verifier(config: &Config) -> anyhow::Result<Option<std::sync::Arc<Verifier>>> {
     let Some(oauth) = &config.oauth else {
-        return Ok(Authorizer::default());
+        return Ok(None);
     };
     let verifier = Verifier::new(oauth.clone()).context("[oauth]")?;
     match verifier.warm().await {
@@ -200,7 +220,7 @@ pub(crate) async fn authorizer(config: &Config) -> anyhow::Result<Authorizer> {
             tracing::warn!(issuer = %oauth.issuer, %error, "the issuer's keys cannot be read yet; tokens are refused (503) until they can")
         }
     }
-    Ok(Authorizer::oauth(std::sync::Arc::new(verifier)))
+    Ok(Some(std::sync::Arc::new(verifier)))
 }
 
 #[cfg(test)]

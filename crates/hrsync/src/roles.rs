@@ -28,7 +28,8 @@ pub(crate) enum Role {
     Projector,
     /// Directory changes to SCIM calls.
     Provisioner,
-    /// The admin API (when `[admin]` is configured).
+    /// The admin API and console (`[admin]` and `[oauth]` configured;
+    /// `all` includes it only then).
     Admin,
     /// Every role in one process.
     All,
@@ -128,6 +129,14 @@ pub(crate) async fn run(
     telemetry: &hrsync_telemetry::TelemetryGuard,
     roles: &[Role],
 ) -> anyhow::Result<()> {
+    // Asked for by name, the admin role has nothing to do without its
+    // section: say so rather than exit at once (`all` just skips it).
+    if roles.contains(&Role::Admin) && config.admin.is_none() {
+        anyhow::bail!(
+            "--role admin serves the admin API, which needs [admin] (its listener) and [oauth] \
+             (the issuer of accepted tokens) in the config"
+        );
+    }
     let readiness = hrsync_telemetry::Readiness::default();
     let server = hrsync_telemetry::serve(
         config.telemetry.listen,

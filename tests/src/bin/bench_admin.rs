@@ -34,7 +34,7 @@ use hrsync_projector::rules::{GroupConfig, RulesConfig};
 use hrsync_provisioner::config::ProvisionerConfig;
 use hrsync_provisioner::run::Provisioner;
 use hrsync_store::Db;
-use hrsync_tests::{Issuer, PgDatabase, HRSYNC_AUDIENCE};
+use hrsync_tests::{Broker, Issuer, PgDatabase, HRSYNC_AUDIENCE};
 use rand::Rng;
 
 #[derive(Debug, Parser)]
@@ -191,7 +191,17 @@ async fn main() -> anyhow::Result<()> {
     let issuer = Issuer::start()?;
     let oauth = OAuthConfig::new(issuer.issuer(), HRSYNC_AUDIENCE);
     let scopes = oauth.scopes.clone();
-    let authorizer = Authorizer::oauth(Arc::new(Verifier::new(oauth)?));
+    let verifier = Arc::new(Verifier::new(oauth.clone())?);
+    let authorizer = Authorizer::oauth(verifier.clone());
+    // The console's apps page lists the provisioner's dead letters.
+    let broker = Broker::start()?;
+    let kafka = broker.kafka_config();
+    let topics = hrsync_bus::TopicsConfig::default();
+    hrsync_bus::ensure_topics(
+        &kafka,
+        &[hrsync_bus::TopicSpec::new(&topics.provisioner_dlq, 1)],
+    )
+    .await?;
     let api = AdminApi {
         projector: Arc::new(Projector::new(
             db.clone(),
@@ -206,12 +216,31 @@ async fn main() -> anyhow::Result<()> {
         rules: rules(),
         ingest: hrsync_ingest::store::IngestStore::new(db.clone()),
         sources: Vec::new(),
+        dead_letters: hrsync_admin::DeadLetters {
+            kafka,
+            topics,
+            provisioner: ProvisionerConfig::default(),
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/api/v1", listener.local_addr()?);
-    tokio::spawn(async move {
-        axum::serve(listener, hrsync_admin::router(api, authorizer, &scopes)).await
-    });
+    let origin = format!("http://{}", listener.local_addr()?);
+    let base = format!("{origin}/api/v1");
+    let routes = hrsync_admin::router(api, authorizer, &scopes);
+    let console = hrsync_console::Console::new(
+        hrsync_console::ConsoleConfig {
+            client_id: "console".to_owned(),
+            client_secret: None,
+            public_url: origin.clone(),
+            scopes: None,
+            session_max_seconds: 3600,
+            trace_url: None,
+        },
+        oauth,
+        verifier,
+        routes.clone(),
+    )?;
+    let routes = routes.merge(hrsync_console::router(console));
+    tokio::spawn(async move { axum::serve(listener, routes).await });
     let token = issuer
         .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
         .await?;
@@ -270,5 +299,69 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("{}", summary("rules preview", previews));
+    console_pages(&http, &origin, args.persons, args.requests / 4).await
+}
+
+/// What a console page reads through the API, given a random source and
+/// the number of persons stored.
+type PageReads = fn(&mut rand::rngs::ThreadRng, usize) -> Vec<String>;
+
+/// Each console page as the browser loads it, one request after another:
+/// the app's page and script, the session, then what the page reads through
+/// the console's API (proxied with the session's token).
+async fn console_pages(
+    http: &reqwest::Client,
+    origin: &str,
+    persons: usize,
+    loads: usize,
+) -> anyhow::Result<()> {
+    let cookie = hrsync_tests::console_sign_in(origin, "ada").await?;
+    let mut rng = rand::rng();
+    let pages: [(&str, PageReads); 7] = [
+        ("people search", |rng, _| {
+            vec![format!(
+                "persons?q=family{}&limit=50",
+                rng.random_range(0..5_000)
+            )]
+        }),
+        ("person", |rng, persons| {
+            vec![format!("persons/E{:07}", rng.random_range(1..=persons))]
+        }),
+        ("apps", |_, _| {
+            vec!["apps".to_owned(), "dlq/provisioner?limit=20".to_owned()]
+        }),
+        ("terminations", |_, _| vec!["terminations".to_owned()]),
+        ("provisioning log", |_, _| vec!["audit?limit=50".to_owned()]),
+        ("imports", |_, _| vec!["imports".to_owned()]),
+        ("rules", |_, _| vec!["rules".to_owned()]),
+    ];
+    for (name, reads) in pages {
+        let mut latencies = Vec::with_capacity(loads);
+        for _ in 0..loads {
+            let started = Instant::now();
+            let mut urls = vec![
+                format!("{origin}/console/"),
+                format!("{origin}/console/assets/main.js"),
+                format!("{origin}/console/session"),
+            ];
+            urls.extend(
+                reads(&mut rng, persons)
+                    .into_iter()
+                    .map(|read| format!("{origin}/console/api/v1/{read}")),
+            );
+            for url in urls {
+                let answer = http
+                    .get(&url)
+                    .header(reqwest::header::COOKIE, &cookie)
+                    .send()
+                    .await?;
+                let status = answer.status();
+                answer.bytes().await?;
+                anyhow::ensure!(status == 200, "GET {url}: {status}");
+            }
+            latencies.push(started.elapsed());
+        }
+        println!("{}", summary(&format!("console page {name}"), latencies));
+    }
     Ok(())
 }

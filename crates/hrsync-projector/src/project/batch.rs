@@ -293,6 +293,11 @@ fn new_events(candidates: &[Candidate<'_, '_>]) -> Vec<NewEvent> {
             employee_id: incoming.event.employee_id.to_string(),
             effective_ms: crate::state::effective_ms(&incoming.event),
             payload: incoming.payload.to_vec(),
+            trace_id: incoming
+                .traceparent
+                .as_deref()
+                .and_then(hrsync_telemetry::propagation::trace_id_of)
+                .map(str::to_owned),
         })
         .collect()
 }

@@ -41,6 +41,10 @@ pub struct SeenEvent {
     /// When it happened in the HR system (its `occurred_at`), ms since the
     /// epoch.
     pub occurred_ms: i64,
+    /// When the projector recorded it, ms since the epoch.
+    pub recorded_ms: i64,
+    /// The W3C trace id it was produced in, if it came with one.
+    pub trace_id: Option<String>,
 }
 
 impl Projector {
@@ -56,19 +60,24 @@ impl Projector {
         let Some((_, row)) = loaded.into_iter().next() else {
             return Ok(None);
         };
-        let mut events = tx.person_events(employee_id).await?;
+        let mut events = tx.stored_events(employee_id).await?;
         tx.into_inner().await?.commit().await?;
         // Newest first, in the fold's order.
-        events.sort_by_cached_key(|e| std::cmp::Reverse(crate::state::sort_key(e)));
+        events.sort_by_cached_key(|s| std::cmp::Reverse(crate::state::sort_key(&s.event)));
         let recent = events
-            .iter()
+            .into_iter()
             .take(RECENT_EVENTS)
-            .map(|e| SeenEvent {
-                event_id: e.event_id.to_string(),
-                kind: e.kind().as_str().to_owned(),
-                source: e.source_system.as_str().to_owned(),
-                effective_ms: crate::state::effective_ms(e),
-                occurred_ms: e.occurred_at.as_millis(),
+            .map(|stored| {
+                let e = &stored.event;
+                SeenEvent {
+                    event_id: e.event_id.to_string(),
+                    kind: e.kind().as_str().to_owned(),
+                    source: e.source_system.as_str().to_owned(),
+                    effective_ms: crate::state::effective_ms(e),
+                    occurred_ms: e.occurred_at.as_millis(),
+                    recorded_ms: stored.received_ms,
+                    trace_id: stored.trace_id,
+                }
             })
             .collect();
         Ok(Some(PersonView {

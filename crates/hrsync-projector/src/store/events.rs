@@ -38,6 +38,8 @@ pub(crate) struct NewEvent {
     pub(crate) employee_id: String,
     pub(crate) effective_ms: i64,
     pub(crate) payload: Vec<u8>,
+    /// The W3C trace id it was produced in, if any.
+    pub(crate) trace_id: Option<String>,
 }
 
 /// The insert of a batch's events, run on a task of its own: the
@@ -225,12 +227,13 @@ enum Insert {
 
 /// The column types of a `projector_event` row as [`insert_events`] writes
 /// it, for its padding rows.
-const EVENT_ROW: [Null; 5] = [
+const EVENT_ROW: [Null; 6] = [
     Null::Text,   // event_id
     Null::Text,   // employee_id
     Null::BigInt, // effective_at_ms
     Null::Blob,   // payload
     Null::BigInt, // received_at_ms
+    Null::Text,   // trace_id
 ];
 
 /// Inserts `events` (one statement per chunk); with
@@ -245,8 +248,8 @@ async fn insert_events(
     for chunk in events.chunks(ROWS) {
         let slots = hrsync_store::padded_rows(chunk.len(), ROWS);
         let sql = format!(
-            "INSERT INTO projector_event (event_id, employee_id, effective_at_ms, payload, received_at_ms) \
-             {}{}",
+            "INSERT INTO projector_event \
+             (event_id, employee_id, effective_at_ms, payload, received_at_ms, trace_id) {}{}",
             hrsync_store::padded_values(slots, EVENT_ROW.len()),
             match insert {
                 Insert::Plain => "",
@@ -262,7 +265,8 @@ async fn insert_events(
                 .bind(event.employee_id.as_str())
                 .bind(event.effective_ms)
                 .bind(event.payload.as_slice())
-                .bind(now_ms);
+                .bind(now_ms)
+                .bind(event.trace_id.as_deref());
         }
         query = query.bind_padding(slots - chunk.len(), &EVENT_ROW);
         match insert {

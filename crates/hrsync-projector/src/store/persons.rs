@@ -32,6 +32,16 @@ pub(crate) struct StoredPerson {
     pub(crate) search: String,
 }
 
+/// A stored lifecycle event with what the store knows of it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEvent {
+    pub(crate) event: LifecycleEvent,
+    /// When the projector stored it, ms since the epoch.
+    pub(crate) received_ms: i64,
+    /// The W3C trace id it was produced in, if any.
+    pub(crate) trace_id: Option<String>,
+}
+
 impl super::cache::Revised for StoredPerson {
     fn revision(&self) -> i64 {
         self.revision
@@ -186,17 +196,35 @@ impl BatchTx {
 
     /// Every stored event of a person, in no particular order.
     pub(crate) async fn person_events(&mut self, employee_id: &str) -> Result<Vec<LifecycleEvent>> {
-        let payloads: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT payload FROM projector_event WHERE employee_id = $1")
-                .bind(employee_id)
-                .fetch_all(&mut **self.get().await?)
-                .await?;
-        payloads
-            .iter()
-            .map(|p| {
-                hrsync_schema::decode_lifecycle(p).map_err(|e| ProjectError::Corrupt {
-                    employee_id: employee_id.to_owned(),
-                    reason: e.to_string(),
+        Ok(self
+            .stored_events(employee_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect())
+    }
+
+    /// Every stored event of a person with when it was stored and its
+    /// trace, in no particular order.
+    pub(crate) async fn stored_events(&mut self, employee_id: &str) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<(Vec<u8>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT payload, received_at_ms, trace_id FROM projector_event WHERE employee_id = $1",
+        )
+        .bind(employee_id)
+        .fetch_all(&mut **self.get().await?)
+        .await?;
+        rows.into_iter()
+            .map(|(payload, received_ms, trace_id)| {
+                let event = hrsync_schema::decode_lifecycle(&payload).map_err(|e| {
+                    ProjectError::Corrupt {
+                        employee_id: employee_id.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Ok(StoredEvent {
+                    event,
+                    received_ms,
+                    trace_id,
                 })
             })
             .collect()

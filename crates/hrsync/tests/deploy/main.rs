@@ -213,7 +213,7 @@ fn secret_refs(config: &toml::Table, sections: &[&str]) -> BTreeSet<SecretRef> {
     }
     let mut found = BTreeSet::new();
     for section in sections {
-        if let Some(value) = config.get(*section) {
+        if let Some(value) = value_at(config, section) {
             walk(value, &mut found);
         }
     }
@@ -227,6 +227,7 @@ enum Role {
     Ingest,
     Projector,
     Provisioner,
+    Admin,
 }
 
 impl Role {
@@ -242,17 +243,20 @@ impl Role {
             ["ingest", "serve"] => Role::Ingest,
             ["projector", "run"] => Role::Projector,
             ["provisioner", "run"] => Role::Provisioner,
+            ["run", "admin"] => Role::Admin,
             other => panic!("not a deployed hrsync role: {other:?}"),
         }
     }
 
-    /// Config sections the role reads secrets from.
+    /// Config sections (or dotted keys) the role reads secrets from.
     fn sections(self) -> &'static [&'static str] {
         match self {
             Role::Topics => &["kafka"],
             Role::Ingest => &["kafka", "ingest"],
             Role::Projector => &["kafka", "projector"],
             Role::Provisioner => &["kafka", "provisioner"],
+            // The stores of the three roles (not the push API's token).
+            Role::Admin => &["kafka", "ingest.database_url", "projector", "provisioner"],
         }
     }
 
@@ -723,7 +727,7 @@ fn compose_hrsync_configs_load_and_find_the_stack() {
                 );
             }
             Role::Provisioner => check_compose_apps(&compose, name, service, &config),
-            Role::Topics | Role::Projector => {}
+            Role::Topics | Role::Projector | Role::Admin => {}
         }
     }
 }
@@ -943,12 +947,15 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| n != "kustomization.yaml")
         .collect();
+    // The admin role is listed once [oauth] and [admin] are configured.
+    let optional = BTreeSet::from(["admin.yaml".to_owned()]);
     assert_eq!(
-        resources, manifests,
-        "kustomization.yaml lists every manifest"
+        resources.union(&optional).cloned().collect::<BTreeSet<_>>(),
+        manifests,
+        "kustomization.yaml lists every manifest but admin.yaml"
     );
 
-    let objects: Vec<Yaml> = resources
+    let objects: Vec<Yaml> = manifests
         .iter()
         .flat_map(|file| yaml_documents(&dir.join(file)))
         .collect();
@@ -977,7 +984,7 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
     let scratch = tempfile::tempdir().expect("temp dir");
 
     let deployments = of_kind("Deployment");
-    assert_eq!(deployments.len(), 3, "one Deployment per role");
+    assert_eq!(deployments.len(), 4, "one Deployment per role");
     let mut roles = BTreeSet::new();
     for deployment in deployments {
         let name = str_of(&deployment["metadata"]["name"], "name");
@@ -1115,6 +1122,31 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
                     "{name}: Service ports"
                 );
             }
+            Role::Admin => {
+                // The console's sessions live in its one process.
+                assert_eq!(spec["replicas"].as_u64(), Some(1), "{name}: replicas");
+                assert_eq!(
+                    spec["strategy"]["type"].as_str(),
+                    Some("Recreate"),
+                    "{name}"
+                );
+                let admin = container_port(container, &Yaml::from("admin"));
+                let service = of_kind("Service")
+                    .into_iter()
+                    .find(|s| labels_cover(labels, &s["spec"]["selector"]))
+                    .unwrap_or_else(|| panic!("no Service selects {name}"));
+                let targets: BTreeSet<u16> = service["spec"]["ports"]
+                    .as_sequence()
+                    .expect("ports")
+                    .iter()
+                    .map(|p| container_port(container, &p["targetPort"]))
+                    .collect();
+                assert_eq!(
+                    targets,
+                    BTreeSet::from([admin, listen]),
+                    "{name}: Service ports"
+                );
+            }
             Role::Projector | Role::Provisioner => {
                 // One process owns the store / the per-person locks: never
                 // two at once, not even during an update.
@@ -1130,7 +1162,12 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
     }
     assert_eq!(
         roles,
-        BTreeSet::from([Role::Ingest, Role::Projector, Role::Provisioner])
+        BTreeSet::from([
+            Role::Ingest,
+            Role::Projector,
+            Role::Provisioner,
+            Role::Admin
+        ])
     );
     for service in of_kind("Service") {
         assert!(

@@ -1,0 +1,164 @@
+// Apps: each configured app's health, and above it the provisioner's dead
+// letters with, for admins, "Redrive DLQ".
+
+import { apiGet, apiPostJson } from './api.js';
+import {
+  actionButton, alertRegion, appendChildren, appLink, badge, clearRegion, confirmDialog, dataTable, el,
+  formatDuration, isAbort, loading, pageHeading, section, showError, showStatus,
+  statusRegion, timeEl, withBusy,
+} from './ui.js';
+
+const DLQ_LIMIT = 20;
+
+export async function render(context) {
+  context.setTitle('Apps');
+  const dlq = el('div', {}, loading());
+  const list = el('div', {}, loading());
+  context.main.append(pageHeading('Apps'), dlq, list);
+  await Promise.all([renderDeadLetters(context, dlq), renderApps(context, list)]);
+}
+
+// ------------------------------------------------------------ health --
+
+/**
+ * An app's health as badges whose words carry the meaning: "Guard
+ * tripped", "Quarantined" (changes parked while it does not answer), else
+ * "Healthy".
+ */
+export function healthBadges(app) {
+  const badges = [];
+  if (app.guard_tripped) badges.push(badge('Guard tripped', 'bad'));
+  if (isQuarantined(app)) badges.push(badge('Quarantined', 'warn'));
+  if (!badges.length) badges.push(badge('Healthy', 'ok'));
+  return el('span', { class: 'badges' }, badges);
+}
+
+/**
+ * The API has no quarantine flag as such: an app holds parked changes only
+ * while it is quarantined, so parked work is the signal (a `quarantined`
+ * field, should one appear, wins).
+ */
+export function isQuarantined(app) {
+  if (typeof app.quarantined === 'boolean') return app.quarantined;
+  return app.parked > 0;
+}
+
+/** What waits to be applied: parked changes and deactivations the guard holds. */
+export function pendingText(app) {
+  const parts = [];
+  if (typeof app.lag_ms === 'number') parts.push(`lag ${formatDuration(app.lag_ms)}`);
+  if (app.parked > 0) parts.push(`${app.parked} parked`);
+  if (app.held_by_guard > 0) parts.push(`${app.held_by_guard} held by the guard`);
+  return parts.length ? parts.join(', ') : 'None';
+}
+
+async function renderApps(context, container) {
+  const alert = alertRegion();
+  let apps;
+  try {
+    apps = await apiGet('/apps', {}, { signal: context.signal });
+  } catch (error) {
+    if (isAbort(error)) return;
+    container.replaceChildren(alert);
+    showError(alert, error);
+    return;
+  }
+  const table = dataTable({
+    label: 'Apps',
+    rows: apps,
+    empty: 'No apps are configured.',
+    columns: [
+      { header: 'App', cell: (a) => appLink(a.name) },
+      { header: 'Health', cell: healthBadges },
+      { header: 'Pending', cell: pendingText },
+      { header: 'Accounts', cell: accountsText },
+      { header: 'Errors (last hour)', cell: errorsText, numeric: true },
+      { header: 'Last error', cell: lastError },
+    ],
+  });
+  container.replaceChildren(section('Health', table.element));
+}
+
+function accountsText(app) {
+  const failed = app.failed_accounts > 0 ? `, ${app.failed_accounts} failed` : '';
+  return `${app.active_accounts} active${failed}`;
+}
+
+function errorsText(app) {
+  return `${app.errors_last_hour} of ${app.operations_last_hour}`;
+}
+
+function lastError(app) {
+  const last = app.last_errors && app.last_errors[0];
+  if (!last) return 'None';
+  return el('span', {}, timeEl(last.at), el('br'),
+    el('span', { class: 'error-text', text: last.error || `${last.operation} ${last.outcome}` }));
+}
+
+// ------------------------------------------------------- dead letters --
+
+async function renderDeadLetters(context, container) {
+  const alert = alertRegion();
+  const status = statusRegion();
+  const content = el('div', {}, loading());
+  const redrive = actionButton(context.session, 'Redrive DLQ', (button) =>
+    redriveDeadLetters(context, { alert, status, content }, button));
+  container.replaceChildren(section('Dead letters',
+    el('div', { class: 'panel-actions' }, redrive.element), status, alert, content));
+  await loadDeadLetters(context, { alert, content });
+}
+
+async function loadDeadLetters(context, { alert, content }) {
+  let page;
+  try {
+    page = await apiGet('/dlq/provisioner', { limit: DLQ_LIMIT }, { signal: context.signal });
+  } catch (error) {
+    if (isAbort(error)) return;
+    content.replaceChildren();
+    showError(alert, error);
+    return;
+  }
+  const table = dataTable({
+    label: 'Dead letters',
+    rows: page.items,
+    empty: 'No dead letters are pending.',
+    columns: [
+      { header: 'Key', cell: (d) => d.key, className: 'mono' },
+      { header: 'Error', cell: (d) => d.error, className: 'error-text' },
+      { header: 'Failed at', cell: (d) => timeEl(d.failed_at) },
+    ],
+  });
+  const shown = page.items.length < page.pending
+    ? el('p', { class: 'hint', text: `The first ${page.items.length} are listed.` }) : null;
+  content.replaceChildren();
+  appendChildren(content, [pendingSummary(page), table.element, shown]);
+}
+
+function pendingSummary(page) {
+  const pending = page.pending === 1 ? '1 dead letter pending' : `${page.pending} dead letters pending`;
+  return el('p', { class: 'summary-line' },
+    el('strong', { class: 'count', text: pending }),
+    ` (${page.stored} stored on ${page.topic}).`);
+}
+
+async function redriveDeadLetters(context, regions, button) {
+  const confirmed = await confirmDialog({
+    title: 'Redrive the dead letters?',
+    message: [
+      'Every change the provisioner parked is applied again, once. One that fails again is parked anew.',
+      'This is recorded as an admin action under your name.',
+    ],
+  });
+  if (!confirmed) return;
+  clearRegion(regions.status);
+  clearRegion(regions.alert);
+  try {
+    const result = await withBusy(button, () =>
+      apiPostJson('/dlq/provisioner/redrive', undefined, { signal: context.signal }));
+    showStatus(regions.status,
+      `Redrive done: ${result.replayed} replayed, ${result.pending} still pending.`);
+    await loadDeadLetters(context, regions);
+  } catch (error) {
+    showError(regions.alert, error);
+  }
+}
