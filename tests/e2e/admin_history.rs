@@ -318,6 +318,7 @@ async fn imports_are_listed_newest_first_by_source_and_paged() -> anyhow::Result
     assert_eq!(plan["summary"]["hires"], 1, "{plan}");
     assert_eq!(plan["summary"]["workers"], 4);
     assert_eq!(plan["events"]["hire"][0]["employee_id"], "W4");
+    assert_eq!(plan["events"]["hire"][0]["name"], "Dee Gray", "{plan}");
     assert_eq!(plan["refused_without_force"], json!([]));
     let malformed = http
         .post(&dry_run)

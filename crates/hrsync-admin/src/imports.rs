@@ -87,6 +87,9 @@ pub(crate) struct DryRunQuery {
 #[derive(Debug, Serialize)]
 pub(crate) struct PlannedItem {
     employee_id: String,
+    /// The worker's name as the export gives it (or the baseline, for one
+    /// the export no longer lists).
+    name: Option<String>,
     event_id: String,
     effective_at: String,
     /// Also on the priority lane (a termination in effect now).
@@ -106,6 +109,21 @@ pub(crate) struct DryRun {
     events: std::collections::BTreeMap<&'static str, Vec<PlannedItem>>,
     /// Some kind had more events than `limit`.
     events_truncated: bool,
+}
+
+/// The display name of worker `employee_id` in `snapshot`: its display
+/// name, else its preferred (or given) and family names.
+fn worker_name(snapshot: &hrsync_ingest::snapshot::Snapshot, employee_id: &str) -> Option<String> {
+    let attributes = &snapshot.workers.get(employee_id)?.attributes;
+    if let Some(display) = attributes.display_name.clone() {
+        return Some(display);
+    }
+    let given = attributes
+        .preferred_name
+        .as_deref()
+        .unwrap_or(&attributes.given_name);
+    let name = format!("{given} {}", attributes.family_name);
+    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
 /// The largest export a dry run reads.
@@ -161,6 +179,7 @@ pub(crate) async fn dry_run(
                 .into_iter()
                 .take(limit)
                 .map(|p| PlannedItem {
+                    name: worker_name(&plan.next_baseline, p.event.employee_id.as_str()),
                     employee_id: p.event.employee_id.as_str().to_owned(),
                     event_id: p.event.event_id.to_string(),
                     effective_at: p.event.effective_at.as_datetime().to_rfc3339(),
