@@ -65,7 +65,11 @@ async fn terminate(stack: &Processes, id: &str) -> anyhow::Result<()> {
 }
 
 /// Whether `user`'s slack account is there and as `active`.
-async fn slack_active(apps: &ScimApps, user: &str, active: bool) -> anyhow::Result<bool> {
+pub(crate) async fn slack_active(
+    apps: &ScimApps,
+    user: &str,
+    active: bool,
+) -> anyhow::Result<bool> {
     Ok(apps
         .account(user)
         .await?

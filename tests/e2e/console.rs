@@ -19,16 +19,8 @@ use std::process::Command;
 use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
 use serde_json::{json, Value};
 
+use crate::admin_history::slack_active;
 use crate::stack::{eventually, Processes, ScimApps};
-
-async fn slack_active(apps: &ScimApps, user: &str, active: bool) -> anyhow::Result<bool> {
-    Ok(apps
-        .account(user)
-        .await?
-        .first()
-        .and_then(|(_, account)| account.as_ref())
-        .is_some_and(|(is, _)| *is == active))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<()> {

@@ -81,7 +81,7 @@ async fn changes_waiting(api: &AdminApi) -> Option<i64> {
             after: None,
             limit: 0,
         };
-        match tokio::time::timeout(LAG_TIMEOUT, hrsync_bus::peek(&dead.kafka, request)).await {
+        match tokio::time::timeout(LAG_TIMEOUT, dead.peeker.peek(request)).await {
             Ok(Ok(page)) => waiting += page.pending,
             Ok(Err(error)) => {
                 tracing::warn!(%error, topic, "the provisioner's lag cannot be read");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use hrsync_auth::{Principal, Problem};
-use hrsync_bus::{KafkaConfig, PeekRequest, Record, TopicsConfig, DLQ_HEADER_PREFIX};
+use hrsync_bus::{KafkaConfig, PeekRequest, Peeker, Record, TopicsConfig, DLQ_HEADER_PREFIX};
 use hrsync_provisioner::config::ProvisionerConfig;
 use hrsync_provisioner::run::Topics;
 use serde::{Deserialize, Serialize};
@@ -17,16 +17,32 @@ use serde_json::json;
 use crate::paging::{self, Page, Params};
 use crate::{actions, unavailable, AdminApi};
 
-/// What the dead-letter endpoints read and replay through.
+/// What the dead-letter endpoints (and the provisioner's lag) read and
+/// replay through.
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
     /// The Kafka cluster.
-    pub kafka: KafkaConfig,
+    pub(crate) kafka: KafkaConfig,
     /// The topic names (`[topics]`).
-    pub topics: TopicsConfig,
-    /// The provisioner's settings: its consumer group names the redrive's
+    pub(crate) topics: TopicsConfig,
+    /// The provisioner's settings: its consumer group, and the redrive's
     /// (`<group_id>-redrive`), whose offsets mark what was replayed.
-    pub provisioner: ProvisionerConfig,
+    pub(crate) provisioner: ProvisionerConfig,
+    /// Reads the topics, its clients kept between requests.
+    pub(crate) peeker: Arc<Peeker>,
+}
+
+impl DeadLetters {
+    /// The dead-letter topics of `topics` on `kafka`, the provisioner's
+    /// consumer groups as `provisioner` names them.
+    pub fn new(kafka: KafkaConfig, topics: TopicsConfig, provisioner: ProvisionerConfig) -> Self {
+        DeadLetters {
+            peeker: Arc::new(Peeker::new(kafka.clone())),
+            kafka,
+            topics,
+            provisioner,
+        }
+    }
 }
 
 /// How long a redrive waits for another dead letter before it is done.
@@ -152,18 +168,18 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
-    let peeked = hrsync_bus::peek(
-        &api.dead_letters.kafka,
-        PeekRequest {
+    let peeked = api
+        .dead_letters
+        .peeker
+        .peek(PeekRequest {
             topic: topic.to_owned(),
             done_by,
             only_pending,
             after,
             limit: usize::try_from(limit).unwrap_or(1),
-        },
-    )
-    .await
-    .map_err(unavailable)?;
+        })
+        .await
+        .map_err(unavailable)?;
     let items = peeked
         .records
         .iter()
@@ -289,19 +305,18 @@ pub(crate) async fn redrive(
     .await;
     let replayed = outcome.map_err(unavailable)?;
     let (_, done_by) = dead.of("provisioner")?;
-    let pending = hrsync_bus::peek(
-        &dead.kafka,
-        PeekRequest {
+    let pending = dead
+        .peeker
+        .peek(PeekRequest {
             topic: topics.dlq.clone(),
             done_by,
             only_pending: true,
             after: None,
             limit: 0,
-        },
-    )
-    .await
-    .map_err(unavailable)?
-    .pending;
+        })
+        .await
+        .map_err(unavailable)?
+        .pending;
     Ok(Json(Redriven {
         action_id,
         replayed,

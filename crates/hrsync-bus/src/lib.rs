@@ -20,7 +20,7 @@
 //!   with an error once rejoining does not help.
 //! - [`DlqPublisher`]: parks a record that cannot be processed on a
 //!   dead-letter topic with its original bytes, key, headers and provenance;
-//!   [`peek`] reads a page of one, with which records a group (the
+//!   a [`Peeker`] reads a page of one, with which records a group (the
 //!   redrive's) has been through.
 
 mod concurrent;
@@ -42,7 +42,7 @@ pub use config::KafkaConfig;
 pub use consumer::{Consumer, ConsumerSettings, Handler, Outcome};
 pub use dlq::{DlqPublisher, DLQ_HEADER_PREFIX};
 pub use error::{Error, Result};
-pub use peek::{peek, PeekRequest, Peeked, Position};
+pub use peek::{PeekRequest, Peeked, Peeker, Position};
 pub use producer::{Delivery, OutgoingRecord, Producer};
 pub use record::Record;
 pub use retention::{

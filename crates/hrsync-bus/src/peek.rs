@@ -2,6 +2,8 @@
 //! what the admin API lists of a dead-letter topic, with which records a
 //! group (the redrive's) has already been through.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -58,27 +60,70 @@ struct Bounds {
     done: i64,
 }
 
-/// Reads a page of `request.topic`.
-///
-/// # Errors
-/// The topic does not exist, or the broker did not answer in time.
-#[tracing::instrument(skip(config))]
-pub async fn peek(config: &KafkaConfig, request: PeekRequest) -> Result<Peeked> {
-    let mut cfg = config.client_config("peek")?;
-    // Offsets are only read: nothing is stored or committed, no group is
-    // joined (partitions are assigned, not subscribed).
-    cfg.set(
-        "group.id",
-        request.done_by.as_deref().unwrap_or("hrsync-peek"),
-    )
-    .set("enable.auto.commit", "false")
-    .set("enable.auto.offset.store", "false")
-    .set("enable.partition.eof", "false");
-    let consumer: BaseConsumer = cfg.create().map_err(Error::Client)?;
-    // librdkafka's calls here block: off the runtime.
-    tokio::task::spawn_blocking(move || read_page(&consumer, &request))
+/// Reads pages of topics, each group's client kept for the next page (a
+/// new client costs a connection, metadata and a coordinator lookup: most
+/// of a page's time).
+pub struct Peeker {
+    config: KafkaConfig,
+    clients: Mutex<HashMap<String, Arc<Mutex<BaseConsumer>>>>,
+}
+
+impl std::fmt::Debug for Peeker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peeker").finish_non_exhaustive()
+    }
+}
+
+/// The group of a client that marks nothing done.
+const NO_GROUP: &str = "hrsync-peek";
+
+impl Peeker {
+    /// A peeker over the cluster of `config`; clients are made as needed.
+    pub fn new(config: KafkaConfig) -> Self {
+        Peeker {
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads a page of `request.topic`.
+    ///
+    /// # Errors
+    /// The topic does not exist, or the broker did not answer in time.
+    #[tracing::instrument(skip(self))]
+    pub async fn peek(&self, request: PeekRequest) -> Result<Peeked> {
+        let client = self.client(request.done_by.as_deref().unwrap_or(NO_GROUP))?;
+        // librdkafka's calls here block: off the runtime. One page at a
+        // time per client: a page assigns the partitions it reads.
+        tokio::task::spawn_blocking(move || {
+            let consumer = client.lock().unwrap_or_else(PoisonError::into_inner);
+            let page = read_page(&consumer, &request);
+            // Stop fetching in the background until the next page.
+            let _ = consumer.unassign();
+            page
+        })
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+
+    /// The client of `group`, made at its first page.
+    fn client(&self, group: &str) -> Result<Arc<Mutex<BaseConsumer>>> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(group) {
+            return Ok(client.clone());
+        }
+        let mut cfg = self.config.client_config("peek")?;
+        // Offsets are only read: nothing is stored or committed, no group
+        // is joined (partitions are assigned, not subscribed).
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer = cfg.create().map_err(Error::Client)?;
+        let client = Arc::new(Mutex::new(consumer));
+        clients.insert(group.to_owned(), client.clone());
+        Ok(client)
+    }
 }
 
 fn read_page(consumer: &BaseConsumer, request: &PeekRequest) -> Result<Peeked> {

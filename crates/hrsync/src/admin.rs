@@ -46,11 +46,11 @@ pub(crate) async fn serve(
         rules: config.projector.rules.clone(),
         ingest: hrsync_ingest::store::IngestStore::new(ingest),
         sources: config.ingest.sources.clone(),
-        dead_letters: hrsync_admin::DeadLetters {
-            kafka: config.kafka.clone(),
-            topics: config.topics.clone(),
-            provisioner: config.provisioner.clone(),
-        },
+        dead_letters: hrsync_admin::DeadLetters::new(
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.provisioner.clone(),
+        ),
     };
     let mut routes = hrsync_admin::router(api, authorizer, &oauth.scopes);
     if let Some(console) = &config.console {

@@ -11,7 +11,10 @@
 //! fragment; a group with a lifecycle) are made one after another, and
 //! their latencies reported (p50, p99, max); then three rules previews
 //! (every stored person evaluated under the rules in force and a changed
-//! set), timed.
+//! set), timed. Last, it signs in to the console served beside the API
+//! and loads each console page as a browser does (page, script, session,
+//! the page's reads through the console's API), reporting each page's
+//! latencies.
 //!
 //! ```sh
 //! cargo build --release -p hrsync-tests --bin bench_admin
@@ -216,11 +219,7 @@ async fn main() -> anyhow::Result<()> {
         rules: rules(),
         ingest: hrsync_ingest::store::IngestStore::new(db.clone()),
         sources: Vec::new(),
-        dead_letters: hrsync_admin::DeadLetters {
-            kafka,
-            topics,
-            provisioner: ProvisionerConfig::default(),
-        },
+        dead_letters: hrsync_admin::DeadLetters::new(kafka, topics, ProvisionerConfig::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let origin = format!("http://{}", listener.local_addr()?);

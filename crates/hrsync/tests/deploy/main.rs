@@ -1016,6 +1016,19 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
         let container = &containers[0];
         let args = strings(&container["args"], "argument");
         let role = Role::of(&args);
+        // The container ports the Service selecting these pod labels targets.
+        let service_targets = |labels: &Yaml| -> BTreeSet<u16> {
+            let service = of_kind("Service")
+                .into_iter()
+                .find(|s| labels_cover(labels, &s["spec"]["selector"]))
+                .unwrap_or_else(|| panic!("no Service selects {name}"));
+            service["spec"]["ports"]
+                .as_sequence()
+                .expect("ports")
+                .iter()
+                .map(|p| container_port(container, &p["targetPort"]))
+                .collect()
+        };
         assert!(role.serves(), "{name}: {role:?} is not a long-running role");
         roles.insert(role);
 
@@ -1106,18 +1119,8 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
             Role::Ingest => {
                 let push = port_of(str_at(&config, "ingest.push.listen"));
                 assert_eq!(container_port(container, &Yaml::from("push")), push);
-                let service = of_kind("Service")
-                    .into_iter()
-                    .find(|s| labels_cover(labels, &s["spec"]["selector"]))
-                    .unwrap_or_else(|| panic!("no Service selects {name}"));
-                let targets: BTreeSet<u16> = service["spec"]["ports"]
-                    .as_sequence()
-                    .expect("ports")
-                    .iter()
-                    .map(|p| container_port(container, &p["targetPort"]))
-                    .collect();
                 assert_eq!(
-                    targets,
+                    service_targets(labels),
                     BTreeSet::from([push, listen]),
                     "{name}: Service ports"
                 );
@@ -1131,18 +1134,8 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
                     "{name}"
                 );
                 let admin = container_port(container, &Yaml::from("admin"));
-                let service = of_kind("Service")
-                    .into_iter()
-                    .find(|s| labels_cover(labels, &s["spec"]["selector"]))
-                    .unwrap_or_else(|| panic!("no Service selects {name}"));
-                let targets: BTreeSet<u16> = service["spec"]["ports"]
-                    .as_sequence()
-                    .expect("ports")
-                    .iter()
-                    .map(|p| container_port(container, &p["targetPort"]))
-                    .collect();
                 assert_eq!(
-                    targets,
+                    service_targets(labels),
                     BTreeSet::from([admin, listen]),
                     "{name}: Service ports"
                 );
