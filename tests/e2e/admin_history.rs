@@ -186,6 +186,16 @@ async fn terminations_list_each_apps_deactivation_and_its_latency_after_the_hr_e
     assert_eq!(listed(&second), ["E7"]);
     assert_eq!(second["items"][0], lucy.clone());
 
+    // Every change read: nothing waits for the provisioner, on either lane
+    // (the terminations went by the priority topic).
+    eventually("no change waiting", || async {
+        let apps = get(&http, &api("/apps"), &reader).await?;
+        Ok(apps[0]["changes_waiting"] == 0)
+    })
+    .await?;
+    let apps = get(&http, &api("/apps"), &reader).await?;
+    assert_eq!(apps[0]["quarantined"], false, "{apps}");
+
     // Bad paging is refused; no token, no list.
     for bad in ["/terminations?cursor=nonsense", "/terminations?limit=0"] {
         assert_eq!(status(&http, &api(bad), &reader).await?, 400, "{bad}");

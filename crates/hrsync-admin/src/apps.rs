@@ -70,13 +70,16 @@ const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 async fn changes_waiting(api: &AdminApi) -> Option<i64> {
     let dead = &api.dead_letters;
     let mut waiting = 0;
-    for topic in [
-        &dead.topics.directory_changes,
-        &dead.topics.directory_priority,
+    // Each topic is read by its own consumer group (see the provisioner's
+    // lanes): the main one, and `<group_id>-priority`.
+    let group = &dead.provisioner.group_id;
+    for (topic, group) in [
+        (&dead.topics.directory_changes, group.clone()),
+        (&dead.topics.directory_priority, format!("{group}-priority")),
     ] {
         let request = hrsync_bus::PeekRequest {
             topic: topic.clone(),
-            done_by: Some(dead.provisioner.group_id.clone()),
+            done_by: Some(group),
             only_pending: true,
             after: None,
             limit: 0,
