@@ -168,9 +168,25 @@ impl Load {
         )
         .await;
         if let Err(error) = settled {
+            // What the provisioner was doing: its quarantines, held and
+            // in-flight work, and every quarantine it logged.
+            let metrics = stack.metrics(0).await.unwrap_or_default();
+            let state: Vec<&str> = metrics
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| {
+                    ["quarantin", "held", "in_flight", "parked", "stall"]
+                        .iter()
+                        .any(|k| l.contains(k))
+                })
+                .collect();
+            let log = stack.log(0);
+            let quarantines: Vec<&str> = log.lines().filter(|l| l.contains("quarantin")).collect();
             anyhow::bail!(
-                "{error}\n{:#?}\n{}",
+                "{error}\n{:#?}\nmetrics:\n{}\nquarantines logged:\n{}\nlast lines:\n{}",
                 self.differences(apps).await?,
+                state.join("\n"),
+                quarantines.join("\n"),
                 stack.log_tail(0)
             );
         }
