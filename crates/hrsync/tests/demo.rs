@@ -1,7 +1,8 @@
 //! `hrsync demo`, the README's first command, run as a user runs it: the real
 //! binary, the real tansu broker, no configuration. The demo checks each
 //! step against the apps itself and exits non-zero if one does not show;
-//! this test also checks that what it prints tells the story.
+//! this test also checks that what it prints tells the story. With
+//! `--keep`, the console stays served after it.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -157,4 +158,92 @@ fn the_demo_tells_the_whole_story() {
         took < Duration::from_secs(60),
         "hrsync demo took {took:?}\n{context}"
     );
+}
+
+/// `hrsync demo --keep`: after the story, the console stays served and a
+/// local sign-in made for the demo signs in `demo-admin`, who sees the
+/// story's people and may act; SIGTERM then stops everything cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kept_demo_serves_the_console_with_a_local_sign_in() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hrsync"))
+        .args(["demo", "--keep"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout");
+    // The console's URL, once the story is told; the rest is read on.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some((_, url)) = line.split_once("the admin console is at ") {
+                let _ = url_tx.send(url.trim().to_owned());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let console =
+        tokio::task::spawn_blocking(move || url_rx.recv_timeout(Duration::from_secs(180))).await?;
+    let Ok(console) = console else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "no console URL printed:\n{}",
+            reader.join().unwrap_or_default()
+        );
+    };
+    let origin = console.trim_end_matches("/console/").to_owned();
+    let cookie = hrsync_tests::console_sign_in(&origin, "demo-admin").await?;
+    let http = reqwest::Client::new();
+    let session: serde_json::Value = http
+        .get(format!("{origin}/console/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(session["subject"], "demo-admin", "{session}");
+    assert_eq!(session["can_act"], true, "{session}");
+    let people: serde_json::Value = http
+        .get(format!("{origin}/console/api/v1/persons?q=lucy"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        people["items"].as_array().map(Vec::len),
+        Some(1),
+        "{people}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = reader.join().unwrap_or_default();
+    assert!(exited.success(), "{exited}\n{output}");
+    assert!(
+        output.contains("broker, roles and apps stopped"),
+        "{output}"
+    );
+    Ok(())
 }

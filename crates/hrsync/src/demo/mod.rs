@@ -10,6 +10,7 @@
 //! saying what they hold instead. The termination step measures
 //! how long after the push API's `202` each app shows the account inactive.
 
+mod issuer;
 mod parts;
 mod story;
 
@@ -47,6 +48,11 @@ pub(crate) struct DemoArgs {
     /// then PATH).
     #[arg(long, env = "TANSU_BIN", value_name = "PATH")]
     tansu: Option<PathBuf>,
+    /// Keep everything running after the story, with the admin console
+    /// served (signed in by a local sign-in made for the demo), until
+    /// Ctrl-C.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Runs the demo; an error means the story did not play out.
@@ -88,11 +94,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 interrupted.cancel();
             }
         });
-        demo(&tansu, &interrupted).await
+        demo(&tansu, args.keep, &interrupted).await
     })
 }
 
-async fn demo(tansu: &Path, interrupted: &CancellationToken) -> anyhow::Result<()> {
+async fn demo(tansu: &Path, keep: bool, interrupted: &CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("hrsync-demo-")
@@ -111,7 +117,12 @@ async fn demo(tansu: &Path, interrupted: &CancellationToken) -> anyhow::Result<(
         ScimApp::start("slack", &apps_shutdown).await?,
         ScimApp::start("lattice", &apps_shutdown).await?,
     ];
-    let config = config(&broker, dir.path(), &apps)?;
+    let mut config = config(&broker, dir.path(), &apps)?;
+    let console = if keep {
+        Some(serve_console(&mut config, &apps_shutdown).await?)
+    } else {
+        None
+    };
     let hr = introduce(&config, &apps)?;
     crate::ensure_topics(&config).await?;
 
@@ -124,6 +135,17 @@ async fn demo(tansu: &Path, interrupted: &CancellationToken) -> anyhow::Result<(
         async move { roles::run_until(&config, &[Role::All], shutdown, &ready).await }
     });
     let story = tell(&hr, &apps, &ready, &shutdown, interrupted).await;
+    if let (Ok(()), Some(console)) = (&story, &console) {
+        println!(
+            "\nStill running: the admin console is at {console}\n\
+             (a local sign-in made for the demo signs you in as demo-admin).\n\
+             Press Ctrl-C to stop."
+        );
+        tokio::select! {
+            () = interrupted.cancelled() => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
 
     // Stop everything whatever happened, then report.
     shutdown.cancel();
@@ -150,6 +172,37 @@ async fn demo(tansu: &Path, interrupted: &CancellationToken) -> anyhow::Result<(
         (Err(story), Ok(())) => Err(story),
         (Ok(()), Err(role)) => Err(role),
     }
+}
+
+/// Serves the admin API and console beside the roles, signing in at a
+/// local issuer made for the demo ([`issuer`]); returns the console's URL.
+async fn serve_console(
+    config: &mut Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<String> {
+    use hrsync_config::Validate;
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let public_url = format!("http://{admin}");
+    let issuer = issuer::start(
+        free_port()?,
+        format!("{public_url}/console/callback"),
+        shutdown.clone(),
+    )
+    .await?;
+    config.oauth = Some(hrsync_auth::OAuthConfig::new(issuer, issuer::AUDIENCE));
+    config.admin = Some(hrsync_admin::AdminConfig { listen: admin });
+    config.console = Some(hrsync_console::ConsoleConfig {
+        client_id: issuer::CLIENT_ID.to_owned(),
+        client_secret: None,
+        public_url: public_url.clone(),
+        scopes: None,
+        session_max_seconds: 8 * 3600,
+        trace_url: None,
+    });
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the demo's configuration: {e}"))?;
+    Ok(format!("{public_url}/console/"))
 }
 
 /// Prints the apps (with the groups granting each) and the push API; HR's
