@@ -6,8 +6,8 @@
 // The stack holds Lucy Gray (Customer Support) and Tom Gray, both in slack,
 // whose deprovision guard holds Tom's termination. As vic (a viewer): the
 // guard's release is offered disabled, and refused when forced through the
-// console's API (and without the CSRF token). As ada (an admin): search
-// Lucy and see why she has slack; release the guard; see Tom's termination
+// console's API (and without the CSRF token). As ada (an admin): find and
+// open Lucy with the keyboard alone; search Lucy and see why she has slack; release the guard; see Tom's termination
 // timed; preview a rule change; sign out. Each step saves a screenshot in
 // SCREENSHOTS. Exits non-zero, saying what was wrong, on the first failure.
 import assert from 'node:assert/strict';
@@ -79,6 +79,30 @@ async function asViewer(page, errors) {
   assert.equal(await forcedRelease(page, true), 403, 'the API lets a viewer release the guard');
   assert.equal(await forcedRelease(page, false), 403, 'an action without the CSRF token passes');
   assert.deepEqual(errors, [], 'script or server errors');
+}
+
+/** Presses Tab until `locator` has the focus; fails after `most` presses. */
+async function tabTo(page, locator, most = 30) {
+  for (let presses = 0; presses < most; presses += 1) {
+    if (await locator.evaluate((el) => el === document.activeElement)) return;
+    await page.keyboard.press('Tab');
+  }
+  assert.fail(`${locator} is not reached by Tab`);
+}
+
+/** The keyboard alone: to the search box, type, to Lucy's row, open it. */
+async function byKeyboard(page) {
+  await page.goto(`${url}/console/people`);
+  const search = page.getByLabel('Search people');
+  await search.waitFor();
+  await page.locator('body').focus();
+  await tabTo(page, search);
+  await page.keyboard.type('lucy');
+  const lucy = page.getByRole('link', { name: /Lucy Gray/ });
+  await lucy.waitFor();
+  await tabTo(page, lucy);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Lucy Gray' }).waitFor();
 }
 
 async function whyLucyHasSlack(page) {
@@ -153,6 +177,8 @@ async function previewARuleChange(page) {
 async function asAdmin(page, errors) {
   await signIn(page, url, 'ada');
   await page.getByText('admin', { exact: true }).first().waitFor();
+  await byKeyboard(page);
+  await page.getByRole('link', { name: 'People', exact: true }).click();
   await whyLucyHasSlack(page);
   await releaseTheGuard(page);
   await tomsTerminationTimed(page);
