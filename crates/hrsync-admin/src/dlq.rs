@@ -276,12 +276,7 @@ pub(crate) async fn redrive(
             "a redrive is running already; list the DLQ to follow it",
         ));
     };
-    let topics = Topics {
-        changes: dead.topics.directory_changes.clone(),
-        priority: dead.topics.directory_priority.clone(),
-        audit: dead.topics.audit.clone(),
-        dlq: dead.topics.provisioner_dlq.clone(),
-    };
+    let topics = Topics::from(&dead.topics);
     let outcome = hrsync_provisioner::run::redrive(
         api.provisioner.clone(),
         &dead.kafka,

@@ -31,6 +31,7 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 pub use config::{ConsoleConfig, ConsoleConfigError};
+pub use session::{pkce_challenge, random_id};
 
 use session::{Session, Sessions, SESSION_COOKIE};
 
@@ -177,7 +178,7 @@ fn csrf_ok(method: &Method, headers: &HeaderMap, session: &Session) -> bool {
     headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|sent| session::same(sent, &session.csrf_token))
+        .is_some_and(|sent| hrsync_auth::same_secret(sent, &session.csrf_token))
 }
 
 fn csrf_refused() -> Response {

@@ -26,14 +26,14 @@ pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(600);
 const MAX_ENTRIES: usize = 10_000;
 
 /// 32 random bytes, URL-safe base64 (43 characters).
-pub(crate) fn random_id() -> String {
+pub fn random_id() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The PKCE S256 challenge of `verifier` (RFC 7636).
-pub(crate) fn challenge(verifier: &str) -> String {
+pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
@@ -160,12 +160,6 @@ pub(crate) fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Whether `a` and `b` are equal, in time that does not depend on where
-/// they differ.
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    digest(a) == digest(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,13 +212,12 @@ mod tests {
     fn pkce_and_cookies() {
         // RFC 7636 appendix B.
         assert_eq!(
-            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let header = "a=1; hrsync_console=abc; hrsync_console_login=xyz";
         assert_eq!(cookie(header, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(header, LOGIN_COOKIE), Some("xyz"));
         assert_eq!(cookie(header, "b"), None);
-        assert!(same("abc", "abc") && !same("abc", "abd"));
     }
 }

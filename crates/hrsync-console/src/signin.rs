@@ -13,7 +13,7 @@ use hrsync_auth::IssuerMetadata;
 use serde::Deserialize;
 
 use crate::session::{
-    self, challenge, random_id, Session, LOGIN_COOKIE, LOGIN_TTL, SESSION_COOKIE,
+    self, pkce_challenge, random_id, Session, LOGIN_COOKIE, LOGIN_TTL, SESSION_COOKIE,
 };
 use crate::{page, Console};
 
@@ -62,7 +62,7 @@ pub(crate) async fn login(
         .append_pair("scope", &console.scopes())
         .append_pair("state", &state)
         .append_pair("nonce", &nonce)
-        .append_pair("code_challenge", &challenge(&verifier))
+        .append_pair("code_challenge", &pkce_challenge(&verifier))
         .append_pair("code_challenge_method", "S256")
         .append_pair("resource", &console.oauth.audience);
     console.sessions.start_login(
@@ -117,7 +117,7 @@ pub(crate) async fn callback(
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|c| session::cookie(c, LOGIN_COOKIE))
-        .is_some_and(|c| session::same(c, state));
+        .is_some_and(|c| hrsync_auth::same_secret(c, state));
     let pending = console.sessions.finish_login(state);
     let Some(pending) = pending.filter(|_| started_here) else {
         return failed(

@@ -57,12 +57,7 @@ pub(crate) enum ProvisionerCommand {
 }
 
 fn topics(config: &Config) -> Topics {
-    Topics {
-        changes: config.topics.directory_changes.clone(),
-        priority: config.topics.directory_priority.clone(),
-        audit: config.topics.audit.clone(),
-        dlq: config.topics.provisioner_dlq.clone(),
-    }
+    Topics::from(&config.topics)
 }
 
 /// `hrsync provision-now`.

@@ -52,6 +52,18 @@ pub struct Topics {
     pub dlq: String,
 }
 
+impl From<&hrsync_bus::TopicsConfig> for Topics {
+    /// The provisioner's topics as `[topics]` names them.
+    fn from(topics: &hrsync_bus::TopicsConfig) -> Self {
+        Topics {
+            changes: topics.directory_changes.clone(),
+            priority: topics.directory_priority.clone(),
+            audit: topics.audit.clone(),
+            dlq: topics.provisioner_dlq.clone(),
+        }
+    }
+}
+
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -15,13 +15,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::RngCore as _;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 /// The console's client id at this issuer.
@@ -144,7 +141,7 @@ async fn authorize(State(issuer): State<Arc<Issuer>>, Query(ask): Query<Authoriz
         )
             .into_response();
     }
-    let code = random();
+    let code = hrsync_console::random_id();
     issuer
         .codes
         .lock()
@@ -187,10 +184,9 @@ async fn token(State(issuer): State<Arc<Issuer>>, Form(ask): Form<TokenRequest>)
     let Some(pending) = pending else {
         return refused("invalid_grant").into_response();
     };
-    let verified = URL_SAFE_NO_PAD.encode(Sha256::digest(ask.code_verifier.as_bytes()));
     if ask.grant_type != "authorization_code"
         || ask.redirect_uri != pending.redirect_uri
-        || verified != pending.challenge
+        || hrsync_console::pkce_challenge(&ask.code_verifier) != pending.challenge
     {
         return refused("invalid_grant").into_response();
     }
@@ -217,10 +213,4 @@ async fn token(State(issuer): State<Arc<Issuer>>, Form(ask): Form<TokenRequest>)
         .into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "signing failed").into_response(),
     }
-}
-
-fn random() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
