@@ -216,9 +216,9 @@ async fn connections_to_an_app_dropped_under_load_no_duplicate_and_nothing_lost(
     let stack = Processes::start(&apps, &["all"]).await?;
     // The network loses requests: three in ten to zendesk (half never
     // reach it, half are applied and their answer lost), and the answers of
-    // two in ten to slack. At that rate an app now and then fails a change
-    // five times running and is quarantined: its parked changes must then
-    // get through the same losses.
+    // two in ten to slack. At that rate a change now and then fails five
+    // times running while the app answers others: that person's changes
+    // wait for the probe, and must then get through the same losses.
     let zendesk = apps.get("zendesk");
     zendesk.proxy().fail_share(Fault::Drop, 0.15);
     zendesk.proxy().fail_share(Fault::LoseResponse, 0.15);
@@ -257,9 +257,10 @@ async fn connections_to_an_app_dropped_under_load_no_duplicate_and_nothing_lost(
         lost_creates > 0 && dropped_changes > 0,
         "too few faults to test anything: {applied:?}"
     );
-    // Still losing requests, the app may be quarantined: the termination is
-    // parked until a probe gets through, and a probe that got nothing
-    // through waits up to a minute before the next.
+    // Still losing requests, and now the only change in flight: if it runs
+    // out of attempts, nothing else answered meanwhile and the app is
+    // quarantined; the termination is parked until a probe gets through,
+    // and a probe that got nothing through waits up to a minute.
     stack
         .termination_reaches_every_app_within(&apps, "W00002", Duration::from_secs(150))
         .await?;

@@ -34,6 +34,12 @@ pub(crate) struct AppHealth {
     quarantined: bool,
     /// Changes parked while the app was quarantined (not answering).
     parked: i64,
+    /// Changes parked for a retry: a person's change ran out of attempts
+    /// while the app answered others, so it waits for the next probe (a
+    /// later change of the person, applied, replaces it).
+    waiting_retry: i64,
+    /// The persons those changes are for.
+    persons_waiting_retry: i64,
     /// Directory changes the provisioner has not read yet, on the main and
     /// the priority topic (shared by every app: the provisioner reads one
     /// stream of changes); null when Kafka does not answer in time.
@@ -113,6 +119,8 @@ async fn health(
         held_by_guard: state.held_by_guard,
         quarantined: state.parked > 0,
         parked: state.parked,
+        waiting_retry: state.waiting,
+        persons_waiting_retry: state.persons_waiting,
         changes_waiting,
         active_accounts: state.active_accounts,
         failed_accounts: state.failed_accounts,

@@ -34,7 +34,7 @@ const ACTIONS = {
 /** A fix's result other than done, for people. */
 const RESULTS = {
   held: 'held by the deprovision guard',
-  parked: 'parked (app quarantined)',
+  parked: 'parked (app not answering)',
   skipped: 'skipped (changed meanwhile)',
   failed: 'failed',
 };
@@ -81,6 +81,7 @@ function healthSection(app) {
     ['Deprovision guard', guard],
     ['Held by the guard', String(app.held_by_guard)],
     ['Parked (app not answering)', String(app.parked)],
+    ['Waiting for a retry', `${app.waiting_retry} changes of ${app.persons_waiting_retry} persons`],
     ['Pending', pendingText(app)],
     ['Active accounts', String(app.active_accounts)],
     ['Failed accounts', String(app.failed_accounts)],

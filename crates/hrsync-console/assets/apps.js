@@ -22,32 +22,31 @@ export async function render(context) {
 
 /**
  * An app's health as badges whose words carry the meaning: "Guard
- * tripped", "Quarantined" (changes parked while it does not answer), else
- * "Healthy".
+ * tripped", "Quarantined" (changes parked while it does not answer),
+ * "Retrying" (some persons' changes ran out of attempts and wait for the
+ * next probe), else "Healthy".
  */
 export function healthBadges(app) {
   const badges = [];
   if (app.guard_tripped) badges.push(badge('Guard tripped', 'bad'));
-  if (isQuarantined(app)) badges.push(badge('Quarantined', 'warn'));
+  if (app.quarantined) badges.push(badge('Quarantined', 'warn'));
+  if (app.persons_waiting_retry > 0) badges.push(badge('Retrying', 'warn'));
   if (!badges.length) badges.push(badge('Healthy', 'ok'));
   return el('span', { class: 'badges' }, badges);
 }
 
 /**
- * The API has no quarantine flag as such: an app holds parked changes only
- * while it is quarantined, so parked work is the signal (a `quarantined`
- * field, should one appear, wins).
+ * What waits to be applied: parked changes, changes waiting for a retry and
+ * deactivations the guard holds.
  */
-export function isQuarantined(app) {
-  if (typeof app.quarantined === 'boolean') return app.quarantined;
-  return app.parked > 0;
-}
-
-/** What waits to be applied: parked changes and deactivations the guard holds. */
 export function pendingText(app) {
   const parts = [];
   if (typeof app.lag_ms === 'number') parts.push(`lag ${formatDuration(app.lag_ms)}`);
   if (app.parked > 0) parts.push(`${app.parked} parked`);
+  if (app.waiting_retry > 0) {
+    const persons = app.persons_waiting_retry === 1 ? '1 person' : `${app.persons_waiting_retry} persons`;
+    parts.push(`${app.waiting_retry} waiting for a retry (${persons})`);
+  }
   if (app.held_by_guard > 0) parts.push(`${app.held_by_guard} held by the guard`);
   return parts.length ? parts.join(', ') : 'None';
 }

@@ -27,8 +27,9 @@ pub struct ProvisionerConfig {
     pub max_attempts: u32,
     /// Longest wait between attempts (a longer `Retry-After` is honoured).
     pub max_backoff_ms: u64,
-    /// How often a quarantined app is probed at first (doubling to a
-    /// minute while it keeps failing).
+    /// How often a quarantined app is probed, and parked persons' changes
+    /// tried again, at first (doubling to a minute while nothing gets
+    /// through).
     pub quarantine_probe_ms: u64,
     /// Changes of different persons applied at once from the main topic
     /// (one person's changes are always applied in order). Each change

@@ -50,8 +50,8 @@ pub enum Status {
     Pending,
     /// Still active: the deprovision guard holds the deactivation.
     Held,
-    /// Still active: the deactivation is parked while the app does not
-    /// answer.
+    /// Still active: the deactivation is parked for a retry (the app
+    /// does not answer, or this person's change ran out of attempts).
     Parked,
     /// Still active: the last attempt since the termination failed.
     Failed,

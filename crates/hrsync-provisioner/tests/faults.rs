@@ -49,12 +49,19 @@ struct Rig {
 }
 
 async fn rig(timeout_ms: u64) -> anyhow::Result<Rig> {
+    rig_with(timeout_ms, |_| {}).await
+}
+
+async fn rig_with(
+    timeout_ms: u64,
+    tune: impl FnOnce(&mut ProvisionerConfig),
+) -> anyhow::Result<Rig> {
     let server = ScimServer::start()?;
     let proxy = FaultProxy::start(&server.base_url()).await?;
     let store = SqliteFile::new()?;
     let db = hrsync_store::Db::connect(&store.url(), 2).await?;
     db.migrate().await?;
-    let config = ProvisionerConfig {
+    let mut config = ProvisionerConfig {
         max_attempts: 6,
         max_backoff_ms: 300,
         apps: vec![AppConfig {
@@ -69,6 +76,7 @@ async fn rig(timeout_ms: u64) -> anyhow::Result<Rig> {
         }],
         ..ProvisionerConfig::default()
     };
+    tune(&mut config);
     let provisioner = Provisioner::new(db, &config, None).await?;
     Ok(Rig {
         server,
@@ -332,7 +340,7 @@ async fn a_failing_app_is_quarantined_and_resumes_by_itself() -> anyhow::Result<
             "never resumed: {:?}",
             proxy.seen()
         );
-        provisioner.probe_quarantined().await;
+        provisioner.probe_parked().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bad = ScimClient::new(
@@ -348,6 +356,121 @@ async fn a_failing_app_is_quarantined_and_resumes_by_itself() -> anyhow::Result<
         assert_eq!(accounts.len(), 1, "user{n}: parked change applied once");
     }
     Ok(())
+}
+
+/// A change that runs out of attempts while the app answers other changes
+/// (a lossy network, not an app down) parks only its person: the app is not
+/// quarantined, other persons' changes go on, and the probe applies the
+/// parked change. A later change of a waiting person is not held up behind
+/// it: a termination goes through at once, and the parked change is stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_out_of_attempts_while_the_app_answers_others_parks_only_its_person(
+) -> anyhow::Result<()> {
+    let rig = rig_with(5_000, |c| {
+        c.max_attempts = 2;
+        c.quarantine_probe_ms = 100;
+    })
+    .await?;
+    let person = |n: usize| PersonId::new(format!("p-{n}")).unwrap();
+    rig.apply(&change(2, 1, LifecycleState::Active, "Agent"))
+        .await?;
+
+    // Person 1's create fails twice, 2 s apart (Retry-After); between the
+    // two the app answers person 2's update.
+    let (first, other) = rig
+        .while_failing_twice(
+            "POST",
+            &change(1, 1, LifecycleState::Active, "Agent"),
+            &change(2, 2, LifecycleState::Active, "Lead"),
+        )
+        .await;
+    assert!(matches!(other?[..], [Operation::Updated { .. }]));
+    assert_eq!(first?, vec![Operation::Parked]);
+    assert!(!rig.provisioner.is_quarantined("app"));
+    assert!(rig.provisioner.is_waiting("app", &person(1)));
+    assert!(!rig.provisioner.is_waiting("app", &person(2)));
+    assert!(rig.accounts(1).await?.is_empty());
+    // Another person goes on.
+    assert!(matches!(
+        rig.apply(&change(3, 1, LifecycleState::Active, "Agent"))
+            .await?[..],
+        [Operation::Created { .. }]
+    ));
+    // The probe applies the parked change.
+    rig.probe_until_settled(&person(1)).await?;
+    assert_eq!(rig.accounts(1).await?.len(), 1);
+
+    // Person 1's update fails the same way while person 4 is created; then
+    // person 1 leaves: the termination goes through at once.
+    let (second, other) = rig
+        .while_failing_twice(
+            "PATCH",
+            &change(1, 2, LifecycleState::Active, "Lead"),
+            &change(4, 1, LifecycleState::Active, "Agent"),
+        )
+        .await;
+    assert!(matches!(other?[..], [Operation::Created { .. }]));
+    assert_eq!(second?, vec![Operation::Parked]);
+    assert!(!rig.provisioner.is_quarantined("app"));
+    assert!(rig.provisioner.is_waiting("app", &person(1)));
+    let left = rig
+        .apply(&change(1, 3, LifecycleState::Deprovisioned, "Lead"))
+        .await?;
+    assert!(left.contains(&Operation::Deactivated), "{left:?}");
+    assert!(
+        !rig.provisioner.is_waiting("app", &person(1)),
+        "the parked change is stale"
+    );
+    let accounts = rig.accounts(1).await?;
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert_eq!(accounts[0]["active"], false);
+    Ok(())
+}
+
+impl Rig {
+    /// Applies `failing` while the next two `method` requests answer 503
+    /// with `Retry-After: 2`, and `other` after the first of them (so the
+    /// app answers it between `failing`'s two attempts).
+    async fn while_failing_twice(
+        &self,
+        method: &str,
+        failing: &DirectoryChange,
+        other: &DirectoryChange,
+    ) -> (
+        anyhow::Result<Vec<Operation>>,
+        anyhow::Result<Vec<Operation>>,
+    ) {
+        let faults = self.proxy.applied().len();
+        for _ in 0..2 {
+            self.proxy.inject(
+                Some(method),
+                Fault::Status {
+                    status: 503,
+                    retry_after: Some(2),
+                },
+            );
+        }
+        let other = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.proxy.applied().len() == faults {
+                anyhow::ensure!(Instant::now() < deadline, "no fault applied");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.apply(other).await
+        };
+        tokio::join!(self.apply(failing), other)
+    }
+
+    /// Probes until `person` no longer waits for a retry.
+    async fn probe_until_settled(&self, person: &PersonId) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.provisioner.is_waiting("app", person) {
+            anyhow::ensure!(Instant::now() < deadline, "never retried");
+            self.provisioner.probe_parked().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! Changes kept durably for an app: held by the deprovision guard, or
-//! parked while the app is quarantined.
+//! parked while the app is quarantined or for a retry.
 
-use hrsync_domain::DirectoryChange;
+use hrsync_domain::{DirectoryChange, PersonId};
 use hrsync_store::Db;
 
 use super::{HoldReason, ReconcileError};
@@ -100,4 +100,56 @@ pub async fn forget_held(
     change: &DirectoryChange,
 ) -> Result<(), ReconcileError> {
     Ok(store::forget(db, app, change.person_id.as_str(), version(change)).await?)
+}
+
+/// The persons with changes parked for `app` (quarantined or waiting for a
+/// retry; not those the guard holds).
+///
+/// # Errors
+/// Store failures, or a stored person id that is not one.
+pub async fn parked_persons(db: &Db, app: &str) -> Result<Vec<PersonId>, ReconcileError> {
+    store::parked_persons(db, app)
+        .await?
+        .into_iter()
+        .map(|p| {
+            PersonId::new(p).map_err(|e| {
+                ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Decode(Box::new(e))))
+            })
+        })
+        .collect()
+}
+
+/// The newest change parked for `person` in `app`, if any. It carries the
+/// whole state the person should have in the app, so once it is applied
+/// the older ones are stale ([`forget_parked`]).
+///
+/// # Errors
+/// Store failures, or a parked change that no longer decodes (it stays
+/// parked).
+pub async fn newest_parked(
+    db: &Db,
+    app: &str,
+    person: &PersonId,
+) -> Result<Option<DirectoryChange>, ReconcileError> {
+    let Some((payload, _)) = store::newest_parked(db, app, person.as_str()).await? else {
+        return Ok(None);
+    };
+    hrsync_schema::decode_directory_change(&payload)
+        .map(Some)
+        .map_err(|e| {
+            ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Decode(Box::new(e))))
+        })
+}
+
+/// Removes the changes parked for `change`'s person in `app` up to its
+/// version, once it is applied.
+///
+/// # Errors
+/// Store failures.
+pub async fn forget_parked(
+    db: &Db,
+    app: &str,
+    change: &DirectoryChange,
+) -> Result<(), ReconcileError> {
+    Ok(store::forget_parked(db, app, change.person_id.as_str(), version(change)).await?)
 }

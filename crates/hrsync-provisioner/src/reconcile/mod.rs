@@ -32,7 +32,7 @@ mod apply;
 mod held;
 pub mod plan;
 
-pub use held::{forget_held, held, hold, untrip};
+pub use held::{forget_held, forget_parked, held, hold, newest_parked, parked_persons, untrip};
 
 /// What reconciling did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +274,10 @@ pub enum HoldReason {
     Guard,
     /// The app is quarantined.
     Quarantine,
+    /// The change ran out of attempts while the app answered other
+    /// changes: it waits for the next probe to try it again (or for a
+    /// later change of the person to replace it).
+    Retry,
 }
 
 impl HoldReason {
@@ -281,6 +285,7 @@ impl HoldReason {
         match self {
             HoldReason::Guard => "guard",
             HoldReason::Quarantine => "quarantine",
+            HoldReason::Retry => "retry",
         }
     }
 }

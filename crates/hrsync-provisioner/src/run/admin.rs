@@ -89,7 +89,9 @@ impl Provisioner {
                 });
                 continue;
             }
-            results.push(self.apply_to(app, &change).await);
+            // Asked for by an admin: tried now even if the person waits
+            // for a retry (the older changes parked are then stale).
+            results.push(self.try_now(app, &change).await);
         }
         Ok((change, results))
     }

@@ -124,10 +124,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Probes the quarantined apps every 200 ms until `stop`.
+/// Tries what is parked, where due, every 200 ms until `stop`.
 async fn probe_until(provisioner: Arc<Provisioner>, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        provisioner.probe_quarantined().await;
+        provisioner.probe_parked().await;
         tokio::select! {
             () = stop.cancelled() => {}
             () = tokio::time::sleep(Duration::from_millis(200)) => {}

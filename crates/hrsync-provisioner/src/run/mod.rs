@@ -9,8 +9,9 @@
 //! the main topic.
 //!
 //! - `lanes`: the consumers (priority lane, main topic, DLQ replay).
-//! - `quarantine`: parking the changes of an app that keeps failing, and
-//!   probing it until it answers.
+//! - `parking`: changes that ran out of attempts, parked durably: all of
+//!   an app's while it looks down (quarantine), else the person's; and the
+//!   probe that tries them again.
 //! - `admin`: `provision-now` and `release`.
 //! - `trail`: the audit records of what was done.
 
@@ -27,17 +28,17 @@ use crate::audit::AuditLog;
 use crate::config::ProvisionerConfig;
 use crate::limit::fast_lane;
 use crate::mapping::Mapping;
-use crate::reconcile::{reconcile, refresh_manager, App, Operation, ReconcileError};
+use crate::reconcile::{reconcile, refresh_manager, App, HoldReason, Operation, ReconcileError};
 use crate::scim::ScimClient;
 
 mod admin;
 pub use admin::AdminError;
 mod lanes;
-mod quarantine;
+mod parking;
 mod trail;
 
 pub use lanes::{redrive, run};
-use quarantine::Probe;
+use parking::{Answers, Parking};
 
 /// Topics the provisioner reads and writes.
 #[derive(Debug, Clone)]
@@ -91,8 +92,10 @@ pub struct Provisioner {
     max_attempts: u32,
     max_backoff: Duration,
     pub(crate) audit: AuditLog,
-    /// Quarantined apps and when to probe them next.
-    quarantine: std::sync::Mutex<std::collections::HashMap<String, Probe>>,
+    /// Quarantined apps and persons waiting for a retry.
+    parking: std::sync::Mutex<Parking>,
+    /// When each app last answered.
+    answers: Answers,
     probe_interval: Duration,
 }
 
@@ -166,10 +169,11 @@ impl Provisioner {
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             audit: AuditLog::start(db.clone(), audit),
-            quarantine: std::sync::Mutex::default(),
+            parking: std::sync::Mutex::default(),
+            answers: Answers::new(config.apps.iter().map(|a| a.name.as_str())),
             probe_interval: Duration::from_millis(config.quarantine_probe_ms),
         }
-        .with_parked_apps_quarantined()
+        .with_parked_changes_waiting()
         .await)
     }
 
@@ -281,16 +285,29 @@ impl Provisioner {
         }
     }
 
+    /// Applies `change` to `app`, or parks it while the app is
+    /// quarantined.
     async fn apply_to(&self, app: &App, change: &DirectoryChange) -> AppResult {
         if self.is_quarantined(&app.name) {
-            return self.park(app, change).await;
+            return self.park(app, change, HoldReason::Quarantine).await;
         }
+        self.try_now(app, change).await
+    }
+
+    /// Applies `change` to `app` with retries; one that runs out of them
+    /// is parked (so the other apps and persons are not held up). A person
+    /// whose earlier change waits for a retry is not held up either: this
+    /// change carries their whole state, so once it is applied the parked
+    /// ones are stale and forgotten.
+    async fn try_now(&self, app: &App, change: &DirectoryChange) -> AppResult {
+        let since = self.answers.now();
         let (result, attempts, exhausted) = self.with_retries(app, change).await;
         if exhausted {
-            // The app keeps failing: quarantine it and park the change,
-            // so the other apps are not held up.
-            self.enter_quarantine(&app.name);
-            return self.park(app, change).await;
+            let reason = self.ran_out(&app.name, &change.person_id, since);
+            return self.park(app, change, reason).await;
+        }
+        if result.is_ok() && self.is_waiting(&app.name, &change.person_id) {
+            self.settle_waiting(app, change).await;
         }
         AppResult {
             app: app.name.clone(),
@@ -315,6 +332,9 @@ impl Provisioner {
             let started = Instant::now();
             let result = reconcile(&self.db, app, change).await;
             let latency = started.elapsed();
+            if parking::is_an_answer(&result) {
+                self.answers.answered(&app.name);
+            }
             match &result {
                 Ok(ops) => {
                     self.audit_ops(app, change, ops, latency, attempt).await;

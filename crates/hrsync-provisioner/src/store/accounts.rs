@@ -162,6 +162,11 @@ pub struct AppState {
     pub held_by_guard: i64,
     /// Changes parked while the app is quarantined.
     pub parked: i64,
+    /// Changes waiting for a retry (a person's change ran out of attempts
+    /// while the app answered others), and the persons they are for.
+    pub waiting: i64,
+    /// Persons with changes waiting for a retry.
+    pub persons_waiting: i64,
     /// Active accounts linked.
     pub active_accounts: i64,
     /// Accounts whose last change failed.
@@ -184,9 +189,12 @@ pub async fn app_state(db: &Db, app: &str, since_ms: i64) -> sqlx::Result<AppSta
             .fetch_optional(db.pool())
             .await?;
     // (COUNT, not SUM: PostgreSQL sums BIGINT into NUMERIC.)
-    let (held_by_guard, parked): (i64, i64) = sqlx::query_as(
+    let (held_by_guard, parked, waiting, persons_waiting): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(CASE WHEN reason = 'guard' THEN 1 END), \
-         COUNT(CASE WHEN reason <> 'guard' THEN 1 END) FROM provisioner_held WHERE app = $1",
+         COUNT(CASE WHEN reason = 'quarantine' THEN 1 END), \
+         COUNT(CASE WHEN reason = 'retry' THEN 1 END), \
+         COUNT(DISTINCT CASE WHEN reason = 'retry' THEN person_id END) \
+         FROM provisioner_held WHERE app = $1",
     )
     .bind(app)
     .fetch_one(db.pool())
@@ -210,6 +218,8 @@ pub async fn app_state(db: &Db, app: &str, since_ms: i64) -> sqlx::Result<AppSta
         guard_tripped_at_ms: tripped,
         held_by_guard,
         parked,
+        waiting,
+        persons_waiting,
         active_accounts,
         failed_accounts,
         operations,

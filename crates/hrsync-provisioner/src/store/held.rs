@@ -1,5 +1,6 @@
 //! `provisioner_held`: changes kept durably for an app, by the deprovision
-//! guard or while the app is quarantined, until released or resumed.
+//! guard, while the app is quarantined, or waiting for a retry, until
+//! released or resumed.
 
 use hrsync_store::Db;
 
@@ -14,18 +15,21 @@ pub struct Held<'a> {
     pub person_id: &'a str,
     /// The change's version.
     pub version: i64,
-    /// Why: `guard` or `quarantine`.
+    /// Why: `guard`, `quarantine` or `retry`.
     pub reason: &'a str,
 }
 
-/// Keeps `payload` (the encoded change); a change kept already stays.
+/// Keeps `payload` (the encoded change); a change kept already stays,
+/// but the guard holding a parked change takes it over (resuming it then
+/// leaves it held).
 ///
 /// # Errors
 /// Query failures.
 pub async fn keep(db: &Db, held: Held<'_>, payload: Vec<u8>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO provisioner_held (app, person_id, version, payload, held_at_ms, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, person_id, version) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, person_id, version) \
+         DO UPDATE SET reason = excluded.reason WHERE excluded.reason = 'guard'",
     )
     .bind(held.app)
     .bind(held.person_id)
@@ -83,5 +87,58 @@ pub async fn forget(db: &Db, app: &str, person_id: &str, version: i64) -> sqlx::
         .bind(version)
         .execute(db.pool())
         .await?;
+    Ok(())
+}
+
+/// The persons with changes parked for `app` (while it was quarantined, or
+/// waiting for a retry; not those the guard holds).
+///
+/// # Errors
+/// Query failures.
+pub async fn parked_persons(db: &Db, app: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT person_id FROM provisioner_held WHERE app = $1 AND reason <> 'guard' \
+         ORDER BY person_id",
+    )
+    .bind(app)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The newest change parked for `person` in `app` (not one the guard
+/// holds), encoded, with its version.
+///
+/// # Errors
+/// Query failures.
+pub async fn newest_parked(
+    db: &Db,
+    app: &str,
+    person_id: &str,
+) -> sqlx::Result<Option<(Vec<u8>, i64)>> {
+    sqlx::query_as(
+        "SELECT payload, version FROM provisioner_held \
+         WHERE app = $1 AND person_id = $2 AND reason <> 'guard' ORDER BY version DESC LIMIT 1",
+    )
+    .bind(app)
+    .bind(person_id)
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Removes the changes parked for `person` in `app` up to `version` (not
+/// those the guard holds).
+///
+/// # Errors
+/// Query failures.
+pub async fn forget_parked(db: &Db, app: &str, person_id: &str, version: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM provisioner_held \
+         WHERE app = $1 AND person_id = $2 AND version <= $3 AND reason <> 'guard'",
+    )
+    .bind(app)
+    .bind(person_id)
+    .bind(version)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }

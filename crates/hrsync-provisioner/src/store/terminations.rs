@@ -95,8 +95,9 @@ pub struct HeldFor {
     pub person_id: String,
     /// The app.
     pub app: String,
-    /// `guard` (the deprovision guard holds it) or `quarantine` (parked
-    /// while the app does not answer).
+    /// `guard` (the deprovision guard holds it), `quarantine` (parked
+    /// while the app does not answer) or `retry` (the person's change ran
+    /// out of attempts; parked for the next probe).
     pub reason: String,
     /// Since when, ms since the epoch.
     pub held_at_ms: i64,
