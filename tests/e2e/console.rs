@@ -2,7 +2,8 @@
 //! `chromium`, driven by `playwright-core` from npm, `tests/console/`)
 //! against `hrsync run --role all` with the console served, signing in at
 //! a real OpenID provider (`tests/oidc-provider/issuer.mjs`, accounts
-//! `ada`, an admin, and `vic`, a viewer).
+//! `ada`, an admin, `vic`, a viewer, and `cleo`, an admin by the group in
+//! her token that `[oauth.roles]` maps).
 //!
 //! The stack holds Lucy (Customer Support) and Tom, both in slack, whose
 //! deprovision guard holds every deactivation; Tom is terminated, so the
@@ -220,6 +221,36 @@ async fn console_sessions_are_scoped_tied_to_their_browser_and_end_at_sign_out(
         .send()
         .await?;
     assert_eq!(answer.status(), 409, "the API answers: nothing to release");
+
+    // Granted the read scope only, but in the group `[oauth.roles]` makes
+    // admins: the console and the API let her act.
+    let cleo = hrsync_tests::console_sign_in(&stack.admin, "cleo").await?;
+    let cleos: Value = http
+        .get(console("/session"))
+        .header("cookie", &cleo)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (&cleos["subject"], &cleos["can_act"]),
+        (&json!("cleo"), &json!(true)),
+        "{cleos}"
+    );
+    let answer = http
+        .post(&release)
+        .header("cookie", &cleo)
+        .header(
+            "x-csrf-token",
+            cleos["csrf_token"].as_str().unwrap_or_default(),
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        answer.status(),
+        409,
+        "an admin by her group: the API answers"
+    );
 
     // A callback this browser did not start is refused; a sign-in returns
     // only to a console page.

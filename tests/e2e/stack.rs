@@ -497,6 +497,7 @@ impl Processes {
         let admin = admin.map_or_else(String::new, |(issuer, _)| {
             format!(
                 "[oauth]\nissuer = \"{issuer}\"\naudience = \"{}\"\n\n\
+                 [oauth.roles]\nclaim = \"groups\"\nadmin = [\"hrsync-admins\"]\n\n\
                  [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
                  [console]\nclient_id = \"console\"\n\
                  public_url = \"http://127.0.0.1:{admin_port}\"\n\

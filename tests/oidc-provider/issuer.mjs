@@ -40,6 +40,9 @@
 // Accounts, no passwords:
 //   ada  "Ada Admin", ada@example.com, may get hrsync:read hrsync:admin
 //   vic  "Vic Viewer", vic@example.com, may get hrsync:read
+//   cleo "Cleo Claims", cleo@example.com, may get hrsync:read; her access
+//        tokens carry `groups: ["hrsync-admins"]` (for hrsync's
+//        `[oauth.roles]`, which grants scopes from a claim)
 // The authorization request (`GET /auth`, scope e.g. `openid profile email
 // hrsync:read hrsync:admin`, resource=URI as an RFC 8707 resource indicator,
 // `https://hrsync.test/api` if none is given, code_challenge, state, nonce)
@@ -96,6 +99,7 @@ const OIDC_SCOPES = ['openid', 'profile', 'email'];
 const ACCOUNTS = {
   ada: { name: 'Ada Admin', email: 'ada@example.com', scope: 'hrsync:read hrsync:admin' },
   vic: { name: 'Vic Viewer', email: 'vic@example.com', scope: 'hrsync:read' },
+  cleo: { name: 'Cleo Claims', email: 'cleo@example.com', scope: 'hrsync:read', groups: ['hrsync-admins'] },
 };
 
 // Private JWKs, the current signing key first.
@@ -241,6 +245,13 @@ function makeProvider(issuer) {
       url: async (ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     pkce: { required: () => true },
+    // An account's groups ride in its access tokens (JWT), as Okta puts
+    // groups and Entra app roles there.
+    extraTokenClaims: async (ctx, token) => {
+      const account = token.accountId && Object.hasOwn(ACCOUNTS, token.accountId)
+        ? ACCOUNTS[token.accountId] : undefined;
+      return account?.groups ? { groups: account.groups } : undefined;
+    },
     adapter: SharedMemoryAdapter,
     jwks: { keys },
     cookies: {

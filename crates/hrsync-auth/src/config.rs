@@ -32,6 +32,60 @@ pub struct OAuthConfig {
     /// The scope each kind of operation needs.
     #[serde(default)]
     pub scopes: Scopes,
+    /// Grants hrsync's scopes from a claim of the token as well (the
+    /// groups or roles the issuer puts in it), for issuers that cannot
+    /// grant custom scopes per user.
+    #[serde(default)]
+    pub roles: Option<RoleClaim>,
+}
+
+/// hrsync's scopes granted by the values of one claim of the access token:
+/// a token whose claim holds one of `admin` has the read and admin scopes,
+/// one of `read` the read scope, one of `events_write` the push API's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleClaim {
+    /// The claim: a string or an array of strings, e.g. `groups` (Okta),
+    /// `roles` (Entra app roles) or `realm_access.roles` (Keycloak; dots
+    /// walk into objects).
+    pub claim: String,
+    /// Values that grant reading through the admin API.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Values that grant the admin API's actions (and reading).
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// Values that grant writing lifecycle events to the push API.
+    #[serde(default)]
+    pub events_write: Vec<String>,
+}
+
+impl RoleClaim {
+    /// The scopes (named as `scopes` says) that `claims` grant.
+    pub fn scopes_of(&self, claims: &serde_json::Value, scopes: &Scopes) -> Vec<String> {
+        let mut at = Some(claims);
+        for part in self.claim.split('.') {
+            at = at.and_then(|v| v.get(part));
+        }
+        let values: Vec<&str> = match at {
+            Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
+            Some(serde_json::Value::Array(list)) => {
+                list.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        };
+        let holds = |wanted: &[String]| values.iter().any(|v| wanted.iter().any(|w| w == v));
+        let mut granted = Vec::new();
+        if holds(&self.admin) {
+            granted.extend([scopes.admin.clone(), scopes.read.clone()]);
+        } else if holds(&self.read) {
+            granted.push(scopes.read.clone());
+        }
+        if holds(&self.events_write) {
+            granted.push(scopes.events_write.clone());
+        }
+        granted
+    }
 }
 
 /// Scope names, as the issuer grants them.
@@ -90,6 +144,7 @@ impl OAuthConfig {
             key_max_age_seconds: default_key_max_age(),
             unknown_key_refetch_seconds: default_refetch(),
             scopes: Scopes::default(),
+            roles: None,
         }
     }
 
@@ -126,6 +181,22 @@ impl OAuthConfig {
                 return Err(OAuthConfigError {
                     key,
                     problem: format!("{scope:?} is not one scope name"),
+                });
+            }
+        }
+        if let Some(roles) = &self.roles {
+            if roles.claim.trim().is_empty() || roles.claim.split('.').any(str::is_empty) {
+                return Err(OAuthConfigError {
+                    key: "oauth.roles.claim",
+                    problem: format!("{:?} is not a claim name", roles.claim),
+                });
+            }
+            if roles.read.is_empty() && roles.admin.is_empty() && roles.events_write.is_empty() {
+                return Err(OAuthConfigError {
+                    key: "oauth.roles",
+                    problem:
+                        "grants nothing; list the claim's values under read, admin or events_write"
+                            .to_owned(),
                 });
             }
         }

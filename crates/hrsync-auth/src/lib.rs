@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
-pub use config::{OAuthConfig, OAuthConfigError, Scopes};
+pub use config::{OAuthConfig, OAuthConfigError, RoleClaim, Scopes};
 pub use keys::IssuerMetadata;
 pub use problem::{Problem, PROBLEM_JSON};
 pub use verify::{Identity, Principal, Verifier};

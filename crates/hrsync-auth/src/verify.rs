@@ -154,10 +154,22 @@ impl Verifier {
     /// [`Rejection::Invalid`] naming why, or [`Rejection::KeysUnavailable`]
     /// when the issuer's keys cannot be read.
     pub async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
-        let claims = self
-            .decode::<Claims>(token, &self.config.audience, &["exp", "iss", "aud", "sub"])
+        let raw = self
+            .decode::<serde_json::Value>(
+                token,
+                &self.config.audience,
+                &["exp", "iss", "aud", "sub"],
+            )
             .await?;
-        principal(claims)
+        let claims = Claims::deserialize(&raw)
+            .map_err(|e| Rejection::invalid(format!("the token's claims are malformed: {e}")))?;
+        let mut principal = principal(claims)?;
+        if let Some(roles) = &self.config.roles {
+            principal
+                .scopes
+                .extend(roles.scopes_of(&raw, &self.config.scopes));
+        }
+        Ok(principal)
     }
 
     /// Checks an ID token the issuer's token endpoint answered to the

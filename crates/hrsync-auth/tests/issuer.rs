@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::{header, HeaderMap, HeaderValue};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hrsync_auth::{Authorizer, OAuthConfig, Rejection, Verifier};
+use hrsync_auth::{Authorizer, OAuthConfig, Rejection, RoleClaim, Verifier};
 use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
 use serde_json::json;
 
@@ -260,5 +260,97 @@ async fn an_unreachable_issuer_is_a_503_not_a_401() -> anyhow::Result<()> {
     );
     let answer = axum::response::IntoResponse::into_response(refusal);
     assert_eq!(answer.status(), 503);
+    Ok(())
+}
+
+/// An issuer that cannot grant custom scopes per user puts groups or roles
+/// in the token instead: `[oauth.roles]` maps their values to hrsync's
+/// scopes, for a flat claim and for a nested one.
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_in_a_claim_grant_hrsyncs_scopes() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let with_roles = |claim: &str| {
+        Verifier::new(OAuthConfig {
+            roles: Some(RoleClaim {
+                claim: claim.to_owned(),
+                read: vec!["hrsync-viewers".to_owned()],
+                admin: vec!["hrsync-admins".to_owned()],
+                events_write: vec!["hr-feed".to_owned()],
+            }),
+            ..config(&issuer)
+        })
+    };
+    let token = |extra: serde_json::Value| {
+        let mut claims = json!({
+            "iss": issuer.issuer(), "aud": HRSYNC_AUDIENCE, "sub": "cleo",
+            "iat": now(), "exp": now() + 300,
+        });
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        issuer.sign(json!({}), claims)
+    };
+    let groups = Arc::new(with_roles("groups")?);
+    let authorizer = Authorizer::oauth(groups.clone());
+
+    let admin = token(json!({ "groups": ["staff", "hrsync-admins"] })).await?;
+    let principal = authorizer
+        .authorize(&bearer(&admin), "hrsync:admin")
+        .await?;
+    assert!(principal.has("hrsync:read"), "{principal:?}");
+    assert!(!principal.has("hrsync:events.write"));
+
+    let viewer = token(json!({ "groups": "hrsync-viewers", "scope": "openid" })).await?;
+    let principal = groups.verify(&viewer).await?;
+    assert_eq!(
+        principal
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["hrsync:read", "openid"]
+    );
+    assert_eq!(
+        authorizer.authorize(&bearer(&viewer), "hrsync:admin").await,
+        Err(Rejection::InsufficientScope {
+            scope: "hrsync:admin".to_owned()
+        })
+    );
+    // Values are matched whole, and the claim must be the configured one.
+    for other in [
+        json!({ "groups": ["hrsync-admins-old"] }),
+        json!({ "roles": ["hrsync-admins"] }),
+        json!({ "groups": 7 }),
+    ] {
+        let principal = groups.verify(&token(other.clone()).await?).await?;
+        assert!(principal.scopes.is_empty(), "{other}: {principal:?}");
+    }
+
+    // A nested claim, as Keycloak writes realm roles.
+    let nested = with_roles("realm_access.roles")?;
+    let feed = token(json!({ "realm_access": { "roles": ["hr-feed"] } })).await?;
+    let principal = nested.verify(&feed).await?;
+    assert!(principal.has("hrsync:events.write") && !principal.has("hrsync:read"));
+
+    // A role mapping that grants nothing, or names no claim, is refused.
+    let mut config = config(&issuer);
+    config.roles = Some(RoleClaim {
+        claim: "groups".to_owned(),
+        read: vec![],
+        admin: vec![],
+        events_write: vec![],
+    });
+    assert_eq!(
+        Verifier::new(config.clone()).unwrap_err().key,
+        "oauth.roles"
+    );
+    config.roles = Some(RoleClaim {
+        claim: "realm_access.".to_owned(),
+        read: vec!["x".to_owned()],
+        admin: vec![],
+        events_write: vec![],
+    });
+    assert_eq!(Verifier::new(config).unwrap_err().key, "oauth.roles.claim");
     Ok(())
 }
