@@ -8,7 +8,7 @@
 // guard's release is offered disabled, and refused when forced through the
 // console's API (and without the CSRF token). As ada (an admin): find and
 // open Lucy with the keyboard alone; search Lucy and see why she has slack; release the guard; see Tom's termination
-// timed; preview a rule change; sign out. Each step saves a screenshot in
+// timed; reconcile slack through its dialog with the keyboard alone; preview a rule change; sign out. Each step saves a screenshot in
 // SCREENSHOTS. Exits non-zero, saying what was wrong, on the first failure.
 import assert from 'node:assert/strict';
 
@@ -153,6 +153,36 @@ async function tomsTerminationTimed(page) {
   await shot(page, 'terminations');
 }
 
+/**
+ * The keyboard alone through an action dialog: to "Reconcile", Enter; the
+ * dry run's classification; Escape closes the dialog and gives the focus
+ * back; again, then to "Fix", Enter; the run's summary.
+ */
+async function reconcileByKeyboard(page) {
+  await page.getByRole('link', { name: 'Apps', exact: true }).click();
+  await page.getByRole('link', { name: 'slack', exact: true }).first().click();
+  const reconcile = page.getByRole('button', { name: 'Reconcile' });
+  await reconcile.waitFor();
+  await page.locator('body').focus();
+  await tabTo(page, reconcile);
+  await page.keyboard.press('Enter');
+  const dialog = page.getByRole('dialog');
+  await dialog.getByText(/Dry run slack: \d+ accounts read/).waitFor();
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.ok(await reconcile.evaluate((el) => el === document.activeElement),
+    'the focus is not back on "Reconcile" after Escape');
+  await page.keyboard.press('Enter');
+  await dialog.getByText(/Dry run slack/).waitFor();
+  const fix = dialog.getByRole('button', { name: 'Fix' });
+  await tabTo(page, fix);
+  await page.keyboard.press('Enter');
+  const done = page.getByRole('status').filter({ hasText: 'Reconciled slack' });
+  await done.waitFor();
+  assert.match(await done.innerText(), /\d+ accounts read.*Every fix was applied\./s);
+  await shot(page, 'reconciled');
+}
+
 async function previewARuleChange(page) {
   await page.getByRole('link', { name: 'Rules', exact: true }).click();
   const rules = page.getByLabel('Rule set (JSON)');
@@ -182,6 +212,7 @@ async function asAdmin(page, errors) {
   await whyLucyHasSlack(page);
   await releaseTheGuard(page);
   await tomsTerminationTimed(page);
+  await reconcileByKeyboard(page);
   await previewARuleChange(page);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'You have signed out' }).waitFor();
@@ -195,7 +226,7 @@ try {
   await withPage(browser, 'viewer', asViewer);
   console.log('viewer: the guard release offered disabled and refused');
   await withPage(browser, 'admin', asAdmin);
-  console.log('admin: why, release, termination timed, rules preview, sign-out');
+  console.log('admin: why, release, termination timed, reconcile by keyboard, rules preview, sign-out');
 } finally {
   await browser.close();
 }

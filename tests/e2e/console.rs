@@ -10,8 +10,9 @@
 //! guard is tripped holding his deactivation. The browser script
 //! (`tests/console/e2e.mjs`) then signs in as vic, who sees the guard but
 //! is refused its release; and as ada, who searches Lucy and sees why she
-//! has slack, releases the guard, sees Tom's termination timed, and
-//! previews a rule change. Each step saves a screenshot. A second test
+//! has slack, releases the guard, sees Tom's termination timed, reconciles
+//! slack through its dialog with the keyboard alone, and previews a rule
+//! change. Each step saves a screenshot. A second test
 //! checks the sign-in and sessions over plain HTTP.
 
 use std::path::Path;
@@ -89,7 +90,8 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
     assert!(output.status.success(), "the browser script failed:\n{log}");
 
     // What the browser did, as the API sees it: the guard released by ada,
-    // Tom deactivated; vic's refused release changed nothing.
+    // Tom deactivated, then slack reconciled (fixed) by her; vic's refused
+    // release changed nothing.
     assert!(slack_active(&apps, "tom@example.com", false).await?);
     let actions: Value = http
         .get(format!("{}/api/v1/actions", stack.admin))
@@ -107,11 +109,19 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
             (field("action"), field("subject"), field("client_id"))
         })
         .collect();
-    assert_eq!(done, [("guard.release", "ada", "console")], "{actions}");
+    assert_eq!(
+        done,
+        [
+            ("reconcile", "ada", "console"),
+            ("guard.release", "ada", "console")
+        ],
+        "{actions}"
+    );
     for shot in [
         "viewer-refused",
         "person-why",
         "terminations",
+        "reconciled",
         "rules-preview",
     ] {
         let file = screenshots.join(format!("{shot}.png"));

@@ -289,18 +289,41 @@ pub(crate) async fn reconcile(
             Problem::unprocessable("$", format!("not a reconciliation request: {e}"))
         })?;
     let options = Options::new(request.dry_run, request.orphans);
-    let outcome = sweep::reconcile_app(&api.provisioner, &app, &options).await;
-    if !request.dry_run {
-        let detail = match &outcome {
-            Ok(report) => json!({ "orphans": request.orphans, "failures": report.failures() }),
-            Err(e) => json!({ "orphans": request.orphans, "error": e.to_string() }),
-        };
-        let ok = outcome.as_ref().is_ok_and(|r| r.failures() == 0);
-        actions::record(&api, &principal, "reconcile", &app, ok, detail).await;
-    }
-    match outcome {
+    // Run to the end, and recorded, even if the caller goes away meanwhile
+    // (a closed browser tab); its progress is at `.../reconcile/progress`.
+    let run = tokio::spawn(async move {
+        let outcome = sweep::reconcile_app(&api.provisioner, &app, &options).await;
+        if !request.dry_run {
+            let detail = match &outcome {
+                Ok(report) => json!({ "orphans": request.orphans, "failures": report.failures() }),
+                Err(e) => json!({ "orphans": request.orphans, "error": e.to_string() }),
+            };
+            let ok = outcome.as_ref().is_ok_and(|r| r.failures() == 0);
+            actions::record(&api, &principal, "reconcile", &app, ok, detail).await;
+        }
+        outcome
+    });
+    match run.await.map_err(unavailable)? {
         Ok(report) => serde_json::to_value(&report).map(Json).map_err(unavailable),
         Err(e @ SweepError::Busy(_)) => Err(Problem::conflict(e.to_string())),
         Err(e) => Err(unavailable(e)),
     }
+}
+
+/// `GET /api/v1/apps/{app}/reconcile/progress`: the reconciliation of the
+/// app running in this process (asked for here or on its schedule), with
+/// its phase and counts; `running: false` when there is none.
+pub(crate) async fn reconcile_progress(
+    State(api): State<Arc<AdminApi>>,
+    Path(app): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    known(&api, &app)?;
+    Ok(Json(match api.provisioner.reconcile_progress(&app) {
+        Some(progress) => {
+            let mut view = serde_json::to_value(progress).map_err(unavailable)?;
+            view["running"] = json!(true);
+            view
+        }
+        None => json!({ "app": app, "running": false }),
+    }))
 }

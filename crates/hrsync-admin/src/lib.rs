@@ -93,6 +93,10 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
             "/api/v1/imports/{source}/dry-run",
             post(imports::dry_run).layer(DefaultBodyLimit::max(imports::DRY_RUN_BODY_LIMIT)),
         )
+        .route(
+            "/api/v1/apps/{app}/reconcile/progress",
+            get(apps::reconcile_progress),
+        )
         .route("/api/v1/dlq/{stage}", get(dlq::list))
         .route("/api/v1/rules", get(rules::current))
         .route("/api/v1/rules/preview", post(rules::preview))
@@ -145,6 +149,7 @@ mod tests {
             "/api/v1/apps/{app}",
             "/api/v1/apps/{app}/guard/release",
             "/api/v1/apps/{app}/reconcile",
+            "/api/v1/apps/{app}/reconcile/progress",
             "/api/v1/actions",
             "/api/v1/terminations",
             "/api/v1/imports",

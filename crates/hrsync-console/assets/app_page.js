@@ -217,19 +217,63 @@ function openReconcile(context, view, reload) {
     fixing = true;
     cancel.disabled = true;
     clearRegion(alert);
+    const progress = el('p', { class: 'loading', text: 'Starting…' });
+    results.replaceChildren(progress);
+    const stop = watchProgress(view.name, progress, signal);
     try {
       const report = await withBusy(fix, () => reconcile(view.name, false, signal));
+      stop();
       fixing = false;
       dialog.close('fixed');
       showStatus(view.status, reportSummary(report));
       await reload();
     } catch (error) {
+      stop();
       fixing = false;
       cancel.disabled = false;
       showError(alert, error);
     }
   });
   runDryRun(view.name, signal, { alert, results, fix });
+}
+
+/**
+ * Shows in `line` how far the app's running reconciliation is, read every
+ * half second until the returned function is called (or `signal` aborts).
+ * A failed read is skipped: the run's own answer reports what went wrong.
+ */
+function watchProgress(name, line, signal) {
+  let stopped = false;
+  (async () => {
+    while (!stopped && !signal.aborted) {
+      try {
+        const progress = await apiGet(`/apps/${segment(name)}/reconcile/progress`, {}, { signal });
+        if (!stopped && progress.running) line.textContent = progressText(progress);
+      } catch (error) {
+        if (isAbort(error)) return;
+      }
+      await new Promise((resolve) => { setTimeout(resolve, 500); });
+    }
+  })();
+  return () => { stopped = true; };
+}
+
+/** A running reconciliation's phase and counts, in words. */
+export function progressText(progress) {
+  switch (progress.phase) {
+    case 'reading':
+      return 'Reading the app\'s accounts…';
+    case 'classifying':
+      return `Classifying ${progress.accounts_read} accounts…`;
+    case 'fixing': {
+      const failed = progress.failed ? ` (${progress.failed} failed)` : '';
+      return `Fixing: ${progress.fixed + progress.failed} of ${progress.to_fix} done${failed}…`;
+    }
+    case 'memberships':
+      return 'Fixing group memberships…';
+    default:
+      return 'Recording the run…';
+  }
 }
 
 async function runDryRun(name, signal, { alert, results, fix }) {

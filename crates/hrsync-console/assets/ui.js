@@ -387,8 +387,12 @@ export function openDialog({ title, body = [], buttons = [], onClose }) {
   const actions = el('div', { class: 'dialog-actions' }, buttons);
   const dialog = el('dialog', { class: 'dialog', 'aria-labelledby': headingId },
     el('h2', { id: headingId, text: title }), el('div', { class: 'dialog-body' }, body), actions);
+  // The focus goes back where it was (the button that opened the dialog)
+  // however the dialog closes, Escape included.
+  const opener = document.activeElement;
   dialog.addEventListener('close', () => {
     dialog.remove();
+    if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
     if (onClose) onClose(dialog.returnValue);
   });
   document.body.append(dialog);

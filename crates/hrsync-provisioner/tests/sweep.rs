@@ -768,3 +768,63 @@ async fn scheduled_reconciliation_takes_turns_and_fixes() -> anyhow::Result<()> 
 fn row(class: &str, count: usize, action: &str) -> String {
     format!("{class:<16} {count:>7}  {action}\n")
 }
+
+/// A running reconciliation shows how far it is: its phase, the accounts
+/// read, the fixes to make and those made so far; nothing once it is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_reconciliation_shows_its_progress() -> anyhow::Result<()> {
+    let app = LocalApp::start(&[]).await?;
+    let store = SqliteFile::new()?;
+    let db = Db::connect(&store.url(), 4).await?;
+    db.migrate().await?;
+    // Four requests a second: each create (a search, then the POST) takes
+    // about half a second, so the run is seen part way.
+    let slow = AppConfig {
+        rate_limit: 4.0,
+        ..zendesk(&app)
+    };
+    let provisioner = provisioner(&db, vec![slow]).await?;
+    // Persons seen by a provisioner without the app: all missing from it.
+    let seen_only = self::provisioner(&db, Vec::new()).await?;
+    for n in 0..6 {
+        let change = person(&format!("E{n}"), &format!("P{n} Tester"), Active);
+        seen_only.apply(&change, None).await;
+    }
+    assert_eq!(provisioner.reconcile_progress("zendesk"), None);
+
+    let fix = options(false);
+    let run = sweep::reconcile_app(&provisioner, "zendesk", &fix);
+    let watch = async {
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(view) = provisioner.reconcile_progress("zendesk") {
+                if seen.last() != Some(&view) {
+                    seen.push(view);
+                }
+            } else if !seen.is_empty() {
+                return Ok(seen);
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (report, seen) = tokio::join!(run, watch);
+    let (report, seen) = (report?, seen?);
+    assert_eq!(report.counts[&Class::Missing], 6, "{}", report.summary());
+    assert!(seen.iter().all(|v| !v.dry_run && v.app == "zendesk"));
+    let midway = seen
+        .iter()
+        .find(|v| v.fixed > 0 && v.fixed < v.to_fix)
+        .unwrap_or_else(|| panic!("no view part way through the fixes: {seen:?}"));
+    assert_eq!(
+        (midway.phase, midway.to_fix, midway.failed),
+        (sweep::Phase::Fixing, 6, 0)
+    );
+    // Counts only grow.
+    for pair in seen.windows(2) {
+        assert!(pair[1].fixed >= pair[0].fixed, "{seen:?}");
+    }
+    assert_eq!(provisioner.reconcile_progress("zendesk"), None);
+    Ok(())
+}

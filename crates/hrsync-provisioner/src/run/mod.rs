@@ -96,6 +96,8 @@ pub struct Provisioner {
     parking: std::sync::Mutex<Parking>,
     /// When each app last answered.
     answers: Answers,
+    /// The reconciliations running in this process.
+    pub(crate) reconciling: crate::sweep::Running,
     probe_interval: Duration,
 }
 
@@ -171,6 +173,7 @@ impl Provisioner {
             audit: AuditLog::start(db.clone(), audit),
             parking: std::sync::Mutex::default(),
             answers: Answers::new(config.apps.iter().map(|a| a.name.as_str())),
+            reconciling: crate::sweep::Running::default(),
             probe_interval: Duration::from_millis(config.quarantine_probe_ms),
         }
         .with_parked_changes_waiting()
@@ -183,6 +186,11 @@ impl Provisioner {
     /// lost), so call it once nothing is applied any more.
     pub async fn close(&self) {
         self.audit.close().await;
+    }
+
+    /// The reconciliation of `app` running in this process, if any.
+    pub fn reconcile_progress(&self, app: &str) -> Option<crate::sweep::ProgressView> {
+        self.reconciling.of(app)
     }
 
     /// The configured apps.

@@ -16,6 +16,7 @@ use crate::run::Provisioner;
 use crate::scim::ScimError;
 
 use super::inputs::decode_persons;
+use super::progress::{Phase, Progress};
 use super::report::{Action, Finding, FixResult};
 use super::{Options, FIXES};
 
@@ -28,6 +29,7 @@ pub(super) async fn fix(
     changes: &HashMap<&str, &DirectoryChange>,
     options: &Options,
     started_ms: i64,
+    progress: &Progress,
 ) {
     // Orphans whose person reached the provisioner while the app was read
     // are not orphans: left for the next reconciliation.
@@ -75,6 +77,7 @@ pub(super) async fn fix(
                     FixResult::Failed { .. } => "failed",
                 };
                 count_fix(app, action, outcome);
+                progress.fixed(!matches!(result, FixResult::Failed { .. }));
                 (i, Some(result))
             })
             .buffer_unordered(options.fix_concurrency.max(1))
@@ -85,6 +88,7 @@ pub(super) async fn fix(
             findings[i].result = Some(result);
         }
     }
+    progress.enter(Phase::Memberships);
     fix_memberships(provisioner, app, findings, changes).await;
 }
 

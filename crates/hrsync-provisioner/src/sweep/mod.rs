@@ -46,6 +46,7 @@
 //! - `classify`: every account classified, with no I/O.
 //! - `fix`: the fixes, through the provisioner's own paths.
 //! - `report`: the findings, the report and its summary.
+//! - `progress`: how far the runs in this process are.
 //! - `schedule`: reconciling each app on its schedule.
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,12 +63,15 @@ use crate::scim::ScimClient;
 mod classify;
 mod fix;
 mod inputs;
+mod progress;
 mod report;
 mod schedule;
 
 use classify::classify;
 use fix::fix;
 use inputs::gather;
+use progress::Progress;
+pub use progress::{Phase, ProgressView, Running};
 pub use report::{Action, Class, Finding, FixResult, Report};
 pub use schedule::scheduled;
 
@@ -201,7 +205,9 @@ pub async fn reconcile_app(
         .await
         .map_err(store)?
         .ok_or_else(|| SweepError::Busy(app.name.clone()))?;
-    let report = sweep(provisioner, app, options).await;
+    let running = provisioner.reconciling.start(&app.name, options.dry_run);
+    let report = sweep(provisioner, app, options, &running.progress).await;
+    drop(running);
     claim.release().await;
     report
 }
@@ -211,6 +217,7 @@ async fn sweep(
     provisioner: &Provisioner,
     app: &App,
     options: &Options,
+    progress: &Progress,
 ) -> Result<Report, SweepError> {
     let read = |source: ReconcileError| SweepError::Read {
         app: app.name.clone(),
@@ -219,6 +226,8 @@ async fn sweep(
     let started = chrono::Utc::now();
     let db = &provisioner.db;
     let inputs = gather(db, app).await.map_err(read)?;
+    progress.read(inputs.accounts.len());
+    progress.enter(Phase::Classifying);
     let mut findings = classify(app, &inputs, options.orphans);
     tracing::info!(
         app = %app.name,
@@ -233,6 +242,8 @@ async fn sweep(
             .iter()
             .map(|p| (p.change.person_id.as_str(), &p.change))
             .collect();
+        progress.will_fix(findings.iter().filter(|f| f.action.fixes_one()).count());
+        progress.enter(Phase::Fixing);
         fix(
             provisioner,
             app,
@@ -240,9 +251,11 @@ async fn sweep(
             &changes,
             options,
             started.timestamp_millis(),
+            progress,
         )
         .await;
     }
+    progress.enter(Phase::Recording);
     let mut counts: BTreeMap<Class, usize> = Class::ALL.iter().map(|c| (*c, 0)).collect();
     for finding in &findings {
         *counts.entry(finding.class).or_default() += 1;

@@ -88,6 +88,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether a fix run applies this to its one account (link, create,
+    /// re-apply, deactivate), as opposed to nothing or memberships
+    /// requested of the group writer together.
+    pub(super) fn fixes_one(self) -> bool {
+        matches!(
+            self,
+            Action::Link | Action::Create | Action::Reapply | Action::Deactivate
+        )
+    }
+
     pub(super) fn would(self) -> &'static str {
         match self {
             Action::None => "nothing to do",

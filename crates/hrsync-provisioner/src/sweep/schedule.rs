@@ -86,7 +86,8 @@ pub(super) async fn schedule(
                 .is_ok_and(|last| due(last) <= chrono::Utc::now().timestamp_millis());
             if still_due {
                 if let Some(app) = provisioner.apps().iter().find(|a| a.name == app) {
-                    match sweep(&provisioner, app, &options).await {
+                    let running = provisioner.reconciling.start(&app.name, options.dry_run);
+                    match sweep(&provisioner, app, &options, &running.progress).await {
                         Ok(report) => tracing::info!(
                             app = %app.name,
                             dry_run = report.dry_run,

@@ -1,0 +1,152 @@
+//! How far the reconciliations running in this process are, for the admin
+//! API (and so the console) to show while one runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// What a running reconciliation is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading the app's accounts, the links and the persons.
+    Reading,
+    /// Classifying every account.
+    Classifying,
+    /// Applying the fixes.
+    Fixing,
+    /// Requesting and flushing group membership fixes.
+    Memberships,
+    /// Recording the run.
+    Recording,
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::Reading,
+    Phase::Classifying,
+    Phase::Fixing,
+    Phase::Memberships,
+    Phase::Recording,
+];
+
+/// The counters of one running reconciliation, updated as it goes.
+#[derive(Debug)]
+pub(super) struct Progress {
+    started_at: String,
+    dry_run: bool,
+    phase: AtomicU8,
+    accounts_read: AtomicUsize,
+    to_fix: AtomicUsize,
+    fixed: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Progress {
+    pub(super) fn enter(&self, phase: Phase) {
+        let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0);
+        self.phase
+            .store(u8::try_from(index).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub(super) fn read(&self, accounts: usize) {
+        self.accounts_read.store(accounts, Ordering::Relaxed);
+    }
+
+    pub(super) fn will_fix(&self, fixes: usize) {
+        self.to_fix.store(fixes, Ordering::Relaxed);
+    }
+
+    /// One fix done (`ok`) or failed.
+    pub(super) fn fixed(&self, ok: bool) {
+        let counter = if ok { &self.fixed } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn view(&self, app: &str) -> ProgressView {
+        let phase = PHASES[usize::from(self.phase.load(Ordering::Relaxed)) % PHASES.len()];
+        ProgressView {
+            app: app.to_owned(),
+            dry_run: self.dry_run,
+            started_at: self.started_at.clone(),
+            phase,
+            accounts_read: self.accounts_read.load(Ordering::Relaxed),
+            to_fix: self.to_fix.load(Ordering::Relaxed),
+            fixed: self.fixed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running reconciliation as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgressView {
+    /// The app.
+    pub app: String,
+    /// Classifying only.
+    pub dry_run: bool,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// What it is doing.
+    pub phase: Phase,
+    /// Accounts read from the app (known once reading is done).
+    pub accounts_read: usize,
+    /// Fixes to apply (known once classified; 0 in a dry run).
+    pub to_fix: usize,
+    /// Fixes applied so far.
+    pub fixed: usize,
+    /// Fixes failed so far.
+    pub failed: usize,
+}
+
+/// The reconciliations running in this process, by app.
+#[derive(Debug, Default)]
+pub struct Running {
+    apps: Mutex<HashMap<String, Arc<Progress>>>,
+}
+
+impl Running {
+    /// The reconciliation of `app` running in this process, if any.
+    pub fn of(&self, app: &str) -> Option<ProgressView> {
+        let apps = self.apps.lock().ok()?;
+        apps.get(app).map(|p| p.view(app))
+    }
+
+    /// Registers a run of `app`; it is listed until the guard is dropped
+    /// (also when the run is cancelled).
+    pub(super) fn start(&self, app: &str, dry_run: bool) -> Registered<'_> {
+        let progress = Arc::new(Progress {
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            dry_run,
+            phase: AtomicU8::new(0),
+            accounts_read: AtomicUsize::new(0),
+            to_fix: AtomicUsize::new(0),
+            fixed: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        });
+        if let Ok(mut apps) = self.apps.lock() {
+            apps.insert(app.to_owned(), progress.clone());
+        }
+        Registered {
+            running: self,
+            app: app.to_owned(),
+            progress,
+        }
+    }
+}
+
+/// A registered run; unlisted when dropped.
+pub(super) struct Registered<'a> {
+    running: &'a Running,
+    app: String,
+    pub(super) progress: Arc<Progress>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut apps) = self.running.apps.lock() {
+            apps.remove(&self.app);
+        }
+    }
+}
