@@ -261,6 +261,11 @@ mod tests {
         let oauth = config.oauth.expect("[oauth] set");
         assert_eq!(oauth.audience, "https://hrsync.example.com/api");
         assert_eq!(oauth.scopes.events_write, "hrsync:events.write");
+        let roles = oauth.roles.expect("[oauth.roles] set");
+        assert_eq!(
+            (roles.claim.as_str(), roles.admin.as_slice()),
+            ("groups", ["hrsync-admins".to_owned()].as_slice())
+        );
         let insecure = section.replace("https://login", "http://login");
         let error = load_text(&insecure).expect_err("keys over http are refused");
         assert!(error.contains("oauth.issuer"), "{error}");
