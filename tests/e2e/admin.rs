@@ -346,6 +346,8 @@ async fn admin_actions_are_scoped_and_recorded_with_their_subject() -> anyhow::R
     // The audit, searched by person and app, newest first, paged.
     let audit = get(&http, &api("/audit?person=E7&app=slack&limit=1"), &reader).await?;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+    // Each record names the person by employee id too (the console links it).
+    assert_eq!(audit["items"][0]["employee_id"], "E7", "{audit}");
     let cursor = audit["next_cursor"]
         .as_str()
         .expect("a next page")

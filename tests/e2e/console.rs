@@ -18,6 +18,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::Context;
 use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
 use serde_json::{json, Value};
 
@@ -261,6 +262,25 @@ async fn console_sessions_are_scoped_tied_to_their_browser_and_end_at_sign_out(
         409,
         "an admin by her group: the API answers"
     );
+
+    // Two sign-ins started in one browser (two tabs): the first finishes
+    // all the same.
+    let mut jar = std::collections::BTreeMap::new();
+    let mut first = None;
+    for _ in 0..2 {
+        let answer = http.get(console("/login")).send().await?;
+        let set = answer.headers()["set-cookie"].to_str()?;
+        let (name, value) = set
+            .split(';')
+            .next()
+            .and_then(|pair| pair.split_once('='))
+            .context("no login cookie")?;
+        jar.insert(name.to_owned(), value.to_owned());
+        first.get_or_insert(reqwest::Url::parse(answer.headers()["location"].to_str()?)?);
+    }
+    assert_eq!(jar.len(), 2, "one login cookie replaced the other: {jar:?}");
+    let first = first.context("no sign-in started")?;
+    hrsync_tests::console_sign_in_from(first, jar, "vic").await?;
 
     // A callback this browser did not start is refused; a sign-in returns
     // only to a console page.

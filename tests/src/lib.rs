@@ -27,7 +27,7 @@ pub use broker::{Broker, TANSU_VERSION};
 pub use change::directory_change;
 pub use fault::{Fault, FaultProxy};
 pub use keys::KeyPair;
-pub use oidc::{console_sign_in, start_fixture, Issuer, HRSYNC_AUDIENCE};
+pub use oidc::{console_sign_in, console_sign_in_from, start_fixture, Issuer, HRSYNC_AUDIENCE};
 pub use pg_server::{PgServer, StopMode};
 pub use postgres::{break_claims, PgDatabase, DATABASE_PREFIX};
 pub use process::free_port;

@@ -131,12 +131,25 @@ impl Issuer {
 /// # Errors
 /// A step answered something a sign-in does not.
 pub async fn console_sign_in(console: &str, username: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(&format!("{console}/console/login?return_to=/console/"))?;
+    console_sign_in_from(url, Default::default(), username).await
+}
+
+/// [`console_sign_in`] from `url` (the console's login, or the issuer's
+/// authorization URL it sent a browser to) with the cookies of `jar`, as a
+/// browser that started other sign-ins would carry them.
+///
+/// # Errors
+/// A step answered something a sign-in does not.
+pub async fn console_sign_in_from(
+    mut url: reqwest::Url,
+    // Every host here is 127.0.0.1, and cookies do not tell ports apart.
+    mut jar: std::collections::BTreeMap<String, String>,
+    username: &str,
+) -> anyhow::Result<String> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    // Every host here is 127.0.0.1, and cookies do not tell ports apart.
-    let mut jar: std::collections::BTreeMap<String, String> = Default::default();
-    let mut url = reqwest::Url::parse(&format!("{console}/console/login?return_to=/console/"))?;
     let mut login_form = false;
     for _ in 0..20 {
         let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();

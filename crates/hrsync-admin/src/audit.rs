@@ -37,6 +37,9 @@ pub(crate) struct AuditQuery {
 pub(crate) struct AuditItem {
     audit_id: String,
     person_id: String,
+    /// The person's employee id, where a change of theirs is stored (the
+    /// key of `/persons/{employee_id}`).
+    employee_id: Option<String>,
     app: String,
     operation: String,
     outcome: String,
@@ -59,6 +62,7 @@ impl From<AuditRow> for AuditItem {
             at_ms: row.at_ms,
             audit_id: row.audit_id,
             person_id: row.person_id,
+            employee_id: row.employee_id,
             app: row.app,
             operation: row.operation,
             outcome: row.outcome,

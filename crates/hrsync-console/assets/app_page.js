@@ -93,7 +93,7 @@ function healthSection(app) {
 function lastErrorsSection(app, session) {
   const columns = [
     { header: 'Time', cell: (e) => timeEl(e.at) },
-    { header: 'Person (hrsync id)', cell: (e) => personLogLink(e.person_id), className: 'mono' },
+    { header: 'Person', cell: (e) => personLogLink(e.person_id, e.employee_id), className: 'mono' },
     { header: 'Operation', cell: (e) => e.operation, className: 'mono' },
     { header: 'Outcome', cell: (e) => outcomeBadge(e.outcome) },
     { header: 'HTTP', cell: (e) => e.http_status, numeric: true },

@@ -6,8 +6,8 @@
 import { apiGet, queryString } from './api.js';
 import {
   alertRegion, appendChildren, appLink, dataTable, el, field, formatDuration, fromLocalInputValue,
-  hasTraces, isAbort, loadMore, loading, outcomeBadge, pageHeading, select, showError,
-  timeEl, toLocalInputValue, traceLink,
+  hasTraces, isAbort, loadMore, loading, outcomeBadge, pageHeading, personPath, select,
+  showError, timeEl, toLocalInputValue, traceLink,
 } from './ui.js';
 
 const PAGE_SIZE = 50;
@@ -124,22 +124,28 @@ async function showLog(context, filters, { alert, results }) {
 }
 
 /**
- * The audit names a person by hrsync id, not employee id; the link filters
- * the log to them.
+ * The audit names a person by hrsync id, and by employee id where a change
+ * of theirs is stored: the employee id links to the person's page, the
+ * hrsync id filters the log to them.
  */
-export function personLogLink(personId) {
+export function personLogLink(personId, employeeId) {
   if (!personId) return null;
-  return el('a', {
+  const filter = el('a', {
     href: `/console/log${queryString({ person_id: personId })}`,
     title: 'Show this person’s operations',
-    text: personId,
+    text: employeeId ? 'operations' : personId,
   });
+  if (!employeeId) return filter;
+  return el('span', {}, [
+    el('a', { href: personPath(employeeId), title: 'Open the person', text: employeeId }),
+    ' (', filter, ')',
+  ]);
 }
 
 function columns(session) {
   const list = [
     { header: 'Time', cell: (r) => timeEl(r.at) },
-    { header: 'Person (hrsync id)', cell: (r) => personLogLink(r.person_id), className: 'mono' },
+    { header: 'Person', cell: (r) => personLogLink(r.person_id, r.employee_id), className: 'mono' },
     { header: 'App', cell: (r) => appLink(r.app) },
     { header: 'Operation', cell: (r) => r.operation, className: 'mono' },
     { header: 'Outcome', cell: (r) => outcomeBadge(r.outcome) },

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "hrsync_console";
-/// The cookie that ties a sign-in's callback to the browser that started
-/// it (its value is the sign-in's `state`).
+/// The prefix of the cookie that ties a sign-in's callback to the browser
+/// that started it (one per sign-in; its value is the sign-in's `state`).
 pub(crate) const LOGIN_COOKIE: &str = "hrsync_console_login";
 /// How long a sign-in may take at the issuer.
 pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(600);

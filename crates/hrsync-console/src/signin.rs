@@ -71,10 +71,16 @@ pub(crate) async fn login(
         nonce,
         safe_return(query.return_to.as_deref()),
     );
-    let cookie = console.cookie(LOGIN_COOKIE, &state, LOGIN_TTL.as_secs());
+    let cookie = console.cookie(&login_cookie(&state), &state, LOGIN_TTL.as_secs());
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
+}
+
+/// The cookie that ties the sign-in of `state` to the browser: one per
+/// sign-in, so sign-ins started in two tabs do not replace each other's.
+fn login_cookie(state: &str) -> String {
+    format!("{LOGIN_COOKIE}_{}", state.get(..16).unwrap_or(state))
 }
 
 /// `GET /console/callback` parameters: a code, or the issuer's refusal.
@@ -116,7 +122,7 @@ pub(crate) async fn callback(
     let started_here = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, LOGIN_COOKIE))
+        .and_then(|c| session::cookie(c, &login_cookie(state)))
         .is_some_and(|c| hrsync_auth::same_secret(c, state));
     let pending = console.sessions.finish_login(state);
     let Some(pending) = pending.filter(|_| started_here) else {
@@ -141,7 +147,10 @@ pub(crate) async fn callback(
                 header::SET_COOKIE,
                 console.cookie(SESSION_COOKIE, &cookie_value, max_age),
             );
-            headers.append(header::SET_COOKIE, console.cookie(LOGIN_COOKIE, "", 0));
+            headers.append(
+                header::SET_COOKIE,
+                console.cookie(&login_cookie(state), "", 0),
+            );
             response
         }
         Err((status, why)) => failed(status, &why),

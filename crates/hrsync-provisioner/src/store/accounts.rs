@@ -60,6 +60,8 @@ pub struct AuditRow {
     pub audit_id: String,
     /// The person.
     pub person_id: String,
+    /// The person's HR employee id, if a change of theirs is stored.
+    pub employee_id: Option<String>,
     /// The app.
     pub app: String,
     /// `CREATE`, `UPDATE`, `DEACTIVATE`, ...
@@ -126,7 +128,10 @@ pub async fn audit(db: &Db, filter: &AuditFilter) -> sqlx::Result<Vec<AuditRow>>
     }
     let text = format!(
         "SELECT audit_id, person_id, app, operation, outcome, http_status, latency_ms, attempt, \
-         version, scim_id, error, trace_id, at_ms FROM provisioner_audit{} \
+         version, scim_id, error, trace_id, at_ms, \
+         (SELECT employee_id FROM provisioner_person p \
+          WHERE p.person_id = provisioner_audit.person_id) \
+         FROM provisioner_audit{} \
          ORDER BY at_ms DESC, audit_id DESC LIMIT {}",
         sql.clause(),
         filter.limit.max(0)
@@ -148,6 +153,7 @@ pub async fn audit(db: &Db, filter: &AuditFilter) -> sqlx::Result<Vec<AuditRow>>
                 error: r.try_get(10)?,
                 trace_id: r.try_get(11)?,
                 at_ms: r.try_get(12)?,
+                employee_id: r.try_get(13)?,
             })
         })
         .collect()
