@@ -11,6 +11,7 @@
 //! `crates/*/src`, the way the Prometheus exporter renders them); the
 //! Kubernetes probes hit `/healthz` and `/readyz` on `telemetry.listen`.
 
+mod alerts;
 mod metrics;
 mod promql;
 
