@@ -14,6 +14,7 @@
 mod alerts;
 mod metrics;
 mod promql;
+mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
