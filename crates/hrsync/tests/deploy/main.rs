@@ -12,6 +12,7 @@
 //! Kubernetes probes hit `/healthz` and `/readyz` on `telemetry.listen`.
 
 mod alerts;
+mod k8s;
 mod metrics;
 mod promql;
 mod storage;
@@ -972,6 +973,7 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
         let api = match kind {
             "Deployment" => "apps/v1",
             "Service" | "ConfigMap" => "v1",
+            "NetworkPolicy" => "networking.k8s.io/v1",
             other => panic!("unexpected kind {other}"),
         };
         assert_eq!(object["apiVersion"].as_str(), Some(api), "{kind}");
@@ -998,6 +1000,11 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
             "{name}: the selector does not match the pod labels"
         );
         let pod = &template["spec"];
+        assert_eq!(
+            pod["automountServiceAccountToken"].as_bool(),
+            Some(false),
+            "{name}: hrsync needs no service account token in its pods"
+        );
         let volumes = pod["volumes"].as_sequence().expect("volumes");
         let volume = |name: &str| -> &Yaml {
             volumes
