@@ -20,6 +20,8 @@
 //!   the stores' PostgreSQL crashed under load and started again, and again
 //!   while idle, hrsync left running.
 //!
+//! - `standby::*`: a second projector on the same store waits unready and
+//!   takes over when the first is killed.
 //! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
 //! - `admin_history::*`: its terminations (with each app's deactivation
 //!   and latency) and snapshot imports.
@@ -34,6 +36,7 @@ mod db_restart;
 mod faults;
 mod load;
 mod stack;
+mod standby;
 
 use std::time::{Duration, Instant};
 

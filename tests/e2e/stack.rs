@@ -638,6 +638,30 @@ max_backoff_ms = 2000
             .spawn()?)
     }
 
+    /// Starts one more `hrsync run --role ROLE` on the same config without
+    /// waiting for it to be ready (a standby is not); returns its index.
+    pub(crate) fn start_another(&mut self, role: &str) -> anyhow::Result<usize> {
+        let metrics = format!("http://127.0.0.1:{}", free_port()?);
+        let i = self.roles.len();
+        let log = self.config.with_file_name(format!("{role}-{i}.log"));
+        let child = self.spawn(role, &metrics, &log)?;
+        self.children().push(child);
+        self.roles.push(role.to_owned());
+        self.logs.push(log);
+        self.metrics.push(metrics);
+        Ok(i)
+    }
+
+    /// The status process `i` answers `/healthz` and `/readyz` with, if it
+    /// answers.
+    pub(crate) async fn health(&self, i: usize) -> (Option<u16>, Option<u16>) {
+        let status = |path: &str| {
+            let url = format!("{}/{path}", self.metrics[i]);
+            async move { reqwest::get(url).await.ok().map(|r| r.status().as_u16()) }
+        };
+        (status("healthz").await, status("readyz").await)
+    }
+
     /// Waits until process `i` answers `/readyz` with 200.
     pub(crate) async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
         let base = &self.metrics[i];

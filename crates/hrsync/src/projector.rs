@@ -55,7 +55,8 @@ async fn prepare_topics(config: &Config) -> anyhow::Result<()> {
 }
 
 /// The projector until `shutdown`: the batch in flight is finished and
-/// stored with its offsets.
+/// stored with its offsets. It is ready once it holds its store: a standby
+/// (another projector holds it) stays unready until it takes over.
 pub(crate) async fn serve(
     config: &Config,
     shutdown: CancellationToken,
@@ -63,10 +64,17 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let projector = projector(config).await?;
     prepare_topics(config).await?;
+    let claim = run::claim_store(&projector, &shutdown)
+        .await
+        .context("projector")?;
+    // None: shut down while waiting as a standby.
+    let Some(claim) = claim else {
+        return Ok(());
+    };
     ready.role_ready("projector");
     run::run(
         projector,
-        None,
+        Some(claim),
         &config.kafka,
         &Topics::from(&config.topics),
         Mode::Serve,
