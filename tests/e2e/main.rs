@@ -20,6 +20,8 @@
 //!   the stores' PostgreSQL crashed under load and started again, and again
 //!   while idle, hrsync left running.
 //!
+//! - `push_scale::*`: two push API processes on one store share
+//!   idempotency keys.
 //! - `standby::*`: a second projector on the same store waits unready and
 //!   takes over when the first is killed.
 //! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
@@ -35,6 +37,7 @@ mod crash;
 mod db_restart;
 mod faults;
 mod load;
+mod push_scale;
 mod stack;
 mod standby;
 

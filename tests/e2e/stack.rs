@@ -11,7 +11,7 @@ use hrsync_provisioner::scim::ScimClient;
 use hrsync_tests::{Broker, FaultProxy, PgDatabase, ScimServer};
 use serde_json::{json, Value};
 
-const PUSH_TOKEN: &str = "e2e-push-token-5c1d";
+pub(crate) const PUSH_TOKEN: &str = "e2e-push-token-5c1d";
 
 /// Polls `check` until it is true, for up to a minute.
 pub(crate) async fn eventually<F, Fut>(what: &str, check: F) -> anyhow::Result<()>
@@ -375,6 +375,8 @@ pub(crate) struct Processes {
     roles: Vec<String>,
     /// Each process's stderr (its log), appended to by its restarts.
     logs: Vec<PathBuf>,
+    /// Each process's own `HRSYNC_*` settings (kept for its restarts).
+    envs: Vec<Vec<(String, String)>>,
     metrics: Vec<String>,
     push: String,
     /// The admin API's base URL (served only when started with an issuer).
@@ -590,6 +592,7 @@ max_backoff_ms = 2000
             children: std::sync::Mutex::new(Vec::new()),
             roles: Vec::new(),
             logs: Vec::new(),
+            envs: Vec::new(),
             metrics: Vec::new(),
             push: format!("http://127.0.0.1:{push_port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -602,10 +605,11 @@ max_backoff_ms = 2000
         for role in roles {
             let metrics = format!("http://127.0.0.1:{}", free_port()?);
             let log = processes.config.with_file_name(format!("{role}.log"));
-            let child = processes.spawn(role, &metrics, &log)?;
+            let child = processes.spawn(role, &metrics, &log, &[])?;
             processes.children().push(child);
             processes.roles.push((*role).to_owned());
             processes.logs.push(log);
+            processes.envs.push(Vec::new());
             processes.metrics.push(metrics);
         }
         for i in 0..roles.len() {
@@ -616,7 +620,13 @@ max_backoff_ms = 2000
 
     /// Starts `hrsync run --role ROLE`, serving its endpoints at `metrics`
     /// and appending its log to `log`.
-    fn spawn(&self, role: &str, metrics: &str, log: &std::path::Path) -> anyhow::Result<Child> {
+    fn spawn(
+        &self,
+        role: &str,
+        metrics: &str,
+        log: &std::path::Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Child> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -633,6 +643,7 @@ max_backoff_ms = 2000
                 "HRSYNC_TELEMETRY__LISTEN",
                 metrics.trim_start_matches("http://"),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()?)
@@ -641,13 +652,23 @@ max_backoff_ms = 2000
     /// Starts one more `hrsync run --role ROLE` on the same config without
     /// waiting for it to be ready (a standby is not); returns its index.
     pub(crate) fn start_another(&mut self, role: &str) -> anyhow::Result<usize> {
+        self.start_another_with(role, Vec::new())
+    }
+
+    /// [`Processes::start_another`] with its own `HRSYNC_*` settings.
+    pub(crate) fn start_another_with(
+        &mut self,
+        role: &str,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<usize> {
         let metrics = format!("http://127.0.0.1:{}", free_port()?);
         let i = self.roles.len();
         let log = self.config.with_file_name(format!("{role}-{i}.log"));
-        let child = self.spawn(role, &metrics, &log)?;
+        let child = self.spawn(role, &metrics, &log, &env)?;
         self.children().push(child);
         self.roles.push(role.to_owned());
         self.logs.push(log);
+        self.envs.push(env);
         self.metrics.push(metrics);
         Ok(i)
     }
@@ -660,6 +681,11 @@ max_backoff_ms = 2000
             async move { reqwest::get(url).await.ok().map(|r| r.status().as_u16()) }
         };
         (status("healthz").await, status("readyz").await)
+    }
+
+    /// The base URL of the first push API (`[ingest.push] listen`).
+    pub(crate) fn push_url(&self) -> &str {
+        &self.push
     }
 
     /// Waits until process `i` answers `/readyz` with 200.
@@ -708,7 +734,12 @@ max_backoff_ms = 2000
     /// Starts process `i` again with the same role, config, endpoint and
     /// log, and waits until it is ready.
     pub(crate) async fn restart(&self, i: usize) -> anyhow::Result<()> {
-        let child = self.spawn(&self.roles[i], &self.metrics[i], &self.logs[i])?;
+        let child = self.spawn(
+            &self.roles[i],
+            &self.metrics[i],
+            &self.logs[i],
+            &self.envs[i],
+        )?;
         self.children()[i] = child;
         self.wait_ready(i).await
     }
@@ -779,6 +810,18 @@ max_backoff_ms = 2000
         event: &Value,
         limit: Duration,
     ) -> anyhow::Result<(Value, usize)> {
+        self.push_until_accepted_at(&self.push, key, event, limit)
+            .await
+    }
+
+    /// [`Processes::push_until_accepted`] to the push API at `base`.
+    pub(crate) async fn push_until_accepted_at(
+        &self,
+        base: &str,
+        key: &str,
+        event: &Value,
+        limit: Duration,
+    ) -> anyhow::Result<(Value, usize)> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -787,7 +830,7 @@ max_backoff_ms = 2000
         loop {
             attempts += 1;
             let last = match client
-                .post(format!("{}/v1/events", self.push))
+                .post(format!("{base}/v1/events"))
                 .bearer_auth(PUSH_TOKEN)
                 .header("Idempotency-Key", key)
                 .json(event)
