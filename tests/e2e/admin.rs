@@ -192,13 +192,7 @@ async fn admin_actions_are_scoped_and_recorded_with_their_subject() -> anyhow::R
         .token("admin", "hrsync:read hrsync:admin", HRSYNC_AUDIENCE)
         .await?;
 
-    stack
-        .push(json!({
-            "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
-            "attributes": {"given_name": "Lucy", "family_name": "Gray",
-                "work_email": "lucy@example.com", "employment_type": "employee",
-                "department": "Customer Support"}}))
-        .await?;
+    stack.push(crate::stack::lucys_hire()).await?;
     eventually("hired: a slack account", || async {
         Ok(apps.account("lucy@example.com").await?[0].1.is_some())
     })

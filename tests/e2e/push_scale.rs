@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::stack::{eventually, Processes, ScimApps};
+use crate::stack::{eventually, lucys_hire, Processes, ScimApps};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_push_api_processes_share_idempotency_keys() -> anyhow::Result<()> {
@@ -28,11 +28,7 @@ async fn two_push_api_processes_share_idempotency_keys() -> anyhow::Result<()> {
 
     // One hire, sent 16 times at once under one key, half to each process
     // (an HR system retrying through a load balancer).
-    let hire = json!({
-        "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
-        "attributes": {"given_name": "Lucy", "family_name": "Gray",
-            "work_email": "lucy@example.com", "employment_type": "employee",
-            "department": "Customer Support"}});
+    let hire = lucys_hire();
     let attempts = (0..16).map(|n| {
         let (stack, hire, base) = (&stack, &hire, &bases[n % 2]);
         async move {

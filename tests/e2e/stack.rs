@@ -400,6 +400,15 @@ impl Drop for Processes {
     }
 }
 
+/// Lucy Gray's hire (E7, Customer Support: slack by the example rules).
+pub(crate) fn lucys_hire() -> Value {
+    serde_json::json!({
+        "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
+        "attributes": {"given_name": "Lucy", "family_name": "Gray",
+            "work_email": "lucy@example.com", "employment_type": "employee",
+            "department": "Customer Support"}})
+}
+
 /// The `hrsync` binary, without the test's own `HRSYNC_*` settings (such
 /// as `HRSYNC_FAULT_OUTAGE_SECS`): hrsync reads `HRSYNC_*` variables as
 /// config keys and refuses unknown ones.

@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::stack::{eventually, Processes, ScimApps};
+use crate::stack::{eventually, lucys_hire, Processes, ScimApps};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_projector_is_unready_until_it_takes_over() -> anyhow::Result<()> {
@@ -36,13 +34,7 @@ async fn a_standby_projector_is_unready_until_it_takes_over() -> anyhow::Result<
     let killed = Instant::now();
     stack.wait_ready(standby).await?;
     let failover = killed.elapsed();
-    stack
-        .push(json!({
-            "type": "hire", "employee_id": "E7", "time_zone": "Europe/London",
-            "attributes": {"given_name": "Lucy", "family_name": "Gray",
-                "work_email": "lucy@example.com", "employment_type": "employee",
-                "department": "Customer Support"}}))
-        .await?;
+    stack.push(lucys_hire()).await?;
     eventually("Lucy's slack account, projected by the standby", || async {
         Ok(apps.account("lucy@example.com").await?[0].1.is_some())
     })

@@ -938,6 +938,35 @@ fn container_port(container: &Yaml, port: &Yaml) -> u16 {
         .expect("a port number")
 }
 
+/// The ConfigMaps kustomize generates (`configMapGenerator`: each file's
+/// name a key, its text the value). Their names get a hash of the content,
+/// so a changed config rolls the pods that mount it: no generator may turn
+/// that off.
+fn generated_config_maps(dir: &Path, kustomization: &Yaml) -> Vec<Yaml> {
+    let mut maps = Vec::new();
+    for generator in kustomization["configMapGenerator"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        let name = str_of(&generator["name"], "configMapGenerator name");
+        assert_ne!(
+            generator["options"]["disableNameSuffixHash"].as_bool(),
+            Some(true),
+            "{name}: without the hash suffix a config change rolls no pod"
+        );
+        let mut data = serde_norway::Mapping::new();
+        for file in strings(&generator["files"], "file") {
+            data.insert(Yaml::from(file.clone()), Yaml::from(read(&dir.join(&file))));
+        }
+        let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+        let mut map: Yaml = serde_norway::from_str(&text).expect("a ConfigMap");
+        map["data"] = Yaml::Mapping(data);
+        maps.push(map);
+    }
+    maps
+}
+
 #[test]
 fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
     let dir = repo().join("deploy/k8s");
@@ -948,7 +977,7 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
     let manifests: BTreeSet<String> = files_under(&dir)
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n != "kustomization.yaml")
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
     // The admin role is listed once [oauth] and [admin] are configured.
     let optional = BTreeSet::from(["admin.yaml".to_owned()]);
@@ -958,10 +987,11 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
         "kustomization.yaml lists every manifest but admin.yaml"
     );
 
-    let objects: Vec<Yaml> = manifests
+    let mut objects: Vec<Yaml> = manifests
         .iter()
         .flat_map(|file| yaml_documents(&dir.join(file)))
         .collect();
+    objects.extend(generated_config_maps(&dir, &kustomization));
     let of_kind = |kind: &str| -> Vec<&Yaml> {
         objects
             .iter()
