@@ -22,6 +22,8 @@
 //!
 //! - `push_scale::*`: two push API processes on one store share
 //!   idempotency keys.
+//! - `traces::*`: a pushed hire's spans from every stage in one trace, at
+//!   a real OTLP receiver.
 //! - `standby::*`: a second projector on the same store waits unready and
 //!   takes over when the first is killed.
 //! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
@@ -40,6 +42,7 @@ mod load;
 mod push_scale;
 mod stack;
 mod standby;
+mod traces;
 
 use std::time::{Duration, Instant};
 

@@ -445,6 +445,32 @@ impl Processes {
         Self::start_with(Broker::start()?, apps, roles, Stores::Postgres, None).await
     }
 
+    /// [`Processes::start`] with every process exporting its spans to the
+    /// OTLP/HTTP endpoint `otlp` (`.../v1/traces`).
+    pub(crate) async fn start_traced(
+        apps: &ScimApps,
+        roles: &[&str],
+        otlp: &str,
+    ) -> anyhow::Result<Self> {
+        let mut processes =
+            Self::start_with(Broker::start()?, apps, &[], Stores::Postgres, None).await?;
+        for role in roles {
+            let env = vec![
+                (
+                    "HRSYNC_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+                    otlp.to_owned(),
+                ),
+                (
+                    "HRSYNC_TELEMETRY__SERVICE_NAME".to_owned(),
+                    format!("hrsync-{role}"),
+                ),
+            ];
+            let i = processes.start_another_with(role, env)?;
+            processes.wait_ready(i).await?;
+        }
+        Ok(processes)
+    }
+
     /// [`Processes::start`] with the admin API served (by the process of
     /// role `all` or `admin`) and tokens of `issuer` accepted; `app_settings`
     /// (TOML keys) are added to every `[[provisioner.apps]]` entry.

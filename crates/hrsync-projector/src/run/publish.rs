@@ -13,16 +13,59 @@ use crate::feed::{Feed, Taken};
 use crate::gate::Lane;
 use crate::project::OutboxRow;
 
-/// Each outbox row's trace, as record headers.
-fn trace_headers(rows: &[OutboxRow]) -> Vec<Vec<(&str, &[u8])>> {
-    rows.iter()
-        .map(|r| {
-            r.traceparent
-                .as_deref()
-                .map(|t| vec![(TRACEPARENT, t.as_bytes())])
-                .unwrap_or_default()
-        })
-        .collect()
+/// Each outbox row's trace: a `projector.publish` span in the trace of the
+/// event that caused the change (kept open until the batch is sent), and
+/// the record headers that carry that span on, so the trace shows the
+/// projector between the push API and the provisioner. Without an
+/// OpenTelemetry layer the row's own `traceparent` is passed on.
+struct Traces {
+    _spans: Vec<tracing::Span>,
+    headers: Vec<Vec<(String, Vec<u8>)>>,
+}
+
+impl Traces {
+    fn of(rows: &[OutboxRow]) -> Self {
+        let mut spans = Vec::new();
+        let headers = rows
+            .iter()
+            .map(|r| {
+                let Some(parent) = r.traceparent.as_deref() else {
+                    return Vec::new();
+                };
+                let span = tracing::info_span!(
+                    "projector.publish",
+                    person = %r.person_id,
+                    priority = r.priority,
+                );
+                hrsync_telemetry::propagation::continue_from(
+                    &span,
+                    [(TRACEPARENT, parent.as_bytes())],
+                );
+                let injected = hrsync_telemetry::propagation::inject(&span);
+                spans.push(span);
+                if injected.is_empty() {
+                    vec![(TRACEPARENT.to_owned(), parent.as_bytes().to_vec())]
+                } else {
+                    injected
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect()
+                }
+            })
+            .collect();
+        Traces {
+            _spans: spans,
+            headers,
+        }
+    }
+
+    /// The headers of each row, as records take them.
+    fn views(&self) -> Vec<Vec<(&str, &[u8])>> {
+        self.headers
+            .iter()
+            .map(|h| h.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect())
+            .collect()
+    }
 }
 
 /// The records sending `rows` (those flagged for the priority lane only,
@@ -169,9 +212,10 @@ async fn send(
     topics: &Topics,
     rows: &[OutboxRow],
 ) -> Result<bool, RunError> {
-    let traces = trace_headers(rows);
-    let priority = outgoing(rows, &traces, &topics.directory_priority, true);
-    let main = outgoing(rows, &traces, &topics.directory_changes, false);
+    let traces = Traces::of(rows);
+    let headers = traces.views();
+    let priority = outgoing(rows, &headers, &topics.directory_priority, true);
+    let main = outgoing(rows, &headers, &topics.directory_changes, false);
     let sent = async {
         if !priority.is_empty() {
             producer.send_batch(&priority).await?;
@@ -220,9 +264,10 @@ async fn publish_priority_from_table(
     }
     feed.read_from_table(urgent.iter().map(|r| r.seq));
     // Each change is published in the trace of its cause.
-    let traces = trace_headers(&urgent);
+    let traces = Traces::of(&urgent);
+    let headers = traces.views();
     // (Every row read here is flagged for the priority lane.)
-    let records = outgoing(&urgent, &traces, &topics.directory_priority, true);
+    let records = outgoing(&urgent, &headers, &topics.directory_priority, true);
     if let Err(error) = producer.send_batch(&records).await {
         tracing::warn!(%error, "publishing priority directory changes failed; retrying");
         return Ok(());
