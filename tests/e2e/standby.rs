@@ -19,6 +19,11 @@ async fn a_standby_projector_is_unready_until_it_takes_over() -> anyhow::Result<
         Ok(stack.health(standby).await.0 == Some(200))
     })
     .await?;
+    // Its log says so (the stack logs at "warn").
+    eventually("the standby saying it waits", || async {
+        Ok(stack.log(standby).contains("waiting as a standby"))
+    })
+    .await?;
     for _ in 0..10 {
         assert_eq!(
             stack.health(standby).await,

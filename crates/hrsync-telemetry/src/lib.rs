@@ -8,6 +8,7 @@
 //! - [`serve`] exposes `/metrics` (Prometheus text format), `/healthz` and
 //!   `/readyz` for a role.
 
+mod fresh;
 pub mod propagation;
 mod server;
 
@@ -114,8 +115,16 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global `tracing` subscriber and the Prometheus metrics
-/// recorder. Call once, at the start of `main`.
+/// recorder. Call once, at the start of `main`. Logs go to stderr.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
+    init_writing(config, std::io::stderr)
+}
+
+/// [`init`] with the log lines written to `writer`.
+pub fn init_writing<W>(config: &TelemetryConfig, writer: W) -> Result<TelemetryGuard>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Filter(e.to_string()))?;
     let provider = tracer_provider(config)?;
@@ -123,20 +132,18 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
     // info whatever the log filter: a quiet log must not break the trace.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("hrsync"))
-        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        .with_filter(fresh::Fresh(tracing_subscriber::filter::LevelFilter::INFO));
     let fmt = match config.log_format {
-        LogFormat::Human => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Human => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(fmt.with_filter(fresh::Fresh(filter)))
         .with(otel)
         .try_init()
         .map_err(|e| Error::AlreadyInitialised(e.to_string()))?;
