@@ -111,11 +111,7 @@ pub async fn parked_persons(db: &Db, app: &str) -> Result<Vec<PersonId>, Reconci
     store::parked_persons(db, app)
         .await?
         .into_iter()
-        .map(|p| {
-            PersonId::new(p).map_err(|e| {
-                ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Decode(Box::new(e))))
-            })
-        })
+        .map(|p| PersonId::new(p).map_err(|e| undecodable(Box::new(e))))
         .collect()
 }
 
@@ -131,14 +127,18 @@ pub async fn newest_parked(
     app: &str,
     person: &PersonId,
 ) -> Result<Option<DirectoryChange>, ReconcileError> {
-    let Some((payload, _)) = store::newest_parked(db, app, person.as_str()).await? else {
+    let Some(payload) = store::newest_parked(db, app, person.as_str()).await? else {
         return Ok(None);
     };
     hrsync_schema::decode_directory_change(&payload)
         .map(Some)
-        .map_err(|e| {
-            ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Decode(Box::new(e))))
-        })
+        .map_err(|e| undecodable(Box::new(e)))
+}
+
+/// A stored value that no longer reads as what it should be, as a store
+/// error.
+fn undecodable(error: Box<dyn std::error::Error + Send + Sync>) -> ReconcileError {
+    ReconcileError::Store(hrsync_store::Error::Query(sqlx::Error::Decode(error)))
 }
 
 /// Removes the changes parked for `change`'s person in `app` up to its

@@ -106,17 +106,13 @@ pub async fn parked_persons(db: &Db, app: &str) -> sqlx::Result<Vec<String>> {
 }
 
 /// The newest change parked for `person` in `app` (not one the guard
-/// holds), encoded, with its version.
+/// holds), encoded.
 ///
 /// # Errors
 /// Query failures.
-pub async fn newest_parked(
-    db: &Db,
-    app: &str,
-    person_id: &str,
-) -> sqlx::Result<Option<(Vec<u8>, i64)>> {
-    sqlx::query_as(
-        "SELECT payload, version FROM provisioner_held \
+pub async fn newest_parked(db: &Db, app: &str, person_id: &str) -> sqlx::Result<Option<Vec<u8>>> {
+    sqlx::query_scalar(
+        "SELECT payload FROM provisioner_held \
          WHERE app = $1 AND person_id = $2 AND reason <> 'guard' ORDER BY version DESC LIMIT 1",
     )
     .bind(app)
