@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use hrsync_bus::KafkaConfig;
@@ -72,7 +71,7 @@ impl Broker {
         process
             .wait_listening(
                 SocketAddr::from(([127, 0, 0, 1], self.port)),
-                Duration::from_secs(20),
+                ServerProcess::START_TIMEOUT,
             )
             .context("starting the tansu broker")?;
         self.process = Some(process);

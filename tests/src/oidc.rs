@@ -11,7 +11,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -231,9 +230,10 @@ pub fn start_fixture(script: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = sender.send(line);
     });
+    let timeout = crate::process::ServerProcess::START_TIMEOUT;
     let started = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .context("the fixture did not start within 30 s");
+        .recv_timeout(timeout)
+        .with_context(|| format!("the fixture did not start within {timeout:?}"));
     let line = match started {
         Ok(line) => line,
         Err(e) => {

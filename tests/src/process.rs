@@ -79,6 +79,11 @@ impl ServerProcess {
 
     /// Waits until `addr` accepts TCP connections, failing with the server's
     /// log if it exits or does not listen within `timeout`.
+    /// How long a started server may take to listen: well under a second
+    /// alone, but fixtures have taken over 30 s on CI's two cores while other
+    /// tests' servers ran beside them. A server that exits fails at once.
+    pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
+
     pub(crate) fn wait_listening(
         &mut self,
         addr: SocketAddr,

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::anyhow;
 
@@ -47,7 +46,7 @@ impl ScimServer {
             ServerProcess::spawn("scim2-server", command, dir.path().join("scim2-server.log"))?;
         process.wait_listening(
             SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
+            ServerProcess::START_TIMEOUT,
         )?;
         Ok(ScimServer {
             _process: process,
