@@ -38,6 +38,7 @@ mod console;
 mod crash;
 mod db_restart;
 mod faults;
+mod hooks;
 mod load;
 mod push_scale;
 mod stack;

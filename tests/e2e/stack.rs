@@ -684,6 +684,39 @@ max_backoff_ms = 2000
             .spawn()?)
     }
 
+    /// Adds `toml` to the end of the config file: processes started from
+    /// now on read it (those running keep what they read).
+    pub(crate) fn add_config(&self, toml: &str) -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)?;
+        std::io::Write::write_all(&mut file, format!("\n{toml}\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// The URL of the PostgreSQL database the roles share, if they do.
+    pub(crate) fn db_url(&self) -> Option<&str> {
+        self.db_url.as_deref()
+    }
+
+    /// Runs `hrsync ARGS...` on the stack's config; its output if it
+    /// succeeds.
+    pub(crate) fn command(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = hrsync()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "hrsync {}: {}\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Starts one more `hrsync run --role ROLE` on the same config without
     /// waiting for it to be ready (a standby is not); returns its index.
     pub(crate) fn start_another(&mut self, role: &str) -> anyhow::Result<usize> {

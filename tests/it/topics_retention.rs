@@ -58,6 +58,7 @@ async fn ensure_topics_creates_the_lifecycle_topics_keeping_every_record() -> an
         "hrsync.ingest.dlq",
         "hrsync.projector.dlq",
         "hrsync.provisioner.dlq",
+        "hrsync.hooks.dlq",
     ];
     let read = settings(&kafka, &all).await?;
     let value = |topic: &str, key: &str| read[topic].get(key).map(String::as_str);
@@ -80,6 +81,7 @@ async fn ensure_topics_creates_the_lifecycle_topics_keeping_every_record() -> an
         "hrsync.ingest.dlq",
         "hrsync.projector.dlq",
         "hrsync.provisioner.dlq",
+        "hrsync.hooks.dlq",
     ] {
         assert_eq!(value(topic, "retention.ms"), Some(thirty_days), "{topic}");
     }

@@ -31,6 +31,8 @@ pub struct TopicsConfig {
     pub projector_dlq: String,
     /// Dead letters of the provisioner.
     pub provisioner_dlq: String,
+    /// Dead letters of the hooks role (directory changes it cannot read).
+    pub hooks_dlq: String,
     /// Partition count of the topics when hrsync creates them; unset uses
     /// `kafka.default_partitions`.
     pub partitions: Option<i32>,
@@ -45,7 +47,7 @@ pub struct TopicsConfig {
     /// keeps every record in its `provisioner_audit` table). Default 365
     /// days.
     pub audit_retention_ms: i64,
-    /// `retention.ms` of the three dead-letter topics when hrsync creates
+    /// `retention.ms` of the dead-letter topics when hrsync creates
     /// them; -1 keeps records forever. Long enough to notice, fix and
     /// redrive a failure. Default 30 days.
     pub dlq_retention_ms: i64,
@@ -73,6 +75,7 @@ impl Default for TopicsConfig {
             ingest_dlq: "hrsync.ingest.dlq".to_owned(),
             projector_dlq: "hrsync.projector.dlq".to_owned(),
             provisioner_dlq: "hrsync.provisioner.dlq".to_owned(),
+            hooks_dlq: "hrsync.hooks.dlq".to_owned(),
             partitions: None,
             directory_retention_ms: THIRTY_DAYS_MS,
             audit_retention_ms: 365 * 24 * 3_600_000,
@@ -106,6 +109,7 @@ impl TopicsConfig {
             kept(&self.ingest_dlq, self.dlq_retention_ms),
             kept(&self.projector_dlq, self.dlq_retention_ms),
             kept(&self.provisioner_dlq, self.dlq_retention_ms),
+            kept(&self.hooks_dlq, self.dlq_retention_ms),
         ]
     }
 
@@ -114,7 +118,7 @@ impl TopicsConfig {
         [&self.lifecycle, &self.lifecycle_priority]
     }
 
-    fn names(&self) -> [&str; 8] {
+    fn names(&self) -> [&str; 9] {
         [
             &self.lifecycle,
             &self.lifecycle_priority,
@@ -124,6 +128,7 @@ impl TopicsConfig {
             &self.ingest_dlq,
             &self.projector_dlq,
             &self.provisioner_dlq,
+            &self.hooks_dlq,
         ]
     }
 
@@ -288,7 +293,7 @@ mod tests {
     fn defaults_are_valid_and_distinct() {
         let topics = TopicsConfig::default();
         topics.validate().expect("valid");
-        assert_eq!(topics.specs(&KafkaConfig::default()).len(), 8);
+        assert_eq!(topics.specs(&KafkaConfig::default()).len(), 9);
     }
 
     #[test]

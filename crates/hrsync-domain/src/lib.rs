@@ -27,7 +27,7 @@ pub use event::{
     Terminate,
 };
 pub use ids::{EmployeeId, EventId, PersonId, SourceSystem, MAX_ID_LEN};
-pub use time::{TimeZone, Timestamp};
+pub use time::{parse_retry_after, TimeZone, Timestamp};
 
 /// Dates (last day worked, expected return) are plain calendar dates,
 /// interpreted in the worker's [`TimeZone`]. `Datelike` is re-exported so

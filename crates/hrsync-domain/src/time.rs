@@ -123,6 +123,18 @@ impl std::str::FromStr for TimeZone {
     }
 }
 
+/// An HTTP `Retry-After` value, seconds or an HTTP date, as the wait from
+/// now (zero for a date past).
+pub fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&Utc) - Utc::now();
+    Some(wait.to_std().unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

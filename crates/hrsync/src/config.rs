@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) admin: Option<hrsync_admin::AdminConfig>,
     /// The admin console, on the admin API's listener; served when set.
     pub(crate) console: Option<hrsync_console::ConsoleConfig>,
+    /// The hooks role: lifecycle events delivered to webhook endpoints.
+    pub(crate) hooks: Option<hrsync_hooks::HooksConfig>,
 }
 
 impl Validate for Config {
@@ -45,6 +47,9 @@ impl Validate for Config {
         self.provisioner.validate()?;
         if let Some(oauth) = &self.oauth {
             oauth.validate()?;
+        }
+        if let Some(hooks) = &self.hooks {
+            hooks.validate()?;
         }
         if self.admin.is_some() && self.oauth.is_none() {
             return Err(
@@ -269,6 +274,45 @@ mod tests {
         let insecure = section.replace("https://login", "http://login");
         let error = load_text(&insecure).expect_err("keys over http are refused");
         assert!(error.contains("oauth.issuer"), "{error}");
+    }
+
+    #[test]
+    fn the_examples_hooks_section_works_once_uncommented() {
+        let text = std::fs::read_to_string(example()).expect("example");
+        let start = text.find("# [hooks]").expect("a [hooks] example");
+        let section: String = text[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# "))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        // (The secret inline, not read from the environment.)
+        let section = section.replace(
+            "{ env = \"IT_TICKETS_SECRET\" }",
+            "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+        );
+        let config = load_text(&section).expect("the uncommented section loads");
+        let hooks = config.hooks.expect("[hooks] set");
+        let endpoints = hrsync_hooks::endpoint::endpoints(&hooks.endpoints).expect("set up");
+        assert_eq!(endpoints.len(), 1);
+        // Every key of [hooks] is shown.
+        let mut shown = BTreeSet::new();
+        key_paths(
+            "hooks",
+            &serde_json::to_value(&hooks).expect("json"),
+            &mut shown,
+        );
+        let listed = example_paths(&section);
+        let missing: Vec<&String> = shown
+            .iter()
+            .filter(|p| !listed.contains(&p.replace("[]", "")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys the example does not show: {missing:?}"
+        );
+        let bad = section.replace("start_at = \"earliest\"", "start_at = \"now\"");
+        let error = load_text(&bad).expect_err("an unknown start is refused");
+        assert!(error.contains("hooks.start_at"), "{error}");
     }
 
     #[test]

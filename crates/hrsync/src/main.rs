@@ -5,6 +5,7 @@ mod actions;
 mod admin;
 mod config;
 mod demo;
+mod hooks;
 mod ingest;
 mod projector;
 mod provisioner;
@@ -67,6 +68,10 @@ enum Command {
     /// The provisioner role: directory changes become SCIM calls.
     #[command(subcommand)]
     Provisioner(provisioner::ProvisionerCommand),
+    /// The hooks role: lifecycle events delivered to your endpoints, signed
+    /// (Standard Webhooks).
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
     /// Apply one person's newest desired state to their apps now (each
     /// account read back first, so changes made in an app by hand are put
     /// right), printing each operation.
@@ -121,33 +126,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config.to_redacted_toml()?);
             Ok(())
         }
-        Command::Topics(TopicsCommand::Ensure) => {
-            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
-            runtime()?.block_on(async {
-                let specs = config.topics.specs(&config.kafka);
-                hrsync_bus::ensure_topics(&config.kafka, &specs)
-                    .await
-                    .context("creating topics")?;
-                for spec in specs {
-                    let settings: Vec<String> = spec
-                        .configs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    println!(
-                        "{} ({} partitions, {} if created)",
-                        spec.name,
-                        spec.partitions,
-                        settings.join(", ")
-                    );
-                }
-                // Existing lifecycle topics that let the broker remove
-                // records are reported (and fail the command, as they
-                // would stop the projector).
-                hrsync_bus::check_lifecycle_retention(&config.kafka, &config.topics).await?;
-                anyhow::Ok(())
-            })
-        }
+        Command::Topics(TopicsCommand::Ensure) => topics_ensure(&config),
         Command::Schemas(_) | Command::Demo(_) => unreachable!("handled above"),
         Command::Run { role } => run_roles(&config, role),
         Command::Projector(projector::ProjectorCommand::Run) => {
@@ -157,6 +136,11 @@ fn main() -> anyhow::Result<()> {
             run_roles(&config, roles::Role::Provisioner)
         }
         Command::Ingest(ingest::IngestCommand::Serve) => run_roles(&config, roles::Role::Ingest),
+        Command::Hooks(hooks::HooksCommand::Run) => run_roles(&config, roles::Role::Hooks),
+        Command::Hooks(command) => {
+            let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+            runtime()?.block_on(hooks::run_hooks(&config, command))
+        }
         Command::Projector(command) => {
             let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
             runtime()?.block_on(projector::run_projector(&config, command))
@@ -180,6 +164,35 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+/// `hrsync topics ensure`: creates the missing topics and prints each.
+fn topics_ensure(config: &Config) -> anyhow::Result<()> {
+    let _telemetry = hrsync_telemetry::init(&config.telemetry)?;
+    runtime()?.block_on(async {
+        let specs = config.topics.specs(&config.kafka);
+        hrsync_bus::ensure_topics(&config.kafka, &specs)
+            .await
+            .context("creating topics")?;
+        for spec in specs {
+            let settings: Vec<String> = spec
+                .configs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "{} ({} partitions, {} if created)",
+                spec.name,
+                spec.partitions,
+                settings.join(", ")
+            );
+        }
+        // Existing lifecycle topics that let the broker remove
+        // records are reported (and fail the command, as they
+        // would stop the projector).
+        hrsync_bus::check_lifecycle_retention(&config.kafka, &config.topics).await?;
+        anyhow::Ok(())
+    })
 }
 
 fn schemas(command: &SchemasCommand) -> anyhow::Result<()> {

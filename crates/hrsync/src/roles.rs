@@ -31,6 +31,9 @@ pub(crate) enum Role {
     /// The admin API and console (`[admin]` and `[oauth]` configured;
     /// `all` includes it only then).
     Admin,
+    /// Lifecycle events to webhook endpoints (`[hooks]` configured; `all`
+    /// includes it only then).
+    Hooks,
     /// Every role in one process.
     All,
 }
@@ -42,6 +45,7 @@ impl Role {
             Role::Projector => "projector",
             Role::Provisioner => "provisioner",
             Role::Admin => "admin",
+            Role::Hooks => "hooks",
             Role::All => "all",
         }
     }
@@ -114,6 +118,7 @@ fn expand(roles: &[Role]) -> Vec<Role> {
                 Role::Projector,
                 Role::Provisioner,
                 Role::Admin,
+                Role::Hooks,
             ],
             one => vec![*one],
         })
@@ -135,6 +140,12 @@ pub(crate) async fn run(
         anyhow::bail!(
             "--role admin serves the admin API, which needs [admin] (its listener) and [oauth] \
              (the issuer of accepted tokens) in the config"
+        );
+    }
+    if roles.contains(&Role::Hooks) && config.hooks.is_none() {
+        anyhow::bail!(
+            "--role hooks delivers lifecycle events to webhook endpoints, which needs [hooks] \
+             (its store) and [[hooks.endpoints]] in the config"
         );
     }
     let readiness = hrsync_telemetry::Readiness::default();
@@ -177,6 +188,7 @@ pub(crate) async fn run_until(
                     crate::provisioner::serve(config, shutdown.clone(), ready).await
                 }
                 Role::Admin => crate::admin::serve(config, shutdown.clone(), ready).await,
+                Role::Hooks => crate::hooks::serve(config, shutdown.clone(), ready).await,
                 Role::All => unreachable!("expanded above"),
             };
             if let Err(error) = &result {

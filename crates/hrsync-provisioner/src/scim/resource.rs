@@ -3,7 +3,6 @@
 //! strings, `Retry-After`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -353,13 +352,4 @@ fn resource_id(resource: &Value) -> Result<&str, &'static str> {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
+pub use hrsync_domain::parse_retry_after;

@@ -1,0 +1,549 @@
+//! The running hooks role: two consumers of directory changes (the priority
+//! lane and the main topic, in consumer groups of their own) record the
+//! deliveries each change owes; two senders (priority and main) deliver
+//! them.
+//!
+//! A change's deliveries are in the store before its offset is committed,
+//! and a delivery leaves `pending` only once its endpoint answered 2xx or
+//! its attempts ran out: a process killed at any point sends what it owed
+//! after its restart (at least once; the `webhook-id` stays the same, so a
+//! receiver can drop a repeat). One process at a time sends (the claim
+//! `hooks` on the store); any number may record.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hrsync_bus::{
+    Consumer, ConsumerSettings, DlqPublisher, KafkaConfig, Outcome, Producer, Record, SharedHandler,
+};
+use hrsync_domain::DirectoryChange;
+use hrsync_store::Db;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HooksConfig;
+use crate::endpoint::{endpoints, Endpoint, EndpointError};
+use crate::event::{body, digest, event_of, Seen};
+use crate::store::{self, Attempted, Due, NewDelivery};
+
+/// The priority lane's `fetch.wait.max.ms`: a termination must not wait for
+/// the broker's long poll.
+const PRIORITY_FETCH_WAIT: Duration = Duration::from_millis(10);
+
+/// How often a sender looks for deliveries due (it is also woken when one
+/// is recorded in this process).
+const POLL: Duration = Duration::from_millis(200);
+
+/// How often a process waiting to send tries to claim the store.
+const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The claim of the process that sends.
+const CLAIM_ROLE: &str = "hooks";
+
+/// Topics the hooks role reads and writes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `directory.changes.v1`.
+    pub changes: String,
+    /// Its priority lane.
+    pub priority: String,
+    /// Dead letters of this role.
+    pub dlq: String,
+}
+
+impl From<&hrsync_bus::TopicsConfig> for Topics {
+    fn from(topics: &hrsync_bus::TopicsConfig) -> Self {
+        Topics {
+            changes: topics.directory_changes.clone(),
+            priority: topics.directory_priority.clone(),
+            dlq: topics.hooks_dlq.clone(),
+        }
+    }
+}
+
+/// Failures of the role.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Kafka.
+    #[error(transparent)]
+    Kafka(#[from] hrsync_bus::Error),
+    /// The store.
+    #[error("the hooks' store: {0}")]
+    Store(#[from] hrsync_store::Error),
+    /// Another process claimed the store after this one's claim broke.
+    #[error("another hooks process claimed the store after the connection holding this one's claim broke; stopping so that one process sends at a time")]
+    ClaimLost,
+}
+
+/// The hooks: what each change owes, and its delivery.
+#[derive(Debug)]
+pub struct Hooks {
+    db: Db,
+    endpoints: Vec<Endpoint>,
+    config: HooksConfig,
+    /// Wakes the senders (priority, main) when a delivery is recorded.
+    wake: [Notify; 2],
+}
+
+impl Hooks {
+    /// The hooks of `config` over a migrated store.
+    ///
+    /// # Errors
+    /// An endpoint that cannot be set up.
+    pub fn new(db: Db, config: &HooksConfig) -> Result<Self, EndpointError> {
+        Ok(Hooks {
+            db,
+            endpoints: endpoints(&config.endpoints)?,
+            config: config.clone(),
+            wake: [Notify::new(), Notify::new()],
+        })
+    }
+
+    /// The store.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Records the deliveries `change` owes, unless a change of the person
+    /// as new or newer was seen. Returns how many were recorded.
+    ///
+    /// # Errors
+    /// The store.
+    pub async fn record(
+        &self,
+        change: &DirectoryChange,
+        trace_id: Option<String>,
+    ) -> Result<usize, hrsync_store::Error> {
+        let person = change.person_id.as_str();
+        let version = i64::try_from(change.version).unwrap_or(i64::MAX);
+        let previous = store::seen(&self.db, person).await?;
+        if previous.as_ref().is_some_and(|p| p.version >= version) {
+            return Ok(0);
+        }
+        let digest = digest(change);
+        let event = event_of(previous.as_ref(), change, &digest);
+        let deliveries: Vec<NewDelivery> = event
+            .map(|event| {
+                let body = body(event, previous.as_ref(), change).to_string();
+                self.endpoints
+                    .iter()
+                    .filter(|e| e.wants(event, previous.as_ref(), change))
+                    .map(|e| NewDelivery {
+                        delivery_id: delivery_id(&e.name, person, version, event.as_str()),
+                        hook: e.name.clone(),
+                        person_id: person.to_owned(),
+                        employee_id: change.employee_id.as_str().to_owned(),
+                        version,
+                        event_type: event.as_str(),
+                        priority: event.is_priority(),
+                        body: body.clone(),
+                        trace_id: trace_id.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let seen = Seen {
+            version,
+            state: change.lifecycle_state,
+            digest,
+        };
+        if !store::record(&self.db, person, &seen, &deliveries).await? {
+            return Ok(0);
+        }
+        for d in &deliveries {
+            self.wake[usize::from(!d.priority)].notify_one();
+        }
+        Ok(deliveries.len())
+    }
+
+    /// Sends one lane's deliveries until `stop`.
+    async fn send(self: Arc<Self>, priority: bool, stop: CancellationToken) {
+        let lane = if priority { "priority" } else { "main" };
+        let mut flying: JoinSet<()> = JoinSet::new();
+        // Deliveries in flight, and their (hook, person): one at a time each.
+        let in_flight = Arc::new(std::sync::Mutex::new(InFlight::default()));
+        while !stop.is_cancelled() {
+            let room = self.config.in_flight.saturating_sub(flying.len());
+            if room > 0 {
+                let held = in_flight.lock().map_or(0, |f| f.seqs.len());
+                match store::due(&self.db, priority, room + held).await {
+                    Ok(due) => {
+                        for due in due {
+                            if flying.len() >= self.config.in_flight {
+                                break;
+                            }
+                            let Some(endpoint) = self.endpoint(&due.hook) else {
+                                continue;
+                            };
+                            if !in_flight.lock().is_ok_and(|mut f| f.take(&due)) {
+                                continue;
+                            }
+                            let (hooks, in_flight) = (self.clone(), in_flight.clone());
+                            flying.spawn(async move {
+                                let attempted = hooks.attempt(&hooks.endpoints[endpoint], &due, lane).await;
+                                if let Err(error) = store::attempted(&hooks.db, due.seq, &attempted).await {
+                                    tracing::warn!(%error, hook = %due.hook, delivery = %due.delivery_id, "recording a delivery attempt failed; it is sent again");
+                                }
+                                if let Ok(mut f) = in_flight.lock() {
+                                    f.done(&due);
+                                }
+                            });
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, lane, "reading the deliveries due failed"),
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = self.wake[usize::from(!priority)].notified() => {}
+                Some(_) = flying.join_next(), if !flying.is_empty() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        // What is in flight finishes (or times out); what was not sent stays
+        // pending for the next process.
+        while flying.join_next().await.is_some() {}
+    }
+
+    /// The index of the endpoint named `name`.
+    fn endpoint(&self, name: &str) -> Option<usize> {
+        let found = self.endpoints.iter().position(|e| e.name == name);
+        if found.is_none() {
+            tracing::debug!(
+                hook = name,
+                "a delivery for an endpoint no longer configured stays pending"
+            );
+        }
+        found
+    }
+
+    /// One attempt at `due`.
+    async fn attempt(&self, endpoint: &Endpoint, due: &Due, lane: &'static str) -> Attempted {
+        let attempts = due.attempts + 1;
+        let (http_status, error, retry_after) = match self.post(endpoint, due).await {
+            Ok(status) => {
+                let owed = store::now_ms().saturating_sub(due.created_at_ms);
+                metrics::counter!("hrsync_hook_deliveries_total", "hook" => endpoint.name.clone(), "lane" => lane, "outcome" => "delivered").increment(1);
+                metrics::histogram!("hrsync_hook_delivery_seconds", "hook" => endpoint.name.clone(), "lane" => lane)
+                    .record(Duration::from_millis(u64::try_from(owed).unwrap_or(0)).as_secs_f64());
+                tracing::debug!(hook = %endpoint.name, delivery = %due.delivery_id, event = %due.event_type, status, "delivered");
+                return Attempted::Delivered {
+                    http_status: status,
+                };
+            }
+            Err(failure) => failure,
+        };
+        let dead = attempts >= self.config.max_attempts;
+        let outcome = if dead { "dead" } else { "retry" };
+        metrics::counter!("hrsync_hook_deliveries_total", "hook" => endpoint.name.clone(), "lane" => lane, "outcome" => outcome).increment(1);
+        if dead {
+            tracing::error!(hook = %endpoint.name, delivery = %due.delivery_id, person_id = %due.person_id, event = %due.event_type, attempts, %error, "delivery out of attempts: dead until redriven (hrsync hooks redrive)");
+            return Attempted::Failed {
+                http_status,
+                error,
+                next_at_ms: None,
+            };
+        }
+        let wait = retry_after
+            .map(|r| r.min(Duration::from_millis(self.config.max_backoff_ms)))
+            .unwrap_or_else(|| jittered(self.config.backoff(attempts)));
+        tracing::warn!(hook = %endpoint.name, delivery = %due.delivery_id, event = %due.event_type, attempts, %error, retry_in_ms = wait.as_millis(), "delivery failed; retrying");
+        Attempted::Failed {
+            http_status,
+            error,
+            next_at_ms: Some(
+                store::now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+            ),
+        }
+    }
+
+    /// POSTs `due`, signed. The status on 2xx; otherwise the status if
+    /// any, why, and the endpoint's `Retry-After`.
+    async fn post(
+        &self,
+        endpoint: &Endpoint,
+        due: &Due,
+    ) -> Result<u16, (Option<u16>, String, Option<Duration>)> {
+        let key = endpoint.key().map_err(|reason| (None, reason, None))?;
+        let timestamp = store::now_ms() / 1000;
+        let signature = key.sign(&due.delivery_id, timestamp, &due.body);
+        let response = endpoint
+            .client
+            .post(endpoint.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::USER_AGENT,
+                concat!("hrsync/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("webhook-id", &due.delivery_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(due.body.clone())
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => Ok(response.status().as_u16()),
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(hrsync_domain::parse_retry_after);
+                Err((
+                    Some(status.as_u16()),
+                    format!("the endpoint answered {status}"),
+                    retry_after,
+                ))
+            }
+            Err(error) if error.is_timeout() => Err((None, "no answer in time".to_owned(), None)),
+            // Without the URL: it may carry a token.
+            Err(error) => Err((
+                None,
+                format!("the request failed: {}", error.without_url()),
+                None,
+            )),
+        }
+    }
+}
+
+/// Deliveries a sender has in flight.
+#[derive(Debug, Default)]
+struct InFlight {
+    seqs: HashSet<i64>,
+    persons: HashSet<(String, String)>,
+}
+
+impl InFlight {
+    /// Takes `due` unless it, or another of its (hook, person), is in flight.
+    fn take(&mut self, due: &Due) -> bool {
+        let person = (due.hook.clone(), due.person_id.clone());
+        if self.seqs.contains(&due.seq) || self.persons.contains(&person) {
+            return false;
+        }
+        self.seqs.insert(due.seq);
+        self.persons.insert(person);
+        true
+    }
+
+    fn done(&mut self, due: &Due) {
+        self.seqs.remove(&due.seq);
+        self.persons
+            .remove(&(due.hook.clone(), due.person_id.clone()));
+    }
+}
+
+/// `wait` less up to half of it, at random, so that retries spread.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// The `webhook-id` of one event for one endpoint: the same however often
+/// the change is read.
+fn delivery_id(hook: &str, person: &str, version: i64, event: &str) -> String {
+    let name = format!("{hook}\u{0}{person}\u{0}{version}\u{0}{event}");
+    format!(
+        "msg_{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).simple()
+    )
+}
+
+/// Decodes directory changes and records what they owe.
+struct ChangeHandler {
+    hooks: Arc<Hooks>,
+}
+
+impl SharedHandler for ChangeHandler {
+    async fn handle(&self, record: &Record) -> Outcome {
+        let change = match hrsync_schema::decode_directory_change(
+            record.payload.as_deref().unwrap_or_default(),
+        ) {
+            Ok(change) => change,
+            Err(error) => return Outcome::Poison(format!("undecodable directory change: {error}")),
+        };
+        let trace_id = record
+            .header("traceparent")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.get(3..35))
+            .map(str::to_owned);
+        match self.hooks.record(&change, trace_id).await {
+            Ok(_) => Outcome::Done,
+            Err(error) => Outcome::Retry(format!("recording the hooks' deliveries: {error}")),
+        }
+    }
+}
+
+/// Runs both consumers, and both senders while this process holds the
+/// claim, until `shutdown`.
+///
+/// # Errors
+/// Kafka failures at start-up, a consumer stuck for good, the store, a
+/// claim lost to another process.
+pub async fn run(
+    hooks: Arc<Hooks>,
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    readiness: Option<hrsync_telemetry::Readiness>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let config = &hooks.config;
+    let settings = |group: &str, topic: &str| {
+        let mut settings = ConsumerSettings::new("hooks", group, &[topic]);
+        settings.auto_offset_reset.clone_from(&config.start_at);
+        match &readiness {
+            Some(readiness) => settings.with_readiness(readiness.clone()),
+            None => settings,
+        }
+    };
+    let dlq = DlqPublisher::new(Producer::new(kafka)?, &topics.dlq, "hooks");
+    let priority = Consumer::new(
+        kafka,
+        settings(&format!("{}-priority", config.group_id), &topics.priority)
+            .with_fetch_wait(PRIORITY_FETCH_WAIT),
+    )?;
+    let main = Consumer::new(kafka, settings(&config.group_id, &topics.changes))?;
+    let stop = shutdown.child_token();
+    let lane = |consumer: Consumer, in_flight: usize| {
+        let handler = Arc::new(ChangeHandler {
+            hooks: hooks.clone(),
+        });
+        let (dlq, stop) = (dlq.clone(), stop.clone());
+        async move {
+            let result = consumer
+                .run_concurrent(handler, in_flight, dlq, stop.clone())
+                .await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result.map_err(RunError::from)
+        }
+    };
+    let (a, b, c, ()) = tokio::join!(
+        lane(priority, 8),
+        lane(main, 16),
+        send_while_claimed(hooks.clone(), stop.clone()),
+        gauges(hooks.clone(), stop.clone()),
+    );
+    a?;
+    b?;
+    c
+}
+
+/// Waits for the claim, then sends both lanes while it holds.
+async fn send_while_claimed(hooks: Arc<Hooks>, stop: CancellationToken) -> Result<(), RunError> {
+    let mut waiting = false;
+    let mut claim = loop {
+        if let Some(claim) = hooks.db.try_claim(CLAIM_ROLE).await? {
+            if waiting {
+                tracing::info!("the hooks' store is free: this process sends now");
+            }
+            break claim;
+        }
+        if !waiting {
+            tracing::warn!("another hooks process sends from this store; this one records only, and waits to send");
+            waiting = true;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(CLAIM_INTERVAL) => {}
+        }
+    };
+    let sending = stop.child_token();
+    let senders = tokio::spawn({
+        let (hooks, sending) = (hooks.clone(), sending.clone());
+        async move {
+            tokio::join!(
+                hooks.clone().send(true, sending.clone()),
+                hooks.send(false, sending),
+            );
+        }
+    });
+    let result = loop {
+        tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            () = tokio::time::sleep(CLAIM_INTERVAL) => {}
+        }
+        if claim.holds().await {
+            continue;
+        }
+        match hooks.db.try_claim(CLAIM_ROLE).await {
+            Ok(Some(again)) => claim = again,
+            Ok(None) => {
+                tracing::error!("another hooks process claimed the store; stopping");
+                stop.cancel();
+                break Err(RunError::ClaimLost);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the hooks' store again yet; retrying")
+            }
+        }
+    };
+    sending.cancel();
+    let _ = senders.await;
+    claim.release().await;
+    result
+}
+
+/// Sets `hrsync_hook_deliveries_owed{hook,status}` (pending, dead) every
+/// few seconds.
+async fn gauges(hooks: Arc<Hooks>, stop: CancellationToken) {
+    let mut known: HashSet<(String, String)> = HashSet::new();
+    while !stop.is_cancelled() {
+        if let Ok(counts) = store::counts(&hooks.db).await {
+            let now: HashSet<(String, String)> = counts
+                .iter()
+                .map(|(h, s, _)| (h.clone(), s.clone()))
+                .collect();
+            for (hook, status) in known.difference(&now) {
+                metrics::gauge!("hrsync_hook_deliveries_owed", "hook" => hook.clone(), "status" => status.clone()).set(0.0);
+            }
+            for (hook, status, n) in counts {
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("hrsync_hook_deliveries_owed", "hook" => hook, "status" => status)
+                    .set(n as f64);
+            }
+            known = now;
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_id_is_the_same_for_the_same_event_and_endpoint() {
+        let id = delivery_id("tickets", "p-1", 3, "person.left");
+        assert!(id.starts_with("msg_"), "{id}");
+        assert_eq!(id, delivery_id("tickets", "p-1", 3, "person.left"));
+        assert_ne!(id, delivery_id("laptops", "p-1", 3, "person.left"));
+        assert_ne!(id, delivery_id("tickets", "p-1", 4, "person.left"));
+    }
+
+    #[test]
+    fn one_delivery_per_endpoint_and_person_flies_at_a_time() {
+        let due = |seq, person: &str| Due {
+            seq,
+            delivery_id: format!("msg_{seq}"),
+            hook: "tickets".to_owned(),
+            person_id: person.to_owned(),
+            event_type: "person.moved".to_owned(),
+            body: "{}".to_owned(),
+            attempts: 0,
+            created_at_ms: 0,
+        };
+        let mut flying = InFlight::default();
+        assert!(flying.take(&due(1, "p-1")));
+        assert!(!flying.take(&due(1, "p-1")), "the same delivery");
+        assert!(!flying.take(&due(2, "p-1")), "the same person");
+        assert!(flying.take(&due(3, "p-2")));
+        flying.done(&due(1, "p-1"));
+        assert!(flying.take(&due(2, "p-1")));
+    }
+}

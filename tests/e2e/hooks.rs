@@ -1,0 +1,369 @@
+//! The hooks role over the real pipeline: events pushed to the push API
+//! reach webhook receivers (`examples/hook-receiver/receiver.py`, which checks every
+//! signature with the `standardwebhooks` package), retried through errors,
+//! `Retry-After` and a kill of the sending process, in order per person.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::stack::{eventually_within, lucys_hire, Processes, ScimApps};
+
+/// A webhook receiver process.
+struct Receiver {
+    child: Child,
+    port: u16,
+    secret: String,
+    /// Every delivery it saw, as it printed it.
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    /// Starts one with its own secret, answering `faults` first.
+    fn start(faults: &Value) -> anyhow::Result<Self> {
+        let python = hrsync_tests::tools_dir().join("venv/bin/python");
+        anyhow::ensure!(
+            python.is_file(),
+            "{} is missing: run scripts/test, which makes it",
+            python.display()
+        );
+        // 32 hex digits are 32 base64 characters: a 24-byte key.
+        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let port = hrsync_tests::free_port()?;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/hook-receiver/receiver.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready, listening) = std::sync::mpsc::channel();
+        let lines = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("listening on") {
+                    let _ = ready.send(());
+                } else if let Ok(delivery) = serde_json::from_str::<Value>(&line) {
+                    lines.lock().expect("deliveries").push(delivery);
+                }
+            }
+        });
+        listening
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| anyhow::anyhow!("the webhook receiver did not start"))?;
+        let receiver = Receiver {
+            child,
+            port,
+            secret,
+            seen,
+        };
+        receiver.set_faults_blocking(faults)?;
+        Ok(receiver)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hrsync", self.port)
+    }
+
+    fn set_faults_blocking(&self, faults: &Value) -> anyhow::Result<()> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        let body = faults.to_string();
+        std::io::Write::write_all(
+            &mut stream,
+            format!(
+                "POST /faults HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer)?;
+        anyhow::ensure!(
+            answer.starts_with("HTTP/1.0 204") || answer.starts_with("HTTP/1.1 204"),
+            "{answer}"
+        );
+        Ok(())
+    }
+
+    /// Every delivery seen.
+    fn seen(&self) -> Vec<Value> {
+        self.seen.lock().expect("deliveries").clone()
+    }
+
+    /// The deliveries it took (signature verified, answered 2xx), each id
+    /// once, in the order taken.
+    fn taken(&self) -> Vec<Value> {
+        let mut ids = HashSet::new();
+        self.seen()
+            .into_iter()
+            .filter(|d| d["verified"] == true && d["status"].as_u64().is_some_and(|s| s < 300))
+            .filter(|d| ids.insert(d["id"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    /// The event types it took for `employee_id`, in order.
+    fn types_for(&self, employee_id: &str) -> Vec<String> {
+        self.taken()
+            .iter()
+            .filter(|d| d["employee_id"] == employee_id)
+            .map(|d| d["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// `[[hooks.endpoints]]` for it, with `extra` TOML lines.
+    fn endpoint(&self, name: &str, extra: &str) -> String {
+        format!(
+            "[[hooks.endpoints]]\nname = \"{name}\"\nurl = \"{}\"\nsecret = \"{}\"\ntimeout_ms = 2000\n{extra}\n",
+            self.url(),
+            self.secret
+        )
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `error` with what `receiver` saw and the end of the hooks' log.
+fn explained(
+    error: anyhow::Error,
+    receiver: &Receiver,
+    stack: &Processes,
+    hooks: usize,
+) -> anyhow::Error {
+    error.context(format!(
+        "the receiver saw {:?}\nthe hooks' log ends:\n{}",
+        receiver.seen(),
+        stack.log_tail(hooks)
+    ))
+}
+
+/// `[hooks]` on the stack's database, retrying fast.
+fn hooks_section(stack: &Processes, max_attempts: u32, endpoints: &[String]) -> String {
+    format!(
+        "[hooks]\ndatabase_url = \"{}\"\nmax_attempts = {max_attempts}\nfirst_backoff_ms = 100\nmax_backoff_ms = 1000\n\n{}",
+        stack.db_url().expect("a PostgreSQL stack"),
+        endpoints.join("\n")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joiner_mover_leaver_reaches_the_receivers_signed_in_order_through_errors(
+) -> anyhow::Result<()> {
+    let apps = ScimApps::local(&["slack"]).await?;
+    let mut stack = Processes::start(&apps, &["ingest", "projector"]).await?;
+    // Every delivery to `tickets` is refused at first: 500 twice, then 429
+    // with Retry-After; `leavers` takes only Customer Support's leavers.
+    let tickets = Receiver::start(&json!([
+        {"status": 500}, {"status": 500}, {"status": 429, "retry_after": "1"}
+    ]))?;
+    let leavers = Receiver::start(&json!([]))?;
+    let wrong_team = Receiver::start(&json!([]))?;
+    stack.add_config(&hooks_section(
+        &stack,
+        8,
+        &[
+            tickets.endpoint("tickets", ""),
+            leavers.endpoint(
+                "leavers",
+                "events = [\"person.left\"]\ncondition = 'person.department == \"Customer Support\"'",
+            ),
+            wrong_team.endpoint("wrong-team", "condition = 'person.department == \"Sales\"'"),
+        ],
+    ))?;
+    let hooks = stack.start_another("hooks")?;
+    stack.wait_ready(hooks).await?;
+
+    // Each event waits for the one before to reach tickets: events the
+    // projector applies in one batch are one change of state, and hooks
+    // see the state (a hire and a termination applied together are a
+    // leaver).
+    let moved = json!({"type": "move", "employee_id": "E7", "time_zone": "Europe/London",
+        "changes": {"title": "Support Manager"}});
+    let left = json!({"type": "terminate", "employee_id": "E7",
+        "time_zone": "Europe/London", "immediate": true});
+    let story = ["person.joined", "person.moved", "person.left"];
+    for (n, event) in [lucys_hire(), moved, left].into_iter().enumerate() {
+        stack.push(event).await?;
+        eventually_within(story[n], Duration::from_secs(60), || async {
+            Ok(tickets.types_for("E7").len() > n)
+        })
+        .await
+        .map_err(|e| explained(e, &tickets, &stack, hooks))?;
+    }
+    assert_eq!(tickets.types_for("E7"), story);
+    let seen = tickets.seen();
+    assert!(
+        seen.iter().all(|d| d["verified"] == true),
+        "every signature verifies: {seen:?}"
+    );
+    // The refused attempts were of a delivery taken later, under the same
+    // webhook-id.
+    let refused: Vec<&Value> = seen.iter().filter(|d| d["status"] != 204).collect();
+    assert_eq!(refused.len(), 3, "{seen:?}");
+    let taken_ids: HashSet<&str> = seen
+        .iter()
+        .filter(|d| d["status"] == 204)
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    for refusal in &refused {
+        assert!(
+            taken_ids.contains(refusal["id"].as_str().unwrap_or_default()),
+            "{seen:?}"
+        );
+    }
+
+    eventually_within(
+        "leavers took the leaver",
+        Duration::from_secs(30),
+        || async { Ok(leavers.types_for("E7") == ["person.left"]) },
+    )
+    .await?;
+    // Nothing else reaches them: the move and the hire were not theirs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(leavers.taken().len(), 1, "{:?}", leavers.seen());
+    assert!(wrong_team.seen().is_empty(), "{:?}", wrong_team.seen());
+
+    let metrics = stack.metrics(hooks).await?;
+    assert!(
+        metrics.contains(
+            "hrsync_hook_deliveries_total{hook=\"tickets\",lane=\"main\",outcome=\"retry\"}"
+        ) || metrics.contains(
+            "hrsync_hook_deliveries_total{hook=\"tickets\",lane=\"priority\",outcome=\"retry\"}"
+        ),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_ones_after_a_redrive(
+) -> anyhow::Result<()> {
+    let apps = ScimApps::local(&["slack"]).await?;
+    let mut stack = Processes::start(&apps, &["ingest", "projector"]).await?;
+    let receiver = Receiver::start(&json!([]))?;
+    // `broken` answers 503 until told otherwise: its deliveries die after
+    // two attempts.
+    let broken = Receiver::start(&Value::from(vec![json!({"status": 503}); 100]))?;
+    stack.add_config(&hooks_section(
+        &stack,
+        2,
+        &[
+            receiver.endpoint("receiver", ""),
+            broken.endpoint("broken", "events = [\"person.joined\"]"),
+        ],
+    ))?;
+    let hooks = stack.start_another("hooks")?;
+    stack.wait_ready(hooks).await?;
+
+    let people: Vec<String> = (1..=4).map(|n| format!("H{n}")).collect();
+    for id in &people {
+        stack
+            .push(
+                json!({"type": "hire", "employee_id": id, "time_zone": "UTC",
+                "attributes": {"given_name": "Hook", "family_name": id,
+                    "work_email": format!("{}@example.com", id.to_lowercase()),
+                    "employment_type": "employee", "department": "Sales"}}),
+            )
+            .await?;
+    }
+    eventually_within("every joiner taken", Duration::from_secs(60), || async {
+        Ok(people.iter().all(|id| !receiver.types_for(id).is_empty()))
+    })
+    .await
+    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    // The movers' deliveries hang at the receiver (5 s each): the sender
+    // is killed while they are in flight, so each is owed after its
+    // restart.
+    receiver.set_faults_blocking(&Value::from(vec![json!({"delay_ms": 5000}); people.len()]))?;
+    for id in &people {
+        stack
+            .push(
+                json!({"type": "move", "employee_id": id, "time_zone": "UTC",
+                "changes": {"title": "Account Executive"}}),
+            )
+            .await?;
+    }
+    eventually_within(
+        "a mover's delivery in flight",
+        Duration::from_secs(60),
+        || async { Ok(receiver.seen().iter().any(|d| d["type"] == "person.moved")) },
+    )
+    .await
+    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    stack.kill(hooks)?;
+    stack.restart(hooks).await?;
+
+    eventually_within(
+        "every person's joiner and mover",
+        Duration::from_secs(60),
+        || async { Ok(people.iter().all(|id| receiver.types_for(id).len() >= 2)) },
+    )
+    .await
+    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    for id in &people {
+        assert_eq!(
+            receiver.types_for(id),
+            ["person.joined", "person.moved"],
+            "{id}: in order, once each"
+        );
+    }
+    // What was in flight at the kill came again, under its webhook-id.
+    let mut arrivals: HashMap<String, usize> = HashMap::new();
+    for delivery in receiver.seen() {
+        *arrivals
+            .entry(delivery["id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        arrivals.values().any(|n| *n > 1),
+        "nothing was sent again: {arrivals:?}"
+    );
+
+    // `broken`'s deliveries died; once it answers again, a redrive sends them.
+    eventually_within(
+        "broken's deliveries dead",
+        Duration::from_secs(30),
+        || async {
+            let metrics = stack.metrics(hooks).await?;
+            Ok(metrics.contains(&format!(
+                "hrsync_hook_deliveries_owed{{hook=\"broken\",status=\"dead\"}} {}",
+                people.len()
+            )))
+        },
+    )
+    .await?;
+    assert!(broken.taken().is_empty());
+    broken.set_faults_blocking(&json!([]))?;
+    let said = stack.command(&["hooks", "redrive", "--hook", "broken"])?;
+    assert!(
+        said.contains(&format!("{} dead deliveries", people.len())),
+        "{said}"
+    );
+    eventually_within(
+        "broken took them after the redrive",
+        Duration::from_secs(30),
+        || async { Ok(broken.taken().len() == people.len()) },
+    )
+    .await
+    .map_err(|e| explained(e, &broken, &stack, hooks))?;
+    let per_person: HashMap<String, usize> =
+        broken.taken().iter().fold(HashMap::new(), |mut m, d| {
+            *m.entry(d["employee_id"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+            m
+        });
+    assert!(per_person.values().all(|n| *n == 1), "{per_person:?}");
+    Ok(())
+}
