@@ -13,33 +13,32 @@ use serde_json::{json, Value};
 
 use crate::stack::{eventually_within, lucys_hire, Processes, ScimApps};
 
-/// A webhook receiver process.
-struct Receiver {
+/// A receiver from `examples/`, run by the venv's Python: prints
+/// `listening on PORT`, then one JSON line per request.
+struct Example {
     child: Child,
     port: u16,
-    secret: String,
-    /// Every delivery it saw, as it printed it.
+    /// Every line it printed.
     seen: Arc<Mutex<Vec<Value>>>,
 }
 
-impl Receiver {
-    /// Starts one with its own secret, answering `faults` first.
-    fn start(faults: &Value) -> anyhow::Result<Self> {
+impl Example {
+    /// Runs `examples/SCRIPT PORT ARGS...`.
+    fn start(script: &str, args: &[&str]) -> anyhow::Result<Self> {
         let python = hrsync_tests::tools_dir().join("venv/bin/python");
         anyhow::ensure!(
             python.is_file(),
             "{} is missing: run scripts/test, which makes it",
             python.display()
         );
-        // 32 hex digits are 32 base64 characters: a 24-byte key.
-        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
         let port = hrsync_tests::free_port()?;
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/hook-receiver/receiver.py");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(script);
         let mut child = Command::new(python)
-            .arg(script)
+            .arg(path)
             .arg(port.to_string())
-            .arg(&secret)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -51,30 +50,45 @@ impl Receiver {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.starts_with("listening on") {
                     let _ = ready.send(());
-                } else if let Ok(delivery) = serde_json::from_str::<Value>(&line) {
-                    lines.lock().expect("deliveries").push(delivery);
+                } else if let Ok(request) = serde_json::from_str::<Value>(&line) {
+                    lines.lock().expect("requests").push(request);
                 }
             }
         });
         listening
             .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow::anyhow!("the webhook receiver did not start"))?;
-        let receiver = Receiver {
-            child,
-            port,
-            secret,
-            seen,
-        };
+            .map_err(|_| anyhow::anyhow!("examples/{script} did not start"))?;
+        Ok(Example { child, port, seen })
+    }
+
+    fn seen(&self) -> Vec<Value> {
+        self.seen.lock().expect("requests").clone()
+    }
+}
+
+/// The hook receiver example.
+struct Receiver {
+    example: Example,
+    secret: String,
+}
+
+impl Receiver {
+    /// Starts one with its own secret, answering `faults` first.
+    fn start(faults: &Value) -> anyhow::Result<Self> {
+        // 32 hex digits are 32 base64 characters: a 24-byte key.
+        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let example = Example::start("hook-receiver/receiver.py", &[&secret])?;
+        let receiver = Receiver { example, secret };
         receiver.set_faults_blocking(faults)?;
         Ok(receiver)
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hrsync", self.port)
+        format!("http://127.0.0.1:{}/hrsync", self.example.port)
     }
 
     fn set_faults_blocking(&self, faults: &Value) -> anyhow::Result<()> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.example.port))?;
         let body = faults.to_string();
         std::io::Write::write_all(
             &mut stream,
@@ -95,7 +109,7 @@ impl Receiver {
 
     /// Every delivery seen.
     fn seen(&self) -> Vec<Value> {
-        self.seen.lock().expect("deliveries").clone()
+        self.example.seen()
     }
 
     /// The deliveries it took (signature verified, answered 2xx), each id
@@ -128,7 +142,7 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
+impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -138,7 +152,7 @@ impl Drop for Receiver {
 /// `error` with what `receiver` saw and the end of the hooks' log.
 fn explained(
     error: anyhow::Error,
-    receiver: &Receiver,
+    receiver: &Example,
     stack: &Processes,
     hooks: usize,
 ) -> anyhow::Error {
@@ -200,7 +214,7 @@ async fn a_joiner_mover_leaver_reaches_the_receivers_signed_in_order_through_err
             Ok(tickets.types_for("E7").len() > n)
         })
         .await
-        .map_err(|e| explained(e, &tickets, &stack, hooks))?;
+        .map_err(|e| explained(e, &tickets.example, &stack, hooks))?;
     }
     assert_eq!(tickets.types_for("E7"), story);
     let seen = tickets.seen();
@@ -282,7 +296,7 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
         Ok(people.iter().all(|id| !receiver.types_for(id).is_empty()))
     })
     .await
-    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    .map_err(|e| explained(e, &receiver.example, &stack, hooks))?;
     // The movers' deliveries hang at the receiver (5 s each): the sender
     // is killed while they are in flight, so each is owed after its
     // restart.
@@ -301,7 +315,7 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
         || async { Ok(receiver.seen().iter().any(|d| d["type"] == "person.moved")) },
     )
     .await
-    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    .map_err(|e| explained(e, &receiver.example, &stack, hooks))?;
     stack.kill(hooks)?;
     stack.restart(hooks).await?;
 
@@ -311,7 +325,7 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
         || async { Ok(people.iter().all(|id| receiver.types_for(id).len() >= 2)) },
     )
     .await
-    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    .map_err(|e| explained(e, &receiver.example, &stack, hooks))?;
     for id in &people {
         assert_eq!(
             receiver.types_for(id),
@@ -357,7 +371,7 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
         || async { Ok(broken.taken().len() == people.len()) },
     )
     .await
-    .map_err(|e| explained(e, &broken, &stack, hooks))?;
+    .map_err(|e| explained(e, &broken.example, &stack, hooks))?;
     let per_person: HashMap<String, usize> =
         broken.taken().iter().fold(HashMap::new(), |mut m, d| {
             *m.entry(d["employee_id"].as_str().unwrap_or_default().to_owned())
@@ -365,5 +379,102 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
             m
         });
     assert!(per_person.values().all(|n| *n == 1), "{per_person:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrsyncs_keys(
+) -> anyhow::Result<()> {
+    let apps = ScimApps::local(&["slack"]).await?;
+    let mut stack = Processes::start(&apps, &["ingest", "projector"]).await?;
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("ssf-key.pem");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()?;
+    anyhow::ensure!(made.success(), "openssl genpkey: {made}");
+    let keys_port = hrsync_tests::free_port()?;
+    let issuer = format!("http://127.0.0.1:{keys_port}");
+    let audience = "https://sessions.test";
+    let receiver = Example::start(
+        "ssf-receiver/receiver.py",
+        &[
+            &format!("{issuer}/jwks.json"),
+            &issuer,
+            audience,
+            "receiver-token",
+        ],
+    )?;
+    stack.add_config(&format!(
+        "{}\n[hooks.ssf]\nissuer = \"{issuer}\"\nlisten = \"127.0.0.1:{keys_port}\"\n\
+         signing_key = {{ file = \"{}\" }}\nkey_id = \"hrsync-test-1\"\n\n\
+         [[hooks.ssf.receivers]]\nname = \"sessions\"\nurl = \"http://127.0.0.1:{}/events\"\n\
+         audience = \"{audience}\"\ntoken = \"receiver-token\"\n",
+        hooks_section(&stack, 8, &[]),
+        key.display(),
+        receiver.port
+    ))?;
+    let hooks = stack.start_another("hooks")?;
+    stack.wait_ready(hooks).await?;
+
+    // The transmitter's metadata names where its keys are.
+    let metadata: Value = reqwest::get(format!("{issuer}/.well-known/ssf-configuration"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(metadata["jwks_uri"], format!("{issuer}/jwks.json"));
+    assert_eq!(
+        metadata["delivery_methods_supported"],
+        json!(["urn:ietf:rfc:8935"])
+    );
+
+    // A joiner revokes nothing; a leave and a termination each do.
+    let ada = json!({"type": "hire", "employee_id": "E8", "time_zone": "UTC",
+        "attributes": {"given_name": "Ada", "family_name": "Byron",
+            "work_email": "ada@example.com", "employment_type": "employee",
+            "department": "Sales"}});
+    for event in [lucys_hire(), ada] {
+        stack.push(event).await?;
+    }
+    stack
+        .push(json!({"type": "leave_started", "employee_id": "E8",
+            "time_zone": "UTC", "leave_type": "parental"}))
+        .await?;
+    stack
+        .push(json!({"type": "terminate", "employee_id": "E7",
+            "time_zone": "Europe/London", "immediate": true}))
+        .await?;
+    let revoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+    eventually_within("both sessions revoked", Duration::from_secs(60), || async {
+        Ok(receiver.seen().len() >= 2)
+    })
+    .await
+    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 2, "one SET per deactivation: {seen:?}");
+    for set in &seen {
+        assert_eq!(set["verified"], true, "{set:?}");
+        assert_eq!(set["status"], 202, "{set:?}");
+        assert_eq!(set["typ"], "secevent+jwt");
+        assert_eq!(
+            (&set["iss"], &set["aud"]),
+            (&json!(issuer), &json!(audience))
+        );
+        assert_eq!(set["events"], json!([revoked]));
+    }
+    let subjects: HashSet<String> = seen
+        .iter()
+        .map(|s| s["sub_id"]["email"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: HashSet<String> = ["lucy@example.com", "ada@example.com"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(subjects, expected);
+    let reasons: Vec<&Value> = seen.iter().map(|s| &s["reason"]["en"]).collect();
+    assert!(reasons.contains(&&json!("Terminated in HR")), "{reasons:?}");
+    assert!(reasons.contains(&&json!("On leave in HR")), "{reasons:?}");
     Ok(())
 }

@@ -7,6 +7,7 @@ use hrsync_config::{Inconsistency, Secret, Validate};
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
+use crate::ssf::SsfConfig;
 
 /// The hooks role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct HooksConfig {
     pub in_flight: usize,
     /// The endpoints.
     pub endpoints: Vec<HookConfig>,
+    /// hrsync as an SSF transmitter: `session-revoked` SETs on
+    /// deactivations, to its receivers.
+    pub ssf: Option<SsfConfig>,
 }
 
 impl Default for HooksConfig {
@@ -53,6 +57,7 @@ impl Default for HooksConfig {
             max_backoff_ms: 300_000,
             in_flight: 32,
             endpoints: Vec::new(),
+            ssf: None,
         }
     }
 }
@@ -98,6 +103,15 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
+/// `url` is an http or https URL.
+fn check_url(at: &str, url: &str) -> Result<(), Inconsistency> {
+    match reqwest::Url::parse(url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
+        Ok(url) => Err(format!("{at}.url: scheme {:?} is not http or https", url.scheme()).into()),
+        Err(error) => Err(format!("{at}.url is not a URL: {error}").into()),
+    }
+}
+
 impl Validate for HooksConfig {
     fn validate(&self) -> Result<(), Inconsistency> {
         if !matches!(self.start_at.as_str(), "earliest" | "latest") {
@@ -121,23 +135,25 @@ impl Validate for HooksConfig {
             .into());
         }
         let mut names = std::collections::HashSet::new();
+        let receivers = self.ssf.iter().flat_map(|ssf| &ssf.receivers);
+        let named = self
+            .endpoints
+            .iter()
+            .map(|h| (format!("hooks.endpoints[{}]", h.name), &h.name, &h.url))
+            .chain(
+                receivers.map(|r| (format!("hooks.ssf.receivers[{}]", r.name), &r.name, &r.url)),
+            );
+        for (at, name, url) in named {
+            if name.trim().is_empty() {
+                return Err(format!("{at}: the name is empty").into());
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("{at}: another endpoint or receiver has the same name").into());
+            }
+            check_url(&at, url)?;
+        }
         for hook in &self.endpoints {
             let at = format!("hooks.endpoints[{}]", hook.name);
-            if hook.name.trim().is_empty() {
-                return Err("hooks.endpoints: an endpoint has an empty name".into());
-            }
-            if !names.insert(hook.name.as_str()) {
-                return Err(format!("{at}: another endpoint has the same name").into());
-            }
-            match reqwest::Url::parse(&hook.url) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-                Ok(url) => {
-                    return Err(
-                        format!("{at}.url: scheme {:?} is not http or https", url.scheme()).into(),
-                    )
-                }
-                Err(error) => return Err(format!("{at}.url is not a URL: {error}").into()),
-            }
             for event in &hook.events {
                 if EventType::parse(event).is_none() {
                     return Err(format!(
@@ -149,6 +165,12 @@ impl Validate for HooksConfig {
             }
             if hook.timeout_ms == 0 {
                 return Err(format!("{at}.timeout_ms must be above 0").into());
+            }
+        }
+        if let Some(ssf) = &self.ssf {
+            check_url("hooks.ssf.issuer", &ssf.issuer)?;
+            if ssf.receivers.is_empty() {
+                return Err("hooks.ssf has no receivers ([[hooks.ssf.receivers]])".into());
             }
         }
         Ok(())

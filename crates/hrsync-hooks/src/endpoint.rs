@@ -1,16 +1,20 @@
-//! The configured endpoints, ready to use: which events each takes (types
-//! and a CEL condition), its signing key and its HTTP client.
+//! The configured endpoints, ready to use: hook endpoints (which events
+//! each takes, by type and CEL condition, and its signing key) and SSF
+//! receivers (a `session-revoked` SET on each deactivation), each with its
+//! HTTP client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cel::{Context, Env, Program, Value};
+use hrsync_config::Secret;
 use hrsync_domain::DirectoryChange;
 use hrsync_expr::{check_references, parse_reason, person, string};
 
-use crate::config::HookConfig;
-use crate::event::{EventType, Seen};
+use crate::config::{HookConfig, HooksConfig};
+use crate::event::{body, EventType, Seen};
 use crate::sign::SigningKey;
+use crate::ssf::{ReceiverConfig, Transmitter};
 
 /// The variables a condition can read.
 const VARIABLES: [&str; 6] = [
@@ -22,48 +26,93 @@ const VARIABLES: [&str; 6] = [
     "apps",
 ];
 
+/// The event type stored for a SET.
+const SESSION_REVOKED: &str = "session-revoked";
+
 /// An endpoint that cannot be set up; the message names it and never holds
 /// its secret.
 #[derive(Debug, thiserror::Error)]
-#[error("hooks.endpoints[{hook}]: {reason}")]
+#[error("{at}: {reason}")]
 pub struct EndpointError {
-    hook: String,
+    at: String,
     reason: String,
 }
 
 /// One endpoint.
+#[derive(Debug)]
 pub struct Endpoint {
     /// Its name.
     pub name: String,
     /// Where deliveries go.
     pub url: reqwest::Url,
-    config: HookConfig,
-    events: Vec<EventType>,
-    condition: Option<Program>,
-    env: Arc<Env>,
     /// Its client (the endpoint's timeout).
     pub client: reqwest::Client,
+    kind: Kind,
 }
 
-impl std::fmt::Debug for Endpoint {
+/// What an endpoint is sent.
+enum Kind {
+    /// Lifecycle events, signed as Standard Webhooks says.
+    Hook {
+        secret: Secret,
+        events: Vec<EventType>,
+        condition: Option<(String, Program)>,
+        env: Arc<Env>,
+    },
+    /// `session-revoked` SETs on deactivations (RFC 8935 push).
+    Ssf {
+        audience: String,
+        token: Option<Secret>,
+        transmitter: Arc<Transmitter>,
+    },
+}
+
+impl std::fmt::Debug for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("name", &self.name)
-            .field("events", &self.events)
-            .field("condition", &self.config.condition)
-            .finish_non_exhaustive()
+        match self {
+            Kind::Hook {
+                events, condition, ..
+            } => f
+                .debug_struct("Hook")
+                .field("events", events)
+                .field("condition", &condition.as_ref().map(|(text, _)| text))
+                .finish_non_exhaustive(),
+            Kind::Ssf { audience, .. } => f
+                .debug_struct("Ssf")
+                .field("audience", audience)
+                .finish_non_exhaustive(),
+        }
     }
 }
 
 impl Endpoint {
-    /// Compiles `config`'s condition and checks its secret.
-    ///
-    /// # Errors
-    /// A condition that is not CEL or reads what does not exist; a secret
-    /// that cannot be read or is not `whsec_` and base64.
-    pub fn new(config: &HookConfig, env: Arc<Env>) -> Result<Self, EndpointError> {
+    fn new(
+        name: &str,
+        url: &str,
+        timeout_ms: u64,
+        kind: Kind,
+        at: &str,
+    ) -> Result<Self, EndpointError> {
         let fail = |reason: String| EndpointError {
-            hook: config.name.clone(),
+            at: at.to_owned(),
+            reason,
+        };
+        Ok(Endpoint {
+            name: name.to_owned(),
+            url: reqwest::Url::parse(url).map_err(|e| fail(format!("url: {e}")))?,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(timeout_ms))
+                .build()
+                .map_err(|e| fail(format!("HTTP client: {e}")))?,
+            kind,
+        })
+    }
+
+    /// A hook endpoint: compiles its condition and checks its secret.
+    fn hook(config: &HookConfig, env: Arc<Env>) -> Result<Self, EndpointError> {
+        let at = format!("hooks.endpoints[{}]", config.name);
+        let fail = |reason: String| EndpointError {
+            at: at.clone(),
             reason,
         };
         let condition = match &config.condition {
@@ -73,13 +122,12 @@ impl Endpoint {
                     .map_err(|errors| fail(format!("condition: {}", parse_reason(&errors))))?;
                 check_references(program.expression(), &env, &VARIABLES)
                     .map_err(|e| fail(format!("condition: {e}")))?;
-                Some(program)
+                Some((text.clone(), program))
             }
             None => None,
         };
-        let endpoint = Endpoint {
-            name: config.name.clone(),
-            url: reqwest::Url::parse(&config.url).map_err(|e| fail(format!("url: {e}")))?,
+        let kind = Kind::Hook {
+            secret: config.secret.clone(),
             events: config
                 .events
                 .iter()
@@ -87,46 +135,62 @@ impl Endpoint {
                 .collect(),
             condition,
             env,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_millis(config.timeout_ms))
-                .build()
-                .map_err(|e| fail(format!("HTTP client: {e}")))?,
-            config: config.clone(),
         };
-        endpoint.key().map_err(fail)?;
+        let endpoint = Endpoint::new(&config.name, &config.url, config.timeout_ms, kind, &at)?;
+        signing_key(&config.secret).map_err(fail)?;
         Ok(endpoint)
     }
 
-    /// Its signing key, read from its secret now (an env or file secret
-    /// may have been rotated).
-    ///
-    /// # Errors
-    /// The secret cannot be read or is not a key (the message names why,
-    /// never the value).
-    pub fn key(&self) -> Result<SigningKey, String> {
-        let secret = self
-            .config
-            .secret
-            .expose()
-            .map_err(|e| format!("secret: {e}"))?;
-        SigningKey::from_secret(&secret).map_err(|e| format!("secret: {e}"))
+    /// An SSF receiver.
+    fn ssf(config: &ReceiverConfig, transmitter: Arc<Transmitter>) -> Result<Self, EndpointError> {
+        let at = format!("hooks.ssf.receivers[{}]", config.name);
+        if let Some(token) = &config.token {
+            token.expose().map_err(|e| EndpointError {
+                at: at.clone(),
+                reason: format!("token: {e}"),
+            })?;
+        }
+        let kind = Kind::Ssf {
+            audience: config.audience.clone(),
+            token: config.token.clone(),
+            transmitter,
+        };
+        Endpoint::new(&config.name, &config.url, config.timeout_ms, kind, &at)
     }
 
-    /// Whether it takes `event` for `change` (after `previous`). A
-    /// condition that fails or is not a bool is logged and counts as false.
+    /// The type stored for `event` sent here.
+    pub fn event_name(&self, event: EventType) -> &'static str {
+        match self.kind {
+            Kind::Hook { .. } => event.as_str(),
+            Kind::Ssf { .. } => SESSION_REVOKED,
+        }
+    }
+
+    /// Whether it takes `event` for `change` (after `previous`): a hook by
+    /// its types and condition (a condition that fails or is not a bool is
+    /// logged and counts as false); an SSF receiver every deactivation.
     pub fn wants(
         &self,
         event: EventType,
         previous: Option<&Seen>,
         change: &DirectoryChange,
     ) -> bool {
-        if !self.events.is_empty() && !self.events.contains(&event) {
+        let Kind::Hook {
+            events,
+            condition,
+            env,
+            ..
+        } = &self.kind
+        else {
+            return matches!(event, EventType::Left | EventType::LeaveStarted);
+        };
+        if !events.is_empty() && !events.contains(&event) {
             return false;
         }
-        let Some(program) = &self.condition else {
+        let Some((_, program)) = condition else {
             return true;
         };
-        let mut context = Context::with_env(Arc::clone(&self.env));
+        let mut context = Context::with_env(Arc::clone(env));
         context.add_variable_as_val("event", string(event.as_str()));
         context.add_variable_as_val("person", Box::new(person(&change.profile.attributes)));
         context.add_variable_as_val("state", string(change.lifecycle_state.as_str()));
@@ -149,16 +213,105 @@ impl Endpoint {
             }
         }
     }
+
+    /// What is sent for `event`: a hook's JSON, an SSF receiver's SET
+    /// (signed now, its `jti` the delivery's id).
+    ///
+    /// # Errors
+    /// A SET that cannot be signed.
+    pub fn body(
+        &self,
+        event: EventType,
+        previous: Option<&Seen>,
+        change: &DirectoryChange,
+        delivery_id: &str,
+    ) -> Result<String, String> {
+        match &self.kind {
+            Kind::Hook { .. } => Ok(body(event, previous, change).to_string()),
+            Kind::Ssf {
+                audience,
+                transmitter,
+                ..
+            } => transmitter
+                .session_revoked(audience, change, delivery_id)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The request delivering `body` as `delivery_id`: a hook's signed
+    /// (the key read from its secret now: an env or file secret may have
+    /// been rotated), an SET pushed as RFC 8935 says.
+    ///
+    /// # Errors
+    /// The secret or token cannot be read, or is not a key (the message
+    /// names why, never the value).
+    pub fn request(
+        &self,
+        delivery_id: &str,
+        body: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header(
+                reqwest::header::USER_AGENT,
+                concat!("hrsync/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body.to_owned());
+        match &self.kind {
+            Kind::Hook { secret, .. } => {
+                let key = signing_key(secret)?;
+                let timestamp = crate::store::now_ms() / 1000;
+                Ok(request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("webhook-id", delivery_id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", key.sign(delivery_id, timestamp, body)))
+            }
+            Kind::Ssf { token, .. } => {
+                let request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/secevent+jwt")
+                    .header(reqwest::header::ACCEPT, "application/json");
+                match token {
+                    Some(token) => {
+                        Ok(request.bearer_auth(token.expose().map_err(|e| format!("token: {e}"))?))
+                    }
+                    None => Ok(request),
+                }
+            }
+        }
+    }
 }
 
-/// Every configured endpoint.
+/// The signing key of a hook's secret.
+fn signing_key(secret: &Secret) -> Result<SigningKey, String> {
+    let secret = secret.expose().map_err(|e| format!("secret: {e}"))?;
+    SigningKey::from_secret(&secret).map_err(|e| format!("secret: {e}"))
+}
+
+/// Every configured endpoint (hooks, then SSF receivers), and the SSF
+/// transmitter if there is one.
 ///
 /// # Errors
 /// The first that cannot be set up.
-pub fn endpoints(configs: &[HookConfig]) -> Result<Vec<Endpoint>, EndpointError> {
+pub fn endpoints(
+    config: &HooksConfig,
+) -> Result<(Vec<Endpoint>, Option<Arc<Transmitter>>), EndpointError> {
     let env = Arc::new(hrsync_expr::env());
-    configs
+    let mut endpoints = config
+        .endpoints
         .iter()
-        .map(|c| Endpoint::new(c, Arc::clone(&env)))
-        .collect()
+        .map(|c| Endpoint::hook(c, Arc::clone(&env)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(ssf) = &config.ssf else {
+        return Ok((endpoints, None));
+    };
+    let transmitter = Arc::new(Transmitter::new(ssf).map_err(|e| EndpointError {
+        at: "hooks.ssf".to_owned(),
+        reason: e.to_string(),
+    })?);
+    for receiver in &ssf.receivers {
+        endpoints.push(Endpoint::ssf(receiver, transmitter.clone())?);
+    }
+    Ok((endpoints, Some(transmitter)))
 }

@@ -172,39 +172,45 @@ pub fn body(event: EventType, previous: Option<&Seen>, change: &DirectoryChange)
     })
 }
 
+/// Ada's change, version 2, in `state` (for tests).
+#[cfg(test)]
+pub(crate) fn sample(state: LifecycleState) -> DirectoryChange {
+    use hrsync_domain::{
+        EmployeeId, EmploymentType, PersonId, Profile, TimeZone, Timestamp, WorkerAttributes,
+    };
+    DirectoryChange {
+        person_id: PersonId::new("p-1").expect("valid"),
+        employee_id: EmployeeId::new("E1").expect("valid"),
+        version: 2,
+        lifecycle_state: state,
+        profile: Profile {
+            attributes: WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee),
+            time_zone: TimeZone::new("Europe/London").expect("valid"),
+            start_at: None,
+            terminate_at: None,
+        },
+        groups: vec![],
+        apps: vec![],
+        caused_by: vec![],
+        priority: false,
+        changed_at: Timestamp::from_millis(1_700_000_000_000).expect("valid"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use LifecycleState::{Active, Deprovisioned, Pending, Suspended};
+
+    fn change(state: LifecycleState) -> DirectoryChange {
+        sample(state)
+    }
 
     fn seen(state: LifecycleState, digest: &str) -> Seen {
         Seen {
             version: 1,
             state,
             digest: digest.to_owned(),
-        }
-    }
-
-    fn change(state: LifecycleState) -> DirectoryChange {
-        use hrsync_domain::{
-            EmployeeId, EmploymentType, PersonId, Profile, TimeZone, Timestamp, WorkerAttributes,
-        };
-        DirectoryChange {
-            person_id: PersonId::new("p-1").expect("valid"),
-            employee_id: EmployeeId::new("E1").expect("valid"),
-            version: 2,
-            lifecycle_state: state,
-            profile: Profile {
-                attributes: WorkerAttributes::new("Ada", "Lovelace", EmploymentType::Employee),
-                time_zone: TimeZone::new("Europe/London").expect("valid"),
-                start_at: None,
-                terminate_at: None,
-            },
-            groups: vec![],
-            apps: vec![],
-            caused_by: vec![],
-            priority: false,
-            changed_at: Timestamp::from_millis(1_700_000_000_000).expect("valid"),
         }
     }
 

@@ -14,6 +14,10 @@
 //! redriven ([`store::redrive`]). Terminations and leaves take the fast
 //! lane: their own consumer and sender, never behind a backlog ([`run`]).
 //!
+//! On a deactivation (a termination, a leave) it also sends each
+//! configured SSF receiver a CAEP `session-revoked` Security Event Token,
+//! signed with hrsync's key, through the same durable deliveries ([`ssf`]).
+//!
 //! - `config`: `[hooks]` and `[[hooks.endpoints]]`.
 
 pub mod config;
@@ -21,6 +25,7 @@ pub mod endpoint;
 pub mod event;
 pub mod run;
 pub mod sign;
+pub mod ssf;
 pub mod store;
 
 pub use config::{HookConfig, HooksConfig};

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HooksConfig;
 use crate::endpoint::{endpoints, Endpoint, EndpointError};
-use crate::event::{body, digest, event_of, Seen};
+use crate::event::{digest, event_of, Seen};
+use crate::ssf::Transmitter;
 use crate::store::{self, Attempted, Due, NewDelivery};
 
 /// The priority lane's `fetch.wait.max.ms`: a termination must not wait for
@@ -72,6 +73,12 @@ pub enum RunError {
     /// The store.
     #[error("the hooks' store: {0}")]
     Store(#[from] hrsync_store::Error),
+    /// A SET could not be signed.
+    #[error("signing a SET: {0}")]
+    Sign(String),
+    /// The SSF keys' listener.
+    #[error("serving the SSF keys on hooks.ssf.listen: {0}")]
+    Listen(#[from] std::io::Error),
     /// Another process claimed the store after this one's claim broke.
     #[error("another hooks process claimed the store after the connection holding this one's claim broke; stopping so that one process sends at a time")]
     ClaimLost,
@@ -82,6 +89,7 @@ pub enum RunError {
 pub struct Hooks {
     db: Db,
     endpoints: Vec<Endpoint>,
+    transmitter: Option<Arc<Transmitter>>,
     config: HooksConfig,
     /// Wakes the senders (priority, main) when a delivery is recorded.
     wake: [Notify; 2],
@@ -93,9 +101,11 @@ impl Hooks {
     /// # Errors
     /// An endpoint that cannot be set up.
     pub fn new(db: Db, config: &HooksConfig) -> Result<Self, EndpointError> {
+        let (endpoints, transmitter) = endpoints(config)?;
         Ok(Hooks {
             db,
-            endpoints: endpoints(&config.endpoints)?,
+            endpoints,
+            transmitter,
             config: config.clone(),
             wake: [Notify::new(), Notify::new()],
         })
@@ -115,7 +125,7 @@ impl Hooks {
         &self,
         change: &DirectoryChange,
         trace_id: Option<String>,
-    ) -> Result<usize, hrsync_store::Error> {
+    ) -> Result<usize, RunError> {
         let person = change.person_id.as_str();
         let version = i64::try_from(change.version).unwrap_or(i64::MAX);
         let previous = store::seen(&self.db, person).await?;
@@ -124,26 +134,29 @@ impl Hooks {
         }
         let digest = digest(change);
         let event = event_of(previous.as_ref(), change, &digest);
-        let deliveries: Vec<NewDelivery> = event
-            .map(|event| {
-                let body = body(event, previous.as_ref(), change).to_string();
-                self.endpoints
-                    .iter()
-                    .filter(|e| e.wants(event, previous.as_ref(), change))
-                    .map(|e| NewDelivery {
-                        delivery_id: delivery_id(&e.name, person, version, event.as_str()),
-                        hook: e.name.clone(),
-                        person_id: person.to_owned(),
-                        employee_id: change.employee_id.as_str().to_owned(),
-                        version,
-                        event_type: event.as_str(),
-                        priority: event.is_priority(),
-                        body: body.clone(),
-                        trace_id: trace_id.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut deliveries = Vec::new();
+        for endpoint in &self.endpoints {
+            let Some(event) = event.filter(|e| endpoint.wants(*e, previous.as_ref(), change))
+            else {
+                continue;
+            };
+            let event_type = endpoint.event_name(event);
+            let delivery_id = delivery_id(&endpoint.name, person, version, event_type);
+            let body = endpoint
+                .body(event, previous.as_ref(), change, &delivery_id)
+                .map_err(RunError::Sign)?;
+            deliveries.push(NewDelivery {
+                delivery_id,
+                hook: endpoint.name.clone(),
+                person_id: person.to_owned(),
+                employee_id: change.employee_id.as_str().to_owned(),
+                version,
+                event_type,
+                priority: event.is_priority(),
+                body,
+                trace_id: trace_id.clone(),
+            });
+        }
         let seen = Seen {
             version,
             state: change.lifecycle_state,
@@ -266,21 +279,9 @@ impl Hooks {
         endpoint: &Endpoint,
         due: &Due,
     ) -> Result<u16, (Option<u16>, String, Option<Duration>)> {
-        let key = endpoint.key().map_err(|reason| (None, reason, None))?;
-        let timestamp = store::now_ms() / 1000;
-        let signature = key.sign(&due.delivery_id, timestamp, &due.body);
         let response = endpoint
-            .client
-            .post(endpoint.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                reqwest::header::USER_AGENT,
-                concat!("hrsync/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("webhook-id", &due.delivery_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(due.body.clone())
+            .request(&due.delivery_id, &due.body)
+            .map_err(|reason| (None, reason, None))?
             .send()
             .await;
         match response {
@@ -420,14 +421,28 @@ pub async fn run(
             result.map_err(RunError::from)
         }
     };
-    let (a, b, c, ()) = tokio::join!(
+    let keys = async {
+        match (&hooks.transmitter, &config.ssf) {
+            (Some(transmitter), Some(ssf)) => {
+                let served = crate::ssf::serve(ssf.listen, transmitter.clone(), stop.clone()).await;
+                if served.is_err() {
+                    stop.cancel();
+                }
+                served.map_err(RunError::from)
+            }
+            _ => Ok(()),
+        }
+    };
+    let (a, b, c, (), d) = tokio::join!(
         lane(priority, 8),
         lane(main, 16),
         send_while_claimed(hooks.clone(), stop.clone()),
         gauges(hooks.clone(), stop.clone()),
+        keys,
     );
     a?;
     b?;
+    d?;
     c
 }
 

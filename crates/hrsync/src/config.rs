@@ -285,15 +285,31 @@ mod tests {
             .take_while(|line| line.starts_with("# "))
             .map(|line| format!("{}\n", &line[2..]))
             .collect();
-        // (The secret inline, not read from the environment.)
-        let section = section.replace(
-            "{ env = \"IT_TICKETS_SECRET\" }",
-            "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
-        );
+        // (Secrets inline, not read from the environment or files.)
+        let key = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519"])
+            .output()
+            .expect("openssl makes an Ed25519 key");
+        let key = String::from_utf8(key.stdout).expect("PEM");
+        let section = section
+            .replace(
+                "{ env = \"IT_TICKETS_SECRET\" }",
+                "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+            )
+            .replace("{ env = \"SSF_RECEIVER_TOKEN\" }", "\"receiver-token\"")
+            .replace(
+                "{ file = \"/run/secrets/hrsync-ssf-key.pem\" }",
+                &format!("'''{key}'''"),
+            );
         let config = load_text(&section).expect("the uncommented section loads");
         let hooks = config.hooks.expect("[hooks] set");
-        let endpoints = hrsync_hooks::endpoint::endpoints(&hooks.endpoints).expect("set up");
-        assert_eq!(endpoints.len(), 1);
+        let (endpoints, transmitter) = hrsync_hooks::endpoint::endpoints(&hooks).expect("set up");
+        assert_eq!(endpoints.len(), 2, "the hook and the SSF receiver");
+        let jwks = transmitter.expect("an SSF transmitter").jwks().to_string();
+        assert!(
+            jwks.contains("\"kid\":\"hrsync-ssf-1\"") && jwks.contains("Ed25519"),
+            "{jwks}"
+        );
         // Every key of [hooks] is shown.
         let mut shown = BTreeSet::new();
         key_paths(
