@@ -177,47 +177,66 @@ impl Hooks {
         let mut flying: JoinSet<()> = JoinSet::new();
         // Deliveries in flight, and their (hook, person): one at a time each.
         let in_flight = Arc::new(std::sync::Mutex::new(InFlight::default()));
+        let mut look = true;
         while !stop.is_cancelled() {
-            let room = self.config.in_flight.saturating_sub(flying.len());
-            if room > 0 {
-                let held = in_flight.lock().map_or(0, |f| f.seqs.len());
-                match store::due(&self.db, priority, room + held).await {
-                    Ok(due) => {
-                        for due in due {
-                            if flying.len() >= self.config.in_flight {
-                                break;
-                            }
-                            let Some(endpoint) = self.endpoint(&due.hook) else {
-                                continue;
-                            };
-                            if !in_flight.lock().is_ok_and(|mut f| f.take(&due)) {
-                                continue;
-                            }
-                            let (hooks, in_flight) = (self.clone(), in_flight.clone());
-                            flying.spawn(async move {
-                                let attempted = hooks.attempt(&hooks.endpoints[endpoint], &due, lane).await;
-                                if let Err(error) = store::attempted(&hooks.db, due.seq, &attempted).await {
-                                    tracing::warn!(%error, hook = %due.hook, delivery = %due.delivery_id, "recording a delivery attempt failed; it is sent again");
-                                }
-                                if let Ok(mut f) = in_flight.lock() {
-                                    f.done(&due);
-                                }
-                            });
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, lane, "reading the deliveries due failed"),
-                }
+            // (The set counts finished tasks until they are joined.)
+            while flying.try_join_next().is_some() {}
+            if look && flying.len() < self.config.in_flight {
+                self.fill(&mut flying, &in_flight, priority, lane).await;
             }
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = self.wake[usize::from(!priority)].notified() => {}
-                Some(_) = flying.join_next(), if !flying.is_empty() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
+            // The store is read again when a delivery is recorded, when
+            // half of the room is free, and at least every POLL.
+            let half = self.config.in_flight / 2;
+            look = tokio::select! {
+                () = stop.cancelled() => false,
+                () = self.wake[usize::from(!priority)].notified() => true,
+                Some(_) = flying.join_next(), if !flying.is_empty() => flying.len() <= half,
+                () = tokio::time::sleep(POLL) => true,
+            };
         }
         // What is in flight finishes (or times out); what was not sent stays
         // pending for the next process.
         while flying.join_next().await.is_some() {}
+    }
+
+    /// Starts the lane's deliveries due, up to its room.
+    async fn fill(
+        self: &Arc<Self>,
+        flying: &mut JoinSet<()>,
+        in_flight: &Arc<std::sync::Mutex<InFlight>>,
+        priority: bool,
+        lane: &'static str,
+    ) {
+        let room = self.config.in_flight.saturating_sub(flying.len());
+        let held = in_flight.lock().map_or(0, |f| f.seqs.len());
+        let due = match store::due(&self.db, priority, room + held).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, lane, "reading the deliveries due failed");
+                return;
+            }
+        };
+        for due in due {
+            if flying.len() >= self.config.in_flight {
+                break;
+            }
+            let Some(endpoint) = self.endpoint(&due.hook) else {
+                continue;
+            };
+            if !in_flight.lock().is_ok_and(|mut f| f.take(&due)) {
+                continue;
+            }
+            let (hooks, in_flight) = (self.clone(), in_flight.clone());
+            flying.spawn(async move {
+                let attempted = hooks.attempt(&hooks.endpoints[endpoint], &due, lane).await;
+                if let Err(error) = store::attempted(&hooks.db, due.seq, &attempted).await {
+                    tracing::warn!(%error, hook = %due.hook, delivery = %due.delivery_id, "recording a delivery attempt failed; it is sent again");
+                }
+                if let Ok(mut f) = in_flight.lock() {
+                    f.done(&due);
+                }
+            });
+        }
     }
 
     /// The index of the endpoint named `name`.

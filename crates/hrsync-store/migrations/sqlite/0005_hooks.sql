@@ -36,5 +36,6 @@ CREATE TABLE hook_delivery (
     last_error      TEXT,
     done_at_ms      BIGINT
 );
-CREATE INDEX hook_delivery_pending ON hook_delivery (priority, next_at_ms) WHERE status = 'pending';
+-- The senders read each lane's pending deliveries in seq order.
+CREATE INDEX hook_delivery_pending ON hook_delivery (priority, seq) WHERE status = 'pending';
 CREATE INDEX hook_delivery_person ON hook_delivery (hook, person_id, seq);
