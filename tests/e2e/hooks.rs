@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use hrsync_tests::{Issuer, HRSYNC_AUDIENCE};
+
 use crate::stack::{eventually_within, lucys_hire, Processes, ScimApps};
 
 /// A receiver from `examples/`, run by the venv's Python: prints
@@ -175,8 +177,10 @@ fn hooks_section(stack: &Processes, max_attempts: u32, endpoints: &[String]) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_joiner_mover_leaver_reaches_the_receivers_signed_in_order_through_errors(
 ) -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
     let apps = ScimApps::local(&["slack"]).await?;
-    let mut stack = Processes::start(&apps, &["ingest", "projector"]).await?;
+    let mut stack =
+        Processes::start_admin(&apps, &["ingest", "projector"], issuer.issuer(), "").await?;
     // Every delivery to `tickets` is refused at first: 500 twice, then 429
     // with Retry-After; `leavers` takes only Customer Support's leavers.
     let tickets = Receiver::start(&json!([
@@ -258,6 +262,48 @@ async fn a_joiner_mover_leaver_reaches_the_receivers_signed_in_order_through_err
         ),
         "{metrics}"
     );
+
+    // The admin API lists what each endpoint was owed and what became of it.
+    let admin = stack.start_another("admin")?;
+    stack.wait_ready(admin).await?;
+    let reader = issuer
+        .token("viewer", "hrsync:read", HRSYNC_AUDIENCE)
+        .await?;
+    let http = reqwest::Client::new();
+    let list = |query: &'static str| {
+        let (http, reader) = (http.clone(), reader.clone());
+        let url = format!("{}/api/v1/hooks/deliveries{query}", stack.admin);
+        async move {
+            let answer = http.get(url).bearer_auth(reader).send().await?;
+            let status = answer.status().as_u16();
+            anyhow::Ok((status, answer.json::<Value>().await?))
+        }
+    };
+    let (status, page) = list("?hook=tickets&employee_id=E7").await?;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    let types: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["event_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["person.left", "person.moved", "person.joined"],
+        "newest first: {page}"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i["status"] == "delivered" && i["done_at"].is_string()),
+        "{page}"
+    );
+    let attempts: i64 = items.iter().filter_map(|i| i["attempts"].as_i64()).sum();
+    assert_eq!(attempts, 6, "three refused and three taken: {page}");
+    assert_eq!(items[0]["priority"], true);
+    let (_, dead) = list("?status=dead").await?;
+    assert_eq!(dead["items"], json!([]));
+    let (status, _) = list("?status=lost").await?;
+    assert_eq!(status, 400);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod actions;
 mod apps;
 mod audit;
 mod dlq;
+mod hooks;
 mod imports;
 mod paging;
 mod persons;
@@ -72,6 +73,9 @@ pub struct AdminApi {
     pub sources: Vec<SourceConfig>,
     /// The dead-letter topics, and the provisioner's redrive of its own.
     pub dead_letters: DeadLetters,
+    /// The hooks' store (deliveries to hook endpoints and SSF receivers),
+    /// when `[hooks]` is configured.
+    pub hooks: Option<hrsync_store::Db>,
 }
 
 /// The API's routes: `authorizer` checks every request but the OpenAPI
@@ -89,6 +93,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/actions", get(actions::search))
         .route("/api/v1/terminations", get(terminations::latest))
         .route("/api/v1/imports", get(imports::history))
+        .route("/api/v1/hooks/deliveries", get(hooks::deliveries))
         .route(
             "/api/v1/imports/{source}/dry-run",
             post(imports::dry_run).layer(DefaultBodyLimit::max(imports::DRY_RUN_BODY_LIMIT)),

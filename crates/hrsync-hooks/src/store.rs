@@ -280,3 +280,93 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, String, i64)>> {
         })
         .collect()
 }
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this endpoint's.
+    pub hook: Option<String>,
+    /// Only those `pending`, `delivered` or `dead`.
+    pub status: Option<String>,
+    /// Only this person's (HR employee id).
+    pub employee_id: Option<String>,
+    /// Keyset paging: only those before this `(created_at_ms, delivery_id)`.
+    pub before: Option<(i64, String)>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A delivery as listed: what was owed to whom, and what became of it.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// The `webhook-id` (a SET's `jti`).
+    pub delivery_id: String,
+    /// The endpoint or SSF receiver.
+    pub hook: String,
+    /// The person.
+    pub person_id: String,
+    /// Their HR employee id.
+    pub employee_id: String,
+    /// The change's version.
+    pub version: i64,
+    /// `person.left`, ..., or `session-revoked`.
+    pub event_type: String,
+    /// Whether it took the fast lane.
+    pub priority: bool,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The endpoint's last status, if it answered.
+    pub http_status: Option<i64>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// The trace of the change.
+    pub trace_id: Option<String>,
+    /// When it was recorded.
+    pub created_at_ms: i64,
+    /// When it was delivered or died.
+    pub done_at_ms: Option<i64>,
+}
+
+/// Deliveries matching `filter`, newest first.
+///
+/// # Errors
+/// Query failures.
+pub async fn list(db: &Db, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>> {
+    let mut sql = hrsync_store::Where::default();
+    sql.equals("hook", filter.hook.as_deref());
+    sql.equals("status", filter.status.as_deref());
+    sql.equals("employee_id", filter.employee_id.as_deref());
+    if let Some((at, id)) = &filter.before {
+        sql.before("created_at_ms", *at, "delivery_id", id);
+    }
+    let text = format!(
+        "SELECT delivery_id, hook, person_id, employee_id, version, event_type, priority, \
+         status, attempts, http_status, last_error, trace_id, created_at_ms, done_at_ms \
+         FROM hook_delivery{} ORDER BY created_at_ms DESC, delivery_id DESC LIMIT {}",
+        sql.clause(),
+        filter.limit.max(0)
+    );
+    let rows = sql.bind(sqlx::query(&text)).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeliveryRecord {
+                delivery_id: row.try_get(0)?,
+                hook: row.try_get(1)?,
+                person_id: row.try_get(2)?,
+                employee_id: row.try_get(3)?,
+                version: row.try_get(4)?,
+                event_type: row.try_get(5)?,
+                priority: row.try_get::<i64, _>(6)? != 0,
+                status: row.try_get(7)?,
+                attempts: row.try_get(8)?,
+                http_status: row.try_get(9)?,
+                last_error: row.try_get(10)?,
+                trace_id: row.try_get(11)?,
+                created_at_ms: row.try_get(12)?,
+                done_at_ms: row.try_get(13)?,
+            })
+        })
+        .collect()
+}

@@ -40,6 +40,13 @@ pub(crate) async fn serve(
         "ingest",
     )
     .await?;
+    // The hooks' deliveries are read in the hooks store.
+    let hooks = match &config.hooks {
+        Some(hooks) => {
+            Some(crate::open_store(&hooks.database_url, hooks.max_connections, "hooks").await?)
+        }
+        None => None,
+    };
     let api = hrsync_admin::AdminApi {
         projector: Arc::new(projector),
         provisioner: Arc::new(provisioner),
@@ -51,6 +58,7 @@ pub(crate) async fn serve(
             config.topics.clone(),
             config.provisioner.clone(),
         ),
+        hooks,
     };
     let mut routes = hrsync_admin::router(api, authorizer, &oauth.scopes);
     if let Some(console) = &config.console {

@@ -220,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         ingest: hrsync_ingest::store::IngestStore::new(db.clone()),
         sources: Vec::new(),
         dead_letters: hrsync_admin::DeadLetters::new(kafka, topics, ProvisionerConfig::default()),
+        hooks: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let origin = format!("http://{}", listener.local_addr()?);
