@@ -35,7 +35,8 @@ fn promtool(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The alerts the rules must hold (the operations issue's list, less the
-/// manual termination tasks that do not exist yet).
+/// manual termination tasks that do not exist yet, and dead hook
+/// deliveries).
 const ALERTS: &[&str] = &[
     "HrsyncDeprovisionGuardTripped",
     "HrsyncAppQuarantined",
@@ -46,6 +47,7 @@ const ALERTS: &[&str] = &[
     "HrsyncProjectorStoreUnclaimed",
     "HrsyncDeadLettersGrowing",
     "HrsyncConsumerStuck",
+    "HrsyncHookDeliveriesDead",
 ];
 
 #[test]
