@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cel::{Context, Env, Program, Value};
 use hrsync_config::Secret;
-use hrsync_domain::DirectoryChange;
+use hrsync_domain::{DirectoryChange, WorkerAttributes};
 use hrsync_expr::{check_references, parse_reason, person, string};
 
 use crate::config::{HookConfig, HooksConfig};
@@ -25,6 +25,22 @@ const VARIABLES: [&str; 6] = [
     "groups",
     "apps",
 ];
+
+/// What a hook's condition reads of the person an event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// Their attributes (`person`).
+    pub attributes: &'a WorkerAttributes,
+    /// Their lifecycle state now.
+    pub state: &'a str,
+    /// Before the change (`""` for a person seen first; the same as
+    /// `state` for an account's event).
+    pub previous_state: &'a str,
+    /// Their groups.
+    pub groups: &'a [String],
+    /// Their apps.
+    pub apps: &'a [String],
+}
 
 /// The event type stored for a SET.
 const SESSION_REVOKED: &str = "session-revoked";
@@ -166,15 +182,10 @@ impl Endpoint {
         }
     }
 
-    /// Whether it takes `event` for `change` (after `previous`): a hook by
-    /// its types and condition (a condition that fails or is not a bool is
-    /// logged and counts as false); an SSF receiver every deactivation.
-    pub fn wants(
-        &self,
-        event: EventType,
-        previous: Option<&Seen>,
-        change: &DirectoryChange,
-    ) -> bool {
+    /// Whether it takes `event` of `subject`: a hook by its types and
+    /// condition (a condition that fails or is not a bool is logged and
+    /// counts as false); an SSF receiver every deactivation.
+    pub fn wants(&self, event: EventType, subject: &Subject<'_>) -> bool {
         let Kind::Hook {
             events,
             condition,
@@ -192,15 +203,11 @@ impl Endpoint {
         };
         let mut context = Context::with_env(Arc::clone(env));
         context.add_variable_as_val("event", string(event.as_str()));
-        context.add_variable_as_val("person", Box::new(person(&change.profile.attributes)));
-        context.add_variable_as_val("state", string(change.lifecycle_state.as_str()));
-        context.add_variable_as_val(
-            "previous_state",
-            string(previous.map_or("", |p| p.state.as_str())),
-        );
-        context.add_variable_from_value("groups", change.groups.clone());
-        let apps: Vec<String> = change.apps.iter().map(|a| a.app.clone()).collect();
-        context.add_variable_from_value("apps", apps);
+        context.add_variable_as_val("person", Box::new(person(subject.attributes)));
+        context.add_variable_as_val("state", string(subject.state));
+        context.add_variable_as_val("previous_state", string(subject.previous_state));
+        context.add_variable_from_value("groups", subject.groups.to_vec());
+        context.add_variable_from_value("apps", subject.apps.to_vec());
         match program.execute(&context) {
             Ok(Value::Bool(wanted)) => wanted,
             Ok(other) => {

@@ -2,7 +2,8 @@
 //! what the hooks last saw of the person, and the JSON body each is
 //! delivered as.
 
-use hrsync_domain::{Attribute, DirectoryChange, LifecycleState};
+use hrsync_domain::{Attribute, DirectoryChange, LifecycleState, WorkerAttributes};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -24,27 +25,35 @@ pub enum EventType {
     LeaveEnded,
     /// Terminated.
     Left,
+    /// An app created the person's account (the provisioner's audit).
+    AccountCreated,
+    /// An app deactivated the person's account.
+    AccountDeactivated,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         Self::Hired,
         Self::Joined,
         Self::Moved,
         Self::LeaveStarted,
         Self::LeaveEnded,
         Self::Left,
+        Self::AccountCreated,
+        Self::AccountDeactivated,
     ];
 
     /// The names of [`Self::ALL`].
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "person.hired",
         "person.joined",
         "person.moved",
         "person.leave_started",
         "person.leave_ended",
         "person.left",
+        "account.created",
+        "account.deactivated",
     ];
 
     /// Its name, as in the body's `type` and in `events` filters.
@@ -59,7 +68,10 @@ impl EventType {
 
     /// Whether it takes the fast lane: access is being cut.
     pub fn is_priority(self) -> bool {
-        matches!(self, Self::Left | Self::LeaveStarted)
+        matches!(
+            self,
+            Self::Left | Self::LeaveStarted | Self::AccountDeactivated
+        )
     }
 }
 
@@ -72,6 +84,36 @@ pub struct Seen {
     pub state: LifecycleState,
     /// [`digest`] of it.
     pub digest: String,
+}
+
+/// A person as the hooks keep them between changes (`hook_person.profile`,
+/// JSON): what a condition reads of them when an event of one of their
+/// accounts comes, and what its body says of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Their HR employee id.
+    pub employee_id: String,
+    /// Their lifecycle state.
+    pub state: LifecycleState,
+    /// Their attributes.
+    pub attributes: WorkerAttributes,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// Their apps.
+    pub apps: Vec<String>,
+}
+
+impl Kept {
+    /// The person after `change`.
+    pub fn of(change: &DirectoryChange) -> Self {
+        Kept {
+            employee_id: change.employee_id.as_str().to_owned(),
+            state: change.lifecycle_state,
+            attributes: change.profile.attributes.clone(),
+            groups: change.groups.clone(),
+            apps: change.apps.iter().map(|a| a.app.clone()).collect(),
+        }
+    }
 }
 
 /// The event `change` means after `previous` (`None` for a person seen

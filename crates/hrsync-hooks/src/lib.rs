@@ -20,6 +20,7 @@
 //!
 //! - `config`: `[hooks]` and `[[hooks.endpoints]]`.
 
+pub mod account;
 pub mod config;
 pub mod endpoint;
 pub mod event;

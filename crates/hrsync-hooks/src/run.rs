@@ -1,7 +1,7 @@
 //! The running hooks role: two consumers of directory changes (the priority
-//! lane and the main topic, in consumer groups of their own) record the
-//! deliveries each change owes; two senders (priority and main) deliver
-//! them.
+//! lane and the main topic, in consumer groups of their own) and one of the
+//! provisioner's audit (the events of accounts) record the deliveries each
+//! record owes; two senders (priority and main) deliver them.
 //!
 //! A change's deliveries are in the store before its offset is committed,
 //! and a delivery leaves `pending` only once its endpoint answered 2xx or
@@ -24,8 +24,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HooksConfig;
-use crate::endpoint::{endpoints, Endpoint, EndpointError};
-use crate::event::{digest, event_of, Seen};
+use crate::endpoint::{endpoints, Endpoint, EndpointError, Subject};
+use crate::event::{digest, event_of, Kept, Seen};
 use crate::ssf::Transmitter;
 use crate::store::{self, Attempted, Due, NewDelivery};
 
@@ -50,6 +50,8 @@ pub struct Topics {
     pub changes: String,
     /// Its priority lane.
     pub priority: String,
+    /// `provisioning.audit.v1`: the events of accounts.
+    pub audit: String,
     /// Dead letters of this role.
     pub dlq: String,
 }
@@ -59,6 +61,7 @@ impl From<&hrsync_bus::TopicsConfig> for Topics {
         Topics {
             changes: topics.directory_changes.clone(),
             priority: topics.directory_priority.clone(),
+            audit: topics.audit.clone(),
             dlq: topics.hooks_dlq.clone(),
         }
     }
@@ -73,6 +76,9 @@ pub enum RunError {
     /// The store.
     #[error("the hooks' store: {0}")]
     Store(#[from] hrsync_store::Error),
+    /// An account's event came before the change it came from.
+    #[error("the change this account came from is not read yet")]
+    NotSeenYet,
     /// A SET could not be signed.
     #[error("signing a SET: {0}")]
     Sign(String),
@@ -134,10 +140,17 @@ impl Hooks {
         }
         let digest = digest(change);
         let event = event_of(previous.as_ref(), change, &digest);
+        let kept = Kept::of(change);
+        let subject = Subject {
+            attributes: &kept.attributes,
+            state: kept.state.as_str(),
+            previous_state: previous.as_ref().map_or("", |p| p.state.as_str()),
+            groups: &kept.groups,
+            apps: &kept.apps,
+        };
         let mut deliveries = Vec::new();
         for endpoint in &self.endpoints {
-            let Some(event) = event.filter(|e| endpoint.wants(*e, previous.as_ref(), change))
-            else {
+            let Some(event) = event.filter(|e| endpoint.wants(*e, &subject)) else {
                 continue;
             };
             let event_type = endpoint.event_name(event);
@@ -162,13 +175,24 @@ impl Hooks {
             state: change.lifecycle_state,
             digest,
         };
-        if !store::record(&self.db, person, &seen, &deliveries).await? {
+        let kept = serde_json::to_string(&kept).unwrap_or_default();
+        if !store::record(&self.db, person, &seen, &kept, &deliveries).await? {
             return Ok(0);
         }
-        for d in &deliveries {
+        self.woken(&deliveries);
+        Ok(deliveries.len())
+    }
+
+    /// Wakes the senders of `deliveries`' lanes.
+    pub(crate) fn woken(&self, deliveries: &[NewDelivery]) {
+        for d in deliveries {
             self.wake[usize::from(!d.priority)].notify_one();
         }
-        Ok(deliveries.len())
+    }
+
+    /// The endpoints.
+    pub(crate) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
     }
 
     /// Sends one lane's deliveries until `stop`.
@@ -208,7 +232,7 @@ impl Hooks {
         lane: &'static str,
     ) {
         let room = self.config.in_flight.saturating_sub(flying.len());
-        let held = in_flight.lock().map_or(0, |f| f.seqs.len());
+        let held = in_flight.lock().map_or(0, |mut f| f.reading());
         let due = match store::due(&self.db, priority, room + held).await {
             Ok(due) => due,
             Err(error) => {
@@ -334,13 +358,26 @@ impl Hooks {
 struct InFlight {
     seqs: HashSet<i64>,
     persons: HashSet<(String, String)>,
+    /// Finished since the store was last read: a read that began before
+    /// their attempt was recorded may still list them as pending.
+    finished: HashSet<i64>,
 }
 
 impl InFlight {
-    /// Takes `due` unless it, or another of its (hook, person), is in flight.
+    /// The store is about to be read: returns how many are in flight.
+    fn reading(&mut self) -> usize {
+        self.finished.clear();
+        self.seqs.len()
+    }
+
+    /// Takes `due` unless it, or another of its (hook, person), is in
+    /// flight, or it finished while the store was read.
     fn take(&mut self, due: &Due) -> bool {
         let person = (due.hook.clone(), due.person_id.clone());
-        if self.seqs.contains(&due.seq) || self.persons.contains(&person) {
+        if self.seqs.contains(&due.seq)
+            || self.finished.contains(&due.seq)
+            || self.persons.contains(&person)
+        {
             return false;
         }
         self.seqs.insert(due.seq);
@@ -348,8 +385,10 @@ impl InFlight {
         true
     }
 
+    /// `due`'s attempt is recorded.
     fn done(&mut self, due: &Due) {
         self.seqs.remove(&due.seq);
+        self.finished.insert(due.seq);
         self.persons
             .remove(&(due.hook.clone(), due.person_id.clone()));
     }
@@ -362,7 +401,7 @@ fn jittered(wait: Duration) -> Duration {
 
 /// The `webhook-id` of one event for one endpoint: the same however often
 /// the change is read.
-fn delivery_id(hook: &str, person: &str, version: i64, event: &str) -> String {
+pub(crate) fn delivery_id(hook: &str, person: &str, version: i64, event: &str) -> String {
     let name = format!("{hook}\u{0}{person}\u{0}{version}\u{0}{event}");
     format!(
         "msg_{}",
@@ -424,22 +463,26 @@ pub async fn run(
             .with_fetch_wait(PRIORITY_FETCH_WAIT),
     )?;
     let main = Consumer::new(kafka, settings(&config.group_id, &topics.changes))?;
+    let audit = Consumer::new(
+        kafka,
+        settings(&format!("{}-audit", config.group_id), &topics.audit),
+    )?;
     let stop = shutdown.child_token();
     let lane = |consumer: Consumer, in_flight: usize| {
         let handler = Arc::new(ChangeHandler {
             hooks: hooks.clone(),
         });
-        let (dlq, stop) = (dlq.clone(), stop.clone());
-        async move {
-            let result = consumer
-                .run_concurrent(handler, in_flight, dlq, stop.clone())
-                .await;
-            if result.is_err() {
-                stop.cancel();
-            }
-            result.map_err(RunError::from)
-        }
+        consume(consumer, handler, in_flight, dlq.clone(), stop.clone())
     };
+    let accounts = consume(
+        audit,
+        Arc::new(crate::account::AuditHandler {
+            hooks: hooks.clone(),
+        }),
+        8,
+        dlq.clone(),
+        stop.clone(),
+    );
     let keys = async {
         match (&hooks.transmitter, &config.ssf) {
             (Some(transmitter), Some(ssf)) => {
@@ -452,17 +495,37 @@ pub async fn run(
             _ => Ok(()),
         }
     };
-    let (a, b, c, (), d) = tokio::join!(
+    let (a, b, e, c, (), d) = tokio::join!(
         lane(priority, 8),
         lane(main, 16),
+        accounts,
         send_while_claimed(hooks.clone(), stop.clone()),
         gauges(hooks.clone(), stop.clone()),
         keys,
     );
     a?;
     b?;
+    e?;
     d?;
     c
+}
+
+/// Runs `consumer` with `handler` until `stop`; a consumer that fails (stuck
+/// for good) stops the rest of the role.
+async fn consume<H: SharedHandler>(
+    consumer: Consumer,
+    handler: Arc<H>,
+    in_flight: usize,
+    dlq: DlqPublisher,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    let result = consumer
+        .run_concurrent(handler, in_flight, dlq, stop.clone())
+        .await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result.map_err(RunError::from)
 }
 
 /// Waits for the claim, then sends both lanes while it holds.
@@ -578,6 +641,16 @@ mod tests {
         assert!(!flying.take(&due(2, "p-1")), "the same person");
         assert!(flying.take(&due(3, "p-2")));
         flying.done(&due(1, "p-1"));
+        assert!(
+            !flying.take(&due(1, "p-1")),
+            "finished while the store was read, which may still list it"
+        );
         assert!(flying.take(&due(2, "p-1")));
+        flying.done(&due(2, "p-1"));
+        assert_eq!(flying.reading(), 1, "the store is read: seq 3 flies");
+        assert!(
+            flying.take(&due(2, "p-1")),
+            "a read begun after it finished"
+        );
     }
 }

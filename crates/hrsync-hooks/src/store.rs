@@ -66,19 +66,22 @@ pub async fn record(
     db: &Db,
     person_id: &str,
     seen: &Seen,
+    profile: &str,
     deliveries: &[NewDelivery],
 ) -> Result<bool> {
     let mut tx = db.begin_write().await?;
     let updated = sqlx::query(
-        "INSERT INTO hook_person (person_id, version, lifecycle_state, digest) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (person_id) DO UPDATE SET \
+        "INSERT INTO hook_person (person_id, version, lifecycle_state, digest, profile) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id) DO UPDATE SET \
          version = excluded.version, lifecycle_state = excluded.lifecycle_state, \
-         digest = excluded.digest WHERE hook_person.version < excluded.version",
+         digest = excluded.digest, profile = excluded.profile \
+         WHERE hook_person.version < excluded.version",
     )
     .bind(person_id)
     .bind(seen.version)
     .bind(seen.state.as_str())
     .bind(&seen.digest)
+    .bind(profile)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -86,6 +89,26 @@ pub async fn record(
         tx.rollback().await?;
         return Ok(false);
     }
+    insert(&mut tx, deliveries).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Records `deliveries` (those recorded already stay as they are).
+///
+/// # Errors
+/// Query failures.
+pub async fn record_deliveries(db: &Db, deliveries: &[NewDelivery]) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    insert(&mut tx, deliveries).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    deliveries: &[NewDelivery],
+) -> Result<()> {
     let now = now_ms();
     for d in deliveries {
         sqlx::query(
@@ -104,11 +127,24 @@ pub async fn record(
         .bind(&d.body)
         .bind(&d.trace_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
+}
+
+/// The person as the hooks keep them (`hook_person.profile`), and the
+/// version of the change they were kept from, if seen.
+///
+/// # Errors
+/// Query failures.
+pub async fn kept(db: &Db, person_id: &str) -> Result<Option<(String, i64)>> {
+    let row = sqlx::query("SELECT profile, version FROM hook_person WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
 }
 
 /// What the hooks last saw of `person_id`.

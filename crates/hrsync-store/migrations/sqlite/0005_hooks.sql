@@ -3,12 +3,15 @@
 -- What each person's hooks last saw: the version and lifecycle state of the
 -- newest directory change read, and a digest of what a move changes
 -- (attributes, groups, apps), so that each change yields the events it
--- means (joined, moved, left, leave started or ended) exactly once.
+-- means (joined, moved, left, leave started or ended) exactly once; and the
+-- person as a hook's condition reads them (JSON: employee id, attributes,
+-- groups, apps), for the events of their accounts.
 CREATE TABLE hook_person (
     person_id       TEXT   PRIMARY KEY,
     version         BIGINT NOT NULL,
     lifecycle_state TEXT   NOT NULL,
-    digest          TEXT   NOT NULL
+    digest          TEXT   NOT NULL,
+    profile         TEXT   NOT NULL
 );
 
 -- Every delivery owed to a hook endpoint, recorded before the change's
