@@ -425,7 +425,7 @@ impl SharedHandler for ChangeHandler {
         let trace_id = record
             .header("traceparent")
             .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.get(3..35))
+            .and_then(hrsync_telemetry::propagation::trace_id_of)
             .map(str::to_owned);
         match self.hooks.record(&change, trace_id).await {
             Ok(_) => Outcome::Done,
