@@ -102,10 +102,15 @@ impl Broker {
     }
 
     /// The `[kafka]` section of an hrsync config file for this broker, with
-    /// the settings of [`Broker::kafka_config`].
+    /// the settings of [`Broker::kafka_config`], and a delivery timeout of
+    /// 120 s rather than 30: with one record per batch, a process producing
+    /// thousands of records (an import of the fault tests' load) waits on
+    /// one broker round trip per record, which took over 30 s for the last
+    /// records of an import on CI's two cores while other tests ran.
     pub fn kafka_toml(&self) -> String {
         format!(
-            "[kafka]\nbrokers = \"{}\"\ndefault_partitions = 3\n\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n",
+            "[kafka]\nbrokers = \"{}\"\ndefault_partitions = 3\ndelivery_timeout_ms = 120000\n\n\
+             [kafka.properties]\n\"batch.num.messages\" = \"1\"\n",
             self.bootstrap()
         )
     }
