@@ -169,28 +169,36 @@ pub async fn seen(db: &Db, person_id: &str) -> Result<Option<Seen>> {
     .transpose()
 }
 
-/// Up to `limit` deliveries of one lane due now, oldest first, each the
-/// next of its (hook, person): the main lane's wait behind any earlier
-/// pending delivery of theirs, the priority lane's behind earlier priority
-/// ones only.
+/// Up to `limit` deliveries of one lane to `hooks` due now, oldest first,
+/// each the next of its (hook, person): the main lane's wait behind any
+/// earlier pending delivery of theirs, the priority lane's behind earlier
+/// priority ones only. (Those owed to an endpoint no longer configured stay
+/// pending without taking the lane's room.)
 ///
 /// # Errors
 /// Query failures.
-pub async fn due(db: &Db, priority: bool, limit: usize) -> Result<Vec<Due>> {
+pub async fn due(db: &Db, priority: bool, hooks: &[&str], limit: usize) -> Result<Vec<Due>> {
+    if hooks.is_empty() {
+        return Ok(Vec::new());
+    }
     let earlier = if priority { "AND e.priority = 1" } else { "" };
+    let names: Vec<String> = (0..hooks.len()).map(|i| format!("${}", i + 4)).collect();
     let sql = format!(
         "SELECT seq, delivery_id, hook, person_id, event_type, body, attempts, created_at_ms \
          FROM hook_delivery d WHERE d.status = 'pending' AND d.priority = $1 \
-         AND d.next_at_ms <= $2 AND NOT EXISTS (SELECT 1 FROM hook_delivery e \
+         AND d.next_at_ms <= $2 AND d.hook IN ({}) AND NOT EXISTS (SELECT 1 FROM hook_delivery e \
          WHERE e.hook = d.hook AND e.person_id = d.person_id AND e.status = 'pending' \
-         AND e.seq < d.seq {earlier}) ORDER BY d.seq LIMIT $3"
+         AND e.seq < d.seq {earlier}) ORDER BY d.seq LIMIT $3",
+        names.join(", ")
     );
-    let rows = sqlx::query(&sql)
+    let mut query = sqlx::query(&sql)
         .bind(i64::from(priority))
         .bind(now_ms())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(db.pool())
-        .await?;
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    for hook in hooks {
+        query = query.bind(*hook);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
     rows.iter()
         .map(|row| {
             Ok(Due {

@@ -27,6 +27,9 @@ fn change(version: u64, state: &str, title: &str) -> anyhow::Result<DirectoryCha
     }))?)
 }
 
+/// Both endpoints of [`hooks`].
+const ALL: &[&str] = &["all", "leavers"];
+
 fn hooks(db: Db) -> anyhow::Result<Hooks> {
     let config: HooksConfig = toml::from_str(
         r#"
@@ -84,14 +87,14 @@ async fn deliveries_are_owed_once_in_order_and_redriven(db: Db) -> anyhow::Resul
     );
 
     // The main lane sends the joiner first; the mover waits behind it.
-    let main = store::due(&db, false, 10).await?;
+    let main = store::due(&db, false, ALL, 10).await?;
     let kinds: Vec<(&str, &str)> = main
         .iter()
         .map(|d| (d.hook.as_str(), d.event_type.as_str()))
         .collect();
     assert_eq!(kinds, [("all", "person.joined")]);
     // The termination does not wait: one per endpoint.
-    let priority = store::due(&db, true, 10).await?;
+    let priority = store::due(&db, true, ALL, 10).await?;
     let mut kinds: Vec<(&str, &str)> = priority
         .iter()
         .map(|d| (d.hook.as_str(), d.event_type.as_str()))
@@ -99,9 +102,14 @@ async fn deliveries_are_owed_once_in_order_and_redriven(db: Db) -> anyhow::Resul
     kinds.sort_unstable();
     assert_eq!(kinds, [("all", "person.left"), ("leavers", "person.left")]);
     assert_ne!(priority[0].delivery_id, priority[1].delivery_id);
+    // What is owed to an endpoint no longer configured takes no room.
+    let leavers_only = store::due(&db, true, &["leavers"], 1).await?;
+    assert_eq!(leavers_only.len(), 1);
+    assert_eq!(leavers_only[0].hook, "leavers");
+    assert!(store::due(&db, false, &["leavers"], 10).await?.is_empty());
 
     store::attempted(&db, main[0].seq, &Attempted::Delivered { http_status: 204 }).await?;
-    let main = store::due(&db, false, 10).await?;
+    let main = store::due(&db, false, ALL, 10).await?;
     assert_eq!(main.len(), 1);
     assert_eq!(main[0].event_type, "person.moved");
     assert!(
@@ -118,7 +126,10 @@ async fn deliveries_are_owed_once_in_order_and_redriven(db: Db) -> anyhow::Resul
         next_at_ms: Some(later),
     };
     store::attempted(&db, main[0].seq, &failed).await?;
-    assert!(store::due(&db, false, 10).await?.is_empty(), "not due yet");
+    assert!(
+        store::due(&db, false, ALL, 10).await?.is_empty(),
+        "not due yet"
+    );
     let dead = Attempted::Failed {
         http_status: Some(500),
         error: "500".into(),
@@ -132,7 +143,7 @@ async fn deliveries_are_owed_once_in_order_and_redriven(db: Db) -> anyhow::Resul
     );
     assert_eq!(store::redrive(&db, Some("leavers")).await?, 0);
     assert_eq!(store::redrive(&db, None).await?, 1);
-    let main = store::due(&db, false, 10).await?;
+    let main = store::due(&db, false, ALL, 10).await?;
     assert_eq!(
         (main[0].event_type.as_str(), main[0].attempts),
         ("person.moved", 0)
