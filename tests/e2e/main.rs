@@ -29,6 +29,9 @@
 //! - `admin::*`: the admin API behind a real OAuth 2.0 issuer.
 //! - `admin_history::*`: its terminations (with each app's deactivation
 //!   and latency) and snapshot imports.
+//! - `tasks::*`: a manual-task app (no SCIM) in the joiner, mover, leaver
+//!   story: tasks listed and closed through the admin API, the termination
+//!   complete only once its task is closed.
 //!
 //! Registered as a test of the `hrsync` package (it runs that binary).
 
@@ -43,6 +46,7 @@ mod load;
 mod push_scale;
 mod stack;
 mod standby;
+mod tasks;
 mod traces;
 
 use std::time::{Duration, Instant};

@@ -16,6 +16,7 @@ mod imports;
 mod paging;
 mod persons;
 mod rules;
+mod tasks;
 mod terminations;
 
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/terminations", get(terminations::latest))
         .route("/api/v1/imports", get(imports::history))
         .route("/api/v1/hooks/deliveries", get(hooks::deliveries))
+        .route("/api/v1/tasks", get(tasks::list))
+        .route("/api/v1/tasks/{task_id}", get(tasks::one))
         .route(
             "/api/v1/imports/{source}/dry-run",
             post(imports::dry_run).layer(DefaultBodyLimit::max(imports::DRY_RUN_BODY_LIMIT)),
@@ -115,6 +118,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/apps/{app}/guard/release", post(apps::release))
         .route("/api/v1/apps/{app}/reconcile", post(apps::reconcile))
         .route("/api/v1/dlq/provisioner/redrive", post(dlq::redrive))
+        .route("/api/v1/tasks/{task_id}/close", post(tasks::close))
         .route_layer(axum::middleware::from_fn_with_state(act, require_scope))
         .with_state(api);
     Router::new()
@@ -163,6 +167,9 @@ mod tests {
             "/api/v1/dlq/provisioner/redrive",
             "/api/v1/rules",
             "/api/v1/rules/preview",
+            "/api/v1/tasks",
+            "/api/v1/tasks/{task_id}",
+            "/api/v1/tasks/{task_id}/close",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");
         }

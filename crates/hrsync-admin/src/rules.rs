@@ -45,11 +45,11 @@ pub(crate) async fn preview(
     })?;
     for (i, group) in rules.groups.iter().enumerate() {
         for app in &group.apps {
-            if !api.provisioner.apps().iter().any(|a| &a.name == app) {
+            if !api.provisioner.app_names().contains(&app.as_str()) {
                 return Err(Problem::unprocessable(
                     &format!("$.groups[{i}].apps"),
                     format!(
-                        "group {:?} grants {app:?}, which [[provisioner.apps]] does not declare",
+                        "group {:?} grants {app:?}, which no [[provisioner.apps]] or [[provisioner.manual_apps]] declares",
                         group.name
                     ),
                 ));

@@ -37,6 +37,9 @@ pub(crate) struct TerminationItem {
     terminated_at: Option<String>,
     /// When the provisioner received the person's newest change.
     received_at: Option<String>,
+    /// Whether every app's account, SCIM or manual, is done with
+    /// (deactivated, or inactive already).
+    complete: bool,
     /// Each configured app the person has an account in.
     apps: Vec<AppItem>,
 }
@@ -45,7 +48,8 @@ pub(crate) struct TerminationItem {
 #[derive(Debug, Serialize)]
 struct AppItem {
     app: String,
-    /// `deactivated`, `inactive`, `pending`, `held`, `parked` or `failed`.
+    /// `deactivated`, `inactive`, `pending`, `held`, `parked`, `failed`, or
+    /// `task_open` (a manual-task app whose disable task is open).
     status: &'static str,
     /// When the app acknowledged the deactivation.
     deactivated_at: Option<String>,
@@ -54,6 +58,8 @@ struct AppItem {
     /// W3C trace id of the deactivation, or of the failure.
     trace_id: Option<String>,
     error: Option<String>,
+    /// The open disable task, for a manual-task app.
+    task_id: Option<i64>,
 }
 
 impl From<AppTermination> for AppItem {
@@ -65,6 +71,7 @@ impl From<AppTermination> for AppItem {
             latency_ms: app.latency_ms,
             trace_id: app.trace_id,
             error: app.error,
+            task_id: app.task_id,
         }
     }
 }
@@ -72,6 +79,7 @@ impl From<AppTermination> for AppItem {
 impl From<Termination> for TerminationItem {
     fn from(t: Termination) -> Self {
         TerminationItem {
+            complete: t.is_complete(),
             employee_id: t.employee_id,
             person_id: t.person_id,
             version: t.version,
@@ -91,12 +99,7 @@ pub(crate) async fn latest(
 ) -> Result<Json<Page<TerminationItem>>, Problem> {
     let limit = paging::limit(query.limit)?;
     let before = paging::cursor(query.cursor.as_deref())?;
-    let apps: Vec<&str> = api
-        .provisioner
-        .apps()
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
+    let apps = api.provisioner.app_names();
     let page = terminations::latest(
         api.provisioner.store(),
         &apps,

@@ -89,6 +89,9 @@ symbol_enum!(
         Skipped => "SKIPPED",
         /// Held by the deprovision guard.
         Held => "HELD",
+        /// Handed to people as a task: the app has no SCIM endpoint (a
+        /// manual-task app); the task's closing is recorded as a `SUCCESS`.
+        Task => "TASK",
         /// An outcome added by a later schema version.
         Unknown => "UNKNOWN",
     }

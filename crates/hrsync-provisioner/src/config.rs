@@ -40,6 +40,29 @@ pub struct ProvisionerConfig {
     pub priority_in_flight: usize,
     /// The apps, `[[provisioner.apps]]`.
     pub apps: Vec<AppConfig>,
+    /// Apps without a SCIM endpoint, `[[provisioner.manual_apps]]`: their
+    /// accounts are made by people, from tasks ([`crate::manual`]).
+    pub manual_apps: Vec<ManualAppConfig>,
+}
+
+/// One app whose accounts people make by hand: each create, change,
+/// disable or reactivate its accounts need becomes a task, listed and
+/// closed through the admin API and the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualAppConfig {
+    /// Name, as the group rules assign it.
+    pub name: String,
+    /// What people need to know to do the tasks (where the app's admin
+    /// page is, who owns it), shown with each task.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// The account's fields as CEL expressions, as `[provisioner.apps]`
+    /// `attributes` (the same default mapping, the same keys); a task
+    /// shows them flattened (`name.givenName`, `emails[work]`,
+    /// `enterprise.department`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Default for ProvisionerConfig {
@@ -54,6 +77,7 @@ impl Default for ProvisionerConfig {
             in_flight: 128,
             priority_in_flight: 8,
             apps: Vec::new(),
+            manual_apps: Vec::new(),
         }
     }
 }
@@ -614,7 +638,37 @@ impl ProvisionerConfig {
             }
             app.validate()?;
         }
+        for (i, app) in self.manual_apps.iter().enumerate() {
+            if app.name.trim().is_empty() {
+                return Err(invalid("provisioner.manual_apps[].name", " is empty"));
+            }
+            let twice = self.apps.iter().any(|a| a.name == app.name)
+                || self.manual_apps[..i].iter().any(|a| a.name == app.name);
+            if twice {
+                return Err(invalid(
+                    "provisioner.manual_apps",
+                    format!(": app {:?} is defined twice", app.name),
+                ));
+            }
+            crate::mapping::Mapping::compile(&app.attributes).map_err(|e| {
+                invalid(
+                    format!(
+                        "provisioner.manual_apps[{}].attributes.{:?}",
+                        app.name, e.key
+                    ),
+                    format!(": {}", e.reason),
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// The names of every app, SCIM and manual.
+    pub fn app_names(&self) -> impl Iterator<Item = &str> {
+        self.apps
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.manual_apps.iter().map(|a| a.name.as_str()))
     }
 }
 

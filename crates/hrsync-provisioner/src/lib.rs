@@ -21,6 +21,8 @@
 //! - [`terminations`]: the latest terminations and how far each got in
 //!   every app, measured from the same HR event time as the termination
 //!   latency histogram.
+//! - [`manual`]: apps without SCIM, whose accounts people make from
+//!   tasks.
 //! - [`config`]: the `[provisioner]` configuration section.
 
 pub mod audit;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod groups;
 pub mod guard;
 pub mod limit;
+pub mod manual;
 pub mod mapping;
 pub mod matching;
 pub mod reconcile;

@@ -20,6 +20,7 @@ use hrsync_domain::{DirectoryChange, LifecycleState};
 use hrsync_store::Db;
 
 use crate::store::people::{self, Newest};
+use crate::store::tasks;
 use crate::store::terminations::{self as stored, HeldFor, Outcome};
 
 /// Rows of `provisioner_person` read per query.
@@ -55,6 +56,9 @@ pub enum Status {
     Parked,
     /// Still active: the last attempt since the termination failed.
     Failed,
+    /// A manual-task app: the disable task is open (people have not
+    /// closed it yet).
+    Task,
 }
 
 impl Status {
@@ -67,7 +71,13 @@ impl Status {
             Status::Held => "held",
             Status::Parked => "parked",
             Status::Failed => "failed",
+            Status::Task => "task_open",
         }
+    }
+
+    /// Whether the account is done with: deactivated, or inactive.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Deactivated | Status::Inactive)
     }
 }
 
@@ -86,6 +96,8 @@ pub struct AppTermination {
     pub trace_id: Option<String>,
     /// The failure, when failed.
     pub error: Option<String>,
+    /// A manual-task app's open disable task.
+    pub task_id: Option<i64>,
 }
 
 /// One terminated person.
@@ -103,6 +115,14 @@ pub struct Termination {
     pub seen_at_ms: i64,
     /// Each configured app the person has an account in, by name.
     pub apps: Vec<AppTermination>,
+}
+
+impl Termination {
+    /// Whether the termination is complete: every app's account, SCIM or
+    /// manual, deactivated (or inactive already).
+    pub fn is_complete(&self) -> bool {
+        self.apps.iter().all(|a| a.status.is_done())
+    }
 }
 
 /// A page of terminations, newest first.
@@ -134,7 +154,15 @@ pub async fn latest(
             next,
         });
     }
-    let accounts = stored::accounts(db, &ids).await?;
+    let mut accounts = stored::accounts(db, &ids).await?;
+    accounts.extend(tasks::accounts(db, &ids).await?.into_iter().map(
+        |(person_id, app, active)| stored::AccountState {
+            person_id,
+            app,
+            active,
+        },
+    ));
+    let open_disables = tasks::open_disables(db, &ids).await?;
     let outcomes = stored::outcomes(db, &ids).await?;
     let held = stored::held(db, &ids).await?;
     let items = found
@@ -146,13 +174,21 @@ pub async fn latest(
                 .map(|account| {
                     let mine =
                         |person: &str, app: &str| person == newest.person_id && app == account.app;
-                    app_termination(
+                    let mut app = app_termination(
                         &account.app,
                         account.active,
                         hr_event_ms,
                         outcomes.iter().filter(|o| mine(&o.person_id, &o.app)),
                         held.iter().find(|h| mine(&h.person_id, &h.app)),
-                    )
+                    );
+                    // A manual app's account was asked to be disabled (so
+                    // it reads as inactive) but is not until the task is
+                    // closed.
+                    if let Some(task) = open_disables.iter().find(|t| mine(&t.person_id, &t.app)) {
+                        app.status = Status::Task;
+                        app.task_id = Some(task.task_id);
+                    }
+                    app
                 })
                 .collect();
             apps.sort_by(|a, b| a.app.cmp(&b.app));
@@ -238,6 +274,7 @@ fn app_termination<'a>(
         latency_ms: None,
         trace_id: None,
         error: None,
+        task_id: None,
     };
     if let Some(done) = deactivated {
         result.status = Status::Deactivated;

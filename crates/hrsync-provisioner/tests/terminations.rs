@@ -91,6 +91,7 @@ fn app(status: Status) -> AppTermination {
         latency_ms: None,
         trace_id: None,
         error: None,
+        task_id: None,
     }
 }
 

@@ -133,7 +133,10 @@ static SCHEMA_FILES: [SchemaFile; 3] = [
         contract: Contract::Audit,
         name: "provisioning.audit.v1.avsc",
         current: include_str!("../../../schemas/provisioning.audit.v1.avsc"),
-        history: history!("provisioning.audit.v1", [1 => "0001.avsc"]),
+        history: history!(
+            "provisioning.audit.v1",
+            [1 => "0001.avsc", 2 => "0002.avsc"]
+        ),
     },
 ];
 

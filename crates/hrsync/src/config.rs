@@ -69,15 +69,10 @@ impl Validate for Config {
             console.validate()?;
         }
         let undeclared = self.undeclared_apps();
-        if !self.provisioner.apps.is_empty() && !undeclared.is_empty() {
+        if self.provisioner.app_names().next().is_some() && !undeclared.is_empty() {
             return Err(Box::new(UndeclaredApps {
                 named: undeclared,
-                declared: self
-                    .provisioner
-                    .apps
-                    .iter()
-                    .map(|a| a.name.clone())
-                    .collect(),
+                declared: self.provisioner.app_names().map(str::to_owned).collect(),
             }));
         }
         Ok(())
@@ -88,7 +83,7 @@ impl Validate for Config {
 /// does not declare.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{}, which [[provisioner.apps]] does not declare (declared: {}): declare it, or correct the name",
+    "{}, which neither [[provisioner.apps]] nor [[provisioner.manual_apps]] declares (declared: {}): declare it, or correct the name",
     list(named),
     declared.join(", ")
 )]
@@ -133,7 +128,7 @@ impl Config {
     /// configuration declaring none (a projector whose provisioner runs with
     /// another configuration) only warns.
     fn undeclared_apps(&self) -> Vec<Reference> {
-        let declared = |name: &str| self.provisioner.apps.iter().any(|a| a.name == name);
+        let declared = |name: &str| self.provisioner.app_names().any(|a| a == name);
         let granted = self.projector.rules.groups.iter().flat_map(|group| {
             group.apps.iter().map(move |app| Reference {
                 key: format!("projector.rules.groups[{}].apps", group.name),
@@ -177,7 +172,7 @@ impl Config {
     /// this configuration cannot confirm.
     pub(crate) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.provisioner.apps.is_empty() {
+        if self.provisioner.app_names().next().is_none() {
             warnings.extend(self.undeclared_apps().into_iter().map(|r| {
                 format!(
                     "{r}, but this configuration declares no [[provisioner.apps]]: \

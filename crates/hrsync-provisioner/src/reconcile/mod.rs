@@ -75,6 +75,14 @@ pub enum Operation {
         /// Its new name.
         to: String,
     },
+    /// A manual-task app's account needs people: a task was handed out
+    /// ([`crate::manual`]).
+    Task {
+        /// Its id.
+        task_id: i64,
+        /// What it asks.
+        action: crate::manual::plan::Action,
+    },
     /// Group memberships were pushed.
     Groups {
         /// Groups the account joined.
@@ -98,6 +106,9 @@ impl std::fmt::Display for Operation {
             Operation::Reactivated => "reactivated".to_owned(),
             Operation::Held => "deactivation held by the deprovision guard".to_owned(),
             Operation::Parked => "app quarantined: change parked until it answers".to_owned(),
+            Operation::Task { task_id, action } => {
+                format!("task {task_id} handed to people: {}", action.as_str())
+            }
             Operation::GroupRenamed { from, to } => format!("group {from:?} renamed to {to:?}"),
             Operation::Groups { added, removed } => {
                 let mut parts = Vec::new();

@@ -122,7 +122,8 @@ impl Provisioner {
                 forget_held(&self.db, app_name, &change).await?;
             }
             if let Ok(ops) = &result {
-                self.audit_ops(app, &change, ops, Duration::ZERO, 1).await;
+                self.audit_ops(&app.name, &change, ops, Duration::ZERO, 1)
+                    .await;
             }
             done.push((
                 change,

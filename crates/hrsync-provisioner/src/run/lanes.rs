@@ -112,11 +112,24 @@ pub async fn run(
         let (dlq, stop) = (dlq.clone(), stop.clone());
         async move { stopping_the_others(consumer.run_concurrent(handler, in_flight, dlq, stop).await) }
     };
-    let (a, b, (), ()) = tokio::join!(
+    // Open manual tasks and their age, as metrics.
+    let manual: Vec<String> = provisioner
+        .manual_apps()
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    let counting = async {
+        if !manual.is_empty() {
+            let db = provisioner.store().clone();
+            crate::manual::count_open_tasks(db, manual, stop.clone()).await;
+        }
+    };
+    let (a, b, (), (), ()) = tokio::join!(
         lane(priority, config.priority_in_flight),
         lane(main, config.in_flight),
         prober,
         sweeps,
+        counting,
     );
     provisioner.close().await;
     a?;

@@ -27,6 +27,7 @@ use tokio::sync::Mutex;
 use crate::audit::AuditLog;
 use crate::config::ProvisionerConfig;
 use crate::limit::fast_lane;
+use crate::manual::ManualApp;
 use crate::mapping::Mapping;
 use crate::reconcile::{reconcile, refresh_manager, App, HoldReason, Operation, ReconcileError};
 use crate::scim::ScimClient;
@@ -36,6 +37,7 @@ pub use admin::AdminError;
 mod lanes;
 mod parking;
 mod trail;
+pub(crate) use trail::audit_record;
 
 pub use lanes::{redrive, run};
 use parking::{Answers, Parking};
@@ -88,6 +90,8 @@ pub enum SetupError {
 pub struct Provisioner {
     pub(crate) db: Db,
     apps: Vec<App>,
+    /// The manual-task apps.
+    manual: Vec<ManualApp>,
     locks: Vec<Mutex<()>>,
     max_attempts: u32,
     max_backoff: Duration,
@@ -164,9 +168,22 @@ impl Provisioner {
                 ..App::new(&app.name, client)
             });
         }
+        let mut manual = Vec::new();
+        for app in &config.manual_apps {
+            let mapping = Mapping::compile(&app.attributes).map_err(|e| SetupError::Client {
+                app: app.name.clone(),
+                source: e.into(),
+            })?;
+            manual.push(ManualApp {
+                name: app.name.clone(),
+                instructions: app.instructions.clone(),
+                mapping: Arc::new(mapping),
+            });
+        }
         Ok(Provisioner {
             db: db.clone(),
             apps,
+            manual,
             locks: (0..256).map(|_| Mutex::new(())).collect(),
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
@@ -196,6 +213,20 @@ impl Provisioner {
     /// The configured apps.
     pub fn apps(&self) -> &[App] {
         &self.apps
+    }
+
+    /// The configured manual-task apps.
+    pub fn manual_apps(&self) -> &[ManualApp] {
+        &self.manual
+    }
+
+    /// The names of every app, SCIM and manual.
+    pub fn app_names(&self) -> Vec<&str> {
+        self.apps
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.manual.iter().map(|a| a.name.as_str()))
+            .collect()
     }
 
     /// The link store (the admin API reads the accounts, the audit and the
@@ -240,11 +271,18 @@ impl Provisioner {
             .iter()
             .filter(|a| only.is_none_or(|o| o == a.name))
             .map(|app| self.apply_to(app, change));
-        let (remembered, results) = tokio::join!(
+        let tasks = self
+            .manual
+            .iter()
+            .filter(|a| only.is_none_or(|o| o == a.name))
+            .map(|app| self.hand_out(app, change));
+        let (remembered, mut results, handed) = tokio::join!(
             self.audit.remember(change),
-            fast_lane(change.priority, futures::future::join_all(work))
+            fast_lane(change.priority, futures::future::join_all(work)),
+            futures::future::join_all(tasks),
         );
         drop(_guard);
+        results.extend(handed);
         if let Err(error) = remembered {
             tracing::warn!(%error, person = %change.person_id, "newest change not remembered for provision-now");
         }
@@ -283,13 +321,37 @@ impl Provisioner {
             for app in &apps {
                 match refresh_manager(&self.db, app, &report).await {
                     Ok(ops) => {
-                        self.audit_ops(app, &report, &ops, Duration::ZERO, 1).await;
+                        self.audit_ops(&app.name, &report, &ops, Duration::ZERO, 1)
+                            .await;
                     }
                     Err(error) => {
                         tracing::warn!(app = %app.name, person = %report.person_id, %error, "manager reference not set; it follows with the report's next change");
                     }
                 }
             }
+        }
+    }
+
+    /// Decides `change` for the manual-task app `app`: the task it needs,
+    /// if any, handed out and audited. A store failure is answered for the
+    /// consumer to try the change again (the apps that took it see it as
+    /// stale then).
+    async fn hand_out(&self, app: &ManualApp, change: &DirectoryChange) -> AppResult {
+        let started = Instant::now();
+        let result = crate::manual::apply(&self.db, app, change).await;
+        match &result {
+            Ok(ops) => {
+                self.audit_ops(&app.name, change, ops, started.elapsed(), 1)
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(app = %app.name, person = %change.person_id, %error, "manual task not handed out; the change is tried again");
+            }
+        }
+        AppResult {
+            app: app.name.clone(),
+            result: result.map_err(ReconcileError::Store),
+            attempts: 1,
         }
     }
 
@@ -345,7 +407,8 @@ impl Provisioner {
             }
             match &result {
                 Ok(ops) => {
-                    self.audit_ops(app, change, ops, latency, attempt).await;
+                    self.audit_ops(&app.name, change, ops, latency, attempt)
+                        .await;
                     if ops.contains(&Operation::Deactivated) {
                         record_termination_latency(&app.name, change);
                     }

@@ -349,7 +349,8 @@ impl Provisioner {
             .await
             .map(|()| vec![Operation::Parked]);
         if let Ok(ops) = &result {
-            self.audit_ops(app, change, ops, Duration::ZERO, 0).await;
+            self.audit_ops(&app.name, change, ops, Duration::ZERO, 0)
+                .await;
             // The quarantine was lifted while this change was being parked,
             // perhaps after the probe read what was parked: apply it now
             // rather than leave it parked with no probe to come.

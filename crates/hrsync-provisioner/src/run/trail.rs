@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use hrsync_domain::{AuditOperation, AuditOutcome, DirectoryChange, ProvisioningAudit, Timestamp};
+use hrsync_domain::{
+    AuditOperation, AuditOutcome, DirectoryChange, PersonId, ProvisioningAudit, Timestamp,
+};
 
 use super::Provisioner;
 use crate::reconcile::{App, Operation, ReconcileError};
@@ -12,7 +14,7 @@ impl Provisioner {
     /// Records each of `ops` in the audit trail.
     pub(crate) async fn audit_ops(
         &self,
-        app: &App,
+        app: &str,
         change: &DirectoryChange,
         ops: &[Operation],
         latency: Duration,
@@ -52,9 +54,19 @@ impl Provisioner {
                     }
                     Operation::Held => (AuditOperation::GuardHold, AuditOutcome::Held, None),
                     Operation::Parked => (AuditOperation::Unknown, AuditOutcome::Held, None),
+                    Operation::Task { action, .. } => {
+                        (action.operation(), AuditOutcome::Task, None)
+                    }
                 };
                 audit_record(
-                    app, change, operation, outcome, scim_id, None, latency, attempt,
+                    app,
+                    (&change.person_id, change.version),
+                    operation,
+                    outcome,
+                    scim_id,
+                    None,
+                    latency,
+                    attempt,
                 )
             })
             .collect();
@@ -74,8 +86,8 @@ impl Provisioner {
             _ => AuditOutcome::Failed,
         };
         let record = audit_record(
-            app,
-            change,
+            &app.name,
+            (&change.person_id, change.version),
             failed_operation(app, change, error),
             outcome,
             None,
@@ -121,9 +133,9 @@ fn failed_operation(app: &App, change: &DirectoryChange, error: &ReconcileError)
 /// The audit record of one operation (counted in
 /// `hrsync_provisioner_operations_total`), with the current trace context.
 #[allow(clippy::too_many_arguments)]
-fn audit_record(
-    app: &App,
-    change: &DirectoryChange,
+pub(crate) fn audit_record(
+    app: &str,
+    (person_id, version): (&PersonId, u64),
     operation: AuditOperation,
     outcome: AuditOutcome,
     scim_id: Option<String>,
@@ -131,13 +143,13 @@ fn audit_record(
     latency: Duration,
     attempt: u32,
 ) -> Option<(ProvisioningAudit, Vec<(String, String)>)> {
-    metrics::counter!("hrsync_provisioner_operations_total", "app" => app.name.clone(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
+    metrics::counter!("hrsync_provisioner_operations_total", "app" => app.to_owned(), "operation" => operation.as_str(), "outcome" => outcome.as_str()).increment(1);
     let at = Timestamp::from_millis(chrono::Utc::now().timestamp_millis()).ok()?;
     let span = tracing::Span::current();
     let record = ProvisioningAudit {
         audit_id: uuid::Uuid::new_v4().to_string(),
-        person_id: change.person_id.clone(),
-        app: app.name.clone(),
+        person_id: person_id.clone(),
+        app: app.to_owned(),
         operation,
         outcome,
         http_status: match error {
@@ -146,7 +158,7 @@ fn audit_record(
         },
         latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
         attempt,
-        version: change.version,
+        version,
         scim_id,
         error: error.map(ToString::to_string),
         trace_id: hrsync_telemetry::propagation::trace_id(&span),

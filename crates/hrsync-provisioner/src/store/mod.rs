@@ -12,6 +12,8 @@
 //!   deactivations.
 //! - [`groups`]: the SCIM groups pushed to each app and the queue of
 //!   memberships to bring about.
+//! - [`tasks`]: manual-task apps: what was last asked of each account,
+//!   and the tasks handed to people.
 //! - [`runs`]: the last app-wide reconciliation of each app and mode.
 //! - [`audit`]: the audit trail of SCIM operations.
 //! - [`terminations`]: what the list of terminations reads of a page of
@@ -28,6 +30,7 @@ pub mod held;
 pub mod links;
 pub mod people;
 pub mod runs;
+pub mod tasks;
 pub mod terminations;
 
 /// Rows in one multi-row statement (13 columns at most: well below the

@@ -307,7 +307,13 @@ pub(super) async fn link(
         scim_id: account_id.clone(),
     };
     provisioner
-        .audit_ops(app, change, std::slice::from_ref(&op), Duration::ZERO, 1)
+        .audit_ops(
+            &app.name,
+            change,
+            std::slice::from_ref(&op),
+            Duration::ZERO,
+            1,
+        )
         .await;
     match provision(provisioner, app, Some(person_id)).await {
         FixResult::Done { mut operations } => {
@@ -556,6 +562,7 @@ pub(super) fn describe(op: &Operation) -> String {
         Operation::Reactivated => "reactivated".to_owned(),
         Operation::Held => "deactivation held by the deprovision guard".to_owned(),
         Operation::Parked => "parked: app quarantined".to_owned(),
+        Operation::Task { task_id, action } => format!("task {task_id}: {}", action.as_str()),
         Operation::GroupRenamed { from, to } => format!("group {from:?} renamed to {to:?}"),
         Operation::Groups { added, removed } => {
             format!(
