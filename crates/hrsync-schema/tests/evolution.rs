@@ -248,6 +248,10 @@ fn released_fingerprints_match_other_implementations() {
             "history/provisioning.audit.v1/0001.avsc",
             "bfd7976b01bc24ee",
         ),
+        (
+            "history/provisioning.audit.v1/0002.avsc",
+            "2edee9f595dcb345",
+        ),
     ];
     for (path, header_hex) in expected {
         let file = schemas()
