@@ -204,6 +204,24 @@ async function previewARuleChange(page) {
   await shot(page, 'rules-preview');
 }
 
+/** Lucy's payroll account, made by hand: its task marked done with a note. */
+async function closeLucysTask(page) {
+  await page.getByRole('link', { name: 'Tasks', exact: true }).click();
+  const table = page.getByRole('table', { name: 'Tasks' });
+  await table.waitFor();
+  const row = table.getByRole('row').filter({ hasText: 'E7' });
+  const text = await row.innerText();
+  assert.match(text, /Create/, `Lucy's payroll task is a create: ${text}`);
+  assert.match(text, /payroll/, text);
+  await shot(page, 'tasks');
+  await row.getByRole('button', { name: 'Mark done' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Note (optional)').fill('made in Payroll');
+  await dialog.getByRole('button', { name: 'Mark done' }).click();
+  await page.getByRole('status').filter({ hasText: /Task #\d+ closed/ }).waitFor();
+  await page.getByText('No open tasks.').waitFor();
+}
+
 async function asAdmin(page, errors) {
   await signIn(page, url, 'ada');
   await page.getByText('admin', { exact: true }).first().waitFor();
@@ -214,6 +232,7 @@ async function asAdmin(page, errors) {
   await tomsTerminationTimed(page);
   await reconcileByKeyboard(page);
   await previewARuleChange(page);
+  await closeLucysTask(page);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'You have signed out' }).waitFor();
   const after = await page.evaluate(async () => (await fetch('/console/session')).status);
@@ -226,7 +245,7 @@ try {
   await withPage(browser, 'viewer', asViewer);
   console.log('viewer: the guard release offered disabled and refused');
   await withPage(browser, 'admin', asAdmin);
-  console.log('admin: why, release, termination timed, reconcile by keyboard, rules preview, sign-out');
+  console.log('admin: why, release, termination timed, reconcile by keyboard, rules preview, a task closed, sign-out');
 } finally {
   await browser.close();
 }

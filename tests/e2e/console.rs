@@ -7,12 +7,14 @@
 //!
 //! The stack holds Lucy (Customer Support) and Tom, both in slack, whose
 //! deprovision guard holds every deactivation; Tom is terminated, so the
-//! guard is tripped holding his deactivation. The browser script
+//! guard is tripped holding his deactivation. Lucy also has payroll, a
+//! manual-task app, so her account there is an open task. The browser script
 //! (`tests/console/e2e.mjs`) then signs in as vic, who sees the guard but
 //! is refused its release; and as ada, who searches Lucy and sees why she
 //! has slack, releases the guard, sees Tom's termination timed, reconciles
-//! slack through its dialog with the keyboard alone, and previews a rule
-//! change. Each step saves a screenshot. A second test
+//! slack through its dialog with the keyboard alone, previews a rule
+//! change, and marks Lucy's payroll task done. Each step saves a
+//! screenshot. A second test
 //! checks the sign-in and sessions over plain HTTP.
 
 use std::path::Path;
@@ -30,7 +32,15 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
     let issuer = Issuer::start()?;
     let apps = ScimApps::third_party(&["slack"]).await?;
     let guard = "guard_max_deactivations = 0\nguard_immediate_allowance = 0";
-    let stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), guard).await?;
+    let mut stack = Processes::start_admin(&apps, &[], issuer.issuer(), guard).await?;
+    // Payroll has no SCIM: Lucy's account there is a task for people.
+    stack.add_config(
+        "[[provisioner.manual_apps]]\nname = \"payroll\"\n\n\
+         [[projector.rules.groups]]\nname = \"Payroll users\"\n\
+         rule = 'person.department == \"Customer Support\"'\napps = [\"payroll\"]\n",
+    )?;
+    let all = stack.start_another("all")?;
+    stack.wait_ready(all).await?;
     for (id, given, email, department) in [
         ("E7", "Lucy", "lucy@example.com", "Customer Support"),
         ("E8", "Tom", "tom@example.com", "Finance"),
@@ -113,6 +123,7 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
     assert_eq!(
         done,
         [
+            ("task.close", "ada", "console"),
             ("reconcile", "ada", "console"),
             ("guard.release", "ada", "console")
         ],
@@ -124,6 +135,7 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
         "terminations",
         "reconciled",
         "rules-preview",
+        "tasks",
     ] {
         let file = screenshots.join(format!("{shot}.png"));
         assert!(

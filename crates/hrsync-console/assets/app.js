@@ -11,6 +11,7 @@ import * as person from './person.js';
 import * as apps from './apps.js';
 import * as appPage from './app_page.js';
 import * as terminations from './terminations.js';
+import * as tasks from './tasks.js';
 import * as log from './log.js';
 import * as imports from './imports.js';
 import * as rules from './rules.js';
@@ -35,6 +36,7 @@ const ROUTES = [
   { pattern: /^\/console\/apps\/?$/, page: apps, nav: 'apps' },
   { pattern: /^\/console\/apps\/([^/]+)\/?$/, page: appPage, nav: 'apps' },
   { pattern: /^\/console\/terminations\/?$/, page: terminations, nav: 'terminations' },
+  { pattern: /^\/console\/tasks\/?$/, page: tasks, nav: 'tasks' },
   { pattern: /^\/console\/log\/?$/, page: log, nav: 'log' },
   { pattern: /^\/console\/imports\/?$/, page: imports, nav: 'imports' },
   { pattern: /^\/console\/rules\/?$/, page: rules, nav: 'rules' },

@@ -15,7 +15,7 @@ const PAGE_SIZE = 50;
 const OPERATIONS = ['MATCH', 'CREATE', 'LINK', 'UPDATE', 'DEACTIVATE', 'REACTIVATE',
   'GROUP_CREATE', 'GROUP_UPDATE', 'GROUP_MEMBERS', 'GUARD_HOLD', 'GUARD_RELEASE'];
 const OUTCOMES = [['SUCCESS', 'Success'], ['RETRY', 'Retry'], ['FAILED', 'Failed'],
-  ['SKIPPED', 'Skipped'], ['HELD', 'Held']];
+  ['SKIPPED', 'Skipped'], ['HELD', 'Held'], ['TASK', 'Task (manual app)']];
 
 /** The audit parameters the page reads from (and writes to) its URL. */
 const FILTER_KEYS = ['person', 'person_id', 'app', 'operation', 'outcome', 'from', 'to'];

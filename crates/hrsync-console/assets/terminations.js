@@ -21,6 +21,7 @@ const STATUS_KINDS = {
   held: 'warn',
   parked: 'warn',
   failed: 'bad',
+  task_open: 'warn',
 };
 
 export async function render(context) {
@@ -80,7 +81,7 @@ function appendTerminations(table, terminations, session, withTrace) {
     const span = Math.max(apps.length, 1);
     const head = [
       el('th', { scope: 'rowgroup', rowspan: span }, personLink(termination.employee_id)),
-      el('td', { rowspan: span }, timeEl(termination.terminated_at)),
+      el('td', { rowspan: span }, timeEl(termination.terminated_at), el('div', {}, completeness(termination))),
     ];
     const body = el('tbody');
     if (!apps.length) {
@@ -93,6 +94,11 @@ function appendTerminations(table, terminations, session, withTrace) {
     });
     table.append(body);
   }
+}
+
+/** Complete once every app, SCIM or manual, is done with. */
+function completeness(termination) {
+  return termination.complete ? badge('Complete', 'ok') : badge('Incomplete', 'warn');
 }
 
 function appCells(app, session, withTrace) {
@@ -108,6 +114,9 @@ function appCells(app, session, withTrace) {
 
 function statusCell(app) {
   const parts = [badge(humanize(app.status), STATUS_KINDS[app.status] || 'muted')];
+  if (app.task_id) {
+    parts.push(el('div', {}, el('a', { href: '/console/tasks?action=disable', text: `task #${app.task_id}` })));
+  }
   if (app.error) parts.push(el('div', { class: 'error-text', text: app.error }));
   return parts;
 }

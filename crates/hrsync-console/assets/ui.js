@@ -459,7 +459,7 @@ export function select(options, selected = '') {
 // ---------------------------------------------------- domain badges --
 
 // SCIM operation outcomes (the audit's `outcome`) and how loud to show them.
-const OUTCOME_KINDS = { SUCCESS: 'ok', RETRY: 'warn', FAILED: 'bad', SKIPPED: 'muted', HELD: 'warn' };
+const OUTCOME_KINDS = { SUCCESS: 'ok', RETRY: 'warn', FAILED: 'bad', SKIPPED: 'muted', HELD: 'warn', TASK: 'info' };
 
 /** An audit outcome as a badge: "Success", "Failed", ... */
 export function outcomeBadge(outcome) {

@@ -34,9 +34,8 @@ fn promtool(dir: &Path, args: &[&str]) -> String {
     text
 }
 
-/// The alerts the rules must hold (the operations issue's list, less the
-/// manual termination tasks that do not exist yet, and dead hook
-/// deliveries).
+/// The alerts the rules must hold (the operations issue's list, dead hook
+/// deliveries, and overdue manual termination tasks).
 const ALERTS: &[&str] = &[
     "HrsyncDeprovisionGuardTripped",
     "HrsyncAppQuarantined",
@@ -48,6 +47,7 @@ const ALERTS: &[&str] = &[
     "HrsyncDeadLettersGrowing",
     "HrsyncConsumerStuck",
     "HrsyncHookDeliveriesDead",
+    "HrsyncManualTerminationTaskOverdue",
 ];
 
 #[test]
