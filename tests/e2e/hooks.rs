@@ -453,7 +453,7 @@ async fn deliveries_owed_by_a_killed_sender_arrive_after_its_restart_and_dead_on
 async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrsyncs_keys(
 ) -> anyhow::Result<()> {
     let apps = ScimApps::local(&["slack"]).await?;
-    let mut stack = Processes::start(&apps, &["ingest", "projector"]).await?;
+    let mut stack = Processes::start(&apps, &["ingest", "projector", "provisioner"]).await?;
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("ssf-key.pem");
     let made = Command::new("openssl")
@@ -473,14 +473,23 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
             "receiver-token",
         ],
     )?;
+    // slack's own receiver: its SETs name the person's slack account too.
+    let slack_audience = "https://slack.test";
+    let slack = Example::start(
+        "ssf-receiver/receiver.py",
+        &[&format!("{issuer}/jwks.json"), &issuer, slack_audience],
+    )?;
     stack.add_config(&format!(
         "{}\n[hooks.ssf]\nissuer = \"{issuer}\"\nlisten = \"127.0.0.1:{keys_port}\"\n\
          signing_key = {{ file = \"{}\" }}\nkey_id = \"hrsync-test-1\"\n\n\
          [[hooks.ssf.receivers]]\nname = \"sessions\"\nurl = \"http://127.0.0.1:{}/events\"\n\
-         audience = \"{audience}\"\ntoken = \"receiver-token\"\n",
+         audience = \"{audience}\"\ntoken = \"receiver-token\"\n\n\
+         [[hooks.ssf.receivers]]\nname = \"slack-sessions\"\nurl = \"http://127.0.0.1:{}/events\"\n\
+         audience = \"{slack_audience}\"\napp = \"slack\"\n",
         hooks_section(&stack, 8, &[]),
         key.display(),
-        receiver.port
+        receiver.port,
+        slack.port
     ))?;
     let hooks = stack.start_another("hooks")?;
     stack.wait_ready(hooks).await?;
@@ -504,6 +513,21 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
     for event in [lucys_hire(), ada] {
         stack.push(event).await?;
     }
+    // Both accounts made in slack, and read from the audit by the hooks.
+    let pool = sqlx::PgPool::connect(stack.db_url().expect("a PostgreSQL stack")).await?;
+    eventually_within(
+        "both slack accounts known to the hooks",
+        Duration::from_secs(60),
+        || async {
+            let known: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM hook_account WHERE app = 'slack'")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok(known == 2)
+        },
+    )
+    .await
+    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
     stack
         .push(json!({"type": "leave_started", "employee_id": "E8",
             "time_zone": "UTC", "leave_type": "parental"}))
@@ -514,7 +538,7 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
         .await?;
     let revoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
     eventually_within("both sessions revoked", Duration::from_secs(60), || async {
-        Ok(receiver.seen().len() >= 2)
+        Ok(receiver.seen().len() >= 2 && slack.seen().len() >= 2)
     })
     .await
     .map_err(|e| explained(e, &receiver, &stack, hooks))?;
@@ -549,6 +573,28 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
     let reasons: Vec<&Value> = seen.iter().map(|s| &s["reason"]["en"]).collect();
     assert!(reasons.contains(&&json!("Terminated in HR")), "{reasons:?}");
     assert!(reasons.contains(&&json!("On leave in HR")), "{reasons:?}");
+    // slack's receiver: the same person by e-mail and by the SCIM id of
+    // their slack account.
+    let lucy = apps
+        .get("slack")
+        .user("lucy@example.com")
+        .await?
+        .expect("Lucy's slack account");
+    let lucys_set = slack
+        .seen()
+        .into_iter()
+        .find(|s| s["sub_id"]["identifiers"][0]["email"] == "lucy@example.com")
+        .expect("a SET for Lucy at slack's receiver");
+    assert_eq!(lucys_set["verified"], true, "{lucys_set:?}");
+    assert_eq!(
+        lucys_set["sub_id"],
+        json!({"format": "aliases", "identifiers": [
+            {"format": "email", "email": "lucy@example.com"},
+            {"format": "opaque", "id": lucy["id"]},
+        ]}),
+        "{lucys_set:?}"
+    );
+    pool.close().await;
     Ok(())
 }
 

@@ -33,7 +33,9 @@ pub fn event_of(audit: &ProvisioningAudit) -> Option<EventType> {
 }
 
 impl Hooks {
-    /// Records the deliveries `audit` owes. The person's conditions read
+    /// Remembers the account's SCIM id if `audit` created or linked one
+    /// (for SETs to receivers of its app), then records the deliveries
+    /// `audit` owes. The person's conditions read
     /// them as the hooks last saw them (blank if never seen). Returns how
     /// many were recorded.
     ///
@@ -41,10 +43,20 @@ impl Hooks {
     /// The store; [`RunError::NotSeenYet`] while the change the account
     /// came from has not been read (for up to a minute: try again).
     pub async fn record_account(&self, audit: &ProvisioningAudit) -> Result<usize, RunError> {
+        let person = audit.person_id.as_str();
+        // The account's SCIM id, for the SETs of receivers in its app.
+        let made = matches!(
+            audit.operation,
+            AuditOperation::Create | AuditOperation::Link
+        );
+        if let (true, AuditOutcome::Success, Some(scim_id)) =
+            (made, audit.outcome, audit.scim_id.as_deref())
+        {
+            store::remember_account(self.db(), person, &audit.app, scim_id).await?;
+        }
         let Some(event) = event_of(audit) else {
             return Ok(0);
         };
-        let person = audit.person_id.as_str();
         let version = i64::try_from(audit.version).unwrap_or(i64::MAX);
         let kept = store::kept(self.db(), person).await?;
         // The account came from a change the hooks read on another topic:

@@ -80,6 +80,8 @@ enum Kind {
         audience: String,
         token: Option<Secret>,
         transmitter: Arc<Transmitter>,
+        /// The app whose sessions it holds, if named.
+        app: Option<String>,
     },
 }
 
@@ -170,6 +172,7 @@ impl Endpoint {
             audience: config.audience.clone(),
             token: config.token.clone(),
             transmitter,
+            app: config.app.clone(),
         };
         Endpoint::new(&config.name, &config.url, config.timeout_ms, kind, &at)
     }
@@ -221,8 +224,18 @@ impl Endpoint {
         }
     }
 
+    /// The app an SSF receiver holds sessions of, if it names one.
+    pub fn app(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Ssf { app, .. } => app.as_deref(),
+            Kind::Hook { .. } => None,
+        }
+    }
+
     /// What is sent for `event`: a hook's JSON, an SSF receiver's SET
-    /// (signed now, its `jti` the delivery's id).
+    /// (signed now, its `jti` the delivery's id; naming the person's
+    /// account in the receiver's app among `accounts`, (app, SCIM id), if
+    /// there).
     ///
     /// # Errors
     /// A SET that cannot be signed.
@@ -232,16 +245,26 @@ impl Endpoint {
         previous: Option<&Seen>,
         change: &DirectoryChange,
         delivery_id: &str,
+        accounts: &[(String, String)],
     ) -> Result<String, String> {
         match &self.kind {
             Kind::Hook { .. } => Ok(body(event, previous, change).to_string()),
             Kind::Ssf {
                 audience,
                 transmitter,
+                app,
                 ..
-            } => transmitter
-                .session_revoked(audience, change, delivery_id)
-                .map_err(|e| e.to_string()),
+            } => {
+                let scim_id = app.as_ref().and_then(|app| {
+                    accounts
+                        .iter()
+                        .find(|(a, _)| a == app)
+                        .map(|(_, id)| id.as_str())
+                });
+                transmitter
+                    .session_revoked(audience, change, delivery_id, scim_id)
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 

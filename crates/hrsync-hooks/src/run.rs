@@ -148,6 +148,12 @@ impl Hooks {
             groups: &kept.groups,
             apps: &kept.apps,
         };
+        // The person's accounts, for SSF receivers that name their app.
+        let accounts = if event.is_some() && self.endpoints.iter().any(|e| e.app().is_some()) {
+            store::accounts_of(&self.db, person).await?
+        } else {
+            Vec::new()
+        };
         let mut deliveries = Vec::new();
         for endpoint in &self.endpoints {
             let Some(event) = event.filter(|e| endpoint.wants(*e, &subject)) else {
@@ -156,7 +162,7 @@ impl Hooks {
             let event_type = endpoint.event_name(event);
             let delivery_id = delivery_id(&endpoint.name, person, version, event_type);
             let body = endpoint
-                .body(event, previous.as_ref(), change, &delivery_id)
+                .body(event, previous.as_ref(), change, &delivery_id, &accounts)
                 .map_err(RunError::Sign)?;
             deliveries.push(NewDelivery {
                 delivery_id,

@@ -64,6 +64,11 @@ pub struct ReceiverConfig {
     pub url: String,
     /// The SETs' `aud` for it.
     pub audience: String,
+    /// The app (`[[provisioner.apps]]` name) whose sessions it holds, if
+    /// any: its SETs then name the person by their account's SCIM id there
+    /// too, once the provisioner has created or linked it.
+    #[serde(default)]
+    pub app: Option<String>,
     /// A bearer token its endpoint asks for, if any.
     #[serde(default)]
     pub token: Option<Secret>,
@@ -138,7 +143,9 @@ impl Transmitter {
         })
     }
 
-    /// The `session-revoked` SET for `change` to `audience`, with `jti`.
+    /// The `session-revoked` SET for `change` to `audience`, with `jti`;
+    /// the subject also by `scim_id`, the person's account in the
+    /// receiver's app, where known.
     ///
     /// # Errors
     /// Signing failed.
@@ -147,6 +154,7 @@ impl Transmitter {
         audience: &str,
         change: &DirectoryChange,
         jti: &str,
+        scim_id: Option<&str>,
     ) -> Result<String, SsfError> {
         let claims = json!({
             "iss": self.issuer,
@@ -154,7 +162,7 @@ impl Transmitter {
             "iat": hrsync_domain::Timestamp::now().as_millis() / 1000,
             "jti": jti,
             "txn": change.caused_by.first().map(ToString::to_string),
-            "sub_id": subject(change),
+            "sub_id": subject(change, scim_id),
             "events": {
                 SESSION_REVOKED: {
                     "event_timestamp": change.changed_at.as_millis() / 1000,
@@ -190,15 +198,24 @@ impl Transmitter {
     }
 }
 
-/// The person as SSF identifies a subject: by their work e-mail, the
-/// identifier apps share; by the person's stable id (opaque) without one.
-fn subject(change: &DirectoryChange) -> Value {
+/// The person as SSF identifies a subject (RFC 9493): by their work
+/// e-mail, the identifier apps share, else by the person's stable id
+/// (opaque); with their account's SCIM id in the receiver's app, where
+/// known, as `aliases` of both (the SCIM id opaque).
+fn subject(change: &DirectoryChange, scim_id: Option<&str>) -> Value {
     let email = Attribute::parse("work_email")
         .ok()
         .and_then(|a| change.profile.attributes.text(&a).map(str::to_owned));
-    match email {
+    let person = match email {
         Some(email) => json!({"format": "email", "email": email}),
         None => json!({"format": "opaque", "id": change.person_id.as_str()}),
+    };
+    match scim_id {
+        Some(id) => json!({
+            "format": "aliases",
+            "identifiers": [person, {"format": "opaque", "id": id}],
+        }),
+        None => person,
     }
 }
 
@@ -262,7 +279,7 @@ mod tests {
         let mut change = crate::event::sample(hrsync_domain::LifecycleState::Deprovisioned);
         change.profile.attributes.work_email = Some("ada@example.com".to_owned());
         let set = transmitter
-            .session_revoked("https://receiver.test", &change, "msg_1")
+            .session_revoked("https://receiver.test", &change, "msg_1", None)
             .expect("signed");
 
         let jwk: jsonwebtoken::jwk::Jwk =
@@ -294,6 +311,24 @@ mod tests {
         assert_eq!(
             transmitter.metadata()["jwks_uri"],
             "https://hrsync.test/ssf/jwks.json"
+        );
+    }
+
+    #[test]
+    fn the_subject_names_the_account_in_the_receivers_app_where_known() {
+        let mut change = crate::event::sample(hrsync_domain::LifecycleState::Deprovisioned);
+        change.profile.attributes.work_email = Some("ada@example.com".to_owned());
+        assert_eq!(
+            subject(&change, Some("2819c223")),
+            json!({"format": "aliases", "identifiers": [
+                {"format": "email", "email": "ada@example.com"},
+                {"format": "opaque", "id": "2819c223"},
+            ]})
+        );
+        change.profile.attributes.work_email = None;
+        assert_eq!(
+            subject(&change, None),
+            json!({"format": "opaque", "id": change.person_id.as_str()})
         );
     }
 

@@ -147,6 +147,37 @@ pub async fn kept(db: &Db, person_id: &str) -> Result<Option<(String, i64)>> {
         .transpose()
 }
 
+/// Remembers `scim_id` as `person_id`'s account in `app`.
+///
+/// # Errors
+/// Query failures.
+pub async fn remember_account(db: &Db, person_id: &str, app: &str, scim_id: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hook_account (person_id, app, scim_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (person_id, app) DO UPDATE SET scim_id = excluded.scim_id",
+    )
+    .bind(person_id)
+    .bind(app)
+    .bind(scim_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// `person_id`'s accounts as remembered: (app, SCIM id).
+///
+/// # Errors
+/// Query failures.
+pub async fn accounts_of(db: &Db, person_id: &str) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT app, scim_id FROM hook_account WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
 /// What the hooks last saw of `person_id`.
 ///
 /// # Errors
