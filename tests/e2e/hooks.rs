@@ -25,7 +25,7 @@ struct Example {
 }
 
 impl Example {
-    /// Runs `examples/SCRIPT PORT ARGS...`.
+    /// Runs `SCRIPT PORT ARGS...` (a path from the repository's root).
     fn start(script: &str, args: &[&str]) -> anyhow::Result<Self> {
         let python = hrsync_tests::tools_dir().join("venv/bin/python");
         anyhow::ensure!(
@@ -35,7 +35,7 @@ impl Example {
         );
         let port = hrsync_tests::free_port()?;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
+            .join("../..")
             .join(script);
         let mut child = Command::new(python)
             .arg(path)
@@ -59,7 +59,7 @@ impl Example {
         });
         listening
             .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow::anyhow!("examples/{script} did not start"))?;
+            .map_err(|_| anyhow::anyhow!("{script} did not start"))?;
         Ok(Example { child, port, seen })
     }
 
@@ -79,7 +79,7 @@ impl Receiver {
     fn start(faults: &Value) -> anyhow::Result<Self> {
         // 32 hex digits are 32 base64 characters: a 24-byte key.
         let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
-        let example = Example::start("hook-receiver/receiver.py", &[&secret])?;
+        let example = Example::start("examples/hook-receiver/receiver.py", &[&secret])?;
         let receiver = Receiver { example, secret };
         receiver.set_faults_blocking(faults)?;
         Ok(receiver)
@@ -465,7 +465,7 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
     let issuer = format!("http://127.0.0.1:{keys_port}");
     let audience = "https://sessions.test";
     let receiver = Example::start(
-        "ssf-receiver/receiver.py",
+        "examples/ssf-receiver/receiver.py",
         &[
             &format!("{issuer}/jwks.json"),
             &issuer,
@@ -476,7 +476,7 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
     // slack's own receiver: its SETs name the person's slack account too.
     let slack_audience = "https://slack.test";
     let slack = Example::start(
-        "ssf-receiver/receiver.py",
+        "examples/ssf-receiver/receiver.py",
         &[&format!("{issuer}/jwks.json"), &issuer, slack_audience],
     )?;
     stack.add_config(&format!(
@@ -650,5 +650,88 @@ async fn each_account_an_app_creates_or_deactivates_is_an_event_of_its_person() 
         Some(false),
         "deactivated in slack"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaver_and_a_leave_get_the_apps_own_revocation_calls_naming_their_accounts(
+) -> anyhow::Result<()> {
+    let apps = ScimApps::local(&["slack"]).await?;
+    let mut stack = Processes::start(&apps, &["ingest", "projector", "provisioner"]).await?;
+    let api = Example::start("tests/receivers/session_api.py", &[])?;
+    // Two calls, as apps' APIs differ: a DELETE by account id in the path,
+    // and a POST with a JSON body.
+    stack.add_config(&format!(
+        "{}\n[[hooks.revocations]]\nname = \"slack-logout\"\napp = \"slack\"\n\
+         method = \"DELETE\"\nurl = \"http://127.0.0.1:{port}/users/{{scim_id}}/sessions\"\n\
+         token = \"admin-token\"\n\n\
+         [[hooks.revocations]]\nname = \"slack-tokens\"\napp = \"slack\"\n\
+         url = \"http://127.0.0.1:{port}/tokens.revoke\"\n\
+         body = '{{{{\"user\": \"{{scim_id}}\", \"email\": \"{{email}}\"}}}}'\n",
+        hooks_section(&stack, 8, &[]),
+        port = api.port
+    ))?;
+    let hooks = stack.start_another("hooks")?;
+    stack.wait_ready(hooks).await?;
+
+    let ada = json!({"type": "hire", "employee_id": "E8", "time_zone": "UTC",
+        "attributes": {"given_name": "Ada", "family_name": "Byron",
+            "work_email": "ada@example.com", "employment_type": "employee",
+            "department": "Sales"}});
+    for event in [lucys_hire(), ada] {
+        stack.push(event).await?;
+    }
+    let pool = sqlx::PgPool::connect(stack.db_url().expect("a PostgreSQL stack")).await?;
+    eventually_within(
+        "both slack accounts known to the hooks",
+        Duration::from_secs(60),
+        || async {
+            let known: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM hook_account WHERE app = 'slack'")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok(known == 2)
+        },
+    )
+    .await?;
+    pool.close().await;
+    // Joiners are owed no call.
+    assert_eq!(api.seen(), Vec::<Value>::new());
+    stack
+        .push(json!({"type": "terminate", "employee_id": "E7",
+            "time_zone": "Europe/London", "immediate": true}))
+        .await?;
+    stack
+        .push(json!({"type": "leave_started", "employee_id": "E8",
+            "time_zone": "UTC", "leave_type": "parental"}))
+        .await?;
+    eventually_within("two calls per person", Duration::from_secs(60), || async {
+        Ok(api.seen().len() >= 4)
+    })
+    .await
+    .map_err(|e| e.context(stack.log_tail(hooks)))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut seen = api.seen();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    let slack = apps.get("slack");
+    for (email, user_name) in [
+        ("lucy@example.com", "lucy@example.com"),
+        ("ada@example.com", "ada@example.com"),
+    ] {
+        let id = slack
+            .user(user_name)
+            .await?
+            .and_then(|u| u["id"].as_str().map(str::to_owned))
+            .expect("an account in slack");
+        let delete = json!({"method": "DELETE", "path": format!("/users/{id}/sessions"),
+            "authorization": "Bearer admin-token", "body": null});
+        let post = json!({"method": "POST", "path": "/tokens.revoke", "authorization": null,
+            "body": {"user": id, "email": email}});
+        for call in [delete, post] {
+            let at = seen.iter().position(|s| *s == call);
+            assert!(at.is_some(), "{call} not among {seen:?}");
+            seen.remove(at.unwrap_or_default());
+        }
+    }
     Ok(())
 }

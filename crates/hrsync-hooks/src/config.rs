@@ -7,6 +7,7 @@ use hrsync_config::{Inconsistency, Secret, Validate};
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
+use crate::revoke::RevocationConfig;
 use crate::ssf::SsfConfig;
 
 /// The hooks role.
@@ -43,6 +44,9 @@ pub struct HooksConfig {
     /// hrsync as an SSF transmitter: `session-revoked` SETs on
     /// deactivations, to its receivers.
     pub ssf: Option<SsfConfig>,
+    /// Apps' own session or token revocation calls, on deactivations
+    /// (`[[hooks.revocations]]`).
+    pub revocations: Vec<RevocationConfig>,
 }
 
 impl Default for HooksConfig {
@@ -58,6 +62,7 @@ impl Default for HooksConfig {
             in_flight: 32,
             endpoints: Vec::new(),
             ssf: None,
+            revocations: Vec::new(),
         }
     }
 }
@@ -143,6 +148,14 @@ impl Validate for HooksConfig {
             .chain(
                 receivers.map(|r| (format!("hooks.ssf.receivers[{}]", r.name), &r.name, &r.url)),
             );
+        let mut revocations = Vec::new();
+        for revocation in &self.revocations {
+            revocation.check()?;
+            revocations.push((
+                format!("hooks.revocations[{}]", revocation.name),
+                &revocation.name,
+            ));
+        }
         for (at, name, url) in named {
             if name.trim().is_empty() {
                 return Err(format!("{at}: the name is empty").into());
@@ -151,6 +164,14 @@ impl Validate for HooksConfig {
                 return Err(format!("{at}: another endpoint or receiver has the same name").into());
             }
             check_url(&at, url)?;
+        }
+        for (at, name) in revocations {
+            if name.trim().is_empty() {
+                return Err(format!("{at}: the name is empty").into());
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("{at}: another endpoint or receiver has the same name").into());
+            }
         }
         for hook in &self.endpoints {
             let at = format!("hooks.endpoints[{}]", hook.name);

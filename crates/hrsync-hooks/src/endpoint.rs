@@ -1,7 +1,8 @@
 //! The configured endpoints, ready to use: hook endpoints (which events
-//! each takes, by type and CEL condition, and its signing key) and SSF
-//! receivers (a `session-revoked` SET on each deactivation), each with its
-//! HTTP client.
+//! each takes, by type and CEL condition, and its signing key), SSF
+//! receivers (a `session-revoked` SET on each deactivation) and apps'
+//! revocation calls (on each deactivation of a person with an account
+//! there), each with its HTTP client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use hrsync_expr::{check_references, parse_reason, person, string};
 
 use crate::config::{HookConfig, HooksConfig};
 use crate::event::{body, EventType, Seen};
+use crate::revoke::{Call, RevocationConfig, Values};
 use crate::sign::SigningKey;
 use crate::ssf::{ReceiverConfig, Transmitter};
 
@@ -44,6 +46,8 @@ pub struct Subject<'a> {
 
 /// The event type stored for a SET.
 const SESSION_REVOKED: &str = "session-revoked";
+/// The event type stored for an app's revocation call.
+const REVOCATION: &str = "revocation-call";
 
 /// An endpoint that cannot be set up; the message names it and never holds
 /// its secret.
@@ -83,6 +87,8 @@ enum Kind {
         /// The app whose sessions it holds, if named.
         app: Option<String>,
     },
+    /// An app's own call that ends a person's sessions or tokens.
+    Revocation(RevocationConfig),
 }
 
 impl std::fmt::Debug for Kind {
@@ -98,6 +104,12 @@ impl std::fmt::Debug for Kind {
             Kind::Ssf { audience, .. } => f
                 .debug_struct("Ssf")
                 .field("audience", audience)
+                .finish_non_exhaustive(),
+            Kind::Revocation(config) => f
+                .debug_struct("Revocation")
+                .field("app", &config.app)
+                .field("method", &config.method)
+                .field("url", &config.url)
                 .finish_non_exhaustive(),
         }
     }
@@ -177,17 +189,46 @@ impl Endpoint {
         Endpoint::new(&config.name, &config.url, config.timeout_ms, kind, &at)
     }
 
+    /// An app's revocation call: checks its templates and its token.
+    fn revocation(config: &RevocationConfig) -> Result<Self, EndpointError> {
+        let at = format!("hooks.revocations[{}]", config.name);
+        let fail = |reason: String| EndpointError {
+            at: at.clone(),
+            reason,
+        };
+        config.check().map_err(&fail)?;
+        if let Some(token) = &config.token {
+            token.expose().map_err(|e| fail(format!("token: {e}")))?;
+        }
+        // The URL is the call's, per person; this one only names the host.
+        let host = config.url.split(['{', '?']).next().unwrap_or_default();
+        let kind = Kind::Revocation(config.clone());
+        Endpoint::new(&config.name, host, config.timeout_ms, kind, &at)
+    }
+
     /// The type stored for `event` sent here.
     pub fn event_name(&self, event: EventType) -> &'static str {
         match self.kind {
             Kind::Hook { .. } => event.as_str(),
             Kind::Ssf { .. } => SESSION_REVOKED,
+            Kind::Revocation(_) => REVOCATION,
+        }
+    }
+
+    /// Whether it is owed anything for a person with `accounts` (app, SCIM
+    /// id): an app's revocation call only for a person with an account
+    /// there; the rest always.
+    pub fn owed(&self, accounts: &[(String, String)]) -> bool {
+        match &self.kind {
+            Kind::Revocation(config) => accounts.iter().any(|(app, _)| *app == config.app),
+            Kind::Hook { .. } | Kind::Ssf { .. } => true,
         }
     }
 
     /// Whether it takes `event` of `subject`: a hook by its types and
     /// condition (a condition that fails or is not a bool is logged and
-    /// counts as false); an SSF receiver every deactivation.
+    /// counts as false); an SSF receiver and a revocation call every
+    /// deactivation.
     pub fn wants(&self, event: EventType, subject: &Subject<'_>) -> bool {
         let Kind::Hook {
             events,
@@ -224,10 +265,12 @@ impl Endpoint {
         }
     }
 
-    /// The app an SSF receiver holds sessions of, if it names one.
+    /// The app an SSF receiver holds sessions of, if it names one, or a
+    /// revocation call acts on.
     pub fn app(&self) -> Option<&str> {
         match &self.kind {
             Kind::Ssf { app, .. } => app.as_deref(),
+            Kind::Revocation(config) => Some(&config.app),
             Kind::Hook { .. } => None,
         }
     }
@@ -265,12 +308,24 @@ impl Endpoint {
                     .session_revoked(audience, change, delivery_id, scim_id)
                     .map_err(|e| e.to_string())
             }
+            Kind::Revocation(config) => {
+                let scim_id = accounts
+                    .iter()
+                    .find(|(app, _)| *app == config.app)
+                    .map(|(_, id)| id.as_str())
+                    .ok_or_else(|| format!("no account of the person in {}", config.app))?;
+                let call = config
+                    .call(&Values::of(change, scim_id))
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_string(&call).map_err(|e| e.to_string())
+            }
         }
     }
 
     /// The request delivering `body` as `delivery_id`: a hook's signed
     /// (the key read from its secret now: an env or file secret may have
-    /// been rotated), an SET pushed as RFC 8935 says.
+    /// been rotated), an SET pushed as RFC 8935 says, a revocation call as
+    /// stored ([`Call`]).
     ///
     /// # Errors
     /// The secret or token cannot be read, or is not a key (the message
@@ -280,6 +335,9 @@ impl Endpoint {
         delivery_id: &str,
         body: &str,
     ) -> Result<reqwest::RequestBuilder, String> {
+        if let Kind::Revocation(config) = &self.kind {
+            return self.revocation_request(config, body);
+        }
         let request = self
             .client
             .post(self.url.clone())
@@ -309,6 +367,34 @@ impl Endpoint {
                     None => Ok(request),
                 }
             }
+            Kind::Revocation(_) => unreachable!("answered above"),
+        }
+    }
+
+    /// An app's revocation call, as stored for the person.
+    fn revocation_request(
+        &self,
+        config: &RevocationConfig,
+        stored: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let call: Call = serde_json::from_str(stored)
+            .map_err(|e| format!("a stored call that is not one: {e}"))?;
+        let method = reqwest::Method::from_bytes(call.method.as_bytes())
+            .map_err(|e| format!("method {:?}: {e}", call.method))?;
+        let mut request = self.client.request(method, &call.url).header(
+            reqwest::header::USER_AGENT,
+            concat!("hrsync/", env!("CARGO_PKG_VERSION")),
+        );
+        if let Some(body) = call.body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        match &config.token {
+            Some(token) => {
+                Ok(request.bearer_auth(token.expose().map_err(|e| format!("token: {e}"))?))
+            }
+            None => Ok(request),
         }
     }
 }
@@ -319,8 +405,8 @@ fn signing_key(secret: &Secret) -> Result<SigningKey, String> {
     SigningKey::from_secret(&secret).map_err(|e| format!("secret: {e}"))
 }
 
-/// Every configured endpoint (hooks, then SSF receivers), and the SSF
-/// transmitter if there is one.
+/// Every configured endpoint (hooks, revocation calls, then SSF
+/// receivers), and the SSF transmitter if there is one.
 ///
 /// # Errors
 /// The first that cannot be set up.
@@ -333,6 +419,9 @@ pub fn endpoints(
         .iter()
         .map(|c| Endpoint::hook(c, Arc::clone(&env)))
         .collect::<Result<Vec<_>, _>>()?;
+    for revocation in &config.revocations {
+        endpoints.push(Endpoint::revocation(revocation)?);
+    }
     let Some(ssf) = &config.ssf else {
         return Ok((endpoints, None));
     };

@@ -16,7 +16,9 @@
 //!
 //! On a deactivation (a termination, a leave) it also sends each
 //! configured SSF receiver a CAEP `session-revoked` Security Event Token,
-//! signed with hrsync's key, through the same durable deliveries ([`ssf`]).
+//! signed with hrsync's key, through the same durable deliveries ([`ssf`]),
+//! and makes each configured app's own session or token revocation call
+//! for the person's account there ([`revoke`]).
 //!
 //! - `config`: `[hooks]` and `[[hooks.endpoints]]`.
 
@@ -24,6 +26,7 @@ pub mod account;
 pub mod config;
 pub mod endpoint;
 pub mod event;
+pub mod revoke;
 pub mod run;
 pub mod sign;
 pub mod ssf;

@@ -159,6 +159,9 @@ impl Hooks {
             let Some(event) = event.filter(|e| endpoint.wants(*e, &subject)) else {
                 continue;
             };
+            if !endpoint.owed(&accounts) {
+                continue;
+            }
             let event_type = endpoint.event_name(event);
             let delivery_id = delivery_id(&endpoint.name, person, version, event_type);
             let body = endpoint

@@ -292,6 +292,7 @@ mod tests {
                 "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
             )
             .replace("{ env = \"SSF_RECEIVER_TOKEN\" }", "\"receiver-token\"")
+            .replace("{ env = \"SLACK_ADMIN_TOKEN\" }", "\"admin-token\"")
             .replace(
                 "{ file = \"/run/secrets/hrsync-ssf-key.pem\" }",
                 &format!("'''{key}'''"),
@@ -299,7 +300,11 @@ mod tests {
         let config = load_text(&section).expect("the uncommented section loads");
         let hooks = config.hooks.expect("[hooks] set");
         let (endpoints, transmitter) = hrsync_hooks::endpoint::endpoints(&hooks).expect("set up");
-        assert_eq!(endpoints.len(), 2, "the hook and the SSF receiver");
+        assert_eq!(
+            endpoints.len(),
+            3,
+            "the hook, the revocation call and the SSF receiver"
+        );
         let jwks = transmitter.expect("an SSF transmitter").jwks().to_string();
         assert!(
             jwks.contains("\"kid\":\"hrsync-ssf-1\"") && jwks.contains("Ed25519"),
