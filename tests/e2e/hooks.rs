@@ -735,3 +735,94 @@ async fn a_leaver_and_a_leave_get_the_apps_own_revocation_calls_naming_their_acc
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_deliveries_are_redriven_through_the_admin_api_by_an_admin_only() -> anyhow::Result<()>
+{
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::local(&["slack"]).await?;
+    let mut stack =
+        Processes::start_admin(&apps, &["ingest", "projector"], issuer.issuer(), "").await?;
+    // Every attempt refused: the one attempt allowed runs out.
+    let receiver = Receiver::start(&Value::from(vec![json!({"status": 503}); 10]))?;
+    stack.add_config(&hooks_section(
+        &stack,
+        1,
+        &[receiver.endpoint("tickets", "")],
+    ))?;
+    for role in ["hooks", "admin"] {
+        let i = stack.start_another(role)?;
+        stack.wait_ready(i).await?;
+    }
+    let http = reqwest::Client::new();
+    let token = |scope: &'static str, client: &'static str| {
+        let issuer = &issuer;
+        async move { issuer.token(client, scope, HRSYNC_AUDIENCE).await }
+    };
+    let (admin, reader) = (
+        token("hrsync:read hrsync:admin", "admin").await?,
+        token("hrsync:read", "viewer").await?,
+    );
+    let count = |status: &'static str| {
+        let (http, reader) = (http.clone(), reader.clone());
+        let url = format!(
+            "{}/api/v1/hooks/deliveries?hook=tickets&status={status}",
+            stack.admin
+        );
+        async move {
+            let page: Value = http
+                .get(url)
+                .bearer_auth(reader)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(page["items"].as_array().map_or(0, Vec::len))
+        }
+    };
+
+    stack.push(lucys_hire()).await?;
+    eventually_within("the delivery dead", Duration::from_secs(60), || async {
+        Ok(count("dead").await? == 1)
+    })
+    .await?;
+    receiver.set_faults_blocking(&json!([]))?;
+    let redrive = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/hooks/redrive", stack.admin);
+        async move {
+            let answer = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"hook": "tickets"}))
+                .send()
+                .await?;
+            let status = answer.status().as_u16();
+            anyhow::Ok((status, answer.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    let (status, _) = redrive(reader.clone()).await?;
+    assert_eq!(status, 403, "a reader may not redrive");
+    let (status, revived) = redrive(admin).await?;
+    assert_eq!(status, 200, "{revived}");
+    assert_eq!(revived["revived"], 1, "{revived}");
+    eventually_within(
+        "delivered after the redrive",
+        Duration::from_secs(30),
+        || async { Ok(count("delivered").await? == 1 && receiver.taken().len() == 1) },
+    )
+    .await?;
+    let actions: Value = http
+        .get(format!(
+            "{}/api/v1/actions?action=hooks.redrive",
+            stack.admin
+        ))
+        .bearer_auth(&reader)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(actions["items"][0]["subject"], "admin", "{actions}");
+    assert_eq!(actions["items"][0]["target"], "tickets", "{actions}");
+    Ok(())
+}

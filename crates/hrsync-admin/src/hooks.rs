@@ -1,16 +1,17 @@
 //! The hooks' deliveries: `GET /api/v1/hooks/deliveries`, what each hook
-//! endpoint and SSF receiver was owed and what became of it.
+//! endpoint, SSF receiver and revocation call was owed and what became of
+//! it; `POST /api/v1/hooks/redrive` sends the dead ones again.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::Json;
-use hrsync_auth::Problem;
+use axum::{Extension, Json};
+use hrsync_auth::{Principal, Problem};
 use hrsync_hooks::store::{self, DeliveryFilter, DeliveryRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::paging::{self, Page, Params};
-use crate::{unavailable, AdminApi};
+use crate::{actions, unavailable, AdminApi};
 
 /// The query parameters.
 #[derive(Debug, Deserialize)]
@@ -69,16 +70,19 @@ impl From<DeliveryRecord> for DeliveryItem {
     }
 }
 
+/// The hooks' store, or a 404 saying hooks are not configured.
+fn store(api: &AdminApi) -> Result<&hrsync_store::Db, Problem> {
+    api.hooks.as_ref().ok_or_else(|| {
+        Problem::not_found("the hooks role is not configured ([hooks] in hrsync's config)")
+    })
+}
+
 /// `GET /api/v1/hooks/deliveries`, newest first.
 pub(crate) async fn deliveries(
     State(api): State<Arc<AdminApi>>,
     Params(query): Params<DeliveryQuery>,
 ) -> Result<Json<Page<DeliveryItem>>, Problem> {
-    let Some(db) = &api.hooks else {
-        return Err(Problem::not_found(
-            "the hooks role is not configured ([hooks] in hrsync's config)",
-        ));
-    };
+    let db = store(&api)?;
     if let Some(status) = query.status.as_deref() {
         if !matches!(status, "pending" | "delivered" | "dead") {
             return Err(Problem::bad_request(format!(
@@ -99,4 +103,52 @@ pub(crate) async fn deliveries(
     Ok(Json(Page::new(items, limit, |i| {
         (i.created_at_ms, i.delivery_id.as_str())
     })))
+}
+
+/// The body of a redrive request (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedriveRequest {
+    /// Only this endpoint's, receiver's or revocation call's.
+    #[serde(default)]
+    hook: Option<String>,
+}
+
+/// What a redrive did.
+#[derive(Debug, Serialize)]
+pub(crate) struct Revived {
+    action_id: String,
+    /// Dead deliveries made pending again (due now, their attempts counted
+    /// afresh): the hooks role sends them in order.
+    revived: u64,
+}
+
+/// `POST /api/v1/hooks/redrive`: every dead delivery (or one hook's)
+/// pending again, as `hrsync hooks redrive` does. An admin action.
+pub(crate) async fn redrive(
+    State(api): State<Arc<AdminApi>>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Json<Revived>, Problem> {
+    let db = store(&api)?;
+    let request: RedriveRequest =
+        serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
+            .map_err(|e| Problem::unprocessable("$", format!("not a redrive request: {e}")))?;
+    let outcome = store::redrive(db, request.hook.as_deref()).await;
+    let detail = match &outcome {
+        Ok(revived) => serde_json::json!({ "hook": request.hook, "deliveries": revived }),
+        Err(e) => serde_json::json!({ "hook": request.hook, "error": e.to_string() }),
+    };
+    let target = request.hook.as_deref().unwrap_or("*");
+    let action_id = actions::record(
+        &api,
+        &principal,
+        "hooks.redrive",
+        target,
+        outcome.is_ok(),
+        detail,
+    )
+    .await;
+    let revived = outcome.map_err(unavailable)?;
+    Ok(Json(Revived { action_id, revived }))
 }

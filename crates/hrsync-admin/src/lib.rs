@@ -119,6 +119,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/apps/{app}/reconcile", post(apps::reconcile))
         .route("/api/v1/dlq/provisioner/redrive", post(dlq::redrive))
         .route("/api/v1/tasks/{task_id}/close", post(tasks::close))
+        .route("/api/v1/hooks/redrive", post(hooks::redrive))
         .route_layer(axum::middleware::from_fn_with_state(act, require_scope))
         .with_state(api);
     Router::new()
@@ -170,6 +171,8 @@ mod tests {
             "/api/v1/tasks",
             "/api/v1/tasks/{task_id}",
             "/api/v1/tasks/{task_id}/close",
+            "/api/v1/hooks/deliveries",
+            "/api/v1/hooks/redrive",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");
         }

@@ -12,6 +12,7 @@ import * as apps from './apps.js';
 import * as appPage from './app_page.js';
 import * as terminations from './terminations.js';
 import * as tasks from './tasks.js';
+import * as hooks from './hooks.js';
 import * as log from './log.js';
 import * as imports from './imports.js';
 import * as rules from './rules.js';
@@ -37,6 +38,7 @@ const ROUTES = [
   { pattern: /^\/console\/apps\/([^/]+)\/?$/, page: appPage, nav: 'apps' },
   { pattern: /^\/console\/terminations\/?$/, page: terminations, nav: 'terminations' },
   { pattern: /^\/console\/tasks\/?$/, page: tasks, nav: 'tasks' },
+  { pattern: /^\/console\/hooks\/?$/, page: hooks, nav: 'hooks' },
   { pattern: /^\/console\/log\/?$/, page: log, nav: 'log' },
   { pattern: /^\/console\/imports\/?$/, page: imports, nav: 'imports' },
   { pattern: /^\/console\/rules\/?$/, page: rules, nav: 'rules' },

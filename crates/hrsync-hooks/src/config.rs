@@ -68,6 +68,18 @@ impl Default for HooksConfig {
 }
 
 impl HooksConfig {
+    /// Whether `name` is a hook endpoint, an SSF receiver or a revocation
+    /// call.
+    pub fn names(&self, name: &str) -> bool {
+        self.endpoints.iter().any(|e| e.name == name)
+            || self.revocations.iter().any(|r| r.name == name)
+            || self
+                .ssf
+                .iter()
+                .flat_map(|s| &s.receivers)
+                .any(|r| r.name == name)
+    }
+
     /// The wait after `attempts` failed attempts, before jitter.
     pub fn backoff(&self, attempts: u32) -> Duration {
         let doubled = self

@@ -44,8 +44,11 @@ pub(crate) async fn run_hooks(config: &Config, command: HooksCommand) -> anyhow:
         HooksCommand::Redrive { hook } => {
             if let Some(name) = &hook {
                 let section = section(config)?;
-                if !section.endpoints.iter().any(|e| &e.name == name) {
-                    anyhow::bail!("no endpoint named {name:?} in [[hooks.endpoints]]");
+                if !section.names(name) {
+                    anyhow::bail!(
+                        "no hook named {name:?} in [[hooks.endpoints]], \
+                         [[hooks.ssf.receivers]] or [[hooks.revocations]]"
+                    );
                 }
             }
             let hooks = hooks(config).await?;
