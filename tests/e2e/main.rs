@@ -22,6 +22,8 @@
 //!
 //! - `push_scale::*`: two push API processes on one store share
 //!   idempotency keys.
+//! - `scale::*`: three provisioner processes share the work; one killed
+//!   under load, the apps still end right.
 //! - `traces::*`: a pushed hire's spans from every stage in one trace, at
 //!   a real OTLP receiver.
 //! - `standby::*`: a second projector on the same store waits unready and
@@ -44,6 +46,7 @@ mod faults;
 mod hooks;
 mod load;
 mod push_scale;
+mod scale;
 mod stack;
 mod standby;
 mod tasks;

@@ -317,8 +317,10 @@ impl Consumer {
     ) -> Result<()> {
         let assigned = crate::stall::assigned(&self.inner);
         if watch.judge(view, progress, in_flight, &assigned)? == crate::stall::Verdict::Rejoin {
-            // Nothing is in flight: every stored offset is final. Commit
-            // them, leave the group and join it again as a new member.
+            // Commit the offsets stored so far, leave the group and join
+            // it again as a new member. (A consumer stuck has nothing in
+            // flight; one rejoining for an orphaned partition may: those
+            // records are read again by their partition's next member.)
             commit_stored(&self.inner, &self.settings.stage);
             self.inner.unsubscribe();
             let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();

@@ -20,6 +20,14 @@
 //!   After [`StallSettings::max_rejoins`] rejoins in a row that did not help,
 //!   its loop ends with [`Error::Stalled`], so the process exits non-zero and
 //!   its supervisor starts it afresh.
+//! - A partition of the group that is not the consumer's, with records
+//!   waiting and its committed offset still for twice
+//!   [`StallSettings::after`], is *orphaned*: its member is gone (a process
+//!   killed) and the broker did not hand it to anyone (tansu 0.6 can leave a
+//!   group so after a member's session expired). The consumer rejoins its
+//!   group so that the partitions are assigned again; this is not counted
+//!   as being stuck. Records it had in flight then are read again by the
+//!   partition's next member (at least once; handlers are idempotent).
 
 use std::time::{Duration, Instant};
 
@@ -178,6 +186,63 @@ impl Detector {
     }
 }
 
+/// Finds orphaned partitions (see the module docs) from readings (pure).
+#[derive(Debug)]
+pub(crate) struct Orphans {
+    after: Duration,
+    /// Per partition not the consumer's with records waiting: since when,
+    /// and its committed offset then.
+    since: std::collections::HashMap<(String, i32), (Instant, i64)>,
+}
+
+impl Orphans {
+    pub(crate) fn new(after: Duration) -> Self {
+        Orphans {
+            after,
+            since: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Takes one reading; returns a partition orphaned for at least the
+    /// limit, and for how long, if any. Only a consumer holding partitions
+    /// looks (one holding none is judged stuck instead).
+    pub(crate) fn observe(
+        &mut self,
+        now: Instant,
+        view: &GroupView,
+        assigned: &[(String, i32)],
+    ) -> Option<((String, i32), Duration)> {
+        if assigned.is_empty() {
+            self.since.clear();
+            return None;
+        }
+        let mut found = None;
+        let mut since = std::collections::HashMap::new();
+        for p in &view.partitions {
+            let key = (p.topic.clone(), p.partition);
+            if p.high <= p.committed || assigned.contains(&key) {
+                continue;
+            }
+            let first = match self.since.get(&key) {
+                Some((at, committed)) if *committed == p.committed => *at,
+                _ => now,
+            };
+            let idle = now.saturating_duration_since(first);
+            if idle >= self.after && found.is_none() {
+                found = Some((key.clone(), idle));
+            }
+            since.insert(key, (first, p.committed));
+        }
+        self.since = since;
+        found
+    }
+
+    /// Starts over (after a rejoin).
+    pub(crate) fn reset(&mut self) {
+        self.since.clear();
+    }
+}
+
 /// Reads a group's committed offsets and the high watermarks of its topics'
 /// partitions without joining the group.
 struct Observer {
@@ -244,6 +309,7 @@ pub(crate) struct Watch {
     stage: String,
     settings: StallSettings,
     detector: Detector,
+    orphans: Orphans,
     views: mpsc::Receiver<Result<GroupView>>,
     readiness: Option<hrsync_telemetry::Readiness>,
     /// The consumer's progress count at the last reading.
@@ -315,6 +381,7 @@ impl Watch {
             stage: stage.to_owned(),
             settings: settings.clone(),
             detector: Detector::new(settings.after()),
+            orphans: Orphans::new(settings.after() * 2),
             views,
             readiness,
             seen: 0,
@@ -379,7 +446,7 @@ impl Watch {
             if !idle || waiting == 0 {
                 self.moving();
             }
-            return Ok(Verdict::Fine);
+            return Ok(self.orphaned(&view, assigned));
         };
         self.detector.reset();
         let reason = format!(
@@ -406,6 +473,20 @@ impl Watch {
         metrics::counter!(CONSUMER_REJOINS, "group" => self.group.clone()).increment(1);
         tracing::warn!(stage = %self.stage, group = %self.group, rejoin = self.rejoins, %reason, "consumer stuck; rejoining its group");
         Ok(Verdict::Rejoin)
+    }
+
+    /// Rejoin if a partition of the group looks orphaned (see the module
+    /// docs), so the group assigns its partitions again.
+    fn orphaned(&mut self, view: &GroupView, assigned: &[(String, i32)]) -> Verdict {
+        let Some(((topic, partition), idle)) = self.orphans.observe(Instant::now(), view, assigned)
+        else {
+            return Verdict::Fine;
+        };
+        self.orphans.reset();
+        self.detector.reset();
+        metrics::counter!(CONSUMER_REJOINS, "group" => self.group.clone()).increment(1);
+        tracing::warn!(stage = %self.stage, group = %self.group, %topic, partition, idle_secs = idle.as_secs(), "a partition of the group has records waiting and no progress, and is not this consumer's (its member may be gone); rejoining so the group assigns it again");
+        Verdict::Rejoin
     }
 
     /// The consumer moved (or had nothing to do): not stuck.
@@ -465,6 +546,39 @@ mod tests {
         assert_eq!(v.over(&[]), (8, 12));
         assert_eq!(v.over(&[("a".into(), 1)]), (0, 7));
         assert_eq!(v.over(&[("a".into(), 0), ("b".into(), 0)]), (8, 5));
+    }
+
+    #[test]
+    fn a_partition_not_ours_with_records_waiting_and_no_commits_is_orphaned_after_the_limit() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let ours = [("a".to_owned(), 0)];
+        let mut o = Orphans::new(Duration::from_secs(30));
+        // a/1 is someone else's: it moves, then stops with records waiting.
+        assert_eq!(
+            o.observe(at(0), &view(&[("a", 0, 5, 9), ("a", 1, 3, 9)]), &ours),
+            None
+        );
+        assert_eq!(
+            o.observe(at(20), &view(&[("a", 0, 9, 9), ("a", 1, 6, 9)]), &ours),
+            None
+        );
+        assert_eq!(
+            o.observe(at(45), &view(&[("a", 0, 9, 9), ("a", 1, 6, 9)]), &ours),
+            None
+        );
+        assert_eq!(
+            o.observe(at(51), &view(&[("a", 0, 9, 9), ("a", 1, 6, 9)]), &ours),
+            Some((("a".to_owned(), 1), Duration::from_secs(31)))
+        );
+        // Our own partition never counts, nor one with nothing waiting, nor
+        // any while we hold none (the stuck detector judges that).
+        let mut o = Orphans::new(Duration::from_secs(30));
+        let idle = view(&[("a", 0, 5, 9), ("a", 1, 9, 9)]);
+        assert_eq!(o.observe(at(0), &idle, &ours), None);
+        assert_eq!(o.observe(at(60), &idle, &ours), None);
+        assert_eq!(o.observe(at(0), &idle, &[]), None);
+        assert_eq!(o.observe(at(60), &idle, &[]), None);
     }
 
     #[test]
@@ -529,6 +643,7 @@ mod tests {
             stage: "test".into(),
             settings: settings.clone(),
             detector: Detector::new(Duration::ZERO),
+            orphans: Orphans::new(Duration::from_secs(3600)),
             views: mpsc::channel(1).1,
             readiness: Some(readiness.clone()),
             seen: 0,

@@ -74,7 +74,7 @@ impl Provisioner {
                 source,
             }
         })?;
-        let _guard = self.lock_for(&change.person_id).lock().await;
+        let _guard = self.lock_person(&change.person_id).await;
         let mut results = Vec::new();
         for app in self
             .apps
@@ -115,7 +115,7 @@ impl Provisioner {
         let mut done = Vec::new();
         for change in held(&self.db, app_name, HoldReason::Guard).await? {
             let result = {
-                let _guard = self.lock_for(&change.person_id).lock().await;
+                let _guard = self.lock_person(&change.person_id).await;
                 reconcile_with(&self.db, app, &change, Guarding::Bypass).await
             };
             if result.is_ok() {

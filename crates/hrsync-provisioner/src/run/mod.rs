@@ -3,10 +3,11 @@
 //! retries with backoff that honours `Retry-After`, an audit record per
 //! operation, and the DLQ for changes that cannot be applied.
 //!
-//! Changes of one person are serialised by a per-person lock, and the
-//! per-(person, app) version check runs under it: a deprovisioning applied
-//! from the fast lane can never be undone by an older change still queued on
-//! the main topic.
+//! Changes of one person are serialised by a per-person lock (in this
+//! process, and across processes by the person's lease in the store: see
+//! `person`), and the per-(person, app) version check runs under it: a
+//! deprovisioning applied from the fast lane can never be undone by an
+//! older change still queued on the main topic, whichever process reads it.
 //!
 //! - `lanes`: the consumers (priority lane, main topic, DLQ replay).
 //! - `parking`: changes that ran out of attempts, parked durably: all of
@@ -36,7 +37,9 @@ mod admin;
 pub use admin::AdminError;
 mod lanes;
 mod parking;
+mod person;
 mod trail;
+pub use person::LEASE_WAITS;
 pub(crate) use trail::audit_record;
 
 pub use lanes::{redrive, run};
@@ -93,6 +96,8 @@ pub struct Provisioner {
     /// The manual-task apps.
     manual: Vec<ManualApp>,
     locks: Vec<Mutex<()>>,
+    /// This process's name for its persons' leases.
+    holder: person::Holder,
     max_attempts: u32,
     max_backoff: Duration,
     pub(crate) audit: AuditLog,
@@ -185,6 +190,7 @@ impl Provisioner {
             apps,
             manual,
             locks: (0..256).map(|_| Mutex::new(())).collect(),
+            holder: person::Holder::default(),
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             audit: AuditLog::start(db.clone(), audit),
@@ -265,7 +271,7 @@ impl Provisioner {
     /// apps run concurrently. A fast-lane change (`priority`) goes ahead of
     /// creates and updates in every app's request limits.
     pub async fn apply(&self, change: &DirectoryChange, only: Option<&str>) -> Vec<AppResult> {
-        let _guard = self.lock_for(&change.person_id).lock().await;
+        let _guard = self.lock_person(&change.person_id).await;
         let work = self
             .apps
             .iter()
@@ -317,7 +323,7 @@ impl Provisioner {
             }
         };
         for report in reports {
-            let _guard = self.lock_for(&report.person_id).lock().await;
+            let _guard = self.lock_person(&report.person_id).await;
             for app in &apps {
                 match refresh_manager(&self.db, app, &report).await {
                     Ok(ops) => {

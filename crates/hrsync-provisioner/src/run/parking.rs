@@ -319,7 +319,7 @@ impl Provisioner {
     /// the change parked too, and a later change of the person replaces
     /// it. Returns whether the person is up to date.
     async fn resume_person(&self, app: &App, person: PersonId) -> bool {
-        let _guard = self.lock_for(&person).lock().await;
+        let _guard = self.lock_person(&person).await;
         let failed = match newest_parked(&self.db, &app.name, &person).await {
             Ok(None) => None,
             Ok(Some(change)) => match self.with_retries(app, &change).await.0 {

@@ -8,6 +8,8 @@
 //!   last applied, its groups and ETag.
 //! - [`people`]: the newest directory change of each person.
 //! - [`held`]: changes held by the deprovision guard or a quarantine.
+//! - [`lease`]: which process applies a person's changes now (many
+//!   provisioner processes on one PostgreSQL store).
 //! - [`guard`]: the deprovision guard's trips and its window of
 //!   deactivations.
 //! - [`groups`]: the SCIM groups pushed to each app and the queue of
@@ -27,6 +29,7 @@ pub mod audit;
 pub mod groups;
 pub mod guard;
 pub mod held;
+pub mod lease;
 pub mod links;
 pub mod people;
 pub mod runs;

@@ -187,7 +187,7 @@ pub(super) async fn fix_memberships(
             })
             .collect();
         let outcome = {
-            let _person = provisioner.lock_for(&change.person_id).lock().await;
+            let _person = provisioner.lock_person(&change.person_id).await;
             match newest_version(db, person_id).await {
                 Ok(Some(version)) if u64::try_from(version).ok() == Some(change.version) => {
                     crate::groups::request(db, &app.name, &memberships)
@@ -279,7 +279,7 @@ pub(super) async fn link(
         };
     };
     let linked = {
-        let _person = provisioner.lock_for(&change.person_id).lock().await;
+        let _person = provisioner.lock_person(&change.person_id).await;
         write_link(
             &provisioner.db,
             &app.name,
