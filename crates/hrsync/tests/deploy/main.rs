@@ -816,6 +816,14 @@ fn prometheus_targets(compose: &Compose) -> BTreeSet<String> {
                 targets.insert(str_of(target, "target").to_owned());
             }
         }
+        // A service of several replicas is found by DNS: every address of
+        // each name, on the port given.
+        for sd in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            let port = sd["port"].as_u64().expect("dns_sd_configs port");
+            for name in sd["names"].as_sequence().expect("names") {
+                targets.insert(format!("{}:{port}", str_of(name, "name")));
+            }
+        }
     }
     targets
 }
@@ -1004,6 +1012,7 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
             "Deployment" => "apps/v1",
             "Service" | "ConfigMap" => "v1",
             "NetworkPolicy" => "networking.k8s.io/v1",
+            "PodDisruptionBudget" => "policy/v1",
             other => panic!("unexpected kind {other}"),
         };
         assert_eq!(object["apiVersion"].as_str(), Some(api), "{kind}");
@@ -1179,15 +1188,28 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
                     "{name}: Service ports"
                 );
             }
-            Role::Projector | Role::Provisioner => {
-                // One process owns the store / the per-person locks: never
-                // two at once, not even during an update.
+            Role::Projector => {
+                // One process owns the store: never two at once, not even
+                // during an update.
                 assert_eq!(spec["replicas"].as_u64(), Some(1), "{name}: replicas");
                 assert_eq!(
                     spec["strategy"]["type"].as_str(),
                     Some("Recreate"),
                     "{name}"
                 );
+            }
+            Role::Provisioner => {
+                // Several replicas share the work (a person's lease in the
+                // store serialises their changes), and a budget keeps one
+                // up through a drain.
+                let replicas = spec["replicas"].as_u64().unwrap_or(1);
+                assert!(replicas >= 2, "{name}: {replicas} replica(s)");
+                let budgets: Vec<&Yaml> = of_kind("PodDisruptionBudget")
+                    .into_iter()
+                    .filter(|b| labels_cover(labels, &b["spec"]["selector"]["matchLabels"]))
+                    .collect();
+                assert_eq!(budgets.len(), 1, "{name}: one PodDisruptionBudget");
+                assert_eq!(budgets[0]["spec"]["minAvailable"].as_u64(), Some(1));
             }
             Role::Topics => unreachable!(),
         }
