@@ -70,21 +70,8 @@ async fn killed_under_load(roles: &[&str], stores: Stores, kills: &[Kill]) -> an
         println!("going on again {:?} after the restart", restarted.elapsed());
     }
 
-    let settled = eventually_every(
-        "every account as desired in both apps",
-        Duration::from_secs(600),
-        Duration::from_secs(2),
-        || async { Ok(LOAD.differences(&apps).await?.is_empty()) },
-    )
-    .await;
-    if let Err(error) = settled {
-        let logs: Vec<String> = (0..roles.len()).map(|i| stack.log_tail(i)).collect();
-        anyhow::bail!(
-            "{error}\n{:#?}\n{}",
-            LOAD.differences(&apps).await?,
-            logs.join("\n")
-        );
-    }
+    LOAD.settled_in(&apps, &stack, roles.len(), Duration::from_secs(600))
+        .await?;
     println!(
         "{} workers and their changes in place after {:?}",
         LOAD.workers,

@@ -166,6 +166,33 @@ fn explained(
 }
 
 /// `[hooks]` on the stack's database, retrying fast.
+/// Hires Lucy (Customer Support) and Ada (Sales), and waits until the
+/// hooks know both slack accounts (from the provisioner's audit).
+async fn hire_lucy_and_ada(stack: &Processes) -> anyhow::Result<()> {
+    let ada = json!({"type": "hire", "employee_id": "E8", "time_zone": "UTC",
+        "attributes": {"given_name": "Ada", "family_name": "Byron",
+            "work_email": "ada@example.com", "employment_type": "employee",
+            "department": "Sales"}});
+    for event in [lucys_hire(), ada] {
+        stack.push(event).await?;
+    }
+    let pool = sqlx::PgPool::connect(stack.db_url().expect("a PostgreSQL stack")).await?;
+    let known = eventually_within(
+        "both slack accounts known to the hooks",
+        Duration::from_secs(60),
+        || async {
+            let known: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM hook_account WHERE app = 'slack'")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok(known == 2)
+        },
+    )
+    .await;
+    pool.close().await;
+    known
+}
+
 fn hooks_section(stack: &Processes, max_attempts: u32, endpoints: &[String]) -> String {
     format!(
         "[hooks]\ndatabase_url = \"{}\"\nmax_attempts = {max_attempts}\nfirst_backoff_ms = 100\nmax_backoff_ms = 1000\n\n{}",
@@ -505,29 +532,11 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
         json!(["urn:ietf:rfc:8935"])
     );
 
-    // A joiner revokes nothing; a leave and a termination each do.
-    let ada = json!({"type": "hire", "employee_id": "E8", "time_zone": "UTC",
-        "attributes": {"given_name": "Ada", "family_name": "Byron",
-            "work_email": "ada@example.com", "employment_type": "employee",
-            "department": "Sales"}});
-    for event in [lucys_hire(), ada] {
-        stack.push(event).await?;
-    }
-    // Both accounts made in slack, and read from the audit by the hooks.
-    let pool = sqlx::PgPool::connect(stack.db_url().expect("a PostgreSQL stack")).await?;
-    eventually_within(
-        "both slack accounts known to the hooks",
-        Duration::from_secs(60),
-        || async {
-            let known: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM hook_account WHERE app = 'slack'")
-                    .fetch_one(&pool)
-                    .await?;
-            Ok(known == 2)
-        },
-    )
-    .await
-    .map_err(|e| explained(e, &receiver, &stack, hooks))?;
+    // A joiner revokes nothing; a leave and a termination each do. Both
+    // accounts are known to the hooks before the deactivations.
+    hire_lucy_and_ada(&stack)
+        .await
+        .map_err(|e| explained(e, &receiver, &stack, hooks))?;
     stack
         .push(json!({"type": "leave_started", "employee_id": "E8",
             "time_zone": "UTC", "leave_type": "parental"}))
@@ -594,7 +603,6 @@ async fn a_leaver_and_a_leave_revoke_sessions_at_an_ssf_receiver_that_checks_hrs
         ]}),
         "{lucys_set:?}"
     );
-    pool.close().await;
     Ok(())
 }
 
@@ -674,27 +682,7 @@ async fn a_leaver_and_a_leave_get_the_apps_own_revocation_calls_naming_their_acc
     let hooks = stack.start_another("hooks")?;
     stack.wait_ready(hooks).await?;
 
-    let ada = json!({"type": "hire", "employee_id": "E8", "time_zone": "UTC",
-        "attributes": {"given_name": "Ada", "family_name": "Byron",
-            "work_email": "ada@example.com", "employment_type": "employee",
-            "department": "Sales"}});
-    for event in [lucys_hire(), ada] {
-        stack.push(event).await?;
-    }
-    let pool = sqlx::PgPool::connect(stack.db_url().expect("a PostgreSQL stack")).await?;
-    eventually_within(
-        "both slack accounts known to the hooks",
-        Duration::from_secs(60),
-        || async {
-            let known: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM hook_account WHERE app = 'slack'")
-                    .fetch_one(&pool)
-                    .await?;
-            Ok(known == 2)
-        },
-    )
-    .await?;
-    pool.close().await;
+    hire_lucy_and_ada(&stack).await?;
     // Joiners are owed no call.
     assert_eq!(api.seen(), Vec::<Value>::new());
     stack

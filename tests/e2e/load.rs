@@ -152,6 +152,34 @@ impl Load {
         .await
     }
 
+    /// Waits up to `limit` (every 2 s) until every app's accounts are as
+    /// desired; fails with the differences and the last log lines of each
+    /// of the stack's first `processes` processes.
+    pub(crate) async fn settled_in(
+        &self,
+        apps: &ScimApps,
+        stack: &Processes,
+        processes: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let settled = eventually_every(
+            "every account as desired in every app",
+            limit,
+            Duration::from_secs(2),
+            || async { Ok(self.differences(apps).await?.is_empty()) },
+        )
+        .await;
+        if let Err(error) = settled {
+            let logs: Vec<String> = (0..processes).map(|i| stack.log_tail(i)).collect();
+            anyhow::bail!(
+                "{error}\n{:#?}\n{}",
+                self.differences(apps).await?,
+                logs.join("\n")
+            );
+        }
+        Ok(())
+    }
+
     /// Waits up to `limit` until every app's accounts are as desired; fails
     /// with the differences and the processes' last log lines.
     pub(crate) async fn settled(

@@ -72,21 +72,8 @@ async fn three_provisioners_share_the_work_and_one_killed_loses_and_doubles_noth
         apps.counts().await?
     );
 
-    let settled = eventually_every(
-        "every account as desired in both apps",
-        Duration::from_secs(240),
-        Duration::from_secs(2),
-        || async { Ok(LOAD.differences(&apps).await?.is_empty()) },
-    )
-    .await;
-    if let Err(error) = settled {
-        let logs: Vec<String> = (0..roles.len()).map(|i| stack.log_tail(i)).collect();
-        anyhow::bail!(
-            "{error}\n{:#?}\n{}",
-            LOAD.differences(&apps).await?,
-            logs.join("\n")
-        );
-    }
+    LOAD.settled_in(&apps, &stack, roles.len(), Duration::from_secs(240))
+        .await?;
     println!(
         "{} workers and their changes in place after {:?}",
         LOAD.workers,
