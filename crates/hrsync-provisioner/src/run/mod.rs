@@ -98,6 +98,8 @@ pub struct Provisioner {
     locks: Vec<Mutex<()>>,
     /// This process's name for its persons' leases.
     holder: person::Holder,
+    /// Whether other processes share the store (leases are taken).
+    shared_store: bool,
     max_attempts: u32,
     max_backoff: Duration,
     pub(crate) audit: AuditLog,
@@ -191,6 +193,7 @@ impl Provisioner {
             manual,
             locks: (0..256).map(|_| Mutex::new(())).collect(),
             holder: person::Holder::default(),
+            shared_store: config.shared_store,
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             audit: AuditLog::start(db.clone(), audit),

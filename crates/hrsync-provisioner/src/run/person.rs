@@ -8,8 +8,9 @@
 //! process applies.
 //!
 //! A lease whose process died expires after [`TTL`]; the person's next
-//! change then waits at most that long. SQLite stores serve one
-//! provisioner process, and take no lease.
+//! change then waits at most that long. Leases are taken only with
+//! `provisioner.shared_store` (several processes) on PostgreSQL; SQLite
+//! stores serve one provisioner process.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -87,8 +88,8 @@ impl Provisioner {
     pub(crate) async fn lock_person(&self, person: &PersonId) -> PersonLock<'_> {
         let local = self.lock_for(person).lock().await;
         let lease = match self.db.backend() {
-            Backend::Postgres => Some(self.take_lease(person.as_str()).await),
-            Backend::Sqlite => None,
+            Backend::Postgres if self.shared_store => Some(self.take_lease(person.as_str()).await),
+            Backend::Postgres | Backend::Sqlite => None,
         };
         PersonLock {
             _local: local,

@@ -3,7 +3,12 @@
 -- and process received them. A process holds a person's lease while it
 -- applies a change of theirs, renewing it; a lease whose process died
 -- expires, and another process takes it over.
-CREATE TABLE provisioner_lease (
+--
+-- Unlogged: a lease lives seconds, and two writes per change must not cost
+-- two WAL flushes. A database crash empties the table, as it ends every
+-- statement in flight: the processes' applies fail and are tried again,
+-- each taking its lease anew.
+CREATE UNLOGGED TABLE provisioner_lease (
     person_id       TEXT    PRIMARY KEY,
     holder          TEXT    NOT NULL,
     expires_at_ms   BIGINT  NOT NULL
