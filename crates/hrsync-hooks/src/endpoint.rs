@@ -237,7 +237,7 @@ impl Endpoint {
             ..
         } = &self.kind
         else {
-            return matches!(event, EventType::Left | EventType::LeaveStarted);
+            return event.deactivates();
         };
         if !events.is_empty() && !events.contains(&event) {
             return false;

@@ -66,6 +66,12 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
+    /// A person's deactivation (a termination, a leave): what SSF
+    /// receivers and revocation calls take.
+    pub fn deactivates(self) -> bool {
+        matches!(self, Self::Left | Self::LeaveStarted)
+    }
+
     /// Whether it takes the fast lane: access is being cut.
     pub fn is_priority(self) -> bool {
         matches!(

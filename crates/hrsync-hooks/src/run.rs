@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HooksConfig;
 use crate::endpoint::{endpoints, Endpoint, EndpointError, Subject};
-use crate::event::{digest, event_of, Kept, Seen};
+use crate::event::{digest, event_of, EventType, Kept, Seen};
 use crate::ssf::Transmitter;
 use crate::store::{self, Attempted, Due, NewDelivery};
 
@@ -148,8 +148,10 @@ impl Hooks {
             groups: &kept.groups,
             apps: &kept.apps,
         };
-        // The person's accounts, for SSF receivers that name their app.
-        let accounts = if event.is_some() && self.endpoints.iter().any(|e| e.app().is_some()) {
+        // The person's accounts, for the deactivation's SSF receivers that
+        // name their app and revocation calls (read for nothing else).
+        let named = self.endpoints.iter().any(|e| e.app().is_some());
+        let accounts = if named && event.is_some_and(EventType::deactivates) {
             store::accounts_of(&self.db, person).await?
         } else {
             Vec::new()
