@@ -97,7 +97,13 @@ async function byKeyboard(page) {
   await search.waitFor();
   await page.locator('body').focus();
   await tabTo(page, search);
+  // Each keystroke searches again (debounced) and redraws the results: wait
+  // for the search of the whole word, so the link the focus lands on is not
+  // replaced by a later one.
+  const searched = page.waitForResponse((r) => /\/api\/v1\/persons\?(.*&)?q=lucy(&|$)/.test(r.url()));
   await page.keyboard.type('lucy');
+  await searched;
+  await page.getByText('1 person.').waitFor();
   const lucy = page.getByRole('link', { name: /Lucy Gray/ });
   await lucy.waitFor();
   await tabTo(page, lucy);
