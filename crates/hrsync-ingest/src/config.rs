@@ -49,6 +49,11 @@ pub struct PushConfig {
     pub body_limit_bytes: usize,
     /// `source_system` of pushed events that do not name one.
     pub source_system: String,
+    /// Events accepted per client (the token's subject) per minute, shared
+    /// by every push API process on the ingest store; more are answered 429
+    /// with `Retry-After`. Terminations in effect now are never refused.
+    /// None: no limit.
+    pub rate_per_minute: Option<u32>,
 }
 
 impl Default for PushConfig {
@@ -58,6 +63,7 @@ impl Default for PushConfig {
             token: None,
             body_limit_bytes: 1024 * 1024,
             source_system: "push".to_owned(),
+            rate_per_minute: None,
         }
     }
 }
@@ -83,6 +89,12 @@ impl IngestConfig {
             return Err(ConfigError::TooSmall {
                 key: "ingest.push.body_limit_bytes",
                 min: 1024,
+            });
+        }
+        if self.push.rate_per_minute == Some(0) {
+            return Err(ConfigError::TooSmall {
+                key: "ingest.push.rate_per_minute",
+                min: 1,
             });
         }
         for (i, source) in self.sources.iter().enumerate() {

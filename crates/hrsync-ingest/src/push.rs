@@ -58,7 +58,12 @@ pub struct PushService {
     pub source_system: String,
     /// Largest accepted body.
     pub body_limit_bytes: usize,
+    /// Events accepted per client per minute (`ingest.push.rate_per_minute`).
+    pub rate_per_minute: Option<u32>,
 }
+
+/// Pushed events refused because their client reached its rate.
+pub const RATE_LIMITED: &str = "hrsync_push_rate_limited_total";
 
 /// The API's routes.
 pub fn router(service: PushService) -> Router {
@@ -75,6 +80,8 @@ struct ApiError {
     status: StatusCode,
     error: String,
     path: Option<String>,
+    /// Seconds a refused client should wait (`Retry-After`).
+    retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -83,6 +90,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             error: error.into(),
             path: Some(path.to_owned()),
+            retry_after: None,
         }
     }
 
@@ -91,6 +99,7 @@ impl ApiError {
             status,
             error: error.into(),
             path: None,
+            retry_after: None,
         }
     }
 }
@@ -101,7 +110,13 @@ impl IntoResponse for ApiError {
         if let Some(path) = self.path {
             body["path"] = Value::String(path);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -120,16 +135,17 @@ async fn post_event(
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
-    match service.authorizer.authorize(&headers, &service.scope).await {
+    let subject = match service.authorizer.authorize(&headers, &service.scope).await {
         Ok(principal) => {
             span.record("subject", principal.subject.as_str());
+            principal.subject
         }
         Err(rejection) => {
             tracing::info!(parent: &span, reason = %rejection, "push refused");
             return rejection.into_response();
         }
-    }
-    handle_event(&service, &headers, body)
+    };
+    handle_event(&service, &subject, &headers, body)
         .instrument(span)
         .await
         .into_response()
@@ -137,6 +153,7 @@ async fn post_event(
 
 async fn handle_event(
     service: &Arc<PushService>,
+    subject: &str,
     headers: &HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -156,6 +173,9 @@ async fn handle_event(
         }
         _ => false,
     };
+    if !priority {
+        within_rate(&service, subject, now).await?;
+    }
     let payload = hrsync_schema::encode_lifecycle(&event).map_err(|e| {
         ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
     })?;
@@ -195,6 +215,45 @@ async fn handle_event(
     }
     tracing::info!(%event_id, kind = %event.kind(), priority, "pushed event published");
     Ok(accepted(&event_id, priority, false))
+}
+
+/// Counts a new event against its client's rate (a retry answered from its
+/// idempotency key is not new; a termination in effect now is never
+/// refused, so a leaver's cut-off never waits behind a flood): 429 with
+/// `Retry-After` once the minute's events are taken.
+async fn within_rate(
+    service: &PushService,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let Some(per_minute) = service.rate_per_minute else {
+        return Ok(());
+    };
+    let now_ms = now.timestamp_millis();
+    if service
+        .store
+        .take_push_rate(subject, per_minute, now_ms)
+        .await
+        .map_err(unavailable)?
+    {
+        return Ok(());
+    }
+    metrics::counter!(RATE_LIMITED, "subject" => subject.to_owned()).increment(1);
+    let retry_after = ((60_000 - now_ms.rem_euclid(60_000)) + 999) / 1000;
+    tracing::warn!(
+        subject,
+        per_minute,
+        "push refused: the client's rate is reached"
+    );
+    Err(ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: format!(
+            "this client has had {per_minute} events accepted this minute \
+             (ingest.push.rate_per_minute); retry after {retry_after} s"
+        ),
+        path: None,
+        retry_after: Some(retry_after),
+    })
 }
 
 /// The `Idempotency-Key` header, if the request has one.
@@ -367,6 +426,7 @@ impl From<ApiErrorPublic> for ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             error: e.error,
             path: e.path,
+            retry_after: None,
         }
     }
 }

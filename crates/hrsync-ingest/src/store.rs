@@ -421,6 +421,39 @@ impl IngestStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Counts one event accepted for `subject` in the minute holding
+    /// `now_ms`, unless `per_minute` were accepted already: true if this one
+    /// may be accepted. Every process on the store shares the count (one
+    /// statement decides, so two processes cannot both take the last one).
+    /// The first acceptance of a minute drops the subject's older minutes.
+    pub async fn take_push_rate(
+        &self,
+        subject: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let window = now_ms - now_ms.rem_euclid(60_000);
+        let accepted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO ingest_push_rate (subject, window_start_ms, accepted) VALUES ($1, $2, 1) \
+             ON CONFLICT (subject, window_start_ms) DO UPDATE \
+             SET accepted = ingest_push_rate.accepted + 1 \
+             WHERE ingest_push_rate.accepted < $3 RETURNING accepted",
+        )
+        .bind(subject)
+        .bind(window)
+        .bind(i64::from(per_minute))
+        .fetch_optional(self.db.pool())
+        .await?;
+        if accepted == Some(1) {
+            sqlx::query("DELETE FROM ingest_push_rate WHERE subject = $1 AND window_start_ms < $2")
+                .bind(subject)
+                .bind(window)
+                .execute(self.db.pool())
+                .await?;
+        }
+        Ok(accepted.is_some())
+    }
+
     /// Marks the push request under `key` acknowledged by the broker.
     pub async fn mark_push_published(&self, key: &str, now_ms: i64) -> Result<()> {
         sqlx::query("UPDATE ingest_push SET published_at_ms = $1 WHERE idempotency_key = $2")

@@ -86,6 +86,7 @@ pub(crate) async fn serve(
         scope: config.events_write_scope(),
         source_system: push.source_system.clone(),
         body_limit_bytes: push.body_limit_bytes,
+        rate_per_minute: push.rate_per_minute,
     };
     let listener = tokio::net::TcpListener::bind(push.listen)
         .await

@@ -335,3 +335,80 @@ async fn the_push_api_takes_the_issuers_access_tokens_beside_its_static_token() 
     );
     Ok(())
 }
+
+/// A hire of worker `n`, new each time (no idempotency key needed).
+fn hire_of(n: u32) -> String {
+    let mut hire = hire();
+    hire["employee_id"] = json!(format!("P-{n}"));
+    hire["attributes"]["work_email"] = json!(format!("p{n}@acme.test"));
+    hire.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_push_api_processes_share_one_rate_of_acceptance() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let db = PgDatabase::fresh().await?;
+    let rate = "rate_per_minute = 3\n";
+    let (first, second) = (
+        start_with(&broker, db.url(), rate)?,
+        start_with(&broker, db.url(), rate)?,
+    );
+    // The count is per minute: start early in one so it cannot roll over
+    // between the requests below.
+    let into_minute = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
+    if into_minute > 30_000 {
+        tokio::time::sleep(Duration::from_millis(
+            u64::try_from(60_500 - into_minute).unwrap_or(0),
+        ))
+        .await;
+    }
+
+    // Three new events in the minute, spread over both processes, then
+    // neither accepts a fourth: 429 naming the setting, with Retry-After.
+    let (status, accepted) = post(&first, Some(TOKEN), Some("k-1"), hire_of(1)).await?;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(post(&second, Some(TOKEN), None, hire_of(2)).await?.0, 202);
+    assert_eq!(post(&first, Some(TOKEN), None, hire_of(3)).await?.0, 202);
+    for server in [&second, &first] {
+        let refused = reqwest::Client::new()
+            .post(format!("{}/v1/events", server.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(hire_of(4))
+            .send()
+            .await?;
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"].to_str()?.parse()?;
+        assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+        let body: Value = refused.json().await?;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("ingest.push.rate_per_minute"), "{body}");
+    }
+
+    // A retry of an accepted event is not a new one: answered as before.
+    let (status, replayed) = post(&second, Some(TOKEN), Some("k-1"), hire_of(1)).await?;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["event_id"], accepted["event_id"]);
+    assert_eq!(replayed["replayed"], true);
+    // A termination in effect now is never held back by the rate.
+    let leaver = json!({"type": "terminate", "employee_id": "P-2", "time_zone": "Europe/Vienna",
+                        "immediate": true});
+    let (status, body) = post(&second, Some(TOKEN), None, leaver.to_string()).await?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["priority"], true);
+
+    // Three hires and the termination were published; the refused one not.
+    let published = read_topic(&broker.bootstrap(), "hr.lifecycle.v1")?;
+    let keys: Vec<&[u8]> = published.iter().map(|r| r.key.as_slice()).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(!keys.contains(&b"P-4".as_slice()), "{keys:?}");
+    let metrics = reqwest::get(format!("{}/metrics", first.metrics))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("hrsync_push_rate_limited_total{subject=\"static-token\"} 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
