@@ -87,5 +87,5 @@ fn network_policies_let_in_only_the_ports_the_pods_serve() {
             .collect();
         assert_eq!(allowed, served, "{name}: ports let in vs ports served");
     }
-    assert_eq!(deployments, 4, "one Deployment per role");
+    assert_eq!(deployments, 5, "one Deployment per role");
 }

@@ -159,6 +159,29 @@ fn config_check(config: &Path, env: &BTreeMap<String, String>) -> toml::Table {
     toml::from_str(&String::from_utf8_lossy(&output.stdout)).expect("config check prints TOML")
 }
 
+/// `text` with its commented-out sections in force: each `# [section]`
+/// line and the comment lines right after it lose their `#`, as an
+/// operator enabling an optional role would do.
+fn with_commented_sections(text: &str) -> String {
+    let mut enabled = String::new();
+    let mut in_section = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("# [") {
+            in_section = true;
+        } else if !trimmed.starts_with('#') {
+            in_section = false;
+        }
+        if in_section {
+            enabled.push_str(trimmed.trim_start_matches('#').trim_start());
+        } else {
+            enabled.push_str(line);
+        }
+        enabled.push('\n');
+    }
+    enabled
+}
+
 /// Whether hrsync accepts `args` as a command line (its `--help` exits 0
 /// only for a valid subcommand path).
 fn hrsync_accepts(args: &[String]) -> bool {
@@ -231,6 +254,7 @@ enum Role {
     Projector,
     Provisioner,
     Admin,
+    Hooks,
 }
 
 impl Role {
@@ -247,6 +271,7 @@ impl Role {
             ["projector", "run"] => Role::Projector,
             ["provisioner", "run"] => Role::Provisioner,
             ["run", "admin"] => Role::Admin,
+            ["run", "hooks"] => Role::Hooks,
             other => panic!("not a deployed hrsync role: {other:?}"),
         }
     }
@@ -258,8 +283,15 @@ impl Role {
             Role::Ingest => &["kafka", "ingest"],
             Role::Projector => &["kafka", "projector"],
             Role::Provisioner => &["kafka", "provisioner"],
-            // The stores of the three roles (not the push API's token).
-            Role::Admin => &["kafka", "ingest.database_url", "projector", "provisioner"],
+            // The stores of the other roles (not the push API's token).
+            Role::Admin => &[
+                "kafka",
+                "ingest.database_url",
+                "projector",
+                "provisioner",
+                "hooks.database_url",
+            ],
+            Role::Hooks => &["kafka", "hooks"],
         }
     }
 
@@ -730,7 +762,7 @@ fn compose_hrsync_configs_load_and_find_the_stack() {
                 );
             }
             Role::Provisioner => check_compose_apps(&compose, name, service, &config),
-            Role::Topics | Role::Projector | Role::Admin => {}
+            Role::Topics | Role::Projector | Role::Admin | Role::Hooks => {}
         }
     }
 }
@@ -987,12 +1019,12 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
-    // The admin role is listed once [oauth] and [admin] are configured.
-    let optional = BTreeSet::from(["admin.yaml".to_owned()]);
+    // The admin and hooks roles are listed once their sections are set.
+    let optional = BTreeSet::from(["admin.yaml".to_owned(), "hooks.yaml".to_owned()]);
     assert_eq!(
         resources.union(&optional).cloned().collect::<BTreeSet<_>>(),
         manifests,
-        "kustomization.yaml lists every manifest but admin.yaml"
+        "kustomization.yaml lists every manifest but admin.yaml and hooks.yaml"
     );
 
     let mut objects: Vec<Yaml> = manifests
@@ -1027,7 +1059,7 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
     let scratch = tempfile::tempdir().expect("temp dir");
 
     let deployments = of_kind("Deployment");
-    assert_eq!(deployments.len(), 4, "one Deployment per role");
+    assert_eq!(deployments.len(), 5, "one Deployment per role");
     let mut roles = BTreeSet::new();
     for deployment in deployments {
         let name = str_of(&deployment["metadata"]["name"], "name");
@@ -1099,6 +1131,12 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
             &config_map(str_of(&config_volume["configMap"]["name"], "configMap"))["data"][key],
             key,
         );
+        // An optional role runs with the sections hrsync.toml has commented
+        // out for it: check it as it will run.
+        let text = match role {
+            Role::Admin | Role::Hooks => with_commented_sections(text),
+            _ => text.to_owned(),
+        };
         let file = scratch.path().join(format!("{name}.toml"));
         std::fs::write(&file, text).expect("writing the config");
 
@@ -1173,6 +1211,30 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
                     "{name}: Service ports"
                 );
             }
+            Role::Hooks => {
+                // Two on one store (one sends at a time, the other takes
+                // over), kept up through a drain; the SSF keys served.
+                assert!(
+                    spec["replicas"].as_u64().unwrap_or(1) >= 2,
+                    "{name}: replicas"
+                );
+                let budgets = of_kind("PodDisruptionBudget")
+                    .into_iter()
+                    .filter(|b| labels_cover(labels, &b["spec"]["selector"]["matchLabels"]))
+                    .count();
+                assert_eq!(budgets, 1, "{name}: one PodDisruptionBudget");
+                assert!(
+                    value_at(&config, "hooks.endpoints").is_some(),
+                    "{name}: checked without its [hooks] section"
+                );
+                let ssf = port_of(str_at(&config, "hooks.ssf.listen"));
+                assert_eq!(container_port(container, &Yaml::from("ssf")), ssf);
+                assert_eq!(
+                    service_targets(labels),
+                    BTreeSet::from([ssf, listen]),
+                    "{name}: Service ports"
+                );
+            }
             Role::Admin => {
                 // The console's sessions live in its one process.
                 assert_eq!(spec["replicas"].as_u64(), Some(1), "{name}: replicas");
@@ -1220,7 +1282,8 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
             Role::Ingest,
             Role::Projector,
             Role::Provisioner,
-            Role::Admin
+            Role::Admin,
+            Role::Hooks
         ])
     );
     for service in of_kind("Service") {
