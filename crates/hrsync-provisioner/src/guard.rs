@@ -24,12 +24,13 @@
 //!   `hrsync_provisioner_guard_allowance_total` and audited as a
 //!   deactivation.
 //!
-//! Decisions for one app are taken one at a time in this process, and a
-//! deactivation admitted but not yet done (its SCIM call in flight) counts
-//! as done, so concurrent deactivations cannot overshoot the limits.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+//! Decisions for one app are taken one at a time, across every process
+//! sharing the store (in a transaction holding the app's lock there), and
+//! a deactivation is recorded in the window when admitted, so one under
+//! way (its SCIM call in flight) in any process counts as done: concurrent
+//! deactivations cannot overshoot the limits. One admitted that fails is
+//! taken out again; one whose process died before it was done stays
+//! counted (the guard errs towards holding).
 
 use hrsync_domain::{DirectoryChange, LifecycleState};
 use hrsync_store::Db;
@@ -145,53 +146,49 @@ fn over_limits(guard: &Guard, counts: &Counts) -> bool {
     share > guard.max_share
 }
 
-/// One app's deactivations under way in this process, and the lock under
-/// which its guard decides (one decision at a time per app).
+/// The lock under which one app's guard decides in this process (one
+/// decision at a time per app; across processes, the decision's
+/// transaction holds the app's lock in the store).
 #[derive(Debug, Default)]
 pub struct Gate {
-    decide: Arc<tokio::sync::Mutex<()>>,
-    under_way: Arc<UnderWay>,
+    decide: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Default)]
-struct UnderWay {
-    all: AtomicU64,
-    allowance: AtomicU64,
-}
-
-/// A deactivation admitted by the guard. It counts as done in the app's
-/// window from admission until it is dropped; drop it only after
-/// [`Ticket::record`] (or when the deactivation failed).
+/// A deactivation admitted by the guard: recorded in the app's window from
+/// its admission, in every process sharing the store. [`Ticket::record`]
+/// marks it done; dropped without, it is taken out of the window (a
+/// deactivation that failed does not count).
 #[derive(Debug)]
 pub struct Ticket {
-    decide: Arc<tokio::sync::Mutex<()>>,
-    under_way: Arc<UnderWay>,
-    allowance: bool,
+    db: Db,
+    id: String,
+    done: bool,
 }
 
 impl Ticket {
-    /// Records the deactivation as done in `app`'s window.
+    /// Records the deactivation as done in the app's window.
     ///
     /// # Errors
-    /// Store failures.
-    pub async fn record(self, db: &Db, app: &str) -> Result<(), ReconcileError> {
-        // Stored and no longer under way at once for a decision, which
-        // reads both under the same lock: one that became done between its
-        // reads would be counted in neither (or in both).
-        let decide = self.decide.clone();
-        let deciding = decide.lock().await;
-        let recorded = record_deactivation(db, app, self.allowance).await;
-        drop(self);
-        drop(deciding);
-        recorded
+    /// Store failures (it still counts, as under way).
+    pub async fn record(mut self) -> Result<(), ReconcileError> {
+        self.done = true;
+        crate::store::guard::mark_done(&self.db, &self.id).await?;
+        Ok(())
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.under_way.all.fetch_sub(1, Ordering::SeqCst);
-        if self.allowance {
-            self.under_way.allowance.fetch_sub(1, Ordering::SeqCst);
+        if self.done {
+            return;
+        }
+        let (db, id) = (self.db.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = crate::store::guard::cancel(&db, &id).await {
+                    tracing::warn!(%error, "a deactivation that was not done still counts in its guard's window");
+                }
+            });
         }
     }
 }
@@ -234,18 +231,24 @@ pub async fn admit(
 ) -> Result<Option<Ticket>, ReconcileError> {
     let _deciding = gate.decide.lock().await;
     let now = chrono::Utc::now().timestamp_millis();
-    let tripped = guard_tripped(db, app).await?;
-    let (done, done_allowance) =
-        crate::store::guard::deactivations_since(db, app, now - guard.window_ms).await?;
-    let active = crate::store::links::active_count(db, app).await?;
+    // One decision at a time per app across processes: SQLite's writer
+    // lock (taken at BEGIN), PostgreSQL's advisory lock of the transaction.
+    let mut tx = db.begin_write().await?;
+    if db.backend() == hrsync_store::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(hrsync_store::claim_key(&format!("guard:{app}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let window = crate::store::guard::window(&mut tx, app, now - guard.window_ms).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     // Deactivations under way are still active in the link table, so they
     // add to the window's count but not to the population.
     let counts = Counts {
-        tripped,
-        in_window: count(done) + gate.under_way.all.load(Ordering::SeqCst),
-        allowance_used: count(done_allowance) + gate.under_way.allowance.load(Ordering::SeqCst),
-        population: count(active) + count(done),
+        tripped: window.tripped,
+        in_window: count(window.deactivations),
+        allowance_used: count(window.allowance),
+        population: count(window.active) + count(window.done),
     };
     let verdict = decide(guard, &counts, kind);
     let trips = matches!(
@@ -253,7 +256,19 @@ pub async fn admit(
         Verdict::Allowance { trips: true } | Verdict::Hold { trips: true }
     );
     if trips {
-        crate::store::guard::trip(db, app, now).await?;
+        crate::store::guard::trip(&mut tx, app, now).await?;
+    }
+    let allowance = match verdict {
+        Verdict::Hold { .. } => None,
+        Verdict::Pass => Some(false),
+        Verdict::Allowance { .. } => Some(true),
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Some(allowance) = allowance {
+        crate::store::guard::admit(&mut tx, app, now, allowance, &id).await?;
+    }
+    tx.commit().await?;
+    if trips {
         metrics::counter!(GUARD_TRIPS, "app" => app.to_owned()).increment(1);
         metrics::gauge!(GUARD_TRIPPED, "app" => app.to_owned()).set(1.0);
         tracing::warn!(
@@ -263,10 +278,10 @@ pub async fn admit(
             "deprovision guard tripped: deactivations are held until `hrsync provisioner release {app}`"
         );
     }
-    let allowance = match verdict {
-        Verdict::Hold { .. } => return Ok(None),
-        Verdict::Pass => false,
-        Verdict::Allowance { .. } => {
+    match allowance {
+        None => return Ok(None),
+        Some(false) => {}
+        Some(true) => {
             metrics::counter!(GUARD_ALLOWANCE, "app" => app.to_owned()).increment(1);
             tracing::warn!(
                 app,
@@ -274,17 +289,12 @@ pub async fn admit(
                 allowance = guard.immediate_allowance,
                 "deprovision guard tripped, but an immediate termination passes under the per-window allowance"
             );
-            true
         }
-    };
-    gate.under_way.all.fetch_add(1, Ordering::SeqCst);
-    if allowance {
-        gate.under_way.allowance.fetch_add(1, Ordering::SeqCst);
     }
     Ok(Some(Ticket {
-        decide: gate.decide.clone(),
-        under_way: gate.under_way.clone(),
-        allowance,
+        db: db.clone(),
+        id,
+        done: false,
     }))
 }
 

@@ -312,3 +312,109 @@ async fn the_immediate_allowance_renews_each_window_on_sqlite() -> anyhow::Resul
     let file = SqliteFile::new()?;
     allowance_window_story(&file.url()).await
 }
+
+/// Two provisioner processes on one PostgreSQL store (two provisioners,
+/// each with its own locks and leases, as two processes have), a flood of
+/// leaves split between them while every request to the app takes 300 ms:
+/// the guard decides across both, so exactly its limit passes, whichever
+/// process decided, and the rest is held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_split_over_two_processes_passes_the_limit_once() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let server = ScimServer::start()?;
+    let proxy = hrsync_tests::FaultProxy::start(&server.base_url()).await?;
+    let guarded = || AppConfig {
+        guard_max_deactivations: Some(4),
+        ..AppConfig::new(
+            "zendesk",
+            &proxy.url(),
+            hrsync_config::Secret::inline(server.token()),
+        )
+    };
+    let (db, first) = provisioner(pg.url(), guarded()).await?;
+    let (_, second) = provisioner(pg.url(), guarded()).await?;
+    for i in 0..12 {
+        let op = apply(&first, &worker(i, 1, Active)).await?;
+        anyhow::ensure!(matches!(op, Operation::Created { .. }), "{op:?}");
+    }
+
+    // Every deactivation is still in flight while the others are decided.
+    proxy.fail_share(hrsync_tests::Fault::Delay(Duration::from_millis(300)), 1.0);
+    let leaves: Vec<DirectoryChange> = (0..12).map(|i| worker(i, 2, Suspended)).collect();
+    let outcomes = futures::future::join_all(leaves.iter().enumerate().map(|(i, change)| {
+        let process = if i % 2 == 0 { &first } else { &second };
+        apply(process, change)
+    }))
+    .await;
+    proxy.clear_shares();
+    let mut passed = Vec::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome? {
+            Operation::Deactivated => passed.push(i),
+            Operation::Held => {}
+            other => anyhow::bail!("worker {i}: {other:?}"),
+        }
+    }
+    assert_eq!(passed.len(), 4, "passed: {passed:?}");
+    assert!(guard_tripped(&db, "zendesk").await?);
+    assert_eq!(held(&db, "zendesk", HoldReason::Guard).await?.len(), 8);
+    assert_eq!(audited(&db, "DEACTIVATE", "SUCCESS").await?, 4);
+    // The window holds the four, each done.
+    let done: Vec<(i64,)> =
+        sqlx::query_as("SELECT done FROM provisioner_deactivation WHERE app = 'zendesk'")
+            .fetch_all(db.pool())
+            .await?;
+    assert_eq!(done, vec![(1,); 4]);
+    Ok(())
+}
+
+/// A deactivation the guard admitted that then fails is taken out of the
+/// window: it does not count towards tripping the guard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deactivation_does_not_count_in_the_window() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let server = ScimServer::start()?;
+    let proxy = hrsync_tests::FaultProxy::start(&server.base_url()).await?;
+    let (db, provisioner) = provisioner(
+        pg.url(),
+        AppConfig {
+            guard_max_deactivations: Some(1),
+            ..AppConfig::new(
+                "zendesk",
+                &proxy.url(),
+                hrsync_config::Secret::inline(server.token()),
+            )
+        },
+    )
+    .await?;
+    for i in 0..2 {
+        apply(&provisioner, &worker(i, 1, Active)).await?;
+    }
+    // The deactivation call itself fails, after the guard admitted it.
+    proxy.inject(
+        Some("PATCH"),
+        hrsync_tests::Fault::Status {
+            status: 400,
+            retry_after: None,
+        },
+    );
+    assert!(apply(&provisioner, &worker(0, 2, Suspended)).await.is_err());
+    assert_eq!(proxy.applied().len(), 1, "{:?}", proxy.applied());
+    let counted = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM provisioner_deactivation")
+            .fetch_one(db.pool())
+            .await
+    };
+    // (Taken out in the background, right after the failure.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counted().await? > 0 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "still counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        apply(&provisioner, &worker(1, 2, Suspended)).await?,
+        Operation::Deactivated
+    );
+    assert!(!guard_tripped(&db, "zendesk").await?);
+    Ok(())
+}

@@ -244,7 +244,7 @@ impl Run<'_> {
         // was approved does not count towards tripping the guard again.
         if self.guarding == Guarding::Check {
             match self.ticket.take() {
-                Some(ticket) => ticket.record(self.db, &self.app.name).await?,
+                Some(ticket) => ticket.record().await?,
                 None => crate::guard::record_deactivation(self.db, &self.app.name, false).await?,
             }
         }

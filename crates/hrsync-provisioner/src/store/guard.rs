@@ -1,5 +1,6 @@
 //! `provisioner_guard` and `provisioner_deactivation`: whether an app's
-//! deprovision guard is tripped, and the deactivations done in its window.
+//! deprovision guard is tripped, and the deactivations of its window, done
+//! or admitted and under way.
 
 use hrsync_store::Db;
 
@@ -20,6 +21,103 @@ pub async fn record_deactivation(db: &Db, app: &str, allowance: bool) -> sqlx::R
     Ok(())
 }
 
+/// What the guard decides on, read in its decision's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The guard is tripped.
+    pub tripped: bool,
+    /// Deactivations after the window's start, done or under way.
+    pub deactivations: i64,
+    /// Of those, the ones under the immediate allowance.
+    pub allowance: i64,
+    /// Of those, the ones done.
+    pub done: i64,
+    /// The app's active accounts (those under way included).
+    pub active: i64,
+}
+
+/// `app`'s [`Window`] since `since_ms`, read on `conn` (the decision's
+/// transaction).
+///
+/// # Errors
+/// Query failures.
+pub async fn window(
+    conn: &mut sqlx::AnyConnection,
+    app: &str,
+    since_ms: i64,
+) -> sqlx::Result<Window> {
+    // (COUNT, not SUM: PostgreSQL sums BIGINT into NUMERIC.)
+    let (tripped, deactivations, allowance, done, active) =
+        sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
+            "SELECT (SELECT COUNT(*) FROM provisioner_guard WHERE app = $1), \
+             COUNT(*), COUNT(CASE WHEN allowance = 1 THEN 1 END), \
+             COUNT(CASE WHEN done = 1 THEN 1 END), \
+             (SELECT COUNT(*) FROM provisioner_link WHERE app = $1 AND active = 1) \
+             FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
+        )
+        .bind(app)
+        .bind(since_ms)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Window {
+        tripped: tripped > 0,
+        deactivations,
+        allowance,
+        done,
+        active,
+    })
+}
+
+/// Records a deactivation of `app` admitted at `at_ms` under `ticket`, not
+/// done yet; `allowance` if it passes under the immediate allowance.
+///
+/// # Errors
+/// Query failures.
+pub async fn admit(
+    conn: &mut sqlx::AnyConnection,
+    app: &str,
+    at_ms: i64,
+    allowance: bool,
+    ticket: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO provisioner_deactivation (app, at_ms, allowance, ticket, done) \
+         VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(app)
+    .bind(at_ms)
+    .bind(i64::from(allowance))
+    .bind(ticket)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the deactivation admitted under `ticket` done now.
+///
+/// # Errors
+/// Query failures.
+pub async fn mark_done(db: &Db, ticket: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE provisioner_deactivation SET done = 1, at_ms = $1 WHERE ticket = $2")
+        .bind(now_ms())
+        .bind(ticket)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Forgets the deactivation admitted under `ticket` (it was not done).
+///
+/// # Errors
+/// Query failures.
+pub async fn cancel(db: &Db, ticket: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM provisioner_deactivation WHERE ticket = $1")
+        .bind(ticket)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Whether `app`'s guard is tripped.
 ///
 /// # Errors
@@ -33,35 +131,18 @@ pub async fn is_tripped(db: &Db, app: &str) -> sqlx::Result<bool> {
     Ok(tripped.is_some())
 }
 
-/// The deactivations of `app` after `since_ms`: all of them, and those
-/// under the immediate allowance.
-///
-/// # Errors
-/// Query failures.
-pub async fn deactivations_since(db: &Db, app: &str, since_ms: i64) -> sqlx::Result<(i64, i64)> {
-    // (COUNT, not SUM: PostgreSQL sums BIGINT into NUMERIC.)
-    sqlx::query_as::<_, (i64, i64)>(
-        "SELECT COUNT(*), COUNT(CASE WHEN allowance = 1 THEN 1 END) \
-         FROM provisioner_deactivation WHERE app = $1 AND at_ms > $2",
-    )
-    .bind(app)
-    .bind(since_ms)
-    .fetch_one(db.pool())
-    .await
-}
-
 /// Trips `app`'s guard at `at_ms`, unless it is tripped already.
 ///
 /// # Errors
 /// Query failures.
-pub async fn trip(db: &Db, app: &str, at_ms: i64) -> sqlx::Result<()> {
+pub async fn trip(conn: &mut sqlx::AnyConnection, app: &str, at_ms: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO provisioner_guard (app, tripped_at_ms) VALUES ($1, $2) \
          ON CONFLICT (app) DO NOTHING",
     )
     .bind(app)
     .bind(at_ms)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -445,7 +445,7 @@ pub(super) async fn deactivate_orphan(
         };
     }
     let recorded = match ticket {
-        Some(ticket) => ticket.record(db, &app.name).await,
+        Some(ticket) => ticket.record().await,
         None => crate::guard::record_deactivation(db, &app.name, false).await,
     };
     audit_orphan(
