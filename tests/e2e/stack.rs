@@ -605,7 +605,6 @@ apps = {managers}
 [provisioner]
 database_url = "{provisioner_db}"
 max_backoff_ms = 2000
-shared_store = true
 
 {apps}
 

@@ -38,13 +38,6 @@ pub struct ProvisionerConfig {
     pub in_flight: usize,
     /// The same for the priority lane.
     pub priority_in_flight: usize,
-    /// More than one provisioner process shares this (PostgreSQL) link
-    /// store and consumer group: each person's changes are then applied
-    /// under their lease in the store, so that two processes never apply
-    /// one person's changes at once. Required for several processes
-    /// (replicas); off for one, which needs no lease (two statements per
-    /// change saved).
-    pub shared_store: bool,
     /// The apps, `[[provisioner.apps]]`.
     pub apps: Vec<AppConfig>,
     /// Apps without a SCIM endpoint, `[[provisioner.manual_apps]]`: their
@@ -83,7 +76,6 @@ impl Default for ProvisionerConfig {
             quarantine_probe_ms: 5_000,
             in_flight: 128,
             priority_in_flight: 8,
-            shared_store: false,
             apps: Vec::new(),
             manual_apps: Vec::new(),
         }

@@ -125,6 +125,9 @@ pub(crate) async fn provision_now(config: &Config, args: ProvisionNow) -> anyhow
         detail,
     )
     .await;
+    // The audit written and the person's lease given up before the
+    // process ends.
+    provisioner.close().await;
     let (change, results) = outcome.map_err(anyhow::Error::msg)?;
     println!(
         "{} ({}) version {}: {}",
@@ -274,12 +277,15 @@ pub(crate) async fn run_provisioner(
             detail,
         )
         .await;
+        provisioner.close().await;
         let replayed = outcome.context("redrive")?;
         println!("redrive: {replayed} dead-lettered change(s) replayed");
         return Ok(());
     }
     if let ProvisionerCommand::Release { app } = command {
-        return release(&provisioner, &app).await;
+        let released = release(&provisioner, &app).await;
+        provisioner.close().await;
+        return released;
     }
     if let ProvisionerCommand::Reconcile {
         app,
@@ -289,7 +295,10 @@ pub(crate) async fn run_provisioner(
         json,
     } = command
     {
-        return reconcile(config, &provisioner, &app, dry_run, orphans, report, json).await;
+        let reconciled =
+            reconcile(config, &provisioner, &app, dry_run, orphans, report, json).await;
+        provisioner.close().await;
+        return reconciled;
     }
     // `main` runs it through `roles::run`, with the endpoints.
     serve(config, crate::roles::on_signal(), &Ready::detached()).await

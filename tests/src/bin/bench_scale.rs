@@ -118,7 +118,7 @@ async fn run(args: &Args, hrsync: &std::path::Path, n: usize) -> anyhow::Result<
         &config,
         format!(
             "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\n\n\
-             [provisioner]\ndatabase_url = \"{}\"\nmax_connections = 16\nshared_store = true\n\n\
+             [provisioner]\ndatabase_url = \"{}\"\nmax_connections = 16\n\n\
              [[provisioner.apps]]\nname = \"slow\"\nbase_url = \"{base_url}\"\ntoken = \"{token}\"\n\
              use_patch = true\nuse_etag = false\npush_groups = false\nrate_limit = 0\n\
              concurrency = {}\n",

@@ -96,10 +96,9 @@ pub struct Provisioner {
     /// The manual-task apps.
     manual: Vec<ManualApp>,
     locks: Vec<Mutex<()>>,
-    /// This process's name for its persons' leases.
-    holder: person::Holder,
-    /// Whether other processes share the store (leases are taken).
-    shared_store: bool,
+    /// The persons' leases (PostgreSQL: any number of processes may share
+    /// the store).
+    leases: Option<person::Leases>,
     max_attempts: u32,
     max_backoff: Duration,
     pub(crate) audit: AuditLog,
@@ -192,8 +191,7 @@ impl Provisioner {
             apps,
             manual,
             locks: (0..256).map(|_| Mutex::new(())).collect(),
-            holder: person::Holder::default(),
-            shared_store: config.shared_store,
+            leases: person::Leases::start(&db),
             max_attempts: config.max_attempts,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             audit: AuditLog::start(db.clone(), audit),
@@ -212,6 +210,9 @@ impl Provisioner {
     /// lost), so call it once nothing is applied any more.
     pub async fn close(&self) {
         self.audit.close().await;
+        if let Some(leases) = &self.leases {
+            leases.flush().await;
+        }
     }
 
     /// The reconciliation of `app` running in this process, if any.

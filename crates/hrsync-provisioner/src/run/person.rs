@@ -1,110 +1,138 @@
 //! One person's changes applied one at a time: within this process by a
 //! striped mutex; across processes on one PostgreSQL store by the person's
-//! lease (`provisioner_lease`), taken after the mutex, renewed while held
-//! and given up when done. Whichever process and consumer (main topic or
-//! priority lane) receives a person's changes, the version check and the
-//! calls it decides run for one change at a time, so a deprovisioning
+//! lease (`provisioner_lease`), taken after the mutex and given up when
+//! done. Whichever process and consumer (main topic or priority lane)
+//! receives a person's changes, and whether it is a provisioner, the admin
+//! role or a `provision-now` from the command line, the version check and
+//! the calls it decides run for one change at a time, so a deprovisioning
 //! applied by one process cannot be undone by an older change another
 //! process applies.
 //!
-//! A lease whose process died expires after [`TTL`]; the person's next
-//! change then waits at most that long. Leases are taken only with
-//! `provisioner.shared_store` (several processes) on PostgreSQL; SQLite
-//! stores serve one provisioner process.
+//! Leases cost a single process little: one task per process ([`Leases`])
+//! takes what every task asks for in one statement, gives up in another,
+//! and renews all it holds every [`RENEW_EVERY`]. A lease whose process
+//! died expires after [`TTL`]; the person's next change then waits at most
+//! that long. A SQLite store serves one process and takes no leases.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hrsync_domain::PersonId;
 use hrsync_store::{Backend, Db};
-use tokio::sync::MutexGuard;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, MutexGuard};
 
 use super::Provisioner;
 use crate::store::lease;
 
 /// How long a lease lasts unless renewed.
 const TTL: Duration = Duration::from_secs(15);
-/// How often a held lease is renewed.
+/// How often the held leases are renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often a lease held elsewhere is asked for again.
 const WAIT: Duration = Duration::from_millis(20);
 /// The wait after the store failed to answer.
 const STORE_WAIT: Duration = Duration::from_millis(500);
+/// The most takes (or give-ups) in one statement.
+const BATCH: usize = 512;
 
 /// Leases waited for because another process held them.
 pub const LEASE_WAITS: &str = "hrsync_provisioner_lease_waits_total";
 
-/// This process's name for its leases, and a count that makes each one
-/// its own (a lease given up late never gives up a newer one).
-#[derive(Debug)]
-pub(crate) struct Holder {
-    process: String,
-    taken: AtomicU64,
-}
-
-impl Default for Holder {
-    fn default() -> Self {
-        Holder {
-            process: uuid::Uuid::new_v4().simple().to_string(),
-            taken: AtomicU64::new(0),
-        }
-    }
-}
-
 /// A person held: by this process's mutex and, on PostgreSQL, their lease.
+/// The lease is given up before the mutex lets the next task in.
 pub(crate) struct PersonLock<'a> {
-    _local: MutexGuard<'a, ()>,
     _lease: Option<Lease>,
+    _local: MutexGuard<'a, ()>,
 }
 
-/// A lease held, renewed in the background until dropped.
+/// A lease held until dropped.
 struct Lease {
-    db: Db,
     person: String,
     token: String,
-    renewing: JoinHandle<()>,
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.renewing.abort();
-        let (db, person, token) = (self.db.clone(), self.person.clone(), self.token.clone());
-        // Given up in the background (the token is this lease's own, so a
-        // newer lease of the person is not touched); should that fail, it
-        // expires.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = lease::give_up(&db, &person, &token).await {
-                    tracing::warn!(%error, person, "lease not given up; it expires");
-                }
-            });
-        }
+        // Should the process be ending (the task gone), the lease expires.
+        let _ = self.requests.send(Request::GiveUp {
+            person: std::mem::take(&mut self.person),
+            token: std::mem::take(&mut self.token),
+        });
     }
 }
 
-impl Provisioner {
-    /// Holds `person` until the lock is dropped (see the module).
-    pub(crate) async fn lock_person(&self, person: &PersonId) -> PersonLock<'_> {
-        let local = self.lock_for(person).lock().await;
-        let lease = match self.db.backend() {
-            Backend::Postgres if self.shared_store => Some(self.take_lease(person.as_str()).await),
-            Backend::Postgres | Backend::Sqlite => None,
-        };
-        PersonLock {
-            _local: local,
-            _lease: lease,
+/// What a task asks of this process's leases.
+enum Request {
+    Take {
+        person: String,
+        token: String,
+        /// Taken, not taken (held elsewhere), or the store failed.
+        reply: oneshot::Sender<Result<bool, ()>>,
+    },
+    GiveUp {
+        person: String,
+        token: String,
+    },
+    /// Answered once everything asked before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// This process's leases: its name for them, and the task that takes,
+/// renews and gives them up.
+#[derive(Debug)]
+pub(crate) struct Leases {
+    process: String,
+    taken: AtomicU64,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Leases {
+    /// This process's leases on `db`: None on SQLite (one process).
+    pub(crate) fn start(db: &Db) -> Option<Leases> {
+        match db.backend() {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let process = uuid::Uuid::new_v4().simple().to_string();
+                let (requests, received) = mpsc::unbounded_channel();
+                tokio::spawn(keep(db.clone(), process.clone(), received));
+                Some(Leases {
+                    process,
+                    taken: AtomicU64::new(0),
+                    requests,
+                })
+            }
+        }
+    }
+
+    /// Waits until the leases given up so far are given up in the store
+    /// (before the process ends, so the persons it held need not wait for
+    /// their expiry).
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.requests.send(Request::Flush(done)).is_ok() {
+            let _ = flushed.await;
         }
     }
 
     /// Waits for `person`'s lease and takes it.
-    async fn take_lease(&self, person: &str) -> Lease {
-        let n = self.holder.taken.fetch_add(1, Ordering::Relaxed);
-        let token = format!("{}:{n}", self.holder.process);
-        let ttl_ms = i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX);
+    async fn take(&self, person: &str) -> Lease {
+        let n = self.taken.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{}:{n}", self.process);
         let mut waited = false;
         loop {
-            match lease::take(&self.db, person, &token, ttl_ms).await {
+            let (reply, answer) = oneshot::channel();
+            let asked = self.requests.send(Request::Take {
+                person: person.to_owned(),
+                token: token.clone(),
+                reply,
+            });
+            let answer = match asked {
+                Ok(()) => answer.await.unwrap_or(Err(())),
+                Err(_) => Err(()),
+            };
+            match answer {
                 Ok(true) => break,
                 Ok(false) => {
                     if !waited {
@@ -113,33 +141,145 @@ impl Provisioner {
                     }
                     tokio::time::sleep(WAIT).await;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, person, "person's lease not taken; trying again");
+                Err(()) => {
+                    tracing::warn!(person, "person's lease not taken; trying again");
                     tokio::time::sleep(STORE_WAIT).await;
                 }
             }
         }
-        let renewing = tokio::spawn({
-            let (db, person, token) = (self.db.clone(), person.to_owned(), token.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(RENEW_EVERY).await;
-                    match lease::take(&db, &person, &token, ttl_ms).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::error!(person, "person's lease lost to another process (this one stalled past its expiry)");
-                            return;
-                        }
-                        Err(error) => tracing::warn!(%error, person, "person's lease not renewed"),
-                    }
-                }
-            }
-        });
         Lease {
-            db: self.db.clone(),
             person: person.to_owned(),
             token,
-            renewing,
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+/// The leases' task: answers takes and give-ups in batches, and renews
+/// the leases held; ends with the process's [`Leases`].
+async fn keep(db: Db, process: String, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let ttl_ms = i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX);
+    let mut held: HashMap<String, String> = HashMap::new();
+    let mut renew = tokio::time::interval(RENEW_EVERY);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewed_at = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = renew.tick() => {
+                renew_held(&db, &held, ttl_ms, &mut renewed_at).await;
+            }
+            request = requests.recv() => {
+                let Some(first) = request else { return };
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match requests.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
+                answer(&db, &process, batch, &mut held, ttl_ms).await;
+            }
+        }
+    }
+}
+
+/// Gives up, then takes, what `batch` asks.
+async fn answer(
+    db: &Db,
+    process: &str,
+    batch: Vec<Request>,
+    held: &mut HashMap<String, String>,
+    ttl_ms: i64,
+) {
+    let (mut given_up, mut wanted, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+    for request in batch {
+        match request {
+            Request::Flush(done) => flushes.push(done),
+            Request::GiveUp { person, token } => {
+                if held.get(&person) == Some(&token) {
+                    held.remove(&person);
+                }
+                given_up.push((person, token));
+            }
+            Request::Take {
+                person,
+                token,
+                reply,
+            } => wanted.push((person, token, reply)),
+        }
+    }
+    if !given_up.is_empty() {
+        let (persons, tokens): (Vec<String>, Vec<String>) = given_up.into_iter().unzip();
+        if let Err(error) = lease::give_up_all(db, &persons, &tokens).await {
+            tracing::warn!(%error, leases = persons.len(), "leases not given up; they expire");
+        }
+    }
+    for done in flushes {
+        let _ = done.send(());
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let persons: Vec<String> = wanted.iter().map(|(p, _, _)| p.clone()).collect();
+    let tokens: Vec<String> = wanted.iter().map(|(_, t, _)| t.clone()).collect();
+    let taken = lease::take_all(db, process, &persons, &tokens, ttl_ms).await;
+    if let Err(error) = &taken {
+        tracing::warn!(%error, leases = persons.len(), "leases not taken");
+    }
+    for (person, token, reply) in wanted {
+        let answer = match &taken {
+            Ok(taken) if taken.contains(&person) => {
+                held.insert(person, token);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(_) => Err(()),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+/// Renews every lease held, saying so when some were lost: this process
+/// stalled past their expiry and another one took them over.
+async fn renew_held(
+    db: &Db,
+    held: &HashMap<String, String>,
+    ttl_ms: i64,
+    renewed_at: &mut Instant,
+) {
+    if held.is_empty() {
+        *renewed_at = Instant::now();
+        return;
+    }
+    let (persons, tokens): (Vec<String>, Vec<String>) =
+        held.iter().map(|(p, t)| (p.clone(), t.clone())).unzip();
+    match lease::renew_all(db, &persons, &tokens, ttl_ms).await {
+        Ok(renewed) => {
+            if renewed < persons.len() as u64 {
+                tracing::error!(
+                    lost = persons.len() as u64 - renewed,
+                    late_ms = renewed_at.elapsed().as_millis() as u64,
+                    "persons' leases lost to another process (this one stalled past their expiry)"
+                );
+            }
+            *renewed_at = Instant::now();
+        }
+        Err(error) => tracing::warn!(%error, leases = persons.len(), "leases not renewed"),
+    }
+}
+
+impl Provisioner {
+    /// Holds `person` until the lock is dropped (see the module).
+    pub(crate) async fn lock_person(&self, person: &PersonId) -> PersonLock<'_> {
+        let local = self.lock_for(person).lock().await;
+        let lease = match &self.leases {
+            Some(leases) => Some(leases.take(person.as_str()).await),
+            None => None,
+        };
+        PersonLock {
+            _lease: lease,
+            _local: local,
         }
     }
 }

@@ -1,41 +1,99 @@
 //! `provisioner_lease`: which process applies a person's changes now.
+//!
+//! A lease's holder is a token `PROCESS:N`, new for each take. Every
+//! statement here takes or gives up many leases at once (a process batches
+//! what its tasks ask for; the batch travels as one JSON parameter, so one
+//! prepared statement serves every size), on PostgreSQL: a SQLite store
+//! serves one process and takes no leases.
+
+use std::collections::HashSet;
 
 use hrsync_store::Db;
 
 use super::now_ms;
 
-/// Takes (or renews) `person_id`'s lease for `holder` until `ttl_ms` from
-/// now, unless another holder's lease has not expired: true if `holder`
-/// holds it now.
+/// Takes the leases of `persons` (with the token at the same index of
+/// `tokens`) until `ttl_ms` from now: each one free, expired, or held by
+/// another token of `process` (this process's tasks take a person one at a
+/// time, so its older token is done with it). Returns the persons taken;
+/// the others are held by another live process.
 ///
 /// # Errors
-/// Query failures.
-pub async fn take(db: &Db, person_id: &str, holder: &str, ttl_ms: i64) -> sqlx::Result<bool> {
+/// Query failures (nothing is taken then).
+pub async fn take_all(
+    db: &Db,
+    process: &str,
+    persons: &[String],
+    tokens: &[String],
+    ttl_ms: i64,
+) -> sqlx::Result<HashSet<String>> {
     let now = now_ms();
-    let taken = sqlx::query(
-        "INSERT INTO provisioner_lease (person_id, holder, expires_at_ms) VALUES ($1, $2, $3) \
+    let taken: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO provisioner_lease (person_id, holder, expires_at_ms) \
+         SELECT person, token, $2 FROM jsonb_to_recordset($1::jsonb) AS t(person text, token text) \
          ON CONFLICT (person_id) DO UPDATE SET holder = excluded.holder, \
          expires_at_ms = excluded.expires_at_ms \
-         WHERE provisioner_lease.holder = excluded.holder OR provisioner_lease.expires_at_ms < $4",
+         WHERE provisioner_lease.expires_at_ms < $3 \
+         OR starts_with(provisioner_lease.holder, $4) \
+         RETURNING person_id",
     )
-    .bind(person_id)
-    .bind(holder)
+    .bind(pairs(persons, tokens))
     .bind(now + ttl_ms)
     .bind(now)
-    .execute(db.pool())
+    .bind(format!("{process}:"))
+    .fetch_all(db.pool())
     .await?;
-    Ok(taken.rows_affected() == 1)
+    Ok(taken.into_iter().collect())
 }
 
-/// Gives `person_id`'s lease up, if `holder` holds it.
+/// Extends the leases of `persons` held under the token at the same index
+/// of `tokens` to `ttl_ms` from now: how many are still held (fewer when
+/// another process took one over after it expired).
 ///
 /// # Errors
 /// Query failures.
-pub async fn give_up(db: &Db, person_id: &str, holder: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM provisioner_lease WHERE person_id = $1 AND holder = $2")
-        .bind(person_id)
-        .bind(holder)
-        .execute(db.pool())
-        .await?;
+pub async fn renew_all(
+    db: &Db,
+    persons: &[String],
+    tokens: &[String],
+    ttl_ms: i64,
+) -> sqlx::Result<u64> {
+    let renewed = sqlx::query(
+        "UPDATE provisioner_lease AS l SET expires_at_ms = $2 \
+         FROM jsonb_to_recordset($1::jsonb) AS t(person text, token text) \
+         WHERE l.person_id = t.person AND l.holder = t.token",
+    )
+    .bind(pairs(persons, tokens))
+    .bind(now_ms() + ttl_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(renewed.rows_affected())
+}
+
+/// Gives up the leases of `persons` held under the token at the same index
+/// of `tokens` (a token no longer holding its person's lease, given up
+/// late, changes nothing).
+///
+/// # Errors
+/// Query failures.
+pub async fn give_up_all(db: &Db, persons: &[String], tokens: &[String]) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM provisioner_lease AS l \
+         USING jsonb_to_recordset($1::jsonb) AS t(person text, token text) \
+         WHERE l.person_id = t.person AND l.holder = t.token",
+    )
+    .bind(pairs(persons, tokens))
+    .execute(db.pool())
+    .await?;
     Ok(())
+}
+
+/// `[{"person", "token"}, …]`, the statements' one parameter.
+fn pairs(persons: &[String], tokens: &[String]) -> String {
+    let pairs: Vec<serde_json::Value> = persons
+        .iter()
+        .zip(tokens)
+        .map(|(person, token)| serde_json::json!({ "person": person, "token": token }))
+        .collect();
+    serde_json::Value::Array(pairs).to_string()
 }
