@@ -13,6 +13,14 @@
 //! stored offset is the one just below the oldest of them. A crash therefore
 //! redelivers every record that was not finished (and perhaps some later ones
 //! that were: at-least-once, as in [`Consumer::run`]), and never skips one.
+//!
+//! Rebalances: the lanes' queues hold up to [`LANE_QUEUE`] records each, so
+//! a member can have thousands read and not started. When their partition
+//! is revoked, the partition's next owner reads them again from the group's
+//! committed offset; a lane drops each such record instead of handling it
+//! too (it would do the new owner's work twice, and keep this member busy
+//! with work that is no longer its own while its new partitions wait).
+//! Records already being handled finish; their offsets are not stored.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -24,7 +32,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{commit_stored, settle};
+use crate::consumer::{commit_stored, settle, Revocations};
+use crate::metrics::RECORDS_DROPPED_ON_REVOKE;
 use crate::{Consumer, ConsumerSettings, DlqPublisher, Handler, Outcome, Record, Result};
 
 /// Processes records; called from several lanes at once, but never for two
@@ -47,18 +56,25 @@ impl<H: SharedHandler> Handler for Lane<'_, H> {
 /// consumer does not read ahead without bound).
 const LANE_QUEUE: usize = 32;
 
+/// A record for a lane, with its partition's epoch when it was read.
+type Queued = (Record, tracing::Span, u64);
+
 /// A finished record, reported by a lane.
 struct Finished {
     topic: String,
     partition: i32,
     offset: i64,
-    /// False if shutdown interrupted it: its offset must not be stored.
+    /// Its partition's epoch when it was read.
+    epoch: u64,
+    /// False if shutdown interrupted it, or it was dropped as its partition
+    /// was revoked: its offset must not be stored.
     done: bool,
 }
 
-/// Offsets in flight in one partition.
+/// Offsets in flight in one partition, in one epoch of it.
 #[derive(Default)]
 struct InFlight {
+    epoch: u64,
     pending: BTreeSet<i64>,
     /// Highest offset handed to a lane.
     dispatched: i64,
@@ -107,26 +123,46 @@ impl InFlight {
 struct Offsets(HashMap<(String, i32), InFlight>);
 
 impl Offsets {
-    /// Records handed to a lane and not finished yet.
-    fn busy(&self) -> usize {
-        self.0.values().map(|p| p.pending.len()).sum()
-    }
-
-    fn dispatch(&mut self, record: &Record) {
+    /// Records handed to a lane and not finished yet, in partitions not
+    /// revoked since.
+    fn busy(&self, revoked: &Revocations) -> usize {
         self.0
-            .entry((record.topic.clone(), record.partition))
-            .or_default()
-            .dispatch(record.offset);
+            .iter()
+            .filter(|((topic, partition), p)| p.epoch == revoked.epoch(topic, *partition))
+            .map(|(_, p)| p.pending.len())
+            .sum()
     }
 
-    /// Notes `f` finished; stores the partition's offset if it moved.
+    fn dispatch(&mut self, record: &Record, epoch: u64) {
+        let partition = self
+            .0
+            .entry((record.topic.clone(), record.partition))
+            .or_default();
+        if partition.epoch != epoch {
+            // Revoked and assigned again: what was in flight before
+            // reports to no one.
+            *partition = InFlight {
+                epoch,
+                ..InFlight::default()
+            };
+        }
+        partition.dispatch(record.offset);
+    }
+
+    /// Notes `f` finished; stores the partition's offset if it moved (and
+    /// the partition was not revoked since `f` was read: its offsets are
+    /// then its next owner's).
     fn finish(&mut self, consumer: &Consumer, f: Finished) {
-        if !f.done {
+        let revoked = &consumer.inner.context().revoked;
+        if !f.done || f.epoch != revoked.epoch(&f.topic, f.partition) {
             return;
         }
         let Some(partition) = self.0.get_mut(&(f.topic.clone(), f.partition)) else {
             return;
         };
+        if partition.epoch != f.epoch {
+            return;
+        }
         if let Some(upto) = partition.finish(f.offset) {
             if let Err(error) = consumer.inner.store_offset(&f.topic, f.partition, upto) {
                 // Revoked meanwhile: its new owner redoes the work.
@@ -139,7 +175,7 @@ impl Offsets {
 
 /// The lanes: a queue and a task each, reporting finished records.
 struct Lanes {
-    senders: Vec<mpsc::Sender<(Record, tracing::Span)>>,
+    senders: Vec<mpsc::Sender<Queued>>,
     workers: tokio::task::JoinSet<()>,
     finished: mpsc::UnboundedReceiver<Finished>,
 }
@@ -151,19 +187,23 @@ impl Lanes {
         lanes: usize,
         dlq: &Arc<DlqPublisher>,
         settings: &Arc<ConsumerSettings>,
+        revoked: &Arc<Revocations>,
         shutdown: &CancellationToken,
     ) -> Self {
         let (finished_tx, finished) = mpsc::unbounded_channel::<Finished>();
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..lanes {
-            let (tx, rx) = mpsc::channel::<(Record, tracing::Span)>(LANE_QUEUE);
+            let (tx, rx) = mpsc::channel::<Queued>(LANE_QUEUE);
             senders.push(tx);
             workers.spawn(run_lane(
                 rx,
-                handler.clone(),
-                dlq.clone(),
-                settings.clone(),
+                Shared {
+                    handler: handler.clone(),
+                    dlq: dlq.clone(),
+                    settings: settings.clone(),
+                    revoked: revoked.clone(),
+                },
                 finished_tx.clone(),
                 shutdown.clone(),
             ));
@@ -176,27 +216,47 @@ impl Lanes {
     }
 }
 
-/// One lane: handles its records one after another, reporting each.
-async fn run_lane<H: SharedHandler>(
-    mut rx: mpsc::Receiver<(Record, tracing::Span)>,
+/// What every lane shares.
+struct Shared<H> {
     handler: Arc<H>,
     dlq: Arc<DlqPublisher>,
     settings: Arc<ConsumerSettings>,
+    revoked: Arc<Revocations>,
+}
+
+/// One lane: handles its records one after another, reporting each.
+async fn run_lane<H: SharedHandler>(
+    mut rx: mpsc::Receiver<Queued>,
+    shared: Shared<H>,
     finished: mpsc::UnboundedSender<Finished>,
     shutdown: CancellationToken,
 ) {
-    while let Some((record, span)) = rx.recv().await {
+    let Shared {
+        handler,
+        dlq,
+        settings,
+        revoked,
+    } = shared;
+    while let Some((record, span, epoch)) = rx.recv().await {
         if shutdown.is_cancelled() {
             // Queued but not started: leave it for redelivery.
             break;
         }
-        let done = settle(&mut Lane(&*handler), &record, &dlq, &settings, &shutdown)
-            .instrument(span)
-            .await;
+        let done = if epoch == revoked.epoch(&record.topic, record.partition) {
+            settle(&mut Lane(&*handler), &record, &dlq, &settings, &shutdown)
+                .instrument(span)
+                .await
+        } else {
+            // Its partition was revoked: its next owner handles it.
+            metrics::counter!(RECORDS_DROPPED_ON_REVOKE, "stage" => settings.stage.clone())
+                .increment(1);
+            false
+        };
         let _ = finished.send(Finished {
             topic: record.topic,
             partition: record.partition,
             offset: record.offset,
+            epoch,
             done,
         });
     }
@@ -223,7 +283,15 @@ impl Consumer {
     ) -> Result<()> {
         let stage = self.settings.stage.clone();
         let settings = Arc::new(self.settings.clone());
-        let mut lanes = Lanes::start(&handler, lanes.max(1), &Arc::new(dlq), &settings, &shutdown);
+        let revoked = self.inner.context().revoked.clone();
+        let mut lanes = Lanes::start(
+            &handler,
+            lanes.max(1),
+            &Arc::new(dlq),
+            &settings,
+            &revoked,
+            &shutdown,
+        );
         let mut offsets = Offsets::default();
         let stalled = self
             .dispatch(&mut lanes, &mut offsets, &shutdown)
@@ -266,8 +334,9 @@ impl Consumer {
     ) -> Result<()> {
         // Records received and finished, for the stall watch.
         let mut progress: u64 = 0;
+        let revoked = self.inner.context().revoked.clone();
         loop {
-            let busy = offsets.busy();
+            let busy = offsets.busy(&revoked);
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
@@ -281,10 +350,11 @@ impl Consumer {
             let Some((record, span)) = next else {
                 return Ok(());
             };
-            offsets.dispatch(&record);
+            let epoch = revoked.epoch(&record.topic, record.partition);
+            offsets.dispatch(&record, epoch);
             let lane = lane_of(&record, lanes.senders.len());
             progress += self
-                .send(lanes, lane, (record, span), offsets, shutdown)
+                .send(lanes, lane, (record, span, epoch), offsets, shutdown)
                 .await;
         }
     }
@@ -296,7 +366,7 @@ impl Consumer {
         &self,
         lanes: &mut Lanes,
         lane: usize,
-        item: (Record, tracing::Span),
+        item: Queued,
         offsets: &mut Offsets,
         shutdown: &CancellationToken,
     ) -> u64 {

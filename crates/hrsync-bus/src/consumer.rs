@@ -117,6 +117,8 @@ impl ConsumerSettings {
 pub struct GroupContext {
     stage: String,
     group: String,
+    /// Each partition's revocations from this member.
+    pub(crate) revoked: std::sync::Arc<Revocations>,
 }
 
 impl GroupContext {
@@ -125,7 +127,37 @@ impl GroupContext {
         GroupContext {
             stage: stage.to_owned(),
             group: group.to_owned(),
+            revoked: std::sync::Arc::default(),
         }
+    }
+}
+
+/// How often each partition was revoked from this member (its *epoch*). A
+/// record read in an earlier epoch of its partition than the current one
+/// belongs to the partition's next owner, who reads it again from the
+/// group's committed offset: work queued for it here is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Revocations(std::sync::Mutex<std::collections::HashMap<(String, i32), u64>>);
+
+impl Revocations {
+    fn revoke(&self, partitions: &rdkafka::TopicPartitionList) {
+        let Ok(mut epochs) = self.0.lock() else {
+            return;
+        };
+        for element in partitions.elements() {
+            *epochs
+                .entry((element.topic().to_owned(), element.partition()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The current epoch of `partition` of `topic`.
+    pub(crate) fn epoch(&self, topic: &str, partition: i32) -> u64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|epochs| epochs.get(&(topic.to_owned(), partition)).copied())
+            .unwrap_or(0)
     }
 }
 
@@ -201,21 +233,47 @@ impl ConsumerContext for GroupContext {
             // poll), and `run_concurrent` stores an offset only once every
             // earlier record of its partition is finished. Commit them now so
             // the member that takes these partitions over does not redo it.
-            tracing::info!(stage = %self.stage, partitions = partitions.count(), "partitions revoked");
+            tracing::info!(stage = %self.stage, partitions = %listed(partitions), "partitions revoked");
             commit_stored(consumer, &self.stage);
+            self.revoked.revoke(partitions);
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                tracing::info!(stage = %self.stage, partitions = partitions.count(), "partitions assigned");
+                tracing::info!(stage = %self.stage, partitions = %listed(partitions), "partitions assigned");
             }
             Rebalance::Error(error) => {
                 tracing::warn!(stage = %self.stage, %error, "rebalance failed");
             }
             Rebalance::Revoke(_) => {}
         }
+    }
+}
+
+/// The partitions as `topic[0,2] other[1]`, for the rebalance logs (which
+/// member holds what is the first question when work is unevenly shared).
+fn listed(partitions: &rdkafka::TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for element in partitions.elements() {
+        by_topic
+            .entry(element.topic().to_owned())
+            .or_default()
+            .push(element.partition());
+    }
+    let listed: Vec<String> = by_topic
+        .into_iter()
+        .map(|(topic, mut numbers)| {
+            numbers.sort_unstable();
+            let numbers: Vec<String> = numbers.iter().map(i32::to_string).collect();
+            format!("{topic}[{}]", numbers.join(","))
+        })
+        .collect();
+    if listed.is_empty() {
+        "none".to_owned()
+    } else {
+        listed.join(" ")
     }
 }
 
@@ -515,6 +573,16 @@ pub(crate) async fn settle<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_are_listed_by_topic_in_order() {
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        assert_eq!(listed(&partitions), "none");
+        partitions.add_partition("b.v1", 3);
+        partitions.add_partition("a.v1", 2);
+        partitions.add_partition("b.v1", 0);
+        assert_eq!(listed(&partitions), "a.v1[2] b.v1[0,3]");
+    }
 
     #[test]
     fn prefetch_is_bounded_unless_configured() {

@@ -11,3 +11,4 @@ pub(crate) const PROCESSING_SECONDS: &str = "hrsync_bus_processing_seconds";
 pub(crate) const CONSUMER_LAG: &str = "hrsync_bus_consumer_lag";
 pub(crate) const CONSUMER_STALLED: &str = "hrsync_bus_consumer_stalled";
 pub(crate) const CONSUMER_REJOINS: &str = "hrsync_bus_consumer_rejoins_total";
+pub(crate) const RECORDS_DROPPED_ON_REVOKE: &str = "hrsync_bus_records_dropped_on_revoke_total";

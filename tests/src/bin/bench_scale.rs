@@ -117,7 +117,7 @@ async fn run(args: &Args, hrsync: &std::path::Path, n: usize) -> anyhow::Result<
     std::fs::write(
         &config,
         format!(
-            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn\"\n\n\
+            "{kafka}\n[telemetry]\nlog_format = \"human\"\nlog_filter = \"warn,hrsync_bus::consumer=info\"\n\n\
              [provisioner]\ndatabase_url = \"{}\"\nmax_connections = 16\n\n\
              [[provisioner.apps]]\nname = \"slow\"\nbase_url = \"{base_url}\"\ntoken = \"{token}\"\n\
              use_patch = true\nuse_etag = false\npush_groups = false\nrate_limit = 0\n\
@@ -206,6 +206,13 @@ async fn run(args: &Args, hrsync: &std::path::Path, n: usize) -> anyhow::Result<
             ),
             sum("hrsync_bus_consumer_rejoins_total", "")
         );
+    }
+    // Which partitions each process held, rebalance by rebalance.
+    for i in 0..n {
+        let log = std::fs::read_to_string(dir.path().join(format!("provisioner-{i}.log")))?;
+        for line in log.lines().filter(|l| l.contains("partitions ")) {
+            eprintln!("  process {i}: {line}");
+        }
     }
     let pool = sqlx::PgPool::connect(db.url()).await?;
     let times: Vec<i64> = sqlx::query_scalar(
