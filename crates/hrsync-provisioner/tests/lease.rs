@@ -1,13 +1,23 @@
 //! The persons' leases (`provisioner_lease`) that let many provisioner
 //! processes share one PostgreSQL store: one holder at a time, renewed by
 //! its holder, taken over once expired, given up only by the token that
-//! took it; many at once per statement (a process batches its tasks').
+//! took it; many at once per statement (a process batches its tasks'). A
+//! process that finds a lease lost repairs the person's accounts.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
+use hrsync_domain::LifecycleState::{Active, Deprovisioned};
+use hrsync_provisioner::config::{AppConfig, ProvisionerConfig};
+use hrsync_provisioner::reconcile::Operation;
+use hrsync_provisioner::run::Provisioner;
+use hrsync_provisioner::scim::ScimClient;
 use hrsync_provisioner::store::lease::{give_up_all, renew_all, take_all};
 use hrsync_store::Db;
-use hrsync_tests::PgDatabase;
+use hrsync_tests::{directory_change, Fault, FaultProxy, PgDatabase, ScimServer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -38,16 +48,27 @@ async fn leases_on_postgres() -> anyhow::Result<()> {
     // over its older one (whose give-up may still be on its way).
     assert_eq!(take("a", &["p-1"], &["a:3"], minute).await?, set(&["p-1"]));
     // A late give-up of a token no longer holding the lease changes nothing.
-    give_up_all(&db, &strings(&["p-1"]), &strings(&["a:1"])).await?;
-    give_up_all(&db, &strings(&["p-1"]), &strings(&["b:1"])).await?;
+    // The holder's process learns it did not hold it any more.
+    assert!(give_up_all(&db, &strings(&["p-1"]), &strings(&["a:1"]))
+        .await?
+        .is_empty());
+    assert!(give_up_all(&db, &strings(&["p-1"]), &strings(&["b:1"]))
+        .await?
+        .is_empty());
     assert!(take("b", &["p-1"], &["b:3"], minute).await?.is_empty());
     // Given up by its holder: taken.
-    give_up_all(&db, &strings(&["p-1"]), &strings(&["a:3"])).await?;
+    assert_eq!(
+        give_up_all(&db, &strings(&["p-1"]), &strings(&["a:3"])).await?,
+        set(&["p-1"])
+    );
     assert_eq!(take("b", &["p-1"], &["b:4"], minute).await?, set(&["p-1"]));
 
     // Renewed only under the token holding it.
     let (persons, tokens) = (strings(&["p-2", "p-1"]), strings(&["a:2", "a:3"]));
-    assert_eq!(renew_all(&db, &persons, &tokens, minute).await?, 1);
+    assert_eq!(
+        renew_all(&db, &persons, &tokens, minute).await?,
+        set(&["p-2"])
+    );
 
     // A holder that died: its lease (expired at once here) is taken over,
     // and its renewal finds it lost.
@@ -56,12 +77,129 @@ async fn leases_on_postgres() -> anyhow::Result<()> {
         set(&["p-4"])
     );
     assert_eq!(take("b", &["p-4"], &["b:5"], minute).await?, set(&["p-4"]));
-    assert_eq!(
-        renew_all(&db, &strings(&["p-4"]), &strings(&["dead:1"]), minute).await?,
-        0
+    assert!(
+        renew_all(&db, &strings(&["p-4"]), &strings(&["dead:1"]), minute)
+            .await?
+            .is_empty()
     );
     assert!(take("dead", &["p-4"], &["dead:2"], minute)
         .await?
         .is_empty());
     Ok(())
+}
+
+/// A process that stalls past a person's lease while creating their
+/// account (its POST held by the app here; the lease's expiry forced in the
+/// store) finds the lease lost, at renewal or when giving it up, after a
+/// second process has applied the person's termination meanwhile. Its late
+/// create left a leaver with an active account; it reads the account again
+/// and applies the newest change: deactivated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_finished_after_its_lease_was_lost_is_repaired() -> anyhow::Result<()> {
+    let pg = PgDatabase::fresh().await?;
+    let server = ScimServer::start()?;
+    let proxy = FaultProxy::start(&server.base_url()).await?;
+    let stalling = Arc::new(provisioner(pg.url(), &proxy.url(), server.token()).await?);
+    let other = provisioner(pg.url(), &server.base_url(), server.token()).await?;
+    let stop = CancellationToken::new();
+    let repairs = stalling.spawn_repairs(stop.clone());
+    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    // The POST held 2 s: the loss is most likely found when the lease is
+    // given up; held 7 s: at a renewal (every 5 s) while the call waits.
+    for (i, held) in [(1, 2), (2, 7)] {
+        let hire = directory_change(
+            &format!("L{i}"),
+            &format!("Lee{i} Leaver"),
+            1,
+            Active,
+            &["app"],
+            &[],
+        );
+        let leave = directory_change(
+            &format!("L{i}"),
+            &format!("Lee{i} Leaver"),
+            2,
+            Deprovisioned,
+            &[],
+            &[],
+        );
+        proxy.inject(Some("POST"), Fault::Delay(Duration::from_secs(held)));
+        let posts = proxy
+            .seen()
+            .iter()
+            .filter(|s| s.starts_with("POST"))
+            .count();
+        let late = tokio::spawn({
+            let (stalling, hire) = (stalling.clone(), hire.clone());
+            async move { stalling.apply(&hire, None).await }
+        });
+        wait_for(|| async {
+            Ok(proxy
+                .seen()
+                .iter()
+                .filter(|s| s.starts_with("POST"))
+                .count()
+                > posts)
+        })
+        .await?;
+        // The stalled process's lease expires; the other takes the person
+        // over and applies the termination: no account yet, nothing to do.
+        sqlx::query("UPDATE provisioner_lease SET expires_at_ms = 0 WHERE person_id = $1")
+            .bind(hire.person_id.as_str())
+            .execute(&PgPool::connect(pg.url()).await?)
+            .await?;
+        let results = other.apply(&leave, None).await;
+        assert!(results[0].result.is_ok(), "{results:?}");
+        // The late create lands: the leaver has an active account...
+        let created = late.await?;
+        assert!(
+            matches!(
+                created[0].result.as_deref(),
+                Ok([Operation::Created { .. }])
+            ),
+            "{created:?}"
+        );
+        // ...until the repair deactivates it.
+        let email = format!("lee{i}@example.com");
+        wait_for(|| async {
+            let user = client.find_user("userName", &email).await?;
+            Ok(user.is_some_and(|u| u["active"] == serde_json::json!(false)))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{email} still active: {e}"))?;
+    }
+    stop.cancel();
+    repairs.await?;
+    Ok(())
+}
+
+async fn provisioner(db_url: &str, base_url: &str, token: &str) -> anyhow::Result<Provisioner> {
+    let db = Db::connect(db_url, 4).await?;
+    db.migrate().await?;
+    let config = ProvisionerConfig {
+        apps: vec![AppConfig {
+            push_groups: false,
+            ..AppConfig::new("app", base_url, hrsync_config::Secret::inline(token))
+        }],
+        ..ProvisionerConfig::default()
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(Provisioner::new(db, &config, None).await?)
+}
+
+/// Polls `check` every 100 ms for up to 30 s.
+async fn wait_for<F, Fut>(mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -32,7 +32,10 @@ pub(crate) async fn serve(
     )
     .await?;
     let projector = Projector::new(db, config.projector.clone()).context("projector.rules")?;
-    let provisioner = crate::provisioner::provisioner(config).await?;
+    let provisioner = Arc::new(crate::provisioner::provisioner(config).await?);
+    // A person whose lease this process lost while applying their change
+    // (a provision-now, a release) is repaired, as in the provisioner role.
+    provisioner.spawn_repairs(shutdown.clone());
     // The history of imports is read in the ingest store.
     let ingest = crate::open_store(
         &config.ingest.database_url,
@@ -49,7 +52,7 @@ pub(crate) async fn serve(
     };
     let api = hrsync_admin::AdminApi {
         projector: Arc::new(projector),
-        provisioner: Arc::new(provisioner),
+        provisioner: provisioner.clone(),
         rules: config.projector.rules.clone(),
         ingest: hrsync_ingest::store::IngestStore::new(ingest),
         sources: config.ingest.sources.clone(),
@@ -77,5 +80,6 @@ pub(crate) async fn serve(
         .await
         .context("admin API server")?;
     tracing::info!("admin API stopped");
+    provisioner.close().await;
     Ok(())
 }

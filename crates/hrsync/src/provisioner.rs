@@ -253,55 +253,66 @@ pub(crate) async fn run_provisioner(
     config: &Config,
     command: ProvisionerCommand,
 ) -> anyhow::Result<()> {
-    let provisioner = provisioner(config).await?;
+    let (provisioner, done) = match command {
+        // `main` runs it through `roles::run`, with the endpoints.
+        ProvisionerCommand::Run => {
+            return serve(config, crate::roles::on_signal(), &Ready::detached()).await;
+        }
+        ProvisionerCommand::Redrive { idle_seconds } => {
+            return redrive(config, std::time::Duration::from_secs(idle_seconds)).await;
+        }
+        ProvisionerCommand::Release { app } => {
+            let provisioner = provisioner(config).await?;
+            let released = release(&provisioner, &app).await;
+            (provisioner, released)
+        }
+        ProvisionerCommand::Reconcile {
+            app,
+            dry_run,
+            orphans,
+            report,
+            json,
+        } => {
+            let provisioner = provisioner(config).await?;
+            let reconciled =
+                reconcile(config, &provisioner, &app, dry_run, orphans, report, json).await;
+            (provisioner, reconciled)
+        }
+    };
+    // The audit written and the leases given up before the process ends.
+    provisioner.close().await;
+    done
+}
+
+/// `provisioner redrive`: replays the dead-letter topic until it is quiet
+/// for `idle`, and records the action.
+async fn redrive(config: &Config, idle: std::time::Duration) -> anyhow::Result<()> {
+    let provisioner = Arc::new(provisioner(config).await?);
     let topics = topics(config);
-    if let ProvisionerCommand::Redrive { idle_seconds } = command {
-        let provisioner = Arc::new(provisioner);
-        let outcome = run::redrive(
-            provisioner.clone(),
-            &config.kafka,
-            &config.provisioner,
-            &topics,
-            std::time::Duration::from_secs(idle_seconds),
-        )
-        .await;
-        let detail = match &outcome {
-            Ok(replayed) => json!({ "replayed": replayed }),
-            Err(e) => json!({ "error": e.to_string() }),
-        };
-        crate::actions::record(
-            provisioner.store(),
-            "dlq.redrive",
-            &topics.dlq,
-            outcome.is_ok(),
-            detail,
-        )
-        .await;
-        provisioner.close().await;
-        let replayed = outcome.context("redrive")?;
-        println!("redrive: {replayed} dead-lettered change(s) replayed");
-        return Ok(());
-    }
-    if let ProvisionerCommand::Release { app } = command {
-        let released = release(&provisioner, &app).await;
-        provisioner.close().await;
-        return released;
-    }
-    if let ProvisionerCommand::Reconcile {
-        app,
-        dry_run,
-        orphans,
-        report,
-        json,
-    } = command
-    {
-        let reconciled =
-            reconcile(config, &provisioner, &app, dry_run, orphans, report, json).await;
-        provisioner.close().await;
-        return reconciled;
-    }
-    // `main` runs it through `roles::run`, with the endpoints.
-    serve(config, crate::roles::on_signal(), &Ready::detached()).await
+    let outcome = run::redrive(
+        provisioner.clone(),
+        &config.kafka,
+        &config.provisioner,
+        &topics,
+        idle,
+    )
+    .await;
+    let detail = match &outcome {
+        Ok(replayed) => json!({ "replayed": replayed }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    crate::actions::record(
+        provisioner.store(),
+        "dlq.redrive",
+        &topics.dlq,
+        outcome.is_ok(),
+        detail,
+    )
+    .await;
+    provisioner.close().await;
+    let replayed = outcome.context("redrive")?;
+    println!("redrive: {replayed} dead-lettered change(s) replayed");
+    Ok(())
 }
 
 /// The provisioner until `shutdown`: the changes in flight are finished and

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hrsync_domain::DirectoryChange;
 
+use super::person::PersonLock;
 use super::{AppResult, Provisioner};
 use crate::reconcile::{
     forget_held, held, reconcile_with, reread, untrip, Guarding, HoldReason, ReconcileError,
@@ -62,19 +63,7 @@ impl Provisioner {
                 return Err(AdminError::UnknownApp(app.to_owned()));
             }
         }
-        let payload = crate::store::people::newest(&self.db, person)
-            .await
-            .map_err(AdminError::Store)?;
-        let Some(payload) = payload else {
-            return Err(AdminError::UnknownPerson(person.to_owned()));
-        };
-        let change = hrsync_schema::decode_directory_change(&payload).map_err(|source| {
-            AdminError::Undecodable {
-                person: person.to_owned(),
-                source,
-            }
-        })?;
-        let _guard = self.lock_person(&change.person_id).await;
+        let (change, _held) = self.newest_held(person).await?;
         let mut results = Vec::new();
         for app in self
             .apps
@@ -94,6 +83,35 @@ impl Provisioner {
             results.push(self.try_now(app, &change).await);
         }
         Ok((change, results))
+    }
+
+    /// The newest change seen for `person` (a person id or an HR employee
+    /// id), with the person held. It is read again once held: a newer
+    /// change applied meanwhile (a termination, say) is then what is
+    /// applied next, not undone by the one read first.
+    ///
+    /// # Errors
+    /// A person the provisioner has not seen, or a store failure.
+    pub(crate) async fn newest_held(
+        &self,
+        person: &str,
+    ) -> Result<(DirectoryChange, PersonLock<'_>), AdminError> {
+        let first = self.newest(person).await?;
+        let held = self.lock_person(&first.person_id).await;
+        Ok((self.newest(first.person_id.as_str()).await?, held))
+    }
+
+    async fn newest(&self, person: &str) -> Result<DirectoryChange, AdminError> {
+        let payload = crate::store::people::newest(&self.db, person)
+            .await
+            .map_err(AdminError::Store)?;
+        let Some(payload) = payload else {
+            return Err(AdminError::UnknownPerson(person.to_owned()));
+        };
+        hrsync_schema::decode_directory_change(&payload).map_err(|source| AdminError::Undecodable {
+            person: person.to_owned(),
+            source,
+        })
     }
 
     /// Lets the deactivations held by `app`'s deprovision guard through:

@@ -124,12 +124,16 @@ pub async fn run(
             crate::manual::count_open_tasks(db, manual, stop.clone()).await;
         }
     };
-    let (a, b, (), (), ()) = tokio::join!(
+    // Persons whose lease this process lost while applying their change
+    // are read again and their newest change applied.
+    let repairs = provisioner.repair_lost_leases(stop.clone());
+    let (a, b, (), (), (), ()) = tokio::join!(
         lane(priority, config.priority_in_flight),
         lane(main, config.in_flight),
         prober,
         sweeps,
         counting,
+        repairs,
     );
     provisioner.close().await;
     a?;

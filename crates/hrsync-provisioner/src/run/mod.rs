@@ -38,8 +38,9 @@ pub use admin::AdminError;
 mod lanes;
 mod parking;
 mod person;
+mod repair;
 mod trail;
-pub use person::LEASE_WAITS;
+pub use person::{LEASES_LOST, LEASE_WAITS};
 pub(crate) use trail::audit_record;
 
 pub use lanes::{redrive, run};

@@ -38,6 +38,9 @@ const BATCH: usize = 512;
 
 /// Leases waited for because another process held them.
 pub const LEASE_WAITS: &str = "hrsync_provisioner_lease_waits_total";
+/// Leases found lost to another process while held (this one stalled past
+/// their expiry); each person's accounts are repaired.
+pub const LEASES_LOST: &str = "hrsync_provisioner_leases_lost_total";
 
 /// A person held: by this process's mutex and, on PostgreSQL, their lease.
 /// The lease is given up before the mutex lets the next task in.
@@ -86,6 +89,9 @@ pub(crate) struct Leases {
     process: String,
     taken: AtomicU64,
     requests: mpsc::UnboundedSender<Request>,
+    /// The persons whose leases were found lost, for
+    /// [`Provisioner::repair_lost_leases`] (taken by its one caller).
+    lost: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 impl Leases {
@@ -96,11 +102,13 @@ impl Leases {
             Backend::Postgres => {
                 let process = uuid::Uuid::new_v4().simple().to_string();
                 let (requests, received) = mpsc::unbounded_channel();
-                tokio::spawn(keep(db.clone(), process.clone(), received));
+                let (lost, found_lost) = mpsc::unbounded_channel();
+                tokio::spawn(keep(db.clone(), process.clone(), received, lost));
                 Some(Leases {
                     process,
                     taken: AtomicU64::new(0),
                     requests,
+                    lost: std::sync::Mutex::new(Some(found_lost)),
                 })
             }
         }
@@ -114,6 +122,12 @@ impl Leases {
         if self.requests.send(Request::Flush(done)).is_ok() {
             let _ = flushed.await;
         }
+    }
+
+    /// The persons whose leases are found lost, as they are; None once
+    /// taken.
+    pub(super) fn take_lost(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.lost.lock().ok()?.take()
     }
 
     /// Waits for `person`'s lease and takes it.
@@ -157,9 +171,17 @@ impl Leases {
 
 /// The leases' task: answers takes and give-ups in batches, and renews
 /// the leases held; ends with the process's [`Leases`].
-async fn keep(db: Db, process: String, mut requests: mpsc::UnboundedReceiver<Request>) {
+async fn keep(
+    db: Db,
+    process: String,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    lost: mpsc::UnboundedSender<String>,
+) {
     let ttl_ms = i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX);
-    let mut held: HashMap<String, String> = HashMap::new();
+    let mut held = Held {
+        tokens: HashMap::new(),
+        lost,
+    };
     let mut renew = tokio::time::interval(RENEW_EVERY);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renewed_at = Instant::now();
@@ -167,7 +189,7 @@ async fn keep(db: Db, process: String, mut requests: mpsc::UnboundedReceiver<Req
         tokio::select! {
             biased;
             _ = renew.tick() => {
-                renew_held(&db, &held, ttl_ms, &mut renewed_at).await;
+                renew_held(&db, &mut held, ttl_ms, &mut renewed_at).await;
             }
             request = requests.recv() => {
                 let Some(first) = request else { return };
@@ -184,21 +206,49 @@ async fn keep(db: Db, process: String, mut requests: mpsc::UnboundedReceiver<Req
     }
 }
 
+/// The leases this process holds (person → token), and where the ones
+/// found lost are reported.
+struct Held {
+    tokens: HashMap<String, String>,
+    lost: mpsc::UnboundedSender<String>,
+}
+
+impl Held {
+    /// `persons`' leases were lost to another process while this one held
+    /// them (found when renewing them `late` after the last renewal, or
+    /// when giving them up): logged, counted, and the persons sent to be
+    /// repaired.
+    fn lost(&mut self, persons: Vec<String>, late: Option<Duration>) {
+        if persons.is_empty() {
+            return;
+        }
+        tracing::error!(
+            lost = persons.len(),
+            renewal_late_ms = late.map(|l| l.as_millis() as u64),
+            "persons' leases lost to another process (this one stalled past their expiry); \
+             their accounts are read again and their newest changes applied"
+        );
+        metrics::counter!(LEASES_LOST).increment(persons.len() as u64);
+        for person in persons {
+            self.tokens.remove(&person);
+            let _ = self.lost.send(person);
+        }
+    }
+}
+
 /// Gives up, then takes, what `batch` asks.
-async fn answer(
-    db: &Db,
-    process: &str,
-    batch: Vec<Request>,
-    held: &mut HashMap<String, String>,
-    ttl_ms: i64,
-) {
+async fn answer(db: &Db, process: &str, batch: Vec<Request>, held: &mut Held, ttl_ms: i64) {
     let (mut given_up, mut wanted, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+    // The persons given up whose lease this process believed it held (not
+    // an older token of a person its newer one took over).
+    let mut believed = Vec::new();
     for request in batch {
         match request {
             Request::Flush(done) => flushes.push(done),
             Request::GiveUp { person, token } => {
-                if held.get(&person) == Some(&token) {
-                    held.remove(&person);
+                if held.tokens.get(&person) == Some(&token) {
+                    held.tokens.remove(&person);
+                    believed.push(person.clone());
                 }
                 given_up.push((person, token));
             }
@@ -211,8 +261,14 @@ async fn answer(
     }
     if !given_up.is_empty() {
         let (persons, tokens): (Vec<String>, Vec<String>) = given_up.into_iter().unzip();
-        if let Err(error) = lease::give_up_all(db, &persons, &tokens).await {
-            tracing::warn!(%error, leases = persons.len(), "leases not given up; they expire");
+        match lease::give_up_all(db, &persons, &tokens).await {
+            Ok(done) => {
+                let lost = believed.into_iter().filter(|p| !done.contains(p)).collect();
+                held.lost(lost, None);
+            }
+            Err(error) => {
+                tracing::warn!(%error, leases = persons.len(), "leases not given up; they expire");
+            }
         }
     }
     for done in flushes {
@@ -230,7 +286,7 @@ async fn answer(
     for (person, token, reply) in wanted {
         let answer = match &taken {
             Ok(taken) if taken.contains(&person) => {
-                held.insert(person, token);
+                held.tokens.insert(person, token);
                 Ok(true)
             }
             Ok(_) => Ok(false),
@@ -240,29 +296,25 @@ async fn answer(
     }
 }
 
-/// Renews every lease held, saying so when some were lost: this process
-/// stalled past their expiry and another one took them over.
-async fn renew_held(
-    db: &Db,
-    held: &HashMap<String, String>,
-    ttl_ms: i64,
-    renewed_at: &mut Instant,
-) {
-    if held.is_empty() {
+/// Renews every lease held; the ones lost (this process stalled past their
+/// expiry and another one took them over) are reported.
+async fn renew_held(db: &Db, held: &mut Held, ttl_ms: i64, renewed_at: &mut Instant) {
+    if held.tokens.is_empty() {
         *renewed_at = Instant::now();
         return;
     }
-    let (persons, tokens): (Vec<String>, Vec<String>) =
-        held.iter().map(|(p, t)| (p.clone(), t.clone())).unzip();
+    let (persons, tokens): (Vec<String>, Vec<String>) = held
+        .tokens
+        .iter()
+        .map(|(p, t)| (p.clone(), t.clone()))
+        .unzip();
     match lease::renew_all(db, &persons, &tokens, ttl_ms).await {
         Ok(renewed) => {
-            if renewed < persons.len() as u64 {
-                tracing::error!(
-                    lost = persons.len() as u64 - renewed,
-                    late_ms = renewed_at.elapsed().as_millis() as u64,
-                    "persons' leases lost to another process (this one stalled past their expiry)"
-                );
-            }
+            let lost = persons
+                .into_iter()
+                .filter(|p| !renewed.contains(p))
+                .collect();
+            held.lost(lost, Some(renewed_at.elapsed()));
             *renewed_at = Instant::now();
         }
         Err(error) => tracing::warn!(%error, leases = persons.len(), "leases not renewed"),

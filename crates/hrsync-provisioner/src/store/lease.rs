@@ -47,8 +47,8 @@ pub async fn take_all(
 }
 
 /// Extends the leases of `persons` held under the token at the same index
-/// of `tokens` to `ttl_ms` from now: how many are still held (fewer when
-/// another process took one over after it expired).
+/// of `tokens` to `ttl_ms` from now: the persons still held (not one that
+/// another process took over after it expired).
 ///
 /// # Errors
 /// Query failures.
@@ -57,35 +57,42 @@ pub async fn renew_all(
     persons: &[String],
     tokens: &[String],
     ttl_ms: i64,
-) -> sqlx::Result<u64> {
-    let renewed = sqlx::query(
+) -> sqlx::Result<HashSet<String>> {
+    let renewed: Vec<String> = sqlx::query_scalar(
         "UPDATE provisioner_lease AS l SET expires_at_ms = $2 \
          FROM jsonb_to_recordset($1::jsonb) AS t(person text, token text) \
-         WHERE l.person_id = t.person AND l.holder = t.token",
+         WHERE l.person_id = t.person AND l.holder = t.token \
+         RETURNING l.person_id",
     )
     .bind(pairs(persons, tokens))
     .bind(now_ms() + ttl_ms)
-    .execute(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    Ok(renewed.rows_affected())
+    Ok(renewed.into_iter().collect())
 }
 
 /// Gives up the leases of `persons` held under the token at the same index
-/// of `tokens` (a token no longer holding its person's lease, given up
-/// late, changes nothing).
+/// of `tokens`: the persons given up. A token no longer holding its
+/// person's lease, given up late, changes nothing (and its person is not
+/// among those returned).
 ///
 /// # Errors
 /// Query failures.
-pub async fn give_up_all(db: &Db, persons: &[String], tokens: &[String]) -> sqlx::Result<()> {
-    sqlx::query(
+pub async fn give_up_all(
+    db: &Db,
+    persons: &[String],
+    tokens: &[String],
+) -> sqlx::Result<HashSet<String>> {
+    let given_up: Vec<String> = sqlx::query_scalar(
         "DELETE FROM provisioner_lease AS l \
          USING jsonb_to_recordset($1::jsonb) AS t(person text, token text) \
-         WHERE l.person_id = t.person AND l.holder = t.token",
+         WHERE l.person_id = t.person AND l.holder = t.token \
+         RETURNING l.person_id",
     )
     .bind(pairs(persons, tokens))
-    .execute(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    Ok(())
+    Ok(given_up.into_iter().collect())
 }
 
 /// `[{"person", "token"}, …]`, the statements' one parameter.

@@ -35,7 +35,8 @@ fn promtool(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The alerts the rules must hold (the operations issue's list, dead hook
-/// deliveries, and overdue manual termination tasks).
+/// deliveries, overdue manual termination tasks, and leases a provisioner
+/// lost).
 const ALERTS: &[&str] = &[
     "HrsyncDeprovisionGuardTripped",
     "HrsyncAppQuarantined",
@@ -48,6 +49,7 @@ const ALERTS: &[&str] = &[
     "HrsyncConsumerStuck",
     "HrsyncHookDeliveriesDead",
     "HrsyncManualTerminationTaskOverdue",
+    "HrsyncProvisionerLeaseLost",
 ];
 
 #[test]
