@@ -14,8 +14,8 @@
 //! has slack, releases the guard, sees Tom's termination timed, reconciles
 //! slack through its dialog with the keyboard alone, previews a rule
 //! change, and marks Lucy's payroll task done. Each step saves a
-//! screenshot. A second test
-//! checks the sign-in and sessions over plain HTTP.
+//! screenshot. Two more tests check the sign-in and sessions over plain
+//! HTTP, at one admin process and shared by two.
 
 use std::path::Path;
 use std::process::Command;
@@ -330,5 +330,84 @@ async fn console_sessions_are_scoped_tied_to_their_browser_and_end_at_sign_out(
         .send()
         .await?;
     assert_eq!(answer.status(), 401);
+    Ok(())
+}
+
+/// Two admin processes on one store behind one public URL (the first's):
+/// a sign-in started at the second finishes at the first (its callback),
+/// the session it opens is found and acted with at both, and a sign-out at
+/// one ends it at both.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_admin_processes_share_console_sign_ins_and_sessions() -> anyhow::Result<()> {
+    let issuer = Issuer::start()?;
+    let apps = ScimApps::third_party(&["slack"]).await?;
+    let mut stack = Processes::start_admin(&apps, &["all"], issuer.issuer(), "").await?;
+    let port = hrsync_tests::free_port()?;
+    let second = stack.start_another_with(
+        "admin",
+        vec![(
+            "HRSYNC_ADMIN__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        )],
+    )?;
+    stack.wait_ready(second).await?;
+    let (first, second) = (stack.admin.clone(), format!("http://127.0.0.1:{port}"));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    let ada = hrsync_tests::console_sign_in(&second, "ada").await?;
+    let mut csrf = Vec::new();
+    for admin in [&first, &second] {
+        let session: Value = http
+            .get(format!("{admin}/console/session"))
+            .header("cookie", &ada)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        assert_eq!(
+            (&session["subject"], &session["can_act"]),
+            (&json!("ada"), &json!(true)),
+            "{admin}: {session}"
+        );
+        csrf.push(
+            session["csrf_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let answer = http
+            .get(format!("{admin}/console/api/v1/apps"))
+            .header("cookie", &ada)
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200, "{admin}");
+        let answer = http
+            .post(format!("{admin}/console/api/v1/apps/slack/guard/release"))
+            .header("cookie", &ada)
+            .header("x-csrf-token", &csrf[0])
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 409, "{admin}: the API answers");
+    }
+    assert_eq!(csrf[0], csrf[1], "one session");
+
+    let answer = http
+        .post(format!("{second}/console/logout"))
+        .header("cookie", &ada)
+        .header("x-csrf-token", &csrf[0])
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    for admin in [&first, &second] {
+        let answer = http
+            .get(format!("{admin}/console/api/v1/apps"))
+            .header("cookie", &ada)
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 401, "{admin}: signed out");
+    }
     Ok(())
 }

@@ -5,12 +5,14 @@
 //!   `/console/assets/<file>`; every other page path answers the app's
 //!   `index.html`, which routes in the browser.
 //! - Sign-in is OpenID Connect's authorization code flow with PKCE at the
-//!   `[oauth]` issuer ([`signin`]). The session lives in this process; the
+//!   `[oauth]` issuer ([`signin`]). Sign-ins under way and sessions live in
+//!   the store ([`session`]), shared by every admin process on it; the
 //!   browser holds an `HttpOnly` cookie.
 //! - The app reads and acts only through the admin API, proxied at
-//!   `/console/api/v1/...` with the session's access token: the API checks
-//!   it and its scopes as for any client. Every request but GET and HEAD
-//!   must carry the session's CSRF token in `X-CSRF-Token`.
+//!   `/console/api/v1/...` as the session's principal (its access token
+//!   verified at sign-in): the API checks its scopes as for any client.
+//!   Every request but GET and HEAD must carry the session's CSRF token in
+//!   `X-CSRF-Token`.
 
 mod assets;
 mod config;
@@ -26,7 +28,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use hrsync_auth::{IssuerMetadata, OAuthConfig, Problem, Verifier};
+use hrsync_auth::{IssuerMetadata, OAuthConfig, Problem, Verified, Verifier};
+use hrsync_store::Db;
 use serde_json::json;
 use tower::ServiceExt as _;
 
@@ -54,7 +57,8 @@ pub struct Console {
 
 impl Console {
     /// A console signing in at `oauth`'s issuer (whose tokens `verifier`
-    /// checks) and calling `api`, the admin API's router.
+    /// checks), keeping its sessions in `db` (migrated), and calling `api`,
+    /// the admin API's router.
     ///
     /// # Errors
     /// A setting that cannot work, or the HTTP client cannot be built.
@@ -62,6 +66,7 @@ impl Console {
         config: ConsoleConfig,
         oauth: OAuthConfig,
         verifier: Arc<Verifier>,
+        db: Db,
         api: Router,
     ) -> Result<Self, ConsoleConfigError> {
         config.validate()?;
@@ -80,7 +85,7 @@ impl Console {
             verifier,
             api,
             http,
-            sessions: Sessions::default(),
+            sessions: Sessions::new(db),
             metadata: tokio::sync::Mutex::new(None),
         })
     }
@@ -111,16 +116,31 @@ impl Console {
         signin::set_cookie(name, value, max_age, self.config.secure_cookies())
     }
 
-    /// The live session the request's cookie names, with the cookie value.
-    fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+    /// The live session the request's cookie names, with the cookie value;
+    /// else the answer to give (signed out, or the store failed).
+    async fn session(&self, headers: &HeaderMap) -> Result<(String, Session), Response> {
         let id = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|c| session::cookie(c, SESSION_COOKIE))?;
-        let found = self.sessions.find(id, chrono::Utc::now().timestamp())?;
-        Some((id.to_owned(), found))
+            .find_map(|c| session::cookie(c, SESSION_COOKIE))
+            .ok_or_else(signed_out)?;
+        match self.sessions.find(id, chrono::Utc::now().timestamp()).await {
+            Ok(Some(found)) => Ok((id.to_owned(), found)),
+            Ok(None) => Err(signed_out()),
+            Err(error) => Err(store_failed(&error)),
+        }
     }
+}
+
+/// The session store could not be used: logged, and answered 503.
+pub(crate) fn store_failed(error: &sqlx::Error) -> Response {
+    tracing::warn!(%error, "the console's session store failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the console's sessions cannot be read now; try again shortly",
+    )
+    .into_response()
 }
 
 /// The console's routes, to merge beside the admin API's.
@@ -151,8 +171,9 @@ fn signed_out() -> Response {
 /// `GET /console/session`: who is signed in, what they may do, and the
 /// CSRF token the app sends with each action.
 async fn current_session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = console.session(&headers) else {
-        return signed_out();
+    let (_, session) = match console.session(&headers).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let principal = &session.principal;
     let mut response = Json(json!({
@@ -191,13 +212,16 @@ fn csrf_refused() -> Response {
 
 /// `POST /console/logout`: ends the session.
 async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some((id, session)) = console.session(&headers) else {
-        return signed_out();
+    let (id, session) = match console.session(&headers).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     if !csrf_ok(&Method::POST, &headers, &session) {
         return csrf_refused();
     }
-    console.sessions.close(&id);
+    if let Err(error) = console.sessions.close(&id).await {
+        return store_failed(&error);
+    }
     tracing::info!(subject = %session.principal.subject, "console sign-out");
     let mut response = Json(json!({ "redirect": "/console/signed-out" })).into_response();
     response
@@ -206,10 +230,11 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Resp
     response
 }
 
-/// `/console/api/v1/...`: the admin API with the session's access token.
+/// `/console/api/v1/...`: the admin API as the session's principal.
 async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Response {
-    let Some((_, session)) = console.session(request.headers()) else {
-        return signed_out();
+    let (_, session) = match console.session(request.headers()).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     if !csrf_ok(request.method(), request.headers(), &session) {
         return csrf_refused();
@@ -227,12 +252,10 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Respons
     // Fresh extensions: this router's path parameters must not reach the
     // API's extractors, which would see them beside their own.
     parts.extensions = axum::http::Extensions::new();
+    parts.extensions.insert(Verified(session.principal));
     parts.headers.remove(header::COOKIE);
     parts.headers.remove(CSRF_HEADER);
-    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", session.access_token)) else {
-        return signed_out();
-    };
-    parts.headers.insert(header::AUTHORIZATION, bearer);
+    parts.headers.remove(header::AUTHORIZATION);
     let forwarded = Request::from_parts(parts, Body::new(body));
     match console.api.clone().oneshot(forwarded).await {
         Ok(mut response) => {

@@ -1,18 +1,24 @@
-//! Sign-ins under way and signed-in sessions, kept in the process's memory
-//! (one admin process serves the console; a restart signs everyone out).
+//! Sign-ins under way and signed-in sessions, kept in the store
+//! (`console_login`, `console_session`), so that every admin process on it
+//! serves every browser: a sign-in may start at one and come back to
+//! another, a session opened by one is found (and ended) by all, and a
+//! restart signs no one out.
 //!
-//! The browser holds only random ids, in `HttpOnly` cookies; the access
-//! token stays here. A session is found by the SHA-256 of its cookie, so
-//! what this table holds cannot be replayed as a cookie.
+//! The browser holds only random ids, in `HttpOnly` cookies. A session is
+//! found by the SHA-256 of its cookie, so what the table holds cannot be
+//! replayed as a cookie; it holds no token either: the console acts with
+//! the principal the access token was verified as at sign-in, until the
+//! token's expiry.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hrsync_auth::{Identity, Principal};
-use parking_lot::Mutex;
+use hrsync_store::Db;
 use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The session cookie.
@@ -22,8 +28,9 @@ pub(crate) const SESSION_COOKIE: &str = "hrsync_console";
 pub(crate) const LOGIN_COOKIE: &str = "hrsync_console_login";
 /// How long a sign-in may take at the issuer.
 pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// The most sign-ins under way, and sessions, kept; the oldest go first.
-const MAX_ENTRIES: usize = 10_000;
+/// The most sign-ins under way kept (anyone may start one); the oldest go
+/// first.
+const MAX_LOGINS: i64 = 10_000;
 
 /// 32 random bytes, URL-safe base64 (43 characters).
 pub fn random_id() -> String {
@@ -37,8 +44,16 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn digest(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
+/// The key a session is stored under: the hex SHA-256 of its cookie value.
+fn digest(id: &str) -> String {
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A sign-in sent to the issuer, waiting for its callback.
@@ -47,7 +62,6 @@ pub(crate) struct PendingLogin {
     pub(crate) verifier: String,
     pub(crate) nonce: String,
     pub(crate) return_to: String,
-    started: Instant,
 }
 
 /// A signed-in user.
@@ -55,99 +69,168 @@ pub(crate) struct PendingLogin {
 pub(crate) struct Session {
     pub(crate) principal: Principal,
     pub(crate) identity: Identity,
-    pub(crate) access_token: String,
     pub(crate) csrf_token: String,
     /// When it ends, seconds since the epoch.
     pub(crate) expires_at: i64,
 }
 
-impl Session {
-    fn live(&self, now: i64) -> bool {
-        now < self.expires_at
+/// A session as the store keeps it (JSON).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    subject: String,
+    client_id: Option<String>,
+    scopes: BTreeSet<String>,
+    token_expires_at: Option<u64>,
+    name: Option<String>,
+    email: Option<String>,
+    csrf_token: String,
+}
+
+impl Stored {
+    fn of(session: &Session) -> Self {
+        Stored {
+            subject: session.principal.subject.clone(),
+            client_id: session.principal.client_id.clone(),
+            scopes: session.principal.scopes.clone(),
+            token_expires_at: session.principal.expires_at,
+            name: session.identity.name.clone(),
+            email: session.identity.email.clone(),
+            csrf_token: session.csrf_token.clone(),
+        }
+    }
+
+    fn session(self, expires_at: i64) -> Session {
+        Session {
+            principal: Principal {
+                subject: self.subject.clone(),
+                client_id: self.client_id,
+                scopes: self.scopes,
+                expires_at: self.token_expires_at,
+            },
+            identity: Identity {
+                subject: self.subject,
+                name: self.name,
+                email: self.email,
+            },
+            csrf_token: self.csrf_token,
+            expires_at,
+        }
     }
 }
 
-/// Both tables.
-#[derive(Debug, Default)]
+/// Both tables, in the store of `db`.
+#[derive(Debug, Clone)]
 pub(crate) struct Sessions {
-    pending: Mutex<HashMap<String, PendingLogin>>,
-    live: Mutex<HashMap<[u8; 32], Session>>,
+    db: Db,
 }
 
 impl Sessions {
-    /// Records a sign-in under `state`.
-    pub(crate) fn start_login(
+    pub(crate) fn new(db: Db) -> Self {
+        Sessions { db }
+    }
+
+    /// Records a sign-in under `state`; forgets the ones that took too
+    /// long, and the oldest beyond [`MAX_LOGINS`].
+    pub(crate) async fn start_login(
         &self,
         state: &str,
-        verifier: String,
-        nonce: String,
-        return_to: String,
-    ) {
-        let mut pending = self.pending.lock();
-        pending.retain(|_, p| p.started.elapsed() < LOGIN_TTL);
-        if pending.len() >= MAX_ENTRIES {
-            if let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, p)| p.started)
-                .map(|(k, _)| k.clone())
-            {
-                pending.remove(&oldest);
-            }
-        }
-        pending.insert(
-            state.to_owned(),
-            PendingLogin {
+        verifier: &str,
+        nonce: &str,
+        return_to: &str,
+    ) -> sqlx::Result<()> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query("DELETE FROM console_login WHERE started_at_ms < $1")
+            .bind(now - ttl_ms)
+            .execute(self.db.pool())
+            .await?;
+        sqlx::query(
+            "DELETE FROM console_login WHERE started_at_ms < (SELECT started_at_ms \
+             FROM console_login ORDER BY started_at_ms DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(MAX_LOGINS - 1)
+        .execute(self.db.pool())
+        .await?;
+        sqlx::query(
+            "INSERT INTO console_login (state, verifier, nonce, return_to, started_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(state)
+        .bind(verifier)
+        .bind(nonce)
+        .bind(return_to)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the sign-in started under `state`, if it is recent enough (at
+    /// most once, whichever process asks).
+    pub(crate) async fn finish_login(&self, state: &str) -> sqlx::Result<Option<PendingLogin>> {
+        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+            "DELETE FROM console_login WHERE state = $1 \
+             RETURNING verifier, nonce, return_to, started_at_ms",
+        )
+        .bind(state)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let ttl_ms = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
+        Ok(row.filter(|(.., started)| now_ms() - started < ttl_ms).map(
+            |(verifier, nonce, return_to, _)| PendingLogin {
                 verifier,
                 nonce,
                 return_to,
-                started: Instant::now(),
             },
-        );
+        ))
     }
 
-    /// Takes the sign-in started under `state`, if it is recent enough.
-    pub(crate) fn finish_login(&self, state: &str) -> Option<PendingLogin> {
-        self.pending
-            .lock()
-            .remove(state)
-            .filter(|p| p.started.elapsed() < LOGIN_TTL)
-    }
-
-    /// Stores `session`; returns the cookie value that finds it.
-    pub(crate) fn open(&self, session: Session, now: i64) -> String {
+    /// Stores `session`; returns the cookie value that finds it. Sessions
+    /// ended before `now` are forgotten.
+    pub(crate) async fn open(&self, session: &Session, now: i64) -> sqlx::Result<String> {
+        sqlx::query("DELETE FROM console_session WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
         let id = random_id();
-        let mut live = self.live.lock();
-        live.retain(|_, s| s.live(now));
-        if live.len() >= MAX_ENTRIES {
-            if let Some(oldest) = live
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at)
-                .map(|(k, _)| *k)
-            {
-                live.remove(&oldest);
-            }
-        }
-        live.insert(digest(&id), session);
-        id
+        let stored = serde_json::to_string(&Stored::of(session))
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query(
+            "INSERT INTO console_session (digest, session, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(digest(&id))
+        .bind(stored)
+        .bind(session.expires_at)
+        .execute(self.db.pool())
+        .await?;
+        Ok(id)
     }
 
     /// The live session of cookie value `id`.
-    pub(crate) fn find(&self, id: &str, now: i64) -> Option<Session> {
-        let mut live = self.live.lock();
-        let key = digest(id);
-        match live.get(&key) {
-            Some(session) if session.live(now) => Some(session.clone()),
-            Some(_) => {
-                live.remove(&key);
-                None
-            }
-            None => None,
-        }
+    pub(crate) async fn find(&self, id: &str, now: i64) -> sqlx::Result<Option<Session>> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT session, expires_at FROM console_session \
+             WHERE digest = $1 AND expires_at > $2",
+        )
+        .bind(digest(id))
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some((stored, expires_at)) = row else {
+            return Ok(None);
+        };
+        let stored: Stored =
+            serde_json::from_str(&stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok(Some(stored.session(expires_at)))
     }
 
     /// Ends the session of cookie value `id`.
-    pub(crate) fn close(&self, id: &str) {
-        self.live.lock().remove(&digest(id));
+    pub(crate) async fn close(&self, id: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM console_session WHERE digest = $1")
+            .bind(digest(id))
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
     }
 }
 
@@ -164,48 +247,74 @@ pub(crate) fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn session(expires_at: i64) -> Session {
+    pub(crate) fn session(expires_at: i64) -> Session {
         Session {
             principal: Principal {
                 subject: "ada".to_owned(),
                 client_id: Some("console".to_owned()),
                 scopes: std::iter::once("hrsync:read".to_owned()).collect(),
-                expires_at: None,
+                expires_at: Some(200),
             },
             identity: Identity {
                 subject: "ada".to_owned(),
-                name: None,
+                name: Some("Ada Admin".to_owned()),
                 email: None,
             },
-            access_token: "token".to_owned(),
             csrf_token: random_id(),
             expires_at,
         }
     }
 
-    #[test]
-    fn a_session_is_found_by_its_cookie_until_it_ends() {
-        let sessions = Sessions::default();
-        let id = sessions.open(session(100), 10);
+    /// Two processes' tables over one store: what one opens, the other
+    /// finds and ends; a sign-in finishes once, at either.
+    async fn shared_by_two(url: &str) -> anyhow::Result<()> {
+        let db = Db::connect(url, 2).await?;
+        db.migrate().await?;
+        let (one, two) = (
+            Sessions::new(db.clone()),
+            Sessions::new(Db::connect(url, 2).await?),
+        );
+        let opened = session(100);
+        let id = one.open(&opened, 10).await?;
         assert_eq!(id.len(), 43);
-        assert!(sessions.find(&id, 99).is_some());
-        assert!(sessions.find("another", 99).is_none());
-        assert!(sessions.find(&id, 100).is_none(), "ended at 100");
-        let id = sessions.open(session(100), 10);
-        sessions.close(&id);
-        assert!(sessions.find(&id, 11).is_none(), "signed out");
+        let found = two.find(&id, 99).await?.expect("found by the other");
+        assert_eq!(found.principal, opened.principal);
+        assert_eq!(found.identity, opened.identity);
+        assert_eq!(found.csrf_token, opened.csrf_token);
+        assert_eq!(found.expires_at, 100);
+        assert!(two.find("another", 99).await?.is_none());
+        assert!(two.find(&id, 100).await?.is_none(), "ended at 100");
+        // The cookie value is not what is stored.
+        let stored: Vec<String> = sqlx::query_scalar("SELECT digest FROM console_session")
+            .fetch_all(db.pool())
+            .await?;
+        assert!(!stored.contains(&id) && stored.contains(&digest(&id)));
+        let id = one.open(&session(100), 10).await?;
+        two.close(&id).await?;
+        assert!(one.find(&id, 11).await?.is_none(), "signed out");
+
+        one.start_login("s1", "v", "n", "/console/").await?;
+        let pending = two.finish_login("s1").await?.expect("pending");
+        assert_eq!(
+            (pending.verifier.as_str(), pending.nonce.as_str()),
+            ("v", "n")
+        );
+        assert!(one.finish_login("s1").await?.is_none(), "finished once");
+        assert!(one.finish_login("unknown").await?.is_none());
+        Ok(())
     }
 
-    #[test]
-    fn a_sign_in_finishes_once() {
-        let sessions = Sessions::default();
-        sessions.start_login("s1", "v".to_owned(), "n".to_owned(), "/console/".to_owned());
-        assert_eq!(
-            sessions.finish_login("s1").map(|p| p.verifier),
-            Some("v".to_owned())
-        );
-        assert!(sessions.finish_login("s1").is_none());
-        assert!(sessions.finish_login("unknown").is_none());
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sessions_are_shared_on_postgres() -> anyhow::Result<()> {
+        let pg = hrsync_tests::PgDatabase::fresh().await?;
+        shared_by_two(pg.url()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sessions_are_shared_on_sqlite() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        shared_by_two(&url).await
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Sign-in with OpenID Connect: the authorization code flow with PKCE
 //! (S256), `state` tied to the browser by a cookie, and a `nonce` checked
 //! in the ID token. The access token is asked for hrsync's audience (an
-//! RFC 8707 `resource`), checked like any bearer token of the admin API,
-//! and kept server-side; the browser gets a session cookie.
+//! RFC 8707 `resource`) and checked like any bearer token of the admin API;
+//! the session keeps the principal it was verified as (not the token), and
+//! the browser gets a session cookie.
 
 use std::sync::Arc;
 
@@ -65,12 +66,18 @@ pub(crate) async fn login(
         .append_pair("code_challenge", &pkce_challenge(&verifier))
         .append_pair("code_challenge_method", "S256")
         .append_pair("resource", &console.oauth.audience);
-    console.sessions.start_login(
-        &state,
-        verifier,
-        nonce,
-        safe_return(query.return_to.as_deref()),
-    );
+    let started = console
+        .sessions
+        .start_login(
+            &state,
+            &verifier,
+            &nonce,
+            &safe_return(query.return_to.as_deref()),
+        )
+        .await;
+    if let Err(error) = started {
+        return crate::store_failed(&error);
+    }
     let cookie = console.cookie(&login_cookie(&state), &state, LOGIN_TTL.as_secs());
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -124,8 +131,17 @@ pub(crate) async fn callback(
         .and_then(|v| v.to_str().ok())
         .and_then(|c| session::cookie(c, &login_cookie(state)))
         .is_some_and(|c| hrsync_auth::same_secret(c, state));
-    let pending = console.sessions.finish_login(state);
-    let Some(pending) = pending.filter(|_| started_here) else {
+    if !started_here {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            "this sign-in was not started in this browser, or took longer than 10 minutes",
+        );
+    }
+    let pending = match console.sessions.finish_login(state).await {
+        Ok(pending) => pending,
+        Err(error) => return crate::store_failed(&error),
+    };
+    let Some(pending) = pending else {
         return failed(
             StatusCode::BAD_REQUEST,
             "this sign-in was not started in this browser, or took longer than 10 minutes",
@@ -251,17 +267,25 @@ async fn open_session(
         .expires_at
         .and_then(|exp| i64::try_from(exp).ok())
         .unwrap_or(max);
-    tracing::info!(subject = %principal.subject, "console sign-in");
-    Ok(console.sessions.open(
-        Session {
-            principal,
-            identity,
-            access_token: tokens.access_token,
-            csrf_token: random_id(),
-            expires_at: max.min(token_end),
-        },
-        now,
-    ))
+    let session = Session {
+        principal,
+        identity,
+        csrf_token: random_id(),
+        expires_at: max.min(token_end),
+    };
+    let id = console
+        .sessions
+        .open(&session, now)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "console sign-in: the session was not stored");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session cannot be stored now; try again shortly".to_owned(),
+            )
+        })?;
+    tracing::info!(subject = %session.principal.subject, "console sign-in");
+    Ok(id)
 }
 
 /// A sign-in that could not finish: a page saying why, with a way back.

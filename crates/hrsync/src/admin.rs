@@ -65,10 +65,17 @@ pub(crate) async fn serve(
     };
     let mut routes = hrsync_admin::router(api, authorizer, &oauth.scopes);
     if let Some(console) = &config.console {
-        let console =
-            hrsync_console::Console::new(console.clone(), oauth.clone(), verifier, routes.clone())
-                .context("[console]")?;
-        routes = routes.merge(hrsync_console::router(console));
+        // Its sessions are kept in the provisioner store, beside the admin
+        // actions, so every admin process on it serves every browser.
+        let store = provisioner.store().clone();
+        let console = hrsync_console::Console::new(
+            console.clone(),
+            oauth.clone(),
+            verifier,
+            store,
+            routes.clone(),
+        );
+        routes = routes.merge(hrsync_console::router(console.context("[console]")?));
     }
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await

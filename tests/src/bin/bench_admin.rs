@@ -237,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
         },
         oauth,
         verifier,
+        db.clone(),
         routes.clone(),
     )?;
     let routes = routes.merge(hrsync_console::router(console));

@@ -1236,13 +1236,22 @@ fn kubernetes_manifests_run_each_role_with_probes_and_secrets() {
                 );
             }
             Role::Admin => {
-                // The console's sessions live in its one process.
-                assert_eq!(spec["replicas"].as_u64(), Some(1), "{name}: replicas");
-                assert_eq!(
+                // Two serve the API and the console (its sessions are in
+                // the store), kept up through a drain, rolled one by one.
+                assert!(
+                    spec["replicas"].as_u64().unwrap_or(1) >= 2,
+                    "{name}: replicas"
+                );
+                assert_ne!(
                     spec["strategy"]["type"].as_str(),
                     Some("Recreate"),
                     "{name}"
                 );
+                let budgets = of_kind("PodDisruptionBudget")
+                    .into_iter()
+                    .filter(|b| labels_cover(labels, &b["spec"]["selector"]["matchLabels"]))
+                    .count();
+                assert_eq!(budgets, 1, "{name}: one PodDisruptionBudget");
                 let admin = container_port(container, &Yaml::from("admin"));
                 assert_eq!(
                     service_targets(labels),
