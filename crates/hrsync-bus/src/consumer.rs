@@ -137,7 +137,7 @@ impl GroupContext {
 /// belongs to the partition's next owner, who reads it again from the
 /// group's committed offset: work queued for it here is dropped.
 #[derive(Debug, Default)]
-pub(crate) struct Revocations(std::sync::Mutex<std::collections::HashMap<(String, i32), u64>>);
+pub(crate) struct Revocations(std::sync::Mutex<std::collections::HashMap<String, Vec<u64>>>);
 
 impl Revocations {
     fn revoke(&self, partitions: &rdkafka::TopicPartitionList) {
@@ -145,18 +145,26 @@ impl Revocations {
             return;
         };
         for element in partitions.elements() {
-            *epochs
-                .entry((element.topic().to_owned(), element.partition()))
-                .or_default() += 1;
+            let Ok(partition) = usize::try_from(element.partition()) else {
+                continue;
+            };
+            let topic = epochs.entry(element.topic().to_owned()).or_default();
+            if topic.len() <= partition {
+                topic.resize(partition + 1, 0);
+            }
+            topic[partition] += 1;
         }
     }
 
-    /// The current epoch of `partition` of `topic`.
+    /// The current epoch of `partition` of `topic` (looked up for every
+    /// record: no allocation).
     pub(crate) fn epoch(&self, topic: &str, partition: i32) -> u64 {
-        self.0
-            .lock()
+        let Ok(epochs) = self.0.lock() else {
+            return 0;
+        };
+        usize::try_from(partition)
             .ok()
-            .and_then(|epochs| epochs.get(&(topic.to_owned(), partition)).copied())
+            .and_then(|p| epochs.get(topic)?.get(p).copied())
             .unwrap_or(0)
     }
 }
@@ -573,6 +581,21 @@ pub(crate) async fn settle<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_revocation_starts_a_partitions_next_epoch() {
+        let revoked = Revocations::default();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        partitions.add_partition("a.v1", 2);
+        partitions.add_partition("b.v1", 0);
+        revoked.revoke(&partitions);
+        revoked.revoke(&partitions);
+        assert_eq!(revoked.epoch("a.v1", 2), 2);
+        assert_eq!(revoked.epoch("b.v1", 0), 2);
+        assert_eq!(revoked.epoch("a.v1", 0), 0, "never revoked");
+        assert_eq!(revoked.epoch("a.v1", 7), 0);
+        assert_eq!(revoked.epoch("c.v1", 0), 0);
+    }
 
     #[test]
     fn partitions_are_listed_by_topic_in_order() {
