@@ -123,6 +123,10 @@ async function whyLucyHasSlack(page) {
   const apps = await page.getByRole('table', { name: 'Apps of the person' }).innerText();
   assert.match(apps, /slack/);
   assert.match(apps, /Customer Support/, `slack granted by: ${apps}`);
+  // Her payroll account (an app without SCIM) waits for someone to make it.
+  const tasks = await page.getByRole('table', { name: 'Open tasks of the person' }).innerText();
+  assert.match(tasks, /payroll/, `Lucy's open tasks: ${tasks}`);
+  assert.match(tasks, /Create/, `Lucy's payroll task is a create: ${tasks}`);
   await shot(page, 'person-why');
 }
 

@@ -1,9 +1,11 @@
 // One person: profile, lifecycle, groups and apps with *why* (the rule and
-// the values it read), each app's account and its last operations, the
-// timeline; and, for admins, "Provision now".
+// the values it read), each app's account and its last operations, their
+// open tasks in apps without SCIM, the timeline; and, for admins,
+// "Provision now".
 
 import { apiGet, apiPostJson, segment } from './api.js';
 import { lifecycleBadge, lifecycleLabel } from './people.js';
+import { openTasksTable } from './tasks.js';
 import {
   actionButton, alertRegion, appLink, badge, clearRegion, dataTable, definitionList, el,
   emptyState, formatDuration, hasTraces, isAbort, listText, loading, outcomeBadge,
@@ -57,12 +59,36 @@ async function loadPerson(context, employeeId, view) {
     el('span', { text: 'hrsync id ' }), el('span', { class: 'mono', text: person.person_id }),
     el('span', { class: 'sep', 'aria-hidden': 'true', text: ' · ' }),
     lifecycleBadge(person.lifecycle));
-  view.body.replaceChildren(
+  const tasks = await openTasks(context, person);
+  if (context.signal.aborted) return;
+  view.body.replaceChildren(...[
     profileSection(person),
     lifecycleSection(person),
     groupsSection(person),
     appsSection(person, context.session),
-    timelineSection(person, context.session));
+    tasks,
+    timelineSection(person, context.session)].filter(Boolean));
+}
+
+/**
+ * The person's open tasks in apps without SCIM, if they have any: a leaver
+ * keeps such an account until its disable task is closed.
+ */
+async function openTasks(context, person) {
+  let page;
+  try {
+    page = await apiGet('/tasks', { employee_id: person.employee_id, status: 'open', limit: 50 },
+      { signal: context.signal });
+  } catch (error) {
+    if (isAbort(error)) return null;
+    return section('Open tasks', el('p', { class: 'error-text', text: `The tasks could not be read: ${error.message}` }));
+  }
+  if (!page.items.length) return null;
+  const all = `/console/tasks?employee_id=${encodeURIComponent(person.employee_id)}&status=any`;
+  return section('Open tasks',
+    el('p', { class: 'hint' }, 'Account changes someone must make by hand in apps without SCIM. ',
+      el('a', { href: all, text: 'All of their tasks' })),
+    openTasksTable(page.items));
 }
 
 /** Given and family name from the attributes, else the employee id. */

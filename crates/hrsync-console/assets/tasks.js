@@ -107,13 +107,36 @@ function columns(context, view, reload) {
     { header: 'Task', cell: (t) => `#${t.task_id}`, className: 'mono' },
     { header: 'Person', cell: (t) => personLink(t.employee_id), className: 'mono' },
     { header: 'App', cell: (t) => t.app },
-    { header: 'Do', cell: (t) => badge(t.action[0].toUpperCase() + t.action.slice(1), ACTION_KINDS[t.action] || 'muted') },
+    { header: 'Do', cell: (t) => actionBadge(t.action) },
     { header: 'Why', cell: (t) => t.reason },
     { header: 'What', cell: (t) => whatToDo(t) },
     { header: 'Open for', cell: (t) => ageCell(t), numeric: true },
     { header: 'Status', cell: (t) => statusCell(t) },
     { header: 'Action', cell: (t) => (t.status === 'open' ? closeButton(context, view, t, reload) : null) },
   ];
+}
+
+function actionBadge(action) {
+  return badge(action[0].toUpperCase() + action.slice(1), ACTION_KINDS[action] || 'muted');
+}
+
+/**
+ * One person's open tasks, for their page: which app, what to do, why, and
+ * how long it has waited (disables first, overdue ones marked).
+ */
+export function openTasksTable(tasks) {
+  return dataTable({
+    label: 'Open tasks of the person',
+    rows: firstThingsFirst(tasks),
+    columns: [
+      { header: 'Task', cell: (t) => `#${t.task_id}`, className: 'mono' },
+      { header: 'App', cell: (t) => t.app },
+      { header: 'Do', cell: (t) => actionBadge(t.action) },
+      { header: 'Why', cell: (t) => t.reason },
+      { header: 'Open for', cell: (t) => ageCell(t), numeric: true },
+    ],
+    rowClass: (task) => (isOverdue(task) ? 'overdue' : null),
+  }).element;
 }
 
 /**
