@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use hrsync_auth::{Principal, Problem};
 use hrsync_bus::{KafkaConfig, PeekRequest, Peeker, Record, TopicsConfig, DLQ_HEADER_PREFIX};
 use hrsync_provisioner::config::ProvisionerConfig;
-use hrsync_provisioner::run::Topics;
+use hrsync_provisioner::run::{RedriveError, Topics};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -269,12 +269,12 @@ pub(crate) async fn redrive(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Redriven>, Problem> {
     let dead = &api.dead_letters;
-    // One redrive at a time per process: a second would share the group
-    // and answer with half the count.
+    // One redrive at a time: a second would share the group and answer
+    // with half the count. The store's claim keeps out other processes
+    // (admin replicas, the CLI); this lock, requests to an in-memory store.
+    let busy = || Problem::conflict(RedriveError::Busy.to_string());
     let Ok(_running) = REDRIVING.try_lock() else {
-        return Err(Problem::conflict(
-            "a redrive is running already; list the DLQ to follow it",
-        ));
+        return Err(busy());
     };
     let topics = Topics::from(&dead.topics);
     let outcome = hrsync_provisioner::run::redrive(
@@ -285,6 +285,9 @@ pub(crate) async fn redrive(
         REDRIVE_IDLE,
     )
     .await;
+    if let Err(RedriveError::Busy) = outcome {
+        return Err(busy());
+    }
     let detail = match &outcome {
         Ok(replayed) => json!({ "replayed": replayed }),
         Err(e) => json!({ "error": e.to_string() }),

@@ -297,6 +297,10 @@ async fn redrive(config: &Config, idle: std::time::Duration) -> anyhow::Result<(
         idle,
     )
     .await;
+    if let Err(busy @ run::RedriveError::Busy) = outcome {
+        provisioner.close().await;
+        return Err(busy).context("redrive");
+    }
     let detail = match &outcome {
         Ok(replayed) => json!({ "replayed": replayed }),
         Err(e) => json!({ "error": e.to_string() }),

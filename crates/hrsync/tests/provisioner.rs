@@ -308,6 +308,22 @@ async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
         .await?
         .is_none());
 
+    // While another process replays the dead letters, a redrive refuses
+    // to start (the two would share the consumer group), recording nothing.
+    let db = hrsync_store::Db::connect(&store.url(), 1).await?;
+    let other = db
+        .try_claim(hrsync_provisioner::run::REDRIVE_CLAIM)
+        .await?
+        .expect("no redrive is running");
+    let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        stderr.contains("another redrive of the provisioner's dead letters is running"),
+        "{stderr}"
+    );
+    other.release().await;
+
     // The app accepts it now: redrive applies it.
     let output = hrsync(&["provisioner", "redrive", "--idle-seconds", "3"])
         .env("USER", "ops-alice")
@@ -319,7 +335,6 @@ async fn dead_lettered_changes_are_redriven() -> anyhow::Result<()> {
         "{stdout}"
     );
     // The redrive is an admin action, recorded with who ran it.
-    let db = hrsync_store::Db::connect(&store.url(), 1).await?;
     let recorded = hrsync_store::actions::search(
         &db,
         &hrsync_store::actions::ActionFilter {

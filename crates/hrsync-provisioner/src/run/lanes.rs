@@ -152,13 +152,55 @@ async fn probe_until(provisioner: Arc<Provisioner>, stop: CancellationToken) {
     }
 }
 
+/// The store claim held while the dead-letter topic is replayed: one
+/// redrive at a time across every process sharing the store (two would
+/// share its consumer group and each replay a part).
+pub const REDRIVE_CLAIM: &str = "dlq-redrive";
+
+/// Why a redrive did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    /// Another process (or request) is replaying the dead letters.
+    #[error(
+        "another redrive of the provisioner's dead letters is running (it holds the \
+         claim `{REDRIVE_CLAIM}`); list the DLQ to follow it, or try again once it is done"
+    )]
+    Busy,
+    /// The store could not be reached to claim the redrive.
+    #[error("claiming the redrive in the provisioner store: {0}")]
+    Store(#[from] hrsync_store::Error),
+    /// Kafka failed at start-up.
+    #[error(transparent)]
+    Bus(#[from] hrsync_bus::Error),
+}
+
 /// Replays the dead-letter topic: every parked change is applied again;
 /// one that fails again goes back to the DLQ (once per run). Stops when
 /// nothing has arrived for `idle`. Returns how many records were replayed.
+/// Holds the store's [`REDRIVE_CLAIM`] while it runs.
 ///
 /// # Errors
-/// Kafka failures at start-up.
+/// Another redrive running, the store unreachable, Kafka failures at
+/// start-up.
 pub async fn redrive(
+    provisioner: Arc<Provisioner>,
+    kafka: &KafkaConfig,
+    config: &ProvisionerConfig,
+    topics: &Topics,
+    idle: Duration,
+) -> Result<usize, RedriveError> {
+    let claim = provisioner
+        .db
+        .try_claim(REDRIVE_CLAIM)
+        .await?
+        .ok_or(RedriveError::Busy)?;
+    let replayed = replay(provisioner, kafka, config, topics, idle).await;
+    claim.release().await;
+    Ok(replayed?)
+}
+
+/// [`redrive`] under its claim.
+async fn replay(
     provisioner: Arc<Provisioner>,
     kafka: &KafkaConfig,
     config: &ProvisionerConfig,

@@ -43,7 +43,7 @@ mod trail;
 pub use person::{LEASES_LOST, LEASE_WAITS};
 pub(crate) use trail::audit_record;
 
-pub use lanes::{redrive, run};
+pub use lanes::{redrive, run, RedriveError, REDRIVE_CLAIM};
 use parking::{Answers, Parking};
 
 /// Topics the provisioner reads and writes.
