@@ -205,15 +205,25 @@ impl Provisioner {
         .await)
     }
 
-    /// Ends the provisioner's background work: what the audit writer has
-    /// queued is written, then it stops with its Kafka producer. Changes
+    /// Ends the provisioner's background work: the leases held are given
+    /// up (and the persons whose leases were found lost repaired, unless
+    /// [`Provisioner::repair_lost_leases`] runs), then what the audit
+    /// writer has queued is written and it stops with its Kafka producer. Changes
     /// applied afterwards are not audited (their records are logged as
     /// lost), so call it once nothing is applied any more.
     pub async fn close(&self) {
-        self.audit.close().await;
         if let Some(leases) = &self.leases {
             leases.flush().await;
+            // A one-shot command runs no repair task: the persons whose
+            // leases it lost are repaired before it ends.
+            if let Some(mut lost) = leases.take_lost() {
+                while let Ok(person) = lost.try_recv() {
+                    self.repair(&person).await;
+                }
+                leases.flush().await;
+            }
         }
+        self.audit.close().await;
     }
 
     /// The reconciliation of `app` running in this process, if any.

@@ -48,7 +48,7 @@ impl Provisioner {
 
     /// Reads `person`'s accounts again and applies their newest change,
     /// trying again with backoff where the app or the store failed.
-    async fn repair(&self, person: &str) {
+    pub(super) async fn repair(&self, person: &str) {
         let mut pending: Vec<&App> = self.apps.iter().collect();
         let mut wait = FIRST_WAIT;
         for attempt in 1..=ATTEMPTS {
