@@ -310,15 +310,21 @@ pub(crate) async fn reconcile(
     }
 }
 
-/// `GET /api/v1/apps/{app}/reconcile/progress`: the reconciliation of the
-/// app running in this process (asked for here or on its schedule), with
-/// its phase and counts; `running: false` when there is none.
+/// `GET /api/v1/apps/{app}/reconcile/progress`: the running reconciliation
+/// of the app, in any process (asked for of any admin process or on a
+/// provisioner's schedule), with its phase and counts; `running: false`
+/// when there is none.
 pub(crate) async fn reconcile_progress(
     State(api): State<Arc<AdminApi>>,
     Path(app): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     known(&api, &app)?;
-    Ok(Json(match api.provisioner.reconcile_progress(&app) {
+    let progress = api
+        .provisioner
+        .reconcile_progress(&app)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(match progress {
         Some(progress) => {
             let mut view = serde_json::to_value(progress).map_err(unavailable)?;
             view["running"] = json!(true);

@@ -771,6 +771,8 @@ fn row(class: &str, count: usize, action: &str) -> String {
 
 /// A running reconciliation shows how far it is: its phase, the accounts
 /// read, the fixes to make and those made so far; nothing once it is done.
+/// Another process on the store (an admin replica, say) shows it too, as
+/// the running one last wrote it there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_reconciliation_shows_its_progress() -> anyhow::Result<()> {
     let app = LocalApp::start(&[]).await?;
@@ -785,46 +787,62 @@ async fn a_running_reconciliation_shows_its_progress() -> anyhow::Result<()> {
     };
     let provisioner = provisioner(&db, vec![slow]).await?;
     // Persons seen by a provisioner without the app: all missing from it.
-    let seen_only = self::provisioner(&db, Vec::new()).await?;
+    // It stands for another process on the same store.
+    let other = self::provisioner(&db, Vec::new()).await?;
     for n in 0..6 {
         let change = person(&format!("E{n}"), &format!("P{n} Tester"), Active);
-        seen_only.apply(&change, None).await;
+        other.apply(&change, None).await;
     }
-    assert_eq!(provisioner.reconcile_progress("zendesk"), None);
+    assert_eq!(provisioner.reconcile_progress("zendesk").await?, None);
+    assert_eq!(other.reconcile_progress("zendesk").await?, None);
 
     let fix = options(false);
     let run = sweep::reconcile_app(&provisioner, "zendesk", &fix);
-    let watch = async {
-        let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(view) = provisioner.reconcile_progress("zendesk") {
-                if seen.last() != Some(&view) {
-                    seen.push(view);
-                }
-            } else if !seen.is_empty() {
-                return Ok(seen);
-            }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "{seen:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let (report, seen) = tokio::join!(run, watch);
-    let (report, seen) = (report?, seen?);
+    let (report, here, there) =
+        tokio::join!(run, watch_progress(&provisioner), watch_progress(&other));
+    let (report, here, there) = (report?, here?, there?);
     assert_eq!(report.counts[&Class::Missing], 6, "{}", report.summary());
-    assert!(seen.iter().all(|v| !v.dry_run && v.app == "zendesk"));
-    let midway = seen
+    for seen in [&here, &there] {
+        assert!(seen.iter().all(|v| !v.dry_run && v.app == "zendesk"));
+        // Counts only grow.
+        for pair in seen.windows(2) {
+            assert!(pair[1].fixed >= pair[0].fixed, "{seen:?}");
+        }
+    }
+    let midway = here
         .iter()
         .find(|v| v.fixed > 0 && v.fixed < v.to_fix)
-        .unwrap_or_else(|| panic!("no view part way through the fixes: {seen:?}"));
+        .unwrap_or_else(|| panic!("no view part way through the fixes: {here:?}"));
     assert_eq!(
         (midway.phase, midway.to_fix, midway.failed),
         (sweep::Phase::Fixing, 6, 0)
     );
-    // Counts only grow.
-    for pair in seen.windows(2) {
-        assert!(pair[1].fixed >= pair[0].fixed, "{seen:?}");
-    }
-    assert_eq!(provisioner.reconcile_progress("zendesk"), None);
+    // The other process saw the run fixing, as of about a second before.
+    assert!(
+        there
+            .iter()
+            .any(|v| v.phase == sweep::Phase::Fixing && v.to_fix == 6),
+        "seen by the other process: {there:?}"
+    );
+    assert_eq!(provisioner.reconcile_progress("zendesk").await?, None);
+    assert_eq!(other.reconcile_progress("zendesk").await?, None);
     Ok(())
+}
+
+/// Every distinct progress of zendesk's reconciliation `process` shows
+/// until, having shown one, it shows none.
+async fn watch_progress(process: &Provisioner) -> anyhow::Result<Vec<sweep::ProgressView>> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(view) = process.reconcile_progress("zendesk").await? {
+            if seen.last() != Some(&view) {
+                seen.push(view);
+            }
+        } else if !seen.is_empty() {
+            return Ok(seen);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

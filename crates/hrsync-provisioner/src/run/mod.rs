@@ -226,9 +226,19 @@ impl Provisioner {
         self.audit.close().await;
     }
 
-    /// The reconciliation of `app` running in this process, if any.
-    pub fn reconcile_progress(&self, app: &str) -> Option<crate::sweep::ProgressView> {
-        self.reconciling.of(app)
+    /// The reconciliation of `app` running in this process or, as it last
+    /// wrote its progress to the store (within 10 s), in another one.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn reconcile_progress(
+        &self,
+        app: &str,
+    ) -> sqlx::Result<Option<crate::sweep::ProgressView>> {
+        match self.reconciling.of(app) {
+            Some(view) => Ok(Some(view)),
+            None => crate::sweep::shared_progress(&self.db, app).await,
+        }
     }
 
     /// The configured apps.

@@ -55,3 +55,50 @@ pub async fn last(db: &Db, app: &str, mode: &str) -> sqlx::Result<Option<i64>> {
     .fetch_optional(db.pool())
     .await
 }
+
+/// Writes how far the running reconciliation of `app` is (`progress`, its
+/// JSON), stamped now.
+///
+/// # Errors
+/// Query failures.
+pub async fn publish_progress(db: &Db, app: &str, progress: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO provisioner_reconcile_progress (app, progress, updated_at_ms) \
+         VALUES ($1, $2, $3) ON CONFLICT (app) DO UPDATE SET progress = excluded.progress, \
+         updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(app)
+    .bind(progress)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// How far the running reconciliation of `app` is (its JSON), if one wrote
+/// its progress within the last `fresh_ms`.
+///
+/// # Errors
+/// Query failures.
+pub async fn progress(db: &Db, app: &str, fresh_ms: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT progress FROM provisioner_reconcile_progress \
+         WHERE app = $1 AND updated_at_ms >= $2",
+    )
+    .bind(app)
+    .bind(now_ms() - fresh_ms)
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Forgets the progress of `app`'s reconciliation: it ended.
+///
+/// # Errors
+/// Query failures.
+pub async fn end_progress(db: &Db, app: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM provisioner_reconcile_progress WHERE app = $1")
+        .bind(app)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

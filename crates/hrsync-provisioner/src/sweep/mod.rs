@@ -46,7 +46,7 @@
 //! - `classify`: every account classified, with no I/O.
 //! - `fix`: the fixes, through the provisioner's own paths.
 //! - `report`: the findings, the report and its summary.
-//! - `progress`: how far the runs in this process are.
+//! - `progress`: how far the runs are, in this process and in the store.
 //! - `schedule`: reconciling each app on its schedule.
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +70,7 @@ mod schedule;
 use classify::classify;
 use fix::fix;
 use inputs::gather;
+pub(crate) use progress::shared as shared_progress;
 use progress::Progress;
 pub use progress::{Phase, ProgressView, Running};
 pub use report::{Action, Class, Finding, FixResult, Report};
@@ -206,7 +207,9 @@ pub async fn reconcile_app(
         .map_err(store)?
         .ok_or_else(|| SweepError::Busy(app.name.clone()))?;
     let running = provisioner.reconciling.start(&app.name, options.dry_run);
+    let published = progress::publish(&provisioner.db, &app.name, running.progress.clone());
     let report = sweep(provisioner, app, options, &running.progress).await;
+    published.end().await;
     drop(running);
     claim.release().await;
     report

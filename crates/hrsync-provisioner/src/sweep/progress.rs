@@ -1,14 +1,28 @@
-//! How far the reconciliations running in this process are, for the admin
-//! API (and so the console) to show while one runs.
+//! How far the running reconciliations are, for the admin API (and so the
+//! console) to show while one runs: kept in memory by the process running
+//! it, and written to the store about every second so every other process
+//! shows it too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use serde::Serialize;
+use hrsync_store::Db;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::runs;
+
+/// How often a running reconciliation writes its progress to the store.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Progress not written for this long is of a process that died mid-run:
+/// not shown.
+const FRESH_MS: i64 = 10_000;
 
 /// What a running reconciliation is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Reading the app's accounts, the links and the persons.
@@ -80,7 +94,7 @@ impl Progress {
 }
 
 /// A running reconciliation as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressView {
     /// The app.
     pub app: String,
@@ -148,5 +162,77 @@ impl Drop for Registered<'_> {
         if let Ok(mut apps) = self.running.apps.lock() {
             apps.remove(&self.app);
         }
+    }
+}
+
+/// The progress of `app`'s reconciliation written by whichever process
+/// runs it, if one does.
+///
+/// # Errors
+/// Query failures.
+pub(crate) async fn shared(db: &Db, app: &str) -> sqlx::Result<Option<ProgressView>> {
+    let Some(json) = runs::progress(db, app, FRESH_MS).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&json) {
+        Ok(view) => Ok(Some(view)),
+        Err(error) => {
+            // Written by another version of hrsync: not shown.
+            tracing::warn!(app, %error, "reconciliation progress in the store not understood");
+            Ok(None)
+        }
+    }
+}
+
+/// Writes a run's progress to the store while it runs; deleted once
+/// [`Published::end`] is called or it is dropped.
+pub(super) struct Published {
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts writing `progress` of `app`'s run to the store, now and then
+/// every [`PUBLISH_EVERY`].
+pub(super) fn publish(db: &Db, app: &str, progress: Arc<Progress>) -> Published {
+    let stop = CancellationToken::new();
+    let (db, app, stopped) = (db.clone(), app.to_owned(), stop.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let written = match serde_json::to_string(&progress.view(&app)) {
+                Ok(json) => runs::publish_progress(&db, &app, &json).await,
+                Err(error) => Err(sqlx::Error::Decode(Box::new(error))),
+            };
+            if let Err(error) = written {
+                tracing::debug!(app, %error, "reconciliation progress not written");
+            }
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                () = tokio::time::sleep(PUBLISH_EVERY) => {}
+            }
+        }
+        if let Err(error) = runs::end_progress(&db, &app).await {
+            tracing::warn!(app, %error, "reconciliation progress not deleted; it goes stale");
+        }
+    });
+    Published {
+        stop,
+        task: Some(task),
+    }
+}
+
+impl Published {
+    /// Stops writing and deletes the run's progress.
+    pub(super) async fn end(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        // A run cancelled part way: its task deletes the progress.
+        self.stop.cancel();
     }
 }
