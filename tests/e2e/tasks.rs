@@ -42,16 +42,24 @@ impl Admin {
         Ok((status, answer.json().await.unwrap_or(Value::Null)))
     }
 
-    async fn close(&self, task_id: &Value, note: &str) -> anyhow::Result<(u16, Value)> {
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let answer = self
             .http
-            .post(format!("{}/api/v1/tasks/{task_id}/close", self.base))
+            .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .json(&json!({ "note": note }))
+            .json(body)
             .send()
             .await?;
         let status = answer.status().as_u16();
         Ok((status, answer.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn close(&self, task_id: &Value, note: &str) -> anyhow::Result<(u16, Value)> {
+        self.post(
+            &format!("/api/v1/tasks/{task_id}/close"),
+            &json!({ "note": note }),
+        )
+        .await
     }
 
     /// Lucy's payroll tasks, newest first.
@@ -193,6 +201,18 @@ async fn a_manual_app_gets_a_task_per_account_change_and_a_termination_completes
     assert_eq!(closed["note"], "made in Payroll");
     let (status, again) = admin.close(&create["task_id"], "twice").await?;
     assert_eq!(status, 409, "a closed task cannot be closed again: {again}");
+    // Provision-now does not drive a manual app, and says where its
+    // accounts are changed.
+    let (status, refused) = admin
+        .post("/api/v1/persons/E7/provision", &json!({ "app": "payroll" }))
+        .await?;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("manual-task app") && d.contains("tasks?app=payroll")),
+        "{refused}"
+    );
 
     // Mover: an update of what changed only.
     stack

@@ -292,7 +292,9 @@ pub(crate) async fn provision(
         actions::record(&api, &principal, "provision_now", &employee_id, ok, detail).await;
     let (change, results) = outcome.map_err(|e| match e {
         AdminError::UnknownPerson(_) => Problem::not_found(e.to_string()),
-        AdminError::UnknownApp(_) => Problem::unprocessable("$.app", e.to_string()),
+        AdminError::UnknownApp(_) | AdminError::ManualApp(_) => {
+            Problem::unprocessable("$.app", e.to_string())
+        }
         other => unavailable(other),
     })?;
     Ok(Json(Provisioned {

@@ -9,7 +9,7 @@ use hrsync_domain::DirectoryChange;
 use super::person::PersonLock;
 use super::{AppResult, Provisioner};
 use crate::reconcile::{
-    forget_held, held, reconcile_with, reread, untrip, Guarding, HoldReason, ReconcileError,
+    forget_held, held, reconcile_with, reread, untrip, App, Guarding, HoldReason, ReconcileError,
 };
 
 /// Why an admin command could not run.
@@ -18,6 +18,13 @@ pub enum AdminError {
     /// No such app is configured.
     #[error("no app named {0:?} in [[provisioner.apps]]")]
     UnknownApp(String),
+    /// A manual-task app: hrsync changes none of its accounts itself.
+    #[error(
+        "{0:?} is a manual-task app ([[provisioner.manual_apps]]): people change its \
+         accounts by hand, through its tasks (GET /api/v1/tasks?app={0}), not through this \
+         command"
+    )]
+    ManualApp(String),
     /// No change of this person (person id or employee id) has arrived.
     #[error(
         "no directory change for {0:?} has reached the provisioner yet \
@@ -59,9 +66,7 @@ impl Provisioner {
         only: Option<&str>,
     ) -> Result<(DirectoryChange, Vec<AppResult>), AdminError> {
         if let Some(app) = only {
-            if !self.apps.iter().any(|a| a.name == app) {
-                return Err(AdminError::UnknownApp(app.to_owned()));
-            }
+            self.scim_app(app)?;
         }
         let (change, _held) = self.newest_held(person).await?;
         let mut results = Vec::new();
@@ -83,6 +88,20 @@ impl Provisioner {
             results.push(self.try_now(app, &change).await);
         }
         Ok((change, results))
+    }
+
+    /// The SCIM app named `name`.
+    ///
+    /// # Errors
+    /// A manual-task app of that name, or none at all.
+    fn scim_app(&self, name: &str) -> Result<&App, AdminError> {
+        if let Some(app) = self.apps.iter().find(|a| a.name == name) {
+            return Ok(app);
+        }
+        if self.manual.iter().any(|a| a.name == name) {
+            return Err(AdminError::ManualApp(name.to_owned()));
+        }
+        Err(AdminError::UnknownApp(name.to_owned()))
     }
 
     /// The newest change seen for `person` (a person id or an HR employee
@@ -124,11 +143,7 @@ impl Provisioner {
         &self,
         app_name: &str,
     ) -> Result<Vec<(DirectoryChange, AppResult)>, AdminError> {
-        let app = self
-            .apps
-            .iter()
-            .find(|a| a.name == app_name)
-            .ok_or_else(|| AdminError::UnknownApp(app_name.to_owned()))?;
+        let app = self.scim_app(app_name)?;
         untrip(&self.db, app_name).await?;
         let mut done = Vec::new();
         for change in held(&self.db, app_name, HoldReason::Guard).await? {
