@@ -128,6 +128,14 @@ async function whyLucyHasSlack(page) {
   assert.match(tasks, /payroll/, `Lucy's open tasks: ${tasks}`);
   assert.match(tasks, /Create/, `Lucy's payroll task is a create: ${tasks}`);
   await shot(page, 'person-why');
+  // The app's page: no SCIM, so no health; its open tasks, Lucy's among them.
+  await page.getByRole('table', { name: 'Apps of the person' }).getByRole('link', { name: 'payroll' }).click();
+  await page.getByRole('heading', { level: 1, name: 'payroll' }).waitFor();
+  await page.getByText('An app without SCIM').waitFor();
+  const open = await page.getByRole('table', { name: 'Open tasks of the app' }).innerText();
+  assert.match(open, /E7/, `payroll's open tasks: ${open}`);
+  assert.match(open, /Create/, `payroll's open tasks: ${open}`);
+  await shot(page, 'manual-app');
 }
 
 async function releaseTheGuard(page) {

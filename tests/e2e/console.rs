@@ -132,6 +132,7 @@ async fn an_admin_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Result<
     for shot in [
         "viewer-refused",
         "person-why",
+        "manual-app",
         "terminations",
         "reconciled",
         "rules-preview",

@@ -142,9 +142,17 @@ async fn health(
     })
 }
 
+/// Whether `app` is a SCIM app; a manual-task app's 404 says it is one
+/// (`manual_app: true`), so a client can show its tasks instead.
 fn known(api: &AdminApi, app: &str) -> Result<(), Problem> {
     if api.provisioner.apps().iter().any(|a| a.name == app) {
         Ok(())
+    } else if api.provisioner.manual_apps().iter().any(|a| a.name == app) {
+        Err(Problem::not_found(format!(
+            "{app:?} is a manual-task app ([[provisioner.manual_apps]]): people change its \
+             accounts by hand, through its tasks (GET /api/v1/tasks?app={app})"
+        ))
+        .with("manual_app", true))
     } else {
         Err(Problem::not_found(format!(
             "no app named {app:?} in [[provisioner.apps]]"

@@ -1,12 +1,14 @@
 // One app: health, last errors, reconcile runs; for admins "Release guard"
-// (confirmed) and "Reconcile" (a dry run first, then "Fix").
+// (confirmed) and "Reconcile" (a dry run first, then "Fix"). A manual-task
+// app: its open tasks.
 
 import { apiGet, apiPostJson, segment } from './api.js';
 import { healthBadges, pendingText } from './apps.js';
 import { personLogLink } from './log.js';
+import { openTasksTable } from './tasks.js';
 import {
   actionButton, alertRegion, clearRegion, confirmDialog, dataTable, definitionList, el,
-  formatDuration, hasTraces, isAbort, loading, openDialog, outcomeBadge, pageHeading,
+  emptyState, formatDuration, hasTraces, isAbort, loading, openDialog, outcomeBadge, pageHeading,
   section, showError, showStatus, statusRegion, timeEl, toDate, traceLink, withBusy,
 } from './ui.js';
 
@@ -54,12 +56,39 @@ export async function render(context) {
   await loadApp(context, view);
 }
 
+/**
+ * A manual-task app (no SCIM): hrsync keeps no health of its own for it;
+ * its accounts are changed by hand, so the page lists its open tasks.
+ */
+async function loadManualApp(context, view) {
+  let page;
+  try {
+    page = await apiGet('/tasks', { app: view.name, status: 'open', limit: 50 }, { signal: context.signal });
+  } catch (error) {
+    if (isAbort(error)) return;
+    view.body.replaceChildren();
+    showError(view.alert, error);
+    return;
+  }
+  const all = `/console/tasks?app=${encodeURIComponent(view.name)}&status=any`;
+  view.body.replaceChildren(
+    el('p', { class: 'lede' }, 'An app without SCIM: people change its accounts by hand, through its tasks. ',
+      el('a', { href: all, text: 'All of its tasks' })),
+    section('Open tasks', page.items.length
+      ? openTasksTable(page.items, 'app')
+      : emptyState('No open tasks: every account is as asked.')));
+}
+
 async function loadApp(context, view) {
   let app;
   try {
     app = await apiGet(`/apps/${segment(view.name)}`, {}, { signal: context.signal });
   } catch (error) {
     if (isAbort(error)) return;
+    if (error.status === 404 && error.problem && error.problem.manual_app) {
+      await loadManualApp(context, view);
+      return;
+    }
     view.body.replaceChildren();
     showError(view.alert, error);
     return;

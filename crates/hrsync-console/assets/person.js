@@ -88,7 +88,7 @@ async function openTasks(context, person) {
   return section('Open tasks',
     el('p', { class: 'hint' }, 'Account changes someone must make by hand in apps without SCIM. ',
       el('a', { href: all, text: 'All of their tasks' })),
-    openTasksTable(page.items));
+    openTasksTable(page.items, 'person'));
 }
 
 /** Given and family name from the attributes, else the employee id. */

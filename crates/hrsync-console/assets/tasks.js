@@ -121,16 +121,20 @@ function actionBadge(action) {
 }
 
 /**
- * One person's open tasks, for their page: which app, what to do, why, and
- * how long it has waited (disables first, overdue ones marked).
+ * Open tasks for a person's page (`of: 'person'`, by app) or an app's
+ * (`of: 'app'`, by person): what to do, why, and how long each has waited
+ * (disables first, overdue ones marked).
  */
-export function openTasksTable(tasks) {
+export function openTasksTable(tasks, of) {
+  const which = of === 'app'
+    ? { header: 'Person', cell: (t) => personLink(t.employee_id), className: 'mono' }
+    : { header: 'App', cell: (t) => t.app };
   return dataTable({
-    label: 'Open tasks of the person',
+    label: `Open tasks of the ${of}`,
     rows: firstThingsFirst(tasks),
     columns: [
       { header: 'Task', cell: (t) => `#${t.task_id}`, className: 'mono' },
-      { header: 'App', cell: (t) => t.app },
+      which,
       { header: 'Do', cell: (t) => actionBadge(t.action) },
       { header: 'Why', cell: (t) => t.reason },
       { header: 'Open for', cell: (t) => ageCell(t), numeric: true },
