@@ -128,6 +128,12 @@ async function whyLucyHasSlack(page) {
   assert.match(tasks, /payroll/, `Lucy's open tasks: ${tasks}`);
   assert.match(tasks, /Create/, `Lucy's payroll task is a create: ${tasks}`);
   await shot(page, 'person-why');
+  // Listed among the apps without SCIM, with its open create.
+  await page.getByRole('link', { name: 'Apps', exact: true }).click();
+  const manual = page.getByRole('table', { name: 'Apps without SCIM' });
+  await manual.waitFor();
+  assert.match(await manual.innerText(), /payroll\s+1 create/, 'payroll among the apps without SCIM');
+  await page.goBack();
   // The app's page: no SCIM, so no health; its open tasks, Lucy's among them.
   await page.getByRole('table', { name: 'Apps of the person' }).getByRole('link', { name: 'payroll' }).click();
   await page.getByRole('heading', { level: 1, name: 'payroll' }).waitFor();

@@ -255,6 +255,16 @@ async fn a_manual_app_gets_a_task_per_account_change_and_a_termination_completes
     .await?;
     assert_eq!(open["complete"], false, "{open}");
     assert_eq!(open["apps"][0]["task_id"], disable["task_id"], "{open}");
+    // The app's open tasks, counted: the disable, and how long it waits.
+    let (status, manual) = admin.get("/api/v1/manual-apps").await?;
+    assert_eq!(status, 200, "{manual}");
+    assert_eq!(manual[0]["name"], "payroll", "{manual}");
+    assert_eq!(
+        manual[0]["open"],
+        json!({"create": 0, "update": 0, "disable": 1, "reactivate": 0}),
+        "{manual}"
+    );
+    assert!(manual[0]["oldest_disable_age_ms"].is_i64(), "{manual}");
     // The open disable is a metric, with its age.
     eventually_within(
         "the open disable task counted",
@@ -279,6 +289,9 @@ async fn a_manual_app_gets_a_task_per_account_change_and_a_termination_completes
     assert_eq!(done["complete"], true, "{done}");
     assert_eq!(done["apps"][0]["status"], "deactivated", "{done}");
     assert!(done["apps"][0]["latency_ms"].is_i64(), "{done}");
+    let (_, manual) = admin.get("/api/v1/manual-apps").await?;
+    assert_eq!(manual[0]["oldest_disable_age_ms"], Value::Null, "{manual}");
+    assert_eq!(manual[0]["oldest_open_at"], Value::Null, "{manual}");
 
     // The audit holds each task as handed out and as done; the actions
     // name who closed them.

@@ -96,6 +96,7 @@ pub fn router(api: AdminApi, authorizer: Authorizer, scopes: &Scopes) -> Router 
         .route("/api/v1/imports", get(imports::history))
         .route("/api/v1/hooks/deliveries", get(hooks::deliveries))
         .route("/api/v1/tasks", get(tasks::list))
+        .route("/api/v1/manual-apps", get(tasks::manual_apps))
         .route("/api/v1/tasks/{task_id}", get(tasks::one))
         .route(
             "/api/v1/imports/{source}/dry-run",
@@ -169,6 +170,7 @@ mod tests {
             "/api/v1/rules",
             "/api/v1/rules/preview",
             "/api/v1/tasks",
+            "/api/v1/manual-apps",
             "/api/v1/tasks/{task_id}",
             "/api/v1/tasks/{task_id}/close",
             "/api/v1/hooks/deliveries",

@@ -1,5 +1,6 @@
 //! The tasks of manual-task apps (apps without SCIM): listed with
-//! `GET /api/v1/tasks`, read with `GET /api/v1/tasks/{task_id}`, and closed
+//! `GET /api/v1/tasks`, read with `GET /api/v1/tasks/{task_id}`, counted
+//! per app with `GET /api/v1/manual-apps`, and closed
 //! by the person who did them with `POST /api/v1/tasks/{task_id}/close`
 //! (recorded as the admin action `task.close`, and in the provisioning
 //! audit as the operation done).
@@ -232,4 +233,56 @@ pub(crate) async fn close(
             Err(unavailable(e))
         }
     }
+}
+
+/// One manual-task app as `GET /api/v1/manual-apps` lists it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ManualAppView {
+    name: String,
+    instructions: Option<String>,
+    /// Open tasks, by action.
+    open: Value,
+    /// When the oldest open task was handed out.
+    oldest_open_at: Option<String>,
+    /// How long the oldest open disable has waited: a leaver keeps the
+    /// account until it is closed.
+    oldest_disable_age_ms: Option<i64>,
+}
+
+/// `GET /api/v1/manual-apps`: every manual-task app with its open tasks,
+/// in the configuration's order.
+pub(crate) async fn manual_apps(
+    State(api): State<Arc<AdminApi>>,
+) -> Result<Json<Vec<ManualAppView>>, Problem> {
+    let counts = tasks::open_counts(api.provisioner.store())
+        .await
+        .map_err(unavailable)?;
+    let now = now_ms();
+    let views = api
+        .provisioner
+        .manual_apps()
+        .iter()
+        .map(|app| {
+            let mine: Vec<_> = counts.iter().filter(|c| c.app == app.name).collect();
+            let mut open = json!({ "create": 0, "update": 0, "disable": 0, "reactivate": 0 });
+            for count in &mine {
+                open[count.action.as_str()] = json!(count.open);
+            }
+            ManualAppView {
+                name: app.name.clone(),
+                instructions: app.instructions.clone(),
+                open,
+                oldest_open_at: mine
+                    .iter()
+                    .map(|c| c.oldest_at_ms)
+                    .min()
+                    .and_then(paging::rfc3339),
+                oldest_disable_age_ms: mine
+                    .iter()
+                    .find(|c| c.action == "disable")
+                    .map(|c| (now - c.oldest_at_ms).max(0)),
+            }
+        })
+        .collect();
+    Ok(Json(views))
 }

@@ -1,5 +1,6 @@
 // Apps: each configured app's health, and above it the provisioner's dead
-// letters with, for admins, "Redrive DLQ".
+// letters with, for admins, "Redrive DLQ"; below, the apps without SCIM
+// with their open tasks.
 
 import { apiGet, apiPostJson } from './api.js';
 import {
@@ -14,8 +15,46 @@ export async function render(context) {
   context.setTitle('Apps');
   const dlq = el('div', {}, loading());
   const list = el('div', {}, loading());
-  context.main.append(pageHeading('Apps'), dlq, list);
-  await Promise.all([renderDeadLetters(context, dlq), renderApps(context, list)]);
+  const manual = el('div', {});
+  context.main.append(pageHeading('Apps'), dlq, list, manual);
+  await Promise.all([renderDeadLetters(context, dlq), renderApps(context, list),
+    renderManualApps(context, manual)]);
+}
+
+// ---------------------------------------------------- apps without SCIM --
+
+const TASK_ACTIONS = ['disable', 'create', 'update', 'reactivate'];
+
+/** The manual-task apps, if any: their open tasks, disables first. */
+async function renderManualApps(context, container) {
+  let apps;
+  try {
+    apps = await apiGet('/manual-apps', {}, { signal: context.signal });
+  } catch (error) {
+    if (isAbort(error)) return;
+    const alert = alertRegion();
+    container.replaceChildren(alert);
+    showError(alert, error);
+    return;
+  }
+  if (!apps.length) return;
+  const table = dataTable({
+    label: 'Apps without SCIM',
+    rows: apps,
+    columns: [
+      { header: 'App', cell: (a) => appLink(a.name) },
+      { header: 'Open tasks', cell: openTasksText },
+      { header: 'Oldest open disable', cell: (a) => (a.oldest_disable_age_ms === null ? 'None' : badge(formatDuration(a.oldest_disable_age_ms), 'bad')) },
+      { header: 'Oldest open task', cell: (a) => (a.oldest_open_at ? timeEl(a.oldest_open_at) : 'None') },
+    ],
+  });
+  container.replaceChildren(section('Apps without SCIM',
+    el('p', { class: 'hint', text: 'People change their accounts by hand, through tasks.' }), table.element));
+}
+
+function openTasksText(app) {
+  const parts = TASK_ACTIONS.filter((a) => app.open[a] > 0).map((a) => `${app.open[a]} ${a}`);
+  return parts.length ? parts.join(', ') : 'None';
 }
 
 // ------------------------------------------------------------ health --
