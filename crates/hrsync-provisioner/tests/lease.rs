@@ -96,26 +96,17 @@ async fn leases_on_postgres() -> anyhow::Result<()> {
 /// and applies the newest change: deactivated.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_finished_after_its_lease_was_lost_is_repaired() -> anyhow::Result<()> {
-    let pg = PgDatabase::fresh().await?;
-    let server = ScimServer::start()?;
-    let proxy = FaultProxy::start(&server.base_url()).await?;
-    let stalling = Arc::new(provisioner(pg.url(), &proxy.url(), server.token()).await?);
-    let other = provisioner(pg.url(), &server.base_url(), server.token()).await?;
+    let two = TwoProcesses::start().await?;
     let stop = CancellationToken::new();
-    let repairs = stalling.spawn_repairs(stop.clone());
-    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
-        .map_err(anyhow::Error::msg)?;
+    let repairs = two.stalling.spawn_repairs(stop.clone());
     // The POST held 2 s: the loss is most likely found when the lease is
     // given up; held 7 s: at a renewal (every 5 s) while the call waits.
     for (i, held) in [(1, 2), (2, 7)] {
-        let email = create_late_for_a_leaver(&pg, &proxy, &stalling, &other, i, held).await?;
+        let email = two.create_late_for_a_leaver(i, held).await?;
         // ...until the repair deactivates it.
-        wait_for(|| async {
-            let user = client.find_user("userName", &email).await?;
-            Ok(user.is_some_and(|u| u["active"] == serde_json::json!(false)))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{email} still active: {e}"))?;
+        wait_for(|| async { Ok(two.active(&email).await? == Some(false)) })
+            .await
+            .map_err(|e| anyhow::anyhow!("{email} still active: {e}"))?;
     }
     stop.cancel();
     repairs.await?;
@@ -127,76 +118,99 @@ async fn a_change_finished_after_its_lease_was_lost_is_repaired() -> anyhow::Res
 /// it exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_shot_repairs_the_persons_it_lost_when_it_closes() -> anyhow::Result<()> {
-    let pg = PgDatabase::fresh().await?;
-    let server = ScimServer::start()?;
-    let proxy = FaultProxy::start(&server.base_url()).await?;
-    let stalling = Arc::new(provisioner(pg.url(), &proxy.url(), server.token()).await?);
-    let other = provisioner(pg.url(), &server.base_url(), server.token()).await?;
-    let email = create_late_for_a_leaver(&pg, &proxy, &stalling, &other, 1, 2).await?;
-    stalling.close().await;
-    let client = ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
-        .map_err(anyhow::Error::msg)?;
-    let user = client.find_user("userName", &email).await?;
+    let two = TwoProcesses::start().await?;
+    let email = two.create_late_for_a_leaver(1, 2).await?;
+    two.stalling.close().await;
     assert_eq!(
-        user.map(|u| u["active"].clone()),
-        Some(serde_json::json!(false)),
+        two.active(&email).await?,
+        Some(false),
         "{email} after the one-shot closed"
     );
     Ok(())
 }
 
-/// `stalling` creates the account of hire `L{i}`, its POST held `held`
-/// seconds; meanwhile its lease expires and `other` applies their
-/// termination (no account yet: nothing to do). The late create lands: the
-/// leaver has an active account. Returns its `userName`.
-async fn create_late_for_a_leaver(
-    pg: &PgDatabase,
-    proxy: &FaultProxy,
-    stalling: &Arc<Provisioner>,
-    other: &Provisioner,
-    i: u32,
-    held: u64,
-) -> anyhow::Result<String> {
-    let person = |version, state, apps: &[&str]| {
-        directory_change(
-            &format!("L{i}"),
-            &format!("Lee{i} Leaver"),
-            version,
-            state,
-            apps,
-            &[],
-        )
-    };
-    let (hire, leave) = (person(1, Active, &["app"]), person(2, Deprovisioned, &[]));
-    proxy.inject(Some("POST"), Fault::Delay(Duration::from_secs(held)));
-    let posts = || {
-        proxy
-            .seen()
-            .iter()
-            .filter(|s| s.starts_with("POST"))
-            .count()
-    };
-    let before = posts();
-    let late = tokio::spawn({
-        let (stalling, hire) = (stalling.clone(), hire.clone());
-        async move { stalling.apply(&hire, None).await }
-    });
-    wait_for(|| async { Ok(posts() > before) }).await?;
-    sqlx::query("UPDATE provisioner_lease SET expires_at_ms = 0 WHERE person_id = $1")
-        .bind(hire.person_id.as_str())
-        .execute(&PgPool::connect(pg.url()).await?)
-        .await?;
-    let results = other.apply(&leave, None).await;
-    assert!(results[0].result.is_ok(), "{results:?}");
-    let created = late.await?;
-    assert!(
-        matches!(
-            created[0].result.as_deref(),
-            Ok([Operation::Created { .. }])
-        ),
-        "{created:?}"
-    );
-    Ok(format!("lee{i}@example.com"))
+/// Two provisioner processes on one store and one app: `stalling` reaches
+/// the app through a proxy that can hold its calls, `other` directly.
+struct TwoProcesses {
+    // Dropped in this order: the processes before their app and store.
+    stalling: Arc<Provisioner>,
+    other: Provisioner,
+    client: ScimClient,
+    proxy: FaultProxy,
+    _server: ScimServer,
+    pg: PgDatabase,
+}
+
+impl TwoProcesses {
+    async fn start() -> anyhow::Result<Self> {
+        let pg = PgDatabase::fresh().await?;
+        let server = ScimServer::start()?;
+        let proxy = FaultProxy::start(&server.base_url()).await?;
+        Ok(TwoProcesses {
+            stalling: Arc::new(provisioner(pg.url(), &proxy.url(), server.token()).await?),
+            other: provisioner(pg.url(), &server.base_url(), server.token()).await?,
+            client: ScimClient::new(&server.base_url(), server.token(), Duration::from_secs(10))
+                .map_err(anyhow::Error::msg)?,
+            pg,
+            proxy,
+            _server: server,
+        })
+    }
+
+    /// Whether the account named `email` is active in the app, if it
+    /// exists.
+    async fn active(&self, email: &str) -> anyhow::Result<Option<bool>> {
+        let user = self.client.find_user("userName", email).await?;
+        Ok(user.map(|u| u["active"] == serde_json::json!(true)))
+    }
+
+    /// `stalling` creates the account of hire `L{i}`, its POST held `held`
+    /// seconds; meanwhile its lease expires and `other` applies their
+    /// termination (no account yet: nothing to do). The late create lands:
+    /// the leaver has an active account. Returns its `userName`.
+    async fn create_late_for_a_leaver(&self, i: u32, held: u64) -> anyhow::Result<String> {
+        let person = |version, state, apps: &[&str]| {
+            directory_change(
+                &format!("L{i}"),
+                &format!("Lee{i} Leaver"),
+                version,
+                state,
+                apps,
+                &[],
+            )
+        };
+        let (hire, leave) = (person(1, Active, &["app"]), person(2, Deprovisioned, &[]));
+        self.proxy
+            .inject(Some("POST"), Fault::Delay(Duration::from_secs(held)));
+        let posts = || {
+            self.proxy
+                .seen()
+                .iter()
+                .filter(|s| s.starts_with("POST"))
+                .count()
+        };
+        let before = posts();
+        let late = tokio::spawn({
+            let (stalling, hire) = (self.stalling.clone(), hire.clone());
+            async move { stalling.apply(&hire, None).await }
+        });
+        wait_for(|| async { Ok(posts() > before) }).await?;
+        sqlx::query("UPDATE provisioner_lease SET expires_at_ms = 0 WHERE person_id = $1")
+            .bind(hire.person_id.as_str())
+            .execute(&PgPool::connect(self.pg.url()).await?)
+            .await?;
+        let results = self.other.apply(&leave, None).await;
+        assert!(results[0].result.is_ok(), "{results:?}");
+        let created = late.await?;
+        assert!(
+            matches!(
+                created[0].result.as_deref(),
+                Ok([Operation::Created { .. }])
+            ),
+            "{created:?}"
+        );
+        Ok(format!("lee{i}@example.com"))
+    }
 }
 
 async fn provisioner(db_url: &str, base_url: &str, token: &str) -> anyhow::Result<Provisioner> {
