@@ -123,6 +123,7 @@ async function whyLucyHasSlack(page) {
   const apps = await page.getByRole('table', { name: 'Apps of the person' }).innerText();
   assert.match(apps, /slack/);
   assert.match(apps, /Customer Support/, `slack granted by: ${apps}`);
+  assert.match(apps, /payroll\s+Granted by Payroll users\s+Create task open\s+By hand/, `payroll: ${apps}`);
   // Her payroll account (an app without SCIM) waits for someone to make it.
   const tasks = await page.getByRole('table', { name: 'Open tasks of the person' }).innerText();
   assert.match(tasks, /payroll/, `Lucy's open tasks: ${tasks}`);

@@ -199,6 +199,12 @@ async fn a_manual_app_gets_a_task_per_account_change_and_a_termination_completes
     assert_eq!(closed["status"], "done");
     assert_eq!(closed["closed_by"], "admin", "the token's subject");
     assert_eq!(closed["note"], "made in Payroll");
+    let (_, lucy) = admin.get("/api/v1/persons/E7").await?;
+    assert_eq!(
+        lucy["manual_accounts"],
+        json!([{"app": "payroll", "asked": true, "active": true}]),
+        "{lucy}"
+    );
     let (status, again) = admin.close(&create["task_id"], "twice").await?;
     assert_eq!(status, 409, "a closed task cannot be closed again: {again}");
     // Provision-now does not drive a manual app, and says where its

@@ -14,6 +14,7 @@ use hrsync_projector::project::{
 use hrsync_projector::state::PersonState;
 use hrsync_provisioner::run::AdminError;
 use hrsync_provisioner::store::accounts::{self, Account as StoredAccount};
+use hrsync_provisioner::store::tasks;
 use serde::Deserialize;
 use serde::Serialize;
 use serde_json::json;
@@ -52,6 +53,8 @@ pub(crate) struct Person {
     why: Option<Why>,
     /// Each app's account as the provisioner last left it.
     accounts: Vec<Account>,
+    /// The person's accounts in manual-task apps, as last asked of people.
+    manual_accounts: Vec<ManualAccount>,
     /// The latest events, newest first.
     events: Vec<Event>,
 }
@@ -79,6 +82,17 @@ struct Account {
     updated_at: Option<String>,
     /// The latest SCIM operations for it, newest first.
     last_operations: Vec<AuditItem>,
+}
+
+/// A person's account in a manual-task app (one they are assigned, or
+/// one asked for), as last asked of people through its tasks.
+#[derive(Debug, Serialize)]
+struct ManualAccount {
+    app: String,
+    /// A create was asked for (its task may still be open).
+    asked: bool,
+    /// Enabled, as last asked.
+    active: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,9 +160,35 @@ pub(crate) async fn get_person(
         let last = last_operations(&api, &view.person_id, &account.app, OPERATIONS_PER_APP).await?;
         accounts.push(account_view(account, last));
     }
+    let manual = manual_accounts(&api, &view).await?;
     let mut person = person(view, accounts, Utc::now().timestamp_millis());
     person.why = why;
+    person.manual_accounts = manual;
     Ok(Json(person))
+}
+
+/// `view`'s accounts in the manual-task apps they are assigned or were
+/// asked an account in.
+async fn manual_accounts(api: &AdminApi, view: &PersonView) -> Result<Vec<ManualAccount>, Problem> {
+    let asked = tasks::accounts(
+        api.provisioner.store(),
+        std::slice::from_ref(&view.person_id),
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(api
+        .provisioner
+        .manual_apps()
+        .iter()
+        .filter_map(|app| {
+            let account = asked.iter().find(|(_, a, _)| *a == app.name);
+            (account.is_some() || view.apps.contains(&app.name)).then(|| ManualAccount {
+                app: app.name.clone(),
+                asked: account.is_some(),
+                active: account.is_some_and(|(_, _, active)| *active),
+            })
+        })
+        .collect())
 }
 
 fn account_view(account: StoredAccount, last_operations: Vec<AuditItem>) -> Account {
@@ -196,6 +236,7 @@ fn person(view: PersonView, accounts: Vec<Account>, now_ms: i64) -> Person {
         apps: view.apps.clone(),
         why: None,
         accounts,
+        manual_accounts: Vec::new(),
         events: view
             .recent
             .iter()

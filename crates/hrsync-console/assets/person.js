@@ -65,30 +65,38 @@ async function loadPerson(context, employeeId, view) {
     profileSection(person),
     lifecycleSection(person),
     groupsSection(person),
-    appsSection(person, context.session),
-    tasks,
+    appsSection(person, context.session, tasks.items || []),
+    tasksSection(person, tasks),
     timelineSection(person, context.session)].filter(Boolean));
 }
 
-/**
- * The person's open tasks in apps without SCIM, if they have any: a leaver
- * keeps such an account until its disable task is closed.
- */
+/** The person's open tasks in apps without SCIM: `{ items }` or `{ error }`. */
 async function openTasks(context, person) {
-  let page;
+  if (!(person.manual_accounts || []).length) return { items: [] };
   try {
-    page = await apiGet('/tasks', { employee_id: person.employee_id, status: 'open', limit: 50 },
+    const page = await apiGet('/tasks', { employee_id: person.employee_id, status: 'open', limit: 50 },
       { signal: context.signal });
+    return { items: page.items };
   } catch (error) {
-    if (isAbort(error)) return null;
-    return section('Open tasks', el('p', { class: 'error-text', text: `The tasks could not be read: ${error.message}` }));
+    return { error };
   }
-  if (!page.items.length) return null;
+}
+
+/**
+ * The person's open tasks, if they have any: a leaver keeps such an
+ * account until its disable task is closed.
+ */
+function tasksSection(person, tasks) {
+  if (tasks.error) {
+    if (isAbort(tasks.error)) return null;
+    return section('Open tasks', el('p', { class: 'error-text', text: `The tasks could not be read: ${tasks.error.message}` }));
+  }
+  if (!tasks.items.length) return null;
   const all = `/console/tasks?employee_id=${encodeURIComponent(person.employee_id)}&status=any`;
   return section('Open tasks',
     el('p', { class: 'hint' }, 'Account changes someone must make by hand in apps without SCIM. ',
       el('a', { href: all, text: 'All of their tasks' })),
-    openTasksTable(page.items, 'person'));
+    openTasksTable(tasks.items, 'person'));
 }
 
 /** Given and family name from the attributes, else the employee id. */
@@ -219,7 +227,7 @@ export function valueText(value) {
 
 // --------------------------------------------------------------- apps --
 
-function appsSection(person, session) {
+function appsSection(person, session, openTasks) {
   const rows = appRows(person);
   const table = dataTable({
     label: 'Apps of the person',
@@ -228,8 +236,8 @@ function appsSection(person, session) {
     columns: [
       { header: 'App', cell: (r) => appLink(r.app) },
       { header: 'Why', cell: (r) => whyApp(r.explanation) },
-      { header: 'Account', cell: (r) => accountBadge(r.account) },
-      { header: 'Status', cell: (r) => accountStatus(r.account) },
+      { header: 'Account', cell: (r) => (r.manual ? manualBadge(r.manual, openTasks) : accountBadge(r.account)) },
+      { header: 'Status', cell: (r) => (r.manual ? badge('By hand', 'info') : accountStatus(r.account)) },
       { header: 'SCIM id', cell: (r) => r.account && r.account.scim_id, className: 'mono' },
       { header: 'Last error', cell: (r) => r.account && r.account.last_error, className: 'error-text' },
       { header: 'Updated', cell: (r) => r.account && timeEl(r.account.updated_at) },
@@ -243,16 +251,30 @@ function appsSection(person, session) {
 function appRows(person) {
   const explanations = person.why ? person.why.apps : [];
   const accounts = person.accounts || [];
+  const manual = person.manual_accounts || [];
   const names = [
     ...explanations.filter((a) => a.assigned).map((a) => a.app),
     ...(person.apps || []),
     ...accounts.map((a) => a.app),
+    ...manual.map((a) => a.app),
   ];
   return [...new Set(names)].map((app) => ({
     app,
     explanation: explanations.find((a) => a.app === app) || null,
     account: accounts.find((a) => a.app === app) || null,
+    manual: manual.find((a) => a.app === app) || null,
   }));
+}
+
+/**
+ * An account in an app without SCIM: what its open task asks, else what
+ * was last asked of people (and done).
+ */
+function manualBadge(account, openTasks) {
+  const task = openTasks.find((t) => t.app === account.app);
+  if (task) return badge(`${task.action[0].toUpperCase()}${task.action.slice(1)} task open`, 'warn');
+  if (!account.asked) return badge('No account', 'muted');
+  return account.active ? badge('Active', 'ok') : badge('Disabled', 'muted');
 }
 
 function whyApp(explanation) {
