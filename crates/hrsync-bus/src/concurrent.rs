@@ -157,12 +157,10 @@ impl Offsets {
         if !f.done || f.epoch != revoked.epoch(&f.topic, f.partition) {
             return;
         }
+        // Dispatched in this epoch, so its partition's entry is of it too.
         let Some(partition) = self.0.get_mut(&(f.topic.clone(), f.partition)) else {
             return;
         };
-        if partition.epoch != f.epoch {
-            return;
-        }
         if let Some(upto) = partition.finish(f.offset) {
             if let Err(error) = consumer.inner.store_offset(&f.topic, f.partition, upto) {
                 // Revoked meanwhile: its new owner redoes the work.

@@ -56,6 +56,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn login_ttl_ms() -> i64 {
+    i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A sign-in sent to the issuer, waiting for its callback.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingLogin {
@@ -139,7 +143,7 @@ impl Sessions {
         return_to: &str,
     ) -> sqlx::Result<()> {
         let now = now_ms();
-        let ttl_ms = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
+        let ttl_ms = login_ttl_ms();
         sqlx::query("DELETE FROM console_login WHERE started_at_ms < $1")
             .bind(now - ttl_ms)
             .execute(self.db.pool())
@@ -175,7 +179,7 @@ impl Sessions {
         .bind(state)
         .fetch_optional(self.db.pool())
         .await?;
-        let ttl_ms = i64::try_from(LOGIN_TTL.as_millis()).unwrap_or(i64::MAX);
+        let ttl_ms = login_ttl_ms();
         Ok(row.filter(|(.., started)| now_ms() - started < ttl_ms).map(
             |(verifier, nonce, return_to, _)| PendingLogin {
                 verifier,
